@@ -1,0 +1,81 @@
+"""Per-client state of a Session-Reflector: counters, sequence, last reflection.
+
+A session is identified by the 4-tuple and the SSID (RFC 8972 §3).  The table is an
+LRU: every packet moves its session to the end, so idle expiry and eviction when the
+table is full both take from the front (oldest activity first) in O(1).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+SessionKey = tuple[str, int, str, int, int]  # source addr, source port, local addr, local port, SSID
+
+
+@dataclass(slots=True)
+class Session:
+    key: SessionKey
+    first_seen_ns: int
+    last_seen_ns: int
+    received: int = 0  # R_RxC: test packets received in this session
+    transmitted: int = 0  # R_TxC: replies sent; also the next stateful Sequence Number
+    last_sender_sequence: int | None = None
+    last_reply_sequence: int | None = None  # for Follow-Up Telemetry
+    last_reply_tx_ns: int | None = None
+    last_reply_tx_method: int = 0
+
+    @property
+    def source(self) -> tuple[str, int]:
+        return self.key[0], self.key[1]
+
+
+class SessionTable:
+    """Bounded, idle-expiring map of sessions (``max_sessions`` 0 means unbounded)."""
+
+    def __init__(self, idle_timeout_ns: int, max_sessions: int) -> None:
+        self.idle_timeout_ns = idle_timeout_ns
+        self.max_sessions = max_sessions
+        self._sessions: OrderedDict[SessionKey, Session] = OrderedDict()
+        self.expired = 0
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self):
+        return iter(list(self._sessions.values()))
+
+    def get(self, key: SessionKey) -> Session | None:
+        return self._sessions.get(key)
+
+    def touch(self, key: SessionKey, now_ns: int) -> Session:
+        """The session for ``key``, created if new, marked active at ``now_ns``."""
+        sessions = self._sessions
+        session = sessions.get(key)
+        if session is None:
+            self.expire(now_ns)
+            if self.max_sessions and len(sessions) >= self.max_sessions:
+                sessions.popitem(last=False)
+                self.evicted += 1
+            session = sessions[key] = Session(key, now_ns, now_ns)
+        else:
+            sessions.move_to_end(key)
+            session.last_seen_ns = now_ns
+        return session
+
+    def expire(self, now_ns: int) -> int:
+        """Drop sessions idle for longer than the timeout (0 disables expiry)."""
+        if not self.idle_timeout_ns:
+            return 0
+        horizon = now_ns - self.idle_timeout_ns
+        sessions = self._sessions
+        n = 0
+        while sessions:
+            oldest = next(iter(sessions.values()))
+            if oldest.last_seen_ns >= horizon:
+                break
+            sessions.popitem(last=False)
+            n += 1
+        self.expired += n
+        return n

@@ -1,0 +1,116 @@
+"""Base STAMP test packets, both directions, open and authenticated (RFC 8762 §4.2-4.3).
+
+The SSID sits right after the first Error Estimate (RFC 8972 §3).  TLVs, if any, start
+at octet 44 (open) or 112 (authenticated, after the HMAC); they are kept here as raw
+bytes and parsed by :mod:`stamp_suite.wire.tlv`.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, replace
+
+from .auth import HMAC_LEN, hmac16
+
+OPEN_BASE_LEN = 44
+AUTH_BASE_LEN = 112
+HMAC_COVERED = 96  # octets 0-95 (RFC 8762 §4.4)
+# Fields a TWAMP-Light reflector must return at least: up to the Session-Sender Error
+# Estimate of the open reply.  Some answer with exactly these 38 octets.
+MIN_OPEN_REPLY_LEN = 38
+
+SENDER_OPEN = struct.Struct("!IQHH28x")
+REFLECTOR_OPEN = struct.Struct("!IQHHQIQH2xB3x")
+SENDER_AUTH = struct.Struct("!I12xQHH68x")  # HMAC (16) follows at 96
+REFLECTOR_AUTH = struct.Struct("!I12xQHH4xQ8xI12xQH6xB15x")
+assert SENDER_OPEN.size == REFLECTOR_OPEN.size == OPEN_BASE_LEN
+assert SENDER_AUTH.size == REFLECTOR_AUTH.size == HMAC_COVERED
+
+
+class MalformedPacket(ValueError):
+    """The datagram cannot be a STAMP packet of the expected kind."""
+
+
+def base_length(authenticated: bool) -> int:
+    return AUTH_BASE_LEN if authenticated else OPEN_BASE_LEN
+
+
+@dataclass(frozen=True, slots=True)
+class SenderPacket:
+    """Session-Sender test packet (RFC 8762 Figs 3 and 4, RFC 8972 Figs 1 and 2)."""
+
+    sequence_number: int
+    timestamp: int  # T1, 64-bit wire value; its format is the Error Estimate's Z bit
+    error_estimate: int
+    ssid: int = 0
+    tlvs: bytes = b""
+    hmac: bytes = bytes(HMAC_LEN)  # authenticated mode only
+
+    def to_bytes(self, key: bytes | None = None) -> bytes:
+        """Open packet without a key; authenticated (HMAC over octets 0-95) with one."""
+        if key is None:
+            return SENDER_OPEN.pack(self.sequence_number, self.timestamp, self.error_estimate, self.ssid) + self.tlvs
+        head = SENDER_AUTH.pack(self.sequence_number, self.timestamp, self.error_estimate, self.ssid)
+        return head + hmac16(key, head) + self.tlvs
+
+    @classmethod
+    def from_bytes(cls, data: bytes, authenticated: bool = False) -> SenderPacket:
+        """Parse a full-size packet; shorter data raises :class:`MalformedPacket`."""
+        if authenticated:
+            if len(data) < AUTH_BASE_LEN:
+                raise MalformedPacket(f"authenticated packet needs {AUTH_BASE_LEN} octets, got {len(data)}")
+            seq, ts, ee, ssid = SENDER_AUTH.unpack_from(data)
+            return cls(seq, ts, ee, ssid, bytes(data[AUTH_BASE_LEN:]), bytes(data[96:112]))
+        if len(data) < OPEN_BASE_LEN:
+            raise MalformedPacket(f"open packet needs {OPEN_BASE_LEN} octets, got {len(data)}")
+        seq, ts, ee, ssid = SENDER_OPEN.unpack_from(data)
+        return cls(seq, ts, ee, ssid, bytes(data[OPEN_BASE_LEN:]))
+
+    @classmethod
+    def from_short(cls, data: bytes) -> SenderPacket:
+        """A packet shorter than the open base (TWAMP-Light senders send 14 octets or so).
+
+        The missing octets are taken as zero (RFC 8762 §4.6 leaves this open: digest §8).
+        """
+        return cls.from_bytes(bytes(data) + bytes(OPEN_BASE_LEN - len(data)))
+
+
+@dataclass(frozen=True, slots=True)
+class ReflectorPacket:
+    """Session-Reflector test packet (RFC 8762 Figs 5 and 6, RFC 8972 Figs 3 and 4)."""
+
+    sequence_number: int
+    timestamp: int  # T3
+    error_estimate: int  # describes T3 and T2
+    ssid: int
+    receive_timestamp: int  # T2
+    sender_sequence_number: int
+    sender_timestamp: int  # T1, copied
+    sender_error_estimate: int
+    sender_ttl: int
+    tlvs: bytes = b""
+    hmac: bytes = bytes(HMAC_LEN)
+
+    def to_bytes(self, key: bytes | None = None) -> bytes:
+        fields = (self.sequence_number, self.timestamp, self.error_estimate, self.ssid, self.receive_timestamp,
+                  self.sender_sequence_number, self.sender_timestamp, self.sender_error_estimate, self.sender_ttl)
+        if key is None:
+            return REFLECTOR_OPEN.pack(*fields) + self.tlvs
+        head = REFLECTOR_AUTH.pack(*fields)
+        return head + hmac16(key, head) + self.tlvs
+
+    @classmethod
+    def from_bytes(cls, data: bytes, authenticated: bool = False) -> ReflectorPacket:
+        """Parse a reply.  Open replies of 38..43 octets (TWAMP-Light) are padded with zeros."""
+        if authenticated:
+            if len(data) < AUTH_BASE_LEN:
+                raise MalformedPacket(f"authenticated reply needs {AUTH_BASE_LEN} octets, got {len(data)}")
+            return cls(*REFLECTOR_AUTH.unpack_from(data), bytes(data[AUTH_BASE_LEN:]), bytes(data[96:112]))
+        if len(data) < MIN_OPEN_REPLY_LEN:
+            raise MalformedPacket(f"reply needs at least {MIN_OPEN_REPLY_LEN} octets, got {len(data)}")
+        if len(data) < OPEN_BASE_LEN:
+            return cls(*REFLECTOR_OPEN.unpack(bytes(data) + bytes(OPEN_BASE_LEN - len(data))))
+        return cls(*REFLECTOR_OPEN.unpack_from(data), bytes(data[OPEN_BASE_LEN:]))
+
+    def with_tlvs(self, tlvs: bytes) -> ReflectorPacket:
+        return replace(self, tlvs=tlvs)

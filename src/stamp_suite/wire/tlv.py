@@ -1,0 +1,172 @@
+"""STAMP TLVs: header, flags, list parsing and building (RFC 8972 §4).
+
+Header: Flags(1) Type(1) Length(2); Length counts the Value only.  Flags are U (0x80,
+unrecognised), M (0x40, malformed), I (0x20, integrity failed).  The same header is
+used by Location and Return Path sub-TLVs.
+
+Parsing never raises: a TLV whose Length runs past the end of the packet comes back
+with ``truncated`` set (its declared Length kept, so a reply can copy it byte-exact),
+and fewer than four trailing octets come back as ``trailing``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .auth import HMAC_LEN, hmac16, verify16
+
+TLV_HEADER = struct.Struct("!BBH")
+HEADER_LEN = 4
+
+FLAG_U = 0x80
+FLAG_M = 0x40
+FLAG_I = 0x20
+
+
+class TlvType:
+    """STAMP TLV Types (IANA, RFC 8972 §5.1, RFC 9503 §7, RFC 9534 §5)."""
+
+    EXTRA_PADDING = 1
+    LOCATION = 2
+    TIMESTAMP_INFORMATION = 3
+    CLASS_OF_SERVICE = 4
+    DIRECT_MEASUREMENT = 5
+    ACCESS_REPORT = 6
+    FOLLOW_UP_TELEMETRY = 7
+    HMAC = 8
+    DESTINATION_NODE_ADDRESS = 9
+    RETURN_PATH = 10
+    MICRO_SESSION_ID = 11
+
+
+class MalformedTlv(ValueError):
+    """The Value does not have a valid length or layout for its Type (sets the M flag)."""
+
+
+@dataclass(slots=True)
+class RawTlv:
+    """One TLV as it is on the wire; ``offset`` is where its header starts in the area parsed."""
+
+    flags: int
+    type: int
+    length: int
+    value: bytes
+    offset: int = 0
+    truncated: bool = False  # Length runs past the end of the packet
+
+    @property
+    def size(self) -> int:
+        return HEADER_LEN + len(self.value)
+
+    def to_bytes(self) -> bytes:
+        return TLV_HEADER.pack(self.flags, self.type, self.length) + self.value
+
+    @classmethod
+    def build(cls, tlv_type: int, value: bytes, flags: int = FLAG_U) -> RawTlv:
+        return cls(flags, tlv_type, len(value), bytes(value))
+
+
+@dataclass(slots=True)
+class TlvList:
+    """The result of parsing a TLV area."""
+
+    tlvs: list[RawTlv]
+    trailing: bytes = b""  # 1..3 octets too short for a header
+
+    @property
+    def well_formed(self) -> bool:
+        return not self.trailing and not any(t.truncated for t in self.tlvs)
+
+
+def parse_tlvs(data: bytes | memoryview, start: int = 0) -> TlvList:
+    """Split ``data[start:]`` into TLVs, stopping at the first one that runs past the end."""
+    tlvs: list[RawTlv] = []
+    end = len(data)
+    pos = start
+    while pos < end:
+        if end - pos < HEADER_LEN:
+            return TlvList(tlvs, bytes(data[pos:]))
+        flags, tlv_type, length = TLV_HEADER.unpack_from(data, pos)
+        vstart = pos + HEADER_LEN
+        if vstart + length > end:
+            tlvs.append(RawTlv(flags, tlv_type, length, bytes(data[vstart:]), pos - start, truncated=True))
+            return TlvList(tlvs)
+        tlvs.append(RawTlv(flags, tlv_type, length, bytes(data[vstart:vstart + length]), pos - start))
+        pos = vstart + length
+    return TlvList(tlvs)
+
+
+def build_tlvs(tlvs: list[RawTlv]) -> bytes:
+    return b"".join(t.to_bytes() for t in tlvs)
+
+
+class TlvValue:
+    """Base of the typed TLV Values: one subclass per Type, registered by ``TYPE``."""
+
+    TYPE: ClassVar[int]
+    registry: ClassVar[dict[int, type[TlvValue]]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "TYPE" in cls.__dict__:
+            TlvValue.registry[cls.TYPE] = cls
+
+    @classmethod
+    def from_value(cls, value: bytes) -> TlvValue:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_value(self) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_tlv(self, flags: int = FLAG_U) -> RawTlv:
+        """The sender MUST set U on every TLV it sends (RFC 8972 §4)."""
+        return RawTlv.build(self.TYPE, self.to_value(), flags)
+
+
+def decode(tlv: RawTlv) -> TlvValue | None:
+    """The typed Value of a TLV, or None for an unknown Type.  Raises :class:`MalformedTlv`."""
+    if tlv.truncated:
+        raise MalformedTlv(f"TLV type {tlv.type} Length {tlv.length} runs past the end of the packet")
+    cls = TlvValue.registry.get(tlv.type)
+    return None if cls is None else cls.from_value(tlv.value)
+
+
+def require_length(value: bytes, *allowed: int, what: str) -> None:
+    if len(value) not in allowed:
+        raise MalformedTlv(f"{what}: Length {len(value)}, expected {' or '.join(map(str, allowed))}")
+
+
+# --- HMAC TLV (RFC 8972 §4.8) -------------------------------------------------------
+
+def hmac_tlv_position_ok(tlvs: list[RawTlv]) -> bool:
+    """The HMAC TLV must be the last TLV except for trailing Extra Padding TLVs."""
+    positions = [i for i, t in enumerate(tlvs) if t.type == TlvType.HMAC]
+    if len(positions) != 1:
+        return False
+    return all(t.type == TlvType.EXTRA_PADDING for t in tlvs[positions[0] + 1:])
+
+
+def hmac_tlv_input(sequence_field: bytes, tlv_area: bytes | memoryview, hmac_offset: int) -> bytes:
+    """Sequence Number field (octets 0-3) followed by every TLV before the HMAC TLV, headers included."""
+    return bytes(sequence_field) + bytes(tlv_area[:hmac_offset])
+
+
+def compute_hmac_tlv(key: bytes, sequence_field: bytes, preceding: bytes, flags: int = FLAG_U) -> RawTlv:
+    return RawTlv.build(TlvType.HMAC, hmac16(key, bytes(sequence_field) + preceding), flags)
+
+
+def verify_hmac_tlv(key: bytes, sequence_field: bytes, tlv_area: bytes | memoryview, tlvs: list[RawTlv]) -> bool:
+    """True when exactly one HMAC TLV is in an allowed position and its value verifies."""
+    if not hmac_tlv_position_ok(tlvs):
+        return False
+    h = next(t for t in tlvs if t.type == TlvType.HMAC)
+    if h.length != HMAC_LEN or h.truncated:
+        return False
+    return verify16(key, hmac_tlv_input(sequence_field, tlv_area, h.offset), h.value)
+
+
+def hmac_tlv_required(tlvs: list[RawTlv]) -> bool:
+    """In authenticated mode an HMAC TLV is needed unless the only TLV is one Extra Padding."""
+    return bool(tlvs) and not (len(tlvs) == 1 and tlvs[0].type == TlvType.EXTRA_PADDING)

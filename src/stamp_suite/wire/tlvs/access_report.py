@@ -1,0 +1,35 @@
+"""Access Report TLV, Type 6 (RFC 8972 §4.6), Length 4: ID(4 bits) Resv(4) Return Code(8) Reserved(16)."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ..tlv import TlvType, TlvValue, require_length
+
+_VALUE = struct.Struct("!BBH")
+ACCESS_ID_3GPP = 1
+ACCESS_ID_NON_3GPP = 2
+RETURN_CODE_AVAILABLE = 1
+RETURN_CODE_UNAVAILABLE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class AccessReport(TlvValue):
+    TYPE = TlvType.ACCESS_REPORT
+    access_id: int = ACCESS_ID_3GPP
+    return_code: int = RETURN_CODE_AVAILABLE
+
+    @classmethod
+    def from_value(cls, value: bytes) -> AccessReport:
+        require_length(value, 4, what="Access Report")
+        first, code, _ = _VALUE.unpack(value)
+        return cls(first >> 4, code)
+
+    @property
+    def valid_id(self) -> bool:
+        """Any ID but 1 (3GPP) or 2 (non-3GPP) means the TLV MUST be discarded."""
+        return self.access_id in (ACCESS_ID_3GPP, ACCESS_ID_NON_3GPP)
+
+    def to_value(self) -> bytes:
+        return _VALUE.pack((self.access_id & 0xF) << 4, self.return_code, 0)

@@ -1,0 +1,38 @@
+"""Class of Service TLV, Type 4 (RFC 8972 §4.4), Length 4.
+
+Value bits: DSCP1(6) DSCP2(6) ECN(2) RP(2) Reserved(16).  DSCP1 is what the sender asks
+for in the reply; DSCP2 and ECN are what the reflector received; RP=1 says the reflector
+refused DSCP1.  There is no "ECN1": that field comes from a draft (digest §2.6.4, §7).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ..tlv import TlvType, TlvValue, require_length
+
+_WORD = struct.Struct("!I")
+
+
+@dataclass(frozen=True, slots=True)
+class ClassOfService(TlvValue):
+    TYPE = TlvType.CLASS_OF_SERVICE
+    dscp1: int = 0
+    dscp2: int = 0
+    ecn: int = 0
+    rp: int = 0
+
+    def __post_init__(self) -> None:
+        for name, limit in (("dscp1", 63), ("dscp2", 63), ("ecn", 3), ("rp", 3)):
+            if not 0 <= getattr(self, name) <= limit:
+                raise ValueError(f"Class of Service {name} must be 0..{limit}")
+
+    @classmethod
+    def from_value(cls, value: bytes) -> ClassOfService:
+        require_length(value, 4, what="Class of Service")
+        (w,) = _WORD.unpack(value)
+        return cls(w >> 26, (w >> 20) & 0x3F, (w >> 18) & 3, (w >> 16) & 3)
+
+    def to_value(self) -> bytes:
+        return _WORD.pack((self.dscp1 << 26) | (self.dscp2 << 20) | (self.ecn << 18) | (self.rp << 16))
