@@ -12,7 +12,7 @@ and fewer than four trailing octets come back as ``trailing``.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .auth import HMAC_LEN, hmac16, verify16
@@ -53,7 +53,7 @@ class RawTlv:
     type: int
     length: int
     value: bytes
-    offset: int = 0
+    offset: int = field(default=0, compare=False)
     truncated: bool = False  # Length runs past the end of the packet
 
     @property

@@ -1,0 +1,307 @@
+"""Reflector rules (RFC 8762 §4.3, RFC 8972 §4, RFC 9503, RFC 9534) on plain bytes."""
+
+import ipaddress
+import random
+import struct
+
+import pytest
+
+from conftest import EX_A, EX_B, EX_C, EX_C2, EX_E, KEY, T2_NS, T3_NS
+from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
+from stamp_suite.wire.auth import KeyStore
+from stamp_suite.wire.packet import ReflectorPacket
+from stamp_suite.wire.timestamp import ErrorEstimate
+from stamp_suite.wire.tlv import FLAG_I, FLAG_M, FLAG_U, RawTlv, build_tlvs, parse_tlvs, verify_hmac_tlv
+from stamp_suite.wire.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement,
+                                   FollowUpTelemetry, Location, MicroSessionId, ReturnPath, TimestampInformation)
+
+SYNCED = ErrorEstimate(True, scale=0, multiplier=1)  # 0x8001 as in the worked examples
+META = PacketMeta(("127.0.0.1", 40000), "127.0.0.1", 862, ttl=64, tos=0, rx_timestamp_ns=T2_NS)
+OPEN_HEAD = EX_A  # seq 1, T1, EE 0x8001, SSID 0
+
+
+def reflect(packet, config=None, meta=META, now=T3_NS):
+    r = Reflector(config or ReflectorConfig(error_estimate=SYNCED))
+    out = r.receive(packet, meta, now)
+    return r, (bytes(out[0].data) if out else None), (out[0] if out else None)
+
+
+def with_tlvs(*tlvs, head=OPEN_HEAD, ssid=None):
+    head = bytearray(head)
+    if ssid is not None:
+        head[14:16] = ssid.to_bytes(2, "big")
+    return bytes(head) + build_tlvs([t if isinstance(t, RawTlv) else t.to_tlv() for t in tlvs])
+
+
+def reply_tlvs(reply, base=44):
+    return parse_tlvs(reply[base:]).tlvs
+
+
+def test_open_stateless_reply_is_digest_example_b():
+    _, reply, _ = reflect(EX_A)
+    assert reply == EX_B
+
+
+def test_authenticated_reply_is_digest_example_c2():
+    cfg = ReflectorConfig(authenticated=True, keys=KeyStore(KEY), error_estimate=SYNCED)
+    _, reply, _ = reflect(EX_C, cfg)
+    assert reply == EX_C2
+
+
+def test_authenticated_bad_hmac_is_dropped_and_counted():
+    bad = bytearray(EX_C)
+    bad[100] ^= 1
+    r, reply, _ = reflect(bytes(bad), ReflectorConfig(authenticated=True, keys=KeyStore(KEY)))
+    assert reply is None and r.counters.dropped["hmac_failure"] == 1
+
+
+def test_short_packet_gets_base_reply():
+    # RFC 8762 §4.6: a TWAMP-Light 14-octet packet is answered with a 44-octet base packet.
+    _, reply, _ = reflect(EX_A[:14])
+    assert len(reply) == 44
+    assert reply[24:38] == EX_A[:14]
+    r, reply, _ = reflect(EX_C[:100], ReflectorConfig(authenticated=True, keys=KeyStore(KEY)))
+    assert reply is None and r.counters.dropped["malformed"] == 1
+
+
+def test_zero_multiplier_is_discarded_unless_allowed():
+    zero = bytearray(EX_A)
+    zero[13] = 0
+    r, reply, _ = reflect(bytes(zero))
+    assert reply is None and r.counters.dropped["error_estimate_invalid"] == 1
+    _, reply, _ = reflect(bytes(zero), ReflectorConfig(accept_zero_multiplier=True))
+    assert reply is not None
+
+
+def test_ssid_echo_and_mbz():
+    pkt = with_tlvs(ssid=0xBEEF)
+    _, reply, _ = reflect(pkt)
+    assert reply[14:16] == b"\xbe\xef" and reply[38:40] == b"\0\0" and reply[41:44] == b"\0\0\0"
+
+
+def test_ssid_filter_discards_unknown_sessions():
+    r, reply, _ = reflect(with_tlvs(ssid=5), ReflectorConfig(allowed_ssids=frozenset({7})))
+    assert reply is None and r.counters.dropped["ssid_mismatch"] == 1
+
+
+def test_ttl_unknown_is_255():
+    _, reply, _ = reflect(EX_A, meta=PacketMeta(("127.0.0.1", 1), None, 862))
+    assert reply[40] == 255
+
+
+def test_stateful_sequence_counts_per_session():
+    r = Reflector(ReflectorConfig(stateful=True))
+    seqs = []
+    for sender_seq in (10, 11, 13):
+        pkt = struct.pack("!I", sender_seq) + EX_A[4:]
+        seqs.append(ReflectorPacket.from_bytes(bytes(r.receive(pkt, META, T3_NS)[0].data)).sequence_number)
+    other = PacketMeta(("127.0.0.1", 40001), "127.0.0.1", 862)
+    seqs.append(ReflectorPacket.from_bytes(bytes(r.receive(EX_A, other, T3_NS)[0].data)).sequence_number)
+    assert seqs == [0, 1, 2, 0]
+    stateless = Reflector()
+    assert ReflectorPacket.from_bytes(bytes(stateless.receive(EX_A, META, T3_NS)[0].data)).sequence_number == 1
+
+
+def test_reply_is_symmetric_and_unknown_tlv_gets_u():
+    pkt = with_tlvs(RawTlv(0x80, 200, 3, b"xyz"), RawTlv(0x00, 1, 5, b"12345"))
+    _, reply, _ = reflect(pkt)
+    assert len(reply) == len(pkt)
+    unknown, pad = reply_tlvs(reply)
+    assert unknown.flags == FLAG_U and unknown.value == b"xyz"
+    assert pad.flags == 0 and pad.value == b"12345"
+
+
+def test_malformed_tlv_sets_m_and_copies_the_rest():
+    bad_cos = RawTlv(0x80, 4, 2, b"\0\0")  # CoS Length must be 4
+    after = RawTlv(0x80, 5, 12, bytes(12))
+    pkt = with_tlvs(bad_cos, after)
+    _, reply, _ = reflect(pkt)
+    t = reply_tlvs(reply)
+    assert t[0].flags & FLAG_M and not t[0].flags & FLAG_U
+    assert reply[44 + 6:] == pkt[44 + 6:]  # remainder unchanged, Direct Measurement not filled
+
+
+def test_length_past_end_sets_m():
+    pkt = OPEN_HEAD + bytes.fromhex("80040010b8000000")
+    _, reply, _ = reflect(pkt)
+    assert reply[44] == FLAG_M and reply[45:] == pkt[45:]
+
+
+def test_class_of_service_fill_and_policy():
+    meta = PacketMeta(("127.0.0.1", 1), "127.0.0.1", 862, 64, tos=(10 << 2) | 1)
+    _, reply, rep = reflect(with_tlvs(ClassOfService(46)), meta=meta)
+    cos = ClassOfService.from_value(reply_tlvs(reply)[0].value)
+    assert (cos.dscp1, cos.dscp2, cos.ecn, cos.rp) == (46, 10, 1, 0) and rep.tos == 46 << 2
+    refused = ReflectorConfig(cos_allowed_dscp=frozenset({0, 10}))
+    _, reply, rep = reflect(with_tlvs(ClassOfService(46)), refused, meta=meta)
+    cos = ClassOfService.from_value(reply_tlvs(reply)[0].value)
+    assert cos.rp == 1 and rep.tos == 10 << 2  # keeps the received DSCP
+
+
+def test_location_is_answered_with_same_length():
+    meta = PacketMeta(("192.0.2.7", 5555), "::ffff:198.51.100.1", 862, 64)
+    req = with_tlvs(Location.request())
+    _, reply, _ = reflect(req, meta=meta)
+    loc_tlv = reply_tlvs(reply)[0]
+    assert loc_tlv.length == Location.request().to_tlv().length and len(reply) == len(req)
+    loc = Location.from_value(loc_tlv.value)
+    assert (loc.destination_port, loc.source_port) == (862, 5555)
+    assert [s.type for s in loc.sub_tlvs] == [3, 5, 8]  # EUI-64 zeros, Dst IPv4, Src IPv4
+    assert loc.answers() == {"source_mac": "00:00:00:00:00:00:00:00", "destination_ip": "198.51.100.1",
+                             "source_ip": "192.0.2.7"}
+
+
+def test_direct_measurement_counters():
+    r = Reflector()
+    for i in range(3):
+        out = r.receive(with_tlvs(DirectMeasurement(i + 1)), META, T3_NS)
+    dm = DirectMeasurement.from_value(reply_tlvs(bytes(out[0].data))[0].value)
+    assert (dm.sender_tx_count, dm.reflector_rx_count, dm.reflector_tx_count) == (3, 3, 3)
+
+
+def test_access_report_valid_and_invalid_id():
+    _, reply, _ = reflect(with_tlvs(AccessReport(2, 1)))
+    assert reply_tlvs(reply)[0].flags == 0 and reply_tlvs(reply)[0].value == bytes.fromhex("20010000")
+    _, reply, _ = reflect(with_tlvs(RawTlv(0x80, 6, 4, bytes.fromhex("70010000"))))
+    assert reply_tlvs(reply)[0].flags & FLAG_U
+
+
+def test_follow_up_telemetry_stateless_zero_stateful_previous():
+    _, reply, _ = reflect(with_tlvs(FollowUpTelemetry()))
+    assert reply_tlvs(reply)[0].value == bytes(16)
+    r = Reflector(ReflectorConfig(stateful=True))
+    r.receive(with_tlvs(FollowUpTelemetry()), META, T3_NS)[0].stamp(T3_NS + 5, tx_method=2)
+    second = bytes(r.receive(with_tlvs(FollowUpTelemetry()), META, T3_NS + 1000)[0].data)
+    fu = FollowUpTelemetry.from_value(reply_tlvs(second)[0].value)
+    assert fu.sequence_number == 0 and fu.timestamp_mode == 2
+    # T3 + 5 ns: frac = floor(750_250_005 * 2^32 / 10^9) = 0xc0106263
+    assert fu.follow_up_timestamp == 0xE93C7F00_C0106263
+
+
+def test_timestamp_information_filled():
+    meta = PacketMeta(("127.0.0.1", 1), "127.0.0.1", 862, 64, rx_timestamp_ns=T2_NS, rx_method=2)
+    _, reply, _ = reflect(with_tlvs(TimestampInformation()), ReflectorConfig(sync_source=1), meta=meta)
+    ti = TimestampInformation.from_value(reply_tlvs(reply)[0].value)
+    assert (ti.sync_src_in, ti.timestamp_in, ti.sync_src_out, ti.timestamp_out) == (1, 2, 1, 3)
+
+
+def test_destination_node_address():
+    ours = with_tlvs(DestinationNodeAddress(ipaddress.ip_address("127.0.0.1")), ssid=1)
+    _, reply, rep = reflect(ours)
+    assert reply_tlvs(reply)[0].flags == 0 and rep.source_address == "127.0.0.1"
+    other = with_tlvs(DestinationNodeAddress(ipaddress.ip_address("192.0.2.99")), ssid=1)
+    _, reply, rep = reflect(other)
+    assert reply_tlvs(reply)[0].flags & FLAG_U
+
+
+def test_return_path_no_reply():
+    r, reply, _ = reflect(with_tlvs(ReturnPath(control_code=0)))
+    assert reply is None and r.counters.dropped["return_path_no_reply"] == 1
+    _, reply, _ = reflect(with_tlvs(ReturnPath(control_code=1)))
+    assert reply_tlvs(reply)[0].flags == 0
+
+
+def test_return_address_needs_allow_list_or_authentication():
+    pkt = with_tlvs(ReturnPath(return_address=ipaddress.ip_address("127.0.0.2")))
+    _, reply, rep = reflect(pkt)
+    assert reply_tlvs(reply)[0].flags & FLAG_U and rep.destination == META.source
+    allow = ReflectorConfig(return_address_allow=(ipaddress.ip_network("127.0.0.0/8"),))
+    _, reply, rep = reflect(pkt, allow)
+    assert reply_tlvs(reply)[0].flags == 0 and rep.destination == ("127.0.0.2", 40000)
+
+
+def test_segment_routed_return_path_is_flagged_unusable():
+    _, reply, rep = reflect(with_tlvs(ReturnPath(sr_mpls_labels=ReturnPath.label_stack([100, 200]))))
+    assert reply_tlvs(reply)[0].flags & FLAG_U and rep.destination == META.source
+
+
+def test_micro_session_id():
+    cfg = ReflectorConfig(member_link_id=9)
+    _, reply, _ = reflect(with_tlvs(MicroSessionId(3, 0)), cfg)
+    assert MicroSessionId.from_value(reply_tlvs(reply)[0].value) == MicroSessionId(3, 9)
+    r, reply, _ = reflect(with_tlvs(MicroSessionId(3, 8)), cfg)
+    assert reply is None and r.counters.dropped["micro_session_mismatch"] == 1
+    _, reply, _ = reflect(with_tlvs(MicroSessionId(3, 9)), cfg)
+    assert reply is not None
+
+
+def test_hmac_tlv_verified_and_recomputed_in_authenticated_mode():
+    cfg = ReflectorConfig(authenticated=True, keys=KeyStore(KEY), stateful=True, error_estimate=SYNCED)
+    _, reply, _ = reflect(EX_E, cfg)
+    t = reply_tlvs(reply, 112)
+    assert [x.flags for x in t] == [0, 0]  # processed, integrity fine
+    assert verify_hmac_tlv(KEY, reply[:4], reply[112:], t)  # over the reply's own seq and TLVs
+
+
+def test_hmac_tlv_failure_sets_i_on_every_tlv():
+    bad = bytearray(EX_E)
+    bad[-1] ^= 0xFF
+    cfg = ReflectorConfig(authenticated=True, keys=KeyStore(KEY))
+    _, reply, _ = reflect(bytes(bad), cfg)
+    assert all(t.flags & FLAG_I for t in reply_tlvs(reply, 112))
+    assert reply[112:][4:8] == bytes.fromhex("b8000000")  # CoS not processed
+
+
+def test_missing_hmac_tlv_in_authenticated_mode_is_integrity_failure():
+    pkt = EX_C + ClassOfService(46).to_tlv().to_bytes()
+    _, reply, _ = reflect(pkt, ReflectorConfig(authenticated=True, keys=KeyStore(KEY)))
+    assert reply_tlvs(reply, 112)[0].flags & FLAG_I
+    only_padding = EX_C + RawTlv.build(1, bytes(8)).to_bytes()
+    _, reply, _ = reflect(only_padding, ReflectorConfig(authenticated=True, keys=KeyStore(KEY)))
+    assert reply_tlvs(reply, 112)[0].flags == 0
+
+
+def test_hmac_tlv_not_last_is_integrity_failure():
+    area = bytes.fromhex("80080010" + "00" * 16) + ClassOfService(46).to_tlv().to_bytes()
+    _, reply, _ = reflect(EX_C + area, ReflectorConfig(authenticated=True, keys=KeyStore(KEY)))
+    assert all(t.flags & FLAG_I for t in reply_tlvs(reply, 112))
+
+
+def test_ignore_mode_copies_tlvs_untouched():
+    pkt = with_tlvs(ClassOfService(46), RawTlv(0x80, 200, 2, b"zz"))
+    _, reply, _ = reflect(pkt, ReflectorConfig(tlv_mode="ignore"))
+    assert reply[44:] == pkt[44:]
+
+
+def test_session_table_cap_and_expiry():
+    r = Reflector(ReflectorConfig(max_sessions=3, session_timeout_s=10))
+    for port in range(5):
+        r.receive(EX_A, PacketMeta(("127.0.0.1", port), "127.0.0.1", 862), T3_NS)
+    assert len(r.sessions) == 3 and r.sessions.evicted == 2
+    r.receive(EX_A, PacketMeta(("127.0.0.1", 99), "127.0.0.1", 862), T3_NS + 11 * 10**9)
+    assert len(r.sessions) == 1 and r.sessions.expired == 3
+
+
+def _mutations(rng, seeds):
+    for _ in range(3000):
+        base = bytearray(rng.choice(seeds))
+        op = rng.randrange(4)
+        if op == 0:
+            base = base[:rng.randrange(len(base) + 1)]
+        elif op == 1:
+            for _ in range(rng.randrange(1, 8)):
+                if base:
+                    base[rng.randrange(len(base))] = rng.randrange(256)
+        elif op == 2:
+            base += bytes(rng.randrange(256) for _ in range(rng.randrange(40)))
+        else:
+            base = bytearray(rng.randbytes(rng.randrange(300)))
+        yield bytes(base)
+
+
+@pytest.mark.parametrize("authenticated", [False, True])
+def test_random_and_mutated_datagrams_never_raise(authenticated):
+    rng = random.Random(8762)
+    seeds = [EX_E, EX_C, EX_A, with_tlvs(Location.request(), ClassOfService(1), ReturnPath(control_code=1),
+                                           MicroSessionId(1, 0), TimestampInformation(), FollowUpTelemetry())]
+    cfg = ReflectorConfig(authenticated=authenticated, keys=KeyStore(KEY), stateful=True, member_link_id=2,
+                          verify_tlv_hmac=True)
+    r = Reflector(cfg)
+    n = 0
+    for data in _mutations(rng, seeds):
+        replies = r.receive(data, META, T3_NS)
+        n += 1
+        for rep in replies:
+            assert len(rep.data) <= max(len(data), 44)
+    assert r.counters.received == n == r.counters.reflected + r.counters.dropped_total
+    assert not [k for k in r.counters.dropped if k.startswith("internal_error")]
