@@ -1,0 +1,414 @@
+"""Command line: ``stamp-suite`` sends, ``stamp-suite -i`` reflects.
+
+Flags, short forms and defaults follow the Rust stamp-suite so its users can switch
+without relearning.  Every error is one line on stderr: exit 2 for bad settings, 1 for
+a runtime failure (port in use, no replies), 0 for success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import sys
+import threading
+from typing import Any, NoReturn
+
+from . import __version__
+from .build import load_keys, reflector_config, sender_config
+from .config import ConfigError, Settings, build_settings
+from .net.clock import ClockState, read_clock_state
+from .net.udp import Capabilities, SocketSetupError, UdpEndpoint, detect_capabilities, format_address
+from .reflector.engine import Reflector
+from .reflector.server import ReflectorServer
+from .sender.engine import ReplyEvent, SessionSender
+from .sender.report import CsvWriter, packet_text, sample_record, summary_json, summary_text
+from .sender.runner import RunResult, SenderRunner
+from .sender.stats import SessionStats
+
+PROG = "stamp-suite"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints the usage too)
+        self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x, 0) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _auth_mode(text: str) -> str:
+    return text.upper()
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="STAMP (RFC 8762/8972/9503/9534) Session-Sender; with -i the "
+                "Session-Reflector.", argument_default=argparse.SUPPRESS, add_help=False)
+    g = p.add_argument_group("general")
+    g.add_argument("-h", "--help", action="help", help="show this help and exit")
+    g.add_argument("-V", "--version", action="store_true", dest="show_version",
+                   help="print the version (with --verbose: the platform capabilities) and exit")
+    g.add_argument("-v", "--verbose", action="store_true", help="more detail at start-up")
+    g.add_argument("--config", metavar="FILE", help="TOML settings file (defaults < file < flags)")
+    g.add_argument("--self-test", action="store_true",
+                   help="start a reflector on loopback inside this process and measure it")
+    g.add_argument("-i", "--is-reflector", action="store_true", help="run as Session-Reflector")
+
+    a = p.add_argument_group("addresses")
+    a.add_argument("-r", "--remote-addr", help="reflector address [default: 0.0.0.0, this host]")
+    a.add_argument("-S", "--local-addr", help="local address to bind [default: reflector :: dual-stack, "
+                   "sender the wildcard of the remote's family]")
+    a.add_argument("-p", "--remote-port", type=_int, help="reflector UDP port [default: 862]")
+    a.add_argument("-o", "--local-port", type=_int, help="local UDP port [default: reflector 862, sender ephemeral]")
+    a.add_argument("-4", action="store_true", dest="force_ipv4", help="IPv4 only")
+    a.add_argument("-6", action="store_true", dest="force_ipv6", help="IPv6 only")
+
+    t = p.add_argument_group("test session")
+    t.add_argument("-K", "--clock-source", type=str.upper, help="timestamp format NTP or PTP [default: NTP]")
+    t.add_argument("-d", "--send-delay", type=float, help="ms between packets, fractions allowed [default: 1000]")
+    t.add_argument("-c", "--count", type=_int, help="packets to send, 0 = until interrupted [default: 1000]")
+    t.add_argument("-L", "--timeout", type=float, help="seconds to wait for a reply [default: 5]")
+    t.add_argument("-A", "--auth-mode", type=_auth_mode, help="A = authenticated, O = open [default: O]")
+    t.add_argument("-R", action="store_true", dest="print_stats", help="print every packet")
+    t.add_argument("--ssid", type=_int, help="STAMP Session Identifier 1..65535 (RFC 8972)")
+    t.add_argument("--padding", type=_int, help="Extra Padding TLV of this many octets")
+    t.add_argument("--dscp", type=_int, help="DSCP of test packets (and requested for replies with --cos)")
+    t.add_argument("--ecn", type=_int, help="ECN of test packets 0..3")
+    t.add_argument("--output-format", choices=["text", "json", "csv"], help="report format [default: text]")
+    t.add_argument("--report-interval", type=float, help="interim summary every N seconds (0 = off)")
+
+    c = p.add_argument_group("clock")
+    c.add_argument("--timestamping", choices=["auto", "kernel", "user"],
+                   help="receive timestamps from the kernel or user space [default: auto]")
+    c.add_argument("--tai-offset", type=_int, help="TAI - UTC seconds for PTP timestamps [default: kernel's or 37]")
+    c.add_argument("--clock-synchronized", action="store_true", default=argparse.SUPPRESS,
+                   help="state that the clock is synchronised (S bit), overriding what the kernel says")
+    c.add_argument("--error-scale", type=_int, help="Error Estimate Scale 0..63 [default: measured]")
+    c.add_argument("--error-multiplier", type=_int, help="Error Estimate Multiplier 1..255 [default: measured]")
+
+    r = p.add_argument_group("reflector")
+    r.add_argument("--stateful-reflector", action="store_true", help="number replies per session (RFC 8762 §4)")
+    r.add_argument("--session-timeout", type=_int, help="seconds before an idle session is forgotten [default: 300]")
+    r.add_argument("--max-sessions", type=_int, help="session table size, oldest evicted [default: 100000]")
+    r.add_argument("--tlv-mode", choices=["echo", "ignore"], help="process TLVs, or copy them untouched")
+    r.add_argument("--verify-tlv-hmac", action="store_true", help="require a valid HMAC TLV in open mode too")
+    r.add_argument("--allowed-ssids", type=_int_list, help="only serve these SSIDs (comma-separated)")
+    r.add_argument("--cos-allowed-dscp", type=_int_list, help="DSCP values a CoS TLV may request [default: all]")
+    r.add_argument("--return-address-allow", type=_str_list,
+                   help="prefixes a Return Path may redirect replies to (open mode) [default: none]")
+    r.add_argument("--reflector-member-link-id", type=_int, help="member link ID for RFC 9534 micro-sessions")
+    r.add_argument("--accept-zero-multiplier", action="store_true",
+                   help="answer packets whose Error Estimate Multiplier is 0 (RFC 4656 says discard)")
+
+    x = p.add_argument_group("TLVs requested by the sender")
+    x.add_argument("--cos", action="store_true", help="Class of Service TLV: DSCP/ECN seen at the reflector")
+    x.add_argument("--location", action="store_true", help="Location TLV: addresses and ports the reflector saw")
+    x.add_argument("--timestamp-info", action="store_true", help="Timestamp Information TLV")
+    x.add_argument("--direct-measurement", action="store_true", help="Direct Measurement TLV (counters)")
+    x.add_argument("--follow-up-telemetry", action="store_true", help="Follow-Up Telemetry TLV")
+    x.add_argument("--access-report", type=_int, metavar="ID", help="Access Report TLV with this Access ID")
+    x.add_argument("--access-return-code", type=_int, help="Access Report Return Code [default: 1]")
+    x.add_argument("--hmac-tlv", action="store_true", help="add an HMAC TLV in open mode")
+    x.add_argument("--dest-node-addr", help="Destination Node Address TLV (needs --ssid)")
+    x.add_argument("--return-path-cc", type=_int, help="Return Path Control Code: 0 no reply, 1 same link")
+    x.add_argument("--return-address", help="Return Path: send the reply to this address")
+    x.add_argument("--return-sr-mpls-labels", type=_int_list, help="Return Path SR-MPLS labels, comma-separated")
+    x.add_argument("--return-srv6-sids", type=_str_list, help="Return Path SRv6 SIDs, comma-separated")
+    x.add_argument("--micro-session-id", type=_int, help="Micro-session ID TLV: sender member link ID")
+
+    k = p.add_argument_group("keys")
+    k.add_argument("--hmac-key", help="HMAC key in hex (at least 16 octets)")
+    k.add_argument("--hmac-key-file", help="file holding the HMAC key in hex (mode 0600)")
+    k.add_argument("--hmac-key-dir", help="reflector: directory of per-SSID key files named <SSID>")
+
+    o = p.add_argument_group("observability")
+    o.add_argument("--metrics", action="store_true", help="serve Prometheus metrics")
+    o.add_argument("--metrics-addr", help="metrics address:port [default: 127.0.0.1:9090]")
+    o.add_argument("--snmp", action="store_true", help="AgentX sub-agent for net-snmp")
+    o.add_argument("--snmp-socket", help="AgentX master socket [default: /var/agentx/master]")
+    return p
+
+
+# ---------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    try:
+        ns = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a parse error already printed
+        return int(exc.code or 0)
+    flags: dict[str, Any] = vars(ns)
+    show_version = flags.pop("show_version", False)
+    config_path = flags.pop("config", None)
+    if show_version:
+        return _version(flags.get("verbose", False))
+    try:
+        settings = build_settings(flags, config_path)
+        if settings.self_test:
+            return _self_test(settings, flags)
+        if settings.is_reflector:
+            return _run_reflector(settings)
+        return _run_sender(settings)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except SocketSetupError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _quiet_stdout() -> None:
+    """stdout was closed under us (a pipe reader went away): stop writing to it silently."""
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def _version(verbose: bool) -> int:
+    print(f"{PROG} {__version__} (Python {sys.version.split()[0]}, {sys.platform})")
+    if verbose:
+        for fam, name in ((socket.AF_INET, "IPv4"), (socket.AF_INET6, "IPv6")):
+            try:
+                caps = detect_capabilities(fam)
+            except OSError:
+                print(f"{name}: not available")
+                continue
+            print(f"{name} {caps.describe()}")
+            if caps.missing():
+                print(f"{name} missing: {', '.join(caps.missing())}")
+        print(read_clock_state().how)
+    return 0
+
+
+def _install_sigterm() -> None:
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _check_unimplemented(s: Settings) -> None:
+    for flag, on in (("--metrics", s.metrics), ("--snmp", s.snmp), ("--workers", s.workers > 1)):
+        if on:
+            raise ConfigError(f"{flag} is not implemented in this version")
+
+
+def _capability_notes(caps: Capabilities, s: Settings) -> list[str]:
+    """Say once what this platform cannot measure, and what is reported instead."""
+    notes = []
+    if not caps.ttl:
+        notes.append("TTL/hop limit cannot be read here: reflector reports 255 (RFC 5357 §4.2), sender 'unknown'")
+    if not caps.tos:
+        notes.append("DSCP/ECN of received packets cannot be read here: CoS TLV reports 0")
+    if not caps.destination_address:
+        notes.append("destination address cannot be read here: Location and Destination Node Address "
+                     "use the bound address")
+    if not caps.kernel_rx_timestamp:
+        notes.append("no kernel receive timestamps: taken in user space right after recvmsg "
+                     "(Timestamp Information says Control Plane)")
+    if not caps.set_tos_per_packet:
+        notes.append("DSCP cannot be set per packet here: CoS-requested DSCP is not applied to replies")
+    return notes
+
+
+def _timestamping_caps(endpoint: UdpEndpoint, s: Settings) -> None:
+    if s.timestamping == "kernel" and not endpoint.caps.kernel_rx_timestamp:
+        endpoint.close()
+        raise SocketSetupError("--timestamping kernel: this platform gives no kernel receive timestamps")
+
+
+def _open_reflector_endpoint(s: Settings) -> UdpEndpoint:
+    host = s.local_addr
+    dual = False
+    if host is None:
+        host, dual = ("0.0.0.0", False) if s.force_ipv4 or not socket.has_ipv6 else ("::", not s.force_ipv6)
+    port = 862 if s.local_port is None else s.local_port
+    ep = UdpEndpoint(host, port, dual_stack=dual, kernel_timestamps=s.timestamping != "user")
+    _timestamping_caps(ep, s)
+    return ep
+
+
+def _banner_reflector(s: Settings, ep: UdpEndpoint, clock: ClockState) -> str:
+    where = format_address(ep.local) + (" (dual-stack IPv6+IPv4)" if ep.local[0] == "::" and
+                                         s.local_addr is None and not s.force_ipv6 else "")
+    mode = "authenticated" if s.authenticated else "open"
+    state = "stateful" if s.stateful_reflector else "stateless"
+    ts = "kernel" if ep.caps.kernel_rx_timestamp else "user-space"
+    return (f"{PROG} {__version__} reflector listening on {where}, {mode} mode, {state}, "
+            f"TLV mode {s.tlv_mode}, {s.clock_source} timestamps ({ts} receive time)")
+
+
+def _run_reflector(s: Settings) -> int:
+    _check_unimplemented(s)
+    keys = load_keys(s)
+    clock = read_clock_state(s.tai_offset)
+    engine = Reflector(reflector_config(s, clock, keys))
+    ep = _open_reflector_endpoint(s)
+    server = ReflectorServer(engine, ep, print_packets=s.print_stats)
+    print(_banner_reflector(s, ep, clock), flush=True)
+    for note in _capability_notes(ep.caps, s) + ([clock.how] if s.verbose or not clock.synchronized else []):
+        print(f"note: {note}", file=sys.stderr)
+    _install_sigterm()
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ep.close()
+    print(server.totals(), end="", flush=True)
+    return 0
+
+
+# -- sender ------------------------------------------------------------------------------
+def _destination(s: Settings) -> tuple[str, int]:
+    host = s.remote_addr
+    if s.force_ipv6 and ":" not in host:
+        host = "::ffff:" + host if host != "0.0.0.0" else "::1"
+    return host, s.remote_port
+
+
+def _open_sender_endpoint(s: Settings, dest: tuple[str, int]) -> UdpEndpoint:
+    v6 = ":" in dest[0]
+    host = s.local_addr or ("::" if v6 else "0.0.0.0")
+    ep = UdpEndpoint(host, s.local_port or 0, kernel_timestamps=s.timestamping != "user", connect=dest)
+    _timestamping_caps(ep, s)
+    if s.dscp or s.ecn:
+        ep.set_default_tos((s.dscp << 2) | s.ecn)
+    return ep
+
+
+class _Output:
+    """Writes per-packet records and the summary in the chosen format."""
+
+    def __init__(self, s: Settings, session: dict[str, Any]) -> None:
+        self.s = s
+        self.session = session
+        self.csv = CsvWriter(sys.stdout) if s.output_format == "csv" else None
+
+    def event(self, ev: ReplyEvent) -> None:
+        s = self.s
+        if self.csv is not None:
+            self.csv.row(sample_record(ev.kind, ev.sample, ev.detail))
+        elif not s.print_stats:
+            return
+        elif s.output_format == "json":
+            import json
+            print(json.dumps({"type": "packet", **sample_record(ev.kind, ev.sample, ev.detail)}))
+        else:
+            print(packet_text(ev))
+        sys.stdout.flush()
+
+    def finish(self, result: RunResult) -> None:
+        self.session["duration_s"] = result.duration_s
+        summary = result.stats.to_dict()
+        if self.csv is not None:
+            for seq in result.unanswered:
+                self.csv.row(sample_record("lost", None, seq=seq))
+            sys.stdout.flush()
+            print(summary_text(summary, self.session), end="", file=sys.stderr)
+        elif self.s.output_format == "json":
+            print(summary_json(summary, self.session))
+        else:
+            if self.s.print_stats:
+                print()
+            print(summary_text(summary, self.session), end="")
+        sys.stdout.flush()
+
+
+def _run_sender(s: Settings, dest: tuple[str, int] | None = None) -> int:
+    _check_unimplemented(s)
+    keys = load_keys(s)
+    clock = read_clock_state(s.tai_offset)
+    engine = SessionSender(sender_config(s, clock, keys))
+    dest = dest or _destination(s)
+    ep = _open_sender_endpoint(s, dest)
+    stats = SessionStats(s.dscp, s.ecn)
+    session = {"remote": format_address(dest), "local": format_address(ep.local),
+               "auth_mode": "authenticated" if s.authenticated else "open", "ssid": s.ssid or 0,
+               "clock_source": s.clock_source, "count": s.count, "send_delay_ms": s.send_delay,
+               "timestamping": "kernel" if ep.caps.kernel_rx_timestamp else "user-space",
+               "clock": clock.how}
+    out = _Output(s, session)
+    if s.output_format == "text":
+        print(f"{PROG} {__version__} sending to {session['remote']} from {session['local']}: "
+              f"{'until interrupted' if s.count == 0 else s.count} packets every {s.send_delay:g} ms, "
+              f"{session['auth_mode']} mode", flush=True)
+    for note in _capability_notes(ep.caps, s):
+        print(f"note: {note}", file=sys.stderr)
+
+    def tick(result: RunResult) -> None:
+        if s.report_interval and s.output_format == "text":
+            print(summary_text(stats.to_dict(), session), flush=True)
+
+    runner = SenderRunner(engine, ep, dest, count=s.count, interval_ns=int(s.send_delay * 1e6),
+                          timeout_ns=int(s.timeout * 1e9), stats=stats, on_event=out.event,
+                          on_tick=tick if s.report_interval else None,
+                          tick_ns=int((s.report_interval or 1) * 1e9))
+    _install_sigterm()
+    try:
+        result = runner.run()
+    finally:
+        ep.close()
+    out.finish(result)
+    return _exit_status(stats, engine)
+
+
+def _exit_status(stats: SessionStats, engine: SessionSender) -> int:
+    if stats.received or stats.late:
+        return 0
+    if stats.refused:
+        why = f"ICMP port unreachable ({stats.refused}x): is a reflector listening there?"
+    elif stats.hmac_failures:
+        why = f"{stats.hmac_failures} replies failed HMAC verification: wrong key or mode (-A)?"
+    elif stats.foreign or stats.malformed:
+        why = f"{stats.foreign} foreign and {stats.malformed} malformed replies, none matching our packets"
+    elif stats.sent == 0:
+        why = "nothing was sent"
+    else:
+        why = "timed out: no reply within --timeout"
+    print(f"{PROG}: no replies: {why}", file=sys.stderr)
+    return 1
+
+
+# -- self test -----------------------------------------------------------------------------
+def _self_test(s: Settings, flags: dict[str, Any]) -> int:
+    """A reflector on 127.0.0.1 in a thread, and a short measurement of it."""
+    from dataclasses import replace
+    keys = load_keys(s)
+    clock = read_clock_state(s.tai_offset)
+    engine = Reflector(reflector_config(replace(s, stateful_reflector=True), clock, keys))
+    ep = UdpEndpoint("::1" if s.force_ipv6 else "127.0.0.1", 0, kernel_timestamps=s.timestamping != "user")
+    server = ReflectorServer(engine, ep)
+    thread = threading.Thread(target=server.serve, name="self-test-reflector", daemon=True)
+    thread.start()
+    quick = {"count": 20, "send_delay": 50.0, "timeout": 1.0}
+    sender = replace(s, **{k: v for k, v in quick.items() if k not in flags}, self_test=False)
+    if sender.output_format == "text":
+        print(f"self-test: reflector started on {format_address(ep.local)} (stateful, in this process)")
+    try:
+        return _run_sender(sender, ep.local)
+    finally:
+        server.stop()
+        thread.join(2)
+        ep.close()

@@ -1,0 +1,215 @@
+"""Settings: defaults < TOML file (--config) < command-line flags, validated into one frozen dataclass.
+
+Every key of the TOML file is the snake_case name of a long flag (``--remote-addr`` is
+``remote_addr``).  The HMAC key itself is not accepted from the file, so a plaintext
+key never ends up in a configuration file: use ``hmac_key_file`` or ``hmac_key_dir``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """Invalid settings; the message is one line and the program exits with status 2."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # roles and addresses (names, short flags and defaults of the Rust stamp-suite)
+    is_reflector: bool = False
+    remote_addr: str = "0.0.0.0"
+    local_addr: str | None = None  # reflector: dual-stack wildcard; sender: wildcard of the remote's family
+    remote_port: int = 862
+    local_port: int | None = None  # reflector: 862; sender: an ephemeral port
+    force_ipv4: bool = False
+    force_ipv6: bool = False
+    # test session
+    clock_source: str = "NTP"
+    send_delay: float = 1000.0  # ms between test packets
+    count: int = 1000  # 0 = until interrupted
+    timeout: float = 5.0  # s to wait for a reply before it counts as lost
+    auth_mode: str = "O"
+    print_stats: bool = False  # -R
+    ssid: int | None = None
+    padding: int = 0
+    dscp: int = 0
+    ecn: int = 0
+    # clock description
+    tai_offset: int | None = None
+    clock_synchronized: bool | None = None
+    error_scale: int | None = None
+    error_multiplier: int | None = None
+    timestamping: str = "auto"
+    # reflector
+    stateful_reflector: bool = False
+    session_timeout: int = 300
+    max_sessions: int = 100_000
+    tlv_mode: str = "echo"
+    verify_tlv_hmac: bool = False
+    allowed_ssids: tuple[int, ...] | None = None
+    cos_allowed_dscp: tuple[int, ...] | None = None
+    return_address_allow: tuple[str, ...] = ()
+    reflector_member_link_id: int | None = None
+    accept_zero_multiplier: bool = False
+    workers: int = 1
+    # TLVs the sender asks for
+    cos: bool = False
+    location: bool = False
+    timestamp_info: bool = False
+    direct_measurement: bool = False
+    follow_up_telemetry: bool = False
+    access_report: int | None = None
+    access_return_code: int = 1
+    hmac_tlv: bool = False
+    dest_node_addr: str | None = None
+    return_path_cc: int | None = None
+    return_address: str | None = None
+    return_sr_mpls_labels: tuple[int, ...] | None = None
+    return_srv6_sids: tuple[str, ...] | None = None
+    micro_session_id: int | None = None
+    # keys
+    hmac_key: str | None = None
+    hmac_key_file: str | None = None
+    hmac_key_dir: str | None = None
+    # output and observability
+    output_format: str = "text"
+    report_interval: float = 0.0
+    metrics: bool = False
+    metrics_addr: str = "127.0.0.1:9090"
+    snmp: bool = False
+    snmp_socket: str = "/var/agentx/master"
+    self_test: bool = False
+    verbose: bool = False
+
+    @property
+    def authenticated(self) -> bool:
+        return self.auth_mode == "A"
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self.hmac_key or self.hmac_key_file or self.hmac_key_dir)
+
+    def validate(self) -> Settings:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ConfigError(msg)
+
+        need(self.clock_source in ("NTP", "PTP"), f"--clock-source must be NTP or PTP, not {self.clock_source!r}")
+        need(self.auth_mode in ("A", "O"), f"--auth-mode must be A or O, not {self.auth_mode!r}")
+        need(self.tlv_mode in ("echo", "ignore"), f"--tlv-mode must be echo or ignore, not {self.tlv_mode!r}")
+        need(self.output_format in ("text", "json", "csv"), "--output-format must be text, json or csv")
+        need(self.timestamping in ("auto", "kernel", "user"), "--timestamping must be auto, kernel or user")
+        for name in ("remote_port", "local_port"):
+            v = getattr(self, name)
+            need(v is None or 0 <= v <= 65535, f"--{name.replace('_', '-')} {v} is outside 0..65535")
+        need(self.remote_port != 0 or self.is_reflector, "--remote-port 0 is not a port to send to")
+        need(self.count >= 0, "--count must be 0 (until interrupted) or more")
+        need(self.send_delay >= 0, "--send-delay must be 0 or more milliseconds")
+        need(self.timeout > 0, "--timeout must be more than 0 seconds")
+        need(self.ssid is None or 1 <= self.ssid <= 0xFFFF, "--ssid must be 1..65535 (0 means no SSID)")
+        need(0 <= self.dscp <= 63, f"--dscp {self.dscp} is outside 0..63")
+        need(0 <= self.ecn <= 3, f"--ecn {self.ecn} is outside 0..3")
+        need(0 <= self.padding <= 9000, "--padding must be 0..9000 octets")
+        need(self.session_timeout >= 0, "--session-timeout must be 0 or more seconds")
+        need(self.max_sessions >= 0, "--max-sessions must be 0 (unbounded) or more")
+        need(self.workers >= 1, "--workers must be 1 or more")
+        need(self.error_scale is None or 0 <= self.error_scale <= 63, "--error-scale must be 0..63")
+        need(self.error_multiplier is None or 1 <= self.error_multiplier <= 255,
+             "--error-multiplier must be 1..255 (0 is invalid, RFC 4656)")
+        need(self.access_report is None or 0 <= self.access_report <= 15, "--access-report ID must be 0..15")
+        need(0 <= self.access_return_code <= 255, "--access-return-code must be 0..255")
+        need(self.report_interval >= 0, "--report-interval must be 0 or more seconds")
+        for name in ("micro_session_id", "reflector_member_link_id"):
+            v = getattr(self, name)
+            need(v is None or 1 <= v <= 0xFFFF, f"--{name.replace('_', '-')} must be 1..65535")
+        need(not (self.force_ipv4 and self.force_ipv6), "-4 and -6 cannot be used together")
+        need(not (self.authenticated and not self.has_key),
+             "authenticated mode (-A A) needs --hmac-key, --hmac-key-file or --hmac-key-dir")
+        need(not (self.verify_tlv_hmac and not self.has_key), "--verify-tlv-hmac needs an HMAC key")
+        need(not (self.hmac_tlv and not self.has_key), "--hmac-tlv needs an HMAC key")
+        need(sum(x is not None for x in (self.hmac_key, self.hmac_key_file)) <= 1,
+             "give either --hmac-key or --hmac-key-file, not both")
+        need(not (self.dest_node_addr and not self.ssid), "--dest-node-addr requires --ssid (RFC 9503 §3)")
+        need(self.return_path_cc is None or self.return_path_cc in (0, 1), "--return-path-cc must be 0 or 1")
+        need(not (self.return_path_cc is not None and (self.return_address or self.return_sr_mpls_labels
+                                                       or self.return_srv6_sids)),
+             "--return-path-cc cannot be combined with a return address or segment list (RFC 9503 §4)")
+        need(not (self.return_sr_mpls_labels and self.return_srv6_sids),
+             "give either --return-sr-mpls-labels or --return-srv6-sids, not both")
+        for lab in self.return_sr_mpls_labels or ():
+            need(0 <= lab <= 0xFFFFF, f"MPLS label {lab} is outside 0..1048575 (20 bits)")
+        for name in ("remote_addr", "local_addr", "dest_node_addr", "return_address"):
+            v = getattr(self, name)
+            if v is not None:
+                _ip(v, "--" + name.replace("_", "-"))
+        for sid in self.return_srv6_sids or ():
+            need(_ip(sid, "--return-srv6-sids").version == 6, f"--return-srv6-sids: {sid} is not IPv6")
+        for prefix in self.return_address_allow:
+            try:
+                ipaddress.ip_network(prefix, strict=False)
+            except ValueError:
+                raise ConfigError(f"--return-address-allow: {prefix!r} is not an address prefix") from None
+        for d in self.cos_allowed_dscp or ():
+            need(0 <= d <= 63, f"--cos-allowed-dscp: {d} is outside 0..63")
+        host, _, port = self.metrics_addr.rpartition(":")
+        need(bool(host) and port.isdigit() and int(port) <= 65535,
+             f"--metrics-addr must be ADDRESS:PORT, not {self.metrics_addr!r}")
+        return self
+
+
+def _ip(text: str, flag: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        raise ConfigError(f"{flag}: {text!r} is not an IP address") from None
+
+
+FILE_KEYS = {f.name for f in fields(Settings)} - {"hmac_key", "self_test"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Check a TOML value against the field's default type (lists become tuples)."""
+    field = next(f for f in fields(Settings) if f.name == name)
+    default = field.default if field.default is not MISSING else None
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise ConfigError(f"config key {name}: expected true or false, got {value!r}")
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if default is not None and not isinstance(default, bool) and not isinstance(value, type(default)):
+        raise ConfigError(f"config key {name}: expected {type(default).__name__}, got {value!r}")
+    return value
+
+
+def load_file(path: str) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"--config {p}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config {p}: {exc}") from None
+    if "hmac_key" in data:
+        raise ConfigError(f"--config {p}: hmac_key is not accepted in a file; use hmac_key_file")
+    unknown = sorted(set(data) - FILE_KEYS - {"targets"})
+    if unknown:
+        raise ConfigError(f"--config {p}: unknown key {unknown[0]!r} (keys are the long flag names in snake_case)")
+    return {k: _coerce(k, v) for k, v in data.items() if k != "targets"}
+
+
+def build_settings(flags: dict[str, Any], config_path: str | None = None) -> Settings:
+    """defaults < file < flags, then validated."""
+    merged: dict[str, Any] = {}
+    if config_path:
+        merged.update(load_file(config_path))
+    merged.update(flags)
+    try:
+        return Settings(**merged).validate()
+    except TypeError as exc:  # a wrong key from code, not from the user
+        raise ConfigError(str(exc)) from None

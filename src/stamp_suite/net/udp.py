@@ -1,0 +1,235 @@
+"""UDP sockets with per-packet metadata: TTL/hop limit, TOS/traffic class, destination
+address and kernel receive timestamp in; DSCP/ECN and source address per packet out.
+
+What the platform can do is detected once (:func:`detect_capabilities`); a missing
+capability turns the matching field into ``None`` and is reported at start-up.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import struct
+import time
+from dataclasses import dataclass, fields, replace
+
+from . import options as o
+
+_INT = struct.Struct("i")  # cmsg ints are native-endian
+_TIMESPEC = struct.Struct("qq")
+_IN_PKTINFO = struct.Struct("I4s4s")  # ifindex, spec_dst, addr
+_IN6_PKTINFO = struct.Struct("16sI")
+CMSG_SPACE = 256
+
+
+class SocketSetupError(OSError):
+    """A socket could not be opened or bound; the message is one line, fit for the operator."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What this platform's UDP sockets can report and set, per address family."""
+
+    recvmsg: bool = False
+    ttl: bool = False
+    tos: bool = False
+    destination_address: bool = False
+    kernel_rx_timestamp: bool = False
+    set_tos_per_packet: bool = False
+    set_source_per_packet: bool = False
+    reuseport: bool = False
+
+    def missing(self) -> list[str]:
+        return [f.name for f in fields(self) if not getattr(self, f.name)]
+
+    def describe(self) -> str:
+        on = [f.name for f in fields(self) if getattr(self, f.name)]
+        return "capabilities: " + (", ".join(on) if on else "none")
+
+    def without(self, *names: str) -> Capabilities:
+        """A copy with the named capabilities switched off (tests, and --timestamping user)."""
+        return replace(self, **{n: False for n in names})
+
+
+def _try(sock: socket.socket, level: int, opt: int | None, value: int = 1) -> bool:
+    if opt is None:
+        return False
+    try:
+        sock.setsockopt(level, opt, value)
+        return True
+    except OSError:
+        return False
+
+
+def detect_capabilities(family: int = socket.AF_INET) -> Capabilities:
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        has_recvmsg = hasattr(s, "recvmsg")
+        if family == socket.AF_INET6:
+            ttl = _try(s, o.IPPROTO_IPV6, o.IPV6_RECVHOPLIMIT)
+            tos = _try(s, o.IPPROTO_IPV6, o.IPV6_RECVTCLASS)
+            dst = _try(s, o.IPPROTO_IPV6, o.IPV6_RECVPKTINFO)
+        else:
+            ttl = _try(s, o.IPPROTO_IP, o.IP_RECVTTL)
+            tos = _try(s, o.IPPROTO_IP, o.IP_RECVTOS)
+            dst = _try(s, o.IPPROTO_IP, o.IP_PKTINFO) or _try(s, o.IPPROTO_IP, o.IP_RECVDSTADDR)
+        ts = _try(s, o.SOL_SOCKET, o.SO_TIMESTAMPNS) or _try(s, o.SOL_SOCKET, o.SO_TIMESTAMP)
+        reuse = _try(s, o.SOL_SOCKET, o.SO_REUSEPORT)
+        send_cmsg = has_recvmsg and hasattr(s, "sendmsg") and o.LINUX
+    return Capabilities(has_recvmsg, ttl and has_recvmsg, tos and has_recvmsg, dst and has_recvmsg,
+                        ts and has_recvmsg, send_cmsg, send_cmsg and dst, reuse)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    data: bytes
+    source: tuple[str, int]
+    ttl: int | None
+    tos: int | None
+    destination: str | None
+    kernel_ns: int | None
+    user_ns: int  # clock read right after the datagram was read
+
+
+def _addr_family(host: str) -> int:
+    return socket.AF_INET6 if ipaddress.ip_address(host.split("%", 1)[0]).version == 6 else socket.AF_INET
+
+
+class UdpEndpoint:
+    """One bound UDP socket with the receive options this platform supports switched on."""
+
+    def __init__(self, host: str, port: int, caps: Capabilities | None = None, *, dual_stack: bool = False,
+                 kernel_timestamps: bool = True, reuseport: bool = False, connect: tuple[str, int] | None = None,
+                 rcvbuf: int = 4 << 20) -> None:
+        self.family = _addr_family(host)
+        self.caps = caps if caps is not None else detect_capabilities(self.family)
+        if not kernel_timestamps:
+            self.caps = self.caps.without("kernel_rx_timestamp")
+        try:
+            self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise SocketSetupError(f"cannot open a UDP socket: {exc.strerror}") from None
+        s = self.sock
+        try:
+            if self.family == socket.AF_INET6:
+                s.setsockopt(o.IPPROTO_IPV6, o.IPV6_V6ONLY, 0 if dual_stack else 1)
+            if reuseport and self.caps.reuseport:
+                s.setsockopt(o.SOL_SOCKET, o.SO_REUSEPORT, 1)
+            _try(s, o.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self._enable_receive_options(dual_stack)
+            s.bind((host, port))
+            if connect is not None:
+                s.connect(connect)
+        except OSError as exc:
+            s.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise SocketSetupError(f"cannot bind {_fmt(host, port)}: address already in use") from None
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise SocketSetupError(f"cannot bind {_fmt(host, port)}: permission denied "
+                                       "(ports below 1024 need root or CAP_NET_BIND_SERVICE)") from None
+            raise SocketSetupError(f"cannot use {_fmt(host, port)}: {exc.strerror or exc}") from None
+        self.local = s.getsockname()[:2]
+
+    def _enable_receive_options(self, dual_stack: bool) -> None:
+        s, c = self.sock, self.caps
+        v6 = self.family == socket.AF_INET6
+        if v6:
+            c.ttl and _try(s, o.IPPROTO_IPV6, o.IPV6_RECVHOPLIMIT)
+            c.tos and _try(s, o.IPPROTO_IPV6, o.IPV6_RECVTCLASS)
+            c.destination_address and _try(s, o.IPPROTO_IPV6, o.IPV6_RECVPKTINFO)
+        if not v6 or dual_stack:  # IP_* options also apply to v4-mapped packets on a dual-stack socket
+            c.ttl and _try(s, o.IPPROTO_IP, o.IP_RECVTTL)
+            c.tos and _try(s, o.IPPROTO_IP, o.IP_RECVTOS)
+            if c.destination_address:
+                _try(s, o.IPPROTO_IP, o.IP_PKTINFO) or _try(s, o.IPPROTO_IP, o.IP_RECVDSTADDR)
+        if c.kernel_rx_timestamp:
+            _try(s, o.SOL_SOCKET, o.SO_TIMESTAMPNS) or _try(s, o.SOL_SOCKET, o.SO_TIMESTAMP)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def setblocking(self, flag: bool) -> None:
+        self.sock.setblocking(flag)
+
+    def set_default_tos(self, tos: int) -> None:
+        """DSCP/ECN for every packet of this socket (the sender's --dscp/--ecn)."""
+        if self.family == socket.AF_INET6:
+            _try(self.sock, o.IPPROTO_IPV6, o.IPV6_TCLASS, tos)
+        if self.family == socket.AF_INET or self.sock.getsockopt(o.IPPROTO_IPV6, o.IPV6_V6ONLY) == 0:
+            _try(self.sock, o.IPPROTO_IP, o.IP_TOS, tos)
+
+    def recv(self, bufsize: int = 9216) -> Received:
+        """Read one datagram (raises BlockingIOError on a non-blocking socket with none)."""
+        if not self.caps.recvmsg:
+            data, addr = self.sock.recvfrom(bufsize)
+            return Received(data, addr[:2], None, None, None, None, time.time_ns())
+        data, anc, _flags, addr = self.sock.recvmsg(bufsize, CMSG_SPACE)
+        now = time.time_ns()
+        ttl = tos = dst = kts = None
+        for level, ctype, cdata in anc:
+            if level == o.IPPROTO_IP:
+                if ctype == o.IP_TTL or ctype == o.IP_RECVTTL:
+                    ttl = cdata[0] if len(cdata) == 1 else _INT.unpack_from(cdata)[0]
+                elif ctype == o.IP_TOS or ctype == o.IP_RECVTOS:
+                    tos = cdata[0]
+                elif ctype == o.IP_PKTINFO:
+                    dst = socket.inet_ntop(socket.AF_INET, _IN_PKTINFO.unpack_from(cdata)[2])
+                elif ctype == o.IP_RECVDSTADDR:
+                    dst = socket.inet_ntop(socket.AF_INET, cdata[:4])
+            elif level == o.IPPROTO_IPV6:
+                if ctype == o.IPV6_HOPLIMIT:
+                    ttl = _INT.unpack_from(cdata)[0]
+                elif ctype == o.IPV6_TCLASS:
+                    tos = _INT.unpack_from(cdata)[0] & 0xFF
+                elif ctype == o.IPV6_PKTINFO:
+                    dst = socket.inet_ntop(socket.AF_INET6, _IN6_PKTINFO.unpack_from(cdata)[0])
+            elif level == o.SOL_SOCKET:
+                if ctype == o.SO_TIMESTAMPNS:
+                    sec, nsec = _TIMESPEC.unpack_from(cdata)
+                    kts = sec * 1_000_000_000 + nsec
+                elif ctype == o.SO_TIMESTAMP:  # struct timeval: microseconds
+                    sec, usec = struct.unpack_from("qq" if len(cdata) >= 16 else "qi", cdata)
+                    kts = sec * 1_000_000_000 + usec * 1000
+        return Received(data, addr[:2], ttl, tos, dst, kts, now)
+
+    def send(self, data: bytes | bytearray, destination: tuple[str, int] | None, source_address: str | None = None,
+             tos: int | None = None) -> None:
+        """Send, optionally from a given local address and with a given TOS/traffic class."""
+        anc = []
+        if self.caps.set_tos_per_packet or self.caps.set_source_per_packet:
+            v6_dest = self.family == socket.AF_INET6 and not _is_v4_mapped(destination[0] if destination else None)
+            if tos is not None and self.caps.set_tos_per_packet:
+                anc.append((o.IPPROTO_IPV6, o.IPV6_TCLASS, _INT.pack(tos)) if v6_dest
+                           else (o.IPPROTO_IP, o.IP_TOS, _INT.pack(tos)))
+            if source_address and self.caps.set_source_per_packet:
+                anc.append(_source_cmsg(self.family, source_address))
+        if anc:
+            self.sock.sendmsg([data], anc, 0, destination) if destination else self.sock.sendmsg([data], anc)
+        elif destination is None:
+            self.sock.send(data)
+        else:
+            self.sock.sendto(data, destination)
+
+
+def _is_v4_mapped(host: str | None) -> bool:
+    return bool(host) and host.lower().startswith("::ffff:") and "." in host
+
+
+def _source_cmsg(family: int, source: str) -> tuple[int, int, bytes]:
+    ip = ipaddress.ip_address(source.split("%", 1)[0])
+    if family == socket.AF_INET6:
+        if ip.version == 4:
+            ip = ipaddress.IPv6Address(f"::ffff:{ip}")
+        return (o.IPPROTO_IPV6, o.IPV6_PKTINFO, _IN6_PKTINFO.pack(ip.packed, 0))
+    return (o.IPPROTO_IP, o.IP_PKTINFO, _IN_PKTINFO.pack(0, ip.packed, bytes(4)))
+
+
+def _fmt(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def format_address(addr: tuple[str, int]) -> str:
+    return _fmt(addr[0], addr[1])

@@ -1,0 +1,112 @@
+"""A streaming distribution of nanosecond values with bounded memory.
+
+Count, min, max, mean and standard deviation are exact (Welford).  Percentiles are exact
+(nearest rank) while the run holds up to ``exact_limit`` values, then come from a
+DDSketch with the stated relative error: memory stays bounded on a 24-hour run, and
+sketches merge, so interim reports and several workers can be combined.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ddsketch import DDSketch
+
+RELATIVE_ACCURACY = 0.005  # percentile values within 0.5 % once the sketch takes over
+EXACT_LIMIT = 20_000
+
+
+class Distribution:
+    __slots__ = ("count", "min", "max", "_mean", "_m2", "_exact", "_sketch", "exact_limit")
+
+    def __init__(self, exact_limit: int = EXACT_LIMIT) -> None:
+        self.count = 0
+        self.min: int | None = None
+        self.max: int | None = None
+        self._mean = 0.0
+        self._m2 = 0.0
+        self._exact: list[int] | None = []
+        self._sketch: DDSketch | None = None
+        self.exact_limit = exact_limit
+
+    def add(self, value: int) -> None:
+        self.count += 1
+        if self.min is None or value < self.min:
+            self.min = value
+        if self.max is None or value > self.max:
+            self.max = value
+        delta = value - self._mean
+        self._mean += delta / self.count
+        self._m2 += delta * (value - self._mean)
+        if self._exact is not None:
+            self._exact.append(value)
+            if len(self._exact) > self.exact_limit:
+                self._to_sketch()
+        else:
+            self._sketch.add(value)
+
+    def _to_sketch(self) -> None:
+        self._sketch = DDSketch(relative_accuracy=RELATIVE_ACCURACY)
+        for v in self._exact or ():
+            self._sketch.add(v)
+        self._exact = None
+
+    @property
+    def exact(self) -> bool:
+        return self._exact is not None
+
+    @property
+    def mean(self) -> float | None:
+        return self._mean if self.count else None
+
+    @property
+    def stddev(self) -> float | None:
+        """Sample standard deviation (n - 1); 0 for a single value."""
+        if not self.count:
+            return None
+        return math.sqrt(self._m2 / (self.count - 1)) if self.count > 1 else 0.0
+
+    def percentile(self, p: float) -> float | None:
+        """The p-th percentile (0 < p <= 100): nearest rank when exact, sketch estimate otherwise."""
+        if not self.count:
+            return None
+        if self._exact is not None:
+            ordered = sorted(self._exact)
+            rank = max(1, math.ceil(p / 100 * len(ordered)))
+            return ordered[rank - 1]
+        value = self._sketch.get_quantile_value(p / 100)
+        return min(max(value, self.min), self.max)  # never outside what was seen
+
+    def merge(self, other: Distribution) -> None:
+        if not other.count:
+            return
+        n = self.count + other.count
+        delta = other._mean - self._mean
+        self._m2 += other._m2 + delta * delta * self.count * other.count / n
+        self._mean += delta * other.count / n
+        self.count = n
+        self.min = other.min if self.min is None else min(self.min, other.min)
+        self.max = other.max if self.max is None else max(self.max, other.max)
+        if self._exact is not None and other._exact is not None and \
+                len(self._exact) + len(other._exact) <= self.exact_limit:
+            self._exact.extend(other._exact)
+            return
+        if self._exact is not None:
+            self._to_sketch()
+        if other._exact is not None:
+            for v in other._exact:
+                self._sketch.add(v)
+        else:
+            self._sketch.merge(other._sketch)
+
+    def summary(self, percentiles: tuple[float, ...] = (50, 90, 95, 99, 99.9)) -> dict:
+        return {
+            "count": self.count, "min": self.min, "max": self.max, "mean": self.mean, "stddev": self.stddev,
+            "percentiles": {_pname(p): self.percentile(p) for p in percentiles},
+            "percentile_method": "exact (nearest rank)" if self.exact else
+            f"DDSketch, relative error <= {RELATIVE_ACCURACY:.1%}",
+        }
+
+
+def _pname(p: float) -> str:
+    return "p" + (str(int(p)) if float(p).is_integer() else str(p))

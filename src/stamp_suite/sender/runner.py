@@ -1,0 +1,127 @@
+"""The Session-Sender's socket loop: a drift-free schedule, replies matched as they come.
+
+Packet n leaves at ``start + n * interval`` (absolute deadlines on the monotonic clock,
+never sleep-after-send), so the schedule does not drift with processing time.  The
+next packet is prepared before its deadline; at the deadline only T1 and the HMAC are
+written.  T4 is the kernel's receive timestamp where the platform has one.
+"""
+
+from __future__ import annotations
+
+import selectors
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..net.udp import UdpEndpoint
+from .engine import ReplyEvent, SessionSender
+from .stats import SessionStats
+
+NS = 1_000_000_000
+
+
+@dataclass
+class RunResult:
+    stats: SessionStats
+    started_ns: int
+    ended_ns: int
+    interrupted: bool = False
+    unanswered: list[int] = field(default_factory=list)
+    schedule_error_ns: list[int] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return (self.ended_ns - self.started_ns) / NS
+
+
+class SenderRunner:
+    def __init__(self, engine: SessionSender, endpoint: UdpEndpoint, destination: tuple[str, int], *,
+                 count: int, interval_ns: int, timeout_ns: int, stats: SessionStats,
+                 on_event: Callable[[ReplyEvent], None] | None = None,
+                 on_tick: Callable[[RunResult], None] | None = None, tick_ns: int = NS,
+                 record_schedule: bool = False) -> None:
+        self.engine = engine
+        self.endpoint = endpoint
+        self.destination = destination
+        self.count = count
+        self.interval_ns = interval_ns
+        self.timeout_ns = timeout_ns
+        self.stats = stats
+        self.on_event = on_event
+        self.on_tick = on_tick
+        self.tick_ns = tick_ns
+        self.record_schedule = record_schedule
+        self._stop = False
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def run(self) -> RunResult:
+        ep = self.endpoint
+        ep.setblocking(False)
+        result = RunResult(self.stats, time.time_ns(), 0)
+        start = time.monotonic_ns()
+        next_tick = start + self.tick_ns
+        seq = 0
+        pending = self.engine.prepare(0)
+        last_send = start
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(ep.sock, selectors.EVENT_READ)
+                while not self._stop:
+                    now = time.monotonic_ns()
+                    sending = self.count == 0 or seq < self.count
+                    if sending and now >= start + seq * self.interval_ns:
+                        self._send(pending, seq, start, result)
+                        last_send = time.monotonic_ns()
+                        seq += 1
+                        if self.count == 0 or seq < self.count:
+                            pending = self.engine.prepare(seq)
+                        continue
+                    if not sending and (self.stats.received + self.stats.late >= seq
+                                        or now >= last_send + self.timeout_ns):
+                        break
+                    deadline = start + seq * self.interval_ns if sending else last_send + self.timeout_ns
+                    deadline = min(deadline, next_tick)
+                    if sel.select(max(0, deadline - now) / NS):
+                        self._drain()
+                    if time.monotonic_ns() >= next_tick:
+                        next_tick += self.tick_ns
+                        if self.count == 0:  # bounded memory on endless runs
+                            self.engine.forget_before(time.time_ns() - 2 * self.timeout_ns)
+                        if self.on_tick is not None:
+                            self.on_tick(result)
+        except KeyboardInterrupt:
+            result.interrupted = True
+        result.ended_ns = time.time_ns()
+        result.unanswered = self.engine.unanswered()
+        return result
+
+    def _send(self, pending, seq: int, start: int, result: RunResult) -> None:
+        if self.record_schedule:
+            result.schedule_error_ns.append(time.monotonic_ns() - (start + seq * self.interval_ns))
+        data = pending.stamp(time.time_ns())
+        try:
+            self.endpoint.send(data, None)
+        except ConnectionRefusedError:  # ICMP port unreachable from an earlier packet
+            self.stats.refused += 1
+        except OSError as exc:
+            print(f"stamp-suite: send failed: {exc.strerror or exc}", file=sys.stderr)
+        self.stats.on_sent()
+
+    def _drain(self) -> None:
+        ep = self.endpoint
+        while True:
+            try:
+                rx = ep.recv()
+            except BlockingIOError:
+                return
+            except ConnectionRefusedError:
+                self.stats.refused += 1
+                continue
+            event = self.engine.receive(rx.data, rx.kernel_ns if rx.kernel_ns is not None else rx.user_ns,
+                                        rx.ttl, rx.tos)
+            self.stats.on_event(event)
+            if self.on_event is not None:
+                self.on_event(event)

@@ -1,0 +1,223 @@
+"""Streaming statistics of a STAMP session: delay, one-way delay, delay variation, loss.
+
+Definitions (each is what the report calls it):
+- round-trip delay = (T4 - T1) - (T3 - T2), RFC 8762; the raw T4 - T1 and the reflector's
+  residence time T3 - T2 are kept too.
+- one-way forward = T2 - T1, backward = T4 - T3: meaningful only when both ends say their
+  clocks are synchronised (S bit); their *variation* is meaningful regardless.
+- IPDV (RFC 3393): D(i) - D(i-1) for consecutive sequence numbers both received.
+- interarrival jitter (RFC 3550 §6.4.1): J += (|D(i) - D(i-1)| - J) / 16, in arrival order.
+- PDV (RFC 5481): D - min(D); its percentiles are the delay percentiles minus the minimum.
+- loss: a packet with no on-time reply within --timeout is lost; a late reply is counted
+  as late (and stays lost, RFC 7680's threshold).  With a stateful reflector the gaps in
+  its sequence numbers split loss into forward and backward.
+- reordering (RFC 4737): a reply whose sequence number is below the highest seen so far;
+  its extent is how far below.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+
+from .distribution import Distribution
+from .engine import ReplyEvent, Sample
+
+U32 = 1 << 32
+IPDV_MEMORY = 4096  # recent per-sequence delays kept to pair consecutive packets
+
+
+def unwrap(seq: int, reference: int) -> int:
+    """Extend a 32-bit sequence number to the 64-bit value nearest ``reference``."""
+    low = reference % U32
+    return reference + ((seq - low + (U32 >> 1)) % U32) - (U32 >> 1)
+
+
+@dataclass
+class _Ipdv:
+    """IPDV and RFC 3550 jitter of one delay series."""
+
+    ipdv: Distribution = field(default_factory=Distribution)
+    jitter_ns: float = 0.0
+    _last_arrival_delay: int | None = None
+    _by_seq: OrderedDict = field(default_factory=OrderedDict)
+
+    def add(self, seq: int, delay: int) -> None:
+        if self._last_arrival_delay is not None:
+            self.jitter_ns += (abs(delay - self._last_arrival_delay) - self.jitter_ns) / 16
+        self._last_arrival_delay = delay
+        by_seq = self._by_seq
+        prev, nxt = by_seq.get(seq - 1), by_seq.get(seq + 1)
+        if prev is not None:
+            self.ipdv.add(delay - prev)
+        if nxt is not None:
+            self.ipdv.add(nxt - delay)
+        by_seq[seq] = delay
+        if len(by_seq) > IPDV_MEMORY:
+            by_seq.popitem(last=False)
+
+    def summary(self) -> dict:
+        s = self.ipdv.summary((50, 99))
+        s["jitter_rfc3550"] = self.jitter_ns if self._last_arrival_delay is not None else None
+        return s
+
+
+class SessionStats:
+    def __init__(self, dscp_sent: int = 0, ecn_sent: int = 0) -> None:
+        self.sent = 0
+        self.received = 0  # unique, on time
+        self.late = 0
+        self.duplicates = 0
+        self.malformed = 0
+        self.foreign = 0
+        self.hmac_failures = 0
+        self.micro_session_mismatches = 0
+        self.refused = 0  # ICMP port unreachable seen by the socket
+        self.tlv_integrity_failures = 0
+        self.rtt = Distribution()
+        self.rtt_raw = Distribution()
+        self.residence = Distribution()
+        self.forward = Distribution()
+        self.backward = Distribution()
+        self.rtt_var, self.forward_var, self.backward_var = _Ipdv(), _Ipdv(), _Ipdv()
+        self.all_synchronized = True
+        self.reordered = 0
+        self.reorder_extent = Distribution()
+        self._highest: int | None = None
+        self.reflector_ttl: Counter[int] = Counter()
+        self.reply_ttl: Counter[int] = Counter()
+        self.ttl_changes = 0
+        self._last_ttl: int | None = None
+        self.dscp_sent, self.ecn_sent = dscp_sent, ecn_sent
+        self.tos_at_reflector: Counter[tuple[int, int]] = Counter()
+        self.tos_at_sender: Counter[int] = Counter()
+        self.stateful_reflector = False
+        self._max_reflector: tuple[int, int] | None = None  # (reflector seq, sender seq) of the latest reply
+        self._reflector_seqs_received = 0
+        self.direct_measurement: dict | None = None
+        self.last_sample: Sample | None = None
+
+    # -- feeding ----------------------------------------------------------------------
+    def on_sent(self) -> None:
+        self.sent += 1
+
+    def on_event(self, event: ReplyEvent) -> None:
+        kind = event.kind
+        if kind == "sample":
+            self._on_sample(event.sample)
+        elif kind == "duplicate":
+            self.duplicates += 1
+        elif kind == "malformed":
+            self.malformed += 1
+        elif kind == "foreign":
+            self.foreign += 1
+        elif kind == "hmac_failure":
+            self.hmac_failures += 1
+        elif kind == "micro_session_mismatch":
+            self.micro_session_mismatches += 1
+
+    def _on_sample(self, s: Sample) -> None:
+        self.last_sample = s
+        if s.late:
+            self.late += 1
+            return
+        self.received += 1
+        seq = s.sequence_number if self._highest is None else unwrap(s.sequence_number, self._highest)
+        if self._highest is not None and seq < self._highest:
+            self.reordered += 1
+            self.reorder_extent.add(self._highest - seq)
+        else:
+            self._highest = seq
+        self.rtt.add(s.rtt_ns)
+        self.rtt_raw.add(s.t4_ns - s.t1_ns)
+        self.residence.add(s.residence_ns)
+        self.forward.add(s.forward_ns)
+        self.backward.add(s.backward_ns)
+        self.rtt_var.add(seq, s.rtt_ns)
+        self.forward_var.add(seq, s.forward_ns)
+        self.backward_var.add(seq, s.backward_ns)
+        self.all_synchronized &= s.clocks_synchronized
+        self._on_path(s)
+        self._on_reflector_sequence(s, seq)
+        if "integrity" in s.tlv:
+            self.tlv_integrity_failures += 1
+        if "direct_measurement" in s.tlv:
+            self.direct_measurement = s.tlv["direct_measurement"]
+
+    def _on_path(self, s: Sample) -> None:
+        self.reflector_ttl[s.reflector_ttl] += 1
+        if self._last_ttl is not None and s.reflector_ttl != self._last_ttl:
+            self.ttl_changes += 1
+        self._last_ttl = s.reflector_ttl
+        if s.reply_ttl is not None:
+            self.reply_ttl[s.reply_ttl] += 1
+        cos = s.tlv.get("cos")
+        if cos:
+            self.tos_at_reflector[(cos["dscp_at_reflector"], cos["ecn_at_reflector"])] += 1
+        if s.reply_tos is not None:
+            self.tos_at_sender[s.reply_tos] += 1
+
+    def _on_reflector_sequence(self, s: Sample, seq: int) -> None:
+        if s.reflector_sequence_number != s.sequence_number:
+            self.stateful_reflector = True
+        self._reflector_seqs_received += 1
+        if self._max_reflector is None or s.reflector_sequence_number > self._max_reflector[0]:
+            self._max_reflector = (s.reflector_sequence_number, seq)
+
+    # -- results ----------------------------------------------------------------------
+    @property
+    def lost(self) -> int:
+        return max(0, self.sent - self.received)
+
+    @property
+    def loss_ratio(self) -> float | None:
+        return self.lost / self.sent if self.sent else None
+
+    def directional_loss(self) -> dict | None:
+        """Forward/backward loss from a stateful reflector's sequence numbers (RFC 8762 §4)."""
+        if not self.stateful_reflector or self._max_reflector is None:
+            return None
+        r, s = self._max_reflector
+        reflected = r + 1  # replies the reflector sent up to its latest one we saw
+        forward = (s + 1) - reflected
+        backward = reflected - self._reflector_seqs_received
+        return {"forward": max(0, forward), "backward": max(0, backward),
+                "unknown_direction": max(0, self.lost - max(0, forward) - max(0, backward))}
+
+    def remarking(self) -> dict:
+        """DSCP/ECN seen at each end against what was sent (forward) and asked for (backward)."""
+        sent_tos = (self.dscp_sent, self.ecn_sent)
+        fwd = sum(n for tos, n in self.tos_at_reflector.items() if tos != sent_tos)
+        return {"sent": {"dscp": self.dscp_sent, "ecn": self.ecn_sent},
+                "at_reflector": {f"{d}/{e}": n for (d, e), n in sorted(self.tos_at_reflector.items())},
+                "at_sender": {f"{t >> 2}/{t & 3}": n for t, n in sorted(self.tos_at_sender.items())},
+                "forward_remarked": fwd if self.tos_at_reflector else None}
+
+    def to_dict(self) -> dict:
+        pdv = None
+        if self.rtt.count:
+            pdv = {k: v - self.rtt.min for k, v in self.rtt.summary((50, 90, 99))["percentiles"].items()}
+        return {
+            "packets": {"sent": self.sent, "received": self.received, "lost": self.lost,
+                        "loss_ratio": self.loss_ratio, "late": self.late, "duplicates": self.duplicates,
+                        "reordered": self.reordered, "malformed": self.malformed, "foreign": self.foreign,
+                        "hmac_failures": self.hmac_failures, "refused": self.refused,
+                        "micro_session_mismatches": self.micro_session_mismatches,
+                        "tlv_integrity_failures": self.tlv_integrity_failures},
+            "loss_by_direction": self.directional_loss(),
+            "direct_measurement": self.direct_measurement,
+            "reordering": {"ratio": self.reordered / self.received if self.received else None,
+                           "extent_max": self.reorder_extent.max, "extent_mean": self.reorder_extent.mean},
+            "rtt_ns": self.rtt.summary(),
+            "rtt_raw_ns": self.rtt_raw.summary((50, 99)),
+            "residence_ns": self.residence.summary((50, 99)),
+            "one_way": {"meaningful": bool(self.received) and self.all_synchronized,
+                        "forward_ns": self.forward.summary((50, 99)),
+                        "backward_ns": self.backward.summary((50, 99))},
+            "delay_variation": {"pdv_rtt_ns": pdv, "ipdv_rtt_ns": self.rtt_var.summary(),
+                                "ipdv_forward_ns": self.forward_var.summary(),
+                                "ipdv_backward_ns": self.backward_var.summary()},
+            "ttl": {"at_reflector": dict(sorted(self.reflector_ttl.items())),
+                    "at_sender": dict(sorted(self.reply_ttl.items())), "changes": self.ttl_changes},
+            "dscp_ecn": self.remarking(),
+        }
