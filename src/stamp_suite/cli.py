@@ -314,7 +314,8 @@ class _Output:
             return
         elif s.output_format == "json":
             import json
-            print(json.dumps({"type": "packet", **sample_record(ev.kind, ev.sample, ev.detail)}))
+            tlv = ev.sample.tlv if ev.sample is not None else {}
+            print(json.dumps({"type": "packet", **sample_record(ev.kind, ev.sample, ev.detail), "tlv": tlv}))
         else:
             print(packet_text(ev))
         sys.stdout.flush()
@@ -385,6 +386,9 @@ def _exit_status(stats: SessionStats, engine: SessionSender) -> int:
         why = f"{stats.foreign} foreign and {stats.malformed} malformed replies, none matching our packets"
     elif stats.sent == 0:
         why = "nothing was sent"
+    elif engine.config.authenticated:
+        why = ("timed out; in authenticated mode a reflector silently drops packets whose HMAC fails: "
+               "check that both ends use the same key (and -A A)")
     else:
         why = "timed out: no reply within --timeout"
     print(f"{PROG}: no replies: {why}", file=sys.stderr)

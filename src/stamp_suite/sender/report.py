@@ -140,12 +140,14 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
             ("PDV RFC 5481 p50 / p90 / p99", " / ".join(ms(v) for v in (dv["pdv_rtt_ns"] or {}).values()))])
     ttl = d["ttl"]
     dscp = d["dscp_ecn"]
+    answered = bool(ttl["at_reflector"])
     section("Path", [
-        ("TTL at reflector", _counts(ttl["at_reflector"], unknown=255) + f"  (changes {ttl['changes']})"),
-        ("TTL at sender", _counts(ttl["at_sender"]) or "unknown (platform cannot read it)"),
+        ("TTL at reflector", _counts(ttl["at_reflector"], unknown=255) + f"  (changes {ttl['changes']})"
+         if answered else "n/a"),
+        ("TTL at sender", _counts(ttl["at_sender"]) or ("unknown (platform cannot read it)" if answered else "n/a")),
         ("DSCP/ECN sent", f"{dscp['sent']['dscp']}/{dscp['sent']['ecn']}"),
         ("DSCP/ECN at reflector", _counts(dscp["at_reflector"]) or "not reported (use --cos)"),
-        ("DSCP/ECN at sender", _counts(dscp["at_sender"]) or "unknown")])
+        ("DSCP/ECN at sender", _counts(dscp["at_sender"]) or ("unknown" if answered else "n/a"))])
     return "\n".join(lines).rstrip() + "\n"
 
 

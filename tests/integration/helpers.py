@@ -1,0 +1,66 @@
+"""Run the real CLI as subprocesses on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+CMD = [sys.executable, "-m", "stamp_suite"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+class ReflectorProcess:
+    """``stamp-suite -i`` on an ephemeral port; the port is read from its banner."""
+
+    def __init__(self, *args: str, host: str = "127.0.0.1") -> None:
+        self.proc = subprocess.Popen([*CMD, "-i", "-S", host, "-o", "0", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=ENV)
+        line = self.proc.stdout.readline()
+        m = re.search(r"listening on (?:\[([0-9a-f:.]+)\]|([0-9.]+)):(\d+)", line)
+        if not m:
+            self.proc.kill()
+            raise RuntimeError(f"reflector did not start: {line!r} {self.proc.stderr.read()}")
+        self.host, self.port = m.group(1) or m.group(2), int(m.group(3))
+        self.banner = line
+
+    def stop(self) -> tuple[int, str, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=10)
+        return self.proc.returncode, out, err
+
+    def __enter__(self) -> ReflectorProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([*CMD, *args], capture_output=True, text=True, timeout=timeout, env=ENV)
+
+
+def send(refl: ReflectorProcess, *args: str, count: int = 5) -> subprocess.CompletedProcess:
+    return run("-r", refl.host, "-p", str(refl.port), "-c", str(count), "-d", "5", "-L", "1", *args)
+
+
+def json_lines(stdout: str) -> tuple[list[dict], dict]:
+    objs = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    packets = [o for o in objs if o.get("type") == "packet"]
+    summary = next(o for o in objs if o.get("type") == "summary")
+    return packets, summary
+
+
+def wait_for(pred, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False

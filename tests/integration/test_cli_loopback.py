@@ -1,0 +1,228 @@
+"""The real program, sender against reflector, on 127.0.0.1 and ::1."""
+
+import json
+import socket
+
+import pytest
+
+from helpers import ReflectorProcess, json_lines, run, send
+
+KEY = "00112233445566778899aabbccddeeff"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+@pytest.mark.parametrize("auth", [False, True])
+@pytest.mark.parametrize("stateful", [False, True])
+def test_sender_against_reflector(host, auth, stateful):
+    rargs = (["--stateful-reflector"] if stateful else []) + (["-A", "A", "--hmac-key", KEY] if auth else [])
+    with ReflectorProcess(*rargs, host=host) as refl:
+        sargs = ["-A", "A", "--hmac-key", KEY] if auth else []
+        res = send(refl, *sargs, "--output-format", "json", "-R", count=5)
+        assert res.returncode == 0, res.stderr
+        packets, summary = json_lines(res.stdout)
+        assert summary["packets"]["sent"] == 5 and summary["packets"]["received"] == 5
+        assert [p["seq"] for p in packets] == list(range(5))
+        assert all(p["reflector_ttl"] == 64 and p["reply_ttl"] == 64 for p in packets)
+        assert all(p["rtt_ns"] > 0 for p in packets)
+        code, out, _ = refl.stop()
+        assert code == 0
+        assert "Packets received: 5" in out and "Packets reflected: 5" in out
+        assert "received=5 reflected=5" in out  # per-client totals
+
+
+def test_text_output_keeps_rust_lines():
+    with ReflectorProcess() as refl:
+        res = send(refl, count=3)
+    lines = res.stdout.splitlines()
+    for prefix in ("Packets sent: 3", "Packets received: 3", "Packets lost: 0 (0.0%)", "Min RTT: ", "Max RTT: ",
+                   "Avg RTT: "):
+        assert any(line.startswith(prefix) for line in lines), prefix
+
+
+def test_stateful_reflector_reveals_directional_loss_fields():
+    with ReflectorProcess("--stateful-reflector") as refl:
+        res = send(refl, "--output-format", "json", "-R", count=4)
+    packets, _ = json_lines(res.stdout)
+    assert [p["reflector_seq"] for p in packets] == [0, 1, 2, 3]
+
+
+def tlv_run(*flags, reflector_args=(), count=3):
+    with ReflectorProcess(*reflector_args) as refl:
+        res = send(refl, "--output-format", "json", "-R", *flags, count=count)
+        assert res.returncode == 0, res.stderr
+        packets, summary = json_lines(res.stdout)
+        return packets, summary, refl
+
+
+def test_cos_tlv_reports_dscp_and_sets_reply_dscp():
+    packets, summary, _ = tlv_run("--cos", "--dscp", "46", "--ecn", "1")
+    cos = packets[-1]["tlv"]["cos"]
+    assert cos == {"dscp_requested": 46, "dscp_at_reflector": 46, "ecn_at_reflector": 1,
+                   "reverse_path_refused": False}
+    assert packets[-1]["reply_dscp"] == 46
+    assert summary["dscp_ecn"]["at_reflector"] == {"46/1": 3}
+
+
+def test_cos_refused_by_policy():
+    packets, _, _ = tlv_run("--cos", "--dscp", "46", reflector_args=("--cos-allowed-dscp", "0,10"))
+    assert packets[-1]["tlv"]["cos"]["reverse_path_refused"] is True
+    assert packets[-1]["reply_dscp"] == 46  # refused: the reply keeps the DSCP it was received with
+
+
+def test_location_tlv():
+    packets, _, refl = tlv_run("--location")
+    loc = packets[0]["tlv"]["location"]
+    assert loc["destination_port"] == refl.port and loc["destination_ip"] == "127.0.0.1"
+    assert loc["source_ip"] == "127.0.0.1" and loc["source_port"] > 0
+
+
+def test_timestamp_info_tlv_says_kernel_or_user():
+    packets, _, _ = tlv_run("--timestamp-info")
+    assert packets[0]["tlv"]["timestamp_info"]["timestamp_in"] == 2  # SW local: kernel receive timestamp
+    packets, _, _ = tlv_run("--timestamp-info", reflector_args=("--timestamping", "user"))
+    assert packets[0]["tlv"]["timestamp_info"]["timestamp_in"] == 3  # control plane: user space
+
+
+def test_direct_measurement_tlv():
+    packets, summary, _ = tlv_run("--direct-measurement", count=4)
+    assert packets[-1]["tlv"]["direct_measurement"] == {"s_txc": 4, "r_rxc": 4, "r_txc": 4}
+
+
+def test_follow_up_telemetry_needs_stateful_reflector():
+    packets, _, _ = tlv_run("--follow-up-telemetry", reflector_args=("--stateful-reflector",))
+    fu = packets[-1]["tlv"]["follow_up"]
+    assert fu["sequence_number"] == 1
+    assert packets[1]["t3_ns"] - 2 <= fu["tx_ns"] <= packets[2]["t4_ns"]  # T3 of the previous reply
+    packets, _, _ = tlv_run("--follow-up-telemetry")
+    assert packets[-1]["tlv"]["follow_up"]["tx_ns"] is None  # stateless: zeros
+
+
+def test_access_report_tlv():
+    packets, _, _ = tlv_run("--access-report", "2", "--access-return-code", "2")
+    assert packets[0]["tlv"]["access_report"] == {"access_id": 2, "return_code": 2}
+    packets, _, _ = tlv_run("--access-report", "7")
+    assert packets[0]["tlv"]["not_processed"] == [6]
+
+
+def test_destination_node_address_tlv():
+    packets, _, _ = tlv_run("--ssid", "9", "--dest-node-addr", "127.0.0.1")
+    assert packets[0]["tlv"]["destination_node"]["accepted"] is True
+    packets, _, _ = tlv_run("--ssid", "9", "--dest-node-addr", "192.0.2.1")
+    assert 9 in packets[0]["tlv"]["not_processed"]
+
+
+def test_return_path_no_reply_suppresses_replies():
+    with ReflectorProcess() as refl:
+        res = send(refl, "--return-path-cc", "0", count=2)
+        assert res.returncode == 1 and "Packets lost: 2" in res.stdout
+        _, out, _ = refl.stop()
+        assert "return_path_no_reply: 2" in out
+
+
+def test_return_address_refused_without_allow_list_and_honoured_with_it():
+    packets, _, _ = tlv_run("--return-address", "127.0.0.1")
+    assert 10 in packets[0]["tlv"]["not_processed"]
+    packets, _, _ = tlv_run("--return-address", "127.0.0.1", reflector_args=("--return-address-allow", "127.0.0.0/8"))
+    assert packets[0]["tlv"]["return_path"] == {"honoured": True}
+
+
+def test_micro_session_tlv():
+    packets, _, _ = tlv_run("--micro-session-id", "3", reflector_args=("--reflector-member-link-id", "7"))
+    assert packets[0]["tlv"]["micro_session"] == {"sender_id": 3, "reflector_id": 7}
+
+
+def test_hmac_tlv_in_open_mode_verified():
+    packets, _, _ = tlv_run("--cos", "--hmac-tlv", "--hmac-key", KEY,
+                            reflector_args=("--verify-tlv-hmac", "--hmac-key", KEY))
+    assert "integrity" not in packets[0]["tlv"] and "cos" in packets[0]["tlv"]
+    other = "ff" * 16
+    packets, summary, _ = tlv_run("--cos", "--hmac-tlv", "--hmac-key", other,
+                                  reflector_args=("--verify-tlv-hmac", "--hmac-key", KEY))
+    assert "integrity" in packets[0]["tlv"] and summary["packets"]["tlv_integrity_failures"] == 3
+
+
+def test_padding_and_ptp():
+    packets, _, _ = tlv_run("--padding", "100", "-K", "PTP")
+    assert packets[0]["rtt_ns"] > 0 and abs(packets[0]["forward_ns"]) < 10**9  # TAI offset applied both ends
+
+
+def test_csv_output_has_header_and_rows():
+    with ReflectorProcess() as refl:
+        res = send(refl, "--output-format", "csv", count=3)
+    rows = res.stdout.strip().splitlines()
+    assert rows[0].startswith("kind,seq,reflector_seq,t1_ns") and len(rows) == 4
+    assert "Packets sent: 3" in res.stderr
+
+
+def test_wrong_key_gives_total_loss_with_reason():
+    with ReflectorProcess("-A", "A", "--hmac-key", KEY) as refl:
+        res = send(refl, "-A", "A", "--hmac-key", "ff" * 16, count=2)
+        assert res.returncode == 1
+        assert "Packets lost: 2 (100.0%)" in res.stdout
+        assert res.stderr.strip().splitlines()[-1].startswith("stamp-suite: no replies:")
+        assert "key" in res.stderr
+        _, out, _ = refl.stop()
+        assert "hmac_failure: 2" in out
+
+
+def test_no_reflector_says_icmp_refused():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    res = run("-r", "127.0.0.1", "-p", str(port), "-c", "2", "-d", "5", "-L", "0.5")
+    assert res.returncode == 1 and "ICMP port unreachable" in res.stderr
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--bogus"], "unrecognized arguments"),
+    (["-c", "abc"], "not an integer"),
+    (["--dscp", "64"], "--dscp 64 is outside 0..63"),
+    (["-A", "A"], "needs --hmac-key"),
+    (["--hmac-key", "xyz"], "not a hexadecimal key"),
+    (["--return-path-cc", "1", "--return-address", "127.0.0.1"], "cannot be combined"),
+    (["--dest-node-addr", "127.0.0.1"], "requires --ssid"),
+    (["-r", "not-an-ip"], "is not an IP address"),
+    (["--config", "/nonexistent.toml"], "--config"),
+])
+def test_bad_input_is_one_line_exit_2(args, needle):
+    res = run(*args)
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and needle in res.stderr and "Traceback" not in res.stderr
+
+
+def test_port_in_use_is_one_line_exit_1():
+    with ReflectorProcess() as refl:
+        res = run("-i", "-S", "127.0.0.1", "-o", str(refl.port))
+    assert res.returncode == 1 and "address already in use" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_key_file_permissions_checked(tmp_path):
+    kf = tmp_path / "key"
+    kf.write_text(KEY)
+    kf.chmod(0o644)
+    res = run("-A", "A", "--hmac-key-file", str(kf))
+    assert res.returncode == 2 and "chmod 600" in res.stderr
+
+
+def test_config_file_then_flags(tmp_path):
+    cfg = tmp_path / "s.toml"
+    with ReflectorProcess() as refl:
+        cfg.write_text(f'remote_addr = "127.0.0.1"\nremote_port = {refl.port}\ncount = 2\nsend_delay = 5\n'
+                       f'output_format = "json"\n')
+        res = run("--config", str(cfg), "-c", "3")
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["packets"]["sent"] == 3  # flag beats file
+    cfg.write_text('bogus_key = 1\n')
+    res = run("--config", str(cfg))
+    assert res.returncode == 2 and "unknown key 'bogus_key'" in res.stderr
+
+
+def test_self_test_runs():
+    res = run("--self-test", "-c", "3")
+    assert res.returncode == 0 and "Packets received: 3" in res.stdout
+
+
+def test_version():
+    res = run("-V", "--verbose")
+    assert res.returncode == 0 and "stamp-suite" in res.stdout and "IPv4 capabilities:" in res.stdout
