@@ -4,7 +4,7 @@ from hypothesis import given, strategies as st
 
 import pytest
 
-from conftest import EX_A, EX_B, EX_C, EX_C2, EX_D, KEY, T1_NS
+from vectors import EX_A, EX_B, EX_C, EX_C2, EX_D, KEY, T1_NS
 from stamp_suite.wire.auth import hmac16, verify16
 from stamp_suite.wire.packet import MalformedPacket, ReflectorPacket, SenderPacket
 

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from conftest import EX_A, EX_B, EX_C, EX_C2, EX_E, KEY, T2_NS, T3_NS
+from vectors import EX_A, EX_B, EX_C, EX_C2, EX_E, KEY, T2_NS, T3_NS
 from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
 from stamp_suite.wire.auth import KeyStore
 from stamp_suite.wire.packet import ReflectorPacket

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import EX_A, EX_C, EX_D, EX_E, KEY, T1_NS, T2_NS, T3_NS
+from vectors import EX_A, EX_C, EX_D, EX_E, KEY, T1_NS, T2_NS, T3_NS
 from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
 from stamp_suite.sender.engine import SenderConfig, SessionSender
 from stamp_suite.wire.auth import KeyStore

@@ -2,7 +2,7 @@ from hypothesis import given, strategies as st
 
 import pytest
 
-from conftest import NS, T1_NS, T3_NS
+from vectors import NS, T1_NS, T3_NS
 from stamp_suite.wire.timestamp import (ErrorEstimate, TimestampFormat, from_wire, ntp_from_ns, ntp_to_ns,
                                         ptp_from_ns, ptp_to_ns)
 

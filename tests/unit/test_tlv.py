@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 from hypothesis import given, strategies as st
 
-from conftest import EX_E, KEY
+from vectors import EX_E, KEY
 from stamp_suite.wire.tlv import (FLAG_I, FLAG_M, FLAG_U, MalformedTlv, RawTlv, TlvValue, build_tlvs, decode,
                                   hmac_tlv_position_ok, hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
 from stamp_suite.wire.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement,

@@ -1,0 +1,38 @@
+"""Shared test data: the worked examples of shared/spec/STAMP-REFERENCE.md §6, as hex."""
+
+
+
+NS = 1_000_000_000
+# 2024-01-01T00:00:00 UTC in POSIX ns, and the example instants T1, T2, T3.
+BASE_NS = 1_704_067_200 * NS
+T1_NS = BASE_NS + 500_000_000
+T2_NS = BASE_NS + 750_000_000
+T3_NS = BASE_NS + 750_250_000
+KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
+
+# (a) open Session-Sender packet, seq 1, EE 0x8001
+EX_A = bytes.fromhex("00000001e93c7f00800000008001000000000000000000000000000000000000000000000000000000000000")
+# (b) stateless reflector reply to (a), TTL 64
+EX_B = bytes.fromhex("00000001e93c7f00c010624d80010000e93c7f00c000000000000001e93c7f00800000008001000040000000")
+# (c) authenticated Session-Sender packet, seq 1
+EX_C = bytes.fromhex(
+    "00000001000000000000000000000000"
+    "e93c7f00800000008001000000000000"
+    + "00" * 64
+    + "874a801fc3dafaa345256e5cf1a7db68")
+# (c2) authenticated reflector reply to (c), stateless, TTL 64
+EX_C2 = bytes.fromhex(
+    "00000001000000000000000000000000"
+    "e93c7f00c010624d8001000000000000"
+    "e93c7f00c00000000000000000000000"
+    "00000001000000000000000000000000"
+    "e93c7f00800000008001000000000000"
+    "40000000000000000000000000000000"
+    "2b42cf41f3d1d4f97d4810ecbe61402d")
+# (d) open sender, SSID 0x1234, Class of Service TLV with DSCP1 = 46
+EX_D = bytes.fromhex("00000001e93c7f0080000000800112340000000000000000000000000000000000000000"
+                     "000000000000000080040004b8000000")
+# (e) = (c) + CoS TLV + HMAC TLV
+EX_E = EX_C + bytes.fromhex("80040004b8000000" "80080010" "3c36cb8a8947826f94ed27b13575b18c")
+
+
