@@ -70,7 +70,7 @@ class PacketMeta:
     """What the socket layer knows about a received datagram."""
 
     source: tuple[str, int]
-    local_address: str | None = None  # destination address of the packet (IP_PKTINFO)
+    local_address: str | None = None  # destination address of the packet, as the kernel reported it
     local_port: int = 862
     ttl: int | None = None
     tos: int | None = None  # DSCP << 2 | ECN as received

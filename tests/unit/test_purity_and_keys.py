@@ -1,0 +1,98 @@
+"""The protocol core stays pure (no sockets, clocks or threads); keys load as documented."""
+
+import ast
+import ipaddress
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, strategies as st
+
+import stamp_suite
+from stamp_suite.wire.auth import KeyLoadError, KeyStore, load_key_file, parse_hex_key
+from stamp_suite.wire.tlv import decode, parse_tlvs
+from stamp_suite.wire.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement,
+                                   ExtraPadding, FollowUpTelemetry, HmacTlv, LabelStackEntry, Location,
+                                   MicroSessionId, ReturnPath, TimestampInformation)
+
+PKG = Path(stamp_suite.__file__).parent
+PURE = [*sorted((PKG / "wire").rglob("*.py")), PKG / "reflector" / "engine.py", PKG / "reflector" / "tlv_rules.py",
+        PKG / "reflector" / "sessions.py", PKG / "sender" / "engine.py"]
+FORBIDDEN = {"socket", "asyncio", "time", "threading", "selectors"}
+
+
+@pytest.mark.parametrize("path", PURE, ids=lambda p: str(p.relative_to(PKG)))
+def test_core_imports_no_io(path):
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    assert not names & FORBIDDEN
+
+
+def test_no_platform_constants_outside_net():
+    for path in PKG.rglob("*.py"):
+        if "net" in path.relative_to(PKG).parts:
+            continue
+        text = path.read_text()
+        for name in ("IP_RECVTTL", "IP_PKTINFO", "SO_TIMESTAMPNS", "IPV6_RECVPKTINFO", "MSG_ERRQUEUE"):
+            assert name not in text, f"{name} used in {path}"
+
+
+def test_hex_keys():
+    assert parse_hex_key("0x" + "ab" * 16) == b"\xab" * 16
+    with pytest.raises(KeyLoadError):
+        parse_hex_key("ab" * 8)  # too short
+    with pytest.raises(KeyLoadError):
+        parse_hex_key("zz" * 16)
+
+
+def test_key_file_and_directory(tmp_path):
+    f = tmp_path / "k"
+    f.write_text("00112233445566778899aabbccddeeff\n")
+    os.chmod(f, 0o600)
+    assert load_key_file(f) == bytes.fromhex("00112233445566778899aabbccddeeff")
+    os.chmod(f, 0o640)
+    with pytest.raises(KeyLoadError, match="chmod 600"):
+        load_key_file(f)
+    d = tmp_path / "keys"
+    d.mkdir()
+    for ssid, byte in ((7, "11"), (8, "22")):
+        p = d / (f"{ssid}.key" if ssid == 8 else str(ssid))
+        p.write_text(byte * 16)
+        os.chmod(p, 0o600)
+    store = KeyStore.from_directory(d, default=b"d" * 16)
+    assert store.key_for(7) == b"\x11" * 16 and store.key_for(8) == b"\x22" * 16 and store.key_for(9) == b"d" * 16
+    with pytest.raises(KeyLoadError):
+        KeyStore.from_directory(tmp_path / "missing")
+
+
+u8, u16, u32 = st.integers(0, 255), st.integers(0, 0xFFFF), st.integers(0, 2**32 - 1)
+ipv4 = st.builds(ipaddress.IPv4Address, u32)
+ipv6 = st.builds(ipaddress.IPv6Address, st.integers(0, 2**128 - 1))
+TYPED = st.one_of(
+    st.builds(ExtraPadding, st.binary(max_size=64)),
+    st.builds(Location.request, st.booleans(), st.booleans(), st.booleans()),
+    st.builds(TimestampInformation, u8, u8, u8, u8, st.just(b"")),
+    st.builds(ClassOfService, st.integers(0, 63), st.integers(0, 63), st.integers(0, 3), st.integers(0, 3)),
+    st.builds(DirectMeasurement, u32, u32, u32),
+    st.builds(AccessReport, st.integers(0, 15), u8),
+    st.builds(FollowUpTelemetry, u32, st.integers(0, 2**64 - 1), u8),
+    st.builds(HmacTlv, st.binary(min_size=16, max_size=16)),
+    st.builds(DestinationNodeAddress, st.one_of(ipv4, ipv6)),
+    st.builds(ReturnPath, control_code=u32),
+    st.builds(lambda a, labels: ReturnPath(return_address=a, sr_mpls_labels=tuple(
+        LabelStackEntry(lab, tc, s, ttl) for lab, tc, s, ttl in labels)),
+        st.one_of(ipv4, ipv6), st.lists(st.tuples(st.integers(0, 0xFFFFF), st.integers(0, 7), st.booleans(), u8),
+                                        min_size=1, max_size=4)),
+    st.builds(lambda segs: ReturnPath(srv6_segments=tuple(segs)), st.lists(ipv6, min_size=1, max_size=3)),
+    st.builds(MicroSessionId, u16, u16),
+)
+
+
+@given(TYPED)
+def test_every_typed_tlv_round_trips(value):
+    assert decode(parse_tlvs(value.to_tlv().to_bytes()).tlvs[0]) == value
