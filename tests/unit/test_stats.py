@@ -1,0 +1,130 @@
+"""Statistics against hand-computed values for crafted streams of samples."""
+
+import pytest
+
+from stamp_suite.sender.distribution import Distribution
+from stamp_suite.sender.engine import ReplyEvent, Sample
+from stamp_suite.sender.report import summary_text
+from stamp_suite.sender.stats import SessionStats, unwrap
+
+MS = 1_000_000
+BASE = 1_700_000_000 * 10**9
+
+
+def sample(seq, rtt_ms, *, refl_seq=None, offset_ms=0.0, late=False, ttl=64, synced=True, t1=None):
+    """A sample whose round trip is rtt_ms, half each way, with the reflector clock offset."""
+    t1 = BASE + seq * 10 * MS if t1 is None else t1
+    half = int(rtt_ms * MS) // 2
+    t2 = t1 + half + int(offset_ms * MS)
+    t3 = t2 + 50_000  # 50 us residence, removed from the RTT
+    t4 = t3 - int(offset_ms * MS) + (int(rtt_ms * MS) - half)
+    return Sample(seq, seq if refl_seq is None else refl_seq, t1, t2, t3, t4, ttl, 63, 0, synced, synced,
+                  0.0, 0.0, 0, late, {})
+
+
+def feed(stats, events, sent):
+    for _ in range(sent):
+        stats.on_sent()
+    for kind, s in events:
+        stats.on_event(ReplyEvent(kind, s))
+    return stats.to_dict()
+
+
+STREAM = [("sample", sample(0, 10)), ("sample", sample(1, 12)), ("sample", sample(2, 11)),
+          ("sample", sample(4, 15)), ("sample", sample(5, 10)), ("duplicate", sample(5, 10)),
+          ("sample", sample(8, 13)), ("sample", sample(6, 12)), ("sample", sample(9, 10))]
+
+
+def test_loss_duplicates_reordering_and_delay():
+    d = feed(SessionStats(), STREAM, sent=10)
+    p = d["packets"]
+    assert (p["sent"], p["received"], p["lost"], p["duplicates"], p["reordered"]) == (10, 8, 2, 1, 1)
+    assert p["loss_ratio"] == pytest.approx(0.2)
+    assert d["reordering"]["extent_max"] == 2  # 6 arrived after 8
+    rtt = d["rtt_ns"]
+    assert (rtt["min"], rtt["max"]) == (10 * MS, 15 * MS)
+    assert rtt["mean"] == pytest.approx(93 / 8 * MS)
+    # nearest rank on [10,10,10,11,12,12,13,15]: p50 = 4th = 11, p90 = 8th = 15
+    assert rtt["percentiles"]["p50"] == 11 * MS and rtt["percentiles"]["p90"] == 15 * MS
+    assert d["delay_variation"]["pdv_rtt_ns"]["p50"] == 1 * MS
+    # IPDV over consecutive pairs both received: (0,1) +2, (1,2) -1, (4,5) -5, (5,6) +2, (8,9) -3
+    ipdv = d["delay_variation"]["ipdv_rtt_ns"]
+    assert (ipdv["count"], ipdv["min"], ipdv["max"], ipdv["percentiles"]["p50"]) == (5, -5 * MS, 2 * MS, -1 * MS)
+
+
+def test_rfc3550_jitter():
+    d = feed(SessionStats(), STREAM, sent=10)
+    rtts = [10, 12, 11, 15, 10, 13, 12, 10]  # arrival order, duplicate excluded
+    j = 0.0
+    for a, b in zip(rtts, rtts[1:]):
+        j += (abs(b - a) * MS - j) / 16
+    assert d["delay_variation"]["ipdv_rtt_ns"]["jitter_rfc3550"] == pytest.approx(j)
+
+
+def test_clock_offset_shows_in_one_way_not_in_rtt():
+    d = feed(SessionStats(), [("sample", sample(i, 10, offset_ms=100, synced=False)) for i in range(4)], sent=4)
+    assert d["rtt_ns"]["min"] == 10 * MS
+    assert d["one_way"]["forward_ns"]["min"] == 105 * MS and d["one_way"]["backward_ns"]["min"] == -95 * MS
+    assert d["one_way"]["meaningful"] is False
+    assert d["delay_variation"]["ipdv_forward_ns"]["max"] == 0  # variation is offset-free
+
+
+def test_sequence_wrap_is_not_reordering():
+    seqs = [2**32 - 2, 2**32 - 1, 0, 1]
+    events = [("sample", sample(s, 10 + i, t1=BASE + i * MS)) for i, s in enumerate(seqs)]
+    d = feed(SessionStats(), events, sent=4)
+    assert d["packets"]["reordered"] == 0
+    assert d["delay_variation"]["ipdv_rtt_ns"]["count"] == 3  # pairs across the wrap count
+    assert unwrap(1, 2**32 - 1) == 2**32 + 1 and unwrap(2**32 - 1, 2**32 + 2) == 2**32 - 1
+
+
+def test_late_replies_are_lost_and_counted():
+    d = feed(SessionStats(), [("sample", sample(0, 10)), ("sample", sample(1, 9000, late=True))], sent=2)
+    assert (d["packets"]["received"], d["packets"]["late"], d["packets"]["lost"]) == (1, 1, 1)
+    assert d["rtt_ns"]["max"] == 10 * MS
+
+
+def test_stateful_reflector_splits_loss_by_direction():
+    # seq 3 lost forward (the reflector never numbered it), seq 7's reply lost backward
+    pairs = [(0, 0), (1, 1), (2, 2), (4, 3), (5, 4), (6, 5), (8, 7), (9, 8)]
+    d = feed(SessionStats(), [("sample", sample(s, 10, refl_seq=r)) for s, r in pairs], sent=10)
+    assert d["loss_by_direction"] == {"forward": 1, "backward": 1, "unknown_direction": 0}
+
+
+def test_ttl_and_dscp():
+    st = SessionStats(dscp_sent=46)
+    s1 = sample(0, 10, ttl=64)
+    s2 = sample(1, 10, ttl=62)
+    object.__setattr__(s2, "tlv", {"cos": {"dscp_at_reflector": 0, "ecn_at_reflector": 0}})
+    d = feed(st, [("sample", s1), ("sample", s2)], sent=2)
+    assert d["ttl"]["at_reflector"] == {64: 1, 62: 1} and d["ttl"]["changes"] == 1
+    assert d["dscp_ecn"]["forward_remarked"] == 1 and d["dscp_ecn"]["at_reflector"] == {"0/0": 1}
+
+
+def test_empty_run():
+    d = feed(SessionStats(), [], sent=0)
+    assert d["packets"]["loss_ratio"] is None and d["rtt_ns"]["min"] is None
+    text = summary_text(d, {"remote": "x"})
+    assert "Packets sent: 0" in text and "Min RTT: n/a" in text
+
+
+def test_distribution_switches_to_sketch_with_bounded_error():
+    d = Distribution(exact_limit=100)
+    values = list(range(1, 10_001))
+    for v in values:
+        d.add(v * 1000)
+    assert not d.exact
+    for p in (50, 90, 99):
+        exact = values[int(p / 100 * len(values)) - 1] * 1000
+        assert abs(d.percentile(p) - exact) <= 0.01 * exact
+    assert d.min == 1000 and d.max == 10_000_000 and d.mean == pytest.approx(5_000_500)
+
+
+def test_distribution_merge():
+    a, b, whole = Distribution(), Distribution(), Distribution()
+    for i in range(100):
+        (a if i % 2 else b).add(i)
+        whole.add(i)
+    a.merge(b)
+    assert (a.count, a.min, a.max, a.percentile(50)) == (whole.count, whole.min, whole.max, whole.percentile(50))
+    assert a.stddev == pytest.approx(whole.stddev)
