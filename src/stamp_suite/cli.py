@@ -8,10 +8,13 @@ a runtime failure (port in use, no replies), 0 for success.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import socket
 import sys
 import threading
+import time
+from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
@@ -22,7 +25,8 @@ from .net.udp import Capabilities, SocketSetupError, UdpEndpoint, detect_capabil
 from .reflector.engine import Reflector
 from .reflector.server import ReflectorServer
 from .sender.engine import ReplyEvent, SessionSender
-from .sender.report import CsvWriter, packet_text, sample_record, summary_json, summary_text
+from .sender.report import CsvWriter, ms, packet_text, sample_record, summary_json, summary_text
+from .sender.plot import PlotError, load_records, render_html, render_png
 from .sender.runner import RunResult, SenderRunner
 from .sender.stats import SessionStats
 
@@ -91,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ecn", type=_int, help="ECN of test packets 0..3")
     t.add_argument("--output-format", choices=["text", "json", "csv"], help="report format [default: text]")
     t.add_argument("--report-interval", type=float, help="interim summary every N seconds (0 = off)")
+    t.add_argument("--plot", metavar="JSONL", help="plot a run saved with --output-format json -R, then exit")
+    t.add_argument("--plot-output", metavar="PNG", help="write a PNG plot of this run (or of --plot)")
+    t.add_argument("--plot-html", metavar="HTML", help="also write a self-contained HTML page with the plot")
 
     c = p.add_argument_group("clock")
     c.add_argument("--timestamping", choices=["auto", "kernel", "user"],
@@ -157,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         return _version(flags.get("verbose", False))
     try:
         settings = build_settings(flags, config_path)
+        if settings.plot:
+            return _plot_saved(settings)
         if settings.self_test:
             return _self_test(settings, flags)
         if settings.is_reflector:
@@ -168,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     except SocketSetupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
+    except PlotError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         _quiet_stdout()
         return 1
@@ -305,15 +317,17 @@ class _Output:
         self.s = s
         self.session = session
         self.csv = CsvWriter(sys.stdout) if s.output_format == "csv" else None
+        self.records: list[dict[str, Any]] | None = [] if s.plot_output else None
 
     def event(self, ev: ReplyEvent) -> None:
         s = self.s
+        if self.records is not None and len(self.records) < PLOT_MAX_POINTS:
+            self.records.append(sample_record(ev.kind, ev.sample, ev.detail))
         if self.csv is not None:
             self.csv.row(sample_record(ev.kind, ev.sample, ev.detail))
         elif not s.print_stats:
             return
         elif s.output_format == "json":
-            import json
             tlv = ev.sample.tlv if ev.sample is not None else {}
             print(json.dumps({"type": "packet", **sample_record(ev.kind, ev.sample, ev.detail), "tlv": tlv}))
         else:
@@ -323,18 +337,44 @@ class _Output:
     def finish(self, result: RunResult) -> None:
         self.session["duration_s"] = result.duration_s
         summary = result.stats.to_dict()
+        lost = [sample_record("lost", None, seq=seq, t1_ns=t1) for seq, t1 in result.unanswered]
         if self.csv is not None:
-            for seq in result.unanswered:
-                self.csv.row(sample_record("lost", None, seq=seq))
+            for rec in lost:
+                self.csv.row(rec)
             sys.stdout.flush()
             print(summary_text(summary, self.session), end="", file=sys.stderr)
         elif self.s.output_format == "json":
+            if self.s.print_stats:
+                for rec in lost:
+                    print(json.dumps({"type": "packet", **rec, "tlv": {}}))
             print(summary_json(summary, self.session))
         else:
             if self.s.print_stats:
                 print()
             print(summary_text(summary, self.session), end="")
         sys.stdout.flush()
+        if self.records is not None:
+            _write_plot(self.s, self.records + lost, f"STAMP {self.session['remote']}",
+                        summary_text(summary, self.session))
+
+
+PLOT_MAX_POINTS = 1_000_000
+
+
+def _write_plot(s: Settings, records: list[dict[str, Any]], title: str, text: str = "") -> None:
+    assert s.plot_output is not None
+    render_png(records, s.plot_output, title)
+    if s.plot_html:
+        render_html(s.plot_output, s.plot_html, title, text)
+
+
+def _plot_saved(s: Settings) -> int:
+    from dataclasses import replace
+    records = load_records(s.plot)
+    out = s.plot_output or str(Path(s.plot).with_suffix(".png"))
+    _write_plot(replace(s, plot_output=out), records, f"STAMP run {Path(s.plot).name}")
+    print(f"wrote {out}" + (f" and {s.plot_html}" if s.plot_html else ""))
+    return 0
 
 
 def _run_sender(s: Settings, dest: tuple[str, int] | None = None) -> int:
@@ -358,19 +398,35 @@ def _run_sender(s: Settings, dest: tuple[str, int] | None = None) -> int:
     for note in _capability_notes(ep.caps, s):
         print(f"note: {note}", file=sys.stderr)
 
+    progress = s.output_format == "text" and not s.print_stats and sys.stderr.isatty()
+    last_report = [time.monotonic()]
+
     def tick(result: RunResult) -> None:
-        if s.report_interval and s.output_format == "text":
-            print(summary_text(stats.to_dict(), session), flush=True)
+        """Every second: the progress line on a terminal; every --report-interval: an interim summary."""
+        if progress:
+            d = stats.to_dict()
+            loss = d["packets"]["loss_ratio"] or 0.0
+            print(f"\r  sent {stats.sent}  received {stats.received}  lost {stats.lost} ({loss:.1%})  "
+                  f"rtt p50 {ms(d['rtt_ns']['percentiles']['p50'])}   ", end="", file=sys.stderr, flush=True)
+        if s.report_interval and time.monotonic() - last_report[0] >= s.report_interval:
+            last_report[0] = time.monotonic()
+            session["duration_s"] = (time.time_ns() - result.started_ns) / 1e9
+            if s.output_format == "json":
+                print(summary_json(stats.to_dict(), session, kind="interim"), flush=True)
+            elif s.output_format == "text":
+                print(summary_text(stats.to_dict(), session), flush=True)
 
     runner = SenderRunner(engine, ep, dest, count=s.count, interval_ns=int(s.send_delay * 1e6),
                           timeout_ns=int(s.timeout * 1e9), stats=stats, on_event=out.event,
-                          on_tick=tick if s.report_interval else None,
-                          tick_ns=int((s.report_interval or 1) * 1e9))
+                          on_tick=tick if (progress or s.report_interval) else None,
+                          tick_ns=int(min(1.0, s.report_interval or 1.0) * 1e9))
     _install_sigterm()
     try:
         result = runner.run()
     finally:
         ep.close()
+        if progress:
+            print("\r" + " " * 78 + "\r", end="", file=sys.stderr)
     out.finish(result)
     return _exit_status(stats, engine)
 

@@ -85,6 +85,9 @@ class Settings:
     snmp_socket: str = "/var/agentx/master"
     self_test: bool = False
     verbose: bool = False
+    plot: str | None = None  # render a saved JSON-lines run and exit
+    plot_output: str | None = None  # PNG of this run (or of --plot)
+    plot_html: str | None = None  # self-contained HTML page with the PNG
 
     @property
     def authenticated(self) -> bool:

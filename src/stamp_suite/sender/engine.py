@@ -173,9 +173,9 @@ class SessionSender:
         self._sent[seq] = _Sent(t1_ns)
         self.sent_count += 1
 
-    def unanswered(self) -> list[int]:
-        """Sequence numbers still remembered that got no reply."""
-        return [seq for seq, r in self._sent.items() if not r.replies]
+    def unanswered(self) -> list[tuple[int, int]]:
+        """(sequence number, T1) of the packets still remembered that got no reply."""
+        return [(seq, r.t1_ns) for seq, r in self._sent.items() if not r.replies]
 
     def forget_before(self, t1_horizon_ns: int) -> None:
         """Drop the record of packets sent before the horizon (bounded memory on long runs)."""

@@ -24,10 +24,11 @@ def ms(ns: float | None, digits: int = 3) -> str:
     return "n/a" if ns is None else f"{ns / 1e6:.{digits}f} ms"
 
 
-def sample_record(kind: str, s: Sample | None, detail: str = "", seq: int | None = None) -> dict[str, Any]:
+def sample_record(kind: str, s: Sample | None, detail: str = "", seq: int | None = None,
+                  t1_ns: int | None = None) -> dict[str, Any]:
     """One packet as a flat dict: the JSON-lines object and the CSV row."""
     rec: dict[str, Any] = {k: None for k in CSV_FIELDS}
-    rec.update(kind=kind, detail=detail or None, seq=seq)
+    rec.update(kind=kind, detail=detail or None, seq=seq, t1_ns=t1_ns)
     if s is not None:
         cos = s.tlv.get("cos") or {}
         rec.update(seq=s.sequence_number, reflector_seq=s.reflector_sequence_number, t1_ns=s.t1_ns, t2_ns=s.t2_ns,
@@ -74,8 +75,8 @@ class CsvWriter:
         self._w.writerow({k: "" if v is None else v for k, v in rec.items()})
 
 
-def summary_json(summary: dict[str, Any], session: dict[str, Any]) -> str:
-    return json.dumps({"type": "summary", "schema_version": SCHEMA_VERSION, "session": session, **summary})
+def summary_json(summary: dict[str, Any], session: dict[str, Any], kind: str = "summary") -> str:
+    return json.dumps({"type": kind, "schema_version": SCHEMA_VERSION, "session": session, **summary})
 
 
 def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ class RunResult:
     started_ns: int
     ended_ns: int
     interrupted: bool = False
-    unanswered: list[int] = field(default_factory=list)
+    unanswered: list[tuple[int, int]] = field(default_factory=list)  # (seq, T1)
     schedule_error_ns: list[int] = field(default_factory=list)
 
     @property
