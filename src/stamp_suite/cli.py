@@ -221,9 +221,8 @@ def _install_sigterm() -> None:
 
 
 def _check_unimplemented(s: Settings) -> None:
-    for flag, on in (("--metrics", s.metrics), ("--snmp", s.snmp), ("--workers", s.workers > 1)):
-        if on:
-            raise ConfigError(f"{flag} is not implemented in this version")
+    if s.workers > 1:
+        raise ConfigError("--workers is not implemented in this version")
 
 
 def _capability_notes(caps: Capabilities, s: Settings) -> list[str]:
@@ -278,6 +277,22 @@ def _run_reflector(s: Settings) -> int:
     engine = Reflector(reflector_config(s, clock, keys))
     ep = _open_reflector_endpoint(s)
     server = ReflectorServer(engine, ep, print_packets=s.print_stats)
+    agent = None
+    try:
+        if s.metrics:
+            from .observability.metrics import ReflectorCollector, serve
+            collector = ReflectorCollector(server)
+            server.observe_processing = collector.processing.observe
+            serve(collector, s.metrics_addr)
+        if s.snmp:
+            from .observability.mib_values import reflector_objects
+            from .observability.snmp import REFLECTOR_SUBTREE, SubAgent
+            agent = SubAgent(s.snmp_socket, REFLECTOR_SUBTREE, lambda: reflector_objects(server, s),
+                             "stamp-suite reflector")
+            agent.start()
+    except BaseException:
+        ep.close()
+        raise
     print(_banner_reflector(s, ep, clock), flush=True)
     for note in _capability_notes(ep.caps, s) + ([clock.how] if s.verbose or not clock.synchronized else []):
         print(f"note: {note}", file=sys.stderr)
@@ -288,6 +303,8 @@ def _run_reflector(s: Settings) -> int:
         pass
     finally:
         ep.close()
+        if agent is not None:
+            agent.stop()
     print(server.totals(), end="", flush=True)
     return 0
 
@@ -391,6 +408,23 @@ def _run_sender(s: Settings, dest: tuple[str, int] | None = None) -> int:
                "timestamping": "kernel" if ep.caps.kernel_rx_timestamp else "user-space",
                "clock": clock.how}
     out = _Output(s, session)
+    hooks = [out.event]
+    agent = None
+    try:
+        if s.metrics:
+            from .observability.metrics import SenderMetrics, serve
+            metrics = SenderMetrics()
+            hooks.append(metrics.add_session(session["remote"], s.ssid or 0, stats))
+            serve(metrics, s.metrics_addr)
+        if s.snmp:
+            from .observability.mib_values import sender_objects
+            from .observability.snmp import SENDER_SUBTREE, SubAgent
+            agent = SubAgent(s.snmp_socket, SENDER_SUBTREE, lambda: sender_objects(stats, s, dest, ep.local[1]),
+                             "stamp-suite sender")
+            agent.start()
+    except BaseException:
+        ep.close()
+        raise
     if s.output_format == "text":
         print(f"{PROG} {__version__} sending to {session['remote']} from {session['local']}: "
               f"{'until interrupted' if s.count == 0 else s.count} packets every {s.send_delay:g} ms, "
@@ -417,7 +451,8 @@ def _run_sender(s: Settings, dest: tuple[str, int] | None = None) -> int:
                 print(summary_text(stats.to_dict(), session), flush=True)
 
     runner = SenderRunner(engine, ep, dest, count=s.count, interval_ns=int(s.send_delay * 1e6),
-                          timeout_ns=int(s.timeout * 1e9), stats=stats, on_event=out.event,
+                          timeout_ns=int(s.timeout * 1e9), stats=stats,
+                          on_event=hooks[0] if len(hooks) == 1 else (lambda ev: [h(ev) for h in hooks]),
                           on_tick=tick if (progress or s.report_interval) else None,
                           tick_ns=int(min(1.0, s.report_interval or 1.0) * 1e9))
     _install_sigterm()
@@ -425,6 +460,8 @@ def _run_sender(s: Settings, dest: tuple[str, int] | None = None) -> int:
         result = runner.run()
     finally:
         ep.close()
+        if agent is not None:
+            agent.stop()
         if progress:
             print("\r" + " " * 78 + "\r", end="", file=sys.stderr)
     out.finish(result)

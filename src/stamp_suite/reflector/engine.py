@@ -116,6 +116,7 @@ class ReflectorCounters:
     dropped: Counter[str] = field(default_factory=Counter)
     tlvs_by_type: Counter[int] = field(default_factory=Counter)
     tlv_flags_set: Counter[str] = field(default_factory=Counter)
+    tlv_integrity_failures: int = 0  # packets whose TLVs failed HMAC verification (I flags set)
 
     @property
     def dropped_total(self) -> int:
@@ -217,6 +218,7 @@ class Reflector:
             for t in tlvs:
                 area[t.offset] = (area[t.offset] | FLAG_I)
             counters.tlv_flags_set["I"] += len(tlvs)
+            counters.tlv_integrity_failures += 1
             return
         verified = check
         for t in tlvs:

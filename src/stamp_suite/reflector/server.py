@@ -11,6 +11,7 @@ import selectors
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from ..net.udp import Received, UdpEndpoint, format_address
@@ -30,6 +31,8 @@ class ReflectorServer:
         self.local_addresses = local_addresses
         self.send_errors = 0
         self.started_ns = time.time_ns()
+        self.running = False
+        self.observe_processing: Callable[[int], None] | None = None  # ns per packet, for metrics
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -39,13 +42,17 @@ class ReflectorServer:
         """Reflect until :meth:`stop` (or an exception such as KeyboardInterrupt)."""
         ep = self.endpoint
         ep.setblocking(False)
-        with selectors.DefaultSelector() as sel:
-            sel.register(ep.sock, selectors.EVENT_READ)
-            while not self._stop.is_set():
-                if not sel.select(IDLE_WAKEUP_S):
-                    self.engine.sessions.expire(time.time_ns())
-                    continue
-                self._drain()
+        self.running = True
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(ep.sock, selectors.EVENT_READ)
+                while not self._stop.is_set():
+                    if not sel.select(IDLE_WAKEUP_S):
+                        self.engine.sessions.expire(time.time_ns())
+                        continue
+                    self._drain()
+        finally:
+            self.running = False
 
     def _drain(self) -> None:
         ep = self.endpoint
@@ -69,6 +76,8 @@ class ReflectorServer:
                     self.send_errors += 1
                 if self.print_packets:
                     self._print(rx, reply)
+            if self.observe_processing is not None:
+                self.observe_processing(time.time_ns() - rx.user_ns)
 
     def _print(self, rx: Received, reply) -> None:
         ttl = "unknown" if rx.ttl is None else rx.ttl

@@ -18,6 +18,7 @@ class Session:
     key: SessionKey
     first_seen_ns: int
     last_seen_ns: int
+    index: int = 0  # stable number while the session lives (SNMP table index)
     received: int = 0  # R_RxC: test packets received in this session
     transmitted: int = 0  # R_TxC: replies sent; also the next stateful Sequence Number
     last_sender_sequence: int | None = None
@@ -39,6 +40,7 @@ class SessionTable:
         self._sessions: OrderedDict[SessionKey, Session] = OrderedDict()
         self.expired = 0
         self.evicted = 0
+        self._next_index = 0
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -58,7 +60,8 @@ class SessionTable:
             if self.max_sessions and len(sessions) >= self.max_sessions:
                 sessions.popitem(last=False)
                 self.evicted += 1
-            session = sessions[key] = Session(key, now_ns, now_ns)
+            self._next_index = self._next_index % 0xFFFF_FFFF + 1
+            session = sessions[key] = Session(key, now_ns, now_ns, self._next_index)
         else:
             sessions.move_to_end(key)
             session.last_seen_ns = now_ns

@@ -1,0 +1,167 @@
+"""Prometheus metrics (prometheus_client), read from the live counters at scrape time.
+
+Collectors read the engines' own counters when Prometheus scrapes, so the reflector's
+per-packet path pays nothing for metrics except, with --metrics, one clock read and a
+bucket increment for the processing-time histogram.  Names start with ``stamp_`` and
+keep the Rust stamp-suite's where it has them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import sys
+from collections.abc import Iterator
+
+import prometheus_client
+from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily, InfoMetricFamily, Metric)
+
+from .. import __version__
+from ..net.udp import SocketSetupError
+from ..sender.engine import ReplyEvent
+
+prometheus_client.disable_created_metrics()
+
+PROCESSING_BUCKETS_S = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2)
+DELAY_BUCKETS_S = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class BucketHistogram:
+    """Fixed buckets, nanosecond input: cheap enough for a per-packet observation."""
+
+    __slots__ = ("bounds_ns", "counts", "sum_ns", "bounds_s")
+
+    def __init__(self, bounds_s: tuple[float, ...]) -> None:
+        self.bounds_s = bounds_s
+        self.bounds_ns = [int(b * 1e9) for b in bounds_s]
+        self.counts = [0] * (len(bounds_s) + 1)
+        self.sum_ns = 0
+
+    def observe(self, ns: int) -> None:
+        self.counts[bisect.bisect_left(self.bounds_ns, ns)] += 1
+        self.sum_ns += ns
+
+    def family(self, name: str, doc: str, labels: list[str] | None = None,
+               label_values: list[str] | None = None, into: HistogramMetricFamily | None = None) -> Metric:
+        fam = into or HistogramMetricFamily(name, doc, labels=labels)
+        cumulative, buckets = 0, []
+        for bound, n in zip([*map(str, self.bounds_s), "+Inf"], self.counts):
+            cumulative += n
+            buckets.append((bound, cumulative))
+        fam.add_metric(label_values or [], buckets, self.sum_ns / 1e9)
+        return fam
+
+
+def _build_info() -> Metric:
+    info = InfoMetricFamily("stamp_build", "stamp-suite version and Python", labels=[])
+    info.add_metric([], {"version": __version__, "python": sys.version.split()[0]})
+    return info
+
+
+class ReflectorCollector:
+    def __init__(self, server) -> None:  # a ReflectorServer
+        self.server = server
+        self.processing = BucketHistogram(PROCESSING_BUCKETS_S)
+
+    def collect(self) -> Iterator[Metric]:
+        c = self.server.engine.counters
+        yield _build_info()
+        yield CounterMetricFamily("stamp_reflector_packets_received", "Datagrams received", value=c.received)
+        yield CounterMetricFamily("stamp_reflector_packets_reflected", "Replies sent", value=c.reflected)
+        dropped = CounterMetricFamily("stamp_reflector_packets_dropped", "Datagrams not answered, by reason",
+                                      labels=["reason"])
+        for reason, n in sorted(c.dropped.items()):
+            dropped.add_metric([reason], n)
+        yield dropped
+        yield CounterMetricFamily("stamp_reflector_hmac_failures",
+                                  "Packets whose base HMAC failed, and TLV areas whose HMAC TLV failed",
+                                  value=c.dropped.get("hmac_failure", 0) + c.tlv_integrity_failures)
+        yield GaugeMetricFamily("stamp_reflector_active_sessions", "Sessions in the session table",
+                                value=len(self.server.engine.sessions))
+        tlvs = CounterMetricFamily("stamp_reflector_tlvs", "TLVs received, by type", labels=["type"])
+        for t, n in sorted(c.tlvs_by_type.items()):
+            tlvs.add_metric([str(t)], n)
+        yield tlvs
+        flags = CounterMetricFamily("stamp_reflector_tlv_flags", "TLVs returned with U, M or I set",
+                                    labels=["flag"])
+        for f, n in sorted(c.tlv_flags_set.items()):
+            flags.add_metric([f], n)
+        yield flags
+        yield self.processing.family("stamp_reflector_processing_seconds",
+                                     "Time from reading a datagram to having sent its reply")
+
+
+class SenderMetrics:
+    """Per-session sender metrics; one label set per session (bounded by the sessions run)."""
+
+    LABELS = ["remote", "ssid"]
+
+    def __init__(self) -> None:
+        self._sessions: list[tuple[list[str], object, dict]] = []
+
+    def add_session(self, remote: str, ssid: int, stats) -> callable:  # stats: SessionStats
+        """Register a session; returns the on_event hook that feeds its histograms."""
+        hist = {k: BucketHistogram(DELAY_BUCKETS_S) for k in ("rtt", "forward", "backward")}
+        state = {"hist": hist, "last_rtt": None, "ttl_reflector": None, "ttl_sender": None}
+        self._sessions.append(([remote, str(ssid)], stats, state))
+
+        def on_event(ev: ReplyEvent) -> None:
+            s = ev.sample
+            if ev.kind != "sample" or s is None or s.late:
+                return
+            hist["rtt"].observe(max(0, s.rtt_ns))
+            hist["forward"].observe(max(0, s.forward_ns))
+            hist["backward"].observe(max(0, s.backward_ns))
+            state.update(last_rtt=s.rtt_ns, ttl_reflector=s.reflector_ttl, ttl_sender=s.reply_ttl)
+        return on_event
+
+    def collect(self) -> Iterator[Metric]:
+        yield _build_info()
+        fams = {
+            "sent": CounterMetricFamily("stamp_sender_packets_sent", "Test packets sent", labels=self.LABELS),
+            "received": CounterMetricFamily("stamp_sender_packets_received", "Replies received in time",
+                                            labels=self.LABELS),
+            "lost": GaugeMetricFamily("stamp_sender_packets_lost", "Test packets without a reply so far",
+                                      labels=self.LABELS),
+            "duplicates": CounterMetricFamily("stamp_sender_duplicates", "Duplicate replies", labels=self.LABELS),
+            "reordered": CounterMetricFamily("stamp_sender_reordered", "Replies out of order", labels=self.LABELS),
+            "late": CounterMetricFamily("stamp_sender_late", "Replies after --timeout", labels=self.LABELS),
+            "last_rtt": GaugeMetricFamily("stamp_sender_last_rtt_seconds", "Round trip of the latest reply",
+                                          labels=self.LABELS),
+            "ttl": GaugeMetricFamily("stamp_sender_ttl", "TTL/hop limit of the latest packet at each end",
+                                     labels=[*self.LABELS, "end"]),
+        }
+        hists = {k: HistogramMetricFamily(f"stamp_sender_{k}", doc, labels=self.LABELS) for k, doc in (
+            ("rtt_seconds", "Round-trip delay (T4-T1)-(T3-T2)"),
+            ("forward_delay_seconds", "One-way delay T2-T1 (needs synchronised clocks)"),
+            ("backward_delay_seconds", "One-way delay T4-T3 (needs synchronised clocks)"))}
+        for labels, st, state in self._sessions:
+            fams["sent"].add_metric(labels, st.sent)
+            fams["received"].add_metric(labels, st.received)
+            fams["lost"].add_metric(labels, st.lost)
+            fams["duplicates"].add_metric(labels, st.duplicates)
+            fams["reordered"].add_metric(labels, st.reordered)
+            fams["late"].add_metric(labels, st.late)
+            if state["last_rtt"] is not None:
+                fams["last_rtt"].add_metric(labels, state["last_rtt"] / 1e9)
+                fams["ttl"].add_metric([*labels, "reflector"], state["ttl_reflector"])
+                if state["ttl_sender"] is not None:
+                    fams["ttl"].add_metric([*labels, "sender"], state["ttl_sender"])
+            for key, name in (("rtt", "rtt_seconds"), ("forward", "forward_delay_seconds"),
+                              ("backward", "backward_delay_seconds")):
+                state["hist"][key].family("", "", label_values=labels, into=hists[name])
+        yield from fams.values()
+        yield from hists.values()
+
+
+def serve(collector, addr: str) -> CollectorRegistry:
+    """Serve ``collector`` on ``addr`` (HOST:PORT); a bind failure is a one-line error."""
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    try:
+        prometheus_client.start_http_server(int(port), addr=host, registry=registry)
+    except OSError as exc:
+        raise SocketSetupError(f"cannot serve metrics on {addr}: {exc.strerror or exc}") from None
+    return registry

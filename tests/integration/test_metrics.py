@@ -1,0 +1,80 @@
+"""Prometheus: scrape /metrics over HTTP while traffic flows."""
+
+import socket
+import subprocess
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from helpers import CMD, ENV, ReflectorProcess, run, send, wait_for
+
+
+def free_tcp_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    values = {}
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            values[(smp.name, tuple(sorted(smp.labels.items())))] = smp.value
+    return values
+
+
+def test_reflector_counters_move_by_exactly_the_packets_sent():
+    port = free_tcp_port()
+    with ReflectorProcess("--metrics", "--metrics-addr", f"127.0.0.1:{port}") as refl:
+        before = scrape(port)
+        assert before[("stamp_reflector_packets_received_total", ())] == 0
+        assert ("stamp_build_info", (("python", before_python(before)), ("version", "0.1.0"))) in before
+        send(refl, "--cos", count=20)
+        m = scrape(port)
+        assert m[("stamp_reflector_packets_received_total", ())] == 20
+        assert m[("stamp_reflector_packets_reflected_total", ())] == 20
+        assert m[("stamp_reflector_tlvs_total", (("type", "4"),))] == 20
+        assert m[("stamp_reflector_processing_seconds_count", ())] == 20
+        assert m[("stamp_reflector_active_sessions", ())] == 1
+        send(refl, "--return-path-cc", "0", count=7)
+        m = scrape(port)
+        assert m[("stamp_reflector_packets_received_total", ())] == 27
+        assert m[("stamp_reflector_packets_dropped_total", (("reason", "return_path_no_reply"),))] == 7
+        assert m[("stamp_reflector_hmac_failures_total", ())] == 0
+
+
+def before_python(values):
+    return next(dict(labels)["python"] for (name, labels) in values if name == "stamp_build_info")
+
+
+def test_sender_metrics_during_a_run():
+    port = free_tcp_port()
+    with ReflectorProcess() as refl:
+        proc = subprocess.Popen([*CMD, "-r", refl.host, "-p", str(refl.port), "-c", "30", "-d", "50",
+                                 "--metrics", "--metrics-addr", f"127.0.0.1:{port}", "--output-format", "json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+        labels = (("remote", f"{refl.host}:{refl.port}"), ("ssid", "0"))
+
+        def sent():
+            try:
+                return scrape(port).get(("stamp_sender_packets_sent_total", labels), 0)
+            except OSError:
+                return 0
+        assert wait_for(lambda: sent() >= 5, 10)
+        m = scrape(port)
+        assert m[("stamp_sender_packets_received_total", labels)] <= m[("stamp_sender_packets_sent_total", labels)]
+        assert m[("stamp_sender_rtt_seconds_count", labels)] == m[("stamp_sender_packets_received_total", labels)]
+        assert m[("stamp_sender_ttl", tuple(sorted(labels + (("end", "reflector"),))))] == 64
+        assert 0 < m[("stamp_sender_last_rtt_seconds", labels)] < 1
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+
+
+def test_metrics_bind_failure_is_one_line():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = run("-i", "-S", "127.0.0.1", "-o", "0", "--metrics", "--metrics-addr", f"127.0.0.1:{port}")
+    assert res.returncode == 1 and res.stderr.count("\n") == 1 and "cannot serve metrics" in res.stderr

@@ -1,0 +1,96 @@
+"""SNMP: our AgentX sub-agent under a real net-snmp snmpd, read back with snmpget/snmpwalk."""
+
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from helpers import CMD, ENV, ReflectorProcess, send, wait_for
+from snmpd import BASE_MIBS, OUR_MIBS, Snmpd, have_snmpd
+
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(not have_snmpd(), reason="net-snmp snmpd/snmpget not installed (.ci/run installs them)")]
+
+ENT = ".1.3.6.1.4.1.65134"
+REFL = ENT + ".1.1"
+SEND = ENT + ".1.2"
+
+
+@pytest.fixture
+def snmpd(tmp_path):
+    d = Snmpd(tmp_path)
+    d.start()
+    yield d
+    d.stop()
+
+
+def test_reflector_and_sender_values_live_and_across_restart(snmpd):
+    with ReflectorProcess("--snmp", "--snmp-socket", snmpd.socket, "--stateful-reflector") as refl:
+        assert wait_for(lambda: snmpd.get(REFL + ".1.1.0") == "1", 10), "reflector did not register"
+        assert snmpd.get(REFL + ".1.3.0") == str(refl.port)
+        assert snmpd.get(REFL + ".1.4.0") == "1"  # open
+        assert snmpd.get(REFL + ".1.6.0") == "1"  # stateful: TruthValue true
+
+        # a sender with --snmp, read while it runs
+        sender = subprocess.Popen([*CMD, "-r", refl.host, "-p", str(refl.port), "-c", "40", "-d", "50",
+                                   "--snmp", "--snmp-socket", snmpd.socket, "--output-format", "json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+        assert wait_for(lambda: (snmpd.get(SEND + ".2.1.0") or "0") != "0", 10), "sender did not register"
+        first = int(snmpd.get(SEND + ".2.1.0"))
+        time.sleep(0.5)
+        second = int(snmpd.get(SEND + ".2.1.0"))
+        assert second > first  # live values, read at query time
+        assert snmpd.get(SEND + ".1.2.0") == str(refl.port) and snmpd.get(SEND + ".1.5.0") == "50000"
+        sender.communicate(timeout=30)
+
+        received = int(snmpd.get(REFL + ".2.1.0"))
+        assert received == 40 and int(snmpd.get(REFL + ".2.2.0")) == 40
+        table = snmpd.walk(REFL + ".3")
+        addresses = {k: v for k, v in table.items() if k.startswith(REFL + ".3.1.2.")}
+        assert list(addresses.values()) == ["127.0.0.1"]
+        index = next(iter(addresses)).rsplit(".", 1)[1]
+        assert table[f"{REFL}.3.1.4.{index}"] == "40" and table[f"{REFL}.3.1.5.{index}"] == "40"
+        assert table[f"{REFL}.3.1.6.{index}"] == "39"  # last sequence
+
+        # snmpd restarts: the sub-agent reconnects and serves again
+        snmpd.stop()
+        snmpd.start()
+        assert wait_for(lambda: snmpd.get(REFL + ".2.1.0") == "40", 20), "no re-registration after restart"
+        code, out, err = refl.stop()
+        assert code == 0 and "Packets received: 40" in out
+
+
+def test_getbulk_and_getnext_walk_in_order(snmpd):
+    with ReflectorProcess("--snmp", "--snmp-socket", snmpd.socket) as refl:
+        assert wait_for(lambda: snmpd.get(REFL + ".1.1.0") == "1", 10)
+        send(refl, count=3)
+        res = snmpd.snmp("snmpbulkwalk", "-On", "-Oq", "-Cr5", REFL)
+        oids = [line.split()[0] for line in res.stdout.splitlines() if line.startswith(".")]
+        assert oids[:2] == [REFL + ".1.1.0", REFL + ".1.2.0"]
+        assert len(oids) == 7 + 5 + 7  # 7 config, 5 stats, one session row of 7 columns
+        assert oids == sorted(oids, key=lambda o: tuple(map(int, o.strip(".").split("."))))
+
+
+def test_reflector_without_snmpd_warns_once_and_reflects(tmp_path):
+    with ReflectorProcess("--snmp", "--snmp-socket", str(tmp_path / "absent.sock")) as refl:
+        res = send(refl, count=3)
+        assert res.returncode == 0
+        code, out, err = refl.stop()
+    assert code == 0 and err.count("AgentX master") == 1
+
+
+@pytest.mark.skipif(not (BASE_MIBS / "SNMPv2-SMI.txt").exists(), reason="base MIBs not fetched (.ci/run does)")
+def test_mib_passes_smilint_and_loads_in_snmptranslate(snmpd):
+    if shutil.which("smilint"):
+        res = subprocess.run(["smilint", "-l", "3", str(OUR_MIBS / "STAMP-SUITE-MIB.mib")], capture_output=True,
+                             text=True, env={**ENV, "SMIPATH": str(BASE_MIBS)})
+        assert res.returncode == 0 and res.stdout + res.stderr == ""
+    res = subprocess.run(["snmptranslate", "-M", f"{BASE_MIBS}:{OUR_MIBS}", "-m", "STAMP-SUITE-MIB", "-On",
+                          "STAMP-SUITE-MIB::stampReflectorSessionPacketsReceived"], capture_output=True, text=True,
+                         env={**ENV, "MIBS": ""})
+    assert res.stdout.strip() == REFL + ".3.1.4"
+    with ReflectorProcess("--snmp", "--snmp-socket", snmpd.socket):
+        assert wait_for(lambda: snmpd.get(REFL + ".1.1.0") == "1", 10)
+        res = snmpd.snmp("snmpget", "STAMP-SUITE-MIB::stampReflectorAuthMode.0", mib=True)
+        assert "open(1)" in res.stdout
