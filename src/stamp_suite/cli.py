@@ -23,7 +23,8 @@ from .config import ConfigError, Settings, build_settings
 from .net.clock import ClockState, read_clock_state
 from .net.udp import Capabilities, SocketSetupError, UdpEndpoint, detect_capabilities, format_address
 from .reflector.engine import Reflector
-from .reflector.server import ReflectorServer
+from .reflector.server import ReflectorServer, format_totals
+from .reflector.workers import WorkerPool, default_workers
 from .sender.engine import ReplyEvent, SessionSender
 from .sender.report import CsvWriter, ms, packet_text, sample_record, summary_json, summary_text
 from .sender.plot import PlotError, load_records, render_html, render_png
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--return-address-allow", type=_str_list,
                    help="prefixes a Return Path may redirect replies to (open mode) [default: none]")
     r.add_argument("--reflector-member-link-id", type=_int, help="member link ID for RFC 9534 micro-sessions")
+    r.add_argument("--workers", type=_int,
+                   help="reflector processes sharing the port (SO_REUSEPORT) [default: one per CPU on Linux]")
     r.add_argument("--accept-zero-multiplier", action="store_true",
                    help="answer packets whose Error Estimate Multiplier is 0 (RFC 4656 says discard)")
 
@@ -220,11 +223,6 @@ def _install_sigterm() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
-def _check_unimplemented(s: Settings) -> None:
-    if s.workers > 1:
-        raise ConfigError("--workers is not implemented in this version")
-
-
 def _capability_notes(caps: Capabilities, s: Settings) -> list[str]:
     """Say once what this platform cannot measure, and what is reported instead."""
     notes = []
@@ -249,63 +247,77 @@ def _timestamping_caps(endpoint: UdpEndpoint, s: Settings) -> None:
         raise SocketSetupError("--timestamping kernel: this platform gives no kernel receive timestamps")
 
 
-def _open_reflector_endpoint(s: Settings) -> UdpEndpoint:
+def _open_reflector_endpoint(s: Settings, reuseport: bool = False) -> UdpEndpoint:
     host = s.local_addr
     dual = False
     if host is None:
         host, dual = ("0.0.0.0", False) if s.force_ipv4 or not socket.has_ipv6 else ("::", not s.force_ipv6)
     port = 862 if s.local_port is None else s.local_port
-    ep = UdpEndpoint(host, port, dual_stack=dual, kernel_timestamps=s.timestamping != "user")
+    ep = UdpEndpoint(host, port, dual_stack=dual, kernel_timestamps=s.timestamping != "user", reuseport=reuseport)
     _timestamping_caps(ep, s)
     return ep
 
 
-def _banner_reflector(s: Settings, ep: UdpEndpoint, clock: ClockState) -> str:
+def _banner_reflector(s: Settings, ep: UdpEndpoint, clock: ClockState, workers: int) -> str:
     where = format_address(ep.local) + (" (dual-stack IPv6+IPv4)" if ep.local[0] == "::" and
                                          s.local_addr is None and not s.force_ipv6 else "")
     mode = "authenticated" if s.authenticated else "open"
     state = "stateful" if s.stateful_reflector else "stateless"
     ts = "kernel" if ep.caps.kernel_rx_timestamp else "user-space"
     return (f"{PROG} {__version__} reflector listening on {where}, {mode} mode, {state}, "
-            f"TLV mode {s.tlv_mode}, {s.clock_source} timestamps ({ts} receive time)")
+            f"TLV mode {s.tlv_mode}, {s.clock_source} timestamps ({ts} receive time), "
+            f"{workers} worker{'s' if workers > 1 else ''}")
 
 
 def _run_reflector(s: Settings) -> int:
-    _check_unimplemented(s)
     keys = load_keys(s)
     clock = read_clock_state(s.tai_offset)
-    engine = Reflector(reflector_config(s, clock, keys))
-    ep = _open_reflector_endpoint(s)
-    server = ReflectorServer(engine, ep, print_packets=s.print_stats)
+    config = reflector_config(s, clock, keys)
+    workers = s.workers or default_workers()
+    ep = _open_reflector_endpoint(s, reuseport=workers > 1)
+    if workers > 1 and not ep.caps.reuseport:
+        print("note: SO_REUSEPORT is not available here: running one worker", file=sys.stderr)
+        workers = 1
+    server = ReflectorServer(Reflector(config), ep, print_packets=s.print_stats)
+
+    def make_worker() -> ReflectorServer:  # runs in a forked worker: same port, own socket and engine
+        host, port = ep.local[:2]
+        return ReflectorServer(Reflector(config), UdpEndpoint(
+            host, port, dual_stack=ep.dual_stack, kernel_timestamps=s.timestamping != "user", reuseport=True),
+            print_packets=s.print_stats)
+
+    state: ReflectorServer | WorkerPool = WorkerPool(server, make_worker, workers) if workers > 1 else server
     agent = None
     try:
         if s.metrics:
             from .observability.metrics import ReflectorCollector, serve
-            collector = ReflectorCollector(server)
+            collector = ReflectorCollector(state)
             server.observe_processing = collector.processing.observe
             serve(collector, s.metrics_addr)
         if s.snmp:
             from .observability.mib_values import reflector_objects
             from .observability.snmp import REFLECTOR_SUBTREE, SubAgent
-            agent = SubAgent(s.snmp_socket, REFLECTOR_SUBTREE, lambda: reflector_objects(server, s),
+            agent = SubAgent(s.snmp_socket, REFLECTOR_SUBTREE, lambda: reflector_objects(state, s),
                              "stamp-suite reflector")
             agent.start()
     except BaseException:
+        state.stop()
         ep.close()
         raise
-    print(_banner_reflector(s, ep, clock), flush=True)
+    print(_banner_reflector(s, ep, clock, workers), flush=True)
     for note in _capability_notes(ep.caps, s) + ([clock.how] if s.verbose or not clock.synchronized else []):
         print(f"note: {note}", file=sys.stderr)
     _install_sigterm()
     try:
-        server.serve()
+        state.serve()
     except KeyboardInterrupt:
         pass
     finally:
+        state.stop()
         ep.close()
         if agent is not None:
             agent.stop()
-    print(server.totals(), end="", flush=True)
+    print(format_totals(state), end="", flush=True)
     return 0
 
 
@@ -395,7 +407,6 @@ def _plot_saved(s: Settings) -> int:
 
 
 def _run_sender(s: Settings, dest: tuple[str, int] | None = None) -> int:
-    _check_unimplemented(s)
     keys = load_keys(s)
     clock = read_clock_state(s.tai_offset)
     engine = SessionSender(sender_config(s, clock, keys))

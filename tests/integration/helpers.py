@@ -18,6 +18,8 @@ class ReflectorProcess:
     """``stamp-suite -i`` on an ephemeral port; the port is read from its banner."""
 
     def __init__(self, *args: str, host: str = "127.0.0.1") -> None:
+        if "--workers" not in args:  # one process unless a test is about workers
+            args = ("--workers", "1", *args)
         self.proc = subprocess.Popen([*CMD, "-i", "-S", host, "-o", "0", *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=ENV)
         line = self.proc.stdout.readline()
@@ -38,8 +40,12 @@ class ReflectorProcess:
 
     def __exit__(self, *exc) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
+            self.proc.terminate()
+            try:
+                self.proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.communicate()
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -188,7 +188,7 @@ def test_timestamp_information_filled():
 def test_destination_node_address():
     ours = with_tlvs(DestinationNodeAddress(ipaddress.ip_address("127.0.0.1")), ssid=1)
     _, reply, rep = reflect(ours)
-    assert reply_tlvs(reply)[0].flags == 0 and rep.source_address == "127.0.0.1"
+    assert reply_tlvs(reply)[0].flags == 0 and rep.source_address == bytes([127, 0, 0, 1])
     other = with_tlvs(DestinationNodeAddress(ipaddress.ip_address("192.0.2.99")), ssid=1)
     _, reply, rep = reflect(other)
     assert reply_tlvs(reply)[0].flags & FLAG_U

@@ -88,3 +88,4 @@ def read_clock_state(tai_offset_override: int | None = None) -> ClockState:
     return ClockState(True, source, max(esterror_us, 1) * 1000, tai,
                       f"clock synchronised by {'PTP' if source == SyncSource.PTP else 'NTP'}, "
                       f"estimated error {esterror_us} us")
+

@@ -80,15 +80,25 @@ def detect_capabilities(family: int = socket.AF_INET) -> Capabilities:
                         ts and has_recvmsg, send_cmsg, send_cmsg and dst, reuse)
 
 
-@dataclass(frozen=True, slots=True)
 class Received:
-    data: bytes
-    source: tuple[str, int]
-    ttl: int | None
-    tos: int | None
-    destination: str | None
-    kernel_ns: int | None
-    user_ns: int  # clock read right after the datagram was read
+    """One datagram and what the kernel said about it (a plain slotted class: built per packet)."""
+
+    __slots__ = ("data", "source", "ttl", "tos", "destination", "kernel_ns", "user_ns")
+
+    def __init__(self, data: bytes, source: tuple[str, int], ttl: int | None, tos: int | None,
+                 destination: bytes | None, kernel_ns: int | None, user_ns: int) -> None:
+        self.data = data
+        self.source = source
+        self.ttl = ttl
+        self.tos = tos
+        self.destination = destination  # packed 4 or 16 octets
+        self.kernel_ns = kernel_ns
+        self.user_ns = user_ns  # clock read right after the datagram was read
+
+    @property
+    def destination_text(self) -> str | None:
+        d = self.destination
+        return None if d is None else str(ipaddress.ip_address(d))
 
 
 def _addr_family(host: str) -> int:
@@ -102,6 +112,7 @@ class UdpEndpoint:
                  kernel_timestamps: bool = True, reuseport: bool = False, connect: tuple[str, int] | None = None,
                  rcvbuf: int = 4 << 20) -> None:
         self.family = _addr_family(host)
+        self.dual_stack = dual_stack
         self.caps = caps if caps is not None else detect_capabilities(self.family)
         if not kernel_timestamps:
             self.caps = self.caps.without("kernel_rx_timestamp")
@@ -129,6 +140,9 @@ class UdpEndpoint:
                                        "(ports below 1024 need root or CAP_NET_BIND_SERVICE)") from None
             raise SocketSetupError(f"cannot use {_fmt(host, port)}: {exc.strerror or exc}") from None
         self.local = s.getsockname()[:2]
+        self._wildcard = ipaddress.ip_address(host.split("%", 1)[0]).is_unspecified
+        self._tos_cmsgs: dict[tuple[int, bool], tuple[int, int, bytes]] = {}
+        self._source_cmsgs: dict[str | bytes, tuple[int, int, bytes]] = {}
 
     def _enable_receive_options(self, dual_stack: bool) -> None:
         s, c = self.sock, self.caps
@@ -170,42 +184,48 @@ class UdpEndpoint:
         now = time.time_ns()
         ttl = tos = dst = kts = None
         for level, ctype, cdata in anc:
-            if level == o.IPPROTO_IP:
-                if ctype == o.IP_TTL or ctype == o.IP_RECVTTL:
-                    ttl = cdata[0] if len(cdata) == 1 else _INT.unpack_from(cdata)[0]
-                elif ctype == o.IP_TOS or ctype == o.IP_RECVTOS:
-                    tos = cdata[0]
-                elif ctype == o.IP_PKTINFO:
-                    dst = socket.inet_ntop(socket.AF_INET, _IN_PKTINFO.unpack_from(cdata)[2])
-                elif ctype == o.IP_RECVDSTADDR:
-                    dst = socket.inet_ntop(socket.AF_INET, cdata[:4])
-            elif level == o.IPPROTO_IPV6:
-                if ctype == o.IPV6_HOPLIMIT:
-                    ttl = _INT.unpack_from(cdata)[0]
-                elif ctype == o.IPV6_TCLASS:
-                    tos = _INT.unpack_from(cdata)[0] & 0xFF
-                elif ctype == o.IPV6_PKTINFO:
-                    dst = socket.inet_ntop(socket.AF_INET6, _IN6_PKTINFO.unpack_from(cdata)[0])
-            elif level == o.SOL_SOCKET:
-                if ctype == o.SO_TIMESTAMPNS:
-                    sec, nsec = _TIMESPEC.unpack_from(cdata)
-                    kts = sec * 1_000_000_000 + nsec
-                elif ctype == o.SO_TIMESTAMP:  # struct timeval: microseconds
-                    sec, usec = struct.unpack_from("qq" if len(cdata) >= 16 else "qi", cdata)
-                    kts = sec * 1_000_000_000 + usec * 1000
+            kind = _CMSG_KIND.get((level, ctype))
+            if kind is _TTL:
+                ttl = cdata[0] if len(cdata) == 1 else _INT.unpack_from(cdata)[0]
+            elif kind is _TOS:
+                tos = cdata[0] if len(cdata) == 1 else _INT.unpack_from(cdata)[0] & 0xFF
+            elif kind is _PKTINFO4:
+                dst = cdata[8:12]  # ipi_addr: the header's destination address
+            elif kind is _DSTADDR4:
+                dst = cdata[:4]
+            elif kind is _PKTINFO6:
+                dst = cdata[:16]
+            elif kind is _TSNS:
+                sec, nsec = _TIMESPEC.unpack_from(cdata)
+                kts = sec * 1_000_000_000 + nsec
+            elif kind is _TSUS:  # struct timeval: microseconds
+                sec, usec = struct.unpack_from("qq" if len(cdata) >= 16 else "qi", cdata)
+                kts = sec * 1_000_000_000 + usec * 1000
         return Received(data, addr[:2], ttl, tos, dst, kts, now)
 
-    def send(self, data: bytes | bytearray, destination: tuple[str, int] | None, source_address: str | None = None,
-             tos: int | None = None) -> None:
-        """Send, optionally from a given local address and with a given TOS/traffic class."""
+    def send(self, data: bytes | bytearray, destination: tuple[str, int] | None,
+             source_address: str | bytes | None = None, tos: int | None = None) -> None:
+        """Send, optionally from a given local address and with a given TOS/traffic class.
+
+        The source address is pinned only on a wildcard-bound socket (a bound address is
+        already the source); the ancillary data is built once per address and TOS value.
+        """
         anc = []
-        if self.caps.set_tos_per_packet or self.caps.set_source_per_packet:
+        if tos is not None and self.caps.set_tos_per_packet:
             v6_dest = self.family == socket.AF_INET6 and not _is_v4_mapped(destination[0] if destination else None)
-            if tos is not None and self.caps.set_tos_per_packet:
-                anc.append((o.IPPROTO_IPV6, o.IPV6_TCLASS, _INT.pack(tos)) if v6_dest
-                           else (o.IPPROTO_IP, o.IP_TOS, _INT.pack(tos)))
-            if source_address and self.caps.set_source_per_packet:
-                anc.append(_source_cmsg(self.family, source_address))
+            key = (tos, v6_dest)
+            cm = self._tos_cmsgs.get(key)
+            if cm is None:
+                cm = self._tos_cmsgs[key] = ((o.IPPROTO_IPV6, o.IPV6_TCLASS, _INT.pack(tos)) if v6_dest
+                                             else (o.IPPROTO_IP, o.IP_TOS, _INT.pack(tos)))
+            anc.append(cm)
+        if source_address and self._wildcard and self.caps.set_source_per_packet:
+            cm = self._source_cmsgs.get(source_address)
+            if cm is None:
+                if len(self._source_cmsgs) > 1024:
+                    self._source_cmsgs.clear()
+                cm = self._source_cmsgs[source_address] = _source_cmsg(self.family, source_address)
+            anc.append(cm)
         if anc:
             self.sock.sendmsg([data], anc, 0, destination) if destination else self.sock.sendmsg([data], anc)
         elif destination is None:
@@ -214,12 +234,22 @@ class UdpEndpoint:
             self.sock.sendto(data, destination)
 
 
+_TTL, _TOS, _PKTINFO4, _DSTADDR4, _PKTINFO6, _TSNS, _TSUS = (object() for _ in range(7))
+_CMSG_KIND = {k: v for k, v in {
+    (o.IPPROTO_IP, o.IP_TTL): _TTL, (o.IPPROTO_IP, o.IP_RECVTTL): _TTL, (o.IPPROTO_IPV6, o.IPV6_HOPLIMIT): _TTL,
+    (o.IPPROTO_IP, o.IP_TOS): _TOS, (o.IPPROTO_IP, o.IP_RECVTOS): _TOS, (o.IPPROTO_IPV6, o.IPV6_TCLASS): _TOS,
+    (o.IPPROTO_IP, o.IP_PKTINFO): _PKTINFO4, (o.IPPROTO_IP, o.IP_RECVDSTADDR): _DSTADDR4,
+    (o.IPPROTO_IPV6, o.IPV6_PKTINFO): _PKTINFO6,
+    (o.SOL_SOCKET, o.SO_TIMESTAMPNS): _TSNS, (o.SOL_SOCKET, o.SO_TIMESTAMP): _TSUS,
+}.items() if None not in k}
+
+
 def _is_v4_mapped(host: str | None) -> bool:
     return bool(host) and host.lower().startswith("::ffff:") and "." in host
 
 
-def _source_cmsg(family: int, source: str) -> tuple[int, int, bytes]:
-    ip = ipaddress.ip_address(source.split("%", 1)[0])
+def _source_cmsg(family: int, source: str | bytes) -> tuple[int, int, bytes]:
+    ip = ipaddress.ip_address(source if isinstance(source, bytes) else source.split("%", 1)[0])
     if family == socket.AF_INET6:
         if ip.version == 4:
             ip = ipaddress.IPv6Address(f"::ffff:{ip}")

@@ -59,12 +59,12 @@ def _build_info() -> Metric:
 
 
 class ReflectorCollector:
-    def __init__(self, server) -> None:  # a ReflectorServer
-        self.server = server
+    def __init__(self, state) -> None:  # a ReflectorServer or WorkerPool
+        self.state = state
         self.processing = BucketHistogram(PROCESSING_BUCKETS_S)
 
     def collect(self) -> Iterator[Metric]:
-        c = self.server.engine.counters
+        c = self.state.counters
         yield _build_info()
         yield CounterMetricFamily("stamp_reflector_packets_received", "Datagrams received", value=c.received)
         yield CounterMetricFamily("stamp_reflector_packets_reflected", "Replies sent", value=c.reflected)
@@ -77,7 +77,7 @@ class ReflectorCollector:
                                   "Packets whose base HMAC failed, and TLV areas whose HMAC TLV failed",
                                   value=c.dropped.get("hmac_failure", 0) + c.tlv_integrity_failures)
         yield GaugeMetricFamily("stamp_reflector_active_sessions", "Sessions in the session table",
-                                value=len(self.server.engine.sessions))
+                                value=self.state.active_sessions)
         tlvs = CounterMetricFamily("stamp_reflector_tlvs", "TLVs received, by type", labels=["type"])
         for t, n in sorted(c.tlvs_by_type.items()):
             tlvs.add_metric([str(t)], n)

@@ -18,9 +18,10 @@ TRUE, FALSE = 1, 2  # SNMPv2-TC TruthValue
 
 
 def reflector_objects(server: ReflectorServer, s: Settings) -> Objects:
+    """``server``: a ReflectorServer or a WorkerPool (the same surface)."""
     cfg, stats = REFLECTOR_SUBTREE + (1,), REFLECTOR_SUBTREE + (2,)
     entry = REFLECTOR_SUBTREE + (3, 1)
-    c = server.engine.counters
+    c = server.counters
     host, port = server.endpoint.local[:2]
     now_ns = time.time_ns()
     objs: Objects = [
@@ -34,10 +35,10 @@ def reflector_objects(server: ReflectorServer, s: Settings) -> Objects:
         (stats + (1, 0), T.COUNTER64, c.received),
         (stats + (2, 0), T.COUNTER64, c.reflected),
         (stats + (3, 0), T.COUNTER64, c.dropped_total),
-        (stats + (4, 0), T.GAUGE32, len(server.engine.sessions)),
+        (stats + (4, 0), T.GAUGE32, server.active_sessions),
         (stats + (5, 0), T.TIME_TICKS, ((now_ns - server.started_ns) // 10_000_000) & U32),
     ]
-    for sess in server.engine.sessions:
+    for sess in server.sessions():
         i = sess.index
         objs += [
             (entry + (2, i), T.OCTET_STRING, sess.key[0]),

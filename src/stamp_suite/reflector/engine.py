@@ -9,19 +9,23 @@ counted under a reason in :class:`ReflectorCounters`.
 from __future__ import annotations
 
 import ipaddress
+import struct
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..wire.auth import KeyStore, hmac16, verify16
 from ..wire.packet import (AUTH_BASE_LEN, HMAC_COVERED, OPEN_BASE_LEN, REFLECTOR_AUTH, REFLECTOR_OPEN,
                            SENDER_AUTH, SENDER_OPEN)
-from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFormat, to_wire
+from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFormat, ntp_from_ns, ptp_from_ns
 from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, HEADER_LEN, MalformedTlv, RawTlv, TlvType, compute_hmac_tlv,
                         hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
 from ..wire.tlvs import SyncSource, TimestampMethod
 from .sessions import Session, SessionTable
 from .tlv_rules import RULES, TlvContext
 
+_U64 = struct.Struct("!Q")
+_NO_NOTES: tuple[str, ...] = ()
 TTL_UNKNOWN = 255  # RFC 5357 §4.2 (TWAMP): a reflector that cannot read the TTL sends 255
 NS = 1_000_000_000
 
@@ -65,12 +69,14 @@ class ReflectorConfig:
                 self.error_estimate.scale, self.error_estimate.multiplier))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PacketMeta:
     """What the socket layer knows about a received datagram."""
 
     source: tuple[str, int]
-    local_address: str | None = None  # destination address of the packet, as the kernel reported it
+    # Destination address of the packet as the kernel reported it: text, or the packed
+    # 4/16 octets (cheaper on the hot path; converted only when a TLV needs it).
+    local_address: str | bytes | None = None
     local_port: int = 862
     ttl: int | None = None
     tos: int | None = None  # DSCP << 2 | ECN as received
@@ -86,20 +92,18 @@ class Reply:
 
     data: bytearray
     destination: tuple[str, int]
-    source_address: str | None
+    source_address: str | bytes | None
     tos: int | None
     session: Session
     sequence_number: int
     timestamp_offset: int
     key: bytes | None
-    notes: list[str]
-    _config: ReflectorConfig
+    notes: Sequence[str]
+    _encode: Callable[[int], int]  # POSIX ns -> wire timestamp in the configured format
 
     def stamp(self, t3_ns: int, tx_method: int = TimestampMethod.CONTROL_PLANE) -> bytearray:
         """Write T3 (as late as possible) and, in authenticated mode, the base HMAC."""
-        cfg = self._config
-        self.data[self.timestamp_offset:self.timestamp_offset + 8] = \
-            to_wire(t3_ns, cfg.timestamp_format, cfg.tai_offset_s).to_bytes(8, "big")
+        _U64.pack_into(self.data, self.timestamp_offset, self._encode(t3_ns))
         if self.key is not None:
             self.data[HMAC_COVERED:AUTH_BASE_LEN] = hmac16(self.key, memoryview(self.data)[:HMAC_COVERED])
         s = self.session
@@ -132,6 +136,9 @@ class Reflector:
         self.counters = ReflectorCounters()
         self._base_len = AUTH_BASE_LEN if config.authenticated else OPEN_BASE_LEN
         self._ee = config.error_estimate.to_int()
+        tai = config.tai_offset_s
+        self._encode: Callable[[int], int] = (ntp_from_ns if config.timestamp_format == TimestampFormat.NTP
+                                              else lambda ns: ptp_from_ns(ns, tai))
 
     # -- entry point ----------------------------------------------------------------
     def receive(self, datagram: bytes, meta: PacketMeta, now_ns: int) -> list[Reply]:
@@ -167,7 +174,7 @@ class Reflector:
             return None, DropReason.ZERO_MULTIPLIER  # RFC 4656 §4.1.2: treat as corrupt
         if cfg.allowed_ssids is not None and ssid not in cfg.allowed_ssids:
             return None, DropReason.SSID_MISMATCH  # RFC 8972 §3: discard unmatched sessions
-        key = cfg.keys.key_for(ssid)
+        key = cfg.keys.key_for(ssid) if (cfg.authenticated or len(data) > base_len) else None
         if cfg.authenticated:
             if key is None or not verify16(key, memoryview(data)[:HMAC_COVERED], data[HMAC_COVERED:AUTH_BASE_LEN]):
                 return None, DropReason.HMAC_FAILURE  # RFC 8762 §4.4: reflect only validated packets
@@ -178,16 +185,21 @@ class Reflector:
         session.last_sender_sequence = seq
         reply_seq = session.transmitted & 0xFFFF_FFFF if cfg.stateful else seq
 
-        ctx = TlvContext(cfg, meta, session, cfg.authenticated)
-        tlv_area = bytearray(data[base_len:])
+        destination, source_address, tos, notes = meta.source, meta.local_address, None, _NO_NOTES
+        tlv_area = data[base_len:]
         if tlv_area and cfg.tlv_mode == "echo":
+            tlv_area = bytearray(tlv_area)
+            ctx = TlvContext(cfg, meta, session, cfg.authenticated)
             self._process_tlvs(tlv_area, data[:4], reply_seq, key, ctx)
             if ctx.discard_reason is not None:
                 return None, ctx.discard_reason
+            destination = ctx.destination or destination
+            source_address = ctx.source_address or source_address
+            tos, notes = ctx.tos, ctx.notes
 
         t2 = meta.rx_timestamp_ns if meta.rx_timestamp_ns is not None else now_ns
-        fields = (reply_seq, to_wire(now_ns, cfg.timestamp_format, cfg.tai_offset_s), self._ee, ssid,
-                  to_wire(t2, cfg.timestamp_format, cfg.tai_offset_s), seq, ts, ee,
+        encode = self._encode
+        fields = (reply_seq, encode(now_ns), self._ee, ssid, encode(t2), seq, ts, ee,
                   meta.ttl if meta.ttl is not None else TTL_UNKNOWN)
         if cfg.authenticated:
             head = bytearray(REFLECTOR_AUTH.pack(*fields)) + bytes(16)
@@ -196,10 +208,17 @@ class Reflector:
             head = bytearray(REFLECTOR_OPEN.pack(*fields))
             ts_offset = 4
         session.transmitted += 1
-        reply = Reply(head + tlv_area, ctx.destination or meta.source, ctx.source_address or meta.local_address,
-                      ctx.tos, session, reply_seq, ts_offset, key if cfg.authenticated else None, ctx.notes, cfg)
-        reply.stamp(now_ns)
-        return reply, None
+        if tlv_area:
+            head += tlv_area
+        reply_key = None
+        if cfg.authenticated:
+            reply_key = key
+            head[HMAC_COVERED:AUTH_BASE_LEN] = hmac16(key, memoryview(head)[:HMAC_COVERED])
+        # Complete as it stands (T3 = now_ns); the socket layer restamps T3 right before sending.
+        session.last_reply_sequence, session.last_reply_tx_ns = reply_seq, now_ns
+        session.last_reply_tx_method = TimestampMethod.CONTROL_PLANE
+        return Reply(head, destination, source_address, tos, session, reply_seq, ts_offset, reply_key, notes,
+                     encode), None
 
     def _process_tlvs(self, area: bytearray, sequence_field: bytes, reply_seq: int, key: bytes | None,
                       ctx: TlvContext) -> None:

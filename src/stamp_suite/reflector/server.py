@@ -38,6 +38,18 @@ class ReflectorServer:
     def stop(self) -> None:
         self._stop.set()
 
+    # The surface totals, Prometheus and SNMP read (a WorkerPool offers the same).
+    @property
+    def counters(self):
+        return self.engine.counters
+
+    @property
+    def active_sessions(self) -> int:
+        return len(self.engine.sessions)
+
+    def sessions(self):
+        return iter(self.engine.sessions)
+
     def serve(self) -> None:
         """Reflect until :meth:`stop` (or an exception such as KeyboardInterrupt)."""
         ep = self.endpoint
@@ -86,20 +98,22 @@ class ReflectorServer:
               f"-> seq={reply.sequence_number} to {format_address(reply.destination)}"
               + (f" ({'; '.join(reply.notes)})" if reply.notes else ""), file=self.out, flush=True)
 
-    def totals(self) -> str:
-        c = self.engine.counters
-        lines = ["--- STAMP Reflector Statistics ---",
-                 f"Packets received: {c.received}",
-                 f"Packets reflected: {c.reflected}",
-                 f"Packets dropped: {c.dropped_total}"]
-        lines += [f"  {reason}: {n}" for reason, n in sorted(c.dropped.items())]
-        if self.send_errors:
-            lines.append(f"Send errors: {self.send_errors}")
-        lines.append(f"Uptime: {(time.time_ns() - self.started_ns) / 1e9:.1f} s")
-        sessions = list(self.engine.sessions)
-        lines.append(f"Clients: {len(sessions)}")
-        for s in sessions:
-            src = format_address(s.source)
-            lines.append(f"  {src} ssid={s.key[4]} received={s.received} reflected={s.transmitted} "
-                         f"last_seq={s.last_sender_sequence}")
-        return "\n".join(lines) + "\n"
+
+
+def format_totals(state) -> str:
+    """Per-reflector and per-client totals, printed when the reflector stops."""
+    c = state.counters
+    lines = ["--- STAMP Reflector Statistics ---",
+             f"Packets received: {c.received}",
+             f"Packets reflected: {c.reflected}",
+             f"Packets dropped: {c.dropped_total}"]
+    lines += [f"  {reason}: {n}" for reason, n in sorted(c.dropped.items())]
+    if state.send_errors:
+        lines.append(f"Send errors: {state.send_errors}")
+    lines.append(f"Uptime: {(time.time_ns() - state.started_ns) / 1e9:.1f} s")
+    sessions = list(state.sessions())
+    lines.append(f"Clients: {len(sessions)}")
+    for s in sessions:
+        lines.append(f"  {format_address(s.source)} ssid={s.key[4]} received={s.received} "
+                     f"reflected={s.transmitted} last_seq={s.last_sender_sequence}")
+    return "\n".join(lines) + "\n"

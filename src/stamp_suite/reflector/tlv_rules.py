@@ -52,11 +52,11 @@ def _padding(tlv: RawTlv, ctx: TlvContext) -> tuple[int, bytes]:
     return PROCESSED, tlv.value
 
 
-def _unmapped_address(addr: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _unmapped_address(addr: str | bytes | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The address as the peer sees it: v4-mapped IPv6 (dual-stack sockets) becomes IPv4."""
     if not addr:
         return None
-    ip = ipaddress.ip_address(addr.split("%", 1)[0])
+    ip = ipaddress.ip_address(addr if isinstance(addr, bytes) else addr.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
@@ -146,7 +146,7 @@ def _destination_node_address(tlv: RawTlv, ctx: TlvContext) -> tuple[int, bytes]
     if here is not None:
         ours.add(here)
     if wanted in ours:
-        ctx.source_address = str(wanted)
+        ctx.source_address = wanted.packed
         return PROCESSED, tlv.value
     return FLAG_U, tlv.value  # recognised, but we are not the intended node (RFC 9503 §3)
 

@@ -3,7 +3,9 @@
 Count, min, max, mean and standard deviation are exact (Welford).  Percentiles are exact
 (nearest rank) while the run holds up to ``exact_limit`` values, then come from a
 DDSketch with the stated relative error: memory stays bounded on a 24-hour run, and
-sketches merge, so interim reports and several workers can be combined.
+sketches merge, so interim reports and several workers can be combined.  The sketch is
+fed from the first value on (about 0.5 us each), so switching to it costs no pause in
+the middle of a run.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class Distribution:
         self._mean = 0.0
         self._m2 = 0.0
         self._exact: list[int] | None = []
-        self._sketch: DDSketch | None = None
+        self._sketch = DDSketch(relative_accuracy=RELATIVE_ACCURACY)
         self.exact_limit = exact_limit
 
     def add(self, value: int) -> None:
@@ -38,18 +40,11 @@ class Distribution:
         delta = value - self._mean
         self._mean += delta / self.count
         self._m2 += delta * (value - self._mean)
+        self._sketch.add(value)
         if self._exact is not None:
             self._exact.append(value)
             if len(self._exact) > self.exact_limit:
-                self._to_sketch()
-        else:
-            self._sketch.add(value)
-
-    def _to_sketch(self) -> None:
-        self._sketch = DDSketch(relative_accuracy=RELATIVE_ACCURACY)
-        for v in self._exact or ():
-            self._sketch.add(v)
-        self._exact = None
+                self._exact = None
 
     @property
     def exact(self) -> bool:
@@ -87,17 +82,11 @@ class Distribution:
         self.count = n
         self.min = other.min if self.min is None else min(self.min, other.min)
         self.max = other.max if self.max is None else max(self.max, other.max)
-        if self._exact is not None and other._exact is not None and \
-                len(self._exact) + len(other._exact) <= self.exact_limit:
+        self._sketch.merge(other._sketch)
+        if self._exact is not None and other._exact is not None and n <= self.exact_limit:
             self._exact.extend(other._exact)
-            return
-        if self._exact is not None:
-            self._to_sketch()
-        if other._exact is not None:
-            for v in other._exact:
-                self._sketch.add(v)
         else:
-            self._sketch.merge(other._sketch)
+            self._exact = None
 
     def summary(self, percentiles: tuple[float, ...] = (50, 90, 95, 99, 99.9)) -> dict:
         return {

@@ -14,11 +14,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..net.process import tighten_timer_slack
 from ..net.udp import UdpEndpoint
 from .engine import ReplyEvent, SessionSender
 from .stats import SessionStats
 
 NS = 1_000_000_000
+# Waiting for the next send: select() (millisecond resolution) until PRECISE_WINDOW_NS before
+# the deadline, then _wait_precisely: a short sleep (1 ns timer slack) and a spin of SPIN_NS.
+PRECISE_WINDOW_NS = 2_000_000
+COARSE_WAIT_NS = PRECISE_WINDOW_NS + 1_000_000
+SPIN_NS = 60_000
 
 
 @dataclass
@@ -60,6 +66,7 @@ class SenderRunner:
     def run(self) -> RunResult:
         ep = self.endpoint
         ep.setblocking(False)
+        tighten_timer_slack()
         result = RunResult(self.stats, time.time_ns(), 0)
         start = time.monotonic_ns()
         next_tick = start + self.tick_ns
@@ -82,9 +89,11 @@ class SenderRunner:
                     if not sending and (self.stats.received + self.stats.late >= seq
                                         or now >= last_send + self.timeout_ns):
                         break
-                    deadline = start + seq * self.interval_ns if sending else last_send + self.timeout_ns
-                    deadline = min(deadline, next_tick)
-                    if sel.select(max(0, deadline - now) / NS):
+                    due = start + seq * self.interval_ns if sending else last_send + self.timeout_ns
+                    deadline = min(due, next_tick)
+                    if sending and deadline == due and deadline - now < COARSE_WAIT_NS:
+                        self._wait_precisely(sel, deadline)
+                    elif sel.select(max(0, deadline - now - (PRECISE_WINDOW_NS if sending else 0)) / NS):
                         self._drain()
                     if time.monotonic_ns() >= next_tick:
                         next_tick += self.tick_ns
@@ -97,6 +106,17 @@ class SenderRunner:
         result.ended_ns = time.time_ns()
         result.unanswered = self.engine.unanswered()
         return result
+
+    def _wait_precisely(self, sel: selectors.BaseSelector, deadline: int) -> None:
+        """The last stretch before a send: the readiness wait has only millisecond resolution,
+        so drain replies without blocking, sleep to just short of the deadline, then spin."""
+        if sel.select(0):
+            self._drain()
+        remaining = deadline - time.monotonic_ns()
+        if remaining > SPIN_NS:
+            time.sleep((remaining - SPIN_NS) / NS)
+        while time.monotonic_ns() < deadline:
+            pass
 
     def _send(self, pending, seq: int, start: int, result: RunResult) -> None:
         if self.record_schedule:

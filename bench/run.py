@@ -1,0 +1,197 @@
+"""Reflector capacity, latency, CPU and memory, side by side, in one run.
+
+Builds the independent C load generator and the minimal C reflector (the floor), then
+measures on loopback, each figure as the median of --repeat runs:
+- packets/s with a window of 64 packets in flight (and the loss seen: < 0.1 % to count);
+- round trip p50/p99 with a window of 1 (the reflector's added latency);
+- CPU seconds per million packets (the reflector's processes, from /proc);
+for the C floor, stamp-suite's reflector with 1 and 2 workers (2 workers get 8 flows, as
+several senders would give them), and two bare Python echo loops (the Python floor).
+Then the RSS of the engine holding 100,000 stateful sessions, and the sender's schedule
+error at 1,000 and 10,000 packets/s.  Every rate is also printed as a ratio to the C floor.
+
+Run: python bench/run.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+OUT = HERE / "out"
+PY = sys.executable
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def build() -> None:
+    OUT.mkdir(exist_ok=True)
+    for name in ("loadgen", "c_reflector"):
+        src, exe = HERE / f"{name}.c", OUT / name
+        if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+            subprocess.run(["cc", "-O2", "-o", str(exe), str(src), "-lm"], check=True)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError):
+            pass
+    return total / TICK
+
+
+def children(pid: int) -> list[int]:
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return [pid]
+    return [pid] + [p for k in kids for p in children(int(k))]
+
+
+# The least a Python reflector can do: read, copy the sender's 14 octets to offset 24, send.
+ECHO_RECVFROM = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
+print("listening on 127.0.0.1:%d" % s.getsockname()[1], flush=True)
+while True:
+    d, a = s.recvfrom(2048); d = bytearray(d); d[24:38] = d[0:14]; s.sendto(d, a)
+"""
+ECHO_RECVMSG = """
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
+s.setsockopt(0, 12, 1); s.setsockopt(0, 13, 1); s.setsockopt(1, 35, 1)  # TTL, TOS, SO_TIMESTAMPNS
+print("listening on 127.0.0.1:%d" % s.getsockname()[1], flush=True)
+while True:
+    d, anc, f, a = s.recvmsg(2048, 256); t = time.time_ns(); d = bytearray(d); d[24:38] = d[0:14]; s.sendto(d, a)
+"""
+
+
+class Reflector:
+    def __init__(self, name: str, cmd: list[str]) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        m = re.search(r"(?:port |:)(\d+)", line)
+        if not m:
+            raise RuntimeError(f"{name} did not start: {line!r}")
+        self.port = int(m.group(1))
+        time.sleep(0.3)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def loadgen(port: int, count: int, window: int, flows: int = 1) -> dict:
+    out = subprocess.run([str(OUT / "loadgen"), "127.0.0.1", str(port), str(count), str(window), "44", str(flows)],
+                         capture_output=True, text=True, timeout=300).stdout
+    return json.loads(out)
+
+
+def measure(ref: Reflector, count: int, repeat: int, flows: int) -> dict:
+    runs, cpu = [], []
+    for _ in range(repeat):
+        pids = children(ref.proc.pid)
+        c0 = cpu_seconds(pids)
+        r = loadgen(ref.port, count, 64, flows)
+        cpu.append((cpu_seconds(pids) - c0) / max(1, r["received"]) * 1e6)
+        runs.append(r)
+    lat = [loadgen(ref.port, max(2000, count // 20), 1) for _ in range(repeat)]
+    return {"pps": statistics.median(r["pps"] for r in runs), "loss": max(r["loss"] for r in runs),
+            "p50_us": statistics.median(r["rtt_p50_us"] for r in lat),
+            "p99_us": statistics.median(r["rtt_p99_us"] for r in lat),
+            "cpu_s_per_million": statistics.median(cpu)}
+
+
+def session_memory(n: int = 100_000) -> float:
+    code = f"""
+import resource, time
+from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
+from stamp_suite.sender.engine import SenderConfig, SessionSender
+pkt = bytes(SessionSender(SenderConfig()).prepare(1).stamp(time.time_ns()))
+r = Reflector(ReflectorConfig(stateful=True, max_sessions={n}))
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+before = rss()
+for i in range({n}):
+    r.receive(pkt, PacketMeta(("10.%d.%d.%d" % (i >> 16, (i >> 8) & 255, i & 255), 40000 + i % 20000),
+                              bytes([192, 0, 2, 1]), 862, 64, 0), time.time_ns())
+print(rss(), rss() - before, len(r.sessions))
+"""
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1]), int(out[2])
+
+
+def schedule_error(rate: int, seconds: float, port: int) -> tuple[float, float]:
+    code = f"""
+import statistics, time
+from stamp_suite.net.udp import UdpEndpoint
+from stamp_suite.sender.engine import SenderConfig, SessionSender
+from stamp_suite.sender.runner import SenderRunner
+from stamp_suite.sender.stats import SessionStats
+ep = UdpEndpoint("127.0.0.1", 0, connect=("127.0.0.1", {port}))
+n = int({rate} * {seconds})
+r = SenderRunner(SessionSender(SenderConfig()), ep, ("127.0.0.1", {port}), count=n,
+                 interval_ns=10**9 // {rate}, timeout_ns=10**9, stats=SessionStats(), record_schedule=True).run()
+e = sorted(r.schedule_error_ns)
+print(e[len(e) // 2] / 1e3, e[int(len(e) * 0.99)] / 1e3)
+"""
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer packets and repeats (a smoke run)")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    count, repeat = (30_000, 1) if args.quick else (200_000, args.repeat)
+    build()
+    stamp = [PY, "-m", "stamp_suite", "-i", "-S", "127.0.0.1", "-o", "0"]
+    designs = [
+        ("C floor (recvmmsg/sendmmsg)", [str(OUT / "c_reflector"), "127.0.0.1", "0"], 1),
+        ("stamp-suite, 1 worker", stamp + ["--workers", "1"], 1),
+        ("stamp-suite, 1 worker, 8 flows", stamp + ["--workers", "1"], 8),
+        ("stamp-suite, 2 workers, 8 flows", stamp + ["--workers", "2"], 8),
+        ("stamp-suite, 1 worker, stateful", stamp + ["--workers", "1", "--stateful-reflector"], 1),
+        ("Python bare echo, recvfrom", [PY, "-c", ECHO_RECVFROM], 1),
+        ("Python bare echo, recvmsg+cmsgs", [PY, "-c", ECHO_RECVMSG], 1),
+    ]
+    results = {}
+    for name, cmd, flows in designs:
+        ref = Reflector(name, cmd)
+        try:
+            results[name] = measure(ref, count, repeat, flows)
+        finally:
+            ref.stop()
+    floor = results[designs[0][0]]
+    print(f"\nReflector on loopback, 44-octet packets; median of {repeat}; ratios to the C floor")
+    print(f"{'design':<34} {'packets/s':>10} {'ratio':>6} {'loss':>7} {'p50 us':>8} {'ratio':>6} "
+          f"{'p99 us':>8} {'CPU s/M':>8}")
+    for name, r in results.items():
+        print(f"{name:<34} {r['pps']:>10,.0f} {r['pps'] / floor['pps']:>6.2f} {r['loss']:>7.2%} "
+              f"{r['p50_us']:>8.1f} {r['p50_us'] / floor['p50_us']:>6.2f} {r['p99_us']:>8.1f} "
+              f"{r['cpu_s_per_million']:>8.2f}")
+    total, grown, n = session_memory()
+    print(f"\nEngine with {n:,} stateful sessions: RSS {total:.0f} MB ({grown:.0f} MB for the sessions)")
+    ref = Reflector("C floor", [str(OUT / "c_reflector"), "127.0.0.1", "0"])
+    try:
+        for rate in (1_000, 10_000):
+            p50, p99 = schedule_error(rate, 2.0 if args.quick else 5.0, ref.port)
+            print(f"Sender schedule error at {rate:,} packets/s: p50 {p50:.1f} us, p99 {p99:.1f} us")
+    finally:
+        ref.stop()
+
+
+if __name__ == "__main__":
+    main()
