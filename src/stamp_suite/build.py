@@ -53,7 +53,8 @@ def reflector_config(s: Settings, clock: ClockState, keys: KeyStore) -> Reflecto
         allowed_ssids=frozenset(s.allowed_ssids) if s.allowed_ssids is not None else None,
         return_address_allow=tuple(ipaddress.ip_network(p, strict=False) for p in s.return_address_allow),
         session_timeout_s=s.session_timeout, max_sessions=s.max_sessions,
-        accept_zero_multiplier=s.accept_zero_multiplier)
+        accept_zero_multiplier=s.accept_zero_multiplier, answer_short_packets=s.answer_short_packets,
+        max_pps=s.max_pps, max_pps_burst=s.max_pps_burst)
 
 
 def sender_tlvs(s: Settings) -> tuple[TlvValue, ...]:

@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--reflector-member-link-id", type=_int, help="member link ID for RFC 9534 micro-sessions")
     r.add_argument("--workers", type=_int,
                    help="reflector processes sharing the port (SO_REUSEPORT) [default: one per CPU on Linux]")
+    r.add_argument("--answer-short-packets", action="store_true",
+                   help="TWAMP-Light interworking (RFC 8762 §4.6): answer packets shorter than 44 octets with a "
+                        "44-octet base packet (replies then exceed requests)")
+    r.add_argument("--max-pps", type=float, help="packets/s answered per source address (0 = no limit)")
+    r.add_argument("--max-pps-burst", type=float, help="burst allowed above --max-pps [default: one second's worth]")
     r.add_argument("--accept-zero-multiplier", action="store_true",
                    help="answer packets whose Error Estimate Multiplier is 0 (RFC 4656 says discard)")
 

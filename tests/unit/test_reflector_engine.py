@@ -55,11 +55,17 @@ def test_authenticated_bad_hmac_is_dropped_and_counted():
     assert reply is None and r.counters.dropped["hmac_failure"] == 1
 
 
-def test_short_packet_gets_base_reply():
-    # RFC 8762 §4.6: a TWAMP-Light 14-octet packet is answered with a 44-octet base packet.
-    _, reply, _ = reflect(EX_A[:14])
+def test_short_packet_gets_base_reply_only_in_twamp_light_mode():
+    # RFC 8762 §4.6: a TWAMP-Light 14-octet packet is answered with a 44-octet base packet,
+    # when the reflector is configured for TWAMP-Light senders.
+    light = ReflectorConfig(answer_short_packets=True, error_estimate=SYNCED)
+    _, reply, _ = reflect(EX_A[:14], light)
     assert len(reply) == 44
     assert reply[24:38] == EX_A[:14]
+    r, reply, _ = reflect(EX_A[:13], light)  # not even a sequence number, timestamp and error estimate
+    assert reply is None and r.counters.dropped["short_packet"] == 1
+    r, reply, _ = reflect(EX_A[:14])  # by default no reply is larger than its request
+    assert reply is None and r.counters.dropped["short_packet"] == 1
     r, reply, _ = reflect(EX_C[:100], ReflectorConfig(authenticated=True, keys=KeyStore(KEY)))
     assert reply is None and r.counters.dropped["malformed"] == 1
 
@@ -263,6 +269,15 @@ def test_ignore_mode_copies_tlvs_untouched():
     assert reply[44:] == pkt[44:]
 
 
+def test_rate_limit_per_source_address():
+    r = Reflector(ReflectorConfig(max_pps=10, max_pps_burst=3))
+    answered = [bool(r.receive(EX_A, PacketMeta(("127.0.0.1", 1000 + i), None, 862), T3_NS)) for i in range(5)]
+    assert answered == [True, True, True, False, False]  # burst of 3, from any source port
+    assert r.counters.dropped["rate_limited"] == 2
+    assert r.receive(EX_A, PacketMeta(("127.0.0.2", 1), None, 862), T3_NS)  # another host
+    assert r.receive(EX_A, META, T3_NS + 100_000_000)  # 100 ms later: one more token
+
+
 def test_session_table_cap_and_expiry():
     r = Reflector(ReflectorConfig(max_sessions=3, session_timeout_s=10))
     for port in range(5):
@@ -295,7 +310,7 @@ def test_random_and_mutated_datagrams_never_raise(authenticated):
     seeds = [EX_E, EX_C, EX_A, with_tlvs(Location.request(), ClassOfService(1), ReturnPath(control_code=1),
                                            MicroSessionId(1, 0), TimestampInformation(), FollowUpTelemetry())]
     cfg = ReflectorConfig(authenticated=authenticated, keys=KeyStore(KEY), stateful=True, member_link_id=2,
-                          verify_tlv_hmac=True)
+                          verify_tlv_hmac=True, answer_short_packets=True)
     r = Reflector(cfg)
     n = 0
     for data in _mutations(rng, seeds):

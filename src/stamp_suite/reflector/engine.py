@@ -21,12 +21,13 @@ from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFor
 from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, HEADER_LEN, MalformedTlv, RawTlv, TlvType, compute_hmac_tlv,
                         hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
 from ..wire.tlvs import SyncSource, TimestampMethod
-from .sessions import Session, SessionTable
+from .sessions import RateLimiter, Session, SessionTable
 from .tlv_rules import RULES, TlvContext
 
 _U64 = struct.Struct("!Q")
 _NO_NOTES: tuple[str, ...] = ()
-TTL_UNKNOWN = 255  # RFC 5357 §4.2 (TWAMP): a reflector that cannot read the TTL sends 255
+TTL_UNKNOWN = 255
+MIN_TWAMP_LIGHT_LEN = 14  # Sequence Number, Timestamp, Error Estimate: the least worth answering  # RFC 5357 §4.2 (TWAMP): a reflector that cannot read the TTL sends 255
 NS = 1_000_000_000
 
 
@@ -35,6 +36,7 @@ class DropReason:
     ZERO_MULTIPLIER = "error_estimate_invalid"
     HMAC_FAILURE = "hmac_failure"
     SSID_MISMATCH = "ssid_mismatch"
+    SHORT_PACKET = "short_packet"
     MICRO_SESSION_MISMATCH = "micro_session_mismatch"
     RETURN_PATH_NO_REPLY = "return_path_no_reply"
     RATE_LIMITED = "rate_limited"
@@ -59,6 +61,11 @@ class ReflectorConfig:
     max_sessions: int = 100_000
     report_location: bool = True
     accept_zero_multiplier: bool = False  # compatibility switch for senders that send 0
+    # RFC 8762 §4.6 TWAMP-Light interworking: answer packets shorter than the base with a
+    # base packet.  Off by default so that no reply is ever larger than its request.
+    answer_short_packets: bool = False
+    max_pps: float = 0.0  # per source address; 0 = no limit
+    max_pps_burst: float = 0.0  # 0 = one second's worth
 
     def __post_init__(self) -> None:
         if self.tlv_mode not in ("echo", "ignore"):
@@ -134,6 +141,8 @@ class Reflector:
         self.config = config = config or ReflectorConfig()
         self.sessions = SessionTable(config.session_timeout_s * NS, config.max_sessions)
         self.counters = ReflectorCounters()
+        self.rate_limiter = (RateLimiter(config.max_pps, config.max_pps_burst or config.max_pps,
+                                         config.max_sessions or 100_000) if config.max_pps > 0 else None)
         self._base_len = AUTH_BASE_LEN if config.authenticated else OPEN_BASE_LEN
         self._ee = config.error_estimate.to_int()
         tai = config.tai_offset_s
@@ -160,9 +169,13 @@ class Reflector:
     def _reflect(self, data: bytes, meta: PacketMeta, now_ns: int) -> tuple[Reply | None, str | None]:
         cfg = self.config
         base_len = self._base_len
+        if self.rate_limiter is not None and not self.rate_limiter.allow(meta.source[0], now_ns):
+            return None, DropReason.RATE_LIMITED
         if len(data) < base_len:
             if cfg.authenticated:  # a short packet cannot carry a verifiable HMAC
                 return None, DropReason.MALFORMED
+            if not cfg.answer_short_packets or len(data) < MIN_TWAMP_LIGHT_LEN:
+                return None, DropReason.SHORT_PACKET
             # RFC 8762 §4.6: answer a short (TWAMP-Light) packet with a base packet; the
             # octets it lacks are taken as zero (our choice, docs/protocol.md).
             data = bytes(data) + bytes(OPEN_BASE_LEN - len(data))

@@ -82,3 +82,33 @@ class SessionTable:
             n += 1
         self.expired += n
         return n
+
+
+class RateLimiter:
+    """Token buckets per source address: ``rate`` packets/s with bursts of ``burst``.
+
+    Keyed by address, not by session, so a flood from many source ports of one host is
+    limited as one client.  The table is an LRU capped at ``max_clients``.
+    """
+
+    def __init__(self, rate: float, burst: float, max_clients: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, list] = OrderedDict()  # address -> [tokens, last_ns]
+
+    def allow(self, address: str, now_ns: int) -> bool:
+        buckets = self._buckets
+        b = buckets.get(address)
+        if b is None:
+            if len(buckets) >= self.max_clients:
+                buckets.popitem(last=False)
+            b = buckets[address] = [self.burst, now_ns]
+        else:
+            buckets.move_to_end(address)
+            b[0] = min(self.burst, b[0] + (now_ns - b[1]) * self.rate / 1e9)
+            b[1] = now_ns
+        if b[0] < 1.0:
+            return False
+        b[0] -= 1.0
+        return True

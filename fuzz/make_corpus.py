@@ -1,0 +1,54 @@
+"""Write a seed corpus of valid packets of every kind to fuzz/corpus/ (one file each)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
+from stamp_suite.sender.engine import SenderConfig, SessionSender
+from stamp_suite.wire.auth import KeyStore
+from stamp_suite.wire.tlv import RawTlv
+from stamp_suite.wire.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement,
+                                   FollowUpTelemetry, Location, MicroSessionId, ReturnPath, TimestampInformation)
+
+KEY = bytes(range(16))
+NOW = 1_700_000_000_000_000_000
+EVERY_TLV = (ClassOfService(46), Location.request(), TimestampInformation(), DirectMeasurement(), FollowUpTelemetry(),
+             AccessReport(1, 1), DestinationNodeAddress(ipaddress.ip_address("192.0.2.2")),
+             ReturnPath(return_address=ipaddress.ip_address("192.0.2.9"),
+                        sr_mpls_labels=ReturnPath.label_stack([16005, 16006])), MicroSessionId(1, 3))
+
+
+def seeds() -> dict[str, bytes]:
+    out = {}
+    configs = {
+        "open": SenderConfig(),
+        "open-ssid": SenderConfig(ssid=7),
+        "auth": SenderConfig(authenticated=True, key=KEY),
+        "open-every-tlv": SenderConfig(ssid=7, tlvs=EVERY_TLV, padding=16),
+        "open-hmac-tlv": SenderConfig(ssid=7, key=KEY, hmac_tlv=True, tlvs=(ClassOfService(10),)),
+        "auth-every-tlv": SenderConfig(authenticated=True, key=KEY, ssid=7, tlvs=EVERY_TLV, padding=8),
+        "return-path-cc": SenderConfig(tlvs=(ReturnPath(control_code=1),)),
+        "return-path-srv6": SenderConfig(tlvs=(ReturnPath(srv6_segments=(ipaddress.IPv6Address("2001:db8::1"),)),)),
+    }
+    reflector = Reflector(ReflectorConfig(keys=KeyStore(KEY), stateful=True, member_link_id=3))
+    auth_reflector = Reflector(ReflectorConfig(authenticated=True, keys=KeyStore(KEY), stateful=True))
+    meta = PacketMeta(("192.0.2.1", 40000), bytes([192, 0, 2, 2]), 862, 64, 0, NOW, 2)
+    for name, cfg in configs.items():
+        pkt = bytes(SessionSender(cfg).prepare(1).stamp(NOW))
+        out[f"sender-{name}"] = pkt
+        r = auth_reflector if cfg.authenticated else reflector
+        for reply in r.receive(pkt, meta, NOW):
+            out[f"reply-{name}"] = bytes(reply.data)
+    out["twamp-light-14"] = out["sender-open"][:14]
+    out["truncated-tlv"] = out["sender-open"] + RawTlv(0x80, 4, 40, b"\0\0").to_bytes()
+    return out
+
+
+if __name__ == "__main__":
+    d = Path(__file__).parent / "corpus"
+    d.mkdir(exist_ok=True)
+    for name, data in seeds().items():
+        (d / name).write_bytes(data)
+    print(f"wrote {len(seeds())} seeds to {d}")
