@@ -190,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         _quiet_stdout()
+        print(f"{PROG}: output closed (broken pipe); stopped", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a full disk, an I/O error on the output: one line, never a traceback
+        _quiet_stdout()
+        print(f"{PROG}: error: {exc.strerror or exc}"
+              + (f" ({exc.filename})" if getattr(exc, "filename", None) else ""), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

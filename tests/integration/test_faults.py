@@ -1,0 +1,87 @@
+"""Faults: the reflector going away and coming back, ICMP errors, bursts, signals, bad outputs."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from helpers import CMD, ENV, ReflectorProcess, json_lines, run, send, wait_for
+
+
+def test_sender_keeps_measuring_when_the_reflector_stops_and_returns():
+    refl = ReflectorProcess()
+    port = refl.port
+    sender = subprocess.Popen([*CMD, "-r", "127.0.0.1", "-p", str(port), "-c", "150", "-d", "20", "-L", "0.5",
+                               "--output-format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=ENV)
+    time.sleep(0.8)
+    refl.stop()
+    time.sleep(0.8)
+    with ReflectorProcess("-o", str(port)) as again:
+        assert again.port == port
+        out, err = sender.communicate(timeout=30)
+    assert sender.returncode == 0, err
+    _, summary = json_lines(out)
+    p = summary["packets"]
+    assert p["sent"] == 150
+    assert 20 < p["received"] < 150 and p["lost"] == 150 - p["received"]
+    assert p["refused"] > 0  # ICMP port unreachable while nobody listened
+
+
+def test_reflector_survives_a_burst_beyond_capacity_and_recovers():
+    with ReflectorProcess() as refl:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        pkt = bytes.fromhex("00000001e93c7f00800000000001") + bytes(30)
+        for _ in range(60_000):  # as fast as Python can send: beyond what it reflects
+            try:
+                s.sendto(pkt, (refl.host, refl.port))
+            except OSError:
+                pass
+        s.close()
+        time.sleep(0.5)
+        res = send(refl, count=5)
+        assert res.returncode == 0 and "Packets received: 5" in res.stdout
+        code, out, _ = refl.stop()
+    assert code == 0
+
+
+def test_sigint_and_sigterm_print_statistics():
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with ReflectorProcess() as refl:
+            proc = subprocess.Popen([*CMD, "-r", refl.host, "-p", str(refl.port), "-c", "0", "-d", "10"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+            time.sleep(1.0)
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=10)
+            assert proc.returncode == 0, err
+            assert "Packets sent:" in out and "Traceback" not in err
+            refl.proc.send_signal(sig)
+            out, err = refl.proc.communicate(timeout=10)
+            assert refl.proc.returncode == 0 and "Packets received:" in out and "Traceback" not in err
+
+
+def test_closed_stdout_is_one_line():
+    with ReflectorProcess() as refl:
+        r, w = os.pipe()
+        os.close(r)  # nobody will ever read
+        proc = subprocess.Popen([*CMD, "-r", refl.host, "-p", str(refl.port), "-c", "5", "-d", "5", "-R",
+                                 "--output-format", "csv"], stdout=w, stderr=subprocess.PIPE, text=True, env=ENV)
+        os.close(w)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and err.strip().splitlines()[-1] == "stamp-suite: output closed (broken pipe); stopped"
+    assert "Traceback" not in err
+
+
+def test_full_disk_is_one_line():
+    with ReflectorProcess() as refl, open("/dev/full", "w") as full:
+        proc = subprocess.run([*CMD, "-r", refl.host, "-p", str(refl.port), "-c", "3", "-d", "5",
+                               "--output-format", "json", "-R"], stdout=full, stderr=subprocess.PIPE, text=True,
+                              env=ENV, timeout=30)
+    assert proc.returncode == 1 and "No space left on device" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_ipv6_refused_and_unreachable_are_counted_not_fatal():
+    res = run("-r", "::1", "-p", "9", "-c", "3", "-d", "5", "-L", "0.3")
+    assert res.returncode == 1 and "ICMP port unreachable" in res.stderr
