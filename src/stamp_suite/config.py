@@ -57,6 +57,7 @@ class Settings:
     reflector_member_link_id: int | None = None
     accept_zero_multiplier: bool = False
     answer_short_packets: bool = False
+    busy_poll: int = 0  # microseconds
     max_pps: float = 0.0
     max_pps_burst: float = 0.0
     workers: int | None = None  # None: one per CPU on Linux
@@ -123,6 +124,7 @@ class Settings:
         need(0 <= self.padding <= 9000, "--padding must be 0..9000 octets")
         need(self.session_timeout >= 0, "--session-timeout must be 0 or more seconds")
         need(self.max_sessions >= 0, "--max-sessions must be 0 (unbounded) or more")
+        need(0 <= self.busy_poll <= 1_000_000, "--busy-poll must be 0..1000000 microseconds")
         need(self.max_pps >= 0 and self.max_pps_burst >= 0, "--max-pps and --max-pps-burst must be 0 or more")
         need(self.workers is None or 1 <= self.workers <= 64, "--workers must be 1..64")
         need(self.error_scale is None or 0 <= self.error_scale <= 63, "--error-scale must be 0..63")

@@ -21,6 +21,12 @@ _TIMESPEC = struct.Struct("qq")
 _IN_PKTINFO = struct.Struct("I4s4s")  # ifindex, spec_dst, addr
 _IN6_PKTINFO = struct.Struct("16sI")
 CMSG_SPACE = 256
+# TX timestamps are asked for per packet (a cmsg); the socket only sets how they come back:
+# with a counter (OPT_ID) and without the packet itself (OPT_TSONLY).
+TX_OPT_FLAGS = o.SOF_TIMESTAMPING_OPT_ID | o.SOF_TIMESTAMPING_OPT_TSONLY
+_TX_REQUEST = struct.pack("I", o.SOF_TIMESTAMPING_TX_SOFTWARE)
+_SOCK_EXTENDED_ERR = struct.Struct("IBBBBII")  # errno, origin, type, code, pad, info, data
+SO_EE_ORIGIN_TIMESTAMPING = 4
 
 
 class SocketSetupError(OSError):
@@ -36,6 +42,7 @@ class Capabilities:
     tos: bool = False
     destination_address: bool = False
     kernel_rx_timestamp: bool = False
+    kernel_tx_timestamp: bool = False
     set_tos_per_packet: bool = False
     set_source_per_packet: bool = False
     reuseport: bool = False
@@ -74,10 +81,12 @@ def detect_capabilities(family: int = socket.AF_INET) -> Capabilities:
             tos = _try(s, o.IPPROTO_IP, o.IP_RECVTOS)
             dst = _try(s, o.IPPROTO_IP, o.IP_PKTINFO) or _try(s, o.IPPROTO_IP, o.IP_RECVDSTADDR)
         ts = _try(s, o.SOL_SOCKET, o.SO_TIMESTAMPNS) or _try(s, o.SOL_SOCKET, o.SO_TIMESTAMP)
+        tx_ts = (o.MSG_ERRQUEUE is not None
+                 and _try(s, o.SOL_SOCKET, o.SO_TIMESTAMPING, o.SOF_TIMESTAMPING_SOFTWARE | TX_OPT_FLAGS))
         reuse = _try(s, o.SOL_SOCKET, o.SO_REUSEPORT)
         send_cmsg = has_recvmsg and hasattr(s, "sendmsg") and o.LINUX
     return Capabilities(has_recvmsg, ttl and has_recvmsg, tos and has_recvmsg, dst and has_recvmsg,
-                        ts and has_recvmsg, send_cmsg, send_cmsg and dst, reuse)
+                        ts and has_recvmsg, tx_ts and send_cmsg, send_cmsg, send_cmsg and dst, reuse)
 
 
 class Received:
@@ -115,7 +124,8 @@ class UdpEndpoint:
         self.dual_stack = dual_stack
         self.caps = caps if caps is not None else detect_capabilities(self.family)
         if not kernel_timestamps:
-            self.caps = self.caps.without("kernel_rx_timestamp")
+            self.caps = self.caps.without("kernel_rx_timestamp", "kernel_tx_timestamp")
+        self._tx_key = 0  # OPT_ID: the kernel numbers timestamped sends from 0
         try:
             self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
         except OSError as exc:
@@ -158,6 +168,8 @@ class UdpEndpoint:
                 _try(s, o.IPPROTO_IP, o.IP_PKTINFO) or _try(s, o.IPPROTO_IP, o.IP_RECVDSTADDR)
         if c.kernel_rx_timestamp:
             _try(s, o.SOL_SOCKET, o.SO_TIMESTAMPNS) or _try(s, o.SOL_SOCKET, o.SO_TIMESTAMP)
+        if c.kernel_tx_timestamp:
+            _try(s, o.SOL_SOCKET, o.SO_TIMESTAMPING, o.SOF_TIMESTAMPING_SOFTWARE | TX_OPT_FLAGS)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -204,13 +216,21 @@ class UdpEndpoint:
         return Received(data, addr[:2], ttl, tos, dst, kts, now)
 
     def send(self, data: bytes | bytearray, destination: tuple[str, int] | None,
-             source_address: str | bytes | None = None, tos: int | None = None) -> None:
+             source_address: str | bytes | None = None, tos: int | None = None,
+             tx_timestamp: bool = False) -> int | None:
         """Send, optionally from a given local address and with a given TOS/traffic class.
 
         The source address is pinned only on a wildcard-bound socket (a bound address is
         already the source); the ancillary data is built once per address and TOS value.
+        With ``tx_timestamp`` the kernel is asked for the software transmit time; the key
+        returned comes back with it from :meth:`read_tx_timestamps`.
         """
         anc = []
+        key = None
+        if tx_timestamp and self.caps.kernel_tx_timestamp:
+            anc.append((o.SOL_SOCKET, o.SO_TIMESTAMPING, _TX_REQUEST))
+            key = self._tx_key
+            self._tx_key = (self._tx_key + 1) & 0xFFFF_FFFF
         if tos is not None and self.caps.set_tos_per_packet:
             v6_dest = self.family == socket.AF_INET6 and not _is_v4_mapped(destination[0] if destination else None)
             key = (tos, v6_dest)
@@ -232,6 +252,31 @@ class UdpEndpoint:
             self.sock.send(data)
         else:
             self.sock.sendto(data, destination)
+        return key
+
+    def read_tx_timestamps(self) -> list[tuple[int, int]]:
+        """Drain the error queue: (key, kernel software transmit time in POSIX ns) pairs."""
+        out: list[tuple[int, int]] = []
+        if not self.caps.kernel_tx_timestamp:
+            return out
+        while True:
+            try:
+                _, anc, _, _ = self.sock.recvmsg(64, 512, o.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return out
+            except OSError:
+                return out
+            ts = key = None
+            for level, ctype, cdata in anc:
+                if level == o.SOL_SOCKET and ctype == o.SO_TIMESTAMPING:
+                    sec, nsec = _TIMESPEC.unpack_from(cdata)  # [0] is the software stamp
+                    ts = sec * 1_000_000_000 + nsec
+                elif len(cdata) >= _SOCK_EXTENDED_ERR.size:
+                    _, origin, _, _, _, _, data = _SOCK_EXTENDED_ERR.unpack_from(cdata)
+                    if origin == SO_EE_ORIGIN_TIMESTAMPING:
+                        key = data
+            if ts is not None and key is not None:
+                out.append((key, ts))
 
 
 _TTL, _TOS, _PKTINFO4, _DSTADDR4, _PKTINFO6, _TSNS, _TSUS = (object() for _ in range(7))

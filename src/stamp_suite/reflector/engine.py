@@ -107,6 +107,16 @@ class Reply:
     key: bytes | None
     notes: Sequence[str]
     _encode: Callable[[int], int]  # POSIX ns -> wire timestamp in the configured format
+    # The session uses Follow-Up Telemetry: the socket layer should learn this reply's real
+    # departure time (a kernel TX timestamp) and hand it back with confirm_transmit().
+    want_tx_timestamp: bool = False
+
+    def confirm_transmit(self, tx_ns: int, method: int) -> None:
+        """The real transmit time of this reply, for the next Follow-Up Telemetry TLV."""
+        s = self.session
+        if s.last_reply_sequence == self.sequence_number:
+            s.last_reply_tx_ns = tx_ns
+            s.last_reply_tx_method = method
 
     def stamp(self, t3_ns: int, tx_method: int = TimestampMethod.CONTROL_PLANE) -> bytearray:
         """Write T3 (as late as possible) and, in authenticated mode, the base HMAC."""
@@ -198,7 +208,7 @@ class Reflector:
         session.last_sender_sequence = seq
         reply_seq = session.transmitted & 0xFFFF_FFFF if cfg.stateful else seq
 
-        destination, source_address, tos, notes = meta.source, meta.local_address, None, _NO_NOTES
+        destination, source_address, tos, notes, follow_up = meta.source, meta.local_address, None, _NO_NOTES, False
         tlv_area = data[base_len:]
         if tlv_area and cfg.tlv_mode == "echo":
             tlv_area = bytearray(tlv_area)
@@ -208,7 +218,7 @@ class Reflector:
                 return None, ctx.discard_reason
             destination = ctx.destination or destination
             source_address = ctx.source_address or source_address
-            tos, notes = ctx.tos, ctx.notes
+            tos, notes, follow_up = ctx.tos, ctx.notes, ctx.follow_up_requested
 
         t2 = meta.rx_timestamp_ns if meta.rx_timestamp_ns is not None else now_ns
         encode = self._encode
@@ -231,7 +241,7 @@ class Reflector:
         session.last_reply_sequence, session.last_reply_tx_ns = reply_seq, now_ns
         session.last_reply_tx_method = TimestampMethod.CONTROL_PLANE
         return Reply(head, destination, source_address, tos, session, reply_seq, ts_offset, reply_key, notes,
-                     encode), None
+                     encode, follow_up and cfg.stateful), None
 
     def _process_tlvs(self, area: bytearray, sequence_field: bytes, reply_seq: int, key: bytes | None,
                       ctx: TlvContext) -> None:

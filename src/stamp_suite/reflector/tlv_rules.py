@@ -42,6 +42,7 @@ class TlvContext:
     tos: int | None = None
     discard_reason: str | None = None
     return_path_seen: bool = False
+    follow_up_requested: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -131,6 +132,7 @@ def _access_report(tlv: RawTlv, ctx: TlvContext) -> tuple[int, bytes]:
 
 def _follow_up_telemetry(tlv: RawTlv, ctx: TlvContext) -> tuple[int, bytes]:
     FollowUpTelemetry.from_value(tlv.value)
+    ctx.follow_up_requested = True
     s = ctx.session
     cfg = ctx.config
     if not cfg.stateful or s.last_reply_sequence is None:  # a stateless reflector MUST zero both

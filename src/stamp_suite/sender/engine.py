@@ -128,7 +128,8 @@ class ReplyEvent:
 
 @dataclass(slots=True)
 class _Sent:
-    t1_ns: int
+    t1_wire: int  # the T1 written in the packet (what the reflector copies back)
+    t1_ns: int  # the best known departure time: the kernel's TX timestamp when we have it
     replies: int = 0
 
 
@@ -170,8 +171,16 @@ class SessionSender:
         return build_tlvs(tlvs)
 
     def record_sent(self, seq: int, t1_ns: int) -> None:
-        self._sent[seq] = _Sent(t1_ns)
+        cfg = self.config
+        self._sent[seq] = _Sent(to_wire(t1_ns, cfg.timestamp_format, cfg.tai_offset_s), t1_ns)
         self.sent_count += 1
+
+    def record_departure(self, seq: int, tx_ns: int) -> None:
+        """The kernel's transmit time of a test packet: a better T1 than the clock read before
+        the send (the packet copy keeps the earlier T1; it only identifies the packet)."""
+        sent = self._sent.get(seq)
+        if sent is not None:
+            sent.t1_ns = tx_ns
 
     def unanswered(self) -> list[tuple[int, int]]:
         """(sequence number, T1) of the packets still remembered that got no reply."""
@@ -200,7 +209,7 @@ class SessionSender:
         sent = self._sent.get(reply.sender_sequence_number)
         if sent is None:
             return ReplyEvent("foreign", detail=f"sequence {reply.sender_sequence_number} was not sent by us")
-        if to_wire(sent.t1_ns, cfg.timestamp_format, cfg.tai_offset_s) != reply.sender_timestamp:
+        if sent.t1_wire != reply.sender_timestamp:
             return ReplyEvent("foreign", detail="copied timestamp does not match what we sent")
         sent.replies += 1
         ee = ErrorEstimate.from_int(reply.error_estimate)

@@ -15,7 +15,7 @@ from typing import Any
 from .engine import ReplyEvent, Sample
 
 SCHEMA_VERSION = 1
-CSV_FIELDS = ["kind", "seq", "reflector_seq", "t1_ns", "t2_ns", "t3_ns", "t4_ns", "rtt_ns", "forward_ns",
+CSV_FIELDS = ["kind", "seq", "reflector_seq", "t1_ns", "t2_ns", "t3_ns", "t4_ns", "rtt_ns", "rtt_raw_ns", "forward_ns",
               "backward_ns", "residence_ns", "reflector_ttl", "reply_ttl", "reply_dscp", "reply_ecn",
               "reflector_dscp", "reflector_ecn", "late", "detail"]
 
@@ -32,7 +32,8 @@ def sample_record(kind: str, s: Sample | None, detail: str = "", seq: int | None
     if s is not None:
         cos = s.tlv.get("cos") or {}
         rec.update(seq=s.sequence_number, reflector_seq=s.reflector_sequence_number, t1_ns=s.t1_ns, t2_ns=s.t2_ns,
-                   t3_ns=s.t3_ns, t4_ns=s.t4_ns, rtt_ns=s.rtt_ns, forward_ns=s.forward_ns,
+                   t3_ns=s.t3_ns, t4_ns=s.t4_ns, rtt_ns=s.rtt_ns, rtt_raw_ns=s.t4_ns - s.t1_ns,
+                   forward_ns=s.forward_ns,
                    backward_ns=s.backward_ns, residence_ns=s.residence_ns, reflector_ttl=s.reflector_ttl,
                    reply_ttl=s.reply_ttl, late=s.late,
                    reply_dscp=None if s.reply_tos is None else s.reply_tos >> 2,
@@ -123,6 +124,14 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
             ("reflector residence p50 / p99", f"{ms(d['residence_ns']['percentiles']['p50'])} / "
                                               f"{ms(d['residence_ns']['percentiles']['p99'])}"),
             ("percentiles", rtt["percentile_method"])])
+        fu = d["follow_up"]
+        if fu["t3_shift_ns"]["count"]:
+            section("Follow-Up Telemetry  (the reflector's real departure times)", [
+                ("replies corrected", str(fu["t3_shift_ns"]["count"])),
+                ("departure after the T3 carried p50 / p99", f"{ms(fu['t3_shift_ns']['percentiles']['p50'])} / "
+                                                             f"{ms(fu['t3_shift_ns']['percentiles']['p99'])}"),
+                ("round trip with it p50 / p99", f"{ms(fu['rtt_ns']['percentiles']['p50'])} / "
+                                                  f"{ms(fu['rtt_ns']['percentiles']['p99'])}")])
         ow = d["one_way"]
         note = "" if ow["meaningful"] else "  (clocks not both synchronised: offsets included, use variation only)"
         section("One-way delay" + note, [

@@ -58,6 +58,7 @@ class SenderRunner:
         self.on_tick = on_tick
         self.tick_ns = tick_ns
         self.record_schedule = record_schedule
+        self._departing: dict[int, int] = {}  # TX timestamp key -> sequence number
         self._stop = False
 
     def stop(self) -> None:
@@ -123,15 +124,31 @@ class SenderRunner:
             result.schedule_error_ns.append(time.monotonic_ns() - (start + seq * self.interval_ns))
         data = pending.stamp(time.time_ns())
         try:
-            self.endpoint.send(data, None)
+            key = self.endpoint.send(data, None, tx_timestamp=True)
         except ConnectionRefusedError:  # ICMP port unreachable from an earlier packet
             self.stats.refused += 1
         except OSError as exc:
             print(f"stamp-suite: send failed: {exc.strerror or exc}", file=sys.stderr)
+        else:
+            if key is not None:
+                self._departing[key] = pending.sequence_number
+                self._collect_departures()
         self.stats.on_sent()
+
+    def _collect_departures(self) -> None:
+        """Kernel TX timestamps of our test packets become their T1 (see record_departure)."""
+        for key, tx_ns in self.endpoint.read_tx_timestamps():
+            seq = self._departing.pop(key, None)
+            if seq is not None:
+                self.engine.record_departure(seq, tx_ns)
+        if len(self._departing) > 4096:  # stamps that never came: forget the oldest
+            for key in list(self._departing)[:-4096]:
+                del self._departing[key]
 
     def _drain(self) -> None:
         ep = self.endpoint
+        if self._departing:
+            self._collect_departures()
         while True:
             try:
                 rx = ep.recv()

@@ -96,6 +96,10 @@ class SessionStats:
         self._reflector_seqs_received = 0
         self.direct_measurement: dict | None = None
         self.last_sample: Sample | None = None
+        # Follow-Up Telemetry: the reflector's real departure time of its previous reply
+        self.follow_up_shift = Distribution()  # real departure minus the T3 the reply carried
+        self.rtt_follow_up = Distribution()  # round trip recomputed with the real departure
+        self._by_reflector_seq: OrderedDict[int, Sample] = OrderedDict()
 
     # -- feeding ----------------------------------------------------------------------
     def on_sent(self) -> None:
@@ -143,6 +147,22 @@ class SessionStats:
             self.tlv_integrity_failures += 1
         if "direct_measurement" in s.tlv:
             self.direct_measurement = s.tlv["direct_measurement"]
+        self._on_follow_up(s)
+
+    def _on_follow_up(self, s: Sample) -> None:
+        """RFC 8972 §4.7: this reply reports when the previous one really left."""
+        recent = self._by_reflector_seq
+        fu = s.tlv.get("follow_up")
+        if fu and fu.get("tx_ns") is not None:
+            prev = recent.get(fu["sequence_number"])
+            if prev is not None:
+                shift = fu["tx_ns"] - prev.t3_ns
+                self.follow_up_shift.add(shift)
+                self.rtt_follow_up.add(prev.rtt_ns - shift)
+        if fu is not None:
+            recent[s.reflector_sequence_number] = s
+            if len(recent) > IPDV_MEMORY:
+                recent.popitem(last=False)
 
     def _on_path(self, s: Sample) -> None:
         self.reflector_ttl[s.reflector_ttl] += 1
@@ -211,6 +231,8 @@ class SessionStats:
             "rtt_ns": self.rtt.summary(),
             "rtt_raw_ns": self.rtt_raw.summary((50, 99)),
             "residence_ns": self.residence.summary((50, 99)),
+            "follow_up": {"t3_shift_ns": self.follow_up_shift.summary((50, 99)),
+                          "rtt_ns": self.rtt_follow_up.summary((50, 99))},
             "one_way": {"meaningful": bool(self.received) and self.all_synchronized,
                         "forward_ns": self.forward.summary((50, 99)),
                         "backward_ns": self.backward.summary((50, 99))},
