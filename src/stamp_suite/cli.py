@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import sys
@@ -206,7 +207,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _quiet_stdout() -> None:
     """stdout was closed under us (a pipe reader went away): stop writing to it silently."""
-    import os
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -289,8 +289,8 @@ def _run_reflector(s: Settings) -> int:
     config = reflector_config(s, clock, keys)
     workers = s.workers or default_workers()
     ep = _open_reflector_endpoint(s, reuseport=workers > 1)
-    if workers > 1 and not ep.caps.reuseport:
-        print("note: SO_REUSEPORT is not available here: running one worker", file=sys.stderr)
+    if workers > 1 and not (ep.caps.reuseport and hasattr(os, "fork")):
+        print("note: SO_REUSEPORT or fork is not available here: running one worker", file=sys.stderr)
         workers = 1
     server = ReflectorServer(Reflector(config), ep, print_packets=s.print_stats, busy_poll_us=s.busy_poll)
 

@@ -233,10 +233,10 @@ class UdpEndpoint:
             self._tx_key = (self._tx_key + 1) & 0xFFFF_FFFF
         if tos is not None and self.caps.set_tos_per_packet:
             v6_dest = self.family == socket.AF_INET6 and not _is_v4_mapped(destination[0] if destination else None)
-            key = (tos, v6_dest)
-            cm = self._tos_cmsgs.get(key)
+            tos_key = (tos, v6_dest)
+            cm = self._tos_cmsgs.get(tos_key)
             if cm is None:
-                cm = self._tos_cmsgs[key] = ((o.IPPROTO_IPV6, o.IPV6_TCLASS, _INT.pack(tos)) if v6_dest
+                cm = self._tos_cmsgs[tos_key] = ((o.IPPROTO_IPV6, o.IPV6_TCLASS, _INT.pack(tos)) if v6_dest
                                              else (o.IPPROTO_IP, o.IP_TOS, _INT.pack(tos)))
             anc.append(cm)
         if source_address and self._wildcard and self.caps.set_source_per_packet:

@@ -1,0 +1,90 @@
+"""Every platform fallback, end to end on Linux: the detected capability set is cut down the
+way macOS or Windows would report it, then a sender measures a reflector through real sockets."""
+
+import pytest
+
+import stamp_suite.net.udp as udp
+from stamp_suite.api import run_session, start_reflector
+
+REAL = udp.detect_capabilities
+
+
+@pytest.fixture
+def without(monkeypatch):
+    def cut(*names):
+        monkeypatch.setattr(udp, "detect_capabilities", lambda family=2: REAL(family).without(*names))
+    return cut
+
+
+def measure(**extra):
+    with start_reflector(stateful_reflector=True) as refl:
+        host, port = refl.address
+        result = run_session(host, port, count=4, send_delay=5, timeout=1, ssid=3, cos=True, dscp=46, location=True,
+                             timestamp_info=True, follow_up_telemetry=True, **extra)
+    assert result.received == 4
+    return result.samples[-1]
+
+
+def test_everything_available_baseline():
+    s = measure()
+    assert s.reflector_ttl == 64 and s.reply_ttl == 64 and s.reply_tos == 46 << 2
+    assert s.tlv["cos"]["dscp_at_reflector"] == 46 and s.tlv["location"]["destination_ip"] == "127.0.0.1"
+    assert s.tlv["timestamp_info"]["timestamp_in"] == 2 and s.tlv["follow_up"]["timestamp_mode"] == 2
+
+
+def test_no_recvmsg_at_all_windows_like(without):
+    without("recvmsg", "ttl", "tos", "destination_address", "kernel_rx_timestamp", "kernel_tx_timestamp",
+            "set_tos_per_packet", "set_source_per_packet")
+    s = measure()
+    assert s.reflector_ttl == 255  # RFC 5357 §4.2: TTL unknown
+    assert s.reply_ttl is None and s.reply_tos is None  # shown as unknown at the sender
+    assert s.tlv["cos"]["dscp_at_reflector"] == 0  # received DSCP unknown: left 0
+    assert "destination_ip" not in s.tlv["location"] and s.tlv["location"]["source_ip"] == "127.0.0.1"
+    assert s.tlv["timestamp_info"]["timestamp_in"] == 3  # user space: Control Plane
+    assert s.tlv["follow_up"]["timestamp_mode"] == 3  # T3 from user space, no TX timestamp
+
+
+def test_no_ttl(without):
+    without("ttl")
+    s = measure()
+    assert s.reflector_ttl == 255 and s.reply_ttl is None and s.tlv["cos"]["dscp_at_reflector"] == 46
+
+
+def test_no_tos(without):
+    without("tos")
+    s = measure()
+    assert s.tlv["cos"]["dscp_at_reflector"] == 0 and s.reply_tos is None and s.reflector_ttl == 64
+
+
+def test_no_destination_address_macos_without_pktinfo(without):
+    without("destination_address", "set_source_per_packet")
+    s = measure()
+    assert "destination_ip" not in s.tlv["location"] and s.tlv["location"]["destination_port"] > 0
+
+
+def test_no_kernel_rx_timestamps(without):
+    without("kernel_rx_timestamp")
+    s = measure()
+    assert s.tlv["timestamp_info"]["timestamp_in"] == 3 and s.rtt_ns > 0
+
+
+def test_no_kernel_tx_timestamps(without):
+    without("kernel_tx_timestamp")
+    s = measure()
+    assert s.tlv["follow_up"]["timestamp_mode"] == 3 and s.tlv["follow_up"]["tx_ns"] is not None
+
+
+def test_no_per_packet_tos(without):
+    without("set_tos_per_packet")
+    s = measure()
+    assert s.tlv["cos"]["dscp_at_reflector"] == 46  # what was received is still read
+    assert s.reply_tos == 0  # but the reply cannot be sent with the requested DSCP
+
+
+def test_capability_notes_say_what_is_missing():
+    from stamp_suite.cli import _capability_notes
+    from stamp_suite.config import Settings
+    caps = REAL(2).without("ttl", "kernel_rx_timestamp", "set_tos_per_packet")
+    notes = "\n".join(_capability_notes(caps, Settings()))
+    assert "TTL/hop limit cannot be read" in notes and "no kernel receive timestamps" in notes
+    assert "DSCP cannot be set per packet" in notes
