@@ -35,9 +35,9 @@ from .sender.stats import SessionStats
 PROG = "stamp-suite"
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints the usage too)
-        self.exit(2, f"{PROG}: error: {message} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -63,7 +63,7 @@ def _int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="STAMP (RFC 8762/8972/9503/9534) Session-Sender; with -i the "
+    p = OneLineParser(prog=PROG, description="STAMP (RFC 8762/8972/9503/9534) Session-Sender; with -i the "
                 "Session-Reflector.", argument_default=argparse.SUPPRESS, add_help=False)
     g = p.add_argument_group("general")
     g.add_argument("-h", "--help", action="help", help="show this help and exit")
@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["monitor"]:
+        return _guarded(lambda: __import__("stamp_suite.monitor", fromlist=["main"]).main(argv[1:]))
     try:
         ns = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a parse error already printed
@@ -174,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     config_path = flags.pop("config", None)
     if show_version:
         return _version(flags.get("verbose", False))
-    try:
+
+    def run() -> int:
         settings = build_settings(flags, config_path)
         if settings.plot:
             return _plot_saved(settings)
@@ -183,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         if settings.is_reflector:
             return _run_reflector(settings)
         return _run_sender(settings)
+    return _guarded(run)
+
+
+def _guarded(run) -> int:
+    """Run a command; every failure is one line on stderr and an exit status, never a traceback."""
+    try:
+        return run()
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -439,7 +450,7 @@ def _run_sender(s: Settings, dest: tuple[str, int] | None = None) -> int:
         if s.metrics:
             from .observability.metrics import SenderMetrics, serve
             metrics = SenderMetrics()
-            hooks.append(metrics.add_session(session["remote"], s.ssid or 0, stats))
+            hooks.append(metrics.add_session((session["remote"], str(s.ssid or 0)), stats))
             serve(metrics, s.metrics_addr)
         if s.snmp:
             from .observability.mib_values import sender_objects

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import prometheus_client
 from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
@@ -92,18 +92,20 @@ class ReflectorCollector:
 
 
 class SenderMetrics:
-    """Per-session sender metrics; one label set per session (bounded by the sessions run)."""
+    """Sender metrics, one label set per session (a single run, or each monitor target).
 
-    LABELS = ["remote", "ssid"]
+    Label cardinality is bounded by the sessions configured: never by what arrives."""
 
-    def __init__(self) -> None:
-        self._sessions: list[tuple[list[str], object, dict]] = []
+    def __init__(self, label_names: tuple[str, ...] = ("remote", "ssid")) -> None:
+        self.label_names = list(label_names)
+        self._sessions: dict[tuple[str, ...], tuple[object, dict]] = {}
 
-    def add_session(self, remote: str, ssid: int, stats) -> callable:  # stats: SessionStats
-        """Register a session; returns the on_event hook that feeds its histograms."""
+    def add_session(self, label_values: tuple[str, ...], stats) -> Callable[[ReplyEvent], None]:
+        """Register a session (its SessionStats); returns the on_event hook that feeds it."""
         hist = {k: BucketHistogram(DELAY_BUCKETS_S) for k in ("rtt", "forward", "backward")}
-        state = {"hist": hist, "last_rtt": None, "ttl_reflector": None, "ttl_sender": None}
-        self._sessions.append(([remote, str(ssid)], stats, state))
+        state: dict = {"hist": hist, "last_rtt": None, "ttl_reflector": None, "ttl_sender": None,
+                       "dscp_reflector": None, "dscp_sender": None}
+        self._sessions[tuple(label_values)] = (stats, state)
 
         def on_event(ev: ReplyEvent) -> None:
             s = ev.sample
@@ -112,41 +114,56 @@ class SenderMetrics:
             hist["rtt"].observe(max(0, s.rtt_ns))
             hist["forward"].observe(max(0, s.forward_ns))
             hist["backward"].observe(max(0, s.backward_ns))
-            state.update(last_rtt=s.rtt_ns, ttl_reflector=s.reflector_ttl, ttl_sender=s.reply_ttl)
+            cos = s.tlv.get("cos")
+            state.update(last_rtt=s.rtt_ns, ttl_reflector=s.reflector_ttl, ttl_sender=s.reply_ttl,
+                         dscp_reflector=cos["dscp_at_reflector"] if cos else None,
+                         dscp_sender=None if s.reply_tos is None else s.reply_tos >> 2)
         return on_event
+
+    def remove_session(self, label_values: tuple[str, ...]) -> None:
+        self._sessions.pop(tuple(label_values), None)
 
     def collect(self) -> Iterator[Metric]:
         yield _build_info()
+        names = self.label_names
         fams = {
-            "sent": CounterMetricFamily("stamp_sender_packets_sent", "Test packets sent", labels=self.LABELS),
+            "sent": CounterMetricFamily("stamp_sender_packets_sent", "Test packets sent", labels=names),
             "received": CounterMetricFamily("stamp_sender_packets_received", "Replies received in time",
-                                            labels=self.LABELS),
+                                            labels=names),
             "lost": GaugeMetricFamily("stamp_sender_packets_lost", "Test packets without a reply so far",
-                                      labels=self.LABELS),
-            "duplicates": CounterMetricFamily("stamp_sender_duplicates", "Duplicate replies", labels=self.LABELS),
-            "reordered": CounterMetricFamily("stamp_sender_reordered", "Replies out of order", labels=self.LABELS),
-            "late": CounterMetricFamily("stamp_sender_late", "Replies after --timeout", labels=self.LABELS),
+                                      labels=names),
+            "duplicates": CounterMetricFamily("stamp_sender_duplicates", "Duplicate replies", labels=names),
+            "reordered": CounterMetricFamily("stamp_sender_reordered", "Replies out of order", labels=names),
+            "late": CounterMetricFamily("stamp_sender_late", "Replies after --timeout", labels=names),
+            "jitter": GaugeMetricFamily("stamp_sender_jitter_seconds", "Round-trip interarrival jitter (RFC 3550)",
+                                        labels=names),
             "last_rtt": GaugeMetricFamily("stamp_sender_last_rtt_seconds", "Round trip of the latest reply",
-                                          labels=self.LABELS),
+                                          labels=names),
             "ttl": GaugeMetricFamily("stamp_sender_ttl", "TTL/hop limit of the latest packet at each end",
-                                     labels=[*self.LABELS, "end"]),
+                                     labels=[*names, "end"]),
+            "dscp": GaugeMetricFamily("stamp_sender_dscp", "DSCP of the latest packet at each end",
+                                      labels=[*names, "end"]),
         }
-        hists = {k: HistogramMetricFamily(f"stamp_sender_{k}", doc, labels=self.LABELS) for k, doc in (
+        hists = {k: HistogramMetricFamily(f"stamp_sender_{k}", doc, labels=names) for k, doc in (
             ("rtt_seconds", "Round-trip delay (T4-T1)-(T3-T2)"),
             ("forward_delay_seconds", "One-way delay T2-T1 (needs synchronised clocks)"),
             ("backward_delay_seconds", "One-way delay T4-T3 (needs synchronised clocks)"))}
-        for labels, st, state in self._sessions:
+        for labels, (st, state) in list(self._sessions.items()):
+            labels = list(labels)
             fams["sent"].add_metric(labels, st.sent)
             fams["received"].add_metric(labels, st.received)
             fams["lost"].add_metric(labels, st.lost)
             fams["duplicates"].add_metric(labels, st.duplicates)
             fams["reordered"].add_metric(labels, st.reordered)
             fams["late"].add_metric(labels, st.late)
+            fams["jitter"].add_metric(labels, st.rtt_var.jitter_ns / 1e9)
             if state["last_rtt"] is not None:
                 fams["last_rtt"].add_metric(labels, state["last_rtt"] / 1e9)
-                fams["ttl"].add_metric([*labels, "reflector"], state["ttl_reflector"])
-                if state["ttl_sender"] is not None:
-                    fams["ttl"].add_metric([*labels, "sender"], state["ttl_sender"])
+                for end in ("reflector", "sender"):
+                    if state[f"ttl_{end}"] is not None:
+                        fams["ttl"].add_metric([*labels, end], state[f"ttl_{end}"])
+                    if state[f"dscp_{end}"] is not None:
+                        fams["dscp"].add_metric([*labels, end], state[f"dscp_{end}"])
             for key, name in (("rtt", "rtt_seconds"), ("forward", "forward_delay_seconds"),
                               ("backward", "backward_delay_seconds")):
                 state["hist"][key].family("", "", label_values=labels, into=hists[name])

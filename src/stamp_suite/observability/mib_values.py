@@ -52,15 +52,37 @@ def reflector_objects(server: ReflectorServer, s: Settings) -> Objects:
     return objs
 
 
+def _us(ns: float | None) -> int:
+    return 0 if ns is None else min(U32, max(0, int(ns // 1000)))
+
+
+def _session_row(index: int, name: str, remote: tuple[str, int], stats: SessionStats) -> Objects:
+    """One row of stampSenderSessionTable."""
+    entry = SENDER_SUBTREE + (3, 1)
+    return [(entry + (2, index), T.OCTET_STRING, name),
+            (entry + (3, index), T.OCTET_STRING, remote[0]),
+            (entry + (4, index), T.GAUGE32, remote[1]),
+            (entry + (5, index), T.COUNTER64, stats.sent),
+            (entry + (6, index), T.COUNTER64, stats.received),
+            (entry + (7, index), T.GAUGE32, stats.lost),
+            (entry + (8, index), T.GAUGE32, _us(stats.rtt.mean)),
+            (entry + (9, index), T.GAUGE32, _us(stats.rtt_var.jitter_ns))]
+
+
+def monitor_objects(monitor) -> Objects:
+    """The monitor's targets as rows of stampSenderSessionTable."""
+    objs: Objects = []
+    for t in list(monitor.targets.values()):
+        objs += _session_row(t.index, t.name, t.destination, t.stats)
+    return objs
+
+
 def sender_objects(stats: SessionStats, s: Settings, remote: tuple[str, int], local_port: int) -> Objects:
     cfg, st = SENDER_SUBTREE + (1,), SENDER_SUBTREE + (2,)
     rtt = stats.rtt
-
-    def us(ns: float | None) -> int:
-        return 0 if ns is None else min(U32, max(0, int(ns // 1000)))
-
+    us = _us
     loss = stats.loss_ratio
-    return [
+    return _session_row(1, f"{remote[0]}:{remote[1]}", remote, stats) + [
         (cfg + (1, 0), T.OCTET_STRING, remote[0]),
         (cfg + (2, 0), T.GAUGE32, remote[1]),
         (cfg + (3, 0), T.GAUGE32, local_port),

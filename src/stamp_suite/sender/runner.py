@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..net.process import tighten_timer_slack
 from ..net.udp import UdpEndpoint
-from .engine import ReplyEvent, SessionSender
+from .engine import Outgoing, ReplyEvent, SessionSender
 from .stats import SessionStats
 
 NS = 1_000_000_000
@@ -41,87 +41,20 @@ class RunResult:
         return (self.ended_ns - self.started_ns) / NS
 
 
-class SenderRunner:
-    def __init__(self, engine: SessionSender, endpoint: UdpEndpoint, destination: tuple[str, int], *,
-                 count: int, interval_ns: int, timeout_ns: int, stats: SessionStats,
-                 on_event: Callable[[ReplyEvent], None] | None = None,
-                 on_tick: Callable[[RunResult], None] | None = None, tick_ns: int = NS,
-                 record_schedule: bool = False) -> None:
+class SenderSocket:
+    """One Session-Sender's socket work: send a prepared packet, learn its kernel departure
+    time, read and match replies.  Used by SenderRunner and by the monitor's targets."""
+
+    def __init__(self, engine: SessionSender, endpoint: UdpEndpoint, stats: SessionStats,
+                 on_event: Callable[[ReplyEvent], None] | None = None) -> None:
         self.engine = engine
         self.endpoint = endpoint
-        self.destination = destination
-        self.count = count
-        self.interval_ns = interval_ns
-        self.timeout_ns = timeout_ns
         self.stats = stats
         self.on_event = on_event
-        self.on_tick = on_tick
-        self.tick_ns = tick_ns
-        self.record_schedule = record_schedule
         self._departing: dict[int, int] = {}  # TX timestamp key -> sequence number
-        self._stop = False
+        endpoint.setblocking(False)
 
-    def stop(self) -> None:
-        self._stop = True
-
-    def run(self) -> RunResult:
-        ep = self.endpoint
-        ep.setblocking(False)
-        tighten_timer_slack()
-        result = RunResult(self.stats, time.time_ns(), 0)
-        start = time.monotonic_ns()
-        next_tick = start + self.tick_ns
-        seq = 0
-        pending = self.engine.prepare(0)
-        last_send = start
-        try:
-            with selectors.DefaultSelector() as sel:
-                sel.register(ep.sock, selectors.EVENT_READ)
-                while not self._stop:
-                    now = time.monotonic_ns()
-                    sending = self.count == 0 or seq < self.count
-                    if sending and now >= start + seq * self.interval_ns:
-                        self._send(pending, seq, start, result)
-                        last_send = time.monotonic_ns()
-                        seq += 1
-                        if self.count == 0 or seq < self.count:
-                            pending = self.engine.prepare(seq)
-                        continue
-                    if not sending and (self.stats.received + self.stats.late >= seq
-                                        or now >= last_send + self.timeout_ns):
-                        break
-                    due = start + seq * self.interval_ns if sending else last_send + self.timeout_ns
-                    deadline = min(due, next_tick)
-                    if sending and deadline == due and deadline - now < COARSE_WAIT_NS:
-                        self._wait_precisely(sel, deadline)
-                    elif sel.select(max(0, deadline - now - (PRECISE_WINDOW_NS if sending else 0)) / NS):
-                        self._drain()
-                    if time.monotonic_ns() >= next_tick:
-                        next_tick += self.tick_ns
-                        if self.count == 0:  # bounded memory on endless runs
-                            self.engine.forget_before(time.time_ns() - 2 * self.timeout_ns)
-                        if self.on_tick is not None:
-                            self.on_tick(result)
-        except KeyboardInterrupt:
-            result.interrupted = True
-        result.ended_ns = time.time_ns()
-        result.unanswered = self.engine.unanswered()
-        return result
-
-    def _wait_precisely(self, sel: selectors.BaseSelector, deadline: int) -> None:
-        """The last stretch before a send: the readiness wait has only millisecond resolution,
-        so drain replies without blocking, sleep to just short of the deadline, then spin."""
-        if sel.select(0):
-            self._drain()
-        remaining = deadline - time.monotonic_ns()
-        if remaining > SPIN_NS:
-            time.sleep((remaining - SPIN_NS) / NS)
-        while time.monotonic_ns() < deadline:
-            pass
-
-    def _send(self, pending, seq: int, start: int, result: RunResult) -> None:
-        if self.record_schedule:
-            result.schedule_error_ns.append(time.monotonic_ns() - (start + seq * self.interval_ns))
+    def send(self, pending: Outgoing) -> None:
         data = pending.stamp(time.time_ns())
         try:
             key = self.endpoint.send(data, None, tx_timestamp=True)
@@ -145,7 +78,7 @@ class SenderRunner:
             for key in list(self._departing)[:-4096]:
                 del self._departing[key]
 
-    def _drain(self) -> None:
+    def drain(self) -> None:
         ep = self.endpoint
         if self._departing:
             self._collect_departures()
@@ -162,3 +95,86 @@ class SenderRunner:
             self.stats.on_event(event)
             if self.on_event is not None:
                 self.on_event(event)
+
+
+def wait_precisely(sel: selectors.BaseSelector, deadline: int, on_ready: Callable[[list], None]) -> None:
+    """The last stretch before a send: the readiness wait has only millisecond resolution,
+    so handle what is ready without blocking, sleep to just short of the deadline, then spin."""
+    ready = sel.select(0)
+    if ready:
+        on_ready(ready)
+    remaining = deadline - time.monotonic_ns()
+    if remaining > SPIN_NS:
+        time.sleep((remaining - SPIN_NS) / NS)
+    while time.monotonic_ns() < deadline:
+        pass
+
+
+class SenderRunner:
+    """One session: --count packets every --send-delay, then wait --timeout for the last replies."""
+
+    def __init__(self, engine: SessionSender, endpoint: UdpEndpoint, destination: tuple[str, int], *,
+                 count: int, interval_ns: int, timeout_ns: int, stats: SessionStats,
+                 on_event: Callable[[ReplyEvent], None] | None = None,
+                 on_tick: Callable[[RunResult], None] | None = None, tick_ns: int = NS,
+                 record_schedule: bool = False) -> None:
+        self.engine = engine
+        self.endpoint = endpoint
+        self.destination = destination
+        self.count = count
+        self.interval_ns = interval_ns
+        self.timeout_ns = timeout_ns
+        self.stats = stats
+        self.on_tick = on_tick
+        self.tick_ns = tick_ns
+        self.record_schedule = record_schedule
+        self.socket = SenderSocket(engine, endpoint, stats, on_event)
+        self._stop = False
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def run(self) -> RunResult:
+        tighten_timer_slack()
+        result = RunResult(self.stats, time.time_ns(), 0)
+        start = time.monotonic_ns()
+        next_tick = start + self.tick_ns
+        seq = 0
+        pending = self.engine.prepare(0)
+        last_send = start
+        drain = lambda ready: self.socket.drain()  # noqa: E731
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(self.endpoint.sock, selectors.EVENT_READ)
+                while not self._stop:
+                    now = time.monotonic_ns()
+                    sending = self.count == 0 or seq < self.count
+                    if sending and now >= start + seq * self.interval_ns:
+                        if self.record_schedule:
+                            result.schedule_error_ns.append(now - (start + seq * self.interval_ns))
+                        self.socket.send(pending)
+                        last_send = time.monotonic_ns()
+                        seq += 1
+                        if self.count == 0 or seq < self.count:
+                            pending = self.engine.prepare(seq)
+                        continue
+                    if not sending and (self.stats.received + self.stats.late >= seq
+                                        or now >= last_send + self.timeout_ns):
+                        break
+                    due = start + seq * self.interval_ns if sending else last_send + self.timeout_ns
+                    deadline = min(due, next_tick)
+                    if sending and deadline == due and deadline - now < COARSE_WAIT_NS:
+                        wait_precisely(sel, deadline, drain)
+                    elif sel.select(max(0, deadline - now - (PRECISE_WINDOW_NS if sending else 0)) / NS):
+                        self.socket.drain()
+                    if time.monotonic_ns() >= next_tick:
+                        next_tick += self.tick_ns
+                        if self.count == 0:  # bounded memory on endless runs
+                            self.engine.forget_before(time.time_ns() - 2 * self.timeout_ns)
+                        if self.on_tick is not None:
+                            self.on_tick(result)
+        except KeyboardInterrupt:
+            result.interrupted = True
+        result.ended_ns = time.time_ns()
+        result.unanswered = self.engine.unanswered()
+        return result

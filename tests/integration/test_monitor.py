@@ -1,0 +1,134 @@
+"""Monitor mode: 50 reflectors on loopback (some behind the impairment relay), one process."""
+
+import signal
+import statistics
+import subprocess
+import time
+
+import pytest
+
+from helpers import CMD, ENV, wait_for
+from relay import Impairment, ImpairmentRelay
+from stamp_suite.api import start_reflector
+from test_metrics import free_tcp_port, scrape
+
+MS = 1e-3
+
+
+def write_config(path, targets, mport, windows=(2,)):
+    lines = ["[monitor]", f"windows = {list(windows)}", f'metrics_addr = "127.0.0.1:{mport}"',
+             "[defaults]", "send_delay = 50", "timeout = 0.5"]
+    for name, (host, port) in targets.items():
+        lines += ["[[targets]]", f'name = "{name}"', f'remote_addr = "{host}"', f"remote_port = {port}"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def metric(m, name, target, window=None):
+    labels = (("target", target),) if window is None else (("target", target), ("window", window))
+    return m.get((name, labels))
+
+
+def test_fifty_targets_loss_and_delay_as_the_relays_made_them(tmp_path):
+    reflectors = [start_reflector() for _ in range(50)]
+    drops = {seq for seq in range(2000) if seq % 5 == 0}  # 20 % loss on the forward path
+    relays = []
+    try:
+        targets = {f"r{i:02d}": r.address for i, r in enumerate(reflectors)}
+        for i in range(5):  # r00-r04: 20 % forward loss
+            relays.append(ImpairmentRelay(reflectors[i].address, forward=Impairment(drop=drops)).__enter__())
+            targets[f"r{i:02d}"] = relays[-1].address
+        for i in range(5, 10):  # r05-r09: 20 ms more on the way back
+            relays.append(ImpairmentRelay(reflectors[i].address,
+                                          backward=Impairment(delay_ms={s: 20.0 for s in range(2000)})).__enter__())
+            targets[f"r{i:02d}"] = relays[-1].address
+        for i in range(10, 15):  # r10-r14: through a relay that does nothing (the baseline for r05-r09)
+            relays.append(ImpairmentRelay(reflectors[i].address).__enter__())
+            targets[f"r{i:02d}"] = relays[-1].address
+        mport = free_tcp_port()
+        cfg = tmp_path / "targets.toml"
+        write_config(cfg, targets, mport)
+        mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=ENV)
+        try:
+            def windows_closed():
+                try:
+                    m = scrape(mport)
+                except OSError:
+                    return False
+                return all(metric(m, "stamp_monitor_window_packets_sent", t, "2s") for t in targets)
+            assert wait_for(windows_closed, 15), "windows did not close for every target"
+            time.sleep(2.2)  # one more, full window
+            dropped_before = [len(r.fwd_record.dropped) for r in relays[:5]]
+            m = scrape(mport)
+            dropped_after = [len(r.fwd_record.dropped) for r in relays[:5]]
+        finally:
+            mon.send_signal(signal.SIGTERM)
+            mon.communicate(timeout=10)
+        assert mon.returncode == 0
+        for name in targets:
+            sent = metric(m, "stamp_sender_packets_sent_total", name)
+            lost = metric(m, "stamp_sender_packets_lost", name)
+            assert sent > 40, name
+            if name < "r05":
+                i = int(name[1:])
+                # every packet the relay dropped is lost; beyond that at most one is in flight
+                assert dropped_before[i] <= lost <= dropped_after[i] + 1, (name, dropped_before[i], lost)
+                assert metric(m, "stamp_monitor_window_loss_ratio", name, "2s") == pytest.approx(0.2, abs=0.03)
+            else:
+                assert lost <= 1, (name, lost)
+        base = statistics.median(metric(m, "stamp_monitor_window_rtt_p50_seconds", f"r{i}", "2s")
+                                 for i in range(10, 15))
+        for i in range(5, 10):
+            held = statistics.median(relays[i].bwd_record.held_ns.values()) / 1e9
+            rtt = metric(m, "stamp_monitor_window_rtt_p50_seconds", f"r{i:02d}", "2s")
+            assert abs(rtt - base - held) < 0.3 * MS, (i, rtt, base, held)
+    finally:
+        for r in relays:
+            r.__exit__(None, None, None)
+        for r in reflectors:
+            r.stop()
+
+
+def test_sighup_adds_and_removes_targets_keeping_the_others(tmp_path):
+    refls = [start_reflector() for _ in range(3)]
+    try:
+        mport = free_tcp_port()
+        cfg = tmp_path / "targets.toml"
+        write_config(cfg, {"keep": refls[0].address, "drop": refls[1].address}, mport)
+        mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=ENV)
+        try:
+            assert wait_for(lambda: _sent(mport, "keep") >= 10, 10)
+            before = _sent(mport, "keep")
+            write_config(cfg, {"keep": refls[0].address, "new": refls[2].address}, mport)
+            mon.send_signal(signal.SIGHUP)
+            assert wait_for(lambda: _sent(mport, "new") >= 5, 10)
+            m = scrape(mport)
+            assert metric(m, "stamp_sender_packets_sent_total", "drop") is None
+            assert metric(m, "stamp_sender_packets_sent_total", "keep") > before  # state kept, not restarted
+            cfg.write_text("not toml [\n")
+            mon.send_signal(signal.SIGHUP)  # a bad file keeps the running targets
+            time.sleep(0.5)
+            assert _sent(mport, "new") > 5
+        finally:
+            mon.send_signal(signal.SIGTERM)
+            _, err = mon.communicate(timeout=10)
+        assert "1 added, 1 removed, 0 changed, 2 running" in err and "reload failed" in err
+        assert refls[2].counters.received >= 5
+    finally:
+        for r in refls:
+            r.stop()
+
+
+def _sent(mport, target):
+    try:
+        return metric(scrape(mport), "stamp_sender_packets_sent_total", target) or 0
+    except OSError:
+        return 0
+
+
+def test_monitor_config_errors_are_one_line(tmp_path):
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('[[targets]]\nremote_addr = "127.0.0.1"\n')
+    res = subprocess.run([*CMD, "monitor", "--config", str(cfg)], capture_output=True, text=True, env=ENV)
+    assert res.returncode == 2 and "has no name" in res.stderr and res.stderr.count("\n") == 1
