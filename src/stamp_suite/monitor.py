@@ -17,6 +17,7 @@ gauges and as one JSON line per target and window.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import json
 import resource
@@ -25,6 +26,7 @@ import signal
 import sys
 import time
 import tomllib
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -40,6 +42,7 @@ from .sender.stats import SessionStats
 
 MONITOR_KEYS = {"windows", "jsonl", "metrics_addr", "snmp", "snmp_socket"}
 DEFAULT_WINDOWS = (60, 300)
+HOUSEKEEPING_NS = NS // 20
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,7 @@ class Monitor:
         self.out = out
         self.jsonl: TextIO | None = None
         self.schedule_error_ns: list[int] = []
+        self._housekeeping_at = 0
 
     # -- targets ------------------------------------------------------------------------
     def _start(self, name: str, s: Settings) -> None:
@@ -193,7 +197,13 @@ class Monitor:
             t.hooks.append(self.metrics.add_session((name,), t.stats))
         gen = self._generation.get(name, 0) + 1
         self._generation[name] = gen
-        heapq.heappush(self._due, (time.monotonic_ns(), name, gen))
+        heapq.heappush(self._due, (time.monotonic_ns() + self._phase(name, t), name, gen))
+
+    @staticmethod
+    def _phase(name: str, t: Target) -> int:
+        """Spread the targets over their interval (a fixed phase per name), so that a thousand
+        targets are not measured in one burst every second."""
+        return zlib.crc32(name.encode()) % 1000 * t.interval_ns // 1000
 
     def _stop_target(self, name: str) -> None:
         t = self.targets.pop(name)
@@ -220,7 +230,12 @@ class Monitor:
     def run(self) -> None:
         tighten_timer_slack()
         self.apply(self.config)
-        next_housekeeping = time.monotonic_ns() + NS
+        # Starting many targets takes a while: count their phases from now, not from each start.
+        now = time.monotonic_ns()
+        self._due = [(now + self._phase(n, self.targets[n]), n, g) for _, n, g in self._due if n in self.targets]
+        heapq.heapify(self._due)
+        gc.freeze()  # the targets' long-lived objects: keep them out of every collection's scan
+        next_housekeeping = time.monotonic_ns() + HOUSEKEEPING_NS
         while not self._stop:
             if self._reload:
                 self._reload = False
@@ -231,7 +246,8 @@ class Monitor:
                 if self._generation.get(name) != gen or name not in self.targets:
                     continue
                 t = self.targets[name]
-                self.schedule_error_ns.append(now - due)
+                if t.seq:  # a target's first send waits for its start-up: not a schedule error
+                    self.schedule_error_ns.append(now - due)
                 if len(self.schedule_error_ns) > 100_000:
                     del self.schedule_error_ns[:50_000]
                 t.send()
@@ -245,7 +261,7 @@ class Monitor:
                 if ready:
                     self._ready(ready)
             if time.monotonic_ns() >= next_housekeeping:
-                next_housekeeping += NS
+                next_housekeeping += HOUSEKEEPING_NS
                 self._housekeeping()
 
     def _ready(self, ready: list) -> None:
@@ -253,8 +269,17 @@ class Monitor:
             key.data.socket.drain()
 
     def _housekeeping(self) -> None:
+        """Close finished windows, a slice of the targets at a time: summarising a thousand
+        targets at once would stall their schedule at every window boundary."""
         now = time.time_ns()
-        for t in list(self.targets.values()):
+        names = sorted(self.targets)
+        if not names:
+            return
+        per_call = -(-len(names) * HOUSEKEEPING_NS // NS)  # every target once a second
+        start = self._housekeeping_at % len(names)
+        self._housekeeping_at = start + per_call
+        for name in (names + names)[start:start + min(per_call, len(names))]:
+            t = self.targets[name]
             for record in t.close_windows(now):
                 if self.jsonl is not None:
                     print(json.dumps(record), file=self.jsonl, flush=True)
@@ -297,7 +322,7 @@ def main(argv: list[str]) -> int:
     agent = None
     if addr:
         from .observability.metrics import SenderMetrics, serve
-        monitor.metrics = SenderMetrics(("target",))
+        monitor.metrics = SenderMetrics(("target",), one_way_histograms=False)
         serve(MonitorCollector(monitor), addr)
     if cfg.jsonl == "-":
         monitor.jsonl = sys.stdout
@@ -320,6 +345,11 @@ def main(argv: list[str]) -> int:
             monitor._stop_target(name)
         if agent is not None:
             agent.stop()
+    errs = sorted(monitor.schedule_error_ns)
+    if errs:
+        print(f"stamp-suite monitor: stopped; schedule error over the last {len(errs)} sends: "
+              f"p50 {errs[len(errs) // 2] / 1e3:.1f} us, p99 {errs[int(len(errs) * 0.99)] / 1e3:.1f} us",
+              file=sys.stderr)
     return 0
 
 

@@ -32,6 +32,7 @@ def metric(m, name, target, window=None):
 REFLECTORS = """
 import sys, time
 from stamp_suite.api import start_reflector
+sys.setswitchinterval(1e-4)  # 50 reflector threads: hand the GIL over quickly
 refls = [start_reflector() for _ in range(int(sys.argv[1]))]
 print(" ".join(str(r.address[1]) for r in refls), flush=True)
 sys.stdin.read()
@@ -51,7 +52,16 @@ class ReflectorFarm:
         self.proc.wait(10)
 
 
-def test_fifty_targets_loss_and_delay_as_the_relays_made_them(tmp_path):
+@pytest.fixture
+def quick_gil():
+    """15 relay threads in this process: hand the GIL over quickly so none holds a packet."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    yield
+    sys.setswitchinterval(old)
+
+
+def test_fifty_targets_loss_and_delay_as_the_relays_made_them(tmp_path, quick_gil):
     farm = ReflectorFarm(50)
     addresses = farm.addresses
     drops = {seq for seq in range(2000) if seq % 5 == 0}  # 20 % loss on the forward path
@@ -156,3 +166,11 @@ def test_monitor_config_errors_are_one_line(tmp_path):
     cfg.write_text('[[targets]]\nremote_addr = "127.0.0.1"\n')
     res = subprocess.run([*CMD, "monitor", "--config", str(cfg)], capture_output=True, text=True, env=ENV)
     assert res.returncode == 2 and "has no name" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_example_targets_file_is_valid():
+    from pathlib import Path
+    from stamp_suite.monitor import load_config
+    cfg = load_config(str(Path(__file__).parents[2] / "deploy" / "targets.example.toml"))
+    assert list(cfg.targets) == ["fra1", "ams1-ef", "lon1-auth"] and cfg.windows == (60, 300)
+    assert cfg.targets["ams1-ef"].dscp == 46 and cfg.targets["fra1"].ssid == 100

@@ -96,13 +96,16 @@ class SenderMetrics:
 
     Label cardinality is bounded by the sessions configured: never by what arrives."""
 
-    def __init__(self, label_names: tuple[str, ...] = ("remote", "ssid")) -> None:
+    def __init__(self, label_names: tuple[str, ...] = ("remote", "ssid"), one_way_histograms: bool = True) -> None:
         self.label_names = list(label_names)
+        # Each histogram is 16 series per session: a monitor of a thousand targets keeps the
+        # round trip only (one-way delays are in its window gauges), so a scrape stays cheap.
+        self.histograms = ("rtt", "forward", "backward") if one_way_histograms else ("rtt",)
         self._sessions: dict[tuple[str, ...], tuple[object, dict]] = {}
 
     def add_session(self, label_values: tuple[str, ...], stats) -> Callable[[ReplyEvent], None]:
         """Register a session (its SessionStats); returns the on_event hook that feeds it."""
-        hist = {k: BucketHistogram(DELAY_BUCKETS_S) for k in ("rtt", "forward", "backward")}
+        hist = {k: BucketHistogram(DELAY_BUCKETS_S) for k in self.histograms}
         state: dict = {"hist": hist, "last_rtt": None, "ttl_reflector": None, "ttl_sender": None,
                        "dscp_reflector": None, "dscp_sender": None}
         self._sessions[tuple(label_values)] = (stats, state)
@@ -111,9 +114,9 @@ class SenderMetrics:
             s = ev.sample
             if ev.kind != "sample" or s is None or s.late:
                 return
-            hist["rtt"].observe(max(0, s.rtt_ns))
-            hist["forward"].observe(max(0, s.forward_ns))
-            hist["backward"].observe(max(0, s.backward_ns))
+            for key, value in (("rtt", s.rtt_ns), ("forward", s.forward_ns), ("backward", s.backward_ns)):
+                if key in hist:
+                    hist[key].observe(max(0, value))
             cos = s.tlv.get("cos")
             state.update(last_rtt=s.rtt_ns, ttl_reflector=s.reflector_ttl, ttl_sender=s.reply_ttl,
                          dscp_reflector=cos["dscp_at_reflector"] if cos else None,
@@ -144,10 +147,11 @@ class SenderMetrics:
             "dscp": GaugeMetricFamily("stamp_sender_dscp", "DSCP of the latest packet at each end",
                                       labels=[*names, "end"]),
         }
-        hists = {k: HistogramMetricFamily(f"stamp_sender_{k}", doc, labels=names) for k, doc in (
-            ("rtt_seconds", "Round-trip delay (T4-T1)-(T3-T2)"),
-            ("forward_delay_seconds", "One-way delay T2-T1 (needs synchronised clocks)"),
-            ("backward_delay_seconds", "One-way delay T4-T3 (needs synchronised clocks)"))}
+        hist_names = {"rtt": "rtt_seconds", "forward": "forward_delay_seconds", "backward": "backward_delay_seconds"}
+        hists = {k: HistogramMetricFamily(f"stamp_sender_{hist_names[k]}", doc, labels=names) for k, doc in (
+            ("rtt", "Round-trip delay (T4-T1)-(T3-T2)"),
+            ("forward", "One-way delay T2-T1 (needs synchronised clocks)"),
+            ("backward", "One-way delay T4-T3 (needs synchronised clocks)")) if k in self.histograms}
         for labels, (st, state) in list(self._sessions.items()):
             labels = list(labels)
             fams["sent"].add_metric(labels, st.sent)
@@ -164,9 +168,8 @@ class SenderMetrics:
                         fams["ttl"].add_metric([*labels, end], state[f"ttl_{end}"])
                     if state[f"dscp_{end}"] is not None:
                         fams["dscp"].add_metric([*labels, end], state[f"dscp_{end}"])
-            for key, name in (("rtt", "rtt_seconds"), ("forward", "forward_delay_seconds"),
-                              ("backward", "backward_delay_seconds")):
-                state["hist"][key].family("", "", label_values=labels, into=hists[name])
+            for key in self.histograms:
+                state["hist"][key].family("", "", label_values=labels, into=hists[key])
         yield from fams.values()
         yield from hists.values()
 

@@ -4,8 +4,9 @@ Count, min, max, mean and standard deviation are exact (Welford).  Percentiles a
 (nearest rank) while the run holds up to ``exact_limit`` values, then come from a
 DDSketch with the stated relative error: memory stays bounded on a 24-hour run, and
 sketches merge, so interim reports and several workers can be combined.  The sketch is
-fed from the first value on (about 0.5 us each), so switching to it costs no pause in
-the middle of a run.
+started at SKETCH_FROM values (a 1-2 ms catch-up, once) and fed in parallel from then on,
+so dropping the exact values at ``exact_limit`` costs no pause; small distributions (a
+monitor's windows) never carry a sketch at all.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ddsketch import DDSketch
 
 RELATIVE_ACCURACY = 0.005  # percentile values within 0.5 % once the sketch takes over
 EXACT_LIMIT = 20_000
+SKETCH_FROM = 2_000
 
 
 class Distribution:
@@ -28,7 +30,7 @@ class Distribution:
         self._mean = 0.0
         self._m2 = 0.0
         self._exact: list[int] | None = []
-        self._sketch = DDSketch(relative_accuracy=RELATIVE_ACCURACY)
+        self._sketch: DDSketch | None = None
         self.exact_limit = exact_limit
 
     def add(self, value: int) -> None:
@@ -40,11 +42,20 @@ class Distribution:
         delta = value - self._mean
         self._mean += delta / self.count
         self._m2 += delta * (value - self._mean)
-        self._sketch.add(value)
+        if self._sketch is not None:
+            self._sketch.add(value)
         if self._exact is not None:
             self._exact.append(value)
-            if len(self._exact) > self.exact_limit:
+            n = len(self._exact)
+            if n == min(SKETCH_FROM, self.exact_limit):
+                self._start_sketch()
+            if n > self.exact_limit:
                 self._exact = None
+
+    def _start_sketch(self) -> None:
+        self._sketch = DDSketch(relative_accuracy=RELATIVE_ACCURACY)
+        for v in self._exact or ():
+            self._sketch.add(v)
 
     @property
     def exact(self) -> bool:
@@ -61,12 +72,12 @@ class Distribution:
             return None
         return math.sqrt(self._m2 / (self.count - 1)) if self.count > 1 else 0.0
 
-    def percentile(self, p: float) -> float | None:
+    def percentile(self, p: float, _ordered: list[int] | None = None) -> float | None:
         """The p-th percentile (0 < p <= 100): nearest rank when exact, sketch estimate otherwise."""
         if not self.count:
             return None
         if self._exact is not None:
-            ordered = sorted(self._exact)
+            ordered = _ordered if _ordered is not None else sorted(self._exact)
             rank = max(1, math.ceil(p / 100 * len(ordered)))
             return ordered[rank - 1]
         value = self._sketch.get_quantile_value(p / 100)
@@ -82,16 +93,28 @@ class Distribution:
         self.count = n
         self.min = other.min if self.min is None else min(self.min, other.min)
         self.max = other.max if self.max is None else max(self.max, other.max)
-        self._sketch.merge(other._sketch)
         if self._exact is not None and other._exact is not None and n <= self.exact_limit:
             self._exact.extend(other._exact)
+            if self._sketch is None and len(self._exact) >= SKETCH_FROM:
+                self._start_sketch()
+            elif self._sketch is not None:
+                for v in other._exact:
+                    self._sketch.add(v)
+            return
+        if self._sketch is None:
+            self._start_sketch()
+        if other._sketch is not None:
+            self._sketch.merge(other._sketch)
         else:
-            self._exact = None
+            for v in other._exact or ():
+                self._sketch.add(v)
+        self._exact = None
 
     def summary(self, percentiles: tuple[float, ...] = (50, 90, 95, 99, 99.9)) -> dict:
+        ordered = sorted(self._exact) if self._exact is not None else None
         return {
             "count": self.count, "min": self.min, "max": self.max, "mean": self.mean, "stddev": self.stddev,
-            "percentiles": {_pname(p): self.percentile(p) for p in percentiles},
+            "percentiles": {_pname(p): self.percentile(p, ordered) for p in percentiles},
             "percentile_method": "exact (nearest rank)" if self.exact else
             f"DDSketch, relative error <= {RELATIVE_ACCURACY:.1%}",
         }
