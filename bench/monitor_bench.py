@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import OUT, PY, TICK, Reflector, build, cpu_seconds  # noqa: E402
+from run import OUT, PY, Reflector, build, cpu_seconds  # noqa: E402
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from .build import load_keys, reflector_config, sender_config
 from .config import build_settings
 from .net.clock import read_clock_state
-from .net.udp import UdpEndpoint
+from .endpoints import open_reflector_endpoint, open_sender_endpoint
 from .reflector.engine import Reflector, ReflectorCounters
 from .reflector.server import ReflectorServer
 from .sender.engine import Sample, SessionSender
@@ -80,7 +80,7 @@ def start_reflector(local_addr: str = "127.0.0.1", local_port: int = 0, **settin
     """Start a reflector on ``local_addr:local_port`` (0: any free port; see ``.address``)."""
     s = build_settings({"is_reflector": True, "local_addr": local_addr, "local_port": local_port, **settings})
     engine = Reflector(reflector_config(s, read_clock_state(s.tai_offset), load_keys(s)))
-    endpoint = UdpEndpoint(local_addr, local_port, kernel_timestamps=s.timestamping != "user")
+    endpoint = open_reflector_endpoint(s)
     server = ReflectorServer(engine, endpoint)
     thread = threading.Thread(target=server.serve, name="stamp-reflector", daemon=True)
     thread.start()
@@ -92,10 +92,7 @@ def run_session(remote_addr: str, remote_port: int = 862, **settings: Any) -> Se
     s = build_settings({"remote_addr": remote_addr, "remote_port": remote_port, **settings})
     engine = SessionSender(sender_config(s, read_clock_state(s.tai_offset), load_keys(s)))
     dest = (remote_addr, remote_port)
-    endpoint = UdpEndpoint(s.local_addr or ("::" if ":" in remote_addr else "0.0.0.0"), s.local_port or 0,
-                           kernel_timestamps=s.timestamping != "user", connect=dest)
-    if s.dscp or s.ecn:
-        endpoint.set_default_tos((s.dscp << 2) | s.ecn)
+    endpoint = open_sender_endpoint(s, dest)
     stats = SessionStats(s.dscp, s.ecn)
     samples: list[Sample] = []
     runner = SenderRunner(engine, endpoint, dest, count=s.count, interval_ns=int(s.send_delay * 1e6),

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 from . import __version__
 from .build import load_keys, reflector_config, sender_config
 from .config import ConfigError, Settings, build_settings
+from .endpoints import open_reflector_endpoint, open_sender_endpoint
 from .net.clock import ClockState, read_clock_state
 from .net.udp import Capabilities, SocketSetupError, UdpEndpoint, detect_capabilities, format_address
 from .reflector.engine import Reflector
@@ -266,23 +267,6 @@ def _capability_notes(caps: Capabilities, s: Settings) -> list[str]:
     return notes
 
 
-def _timestamping_caps(endpoint: UdpEndpoint, s: Settings) -> None:
-    if s.timestamping == "kernel" and not endpoint.caps.kernel_rx_timestamp:
-        endpoint.close()
-        raise SocketSetupError("--timestamping kernel: this platform gives no kernel receive timestamps")
-
-
-def _open_reflector_endpoint(s: Settings, reuseport: bool = False) -> UdpEndpoint:
-    host = s.local_addr
-    dual = False
-    if host is None:
-        host, dual = ("0.0.0.0", False) if s.force_ipv4 or not socket.has_ipv6 else ("::", not s.force_ipv6)
-    port = 862 if s.local_port is None else s.local_port
-    ep = UdpEndpoint(host, port, dual_stack=dual, kernel_timestamps=s.timestamping != "user", reuseport=reuseport)
-    _timestamping_caps(ep, s)
-    return ep
-
-
 def _banner_reflector(s: Settings, ep: UdpEndpoint, clock: ClockState, workers: int) -> str:
     where = format_address(ep.local) + (" (dual-stack IPv6+IPv4)" if ep.local[0] == "::" and
                                          s.local_addr is None and not s.force_ipv6 else "")
@@ -299,7 +283,7 @@ def _run_reflector(s: Settings) -> int:
     clock = read_clock_state(s.tai_offset)
     config = reflector_config(s, clock, keys)
     workers = s.workers or default_workers()
-    ep = _open_reflector_endpoint(s, reuseport=workers > 1)
+    ep = open_reflector_endpoint(s, reuseport=workers > 1)
     if workers > 1 and not (ep.caps.reuseport and hasattr(os, "fork")):
         print("note: SO_REUSEPORT or fork is not available here: running one worker", file=sys.stderr)
         workers = 1
@@ -352,16 +336,6 @@ def _destination(s: Settings) -> tuple[str, int]:
     if s.force_ipv6 and ":" not in host:
         host = "::ffff:" + host if host != "0.0.0.0" else "::1"
     return host, s.remote_port
-
-
-def _open_sender_endpoint(s: Settings, dest: tuple[str, int]) -> UdpEndpoint:
-    v6 = ":" in dest[0]
-    host = s.local_addr or ("::" if v6 else "0.0.0.0")
-    ep = UdpEndpoint(host, s.local_port or 0, kernel_timestamps=s.timestamping != "user", connect=dest)
-    _timestamping_caps(ep, s)
-    if s.dscp or s.ecn:
-        ep.set_default_tos((s.dscp << 2) | s.ecn)
-    return ep
 
 
 class _Output:
@@ -436,7 +410,7 @@ def _run_sender(s: Settings, dest: tuple[str, int] | None = None) -> int:
     clock = read_clock_state(s.tai_offset)
     engine = SessionSender(sender_config(s, clock, keys))
     dest = dest or _destination(s)
-    ep = _open_sender_endpoint(s, dest)
+    ep = open_sender_endpoint(s, dest)
     stats = SessionStats(s.dscp, s.ecn)
     session = {"remote": format_address(dest), "local": format_address(ep.local),
                "auth_mode": "authenticated" if s.authenticated else "open", "ssid": s.ssid or 0,
@@ -531,7 +505,7 @@ def _self_test(s: Settings, flags: dict[str, Any]) -> int:
     keys = load_keys(s)
     clock = read_clock_state(s.tai_offset)
     engine = Reflector(reflector_config(replace(s, stateful_reflector=True), clock, keys))
-    ep = UdpEndpoint("::1" if s.force_ipv6 else "127.0.0.1", 0, kernel_timestamps=s.timestamping != "user")
+    ep = open_reflector_endpoint(replace(s, local_addr="::1" if s.force_ipv6 else "127.0.0.1", local_port=0))
     server = ReflectorServer(engine, ep)
     thread = threading.Thread(target=server.serve, name="self-test-reflector", daemon=True)
     thread.start()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import gc
 import heapq
 import json
-import resource
 import selectors
 import signal
 import sys
@@ -29,13 +28,14 @@ import tomllib
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from .build import load_keys, sender_config
 from .config import FILE_KEYS, ConfigError, Settings, build_settings
+from .endpoints import open_sender_endpoint
 from .net.clock import read_clock_state
 from .net.process import tighten_timer_slack
-from .net.udp import SocketSetupError, UdpEndpoint, format_address
+from .net.udp import SocketSetupError
 from .sender.engine import ReplyEvent, SessionSender
 from .sender.runner import COARSE_WAIT_NS, NS, PRECISE_WINDOW_NS, SenderSocket, wait_precisely
 from .sender.stats import SessionStats
@@ -115,11 +115,7 @@ class Target:
         self.settings = s
         self.engine = SessionSender(sender_config(s, clock, load_keys(s)))
         self.destination = (s.remote_addr, s.remote_port)
-        v6 = ":" in s.remote_addr
-        self.endpoint = UdpEndpoint(s.local_addr or ("::" if v6 else "0.0.0.0"), s.local_port or 0,
-                                    kernel_timestamps=s.timestamping != "user", connect=self.destination)
-        if s.dscp or s.ecn:
-            self.endpoint.set_default_tos((s.dscp << 2) | s.ecn)
+        self.endpoint = open_sender_endpoint(s, self.destination)
         self.stats = SessionStats(s.dscp, s.ecn)
         self.windows = [Window(w * NS) for w in windows]
         self.sent_at: dict[int, int] = {}  # sequence number -> wall-clock send time, for window attribution
@@ -302,7 +298,11 @@ class Monitor:
 
 
 def _raise_fd_limit(needed: int) -> None:
-    """One socket per target: make room for them under the soft open-files limit."""
+    """One socket per target: make room for them under the soft open-files limit (POSIX)."""
+    try:
+        import resource
+    except ImportError:
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)

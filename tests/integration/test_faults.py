@@ -6,7 +6,7 @@ import socket
 import subprocess
 import time
 
-from helpers import CMD, ENV, ReflectorProcess, json_lines, run, send, wait_for
+from helpers import CMD, ENV, ReflectorProcess, json_lines, run, send
 
 
 def test_sender_keeps_measuring_when_the_reflector_stops_and_returns():

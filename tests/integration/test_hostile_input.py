@@ -6,7 +6,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 
 from helpers import ReflectorProcess, send, wait_for
 from test_metrics import free_tcp_port, scrape

@@ -16,7 +16,6 @@ import os
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 
 from ..net.process import die_with_parent
