@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-L", "--timeout", type=float, help="seconds to wait for a reply [default: 5]")
     t.add_argument("-A", "--auth-mode", type=_auth_mode, help="A = authenticated, O = open [default: O]")
     t.add_argument("-R", action="store_true", dest="print_stats", help="print every packet")
+    t.add_argument("--window", type=_int, metavar="N",
+                   help="capacity mode: keep N packets in flight, the next sent as each reply arrives; "
+                        "reports replies/s (ignores --send-delay)")
     t.add_argument("--ssid", type=_int, help="STAMP Session Identifier 1..65535 (RFC 8972)")
     t.add_argument("--padding", type=_int, help="Extra Padding TLV of this many octets")
     t.add_argument("--dscp", type=_int, help="DSCP of test packets (and requested for replies with --cos)")
@@ -364,6 +367,8 @@ class _Output:
 
     def finish(self, result: RunResult) -> None:
         self.session["duration_s"] = result.duration_s
+        if self.s.window:
+            self.session["capacity_replies_per_s"] = result.stats.received / max(result.duration_s, 1e-9)
         summary = result.stats.to_dict()
         lost = [sample_record("lost", None, seq=seq, t1_ns=t1) for seq, t1 in result.unanswered]
         if self.csv is not None:
@@ -380,6 +385,9 @@ class _Output:
             if self.s.print_stats:
                 print()
             print(summary_text(summary, self.session), end="")
+            if self.s.window:
+                print(f"\nCapacity: {self.session['capacity_replies_per_s']:,.0f} replies/s with {self.s.window} "
+                      f"packets in flight, loss {(summary['packets']['loss_ratio'] or 0):.3%}")
         sys.stdout.flush()
         if self.records is not None:
             _write_plot(self.s, self.records + lost, f"STAMP {self.session['remote']}",
@@ -436,8 +444,9 @@ def _run_sender(s: Settings, dest: tuple[str, int] | None = None) -> int:
         ep.close()
         raise
     if s.output_format == "text":
+        pace = f"with {s.window} in flight" if s.window else f"every {s.send_delay:g} ms"
         print(f"{PROG} {__version__} sending to {session['remote']} from {session['local']}: "
-              f"{'until interrupted' if s.count == 0 else s.count} packets every {s.send_delay:g} ms, "
+              f"{'until interrupted' if s.count == 0 else s.count} packets {pace}, "
               f"{session['auth_mode']} mode", flush=True)
     for note in _capability_notes(ep.caps, s):
         print(f"note: {note}", file=sys.stderr)
@@ -467,7 +476,7 @@ def _run_sender(s: Settings, dest: tuple[str, int] | None = None) -> int:
                           tick_ns=int(min(1.0, s.report_interval or 1.0) * 1e9))
     _install_sigterm()
     try:
-        result = runner.run()
+        result = runner.run_window(s.window) if s.window else runner.run()
     finally:
         ep.close()
         if agent is not None:

@@ -37,6 +37,7 @@ class Settings:
     print_stats: bool = False  # -R
     ssid: int | None = None
     padding: int = 0
+    window: int = 0  # capacity mode: packets kept in flight (0: the --send-delay schedule)
     dscp: int = 0
     ecn: int = 0
     # clock description
@@ -122,6 +123,7 @@ class Settings:
         need(0 <= self.dscp <= 63, f"--dscp {self.dscp} is outside 0..63")
         need(0 <= self.ecn <= 3, f"--ecn {self.ecn} is outside 0..3")
         need(0 <= self.padding <= 9000, "--padding must be 0..9000 octets")
+        need(0 <= self.window <= 65536, "--window must be 0..65536 packets in flight")
         need(self.session_timeout >= 0, "--session-timeout must be 0 or more seconds")
         need(self.max_sessions >= 0, "--max-sessions must be 0 (unbounded) or more")
         need(0 <= self.busy_poll <= 1_000_000, "--busy-poll must be 0..1000000 microseconds")

@@ -226,3 +226,19 @@ def test_self_test_runs():
 def test_version():
     res = run("-V", "--verbose")
     assert res.returncode == 0 and "stamp-suite" in res.stdout and "IPv4 capabilities:" in res.stdout
+
+
+def test_capacity_mode_reports_replies_per_second():
+    with ReflectorProcess() as refl:
+        res = send(refl, "--window", "16", "--output-format", "json", count=3000)
+    _, summary = json_lines(res.stdout)
+    assert summary["packets"]["sent"] == 3000 and summary["packets"]["received"] == 3000
+    assert summary["session"]["capacity_replies_per_s"] > 1000
+
+
+def test_capacity_mode_writes_off_losses_and_finishes():
+    from relay import Impairment, ImpairmentRelay
+    with ReflectorProcess() as refl, ImpairmentRelay((refl.host, refl.port),
+                                                     Impairment(drop={5, 6, 7, 100})) as relay:
+        res = run("-r", relay.address[0], "-p", str(relay.address[1]), "-c", "500", "--window", "8", "-L", "0.3")
+    assert res.returncode == 0 and "Packets lost: 4 (0.8%)" in res.stdout and "Capacity:" in res.stdout

@@ -178,3 +178,40 @@ class SenderRunner:
         result.ended_ns = time.time_ns()
         result.unanswered = self.engine.unanswered()
         return result
+
+    def run_window(self, window: int) -> RunResult:
+        """Capacity mode: keep ``window`` packets in flight, sending the next one as each reply
+        comes back, so the rate is what the path and the reflector sustain.  Packets with no
+        reply for --timeout are written off as lost and their places refilled."""
+        tighten_timer_slack()
+        result = RunResult(self.stats, time.time_ns(), 0)
+        st = self.stats
+        seq = written_off = 0
+        last_progress = time.monotonic_ns()
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(self.endpoint.sock, selectors.EVENT_READ)
+                while not self._stop:
+                    answered = st.received + st.late
+                    in_flight = seq - answered - written_off
+                    more = self.count == 0 or seq < self.count
+                    if not more and in_flight <= 0:
+                        break
+                    while more and in_flight < window:
+                        self.socket.send(self.engine.prepare(seq))
+                        seq += 1
+                        in_flight += 1
+                        more = self.count == 0 or seq < self.count
+                    if sel.select(min(self.timeout_ns, NS) / NS):
+                        before = st.received + st.late
+                        self.socket.drain()
+                        if st.received + st.late > before:
+                            last_progress = time.monotonic_ns()
+                    elif time.monotonic_ns() - last_progress >= self.timeout_ns:
+                        written_off += max(0, in_flight)  # no reply for --timeout: lost
+                        last_progress = time.monotonic_ns()
+        except KeyboardInterrupt:
+            result.interrupted = True
+        result.ended_ns = time.time_ns()
+        result.unanswered = self.engine.unanswered()
+        return result
