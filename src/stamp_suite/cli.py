@@ -252,7 +252,7 @@ def _install_sigterm() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
-def _capability_notes(caps: Capabilities, s: Settings) -> list[str]:
+def _capability_notes(caps: Capabilities) -> list[str]:
     """Say once what this platform cannot measure, and what is reported instead."""
     notes = []
     if not caps.ttl:
@@ -317,7 +317,7 @@ def _run_reflector(s: Settings) -> int:
         ep.close()
         raise
     print(_banner_reflector(s, ep, clock, workers), flush=True)
-    for note in _capability_notes(ep.caps, s) + ([clock.how] if s.verbose or not clock.synchronized else []):
+    for note in _capability_notes(ep.caps) + ([clock.how] if s.verbose or not clock.synchronized else []):
         print(f"note: {note}", file=sys.stderr)
     _install_sigterm()
     try:
@@ -448,7 +448,7 @@ def _run_sender(s: Settings, dest: tuple[str, int] | None = None) -> int:
         print(f"{PROG} {__version__} sending to {session['remote']} from {session['local']}: "
               f"{'until interrupted' if s.count == 0 else s.count} packets {pace}, "
               f"{session['auth_mode']} mode", flush=True)
-    for note in _capability_notes(ep.caps, s):
+    for note in _capability_notes(ep.caps):
         print(f"note: {note}", file=sys.stderr)
 
     progress = s.output_format == "text" and not s.print_stats and sys.stderr.isatty()
