@@ -23,7 +23,7 @@ OPEN_HEAD = EX_A  # seq 1, T1, EE 0x8001, SSID 0
 def reflect(packet, config=None, meta=META, now=T3_NS):
     r = Reflector(config or ReflectorConfig(error_estimate=SYNCED))
     out = r.receive(packet, meta, now)
-    return r, (bytes(out[0].data) if out else None), (out[0] if out else None)
+    return r, (bytes(out[0].stamp(now)) if out else None), (out[0] if out else None)
 
 
 def with_tlvs(*tlvs, head=OPEN_HEAD, ssid=None):

@@ -40,7 +40,7 @@ def round_trip(sender_cfg, reflector_cfg=None, meta=META):
     s = SessionSender(sender_cfg)
     r = Reflector(reflector_cfg or ReflectorConfig(error_estimate=SYNCED))
     pkt = send(s)
-    reply = bytes(r.receive(pkt, meta, T3_NS)[0].data)
+    reply = bytes(r.receive(pkt, meta, T3_NS)[0].stamp(T3_NS))
     return s, reply
 
 
@@ -91,7 +91,7 @@ def test_authenticated_reply_hmac_checked():
 
 def test_ssid_zero_from_rfc8762_reflector_is_counted():
     s = SessionSender(SenderConfig(ssid=5))
-    reply = bytearray(Reflector().receive(send(s), META, T3_NS)[0].data)
+    reply = bytearray(Reflector().receive(send(s), META, T3_NS)[0].stamp(T3_NS))
     reply[14:16] = b"\0\0"
     assert s.receive(bytes(reply), T4_NS).kind == "sample" and s.ssid_not_echoed == 1
     reply[14:16] = b"\0\x06"
@@ -102,7 +102,7 @@ def test_direct_measurement_counts_sent_packets():
     s = SessionSender(SenderConfig(tlvs=(DirectMeasurement(),)))
     r = Reflector()
     for seq in range(3):
-        reply = bytes(r.receive(send(s, seq), META, T3_NS)[0].data)
+        reply = bytes(r.receive(send(s, seq), META, T3_NS)[0].stamp(T3_NS))
     assert s.receive(reply, T4_NS).sample.tlv["direct_measurement"] == {"s_txc": 3, "r_rxc": 3, "r_txc": 3}
 
 
@@ -122,7 +122,7 @@ def test_reflector_integrity_flag_discards_all_tlvs():
     pkt = bytearray(send(s))
     pkt[-1] ^= 1  # break the HMAC TLV
     reply = bytes(Reflector(ReflectorConfig(authenticated=True, keys=KeyStore(KEY))).receive(bytes(pkt), META,
-                                                                                             T3_NS)[0].data)
+                                                                                             T3_NS)[0].stamp(T3_NS))
     assert "integrity" in s.receive(reply, T4_NS).sample.tlv
 
 

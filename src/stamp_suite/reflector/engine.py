@@ -95,7 +95,10 @@ class PacketMeta:
 
 @dataclass(slots=True)
 class Reply:
-    """A reply to send: bytes with T3 to fill by :meth:`stamp`, plus where and how to send it."""
+    """A reply to send, plus where and how to send it.
+
+    ``data`` is ready to send only after :meth:`stamp` has written T3 (and, in
+    authenticated mode, the base HMAC that covers it)."""
 
     data: bytearray
     destination: tuple[str, int]
@@ -233,15 +236,12 @@ class Reflector:
         session.transmitted += 1
         if tlv_area:
             head += tlv_area
-        reply_key = None
-        if cfg.authenticated:
-            reply_key = key
-            head[HMAC_COVERED:AUTH_BASE_LEN] = hmac16(key, memoryview(head)[:HMAC_COVERED])
-        # Complete as it stands (T3 = now_ns); the socket layer restamps T3 right before sending.
+        # T3 and (authenticated mode) the base HMAC are written by Reply.stamp(), once, right
+        # before the send: the HMAC covers T3, so computing it here would be work done twice.
         session.last_reply_sequence, session.last_reply_tx_ns = reply_seq, now_ns
         session.last_reply_tx_method = TimestampMethod.CONTROL_PLANE
-        return Reply(head, destination, source_address, tos, session, reply_seq, ts_offset, reply_key, notes,
-                     encode, follow_up and cfg.stateful), None
+        return Reply(head, destination, source_address, tos, session, reply_seq, ts_offset,
+                     key if cfg.authenticated else None, notes, encode, follow_up and cfg.stateful), None
 
     def _process_tlvs(self, area: bytearray, sequence_field: bytes, reply_seq: int, key: bytes | None,
                       ctx: TlvContext) -> None:
