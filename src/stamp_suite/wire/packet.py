@@ -8,7 +8,7 @@ bytes and parsed by :mod:`stamp_suite.wire.tlv`.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .auth import HMAC_LEN, hmac16
 
@@ -111,6 +111,3 @@ class ReflectorPacket:
         if len(data) < OPEN_BASE_LEN:
             return cls(*REFLECTOR_OPEN.unpack(bytes(data) + bytes(OPEN_BASE_LEN - len(data))))
         return cls(*REFLECTOR_OPEN.unpack_from(data), bytes(data[OPEN_BASE_LEN:]))
-
-    def with_tlvs(self, tlvs: bytes) -> ReflectorPacket:
-        return replace(self, tlvs=tlvs)
