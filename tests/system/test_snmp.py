@@ -94,3 +94,27 @@ def test_mib_passes_smilint_and_loads_in_snmptranslate(snmpd):
         assert wait_for(lambda: snmpd.get(REFL + ".1.1.0") == "1", 10)
         res = snmpd.snmp("snmpget", "STAMP-SUITE-MIB::stampReflectorAuthMode.0", mib=True)
         assert "open(1)" in res.stdout
+
+
+def test_monitor_targets_are_rows_of_the_sender_session_table(snmpd, tmp_path):
+    from stamp_suite.api import start_reflector
+    with start_reflector() as r1, start_reflector() as r2:
+        cfg = tmp_path / "targets.toml"
+        cfg.write_text(f'[monitor]\nwindows = [5]\nsnmp = true\nsnmp_socket = "{snmpd.socket}"\n'
+                       f'[defaults]\nsend_delay = 50\n'
+                       f'[[targets]]\nname = "east"\nremote_addr = "127.0.0.1"\nremote_port = {r1.address[1]}\n'
+                       f'[[targets]]\nname = "west"\nremote_addr = "127.0.0.1"\nremote_port = {r2.address[1]}\n')
+        mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=ENV)
+        try:
+            def names():
+                rows = snmpd.walk(SEND + ".3.1.2")
+                return sorted(rows.values())
+            assert wait_for(lambda: names() == ["east", "west"], 15), names()
+            sent = snmpd.walk(SEND + ".3.1.5")
+            assert all(int(v) > 0 for v in sent.values()) and len(sent) == 2
+            ports = sorted(int(v) for v in snmpd.walk(SEND + ".3.1.4").values())
+            assert ports == sorted([r1.address[1], r2.address[1]])
+        finally:
+            mon.terminate()
+            mon.communicate(timeout=10)
