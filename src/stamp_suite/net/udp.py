@@ -196,7 +196,7 @@ class UdpEndpoint:
         now = time.time_ns()
         ttl = tos = dst = kts = None
         for level, ctype, cdata in anc:
-            kind = _CMSG_KIND.get((level, ctype))
+            kind = _CMSG_KIND.get(level << 16 | ctype)
             if kind is _TTL:
                 ttl = cdata[0] if len(cdata) == 1 else _INT.unpack_from(cdata)[0]
             elif kind is _TOS:
@@ -280,13 +280,13 @@ class UdpEndpoint:
 
 
 _TTL, _TOS, _PKTINFO4, _DSTADDR4, _PKTINFO6, _TSNS, _TSUS = (object() for _ in range(7))
-_CMSG_KIND = {k: v for k, v in {
+_CMSG_KIND = {level << 16 | ctype: v for (level, ctype), v in {
     (o.IPPROTO_IP, o.IP_TTL): _TTL, (o.IPPROTO_IP, o.IP_RECVTTL): _TTL, (o.IPPROTO_IPV6, o.IPV6_HOPLIMIT): _TTL,
     (o.IPPROTO_IP, o.IP_TOS): _TOS, (o.IPPROTO_IP, o.IP_RECVTOS): _TOS, (o.IPPROTO_IPV6, o.IPV6_TCLASS): _TOS,
     (o.IPPROTO_IP, o.IP_PKTINFO): _PKTINFO4, (o.IPPROTO_IP, o.IP_RECVDSTADDR): _DSTADDR4,
     (o.IPPROTO_IPV6, o.IPV6_PKTINFO): _PKTINFO6,
     (o.SOL_SOCKET, o.SO_TIMESTAMPNS): _TSNS, (o.SOL_SOCKET, o.SO_TIMESTAMP): _TSUS,
-}.items() if None not in k}
+}.items() if ctype is not None}
 
 
 def _is_v4_mapped(host: str | None) -> bool:

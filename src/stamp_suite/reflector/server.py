@@ -19,6 +19,7 @@ from ..wire.tlvs import TimestampMethod
 from .engine import PacketMeta, Reflector, Reply
 
 IDLE_WAKEUP_S = 0.5
+_SW_LOCAL, _CONTROL_PLANE = int(TimestampMethod.SW_LOCAL), int(TimestampMethod.CONTROL_PLANE)
 MAX_AWAITING_TX = 4096
 
 
@@ -99,8 +100,7 @@ class ReflectorServer:
                 continue
             n += 1
             meta = PacketMeta(rx.source, rx.destination, local_port, rx.ttl, rx.tos, rx.kernel_ns,
-                              TimestampMethod.SW_LOCAL if rx.kernel_ns is not None else TimestampMethod.CONTROL_PLANE,
-                              self.local_addresses)
+                              _SW_LOCAL if rx.kernel_ns is not None else _CONTROL_PLANE, self.local_addresses)
             for reply in engine.receive(rx.data, meta, rx.user_ns):
                 data = reply.stamp(time.time_ns())
                 try:
