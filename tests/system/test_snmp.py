@@ -111,8 +111,8 @@ def test_monitor_targets_are_rows_of_the_sender_session_table(snmpd, tmp_path):
                 rows = snmpd.walk(SEND + ".3.1.2")
                 return sorted(rows.values())
             assert wait_for(lambda: names() == ["east", "west"], 15), names()
-            sent = snmpd.walk(SEND + ".3.1.5")
-            assert all(int(v) > 0 for v in sent.values()) and len(sent) == 2
+            sent = lambda: snmpd.walk(SEND + ".3.1.5")  # noqa: E731
+            assert wait_for(lambda: len(sent()) == 2 and all(int(v) > 0 for v in sent().values()), 10), sent()
             ports = sorted(int(v) for v in snmpd.walk(SEND + ".3.1.4").values())
             assert ports == sorted([r1.address[1], r2.address[1]])
         finally:
