@@ -65,7 +65,8 @@ def _int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog=PROG, description="STAMP (RFC 8762/8972/9503/9534) Session-Sender; with -i the "
-                "Session-Reflector.", argument_default=argparse.SUPPRESS, add_help=False)
+                      "Session-Reflector. 'stamp-suite monitor --config FILE' measures many reflectors "
+                      "continuously.", argument_default=argparse.SUPPRESS, add_help=False)
     g = p.add_argument_group("general")
     g.add_argument("-h", "--help", action="help", help="show this help and exit")
     g.add_argument("-V", "--version", action="store_true", dest="show_version",
