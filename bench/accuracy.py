@@ -2,8 +2,8 @@
 
 For each reflector (the minimal C one, and stamp-suite's), at idle and with a CPU-burning
 background load: the C load generator measures the round trip with a window of 1 (its own
-clock reads, the raw T4 - T1), then stamp-suite's sender measures with kernel timestamps
-on (--timestamping kernel) and off (user).  Printed: p50/p99 of our reported RTT
+clock reads, the raw T4 - T1), then stamp-suite's sender measures with the same pattern
+(--window 1) with kernel timestamps on (--timestamping kernel) and off (user).  Printed: p50/p99 of our reported RTT
 ((T4 - T1) - (T3 - T2)) and of our raw T4 - T1, as ratios to the C-measured RTT, and the
 reflector's residence time T3 - T2 (stamp-suite's reflector only: the C one writes T2 and
 T3 in one go).  Also the kernel-to-user delivery delay on this machine, the floor under
@@ -31,7 +31,8 @@ def burn(stop) -> None:
 
 
 def ours(port: int, n: int, timestamping: str) -> dict:
-    out = subprocess.run([PY, "-m", "stamp_suite", "-r", "127.0.0.1", "-p", str(port), "-c", str(n), "-d", "2",
+    # --window 1: one packet in flight, the next sent when the reply is in: the C generator's pattern
+    out = subprocess.run([PY, "-m", "stamp_suite", "-r", "127.0.0.1", "-p", str(port), "-c", str(n), "--window", "1",
                           "-L", "1", "--timestamping", timestamping, "--output-format", "json", "-R"],
                          capture_output=True, text=True, timeout=600).stdout
     rows = [json.loads(line) for line in out.splitlines()]
