@@ -102,6 +102,7 @@ def sender_config(s: Settings, clock: ClockState, keys: KeyStore) -> SenderConfi
         return SenderConfig(
             authenticated=s.authenticated, key=key, ssid=ssid, timestamp_format=timestamp_format(s),
             tai_offset_s=clock.tai_offset_s, error_estimate=error_estimate(s, clock), tlvs=sender_tlvs(s),
-            padding=s.padding, hmac_tlv=s.hmac_tlv, timeout_ns=int(s.timeout * 1e9))
+            padding=s.padding, hmac_tlv=s.hmac_tlv, timeout_ns=int(s.timeout * 1e9),
+            access_report_timer_ns=int(s.access_report_timer * 1e9), access_report_retries=s.access_report_retries)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

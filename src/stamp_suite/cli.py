@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--follow-up-telemetry", action="store_true", help="Follow-Up Telemetry TLV")
     x.add_argument("--access-report", type=_int, metavar="ID", help="Access Report TLV with this Access ID")
     x.add_argument("--access-return-code", type=_int, help="Access Report Return Code [default: 1]")
+    x.add_argument("--access-report-timer", type=float, metavar="SECONDS",
+                   help="retransmit the Access Report when no reply carried it back this long [default: 3]")
+    x.add_argument("--access-report-retries", type=_int, help="Access Report retransmissions before giving up "
+                   "[default: 4]")
     x.add_argument("--hmac-tlv", action="store_true", help="add an HMAC TLV in open mode")
     x.add_argument("--dest-node-addr", help="Destination Node Address TLV (needs --ssid)")
     x.add_argument("--return-path-cc", type=_int, help="Return Path Control Code: 0 no reply, 1 same link")

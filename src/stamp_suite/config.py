@@ -70,6 +70,8 @@ class Settings:
     follow_up_telemetry: bool = False
     access_report: int | None = None
     access_return_code: int = 1
+    access_report_timer: float = 3.0  # seconds (RFC 8972 §4.6 default)
+    access_report_retries: int = 4
     hmac_tlv: bool = False
     dest_node_addr: str | None = None
     return_path_cc: int | None = None
@@ -134,6 +136,8 @@ class Settings:
              "--error-multiplier must be 1..255 (0 is invalid, RFC 4656)")
         need(self.access_report is None or 0 <= self.access_report <= 15, "--access-report ID must be 0..15")
         need(0 <= self.access_return_code <= 255, "--access-return-code must be 0..255")
+        need(self.access_report_timer > 0, "--access-report-timer must be more than 0 seconds")
+        need(0 <= self.access_report_retries <= 100, "--access-report-retries must be 0..100")
         need(self.report_interval >= 0, "--report-interval must be 0 or more seconds")
         for name in ("micro_session_id", "reflector_member_link_id"):
             v = getattr(self, name)

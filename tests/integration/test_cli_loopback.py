@@ -242,3 +242,17 @@ def test_capacity_mode_writes_off_losses_and_finishes():
                                                      Impairment(drop={5, 6, 7, 100})) as relay:
         res = run("-r", relay.address[0], "-p", str(relay.address[1]), "-c", "500", "--window", "8", "-L", "0.3")
     assert res.returncode == 0 and "Packets lost: 4 (0.8%)" in res.stdout and "Capacity:" in res.stdout
+
+
+def test_access_report_is_retransmitted_until_answered():
+    # nobody answers on this port: 1 packet + 4 retransmissions, 0.2 s apart
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    res = run("-r", "127.0.0.1", "-p", str(port), "-c", "1", "-L", "2", "--access-report", "1",
+              "--access-report-timer", "0.2", "--output-format", "json")
+    s.close()
+    assert json.loads(res.stdout)["packets"]["sent"] == 5
+    with ReflectorProcess() as refl:  # answered at once: no retransmission
+        res = send(refl, "--access-report", "1", "--access-report-timer", "0.2", "--output-format", "json", count=1)
+    assert json.loads(res.stdout)["packets"]["sent"] == 1

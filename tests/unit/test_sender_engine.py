@@ -133,3 +133,25 @@ def test_config_rules():
         SenderConfig(tlvs=(DestinationNodeAddress(ipaddress.ip_address("127.0.0.1")),))
     with pytest.raises(ValueError):
         SenderConfig(authenticated=True)
+
+
+def test_access_report_retransmission_timer():
+    """RFC 8972 §4.6: retransmit after the timer until a reply carries the TLV; give up after 4."""
+    from stamp_suite.wire.tlvs import AccessReport
+    s = SessionSender(SenderConfig(tlvs=(AccessReport(1, 1),), access_report_timer_ns=3 * 10**9))
+    send(s, 0, t1=T1_NS)
+    assert not s.access_report_retransmit_due(T1_NS + 2 * 10**9)
+    due = []
+    t = T1_NS
+    for attempt in range(6):
+        t += 3 * 10**9
+        ok = s.access_report_retransmit_due(t)
+        due.append(ok)
+        if ok:
+            send(s, attempt + 1, t1=t)
+    assert due == [True, True, True, True, False, False] and s.access_report_retransmissions == 4
+    # a reply carrying the Access Report disarms the timer and resets the count
+    s2 = SessionSender(SenderConfig(tlvs=(AccessReport(1, 1),)))
+    reply = bytes(Reflector().receive(send(s2, 0), META, T3_NS)[0].stamp(T3_NS))
+    assert s2.receive(reply, T4_NS).sample.tlv["access_report"] == {"access_id": 1, "return_code": 1}
+    assert not s2.access_report_retransmit_due(T1_NS + 10 * 10**9)

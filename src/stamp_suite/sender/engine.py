@@ -34,6 +34,9 @@ class SenderConfig:
     padding: int = 0  # Extra Padding Value length, 0 for none
     hmac_tlv: bool = False  # add an HMAC TLV in open mode (always added in authenticated mode)
     timeout_ns: int = 5_000_000_000
+    # RFC 8972 §4.6: an Access Report is retransmitted until a reply carries it back
+    access_report_timer_ns: int = 3_000_000_000
+    access_report_retries: int = 4
 
     def __post_init__(self) -> None:
         if self.authenticated and self.key is None:
@@ -141,6 +144,9 @@ class SessionSender:
         self.ssid_not_echoed = 0
         self.learned_reflector_link_id: int | None = None
         self._ee = config.error_estimate.to_int()
+        self._reports_access = any(isinstance(t, AccessReport) for t in config.tlvs)
+        self._access_report_deadline: int | None = None
+        self.access_report_retransmissions = 0
 
     # -- sending --------------------------------------------------------------------
     def prepare(self, sequence_number: int) -> Outgoing:
@@ -174,6 +180,22 @@ class SessionSender:
         cfg = self.config
         self._sent[seq] = _Sent(to_wire(t1_ns, cfg.timestamp_format, cfg.tai_offset_s), t1_ns)
         self.sent_count += 1
+        if self._reports_access and self._access_report_deadline is None:
+            self._access_report_deadline = t1_ns + cfg.access_report_timer_ns  # arm the timer
+
+    def access_report_retransmit_due(self, now_ns: int) -> bool:
+        """RFC 8972 §4.6: the Access Report timer expired without a reply carrying the TLV:
+        True means send a test packet now (a retransmission).  After the configured number of
+        retransmissions (4 by default, SHOULD) the sender gives up until a reply comes."""
+        deadline = self._access_report_deadline
+        if deadline is None or now_ns < deadline:
+            return False
+        if self.access_report_retransmissions >= self.config.access_report_retries:
+            self._access_report_deadline = None
+            return False
+        self.access_report_retransmissions += 1
+        self._access_report_deadline = None  # re-armed by the retransmission's record_sent
+        return True
 
     def record_departure(self, seq: int, tx_ns: int) -> None:
         """The kernel's transmit time of a test packet: a better T1 than the clock read before
@@ -272,6 +294,8 @@ class SessionSender:
                                          "r_txc": value.reflector_tx_count}
         elif isinstance(value, AccessReport):
             out["access_report"] = {"access_id": value.access_id, "return_code": value.return_code}
+            self._access_report_deadline = None  # a reply carried it back: disarm the timer
+            self.access_report_retransmissions = 0
         elif isinstance(value, FollowUpTelemetry):
             # Its timestamp is in the format of this reply's Z bit (RFC 8972 §4.7).
             ts = value.follow_up_timestamp

@@ -139,7 +139,7 @@ class SenderRunner:
         result = RunResult(self.stats, time.time_ns(), 0)
         start = time.monotonic_ns()
         next_tick = start + self.tick_ns
-        seq = 0
+        seq = slot = 0  # packets sent, and scheduled slots used (retransmissions take none)
         pending = self.engine.prepare(0)
         last_send = start
         drain = lambda ready: self.socket.drain()  # noqa: E731
@@ -148,20 +148,22 @@ class SenderRunner:
                 sel.register(self.endpoint.sock, selectors.EVENT_READ)
                 while not self._stop:
                     now = time.monotonic_ns()
-                    sending = self.count == 0 or seq < self.count
-                    if sending and now >= start + seq * self.interval_ns:
-                        if self.record_schedule:
-                            result.schedule_error_ns.append(now - (start + seq * self.interval_ns))
+                    sending = self.count == 0 or slot < self.count
+                    scheduled = sending and now >= start + slot * self.interval_ns
+                    if scheduled or self.engine.access_report_retransmit_due(time.time_ns()):
+                        if scheduled:
+                            if self.record_schedule:
+                                result.schedule_error_ns.append(now - (start + slot * self.interval_ns))
+                            slot += 1
                         self.socket.send(pending)
                         last_send = time.monotonic_ns()
                         seq += 1
-                        if self.count == 0 or seq < self.count:
-                            pending = self.engine.prepare(seq)
+                        pending = self.engine.prepare(seq)
                         continue
                     if not sending and (self.stats.received + self.stats.late >= seq
                                         or now >= last_send + self.timeout_ns):
                         break
-                    due = start + seq * self.interval_ns if sending else last_send + self.timeout_ns
+                    due = start + slot * self.interval_ns if sending else last_send + self.timeout_ns
                     deadline = min(due, next_tick)
                     if sending and deadline == due and deadline - now < COARSE_WAIT_NS:
                         wait_precisely(sel, deadline, drain)
