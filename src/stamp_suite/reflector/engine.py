@@ -225,7 +225,7 @@ class Reflector:
 
         t2 = meta.rx_timestamp_ns if meta.rx_timestamp_ns is not None else now_ns
         encode = self._encode
-        fields = (reply_seq, encode(now_ns), self._ee, ssid, encode(t2), seq, ts, ee,
+        fields = (reply_seq, 0, self._ee, ssid, encode(t2), seq, ts, ee,  # T3: written by Reply.stamp()
                   meta.ttl if meta.ttl is not None else TTL_UNKNOWN)
         if cfg.authenticated:
             head = bytearray(REFLECTOR_AUTH.pack(*fields)) + bytes(16)
@@ -236,10 +236,8 @@ class Reflector:
         session.transmitted += 1
         if tlv_area:
             head += tlv_area
-        # T3 and (authenticated mode) the base HMAC are written by Reply.stamp(), once, right
-        # before the send: the HMAC covers T3, so computing it here would be work done twice.
-        session.last_reply_sequence, session.last_reply_tx_ns = reply_seq, now_ns
-        session.last_reply_tx_method = TimestampMethod.CONTROL_PLANE
+        # T3, the base HMAC (which covers T3) and the session's memory of its last reply are
+        # written by Reply.stamp(), once, right before the send.
         return Reply(head, destination, source_address, tos, session, reply_seq, ts_offset,
                      key if cfg.authenticated else None, notes, encode, follow_up and cfg.stateful), None
 

@@ -71,11 +71,11 @@ class Outgoing:
 
     def stamp(self, t1_ns: int) -> bytearray:
         cfg = self._sender.config
-        self.data[self.timestamp_offset:self.timestamp_offset + 8] = \
-            to_wire(t1_ns, cfg.timestamp_format, cfg.tai_offset_s).to_bytes(8, "big")
+        t1_wire = to_wire(t1_ns, cfg.timestamp_format, cfg.tai_offset_s)
+        self.data[self.timestamp_offset:self.timestamp_offset + 8] = t1_wire.to_bytes(8, "big")
         if self.key is not None:
             self.data[HMAC_COVERED:AUTH_BASE_LEN] = hmac16(self.key, memoryview(self.data)[:HMAC_COVERED])
-        self._sender.record_sent(self.sequence_number, t1_ns)
+        self._sender.record_sent(self.sequence_number, t1_ns, t1_wire)
         return self.data
 
 
@@ -176,9 +176,9 @@ class SessionSender:
             tlvs.append(ExtraPadding.of_length(cfg.padding).to_tlv())
         return build_tlvs(tlvs)
 
-    def record_sent(self, seq: int, t1_ns: int) -> None:
+    def record_sent(self, seq: int, t1_ns: int, t1_wire: int) -> None:
         cfg = self.config
-        self._sent[seq] = _Sent(to_wire(t1_ns, cfg.timestamp_format, cfg.tai_offset_s), t1_ns)
+        self._sent[seq] = _Sent(t1_wire, t1_ns)
         self.sent_count += 1
         if self._reports_access and self._access_report_deadline is None:
             self._access_report_deadline = t1_ns + cfg.access_report_timer_ns  # arm the timer
