@@ -41,7 +41,7 @@ def case(sender_cfg: SenderConfig, reflector_cfg: ReflectorConfig):
 
     def one() -> None:
         for reply in engine.receive(pkt, meta, NOW):
-            reply.stamp(NOW)
+            engine.stamp(reply, NOW)
     return one
 
 

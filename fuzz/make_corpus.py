@@ -40,7 +40,7 @@ def seeds() -> dict[str, bytes]:
         out[f"sender-{name}"] = pkt
         r = auth_reflector if cfg.authenticated else reflector
         for reply in r.receive(pkt, meta, NOW):
-            out[f"reply-{name}"] = bytes(reply.stamp(NOW))
+            out[f"reply-{name}"] = bytes(r.stamp(reply, NOW))
     out["twamp-light-14"] = out["sender-open"][:14]
     out["truncated-tlv"] = out["sender-open"] + RawTlv(0x80, 4, 40, b"\0\0").to_bytes()
     return out

@@ -6,7 +6,7 @@ import ipaddress
 
 from .config import ConfigError, Settings
 from .net.clock import ClockState
-from .reflector.engine import ReflectorConfig
+from .reflector.engine import ClockDescription, ReflectorConfig
 from .sender.engine import SenderConfig
 from .wire.auth import KeyLoadError, KeyStore, load_key_file, parse_hex_key
 from .wire.timestamp import ErrorEstimate, TimestampFormat
@@ -43,17 +43,23 @@ def error_estimate(s: Settings, clock: ClockState) -> ErrorEstimate:
         measured.multiplier if s.error_multiplier is None else s.error_multiplier)
 
 
+def clock_description(s: Settings, clock: ClockState) -> ClockDescription:
+    """What a reflector says about its clock, from the kernel's state and the operator's overrides."""
+    return ClockDescription(error_estimate(s, clock), clock.sync_source, clock.tai_offset_s)
+
+
 def reflector_config(s: Settings, clock: ClockState, keys: KeyStore) -> ReflectorConfig:
     return ReflectorConfig(
         authenticated=s.authenticated, keys=keys, stateful=s.stateful_reflector, tlv_mode=s.tlv_mode,
         verify_tlv_hmac=s.verify_tlv_hmac, timestamp_format=timestamp_format(s), tai_offset_s=clock.tai_offset_s,
-        error_estimate=error_estimate(s, clock), sync_source=clock.sync_source,
+        error_estimate=error_estimate(s, clock), sync_source=clock.sync_source, local_addr=s.local_addr,
         cos_allowed_dscp=frozenset(s.cos_allowed_dscp) if s.cos_allowed_dscp is not None else None,
         member_link_id=s.reflector_member_link_id,
         allowed_ssids=frozenset(s.allowed_ssids) if s.allowed_ssids is not None else None,
         return_address_allow=tuple(ipaddress.ip_network(p, strict=False) for p in s.return_address_allow),
         session_timeout_s=s.session_timeout, max_sessions=s.max_sessions,
-        accept_zero_multiplier=s.accept_zero_multiplier, answer_short_packets=s.answer_short_packets,
+        accept_zero_multiplier=s.accept_zero_multiplier, answer_short_packets=not s.drop_short_packets,
+        accept_nonzero_mbz=s.accept_nonzero_mbz,
         max_pps=s.max_pps, max_pps_burst=s.max_pps_burst)
 
 

@@ -25,8 +25,8 @@ from .endpoints import open_reflector_endpoint, open_sender_endpoint
 from .net.clock import ClockState, read_clock_state
 from .net.udp import Capabilities, SocketSetupError, UdpEndpoint, detect_capabilities, format_address
 from .reflector.engine import Reflector
-from .reflector.server import ReflectorServer, format_totals
-from .reflector.workers import WorkerPool, default_workers
+from .net import signals
+from .reflector.server import ReflectorServer
 from .sender.engine import ReplyEvent, SessionSender
 from .sender.report import CsvWriter, ms, packet_text, sample_record, summary_json, summary_text
 from .sender.plot import PlotError, load_records, render_html, render_png
@@ -127,10 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prefixes a Return Path may redirect replies to (open mode) [default: none]")
     r.add_argument("--reflector-member-link-id", type=_int, help="member link ID for RFC 9534 micro-sessions")
     r.add_argument("--workers", type=_int,
-                   help="reflector processes sharing the port (SO_REUSEPORT) [default: one per CPU on Linux]")
-    r.add_argument("--answer-short-packets", action="store_true",
-                   help="TWAMP-Light interworking (RFC 8762 §4.6): answer packets shorter than 44 octets with a "
-                        "44-octet base packet (replies then exceed requests)")
+                   help="reflector processes sharing the port, each sender address served by one of them; "
+                        "limits and counters are the reflector's total [default: one per CPU on Linux]")
+    r.add_argument("--drop-short-packets", action="store_true",
+                   help="hardened profile: no reply to packets shorter than 44 octets (by default they get a "
+                        "44-octet base packet, RFC 8762 §4.6, for TWAMP-Light senders)")
+    r.add_argument("--answer-short-packets", action="store_true", help=argparse.SUPPRESS)  # the default now
+    r.add_argument("--accept-nonzero-mbz", action="store_true",
+                   help="answer packets whose MBZ octets hold a Receive Timestamp or Sender TTL (TWAMP-Light "
+                        "senders with random padding), except from port 862 or ours; weakens the loop guard")
     r.add_argument("--busy-poll", type=_int, metavar="USEC",
                    help="keep polling this long after each packet instead of sleeping: lower residence time "
                         "(T3 - T2) for a core's worth of CPU while traffic flows [default: 0]")
@@ -194,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         if settings.self_test:
             return _self_test(settings, flags)
         if settings.is_reflector:
-            return _run_reflector(settings)
+            from .commands import reflect
+            return reflect.run(settings, signals.STOP)
         return _run_sender(settings)
     return _guarded(run)
 
@@ -255,87 +261,9 @@ def _install_sigterm() -> None:
         raise KeyboardInterrupt
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)
-
-
-def _capability_notes(caps: Capabilities) -> list[str]:
-    """Say once what this platform cannot measure, and what is reported instead."""
-    notes = []
-    if not caps.ttl:
-        notes.append("TTL/hop limit cannot be read here: reflector reports 255 (RFC 5357 §4.2), sender 'unknown'")
-    if not caps.tos:
-        notes.append("DSCP/ECN of received packets cannot be read here: CoS TLV reports 0")
-    if not caps.destination_address:
-        notes.append("destination address cannot be read here: Location and Destination Node Address "
-                     "use the bound address")
-    if not caps.kernel_rx_timestamp:
-        notes.append("no kernel receive timestamps: taken in user space right after recvmsg "
-                     "(Timestamp Information says Control Plane)")
-    if not caps.set_tos_per_packet:
-        notes.append("DSCP cannot be set per packet here: CoS-requested DSCP is not applied to replies")
-    return notes
-
-
-def _banner_reflector(s: Settings, ep: UdpEndpoint, clock: ClockState, workers: int) -> str:
-    where = format_address(ep.local) + (" (dual-stack IPv6+IPv4)" if ep.local[0] == "::" and
-                                         s.local_addr is None and not s.force_ipv6 else "")
-    mode = "authenticated" if s.authenticated else "open"
-    state = "stateful" if s.stateful_reflector else "stateless"
-    ts = "kernel" if ep.caps.kernel_rx_timestamp else "user-space"
-    return (f"{PROG} {__version__} reflector listening on {where}, {mode} mode, {state}, "
-            f"TLV mode {s.tlv_mode}, {s.clock_source} timestamps ({ts} receive time), "
-            f"{workers} worker{'s' if workers > 1 else ''}")
-
-
-def _run_reflector(s: Settings) -> int:
-    keys = load_keys(s)
-    clock = read_clock_state(s.tai_offset)
-    config = reflector_config(s, clock, keys)
-    workers = s.workers or default_workers()
-    ep = open_reflector_endpoint(s, reuseport=workers > 1)
-    if workers > 1 and not (ep.caps.reuseport and hasattr(os, "fork")):
-        print("note: SO_REUSEPORT or fork is not available here: running one worker", file=sys.stderr)
-        workers = 1
-    server = ReflectorServer(Reflector(config), ep, print_packets=s.print_stats, busy_poll_us=s.busy_poll)
-
-    def make_worker() -> ReflectorServer:  # runs in a forked worker: same port, own socket and engine
-        host, port = ep.local[:2]
-        return ReflectorServer(Reflector(config), UdpEndpoint(
-            host, port, dual_stack=ep.dual_stack, kernel_timestamps=s.timestamping != "user", reuseport=True),
-            print_packets=s.print_stats, busy_poll_us=s.busy_poll)
-
-    state: ReflectorServer | WorkerPool = WorkerPool(server, make_worker, workers) if workers > 1 else server
-    agent = None
-    try:
-        if s.metrics:
-            from .observability.metrics import ReflectorCollector, serve
-            collector = ReflectorCollector(state)
-            server.observe_processing = collector.processing.observe
-            serve(collector, s.metrics_addr)
-        if s.snmp:
-            from .observability.mib_values import reflector_objects
-            from .observability.snmp import REFLECTOR_SUBTREE, SubAgent
-            agent = SubAgent(s.snmp_socket, REFLECTOR_SUBTREE, lambda: reflector_objects(state, s),
-                             "stamp-suite reflector")
-            agent.start()
-    except BaseException:
-        state.stop()
-        ep.close()
-        raise
-    print(_banner_reflector(s, ep, clock, workers), flush=True)
-    for note in _capability_notes(ep.caps) + ([clock.how] if s.verbose or not clock.synchronized else []):
-        print(f"note: {note}", file=sys.stderr)
-    _install_sigterm()
-    try:
-        state.serve()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        state.stop()
-        ep.close()
-        if agent is not None:
-            agent.stop()
-    print(format_totals(state), end="", flush=True)
-    return 0
+        signal.signal(signal.SIGINT, handler)
+    if signals.STOP.requested:
+        raise KeyboardInterrupt
 
 
 # -- sender ------------------------------------------------------------------------------
@@ -453,7 +381,7 @@ def _run_sender(s: Settings, dest: tuple[str, int] | None = None) -> int:
         print(f"{PROG} {__version__} sending to {session['remote']} from {session['local']}: "
               f"{'until interrupted' if s.count == 0 else s.count} packets {pace}, "
               f"{session['auth_mode']} mode", flush=True)
-    for note in _capability_notes(ep.caps):
+    for note in ep.caps.notes():
         print(f"note: {note}", file=sys.stderr)
 
     progress = s.output_format == "text" and not s.print_stats and sys.stderr.isatty()
@@ -519,7 +447,7 @@ def _self_test(s: Settings, flags: dict[str, Any]) -> int:
     keys = load_keys(s)
     clock = read_clock_state(s.tai_offset)
     engine = Reflector(reflector_config(replace(s, stateful_reflector=True), clock, keys))
-    ep = open_reflector_endpoint(replace(s, local_addr="::1" if s.force_ipv6 else "127.0.0.1", local_port=0))
+    ep = open_reflector_endpoint(replace(s, local_addr="::1" if s.force_ipv6 else "127.0.0.1"), 0)
     server = ReflectorServer(engine, ep)
     thread = threading.Thread(target=server.serve, name="self-test-reflector", daemon=True)
     thread.start()

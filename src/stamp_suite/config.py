@@ -57,7 +57,9 @@ class Settings:
     return_address_allow: tuple[str, ...] = ()
     reflector_member_link_id: int | None = None
     accept_zero_multiplier: bool = False
-    answer_short_packets: bool = False
+    answer_short_packets: bool = False  # the default since RFC 8762 §4.6 says so; kept for old command lines
+    drop_short_packets: bool = False  # hardened profile: no reply to packets shorter than the base
+    accept_nonzero_mbz: bool = False
     busy_poll: int = 0  # microseconds
     max_pps: float = 0.0
     max_pps_burst: float = 0.0
@@ -143,6 +145,8 @@ class Settings:
             v = getattr(self, name)
             need(v is None or 1 <= v <= 0xFFFF, f"--{name.replace('_', '-')} must be 1..65535")
         need(not (self.force_ipv4 and self.force_ipv6), "-4 and -6 cannot be used together")
+        need(not (self.answer_short_packets and self.drop_short_packets),
+             "--answer-short-packets and --drop-short-packets cannot be used together")
         need(not (self.authenticated and not self.has_key),
              "authenticated mode (-A A) needs --hmac-key, --hmac-key-file or --hmac-key-dir")
         need(not (self.verify_tlv_hmac and not self.has_key), "--verify-tlv-hmac needs an HMAC key")

@@ -15,12 +15,15 @@ def _check_timestamping(endpoint: UdpEndpoint, s: Settings) -> UdpEndpoint:
     return endpoint
 
 
-def open_reflector_endpoint(s: Settings, reuseport: bool = False) -> UdpEndpoint:
+def reflector_port(s: Settings) -> int:
+    return 862 if s.local_port is None else s.local_port
+
+
+def open_reflector_endpoint(s: Settings, port: int, reuseport: bool = False) -> UdpEndpoint:
     """Bound to --local-addr, or to the dual-stack wildcard (IPv4 only with -4 or no IPv6)."""
     host, dual = s.local_addr, False
     if host is None:
         host, dual = ("0.0.0.0", False) if s.force_ipv4 or not socket.has_ipv6 else ("::", not s.force_ipv6)
-    port = 862 if s.local_port is None else s.local_port
     return _check_timestamping(UdpEndpoint(host, port, dual_stack=dual, kernel_timestamps=s.timestamping != "user",
                                            reuseport=reuseport), s)
 

@@ -82,8 +82,7 @@ def test_no_per_packet_tos(without):
 
 
 def test_capability_notes_say_what_is_missing():
-    from stamp_suite.cli import _capability_notes
     caps = REAL(2).without("ttl", "kernel_rx_timestamp", "set_tos_per_packet")
-    notes = "\n".join(_capability_notes(caps))
+    notes = "\n".join(caps.notes())
     assert "TTL/hop limit cannot be read" in notes and "no kernel receive timestamps" in notes
     assert "DSCP cannot be set per packet" in notes

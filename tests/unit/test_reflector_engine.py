@@ -23,7 +23,7 @@ OPEN_HEAD = EX_A  # seq 1, T1, EE 0x8001, SSID 0
 def reflect(packet, config=None, meta=META, now=T3_NS):
     r = Reflector(config or ReflectorConfig(error_estimate=SYNCED))
     out = r.receive(packet, meta, now)
-    return r, (bytes(out[0].stamp(now)) if out else None), (out[0] if out else None)
+    return r, (bytes(r.stamp(out[0], now)) if out else None), (out[0] if out else None)
 
 
 def with_tlvs(*tlvs, head=OPEN_HEAD, ssid=None):
@@ -55,16 +55,15 @@ def test_authenticated_bad_hmac_is_dropped_and_counted():
     assert reply is None and r.counters.dropped["hmac_failure"] == 1
 
 
-def test_short_packet_gets_base_reply_only_in_twamp_light_mode():
-    # RFC 8762 §4.6: a TWAMP-Light 14-octet packet is answered with a 44-octet base packet,
-    # when the reflector is configured for TWAMP-Light senders.
-    light = ReflectorConfig(answer_short_packets=True, error_estimate=SYNCED)
-    _, reply, _ = reflect(EX_A[:14], light)
+def test_short_packet_gets_a_base_reply_by_default():
+    # RFC 8762 §4.6: a TWAMP-Light 14-octet packet is answered with a 44-octet base packet.
+    _, reply, _ = reflect(EX_A[:14])
     assert len(reply) == 44
     assert reply[24:38] == EX_A[:14]
-    r, reply, _ = reflect(EX_A[:13], light)  # not even a sequence number, timestamp and error estimate
+    r, reply, _ = reflect(EX_A[:13])  # not even a sequence number, timestamp and error estimate
     assert reply is None and r.counters.dropped["short_packet"] == 1
-    r, reply, _ = reflect(EX_A[:14])  # by default no reply is larger than its request
+    hardened = ReflectorConfig(answer_short_packets=False, error_estimate=SYNCED)
+    r, reply, _ = reflect(EX_A[:14], hardened)  # --drop-short-packets: no reply larger than its request
     assert reply is None and r.counters.dropped["short_packet"] == 1
     r, reply, _ = reflect(EX_C[:100], ReflectorConfig(authenticated=True, keys=KeyStore(KEY)))
     assert reply is None and r.counters.dropped["malformed"] == 1
@@ -176,7 +175,7 @@ def test_follow_up_telemetry_stateless_zero_stateful_previous():
     _, reply, _ = reflect(with_tlvs(FollowUpTelemetry()))
     assert reply_tlvs(reply)[0].value == bytes(16)
     r = Reflector(ReflectorConfig(stateful=True))
-    r.receive(with_tlvs(FollowUpTelemetry()), META, T3_NS)[0].stamp(T3_NS + 5, tx_method=2)
+    r.stamp(r.receive(with_tlvs(FollowUpTelemetry()), META, T3_NS)[0], T3_NS + 5, tx_method=2)
     second = bytes(r.receive(with_tlvs(FollowUpTelemetry()), META, T3_NS + 1000)[0].data)
     fu = FollowUpTelemetry.from_value(reply_tlvs(second)[0].value)
     assert fu.sequence_number == 0 and fu.timestamp_mode == 2
@@ -229,6 +228,13 @@ def test_micro_session_id():
     assert reply is None and r.counters.dropped["micro_session_mismatch"] == 1
     _, reply, _ = reflect(with_tlvs(MicroSessionId(3, 9)), cfg)
     assert reply is not None
+
+
+def test_micro_session_id_without_a_member_link_is_processed_with_reflector_id_0():
+    # RFC 9534 §3.2: Reflector ID 0 is "not known"; a non-zero one cannot be checked here.
+    for reflector_id in ("0000", "0008"):
+        _, reply, _ = reflect(EX_A + bytes.fromhex("800b0004" "0003" + reflector_id))
+        assert reply[44:] == bytes.fromhex("000b0004" "0003" "0000")  # U = 0, Sender ID copied, Reflector ID 0
 
 
 def test_hmac_tlv_verified_and_recomputed_in_authenticated_mode():
@@ -318,5 +324,92 @@ def test_random_and_mutated_datagrams_never_raise(authenticated):
         n += 1
         for rep in replies:
             assert len(rep.data) <= max(len(data), 44)
-    assert r.counters.received == n == r.counters.reflected + r.counters.dropped_total
-    assert not [k for k in r.counters.dropped if k.startswith("internal_error")]
+    assert r.counters.received == n == r.counters.replies + r.counters.dropped_total
+    assert "internal_error" not in r.counters.dropped, r.internal_errors
+
+
+def _hmac_tlv(seq_field: bytes, preceding: bytes) -> bytes:
+    """An HMAC TLV made with the standard library, not our encoder (RFC 8972 §4.8)."""
+    import hashlib
+    import hmac
+    return bytes.fromhex("00080010") + hmac.new(KEY, seq_field + preceding, hashlib.sha256).digest()[:16]
+
+
+def test_hmac_tlv_is_recomputed_even_when_a_tlv_before_it_is_malformed():
+    bad_cos = bytes.fromhex("80040002" "b800")  # Class of Service with Length 2 (RFC 8972 §4.4: 4)
+    hmac_tlv = bytearray(_hmac_tlv(EX_C[:4], bad_cos))
+    hmac_tlv[0] = 0x80  # as sent: U set
+    cfg = ReflectorConfig(authenticated=True, keys=KeyStore(KEY), stateful=True, error_estimate=SYNCED)
+    _, reply, _ = reflect(EX_C + bad_cos + bytes(hmac_tlv), cfg)
+    tlvs = reply[112:]
+    assert tlvs[:6] == bytes.fromhex("40040002" "b800")  # M set, U cleared, the Value copied
+    # the HMAC TLV covers the reply's own Sequence Number (stateful: 0) and TLVs as sent back
+    assert tlvs[6:] == _hmac_tlv(reply[:4], tlvs[:6])
+
+
+def test_a_reply_is_never_reflected():
+    # The digest's worked replies (b) and (c2) carry a Receive Timestamp and a Sender TTL
+    # where a test packet has MBZ: a reflector answering them could be played against
+    # another reflector, or itself, forever.
+    r, reply, _ = reflect(EX_B)
+    assert reply is None and r.counters.dropped["reflected_packet"] == 1
+    auth = ReflectorConfig(authenticated=True, keys=KeyStore(KEY))  # (c2) even carries a valid HMAC
+    r, reply, _ = reflect(EX_C2, auth)
+    assert reply is None and r.counters.dropped["reflected_packet"] == 1
+    only_ttl = bytearray(EX_A)
+    only_ttl[40] = 64
+    r, reply, _ = reflect(bytes(only_ttl))
+    assert reply is None and r.counters.dropped["reflected_packet"] == 1
+
+
+def test_accept_nonzero_mbz_still_refuses_replies_from_reflector_ports():
+    lenient = ReflectorConfig(accept_nonzero_mbz=True, error_estimate=SYNCED)
+    _, reply, _ = reflect(EX_B, lenient)  # from an ephemeral port: a sender with odd padding
+    assert reply is not None
+    for port in (862, 40862):
+        meta = PacketMeta(("127.0.0.3", port), "127.0.0.1", 40862, ttl=64, rx_timestamp_ns=T2_NS)
+        r, reply, _ = reflect(EX_B, lenient, meta)
+        assert reply is None and r.counters.dropped["reflected_packet"] == 1
+
+
+def test_a_reply_to_the_reflectors_own_socket_is_dropped():
+    # ONE packet from 127.0.0.3 with the reflector's own port, asking (Return Address) for
+    # the reply to go to 127.0.0.1: the reply would arrive at this very socket.
+    allow = ReflectorConfig(return_address_allow=(ipaddress.ip_network("127.0.0.0/8"),), accept_nonzero_mbz=True)
+    meta = PacketMeta(("127.0.0.3", 20003), "127.0.0.1", 20003, ttl=64, rx_timestamp_ns=T2_NS)
+    packet = EX_A + bytes.fromhex("800a0008" "80020004" "7f000001")  # Return Path: Return Address 127.0.0.1
+    r, reply, _ = reflect(packet, allow, meta)
+    assert reply is None and r.counters.dropped["reply_to_self"] == 1
+    to_other_port = PacketMeta(("127.0.0.3", 20004), "127.0.0.1", 20003, ttl=64, rx_timestamp_ns=T2_NS)
+    _, reply, rep = reflect(packet, allow, to_other_port)
+    assert rep.destination == ("127.0.0.1", 20004)
+
+
+def test_tlv_and_sub_tlv_limits():
+    padding = bytes.fromhex("80010000")  # an empty Extra Padding TLV
+    r, reply, _ = reflect(EX_A + padding * 32)
+    assert reply is not None
+    r, reply, _ = reflect(EX_A + padding * 33)
+    assert reply is None and r.counters.dropped["too_many_tlvs"] == 1
+    sub = bytes.fromhex("80010008") + bytes(8)  # Location: Source MAC request sub-TLV
+    for n, answered in ((16, True), (17, False)):
+        value = bytes(4) + sub * n
+        r, reply, _ = reflect(EX_A + bytes.fromhex("8002") + len(value).to_bytes(2, "big") + value)
+        assert (reply is not None) == answered
+    assert r.counters.dropped["too_many_tlvs"] == 1
+
+
+def test_clock_changes_reach_the_next_reply():
+    from stamp_suite.reflector.engine import ClockDescription
+    from stamp_suite.wire.tlvs import SyncSource
+    r = Reflector(ReflectorConfig(error_estimate=ErrorEstimate(False, multiplier=200)))
+    ts_info = bytes.fromhex("80030004" "00000000")  # Timestamp Information, as a sender sends it
+
+    def one():
+        reply = bytes(r.stamp(r.receive(EX_A + ts_info, META, T3_NS)[0], T3_NS))
+        return reply[12:14], reply[44 + 4], reply[44 + 6]
+    assert one() == (bytes.fromhex("00c8"), SyncSource.LOCAL, SyncSource.LOCAL)
+    r.update_clock(ClockDescription(ErrorEstimate(True, scale=2, multiplier=3), SyncSource.NTP))
+    assert one() == (bytes.fromhex("8203"), SyncSource.NTP, SyncSource.NTP)
+    r.update_clock(ClockDescription(ErrorEstimate(False, multiplier=255), SyncSource.LOCAL))
+    assert one() == (bytes.fromhex("00ff"), SyncSource.LOCAL, SyncSource.LOCAL)

@@ -36,12 +36,16 @@ def test_authenticated_cos_with_hmac_tlv_is_digest_example_e():
     assert send(SessionSender(cfg)) == EX_E
 
 
+def reply_to(r, pkt, meta=META):
+    """The reflector's reply to ``pkt``, stamped with T3."""
+    return bytes(r.stamp(r.receive(pkt, meta, T3_NS)[0], T3_NS))
+
+
 def round_trip(sender_cfg, reflector_cfg=None, meta=META):
     s = SessionSender(sender_cfg)
     r = Reflector(reflector_cfg or ReflectorConfig(error_estimate=SYNCED))
     pkt = send(s)
-    reply = bytes(r.receive(pkt, meta, T3_NS)[0].stamp(T3_NS))
-    return s, reply
+    return s, reply_to(r, pkt, meta)
 
 
 def test_sample_timestamps_and_rtt():
@@ -91,7 +95,7 @@ def test_authenticated_reply_hmac_checked():
 
 def test_ssid_zero_from_rfc8762_reflector_is_counted():
     s = SessionSender(SenderConfig(ssid=5))
-    reply = bytearray(Reflector().receive(send(s), META, T3_NS)[0].stamp(T3_NS))
+    reply = bytearray(reply_to(Reflector(), send(s)))
     reply[14:16] = b"\0\0"
     assert s.receive(bytes(reply), T4_NS).kind == "sample" and s.ssid_not_echoed == 1
     reply[14:16] = b"\0\x06"
@@ -102,7 +106,7 @@ def test_direct_measurement_counts_sent_packets():
     s = SessionSender(SenderConfig(tlvs=(DirectMeasurement(),)))
     r = Reflector()
     for seq in range(3):
-        reply = bytes(r.receive(send(s, seq), META, T3_NS)[0].stamp(T3_NS))
+        reply = reply_to(r, send(s, seq))
     assert s.receive(reply, T4_NS).sample.tlv["direct_measurement"] == {"s_txc": 3, "r_rxc": 3, "r_txc": 3}
 
 
@@ -121,8 +125,7 @@ def test_reflector_integrity_flag_discards_all_tlvs():
     s = SessionSender(cfg)
     pkt = bytearray(send(s))
     pkt[-1] ^= 1  # break the HMAC TLV
-    reply = bytes(Reflector(ReflectorConfig(authenticated=True, keys=KeyStore(KEY))).receive(bytes(pkt), META,
-                                                                                             T3_NS)[0].stamp(T3_NS))
+    reply = reply_to(Reflector(ReflectorConfig(authenticated=True, keys=KeyStore(KEY))), bytes(pkt))
     assert "integrity" in s.receive(reply, T4_NS).sample.tlv
 
 
@@ -152,6 +155,6 @@ def test_access_report_retransmission_timer():
     assert due == [True, True, True, True, False, False] and s.access_report_retransmissions == 4
     # a reply carrying the Access Report disarms the timer and resets the count
     s2 = SessionSender(SenderConfig(tlvs=(AccessReport(1, 1),)))
-    reply = bytes(Reflector().receive(send(s2, 0), META, T3_NS)[0].stamp(T3_NS))
+    reply = reply_to(Reflector(), send(s2, 0))
     assert s2.receive(reply, T4_NS).sample.tlv["access_report"] == {"access_id": 1, "return_code": 1}
     assert not s2.access_report_retransmit_due(T1_NS + 10 * 10**9)

@@ -9,13 +9,14 @@ an unknown error, which is the truth as far as this program can know it.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFormat
 from ..wire.tlvs import SyncSource
 from . import options as o
+from .process import libc
 
 STA_UNSYNC = 0x0040
 TIME_ERROR = 5
@@ -23,6 +24,7 @@ TIME_ERROR = 5
 _TIMEX_SIZE = 208
 _OFF_MAXERROR, _OFF_ESTERROR, _OFF_STATUS, _OFF_TAI = 24, 32, 40, 160
 UNSYNCHRONISED_ERROR_NS = 1_000_000_000  # what we state when nothing better is known
+CLOCK_POLL_NS = 10_000_000_000  # the kernel's clock state is re-read this often
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,8 @@ def _adjtimex() -> tuple[int, int, int, int, int] | None:
     """(state, status, maxerror_us, esterror_us, tai) from the kernel, or None."""
     if not o.LINUX or ctypes.sizeof(ctypes.c_long) != 8:
         return None
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     buf = ctypes.create_string_buffer(_TIMEX_SIZE + 64)  # modes = 0: read only
-    state = libc.adjtimex(buf)
+    state = libc().adjtimex(buf)
     if state < 0:
         return None
     raw = buf.raw
@@ -89,3 +90,43 @@ def read_clock_state(tai_offset_override: int | None = None) -> ClockState:
                       f"clock synchronised by {'PTP' if source == SyncSource.PTP else 'NTP'}, "
                       f"estimated error {esterror_us} us")
 
+
+
+class ClockWatcher:
+    """Re-reads the clock state every ``interval_ns`` and hands every change to ``on_change``.
+
+    A reflector started at boot before chrony synchronises, or a host whose clock loses its
+    source, must say so in the replies that follow (S bit, sync source, Error Estimate).
+    A change of synchronisation, source or TAI offset is logged once; the estimated error
+    moves all the time and is applied silently.  ``read`` is injectable for tests.
+    """
+
+    def __init__(self, initial: ClockState, on_change: Callable[[ClockState], None],
+                 read: Callable[[], ClockState] = read_clock_state, log: Callable[[str], None] | None = None,
+                 interval_ns: int = CLOCK_POLL_NS) -> None:
+        self.state = initial
+        self.on_change = on_change
+        self.read = read
+        self.log = log
+        self.interval_ns = interval_ns
+        self._next_ns: int | None = None
+
+    def poll(self, now_ns: int) -> None:
+        """Call often (monotonic ns); reads the clock only when the interval has passed."""
+        if self._next_ns is None:
+            self._next_ns = now_ns + self.interval_ns
+            return
+        if now_ns < self._next_ns:
+            return
+        self._next_ns = now_ns + self.interval_ns
+        new, old = self.read(), self.state
+        if new == old:
+            return
+        self.state = new
+        if self.log is not None and _headline(new) != _headline(old):
+            self.log(f"clock state changed: {new.how}")
+        self.on_change(new)
+
+
+def _headline(c: ClockState) -> tuple[bool, int, int]:
+    return c.synchronized, c.sync_source, c.tai_offset_s

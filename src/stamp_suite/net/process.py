@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 
 from . import options as o
 
@@ -11,11 +11,17 @@ PR_SET_PDEATHSIG = 1
 PR_SET_TIMERSLACK = 29
 
 
+@functools.cache
+def libc() -> ctypes.CDLL:
+    """The C library already loaded in this process (dlopen(NULL)): no search, no subprocess,
+    unlike ctypes.util.find_library, which runs ldconfig."""
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _prctl(option: int, value: int) -> bool:
     if not o.LINUX:
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    return libc.prctl(option, value, 0, 0, 0) == 0
+    return libc().prctl(option, value, 0, 0, 0) == 0
 
 
 def tighten_timer_slack() -> bool:

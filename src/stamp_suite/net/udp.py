@@ -21,6 +21,8 @@ _TIMESPEC = struct.Struct("qq")
 _IN_PKTINFO = struct.Struct("I4s4s")  # ifindex, spec_dst, addr
 _IN6_PKTINFO = struct.Struct("16sI")
 CMSG_SPACE = 256
+RECV_BUFFER = 9216  # a jumbo frame's payload; anything larger is reported truncated
+_MSG_TRUNC = getattr(socket, "MSG_TRUNC", 0x20)
 # TX timestamps are asked for per packet (a cmsg); the socket only sets how they come back:
 # with a counter (OPT_ID) and without the packet itself (OPT_TSONLY).
 TX_OPT_FLAGS = o.SOF_TIMESTAMPING_OPT_ID | o.SOF_TIMESTAMPING_OPT_TSONLY
@@ -53,6 +55,23 @@ class Capabilities:
     def describe(self) -> str:
         on = [f.name for f in fields(self) if getattr(self, f.name)]
         return "capabilities: " + (", ".join(on) if on else "none")
+
+    def notes(self) -> list[str]:
+        """What this platform cannot measure, and what is reported instead (said once at start)."""
+        notes = []
+        if not self.ttl:
+            notes.append("TTL/hop limit cannot be read here: reflector reports 255 (RFC 5357 §4.2), sender 'unknown'")
+        if not self.tos:
+            notes.append("DSCP/ECN of received packets cannot be read here: CoS TLV reports 0")
+        if not self.destination_address:
+            notes.append("destination address cannot be read here: Location and Destination Node Address "
+                         "use the bound address")
+        if not self.kernel_rx_timestamp:
+            notes.append("no kernel receive timestamps: taken in user space right after recvmsg "
+                         "(Timestamp Information says Control Plane)")
+        if not self.set_tos_per_packet:
+            notes.append("DSCP cannot be set per packet here: CoS-requested DSCP is not applied to replies")
+        return notes
 
     def without(self, *names: str) -> Capabilities:
         """A copy with the named capabilities switched off (tests, and --timestamping user)."""
@@ -92,10 +111,11 @@ def detect_capabilities(family: int = socket.AF_INET) -> Capabilities:
 class Received:
     """One datagram and what the kernel said about it (a plain slotted class: built per packet)."""
 
-    __slots__ = ("data", "source", "ttl", "tos", "destination", "kernel_ns", "user_ns")
+    __slots__ = ("data", "source", "ttl", "tos", "destination", "kernel_ns", "user_ns", "truncated")
 
     def __init__(self, data: bytes, source: tuple[str, int], ttl: int | None, tos: int | None,
-                 destination: bytes | None, kernel_ns: int | None, user_ns: int) -> None:
+                 destination: bytes | None, kernel_ns: int | None, user_ns: int, truncated: bool = False) -> None:
+        self.truncated = truncated  # larger than the buffer: ``data`` is only its beginning
         self.data = data
         self.source = source
         self.ttl = ttl
@@ -187,12 +207,15 @@ class UdpEndpoint:
         if self.family == socket.AF_INET or self.sock.getsockopt(o.IPPROTO_IPV6, o.IPV6_V6ONLY) == 0:
             _try(self.sock, o.IPPROTO_IP, o.IP_TOS, tos)
 
-    def recv(self, bufsize: int = 9216) -> Received:
-        """Read one datagram (raises BlockingIOError on a non-blocking socket with none)."""
+    def recv(self, bufsize: int = RECV_BUFFER) -> Received:
+        """Read one datagram (raises BlockingIOError on a non-blocking socket with none).
+
+        A datagram larger than ``bufsize`` comes back with ``truncated`` set (MSG_TRUNC;
+        on Windows the read raises EMSGSIZE instead, which the caller counts the same)."""
         if not self.caps.recvmsg:
             data, addr = self.sock.recvfrom(bufsize)
             return Received(data, addr[:2], None, None, None, None, time.time_ns())
-        data, anc, _flags, addr = self.sock.recvmsg(bufsize, CMSG_SPACE)
+        data, anc, flags, addr = self.sock.recvmsg(bufsize, CMSG_SPACE)
         now = time.time_ns()
         ttl = tos = dst = kts = None
         for level, ctype, cdata in anc:
@@ -213,7 +236,7 @@ class UdpEndpoint:
             elif kind is _TSUS:  # struct timeval: microseconds
                 sec, usec = struct.unpack_from("qq" if len(cdata) >= 16 else "qi", cdata)
                 kts = sec * 1_000_000_000 + usec * 1000
-        return Received(data, addr[:2], ttl, tos, dst, kts, now)
+        return Received(data, addr[:2], ttl, tos, dst, kts, now, bool(flags & _MSG_TRUNC))
 
     def send(self, data: bytes | bytearray, destination: tuple[str, int] | None,
              source_address: str | bytes | None = None, tos: int | None = None,

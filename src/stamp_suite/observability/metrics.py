@@ -18,11 +18,11 @@ from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, Gaug
 
 from .. import __version__
 from ..net.udp import SocketSetupError
+from ..reflector.counters import PROCESSING_BUCKETS_S
 from ..sender.engine import ReplyEvent
 
 prometheus_client.disable_created_metrics()
 
-PROCESSING_BUCKETS_S = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2)
 DELAY_BUCKETS_S = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -43,13 +43,20 @@ class BucketHistogram:
 
     def family(self, name: str, doc: str, labels: list[str] | None = None,
                label_values: list[str] | None = None, into: HistogramMetricFamily | None = None) -> Metric:
-        fam = into or HistogramMetricFamily(name, doc, labels=labels)
-        cumulative, buckets = 0, []
-        for bound, n in zip([*map(str, self.bounds_s), "+Inf"], self.counts):
-            cumulative += n
-            buckets.append((bound, cumulative))
-        fam.add_metric(label_values or [], buckets, self.sum_ns / 1e9)
-        return fam
+        return _histogram(name, doc, self.bounds_s, self.counts, self.sum_ns, labels, label_values, into)
+
+
+def _histogram(name: str, doc: str, bounds_s: tuple[float, ...], counts: list[int], sum_ns: int,
+               labels: list[str] | None = None, label_values: list[str] | None = None,
+               into: HistogramMetricFamily | None = None) -> Metric:
+    """A Prometheus histogram from per-bucket counts (the last is +Inf) and a sum in ns."""
+    fam = into or HistogramMetricFamily(name, doc, labels=labels)
+    cumulative, buckets = 0, []
+    for bound, n in zip([*map(str, bounds_s), "+Inf"], counts):
+        cumulative += n
+        buckets.append((bound, cumulative))
+    fam.add_metric(label_values or [], buckets, sum_ns / 1e9)
+    return fam
 
 
 def _build_info() -> Metric:
@@ -59,15 +66,19 @@ def _build_info() -> Metric:
 
 
 class ReflectorCollector:
-    def __init__(self, state) -> None:  # a ReflectorServer or WorkerPool
-        self.state = state
-        self.processing = BucketHistogram(PROCESSING_BUCKETS_S)
+    """The reflector's counters, summed over its workers at scrape time (a ReflectorService)."""
+
+    def __init__(self, service) -> None:
+        self.service = service
 
     def collect(self) -> Iterator[Metric]:
-        c = self.state.counters
+        c = self.service.counters
         yield _build_info()
         yield CounterMetricFamily("stamp_reflector_packets_received", "Datagrams received", value=c.received)
-        yield CounterMetricFamily("stamp_reflector_packets_reflected", "Replies sent", value=c.reflected)
+        yield CounterMetricFamily("stamp_reflector_packets_reflected", "Replies the kernel accepted for sending",
+                                  value=c.reflected)
+        yield CounterMetricFamily("stamp_reflector_send_errors", "Replies made but not sent (send failed)",
+                                  value=c.send_errors)
         dropped = CounterMetricFamily("stamp_reflector_packets_dropped", "Datagrams not answered, by reason",
                                       labels=["reason"])
         for reason, n in sorted(c.dropped.items()):
@@ -76,8 +87,8 @@ class ReflectorCollector:
         yield CounterMetricFamily("stamp_reflector_hmac_failures",
                                   "Packets whose base HMAC failed, and TLV areas whose HMAC TLV failed",
                                   value=c.dropped.get("hmac_failure", 0) + c.tlv_integrity_failures)
-        yield GaugeMetricFamily("stamp_reflector_active_sessions", "Sessions in the session table",
-                                value=self.state.active_sessions)
+        yield GaugeMetricFamily("stamp_reflector_active_sessions", "Sessions in the session tables",
+                                value=c.active_sessions)
         tlvs = CounterMetricFamily("stamp_reflector_tlvs", "TLVs received, by type", labels=["type"])
         for t, n in sorted(c.tlvs_by_type.items()):
             tlvs.add_metric([str(t)], n)
@@ -87,8 +98,9 @@ class ReflectorCollector:
         for f, n in sorted(c.tlv_flags_set.items()):
             flags.add_metric([f], n)
         yield flags
-        yield self.processing.family("stamp_reflector_processing_seconds",
-                                     "Time from reading a datagram to having sent its reply")
+        counts, sum_ns = c.processing()
+        yield _histogram("stamp_reflector_processing_seconds", "Time from reading a datagram to having sent its reply",
+                         PROCESSING_BUCKETS_S, counts, sum_ns)
 
 
 class SenderMetrics:

@@ -10,22 +10,21 @@ from .snmp import REFLECTOR_SUBTREE, SENDER_SUBTREE, Objects
 
 if TYPE_CHECKING:
     from ..config import Settings
-    from ..reflector.server import ReflectorServer
+    from ..reflector.service import ReflectorService
     from ..sender.stats import SessionStats
 
 U32 = 0xFFFF_FFFF
 TRUE, FALSE = 1, 2  # SNMPv2-TC TruthValue
 
 
-def reflector_objects(server: ReflectorServer, s: Settings) -> Objects:
-    """``server``: a ReflectorServer or a WorkerPool (the same surface)."""
+def reflector_objects(service: ReflectorService, s: Settings) -> Objects:
     cfg, stats = REFLECTOR_SUBTREE + (1,), REFLECTOR_SUBTREE + (2,)
     entry = REFLECTOR_SUBTREE + (3, 1)
-    c = server.counters
-    host, port = server.endpoint.local[:2]
+    c = service.counters
+    host, port = service.local[:2]
     now_ns = time.time_ns()
     objs: Objects = [
-        (cfg + (1, 0), T.INTEGER, 1 if server.running else 2),
+        (cfg + (1, 0), T.INTEGER, 1 if service.running else 2),
         (cfg + (2, 0), T.OCTET_STRING, host),
         (cfg + (3, 0), T.GAUGE32, port),
         (cfg + (4, 0), T.INTEGER, 2 if s.authenticated else 1),
@@ -35,10 +34,11 @@ def reflector_objects(server: ReflectorServer, s: Settings) -> Objects:
         (stats + (1, 0), T.COUNTER64, c.received),
         (stats + (2, 0), T.COUNTER64, c.reflected),
         (stats + (3, 0), T.COUNTER64, c.dropped_total),
-        (stats + (4, 0), T.GAUGE32, server.active_sessions),
-        (stats + (5, 0), T.TIME_TICKS, ((now_ns - server.started_ns) // 10_000_000) & U32),
+        (stats + (4, 0), T.GAUGE32, c.active_sessions),
+        (stats + (5, 0), T.TIME_TICKS, ((now_ns - service.started_ns) // 10_000_000) & U32),
+        (stats + (6, 0), T.COUNTER64, c.send_errors),
     ]
-    for sess in server.sessions():
+    for sess in service.sessions():
         i = sess.index
         objs += [
             (entry + (2, i), T.OCTET_STRING, sess.key[0]),

@@ -128,11 +128,13 @@ class SubAgent:
         self._thread.start()
         ready.wait()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 0.5) -> None:
+        """Say Close to the master if it answers within ``timeout``; never hold up a stop longer
+        (the thread is a daemon: it ends with the process)."""
         if self._loop is None or self._thread is None:
             return
         self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join(RESPONSE_TIMEOUT_S + 1)
+        self._thread.join(timeout)
 
     # -- the connection ---------------------------------------------------------------
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -3,11 +3,12 @@
 Every reflector rule of RFC 8762 §4.3 and RFC 8972 §4 lives here and in
 :mod:`.tlv_rules`; the socket layer only supplies :class:`PacketMeta` and sends what
 comes back.  Nothing here raises on any input: a datagram is reflected, or dropped and
-counted under a reason in :class:`ReflectorCounters`.
+counted under a reason in the reflector's counter block (:mod:`.counters`).
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from collections import Counter
@@ -16,30 +17,35 @@ from dataclasses import dataclass, field
 
 from ..wire.auth import KeyStore, hmac16, verify16
 from ..wire.packet import (AUTH_BASE_LEN, HMAC_COVERED, OPEN_BASE_LEN, REFLECTOR_AUTH, REFLECTOR_OPEN,
-                           SENDER_AUTH, SENDER_OPEN)
+                           SENDER_AUTH_WITH_REPLY_MARKS, SENDER_OPEN_WITH_REPLY_MARKS)
 from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFormat, ntp_from_ns, ptp_from_ns
-from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, HEADER_LEN, MalformedTlv, RawTlv, TlvType, compute_hmac_tlv,
-                        hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
+from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, HEADER_LEN, MAX_TLVS, MalformedTlv, RawTlv, TlvLimitExceeded,
+                        TlvType, compute_hmac_tlv, hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
 from ..wire.tlvs import SyncSource, TimestampMethod
+from .counters import (DROP_SLOT, FLAG_I_SLOT, FLAG_M_SLOT, FLAG_U_SLOT, RECEIVED, REPLIES, TLV_INTEGRITY_FAILURES,
+                       TLV_TYPE_BASE, DropReason, ReflectorCounters, local_block)
 from .sessions import RateLimiter, Session, SessionTable
-from .tlv_rules import RULES, TlvContext
+from .tlv_rules import RULES, TlvContext, unmapped_address
+
+__all__ = ["ClockDescription", "DropReason", "PacketMeta", "Reflector", "ReflectorConfig", "Reply"]
 
 _U64 = struct.Struct("!Q")
 _NO_NOTES: tuple[str, ...] = ()
-TTL_UNKNOWN = 255
-MIN_TWAMP_LIGHT_LEN = 14  # Sequence Number, Timestamp, Error Estimate: the least worth answering  # RFC 5357 §4.2 (TWAMP): a reflector that cannot read the TTL sends 255
+TTL_UNKNOWN = 255  # RFC 5357 §4.2 (TWAMP): a reflector that cannot read the TTL sends 255
+MIN_TWAMP_LIGHT_LEN = 14  # Sequence Number, Timestamp, Error Estimate: the least worth answering
+STAMP_PORT = 862
 NS = 1_000_000_000
 
 
-class DropReason:
-    MALFORMED = "malformed"
-    ZERO_MULTIPLIER = "error_estimate_invalid"
-    HMAC_FAILURE = "hmac_failure"
-    SSID_MISMATCH = "ssid_mismatch"
-    SHORT_PACKET = "short_packet"
-    MICRO_SESSION_MISMATCH = "micro_session_mismatch"
-    RETURN_PATH_NO_REPLY = "return_path_no_reply"
-    RATE_LIMITED = "rate_limited"
+@dataclass(frozen=True, slots=True)
+class ClockDescription:
+    """What the reflector says about its clock: the Error Estimate (S bit, scale, multiplier),
+    the Timestamp Information sync source and TAI - UTC for PTP timestamps.  Replaced while
+    running when the kernel's clock state changes (:meth:`Reflector.update_clock`)."""
+
+    error_estimate: ErrorEstimate = ErrorEstimate()
+    sync_source: int = SyncSource.LOCAL
+    tai_offset_s: int = DEFAULT_TAI_UTC_OFFSET
 
 
 @dataclass(frozen=True)
@@ -58,12 +64,17 @@ class ReflectorConfig:
     allowed_ssids: frozenset[int] | None = None  # None: any SSID (open service)
     return_address_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     session_timeout_s: int = 300
-    max_sessions: int = 100_000
+    max_sessions: int = 100_000  # this engine's share of the reflector's --max-sessions
     report_location: bool = True
     accept_zero_multiplier: bool = False  # compatibility switch for senders that send 0
-    # RFC 8762 §4.6 TWAMP-Light interworking: answer packets shorter than the base with a
-    # base packet.  Off by default so that no reply is ever larger than its request.
-    answer_short_packets: bool = False
+    # RFC 8762 §4.6: a packet shorter than the base gets a base packet in reply.  The
+    # hardened profile (--drop-short-packets) drops them instead.
+    answer_short_packets: bool = True
+    # A packet with a Receive Timestamp or Sender TTL set is a reply, not a test packet, and
+    # is not reflected (loop guard).  This switch answers such packets unless they come from
+    # a reflector port (862 or ours), for TWAMP-Light senders that pad with random octets.
+    accept_nonzero_mbz: bool = False
+    local_addr: str | None = None  # the address the reflector is bound to; None: the wildcard
     max_pps: float = 0.0  # per source address; 0 = no limit
     max_pps_burst: float = 0.0  # 0 = one second's worth
 
@@ -71,9 +82,11 @@ class ReflectorConfig:
         if self.tlv_mode not in ("echo", "ignore"):
             raise ValueError(f"tlv_mode must be echo or ignore, not {self.tlv_mode!r}")
         if self.error_estimate.timestamp_format != self.timestamp_format:
-            object.__setattr__(self, "error_estimate", ErrorEstimate(
-                self.error_estimate.synchronized, self.timestamp_format,
-                self.error_estimate.scale, self.error_estimate.multiplier))
+            object.__setattr__(self, "error_estimate", self.error_estimate.with_format(self.timestamp_format))
+
+    @property
+    def clock(self) -> ClockDescription:
+        return ClockDescription(self.error_estimate, self.sync_source, self.tai_offset_s)
 
 
 @dataclass(slots=True)
@@ -84,7 +97,7 @@ class PacketMeta:
     # Destination address of the packet as the kernel reported it: text, or the packed
     # 4/16 octets (cheaper on the hot path; converted only when a TLV needs it).
     local_address: str | bytes | None = None
-    local_port: int = 862
+    local_port: int = STAMP_PORT
     ttl: int | None = None
     tos: int | None = None  # DSCP << 2 | ECN as received
     rx_timestamp_ns: int | None = None  # kernel receive time, POSIX ns
@@ -97,7 +110,7 @@ class PacketMeta:
 class Reply:
     """A reply to send, plus where and how to send it.
 
-    ``data`` is ready to send only after :meth:`stamp` has written T3 (and, in
+    ``data`` is ready to send only after :meth:`Reflector.stamp` has written T3 (and, in
     authenticated mode, the base HMAC that covers it)."""
 
     data: bytearray
@@ -109,74 +122,78 @@ class Reply:
     timestamp_offset: int
     key: bytes | None
     notes: Sequence[str]
-    _encode: Callable[[int], int]  # POSIX ns -> wire timestamp in the configured format
     # The session uses Follow-Up Telemetry: the socket layer should learn this reply's real
-    # departure time (a kernel TX timestamp) and hand it back with confirm_transmit().
+    # departure time (a kernel TX timestamp) and hand it to Reflector.confirm_transmit().
     want_tx_timestamp: bool = False
-
-    def confirm_transmit(self, tx_ns: int, method: int) -> None:
-        """The real transmit time of this reply, for the next Follow-Up Telemetry TLV."""
-        s = self.session
-        if s.last_reply_sequence == self.sequence_number:
-            s.last_reply_tx_ns = tx_ns
-            s.last_reply_tx_method = method
-
-    def stamp(self, t3_ns: int, tx_method: int = TimestampMethod.CONTROL_PLANE) -> bytearray:
-        """Write T3 (as late as possible) and, in authenticated mode, the base HMAC."""
-        _U64.pack_into(self.data, self.timestamp_offset, self._encode(t3_ns))
-        if self.key is not None:
-            self.data[HMAC_COVERED:AUTH_BASE_LEN] = hmac16(self.key, memoryview(self.data)[:HMAC_COVERED])
-        s = self.session
-        s.last_reply_sequence = self.sequence_number
-        s.last_reply_tx_ns = t3_ns
-        s.last_reply_tx_method = tx_method
-        return self.data
-
-
-@dataclass
-class ReflectorCounters:
-    received: int = 0
-    reflected: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
-    tlvs_by_type: Counter[int] = field(default_factory=Counter)
-    tlv_flags_set: Counter[str] = field(default_factory=Counter)
-    tlv_integrity_failures: int = 0  # packets whose TLVs failed HMAC verification (I flags set)
-
-    @property
-    def dropped_total(self) -> int:
-        return sum(self.dropped.values())
 
 
 class Reflector:
-    """Session-Reflector engine: no sockets, no clocks; time comes in as ``now_ns``."""
+    """Session-Reflector engine: no sockets, no clocks; time comes in as ``now_ns``.
 
-    def __init__(self, config: ReflectorConfig | None = None) -> None:
+    ``counters`` is the block this engine counts into (one per worker; see
+    :mod:`.counters`): a fresh local block when not given."""
+
+    def __init__(self, config: ReflectorConfig | None = None, counters: memoryview | None = None) -> None:
         self.config = config = config or ReflectorConfig()
-        self.sessions = SessionTable(config.session_timeout_s * NS, config.max_sessions)
-        self.counters = ReflectorCounters()
+        self._c = counters if counters is not None else local_block()
+        self.counters = ReflectorCounters([self._c])
+        self.sessions = SessionTable(config.session_timeout_s * NS, config.max_sessions, self._c)
         self.rate_limiter = (RateLimiter(config.max_pps, config.max_pps_burst or config.max_pps,
                                          config.max_sessions or 100_000) if config.max_pps > 0 else None)
+        self.internal_errors: Counter[str] = Counter()  # exception type -> count, for the log
         self._base_len = AUTH_BASE_LEN if config.authenticated else OPEN_BASE_LEN
-        self._ee = config.error_estimate.to_int()
-        tai = config.tai_offset_s
-        self._encode: Callable[[int], int] = (ntp_from_ns if config.timestamp_format == TimestampFormat.NTP
+        self._marks = SENDER_AUTH_WITH_REPLY_MARKS if config.authenticated else SENDER_OPEN_WITH_REPLY_MARKS
+        self._bound = unmapped_address(config.local_addr) if config.local_addr else None
+        self.update_clock(config.clock)
+
+    def update_clock(self, clock: ClockDescription) -> None:
+        """Use a new description of the clock from the next reply on (S bit, sync source,
+        error, TAI offset), e.g. when the kernel says the clock got or lost synchronisation."""
+        fmt = self.config.timestamp_format
+        self.clock = ClockDescription(clock.error_estimate.with_format(fmt), clock.sync_source, clock.tai_offset_s)
+        self._ee = self.clock.error_estimate.to_int()
+        tai = clock.tai_offset_s
+        self._encode: Callable[[int], int] = (ntp_from_ns if fmt == TimestampFormat.NTP
                                               else lambda ns: ptp_from_ns(ns, tai))
 
-    # -- entry point ----------------------------------------------------------------
+    # -- entry points -----------------------------------------------------------------
     def receive(self, datagram: bytes, meta: PacketMeta, now_ns: int) -> list[Reply]:
         """Process one datagram; return the replies to send (zero or one)."""
-        self.counters.received += 1
+        c = self._c
+        c[RECEIVED] += 1
         try:
             reply, reason = self._reflect(datagram, meta, now_ns)
         except Exception as exc:  # noqa: BLE001 - the last guard: a packet never kills the reflector
-            # Counted under its own reason so a fuzzer or an operator sees it; never silent.
-            self.counters.dropped[f"internal_error:{type(exc).__name__}"] += 1
+            # Counted, and named for the log by the socket layer: never silent.
+            c[DROP_SLOT[DropReason.INTERNAL_ERROR]] += 1
+            self.internal_errors[type(exc).__name__] += 1
             return []
         if reply is None:
-            self.counters.dropped[reason or DropReason.MALFORMED] += 1
+            c[DROP_SLOT[reason]] += 1
             return []
-        self.counters.reflected += 1
+        c[REPLIES] += 1
         return [reply]
+
+    def stamp(self, reply: Reply, t3_ns: int, tx_method: int = TimestampMethod.CONTROL_PLANE) -> bytearray:
+        """Write T3 (as late as possible) and, in authenticated mode, the base HMAC that
+        covers it; the session remembers this reply for its next Follow-Up Telemetry."""
+        data = reply.data
+        _U64.pack_into(data, reply.timestamp_offset, self._encode(t3_ns))
+        if reply.key is not None:
+            data[HMAC_COVERED:AUTH_BASE_LEN] = hmac16(reply.key, memoryview(data)[:HMAC_COVERED])
+        s = reply.session
+        s.last_reply_sequence = reply.sequence_number
+        s.last_reply_tx_ns = t3_ns
+        s.last_reply_tx_method = tx_method
+        return data
+
+    @staticmethod
+    def confirm_transmit(reply: Reply, tx_ns: int, method: int) -> None:
+        """The real transmit time of a reply (kernel TX timestamp), for the next Follow-Up TLV."""
+        s = reply.session
+        if s.last_reply_sequence == reply.sequence_number:
+            s.last_reply_tx_ns = tx_ns
+            s.last_reply_tx_method = method
 
     # -- the rules ------------------------------------------------------------------
     def _reflect(self, data: bytes, meta: PacketMeta, now_ns: int) -> tuple[Reply | None, str | None]:
@@ -192,10 +209,9 @@ class Reflector:
             # RFC 8762 §4.6: answer a short (TWAMP-Light) packet with a base packet; the
             # octets it lacks are taken as zero (our choice, docs/protocol.md).
             data = bytes(data) + bytes(OPEN_BASE_LEN - len(data))
-        if cfg.authenticated:
-            seq, ts, ee, ssid = SENDER_AUTH.unpack_from(data)
-        else:
-            seq, ts, ee, ssid = SENDER_OPEN.unpack_from(data)
+        seq, ts, ee, ssid, reply_t2, reply_ttl = self._marks.unpack_from(data)
+        if (reply_t2 or reply_ttl) and (not cfg.accept_nonzero_mbz or meta.source[1] in (STAMP_PORT, meta.local_port)):
+            return None, DropReason.REFLECTED_PACKET  # a reply: answering it could start a loop
         if ee & 0xFF == 0 and not cfg.accept_zero_multiplier:
             return None, DropReason.ZERO_MULTIPLIER  # RFC 4656 §4.1.2: treat as corrupt
         if cfg.allowed_ssids is not None and ssid not in cfg.allowed_ssids:
@@ -215,17 +231,18 @@ class Reflector:
         tlv_area = data[base_len:]
         if tlv_area and cfg.tlv_mode == "echo":
             tlv_area = bytearray(tlv_area)
-            ctx = TlvContext(cfg, meta, session, cfg.authenticated)
-            self._process_tlvs(tlv_area, data[:4], reply_seq, key, ctx)
-            if ctx.discard_reason is not None:
-                return None, ctx.discard_reason
+            ctx = TlvContext(cfg, self.clock, meta, session, cfg.authenticated)
+            discard = self._process_tlvs(tlv_area, data[:4], reply_seq, key, ctx)
+            if discard is not None:
+                return None, discard
             destination = ctx.destination or destination
             source_address = ctx.source_address or source_address
             tos, notes, follow_up = ctx.tos, ctx.notes, ctx.follow_up_requested
+        if destination[1] == meta.local_port and self._is_self(destination[0], meta.local_address):
+            return None, DropReason.REPLY_TO_SELF
 
         t2 = meta.rx_timestamp_ns if meta.rx_timestamp_ns is not None else now_ns
-        encode = self._encode
-        fields = (reply_seq, 0, self._ee, ssid, encode(t2), seq, ts, ee,  # T3: written by Reply.stamp()
+        fields = (reply_seq, 0, self._ee, ssid, self._encode(t2), seq, ts, ee,  # T3: written by stamp()
                   meta.ttl if meta.ttl is not None else TTL_UNKNOWN)
         if cfg.authenticated:
             head = bytearray(REFLECTOR_AUTH.pack(*fields)) + bytes(16)
@@ -236,20 +253,25 @@ class Reflector:
         session.transmitted += 1
         if tlv_area:
             head += tlv_area
-        # T3, the base HMAC (which covers T3) and the session's memory of its last reply are
-        # written by Reply.stamp(), once, right before the send.
         return Reply(head, destination, source_address, tos, session, reply_seq, ts_offset,
-                     key if cfg.authenticated else None, notes, encode, follow_up and cfg.stateful), None
+                     key if cfg.authenticated else None, notes, follow_up and cfg.stateful), None
+
+    def _is_self(self, address: str, local_address: str | bytes | None) -> bool:
+        """Would a reply to ``address`` (on our own port) come back to this socket?"""
+        return _same_host(address, local_address, self._bound)
 
     def _process_tlvs(self, area: bytearray, sequence_field: bytes, reply_seq: int, key: bytes | None,
-                      ctx: TlvContext) -> None:
-        """RFC 8972 §4 reflector procedure on the reply's copy of the TLV area, in place."""
+                      ctx: TlvContext) -> str | None:
+        """RFC 8972 §4 reflector procedure on the reply's copy of the TLV area, in place.
+        Returns a drop reason when the packet must not be answered."""
         cfg = self.config
-        parsed = parse_tlvs(area)
+        c = self._c
+        parsed = parse_tlvs(area, 0, MAX_TLVS)
+        if parsed.over_limit:
+            return DropReason.TOO_MANY_TLVS
         tlvs = parsed.tlvs
-        counters = self.counters
         for t in tlvs:
-            counters.tlvs_by_type[t.type] += 1
+            c[TLV_TYPE_BASE + t.type] += 1
         has_hmac_tlv = any(t.type == TlvType.HMAC for t in tlvs)
         must_verify = cfg.authenticated or cfg.verify_tlv_hmac
         check = (must_verify and (has_hmac_tlv or hmac_tlv_required(tlvs))) or (has_hmac_tlv and key is not None)
@@ -257,39 +279,41 @@ class Reflector:
             # Integrity failure: stop, copy every TLV, set I in each (RFC 8972 §4.8).
             for t in tlvs:
                 area[t.offset] = (area[t.offset] | FLAG_I)
-            counters.tlv_flags_set["I"] += len(tlvs)
-            counters.tlv_integrity_failures += 1
-            return
+            c[FLAG_I_SLOT] += len(tlvs)
+            c[TLV_INTEGRITY_FAILURES] += 1
+            return None
         verified = check
         for t in tlvs:
-            if t.truncated:
-                area[t.offset] = (t.flags & ~FLAG_U) | FLAG_M
-                counters.tlv_flags_set["M"] += 1
-                return  # the rest of the packet is already copied unchanged
             if t.type == TlvType.HMAC:
                 area[t.offset] = 0 if verified else (t.flags | FLAG_U)
                 continue
-            rule = RULES.get(t.type)
-            if rule is None:
+            rule = RULES.get(t.type) if not t.truncated else None
+            if rule is None and not t.truncated:
                 area[t.offset] = t.flags | FLAG_U
-                counters.tlv_flags_set["U"] += 1
+                c[FLAG_U_SLOT] += 1
                 continue
             try:
+                if rule is None:
+                    raise MalformedTlv("Length runs past the end of the packet")
                 flags, value = rule(t, ctx)
+                if len(value) != t.length:  # a rule never grows or shrinks the reply
+                    raise MalformedTlv("answer does not fit")
+            except TlvLimitExceeded:
+                return DropReason.TOO_MANY_TLVS
             except (MalformedTlv, ValueError):
+                # Malformed: set M, stop processing; the rest is already copied unchanged.
                 area[t.offset] = (t.flags & ~FLAG_U) | FLAG_M
-                counters.tlv_flags_set["M"] += 1
-                return
-            if len(value) != t.length:  # a rule never grows or shrinks the reply
-                area[t.offset] = (t.flags & ~FLAG_U) | FLAG_M
-                counters.tlv_flags_set["M"] += 1
-                return
+                c[FLAG_M_SLOT] += 1
+                break
             area[t.offset] = flags
             area[t.offset + HEADER_LEN:t.offset + HEADER_LEN + t.length] = value
             if flags & FLAG_U:
-                counters.tlv_flags_set["U"] += 1
-        if verified and key is not None:
+                c[FLAG_U_SLOT] += 1
+        if ctx.discard_reason is not None:
+            return ctx.discard_reason
+        if verified and key is not None:  # on every reply that carries one, whatever else was malformed
             self._rehmac(area, tlvs, reply_seq, key)
+        return None
 
     @staticmethod
     def _rehmac(area: bytearray, tlvs: list[RawTlv], reply_seq: int, key: bytes) -> None:
@@ -297,3 +321,20 @@ class Reflector:
         h = next(t for t in tlvs if t.type == TlvType.HMAC)
         mac = compute_hmac_tlv(key, reply_seq.to_bytes(4, "big"), bytes(area[:h.offset]), flags=0)
         area[h.offset:h.offset + HEADER_LEN + 16] = mac.to_bytes()
+
+
+@functools.lru_cache(maxsize=4096)
+def _same_host(address: str, local_address: str | bytes | None, bound) -> bool:
+    """True when ``address`` is where this reflector listens: the address the packet came in
+    on, the bound address, or (bound to the wildcard) a loopback address, which is always
+    this host.  Asked only for replies to our own port number; cached, as Rust senders use
+    862 as their source port too."""
+    try:
+        ip = unmapped_address(address)
+    except ValueError:
+        return False
+    if local_address and ip == unmapped_address(local_address):
+        return True
+    if bound is not None:
+        return ip == bound
+    return ip.is_loopback

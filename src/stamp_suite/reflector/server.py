@@ -1,119 +1,187 @@
-"""The Session-Reflector's socket loop: feed the engine, send what it returns.
+"""One reflector worker's socket loop: feed the engine, send what it returns.
 
 One non-blocking socket, drained completely on every wake-up (a readiness wait per
 burst, not per packet), with TTL, TOS, destination address and the kernel receive
-timestamp read on every packet.  T3 is taken right before each send.
+timestamp read on every packet.  T3 is taken right before each send.  The loop stops
+when its :class:`~stamp_suite.net.signals.StopRequest` is set (by a signal, another
+thread, or its parent) and wakes for it at once.  Every count goes to the worker's
+counter block, where the whole reflector reads it live.
 """
 
 from __future__ import annotations
 
+import errno
+import multiprocessing.connection
 import selectors
 import sys
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
+from ..net.clock import ClockWatcher
+from ..net.signals import StopRequest
 from ..net.udp import Received, UdpEndpoint, format_address
 from ..wire.tlvs import TimestampMethod
+from .counters import DROP_SLOT, RECEIVED, REFLECTED, SEND_ERRORS, DropReason, observe_processing
 from .engine import PacketMeta, Reflector, Reply
+from .sessions import Session
 
 IDLE_WAKEUP_S = 0.5
+HOUSEKEEPING_NS = 1_000_000_000
 _SW_LOCAL, _CONTROL_PLANE = int(TimestampMethod.SW_LOCAL), int(TimestampMethod.CONTROL_PLANE)
 MAX_AWAITING_TX = 4096
+DRAIN_BATCH = 512  # datagrams per wake-up before the loop looks at its stop flag again
+MAX_SESSIONS_REPORTED = 10_000  # per worker, in answers to the parent (SNMP table, totals)
+_TRUNCATED = DROP_SLOT[DropReason.TRUNCATED]
+_SIZE_ERRORS = (errno.EMSGSIZE, 10040)  # Windows reports an oversized datagram as WSAEMSGSIZE
+
+SessionRecord = tuple  # (key, first_seen_ns, last_seen_ns, index, received, transmitted, last_sender_sequence)
+
+
+def session_records(sessions: Iterator[Session], limit: int = MAX_SESSIONS_REPORTED) -> list[SessionRecord]:
+    out = []
+    for s in sessions:
+        if len(out) >= limit:
+            break
+        out.append((s.key, s.first_seen_ns, s.last_seen_ns, s.index, s.received, s.transmitted,
+                    s.last_sender_sequence))
+    return out
 
 
 class ReflectorServer:
-    def __init__(self, engine: Reflector, endpoint: UdpEndpoint, *, print_packets: bool = False,
-                 out: TextIO | None = None, local_addresses: frozenset[str] = frozenset(),
-                 busy_poll_us: int = 0) -> None:
+    def __init__(self, engine: Reflector, endpoint: UdpEndpoint, *, stop: StopRequest | None = None,
+                 print_packets: bool = False, out: TextIO | None = None, local_addresses: frozenset[str] = frozenset(),
+                 busy_poll_us: int = 0, observe_processing_time: bool = False, clock: ClockWatcher | None = None,
+                 control: multiprocessing.connection.Connection | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
         self.engine = engine
         self.endpoint = endpoint
+        self.stop_request = stop or StopRequest()
         self.print_packets = print_packets
         self.out = out or sys.stdout
         self.local_addresses = local_addresses
-        self.send_errors = 0
         self.busy_poll_ns = busy_poll_us * 1000
+        self.observe_processing_time = observe_processing_time
+        self.clock = clock
+        self.control = control  # the parent's pipe, in a forked worker
+        self.log = log or (lambda line: print(f"stamp-suite: {line}", file=sys.stderr, flush=True))
         self.started_ns = time.time_ns()
         self.running = False
-        self.observe_processing: Callable[[int], None] | None = None  # ns per packet, for metrics
+        self._c = engine._c
         self._awaiting_tx: dict[int, Reply] = {}  # TX timestamp key -> reply (Follow-Up Telemetry)
-        self._stop = threading.Event()
+        self._errors_logged: set[str] = set()
 
     def stop(self) -> None:
-        self._stop.set()
-
-    # The surface totals, Prometheus and SNMP read (a WorkerPool offers the same).
-    @property
-    def counters(self):
-        return self.engine.counters
-
-    @property
-    def active_sessions(self) -> int:
-        return len(self.engine.sessions)
-
-    def sessions(self):
-        return iter(self.engine.sessions)
+        self.stop_request.set()
 
     def serve(self) -> None:
-        """Reflect until :meth:`stop` (or an exception such as KeyboardInterrupt)."""
+        """Reflect until the stop request is set."""
         ep = self.endpoint
         ep.setblocking(False)
+        stop = self.stop_request
         self.running = True
+        next_housekeeping = time.monotonic_ns() + HOUSEKEEPING_NS
         try:
             with selectors.DefaultSelector() as sel:
-                sel.register(ep.sock, selectors.EVENT_READ)
-                while not self._stop.is_set():
-                    if not sel.select(IDLE_WAKEUP_S):
-                        self.engine.sessions.expire(time.time_ns())
-                        continue
-                    self._drain()
-                    if self.busy_poll_ns:
-                        self._busy_poll()
+                sel.register(ep.sock, selectors.EVENT_READ, self._drain_and_poll)
+                sel.register(stop.fileno(), selectors.EVENT_READ, None)
+                if self.control is not None:
+                    sel.register(self.control, selectors.EVENT_READ, self._answer_control)
+                while not stop.requested:
+                    for key, _ in sel.select(IDLE_WAKEUP_S):
+                        if key.data is not None:
+                            key.data()
+                    now = time.monotonic_ns()
+                    if self.clock is not None:
+                        self.clock.poll(now)
+                    if now >= next_housekeeping:
+                        next_housekeeping = now + HOUSEKEEPING_NS
+                        self._housekeeping()
         finally:
             self.running = False
+
+    def _housekeeping(self) -> None:
+        self.engine.sessions.expire(time.time_ns())
+        if len(self.engine.internal_errors) > len(self._errors_logged):
+            for name in set(self.engine.internal_errors) - self._errors_logged:
+                self._errors_logged.add(name)
+                self.log(f"internal error {name} while processing a packet: dropped and counted as "
+                         f"internal_error (please report it)")
+
+    def _answer_control(self) -> None:
+        """The parent asks for this worker's sessions (totals, SNMP) or tells it to stop; EOF
+        means the parent is gone.  A message cannot be lost the way a signal can, which the
+        kernel may deliver to a child just forked before Python is ready to see it."""
+        try:
+            if self.control.recv() == "stop":
+                self.stop_request.set()
+            else:
+                self.control.send(("sessions", session_records(iter(self.engine.sessions))))
+        except (EOFError, OSError):
+            self.stop_request.set()
+
+    def _drain_and_poll(self) -> None:
+        self._drain()
+        if self.busy_poll_ns:
+            self._busy_poll()
 
     def _busy_poll(self) -> None:
         """Keep reading without sleeping for busy_poll_ns after the last packet: the next one
         is then taken without a wake-up, which on a virtual machine can cost hundreds of us
         of residence time (T3 - T2).  Costs a core while traffic flows."""
         end = time.monotonic_ns() + self.busy_poll_ns
-        while time.monotonic_ns() < end and not self._stop.is_set():
+        stop = self.stop_request
+        while time.monotonic_ns() < end and not stop.requested:
             if self._drain():
                 end = time.monotonic_ns() + self.busy_poll_ns
 
     def _drain(self) -> int:
-        """Read and answer every datagram waiting; return how many there were."""
+        """Read and answer the datagrams waiting, up to DRAIN_BATCH (so that a flood cannot keep
+        the loop from seeing a stop); return how many there were."""
         ep = self.endpoint
         engine = self.engine
+        c = self._c
         local_port = ep.local[1]
         n = 0
-        while True:
+        while n < DRAIN_BATCH:
             try:
                 rx = ep.recv()
             except BlockingIOError:
                 if self._awaiting_tx:  # an unread error queue would keep the socket ready
                     self._collect_tx_timestamps()
                 return n
-            except OSError:  # e.g. ECONNREFUSED queued by an earlier reply: nothing to reflect
+            except OSError as exc:
                 n += 1
+                if exc.errno in _SIZE_ERRORS:
+                    c[RECEIVED] += 1
+                    c[_TRUNCATED] += 1
+                # otherwise e.g. ECONNREFUSED queued by an earlier reply: nothing to reflect
                 continue
             n += 1
+            if rx.truncated:  # never reflect a partial copy
+                c[RECEIVED] += 1
+                c[_TRUNCATED] += 1
+                continue
             meta = PacketMeta(rx.source, rx.destination, local_port, rx.ttl, rx.tos, rx.kernel_ns,
                               _SW_LOCAL if rx.kernel_ns is not None else _CONTROL_PLANE, self.local_addresses)
             for reply in engine.receive(rx.data, meta, rx.user_ns):
-                data = reply.stamp(time.time_ns())
+                data = engine.stamp(reply, time.time_ns())
+                # Counted before the send and taken back if it fails: the sender may read the
+                # counters the moment its reply arrives, before this loop runs again.
+                c[REFLECTED] += 1
                 try:
                     key = ep.send(data, reply.destination, reply.source_address, reply.tos, reply.want_tx_timestamp)
                 except OSError:
-                    self.send_errors += 1
+                    c[REFLECTED] -= 1
+                    c[SEND_ERRORS] += 1
                     continue
                 if key is not None:
                     self._await_tx(key, reply)
                 if self.print_packets:
                     self._print(rx, reply)
-            if self.observe_processing is not None:
-                self.observe_processing(time.time_ns() - rx.user_ns)
+            if self.observe_processing_time:
+                observe_processing(c, time.time_ns() - rx.user_ns)
+        return n
 
     def _await_tx(self, key: int, reply: Reply) -> None:
         if len(self._awaiting_tx) >= MAX_AWAITING_TX:
@@ -126,7 +194,7 @@ class ReflectorServer:
         for key, tx_ns in self.endpoint.read_tx_timestamps():
             reply = self._awaiting_tx.pop(key, None)
             if reply is not None:
-                reply.confirm_transmit(tx_ns, TimestampMethod.SW_LOCAL)
+                self.engine.confirm_transmit(reply, tx_ns, TimestampMethod.SW_LOCAL)
 
     def _print(self, rx: Received, reply: Reply) -> None:
         ttl = "unknown" if rx.ttl is None else rx.ttl
@@ -134,23 +202,3 @@ class ReflectorServer:
         print(f"from {format_address(rx.source)} len={len(rx.data)} ttl={ttl} dscp/ecn={tos} "
               f"-> seq={reply.sequence_number} to {format_address(reply.destination)}"
               + (f" ({'; '.join(reply.notes)})" if reply.notes else ""), file=self.out, flush=True)
-
-
-
-def format_totals(state) -> str:
-    """Per-reflector and per-client totals, printed when the reflector stops."""
-    c = state.counters
-    lines = ["--- STAMP Reflector Statistics ---",
-             f"Packets received: {c.received}",
-             f"Packets reflected: {c.reflected}",
-             f"Packets dropped: {c.dropped_total}"]
-    lines += [f"  {reason}: {n}" for reason, n in sorted(c.dropped.items())]
-    if state.send_errors:
-        lines.append(f"Send errors: {state.send_errors}")
-    lines.append(f"Uptime: {(time.time_ns() - state.started_ns) / 1e9:.1f} s")
-    sessions = list(state.sessions())
-    lines.append(f"Clients: {len(sessions)}")
-    for s in sessions:
-        lines.append(f"  {format_address(s.source)} ssid={s.key[4]} received={s.received} "
-                     f"reflected={s.transmitted} last_seq={s.last_sender_sequence}")
-    return "\n".join(lines) + "\n"

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from .counters import ACTIVE_SESSIONS, SESSIONS_EVICTED, SESSIONS_EXPIRED, local_block
+
 SessionKey = tuple[str, int, str, int, int]  # source addr, source port, local addr, local port, SSID
 
 
@@ -32,15 +34,25 @@ class Session:
 
 
 class SessionTable:
-    """Bounded, idle-expiring map of sessions (``max_sessions`` 0 means unbounded)."""
+    """Bounded, idle-expiring map of sessions (``max_sessions`` 0 means unbounded).
 
-    def __init__(self, idle_timeout_ns: int, max_sessions: int) -> None:
+    Its size, evictions and expiries are kept in the reflector's counter block, so they
+    are live for the whole reflector whatever process this table lives in."""
+
+    def __init__(self, idle_timeout_ns: int, max_sessions: int, counters: memoryview | None = None) -> None:
         self.idle_timeout_ns = idle_timeout_ns
         self.max_sessions = max_sessions
         self._sessions: OrderedDict[SessionKey, Session] = OrderedDict()
-        self.expired = 0
-        self.evicted = 0
+        self._c = counters if counters is not None else local_block()
         self._next_index = 0
+
+    @property
+    def evicted(self) -> int:
+        return self._c[SESSIONS_EVICTED]
+
+    @property
+    def expired(self) -> int:
+        return self._c[SESSIONS_EXPIRED]
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -59,9 +71,10 @@ class SessionTable:
             self.expire(now_ns)
             if self.max_sessions and len(sessions) >= self.max_sessions:
                 sessions.popitem(last=False)
-                self.evicted += 1
+                self._c[SESSIONS_EVICTED] += 1
             self._next_index = self._next_index % 0xFFFF_FFFF + 1
             session = sessions[key] = Session(key, now_ns, now_ns, self._next_index)
+            self._c[ACTIVE_SESSIONS] = len(sessions)
         else:
             sessions.move_to_end(key)
             session.last_seen_ns = now_ns
@@ -80,7 +93,9 @@ class SessionTable:
                 break
             sessions.popitem(last=False)
             n += 1
-        self.expired += n
+        if n:
+            self._c[SESSIONS_EXPIRED] += n
+            self._c[ACTIVE_SESSIONS] = len(sessions)
         return n
 
 

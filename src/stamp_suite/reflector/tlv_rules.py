@@ -22,7 +22,7 @@ from ..wire.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, D
 from ..wire.tlvs.return_path import CONTROL_NO_REPLY
 
 if TYPE_CHECKING:
-    from .engine import PacketMeta, ReflectorConfig
+    from .engine import ClockDescription, PacketMeta, ReflectorConfig
     from .sessions import Session
 
 PROCESSED = 0  # U = M = I = 0
@@ -33,6 +33,7 @@ class TlvContext:
     """Everything a rule may read, and the routing decisions it may take."""
 
     config: ReflectorConfig
+    clock: ClockDescription
     meta: PacketMeta
     session: Session
     authenticated_packet: bool
@@ -53,7 +54,7 @@ def _padding(tlv: RawTlv, ctx: TlvContext) -> tuple[int, bytes]:
     return PROCESSED, tlv.value
 
 
-def _unmapped_address(addr: str | bytes | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def unmapped_address(addr: str | bytes | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The address as the peer sees it: v4-mapped IPv6 (dual-stack sockets) becomes IPv4."""
     if not addr:
         return None
@@ -82,7 +83,7 @@ def _location_answer(sub: RawTlv, meta: PacketMeta) -> RawTlv:
         return RawTlv(0, LocationSubType.SOURCE_EUI64, length, bytes(length))
     if sub.type in (LocationSubType.DESTINATION_IP, LocationSubType.SOURCE_IP):
         is_dst = sub.type == LocationSubType.DESTINATION_IP
-        ip = _unmapped_address(meta.local_address if is_dst else meta.source[0])
+        ip = unmapped_address(meta.local_address if is_dst else meta.source[0])
         if ip is None:  # not known on this platform: leave the request, flagged not processed
             return RawTlv(sub.flags | FLAG_U, sub.type, length, sub.value)
         if ip.version == 4:
@@ -96,9 +97,8 @@ def _location_answer(sub: RawTlv, meta: PacketMeta) -> RawTlv:
 
 def _timestamp_information(tlv: RawTlv, ctx: TlvContext) -> tuple[int, bytes]:
     received = TimestampInformation.from_value(tlv.value)
-    cfg = ctx.config
-    filled = TimestampInformation(cfg.sync_source, ctx.meta.rx_method, cfg.sync_source,
-                                  TimestampMethod.CONTROL_PLANE, received.sub_tlvs)
+    sync = ctx.clock.sync_source
+    filled = TimestampInformation(sync, ctx.meta.rx_method, sync, TimestampMethod.CONTROL_PLANE, received.sub_tlvs)
     return PROCESSED, filled.to_value()
 
 
@@ -137,14 +137,14 @@ def _follow_up_telemetry(tlv: RawTlv, ctx: TlvContext) -> tuple[int, bytes]:
     cfg = ctx.config
     if not cfg.stateful or s.last_reply_sequence is None:  # a stateless reflector MUST zero both
         return PROCESSED, FollowUpTelemetry().to_value()
-    ts = to_wire(s.last_reply_tx_ns, cfg.timestamp_format, cfg.tai_offset_s)
+    ts = to_wire(s.last_reply_tx_ns, cfg.timestamp_format, ctx.clock.tai_offset_s)
     return PROCESSED, FollowUpTelemetry(s.last_reply_sequence, ts, s.last_reply_tx_method).to_value()
 
 
 def _destination_node_address(tlv: RawTlv, ctx: TlvContext) -> tuple[int, bytes]:
     wanted = DestinationNodeAddress.from_value(tlv.value).address
-    ours = {a for a in (_unmapped_address(x) for x in ctx.meta.local_addresses) if a is not None}
-    here = _unmapped_address(ctx.meta.local_address)
+    ours = {a for a in (unmapped_address(x) for x in ctx.meta.local_addresses) if a is not None}
+    here = unmapped_address(ctx.meta.local_address)
     if here is not None:
         ours.add(here)
     if wanted in ours:
@@ -177,13 +177,14 @@ def _return_path(tlv: RawTlv, ctx: TlvContext) -> tuple[int, bytes]:
 
 
 def _micro_session_id(tlv: RawTlv, ctx: TlvContext) -> tuple[int, bytes]:
+    """RFC 9534 §3.2: copy the Sender ID, answer our member-link ID; a non-zero Reflector ID
+    that is not ours means the packet arrived on the wrong member link: discard.  Without a
+    configured member link the ID is not known: answer 0 ("unknown") and check nothing."""
     ids = MicroSessionId.from_value(tlv.value)
     ours = ctx.meta.member_link_id if ctx.meta.member_link_id is not None else ctx.config.member_link_id
-    if ours is None:  # not configured for LAG micro-sessions: cannot validate
-        return FLAG_U, tlv.value
-    if ids.reflector_id not in (0, ours):
+    if ours is not None and ids.reflector_id not in (0, ours):
         ctx.discard_reason = "micro_session_mismatch"
-    return PROCESSED, MicroSessionId(ids.sender_id, ours).to_value()
+    return PROCESSED, MicroSessionId(ids.sender_id, ours or 0).to_value()
 
 
 RULES: dict[int, Rule] = {

@@ -23,8 +23,15 @@ SENDER_OPEN = struct.Struct("!IQHH28x")
 REFLECTOR_OPEN = struct.Struct("!IQHHQIQH2xB3x")
 SENDER_AUTH = struct.Struct("!I12xQHH68x")  # HMAC (16) follows at 96
 REFLECTOR_AUTH = struct.Struct("!I12xQHH4xQ8xI12xQH6xB15x")
-assert SENDER_OPEN.size == REFLECTOR_OPEN.size == OPEN_BASE_LEN
-assert SENDER_AUTH.size == REFLECTOR_AUTH.size == HMAC_COVERED
+# A Session-Sender packet read together with the two fields a Session-Reflector writes
+# into what is MBZ in a test packet: its Receive Timestamp (T2) and the Sender TTL.
+# Both are zero in every test packet a conforming sender sends; both are set in every
+# reply (a reflector always stamps T2, and writes 1..255 as TTL).  The reflector uses
+# them to refuse packets that are themselves replies (docs/security.md: loops).
+SENDER_OPEN_WITH_REPLY_MARKS = struct.Struct("!IQHHQ16xB3x")  # seq, T1, EE, SSID, T2, TTL
+SENDER_AUTH_WITH_REPLY_MARKS = struct.Struct("!I12xQHH4xQ40xB15x")
+assert SENDER_OPEN.size == REFLECTOR_OPEN.size == SENDER_OPEN_WITH_REPLY_MARKS.size == OPEN_BASE_LEN
+assert SENDER_AUTH.size == REFLECTOR_AUTH.size == SENDER_AUTH_WITH_REPLY_MARKS.size == HMAC_COVERED
 
 
 class MalformedPacket(ValueError):

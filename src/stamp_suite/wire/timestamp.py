@@ -103,6 +103,12 @@ class ErrorEstimate:
         """The estimate in nanoseconds: Multiplier * 2^(Scale-32) s."""
         return self.multiplier * 2.0 ** (self.scale - 32) * NS
 
+    def with_format(self, timestamp_format: TimestampFormat) -> ErrorEstimate:
+        """The same estimate describing timestamps of another format (the Z bit)."""
+        if timestamp_format == self.timestamp_format:
+            return self
+        return ErrorEstimate(self.synchronized, timestamp_format, self.scale, self.multiplier)
+
     def to_int(self) -> int:
         return (self.synchronized << 15) | (int(self.timestamp_format) << 14) | (self.scale << 8) | self.multiplier
 

@@ -41,8 +41,19 @@ class TlvType:
     MICRO_SESSION_ID = 11
 
 
+# Local policy (RFC 8972 sets no limit): a real test packet carries one TLV of a kind or
+# two, and a sub-TLV list a handful; thousands would only make a reflector work for
+# nothing, so a packet past these limits is dropped (docs/security.md).
+MAX_TLVS = 32
+MAX_SUB_TLVS = 16
+
+
 class MalformedTlv(ValueError):
     """The Value does not have a valid length or layout for its Type (sets the M flag)."""
+
+
+class TlvLimitExceeded(MalformedTlv):
+    """More TLVs in a packet, or sub-TLVs in a TLV, than :data:`MAX_TLVS` / :data:`MAX_SUB_TLVS`."""
 
 
 @dataclass(slots=True)
@@ -74,18 +85,22 @@ class TlvList:
 
     tlvs: list[RawTlv]
     trailing: bytes = b""  # 1..3 octets too short for a header
+    over_limit: bool = False  # parsing stopped at the limit: more TLVs follow
 
     @property
     def well_formed(self) -> bool:
         return not self.trailing and not any(t.truncated for t in self.tlvs)
 
 
-def parse_tlvs(data: bytes | memoryview, start: int = 0) -> TlvList:
-    """Split ``data[start:]`` into TLVs, stopping at the first one that runs past the end."""
+def parse_tlvs(data: bytes | memoryview, start: int = 0, limit: int = 0) -> TlvList:
+    """Split ``data[start:]`` into TLVs, stopping at the first one that runs past the end,
+    or after ``limit`` TLVs (0: no limit) with ``over_limit`` set when more follow."""
     tlvs: list[RawTlv] = []
     end = len(data)
     pos = start
     while pos < end:
+        if limit and len(tlvs) == limit:
+            return TlvList(tlvs, over_limit=True)
         if end - pos < HEADER_LEN:
             return TlvList(tlvs, bytes(data[pos:]))
         flags, tlv_type, length = TLV_HEADER.unpack_from(data, pos)
@@ -96,6 +111,16 @@ def parse_tlvs(data: bytes | memoryview, start: int = 0) -> TlvList:
         tlvs.append(RawTlv(flags, tlv_type, length, bytes(data[vstart:vstart + length]), pos - start))
         pos = vstart + length
     return TlvList(tlvs)
+
+
+def parse_sub_tlvs(value: bytes, start: int, what: str) -> list[RawTlv]:
+    """The sub-TLVs of a TLV's Value: well formed and at most :data:`MAX_SUB_TLVS`, or raise."""
+    parsed = parse_tlvs(value, start, MAX_SUB_TLVS)
+    if parsed.over_limit:
+        raise TlvLimitExceeded(f"{what}: more than {MAX_SUB_TLVS} sub-TLVs")
+    if not parsed.well_formed:
+        raise MalformedTlv(f"{what}: a sub-TLV runs past the end of the TLV")
+    return parsed.tlvs
 
 
 def build_tlvs(tlvs: list[RawTlv]) -> bytes:

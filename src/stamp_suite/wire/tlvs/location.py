@@ -11,7 +11,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from ..tlv import FLAG_U, MalformedTlv, RawTlv, TlvType, TlvValue, build_tlvs, parse_tlvs
+from ..tlv import FLAG_U, MalformedTlv, RawTlv, TlvType, TlvValue, build_tlvs, parse_sub_tlvs
 
 _PORTS = struct.Struct("!HH")
 
@@ -44,14 +44,12 @@ class Location(TlvValue):
     def from_value(cls, value: bytes) -> Location:
         if len(value) < 4:
             raise MalformedTlv(f"Location: Length {len(value)} < 4")
-        parsed = parse_tlvs(value, 4)
-        if not parsed.well_formed:
-            raise MalformedTlv("Location: a sub-TLV runs past the end of the TLV")
-        for sub in parsed.tlvs:
+        subs = parse_sub_tlvs(value, 4, "Location")
+        for sub in subs:
             expected = SUB_TLV_LENGTH.get(sub.type)
             if expected is not None and sub.length != expected:
                 raise MalformedTlv(f"Location sub-TLV {sub.type}: Length {sub.length}, expected {expected}")
-        return cls(*_PORTS.unpack_from(value), tuple(parsed.tlvs))
+        return cls(*_PORTS.unpack_from(value), tuple(subs))
 
     def to_value(self) -> bytes:
         return _PORTS.pack(self.destination_port, self.source_port) + build_tlvs(list(self.sub_tlvs))

@@ -11,7 +11,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
-from ..tlv import FLAG_U, MalformedTlv, RawTlv, TlvType, TlvValue, build_tlvs, parse_tlvs
+from ..tlv import FLAG_U, MalformedTlv, RawTlv, TlvType, TlvValue, build_tlvs, parse_sub_tlvs
 from .destination import IPAddress
 
 _WORD = struct.Struct("!I")
@@ -60,12 +60,10 @@ class ReturnPath(TlvValue):
 
     @classmethod
     def from_value(cls, value: bytes) -> ReturnPath:
-        parsed = parse_tlvs(value)
-        if not parsed.well_formed:
-            raise MalformedTlv("Return Path: a sub-TLV runs past the end of the TLV")
+        subs = parse_sub_tlvs(value, 0, "Return Path")
         cc = addr = labels = segments = None
         unknown: list[RawTlv] = []
-        for sub in parsed.tlvs:
+        for sub in subs:
             v = sub.value
             if sub.type == ReturnPathSubType.CONTROL_CODE:
                 if len(v) != 4:

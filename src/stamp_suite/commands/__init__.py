@@ -1,0 +1,1 @@
+"""One module per command: send, reflect, monitor, self-test, plot.  ``cli`` dispatches here."""

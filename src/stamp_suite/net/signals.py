@@ -1,0 +1,82 @@
+"""Stopping on SIGINT and SIGTERM: the handler sets a flag and wakes the loop, nothing else.
+
+A handler that does real work (takes a lock, sets a threading.Event, raises into
+whatever code is running) can deadlock or corrupt state when a second signal arrives
+while the first is being handled, which is what ``systemctl stop`` and a Ctrl-C on a
+process group do.  Here the handler stores a bool and writes one octet to a socket pair
+that the loop watches, so the loop wakes at once and stops at a point of its choosing.
+
+Installed first thing at start-up (:mod:`stamp_suite.entry`), so a signal that arrives
+while the program is still starting is remembered and honoured as soon as it runs.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequest:
+    """A stop flag with a file descriptor that becomes readable when the flag is set."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signum: int | None = None
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+
+    def fileno(self) -> int:
+        return self._r.fileno()
+
+    def set(self, signum: int | None = None) -> None:
+        """Request a stop (from a signal handler or any thread): safe to call re-entrantly."""
+        self.requested = True
+        if signum is not None:
+            self.signum = signum
+        try:
+            self._w.send(b"\0")
+        except OSError:  # the pair's buffer is full: the loop is already awake
+            pass
+
+    def drain(self) -> None:
+        """Read the wake-up octets (the flag stays set)."""
+        try:
+            while self._r.recv(256):
+                pass
+        except OSError:
+            pass
+
+    def install(self) -> StopRequest:
+        """Make SIGINT and SIGTERM set this flag (main thread only; a no-op elsewhere)."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, self._handler)
+        return self
+
+    def _handler(self, signum: int, frame: object) -> None:
+        self.set(signum)
+
+    def close(self) -> None:
+        self._r.close()
+        self._w.close()
+
+
+# The process's stop request, installed at start-up by stamp_suite.entry.  A forked
+# reflector worker makes its own (see reflector/service.py), as the socket pair would
+# otherwise be shared with its parent.
+STOP = StopRequest()
+
+
+def renew_after_fork() -> StopRequest:
+    """In a forked child: a stop request of its own, installed, keeping a pending stop."""
+    global STOP
+    pending = STOP.requested
+    STOP.close()  # this process's copies of the parent's socket pair
+    STOP = StopRequest().install()
+    if pending:
+        STOP.set()
+    return STOP

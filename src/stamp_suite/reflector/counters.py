@@ -1,0 +1,135 @@
+"""The reflector's counters: one fixed block of 64-bit slots per worker.
+
+A worker writes only its own block; readers (totals, Prometheus, SNMP) sum the blocks
+when they look.  With several worker processes the blocks live in one shared anonymous
+mapping made before the fork, so every count is live in the parent the moment a worker
+writes it: no reports, no lag.  With one worker the block is a plain local buffer.
+
+The slot layout is fixed (drop reasons, TLV types, flags, processing-time buckets), so
+the hot path does ``counters[SLOT] += 1`` on a memoryview and nothing else.
+"""
+
+from __future__ import annotations
+
+import bisect
+import mmap
+from collections.abc import Sequence
+
+RECEIVED, REPLIES, REFLECTED, SEND_ERRORS, TLV_INTEGRITY_FAILURES, ACTIVE_SESSIONS, SESSIONS_EVICTED, \
+    SESSIONS_EXPIRED = range(8)
+
+
+class DropReason:
+    """Why a datagram got no reply; each is a slot and a ``reason`` label in the metrics."""
+
+    MALFORMED = "malformed"
+    SHORT_PACKET = "short_packet"
+    TRUNCATED = "truncated"  # larger than the receive buffer: never reflect a partial copy
+    ZERO_MULTIPLIER = "error_estimate_invalid"
+    HMAC_FAILURE = "hmac_failure"
+    SSID_MISMATCH = "ssid_mismatch"
+    MICRO_SESSION_MISMATCH = "micro_session_mismatch"
+    RETURN_PATH_NO_REPLY = "return_path_no_reply"
+    RATE_LIMITED = "rate_limited"
+    REFLECTED_PACKET = "reflected_packet"  # a Session-Reflector packet, not a test packet (loop guard)
+    REPLY_TO_SELF = "reply_to_self"  # the reply would come back to this very socket (loop guard)
+    TOO_MANY_TLVS = "too_many_tlvs"
+    INTERNAL_ERROR = "internal_error"
+
+
+DROP_REASONS: tuple[str, ...] = tuple(v for k, v in vars(DropReason).items() if k.isupper())
+DROP_BASE = 16
+DROP_SLOT = {reason: DROP_BASE + i for i, reason in enumerate(DROP_REASONS)}
+FLAG_BASE = DROP_BASE + 32
+FLAG_NAMES = ("U", "M", "I")
+FLAG_U_SLOT, FLAG_M_SLOT, FLAG_I_SLOT = FLAG_BASE, FLAG_BASE + 1, FLAG_BASE + 2
+TLV_TYPE_BASE = FLAG_BASE + 16  # 256 slots: TLVs received, by Type
+PROCESSING_BUCKETS_S = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2)
+PROCESSING_BOUNDS_NS = [int(b * 1e9) for b in PROCESSING_BUCKETS_S]
+PROCESSING_BASE = TLV_TYPE_BASE + 256  # one slot per bucket and +Inf, then the sum in ns
+PROCESSING_SUM = PROCESSING_BASE + len(PROCESSING_BUCKETS_S) + 1
+SLOTS = PROCESSING_SUM + 1
+BLOCK_SIZE = SLOTS * 8
+assert len(DROP_REASONS) <= 32
+
+
+def local_block() -> memoryview:
+    """Counters for a reflector in one process."""
+    return memoryview(bytearray(BLOCK_SIZE)).cast("Q")
+
+
+def shared_blocks(workers: int) -> list[memoryview]:
+    """One block per worker in a shared anonymous mapping (inherited across fork)."""
+    area = mmap.mmap(-1, BLOCK_SIZE * workers)  # MAP_SHARED | MAP_ANONYMOUS
+    whole = memoryview(area)
+    return [whole[i * BLOCK_SIZE:(i + 1) * BLOCK_SIZE].cast("Q") for i in range(workers)]
+
+
+def observe_processing(block: memoryview, ns: int) -> None:
+    """Time from reading a datagram to having sent its reply, into the histogram slots."""
+    block[PROCESSING_BASE + bisect.bisect_left(PROCESSING_BOUNDS_NS, ns)] += 1
+    block[PROCESSING_SUM] += ns
+
+
+class ReflectorCounters:
+    """Read-only sums over the blocks of every worker, for totals, Prometheus and SNMP."""
+
+    def __init__(self, blocks: Sequence[memoryview]) -> None:
+        self.blocks = list(blocks)
+
+    def _sum(self, slot: int) -> int:
+        return sum(b[slot] for b in self.blocks)
+
+    @property
+    def received(self) -> int:
+        return self._sum(RECEIVED)
+
+    @property
+    def replies(self) -> int:
+        """Replies the engine produced (reflected + send errors, once sent)."""
+        return self._sum(REPLIES)
+
+    @property
+    def reflected(self) -> int:
+        """Replies the kernel accepted for sending."""
+        return self._sum(REFLECTED)
+
+    @property
+    def send_errors(self) -> int:
+        return self._sum(SEND_ERRORS)
+
+    @property
+    def tlv_integrity_failures(self) -> int:
+        return self._sum(TLV_INTEGRITY_FAILURES)
+
+    @property
+    def active_sessions(self) -> int:
+        return self._sum(ACTIVE_SESSIONS)
+
+    @property
+    def sessions_evicted(self) -> int:
+        return self._sum(SESSIONS_EVICTED)
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        out = {reason: self._sum(slot) for reason, slot in DROP_SLOT.items()}
+        return {k: v for k, v in out.items() if v}
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self._sum(slot) for slot in DROP_SLOT.values())
+
+    @property
+    def tlvs_by_type(self) -> dict[int, int]:
+        out = {t: self._sum(TLV_TYPE_BASE + t) for t in range(256)}
+        return {k: v for k, v in out.items() if v}
+
+    @property
+    def tlv_flags_set(self) -> dict[str, int]:
+        out = {name: self._sum(FLAG_BASE + i) for i, name in enumerate(FLAG_NAMES)}
+        return {k: v for k, v in out.items() if v}
+
+    def processing(self) -> tuple[list[int], int]:
+        """Per-bucket counts (the last is +Inf) and the sum in ns."""
+        counts = [self._sum(PROCESSING_BASE + i) for i in range(len(PROCESSING_BUCKETS_S) + 1)]
+        return counts, self._sum(PROCESSING_SUM)

@@ -1,0 +1,272 @@
+"""The reflector as one service, whatever its worker count: one port owner, one stop,
+limits and counters that hold for the whole reflector.
+
+A *worker* is one socket of the port's group (:mod:`stamp_suite.net.reuseport`), one
+engine and one loop.  With one worker it runs in this process.  With N, this process
+opens every socket, maps the shared counter block, forks N workers and supervises them:
+
+- each worker keeps only its own socket; the kernel steers every packet of one source
+  address to the same worker, so --max-pps per address is exact, and each worker holds
+  its share of --max-sessions, so the reflector never holds more;
+- counters (and the processing-time histogram) are written by the workers into the
+  shared block and read from it live; sessions are asked of the workers over a pipe;
+- SIGINT/SIGTERM, to this process or to the whole group, set a flag; this process then
+  tells the workers to stop, collects their last session lists, and kills any that has
+  not exited within STOP_GRACE_S; a worker whose parent dies stops too (PDEATHSIG, pipe
+  EOF); a worker that dies on its own stops the whole reflector with exit status 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import multiprocessing.connection
+import os
+import selectors
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from ..net import signals
+from ..net.clock import ClockWatcher
+from ..net.process import die_with_parent
+from ..net.signals import StopRequest
+from ..net.udp import UdpEndpoint, format_address
+from .counters import ReflectorCounters, local_block, shared_blocks
+from .engine import Reflector, ReflectorConfig
+from .server import ReflectorServer, SessionRecord, session_records
+from .sessions import Session
+
+STOP_GRACE_S = 1.2  # a worker gets this long to stop before it is killed
+REQUEST_TIMEOUT_S = 0.5
+INDEX_BITS = 28  # SNMP row index = worker << 28 | the worker's own session index
+CLIENTS_LISTED = 20
+
+MakeWatcher = Callable[[Reflector, bool], "ClockWatcher | None"]  # (engine, log changes?) -> watcher
+
+
+def default_workers() -> int:
+    """One worker per CPU (up to 8) on Linux, where the kernel steers packets to them; one elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return 1
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def worker_share(total: int, workers: int, worker: int) -> int:
+    """Worker ``worker``'s part of a reflector-wide limit (0 stays 'no limit')."""
+    if not total:
+        return 0
+    return total // workers + (1 if worker < total % workers else 0)
+
+
+class _WorkerLink:
+    """The parent's end of one forked worker: its process and its pipe."""
+
+    def __init__(self, index: int, process: multiprocessing.Process,
+                 conn: multiprocessing.connection.Connection) -> None:
+        self.index = index
+        self.process = process
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.sessions: list[SessionRecord] = []  # the latest answer (or the final list)
+        self.final = False
+
+    def request_sessions(self, timeout: float = REQUEST_TIMEOUT_S) -> list[SessionRecord]:
+        if self.final or not self.lock.acquire(timeout=timeout):
+            return self.sessions
+        try:
+            self.conn.send("sessions")
+            if self.conn.poll(timeout):
+                self._take(self.conn.recv())
+        except (EOFError, OSError):
+            pass
+        finally:
+            self.lock.release()
+        return self.sessions
+
+    def _take(self, message: tuple[str, list[SessionRecord]]) -> None:
+        kind, records = message
+        self.sessions = records
+        self.final = self.final or kind == "final"
+
+
+class ReflectorService:
+    def __init__(self, config: ReflectorConfig, endpoints: list[UdpEndpoint], *, stop: StopRequest,
+                 make_watcher: MakeWatcher | None = None, print_packets: bool = False, busy_poll_us: int = 0,
+                 observe_processing_time: bool = False) -> None:
+        self.config = config
+        self.endpoints = endpoints
+        self.local = endpoints[0].local
+        self.workers = len(endpoints)
+        self.stop_request = stop
+        self.make_watcher = make_watcher
+        self.server_options = {"print_packets": print_packets, "busy_poll_us": busy_poll_us,
+                               "observe_processing_time": observe_processing_time}
+        self.blocks = [local_block()] if self.workers == 1 else shared_blocks(self.workers)
+        self.counters = ReflectorCounters(self.blocks)
+        self.started_ns = time.time_ns()
+        self.failure: str | None = None  # why the reflector stopped, if not asked to
+        self._server: ReflectorServer | None = None
+        self._links: list[_WorkerLink] = []
+
+    # -- the surface totals, Prometheus and SNMP read ------------------------------------
+    @property
+    def running(self) -> bool:
+        return not self.stop_request.requested
+
+    @property
+    def active_sessions(self) -> int:
+        return self.counters.active_sessions
+
+    def sessions(self) -> Iterator[Session]:
+        if self._server is not None:
+            yield from self._server.engine.sessions
+            return
+        for link in self._links:
+            for key, first, last, index, received, transmitted, last_seq in link.request_sessions():
+                yield Session(key, first, last, (link.index << INDEX_BITS) | (index & ((1 << INDEX_BITS) - 1)),
+                              received, transmitted, last_seq)
+
+    # -- life cycle ----------------------------------------------------------------------
+    def _engine(self, worker: int) -> Reflector:
+        share = worker_share(self.config.max_sessions, self.workers, worker)
+        return Reflector(dataclasses.replace(self.config, max_sessions=share), self.blocks[worker])
+
+    def _server_for(self, worker: int, stop: StopRequest,
+                    control: multiprocessing.connection.Connection | None = None) -> ReflectorServer:
+        engine = self._engine(worker)
+        watcher = self.make_watcher(engine, worker == 0) if self.make_watcher else None
+        return ReflectorServer(engine, self.endpoints[worker], stop=stop, clock=watcher, control=control,
+                               **self.server_options)
+
+    def start(self) -> None:
+        """Fork the workers (none with one worker).  Call before starting any thread."""
+        if self.workers == 1:
+            self._server = self._server_for(0, self.stop_request)
+            return
+        ctx = multiprocessing.get_context("fork")
+        parent = os.getpid()
+        for i in range(self.workers):
+            here, there = ctx.Pipe(duplex=True)
+            proc = ctx.Process(target=self._worker_main, args=(i, there, parent), name=f"stamp-reflector-{i}",
+                               daemon=True)
+            proc.start()
+            there.close()
+            self._links.append(_WorkerLink(i, proc, here))
+        for ep in self.endpoints:  # each worker holds its own socket; this process needs none
+            ep.close()
+
+    def _worker_main(self, worker: int, conn: multiprocessing.connection.Connection, parent: int) -> None:
+        stop = signals.renew_after_fork()
+        die_with_parent()
+        if os.getppid() != parent:  # the parent died before PDEATHSIG was armed
+            return
+        for i, ep in enumerate(self.endpoints):
+            if i != worker:
+                ep.close()
+        for link in self._links:  # the parent's ends of the workers forked before this one
+            link.conn.close()
+        server = self._server_for(worker, stop, conn)
+        try:
+            server.serve()
+            conn.send(("final", session_records(iter(server.engine.sessions))))
+        except (OSError, EOFError):  # the parent is gone
+            pass
+        finally:
+            self.endpoints[worker].close()
+            sys.stdout.flush()
+
+    def run(self) -> None:
+        """Serve (one worker) or supervise the workers, until a stop is requested."""
+        if self._server is not None:
+            self._server.serve()
+            return
+        stop = self.stop_request
+        with selectors.DefaultSelector() as sel:
+            sel.register(stop.fileno(), selectors.EVENT_READ, None)
+            for link in self._links:
+                sel.register(link.process.sentinel, selectors.EVENT_READ, link)
+            while not stop.requested:
+                for key, _ in sel.select(1.0):
+                    if key.data is not None and not stop.requested:
+                        key.data.process.join(0.1)
+                        self.failure = (f"worker {key.data.index} exited unexpectedly "
+                                        f"({_exit_reason(key.data.process.exitcode)}); stopping the reflector")
+                        stop.set()
+
+    def shutdown(self) -> None:
+        """Stop every worker within STOP_GRACE_S (then kill it) and keep their last sessions."""
+        self.stop_request.set()
+        if self._server is not None:
+            self._server.endpoint.close()
+            return
+        deadline = time.monotonic() + STOP_GRACE_S
+        for link in self._links:
+            _signal(link.process, signal.SIGTERM)
+            if link.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                try:
+                    link.conn.send("stop")  # also by pipe: a just-forked child can miss a signal
+                except OSError:
+                    pass
+                finally:
+                    link.lock.release()
+        for link in self._links:
+            if link.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                try:
+                    while not link.final and link.conn.poll(max(0.0, deadline - time.monotonic())):
+                        link._take(link.conn.recv())
+                except (EOFError, OSError):
+                    pass
+                finally:
+                    link.lock.release()
+        for link in self._links:
+            link.process.join(max(0.0, deadline - time.monotonic()))
+            if link.process.is_alive():
+                if hasattr(signal, "SIGUSR1"):  # its stack on stderr first (faulthandler, see entry.py)
+                    _signal(link.process, signal.SIGUSR1)
+                    time.sleep(0.05)
+                _signal(link.process, signal.SIGKILL)
+                link.process.join(1.0)
+                self.failure = self.failure or f"worker {link.index} did not stop in time and was killed"
+            link.conn.close()
+
+
+def _signal(process: multiprocessing.Process, sig: int) -> None:
+    try:
+        if process.pid is not None:
+            os.kill(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def format_totals(service: ReflectorService) -> str:
+    """The reflector's totals over every worker, printed once when it stops."""
+    c = service.counters
+    lines = ["--- STAMP Reflector Statistics ---",
+             f"Packets received: {c.received}",
+             f"Packets reflected: {c.reflected}",
+             f"Packets dropped: {c.dropped_total}"]
+    lines += [f"  {reason}: {n}" for reason, n in sorted(c.dropped.items())]
+    lines.append(f"Send errors: {c.send_errors}")
+    lines.append(f"Uptime: {(time.time_ns() - service.started_ns) / 1e9:.1f} s")
+    sessions = sorted(service.sessions(), key=lambda s: -s.received)
+    lines.append(f"Clients: {c.active_sessions}")
+    for s in sessions[:CLIENTS_LISTED]:
+        lines.append(f"  {format_address(s.source)} ssid={s.key[4]} received={s.received} "
+                     f"reflected={s.transmitted} last_seq={s.last_sender_sequence}")
+    if len(sessions) > CLIENTS_LISTED:
+        lines.append(f"  ... and {len(sessions) - CLIENTS_LISTED} more")
+    return "\n".join(lines) + "\n"
