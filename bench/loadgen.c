@@ -1,8 +1,10 @@
 /* Independent STAMP load generator: keeps a window of open-mode test packets in flight
  * against a reflector and reports replies/s, loss and round-trip percentiles.
  * It shares no code with stamp-suite.  Build: cc -O2 -o loadgen loadgen.c -lm
- * Usage: loadgen HOST PORT COUNT WINDOW [PAYLOAD_SIZE] [SOURCE_PORTS]
- * SOURCE_PORTS > 1 spreads the load over that many sockets (flows), round robin. */
+ * Usage: loadgen HOST PORT COUNT WINDOW [PAYLOAD_SIZE] [SOURCE_PORTS] [SOURCE_ADDRESSES]
+ * SOURCE_PORTS > 1 spreads the load over that many sockets (flows), round robin;
+ * SOURCE_ADDRESSES > 1 (IPv4 loopback only) binds socket i to 127.0.0.(1 + i % N), as
+ * that many sender hosts would. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -54,7 +56,8 @@ int main(int argc, char **argv) {
     int window = atoi(argv[4]);
     size_t size = argc > 5 ? (size_t)atoi(argv[5]) : 44;
     int nsock = argc > 6 ? atoi(argv[6]) : 1;
-    if (nsock < 1 || nsock > MAXSOCK || size < 44 || size > 1500) return 2;
+    int naddr = argc > 7 ? atoi(argv[7]) : 1;
+    if (nsock < 1 || nsock > MAXSOCK || naddr < 1 || naddr > 250 || size < 44 || size > 1500) return 2;
 
     struct sockaddr_storage dst;
     socklen_t dlen;
@@ -75,6 +78,11 @@ int main(int argc, char **argv) {
         socks[i] = socket(family, SOCK_DGRAM, 0);
         int buf = 4 << 20;
         setsockopt(socks[i], SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+        if (naddr > 1 && family == AF_INET) {
+            struct sockaddr_in src = {.sin_family = AF_INET};
+            src.sin_addr.s_addr = htonl(0x7f000001 + (uint32_t)(i % naddr));
+            if (bind(socks[i], (struct sockaddr *)&src, sizeof src) < 0) { perror("bind"); return 1; }
+        }
         if (connect(socks[i], (struct sockaddr *)&dst, dlen) < 0) { perror("connect"); return 1; }
         pfd[i].fd = socks[i]; pfd[i].events = POLLIN;
     }

@@ -77,9 +77,9 @@ while True:
 
 
 class Reflector:
-    def __init__(self, name: str, cmd: list[str]) -> None:
+    def __init__(self, name: str, cmd: list[str], env: dict | None = None) -> None:
         self.name = name
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         line = self.proc.stdout.readline()
         m = re.search(r"(?:port |:)(\d+)", line)
         if not m:
@@ -92,18 +92,19 @@ class Reflector:
         self.proc.wait(10)
 
 
-def loadgen(port: int, count: int, window: int, flows: int = 1) -> dict:
-    out = subprocess.run([str(OUT / "loadgen"), "127.0.0.1", str(port), str(count), str(window), "44", str(flows)],
-                         capture_output=True, text=True, timeout=300).stdout
+def loadgen(port: int, count: int, window: int, flows: int = 1, addresses: int = 1) -> dict:
+    out = subprocess.run([str(OUT / "loadgen"), "127.0.0.1", str(port), str(count), str(window), "44", str(flows),
+                          str(addresses)], capture_output=True, text=True, timeout=300).stdout
     return json.loads(out)
 
 
 def measure(ref: Reflector, count: int, repeat: int, flows: int) -> dict:
+    """``flows`` flows, each from its own source address (as ``flows`` sender hosts)."""
     runs, cpu = [], []
     for _ in range(repeat):
         pids = children(ref.proc.pid)
         c0 = cpu_seconds(pids)
-        r = loadgen(ref.port, count, 64, flows)
+        r = loadgen(ref.port, count, 64, flows, flows)
         cpu.append((cpu_seconds(pids) - c0) / max(1, r["received"]) * 1e6)
         runs.append(r)
     lat = [loadgen(ref.port, max(2000, count // 20), 1) for _ in range(repeat)]
@@ -154,6 +155,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer packets and repeats (a smoke run)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--baseline", metavar="SRC", help="src/ of an older stamp-suite tree: its reflector is measured "
+                    "too, with 1 and 2 workers, in the same run")
     args = ap.parse_args()
     count, repeat = (30_000, 1) if args.quick else (200_000, args.repeat)
     build()
@@ -167,9 +170,13 @@ def main() -> None:
         ("Python bare echo, recvfrom", [PY, "-c", ECHO_RECVFROM], 1),
         ("Python bare echo, recvmsg+cmsgs", [PY, "-c", ECHO_RECVMSG], 1),
     ]
+    if args.baseline:
+        designs[2:2] = [(f"baseline {tag}", cmd, flows, {**os.environ, "PYTHONPATH": args.baseline})
+                        for tag, cmd, flows in (("1 worker", stamp + ["--workers", "1"], 1),
+                                                ("2 workers, 8 flows", stamp + ["--workers", "2"], 8))]
     results = {}
-    for name, cmd, flows in designs:
-        ref = Reflector(name, cmd)
+    for name, cmd, flows, *env in designs:
+        ref = Reflector(name, cmd, *env)
         try:
             results[name] = measure(ref, count, repeat, flows)
         finally:

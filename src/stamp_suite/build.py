@@ -8,7 +8,8 @@ from .config import ConfigError, Settings
 from .net.clock import ClockState
 from .reflector.engine import ClockDescription, ReflectorConfig
 from .sender.engine import SenderConfig
-from .wire.auth import KeyLoadError, KeyStore, load_key_file, parse_hex_key
+from .keys import load_key_directory, load_key_file
+from .wire.auth import KeyLoadError, KeyStore, parse_hex_key
 from .wire.timestamp import ErrorEstimate, TimestampFormat
 from .wire.tlv import TlvValue
 from .wire.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement, FollowUpTelemetry,
@@ -23,7 +24,7 @@ def load_keys(s: Settings) -> KeyStore:
         elif s.hmac_key_file:
             default = load_key_file(s.hmac_key_file)
         if s.hmac_key_dir:
-            return KeyStore.from_directory(s.hmac_key_dir, default)
+            return load_key_directory(s.hmac_key_dir, default)
         return KeyStore(default)
     except KeyLoadError as exc:
         raise ConfigError(str(exc)) from None

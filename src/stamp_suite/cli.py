@@ -363,7 +363,8 @@ def _run_sender(s: Settings, dest: tuple[str, int] | None = None) -> int:
     agent = None
     try:
         if s.metrics:
-            from .observability.metrics import SenderMetrics, serve
+            from .observability.http import serve
+            from .observability.metrics import SenderMetrics
             metrics = SenderMetrics()
             hooks.append(metrics.add_session((session["remote"], str(s.ssid or 0)), stats))
             serve(metrics, s.metrics_addr)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
+import types
+import typing
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -191,19 +193,66 @@ def _ip(text: str, flag: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 FILE_KEYS = {f.name for f in fields(Settings)} - {"hmac_key", "self_test"}
 
 
-def _coerce(name: str, value: Any) -> Any:
-    """Check a TOML value against the field's default type (lists become tuples)."""
-    field = next(f for f in fields(Settings) if f.name == name)
-    default = field.default if field.default is not MISSING else None
-    if isinstance(value, list):
-        return tuple(value)
-    if isinstance(default, bool) and not isinstance(value, bool):
-        raise ConfigError(f"config key {name}: expected true or false, got {value!r}")
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if default is not None and not isinstance(default, bool) and not isinstance(value, type(default)):
-        raise ConfigError(f"config key {name}: expected {type(default).__name__}, got {value!r}")
-    return value
+_HINTS = typing.get_type_hints(Settings)
+_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def coerce(name: str, value: Any, where: str = "config key") -> Any:
+    """A value from a file checked against the setting's type (lists become tuples).
+
+    A wrong type is one line naming the key and the types, never the value itself (it may
+    be a key given where a path belongs)."""
+    hint = _HINTS[name]
+    ok, out = _fit(value, hint)
+    if not ok:
+        raise ConfigError(f"{where} {name}: expected {_describe(hint)}, got {_kind(value)}")
+    return out
+
+
+def _fit(value: Any, hint: Any) -> tuple[bool, Any]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            ok, out = _fit(value, arg)
+            if ok:
+                return ok, out
+        return False, None
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False, None
+        items = [_fit(x, typing.get_args(hint)[0]) for x in value]
+        return all(ok for ok, _ in items), tuple(x for _, x in items)
+    if hint is type(None):  # TOML has no null: an optional setting is given, or left out
+        return False, None
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else None
+    if hint is str:
+        return isinstance(value, str), value
+    return True, value
+
+
+def _describe(hint: Any) -> str:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _describe(args[0])
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {_describe(typing.get_args(hint)[0]).removeprefix('a ').removeprefix('an ')}s"
+    return _WORDS.get(hint, str(hint))
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, (list, tuple)):
+        kinds = dict.fromkeys(_kind(x).removeprefix("a ").removeprefix("an ") + "s" for x in value)
+        return "a list" + (f" of {' and '.join(kinds)}" if kinds else "")
+    return {int: "an integer", float: "a number", str: "a string"}.get(type(value), type(value).__name__)
 
 
 def load_file(path: str) -> dict[str, Any]:
@@ -219,7 +268,7 @@ def load_file(path: str) -> dict[str, Any]:
     unknown = sorted(set(data) - FILE_KEYS - {"targets"})
     if unknown:
         raise ConfigError(f"--config {p}: unknown key {unknown[0]!r} (keys are the long flag names in snake_case)")
-    return {k: _coerce(k, v) for k, v in data.items() if k != "targets"}
+    return {k: coerce(k, v) for k, v in data.items() if k != "targets"}
 
 
 def build_settings(flags: dict[str, Any], config_path: str | None = None) -> Settings:

@@ -321,7 +321,8 @@ def main(argv: list[str]) -> int:
     addr = args.metrics_addr or cfg.metrics_addr
     agent = None
     if addr:
-        from .observability.metrics import SenderMetrics, serve
+        from .observability.http import serve
+        from .observability.metrics import SenderMetrics
         monitor.metrics = SenderMetrics(("target",), one_way_histograms=False)
         serve(MonitorCollector(monitor), addr)
     if cfg.jsonl == "-":

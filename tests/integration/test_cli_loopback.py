@@ -218,6 +218,16 @@ def test_config_file_then_flags(tmp_path):
     assert res.returncode == 2 and "unknown key 'bogus_key'" in res.stderr
 
 
+def test_wrong_types_and_misplaced_keys_are_one_line_that_never_shows_a_key(tmp_path):
+    cfg = tmp_path / "s.toml"
+    cfg.write_text("hmac_key_file = 112233\n")
+    res = run("--config", str(cfg))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
+    assert "hmac_key_file: expected a string, got an integer" in res.stderr and "112233" not in res.stderr
+    res = run("-A", "A", "--hmac-key-file", KEY)  # the key itself where its file belongs
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and KEY not in res.stderr
+
+
 def test_self_test_runs():
     res = run("--self-test", "-c", "3")
     assert res.returncode == 0 and "Packets received: 3" in res.stdout

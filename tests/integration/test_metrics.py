@@ -2,6 +2,7 @@
 
 import socket
 import subprocess
+import time
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -78,3 +79,37 @@ def test_metrics_bind_failure_is_one_line():
         port = busy.getsockname()[1]
         res = run("-i", "-S", "127.0.0.1", "-o", "0", "--metrics", "--metrics-addr", f"127.0.0.1:{port}")
     assert res.returncode == 1 and res.stderr.count("\n") == 1 and "cannot serve metrics" in res.stderr
+
+
+def test_half_open_connections_cannot_hold_the_metrics_endpoint():
+    """300 clients that connect and never finish their request: scrapes still answer within
+    100 ms, the reflector goes on reflecting, and the stale connections are closed."""
+    port = free_tcp_port()
+    with ReflectorProcess("--metrics", "--metrics-addr", f"127.0.0.1:{port}") as refl:
+        scrape(port)
+        hogs = []
+        for _ in range(300):
+            c = socket.create_connection(("127.0.0.1", port), timeout=2)
+            c.sendall(b"GET /metr")  # and nothing more
+            hogs.append(c)
+        times = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            values = scrape(port)
+            times.append(time.monotonic() - t0)
+        assert max(times) < 0.1, times
+        res = send(refl, count=5)
+        assert res.returncode == 0 and "Packets received: 5" in res.stdout
+        assert scrape(port)[("stamp_reflector_packets_reflected_total", ())] == 5
+        closed = 0
+        for c in hogs:  # the server made room by closing the oldest of them
+            c.settimeout(0.01)
+            try:
+                closed += c.recv(1) == b""
+            except ConnectionResetError:
+                closed += 1
+            except socket.timeout:
+                pass
+            c.close()
+        assert closed >= 300 - 64
+        assert values[("stamp_reflector_packets_received_total", ())] == 0

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 import stamp_suite
-from stamp_suite.wire.auth import KeyLoadError, KeyStore, load_key_file, parse_hex_key
+from stamp_suite.keys import load_key_directory, load_key_file
+from stamp_suite.wire.auth import KeyLoadError, parse_hex_key
 from stamp_suite.wire.tlv import decode, parse_tlvs
 from stamp_suite.wire.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement,
                                    ExtraPadding, FollowUpTelemetry, HmacTlv, LabelStackEntry, Location,
@@ -42,6 +43,24 @@ def test_no_platform_constants_outside_net():
             assert name not in text, f"{name} used in {path}"
 
 
+def test_key_errors_never_show_key_material(tmp_path):
+    key = "00112233445566778899aabbccddeeff"
+    with pytest.raises(KeyLoadError) as exc:  # the key given where a path belongs
+        load_key_file(key)
+    assert key not in str(exc.value) and "looks like a hex key" in str(exc.value)
+    f = tmp_path / "k"
+    f.write_bytes(b"0011223344556677\xe9899aabbccddeeff\n")  # one non-ASCII byte
+    os.chmod(f, 0o600)
+    with pytest.raises(KeyLoadError) as exc:
+        load_key_file(f)
+    message = str(exc.value)
+    assert str(f) in message and "0011" not in message and "xe9" not in message and "position" not in message
+    f.write_text("0011223344556677zz99aabbccddeeff\n")
+    with pytest.raises(KeyLoadError) as exc:
+        load_key_file(f)
+    assert "0011" not in str(exc.value)
+
+
 def test_hex_keys():
     assert parse_hex_key("0x" + "ab" * 16) == b"\xab" * 16
     with pytest.raises(KeyLoadError):
@@ -64,10 +83,10 @@ def test_key_file_and_directory(tmp_path):
         p = d / (f"{ssid}.key" if ssid == 8 else str(ssid))
         p.write_text(byte * 16)
         os.chmod(p, 0o600)
-    store = KeyStore.from_directory(d, default=b"d" * 16)
+    store = load_key_directory(d, default=b"d" * 16)
     assert store.key_for(7) == b"\x11" * 16 and store.key_for(8) == b"\x22" * 16 and store.key_for(9) == b"d" * 16
     with pytest.raises(KeyLoadError):
-        KeyStore.from_directory(tmp_path / "missing")
+        load_key_directory(tmp_path / "missing")
 
 
 u8, u16, u32 = st.integers(0, 255), st.integers(0, 0xFFFF), st.integers(0, 2**32 - 1)

@@ -318,13 +318,14 @@ def test_random_and_mutated_datagrams_never_raise(authenticated):
     cfg = ReflectorConfig(authenticated=authenticated, keys=KeyStore(KEY), stateful=True, member_link_id=2,
                           verify_tlv_hmac=True, answer_short_packets=True)
     r = Reflector(cfg)
-    n = 0
+    n = answered = 0
     for data in _mutations(rng, seeds):
         replies = r.receive(data, META, T3_NS)
         n += 1
+        answered += len(replies)
         for rep in replies:
             assert len(rep.data) <= max(len(data), 44)
-    assert r.counters.received == n == r.counters.replies + r.counters.dropped_total
+    assert r.counters.received == n == answered + r.counters.dropped_total
     assert "internal_error" not in r.counters.dropped, r.internal_errors
 
 
@@ -413,3 +414,15 @@ def test_clock_changes_reach_the_next_reply():
     assert one() == (bytes.fromhex("8203"), SyncSource.NTP, SyncSource.NTP)
     r.update_clock(ClockDescription(ErrorEstimate(False, multiplier=255), SyncSource.LOCAL))
     assert one() == (bytes.fromhex("00ff"), SyncSource.LOCAL, SyncSource.LOCAL)
+
+
+def test_max_pps_charges_heavy_packets_for_their_work():
+    # 16 Location TLVs of 16 sub-TLVs each (Destination IP requests, RFC 8972 §4.2.1):
+    # 16 + 256 TLVs and sub-TLVs count as 17 packets (16 per packet).
+    location = bytes.fromhex("80020144") + bytes(4) + (bytes.fromhex("80040010") + bytes(16)) * 16
+    heavy = EX_A + location * 16
+    r = Reflector(ReflectorConfig(max_pps=100, max_pps_burst=100))
+    answered = [bool(r.receive(heavy, META, T3_NS)) for _ in range(8)]
+    assert answered == [True] * 6 + [False] * 2  # 100 tokens: 17 each, then none left
+    light = Reflector(ReflectorConfig(max_pps=100, max_pps_burst=100))
+    assert sum(bool(light.receive(EX_A, META, T3_NS)) for _ in range(120)) == 100

@@ -37,12 +37,13 @@ def run(s: Settings, stop: StopRequest) -> int:
 
     service = ReflectorService(config, endpoints, stop=stop, make_watcher=make_watcher, print_packets=s.print_stats,
                                busy_poll_us=s.busy_poll, observe_processing_time=s.metrics)
-    agent = None
+    agent = metrics = None
     try:
         service.start()  # forks the workers: before any thread starts
         if s.metrics:
-            from ..observability.metrics import ReflectorCollector, serve
-            serve(ReflectorCollector(service), s.metrics_addr)
+            from ..observability.http import serve
+            from ..observability.metrics import ReflectorCollector
+            metrics = serve(ReflectorCollector(service), s.metrics_addr)
         if s.snmp:
             from ..observability.mib_values import reflector_objects
             from ..observability.snmp import REFLECTOR_SUBTREE, SubAgent
@@ -54,8 +55,9 @@ def run(s: Settings, stop: StopRequest) -> int:
             note(line)
         service.run()
     finally:
-        if agent is not None:
-            agent.stop()
+        for part in (agent, metrics):
+            if part is not None:
+                part.stop()
         service.shutdown()
     print(format_totals(service), end="", flush=True)
     if service.failure:

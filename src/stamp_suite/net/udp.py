@@ -22,7 +22,7 @@ _IN_PKTINFO = struct.Struct("I4s4s")  # ifindex, spec_dst, addr
 _IN6_PKTINFO = struct.Struct("16sI")
 CMSG_SPACE = 256
 RECV_BUFFER = 9216  # a jumbo frame's payload; anything larger is reported truncated
-_MSG_TRUNC = getattr(socket, "MSG_TRUNC", 0x20)
+_MSG_TRUNC = int(getattr(socket, "MSG_TRUNC", 0x20))  # a plain int: enum flags cost a microsecond
 # TX timestamps are asked for per packet (a cmsg); the socket only sets how they come back:
 # with a counter (OPT_ID) and without the packet itself (OPT_TSONLY).
 TX_OPT_FLAGS = o.SOF_TIMESTAMPING_OPT_ID | o.SOF_TIMESTAMPING_OPT_TSONLY

@@ -13,11 +13,10 @@ import sys
 from collections.abc import Callable, Iterator
 
 import prometheus_client
-from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily, InfoMetricFamily, Metric)
 
 from .. import __version__
-from ..net.udp import SocketSetupError
 from ..reflector.counters import PROCESSING_BUCKETS_S
 from ..sender.engine import ReplyEvent
 
@@ -184,16 +183,3 @@ class SenderMetrics:
                 state["hist"][key].family("", "", label_values=labels, into=hists[key])
         yield from fams.values()
         yield from hists.values()
-
-
-def serve(collector, addr: str) -> CollectorRegistry:
-    """Serve ``collector`` on ``addr`` (HOST:PORT); a bind failure is a one-line error."""
-    host, _, port = addr.rpartition(":")
-    host = host.strip("[]")
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    try:
-        prometheus_client.start_http_server(int(port), addr=host, registry=registry)
-    except OSError as exc:
-        raise SocketSetupError(f"cannot serve metrics on {addr}: {exc.strerror or exc}") from None
-    return registry

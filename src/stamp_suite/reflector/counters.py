@@ -15,8 +15,7 @@ import bisect
 import mmap
 from collections.abc import Sequence
 
-RECEIVED, REPLIES, REFLECTED, SEND_ERRORS, TLV_INTEGRITY_FAILURES, ACTIVE_SESSIONS, SESSIONS_EVICTED, \
-    SESSIONS_EXPIRED = range(8)
+RECEIVED, REFLECTED, SEND_ERRORS, TLV_INTEGRITY_FAILURES, ACTIVE_SESSIONS, SESSIONS_EVICTED, SESSIONS_EXPIRED = range(7)
 
 
 class DropReason:
@@ -86,8 +85,8 @@ class ReflectorCounters:
 
     @property
     def replies(self) -> int:
-        """Replies the engine produced (reflected + send errors, once sent)."""
-        return self._sum(REPLIES)
+        """Replies the engines produced: every datagram received and not dropped."""
+        return self.received - self.dropped_total
 
     @property
     def reflected(self) -> int:

@@ -22,7 +22,7 @@ from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFor
 from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, HEADER_LEN, MAX_TLVS, MalformedTlv, RawTlv, TlvLimitExceeded,
                         TlvType, compute_hmac_tlv, hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
 from ..wire.tlvs import SyncSource, TimestampMethod
-from .counters import (DROP_SLOT, FLAG_I_SLOT, FLAG_M_SLOT, FLAG_U_SLOT, RECEIVED, REPLIES, TLV_INTEGRITY_FAILURES,
+from .counters import (DROP_SLOT, FLAG_I_SLOT, FLAG_M_SLOT, FLAG_U_SLOT, RECEIVED, TLV_INTEGRITY_FAILURES,
                        TLV_TYPE_BASE, DropReason, ReflectorCounters, local_block)
 from .sessions import RateLimiter, Session, SessionTable
 from .tlv_rules import RULES, TlvContext, unmapped_address
@@ -35,6 +35,9 @@ TTL_UNKNOWN = 255  # RFC 5357 §4.2 (TWAMP): a reflector that cannot read the TT
 MIN_TWAMP_LIGHT_LEN = 14  # Sequence Number, Timestamp, Error Estimate: the least worth answering
 STAMP_PORT = 862
 NS = 1_000_000_000
+# --max-pps counts work: a packet with up to WORK_PER_PACKET TLVs and sub-TLVs (more than any
+# real test packet carries) is one packet; a heavier one counts as n / WORK_PER_PACKET.
+WORK_PER_PACKET = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +174,6 @@ class Reflector:
         if reply is None:
             c[DROP_SLOT[reason]] += 1
             return []
-        c[REPLIES] += 1
         return [reply]
 
     def stamp(self, reply: Reply, t3_ns: int, tx_method: int = TimestampMethod.CONTROL_PLANE) -> bytearray:
@@ -233,6 +235,8 @@ class Reflector:
             tlv_area = bytearray(tlv_area)
             ctx = TlvContext(cfg, self.clock, meta, session, cfg.authenticated)
             discard = self._process_tlvs(tlv_area, data[:4], reply_seq, key, ctx)
+            if self.rate_limiter is not None and ctx.work > WORK_PER_PACKET:
+                self.rate_limiter.charge(meta.source[0], ctx.work / WORK_PER_PACKET - 1)
             if discard is not None:
                 return None, discard
             destination = ctx.destination or destination
@@ -270,6 +274,7 @@ class Reflector:
         if parsed.over_limit:
             return DropReason.TOO_MANY_TLVS
         tlvs = parsed.tlvs
+        ctx.work += len(tlvs)
         for t in tlvs:
             c[TLV_TYPE_BASE + t.type] += 1
         has_hmac_tlv = any(t.type == TlvType.HMAC for t in tlvs)

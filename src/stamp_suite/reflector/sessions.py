@@ -103,7 +103,10 @@ class RateLimiter:
     """Token buckets per source address: ``rate`` packets/s with bursts of ``burst``.
 
     Keyed by address, not by session, so a flood from many source ports of one host is
-    limited as one client.  The table is an LRU capped at ``max_clients``.
+    limited as one client.  A packet needs one token to be looked at; one that turns out to
+    be heavy is charged more afterwards (:meth:`charge`), down to a debt of one burst, so a
+    source pays for the work it causes, not only for its packets.  The table is an LRU
+    capped at ``max_clients``.
     """
 
     def __init__(self, rate: float, burst: float, max_clients: int = 100_000) -> None:
@@ -127,3 +130,9 @@ class RateLimiter:
             return False
         b[0] -= 1.0
         return True
+
+    def charge(self, address: str, tokens: float) -> None:
+        """Take ``tokens`` more from ``address``'s bucket (after it was allowed a packet)."""
+        b = self._buckets.get(address)
+        if b is not None:
+            b[0] = max(-self.burst, b[0] - tokens)

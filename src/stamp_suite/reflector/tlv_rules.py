@@ -44,6 +44,7 @@ class TlvContext:
     discard_reason: str | None = None
     return_path_seen: bool = False
     follow_up_requested: bool = False
+    work: int = 0  # TLVs and sub-TLVs looked at: what the packet costs (see Reflector)
     notes: list[str] = field(default_factory=list)
 
 
@@ -66,6 +67,7 @@ def unmapped_address(addr: str | bytes | None) -> ipaddress.IPv4Address | ipaddr
 
 def _location(tlv: RawTlv, ctx: TlvContext) -> tuple[int, bytes]:
     loc = Location.from_value(tlv.value)
+    ctx.work += len(loc.sub_tlvs)
     meta = ctx.meta
     if not ctx.config.report_location:  # local policy: leave every field unreported (zero)
         return PROCESSED, tlv.value
@@ -155,6 +157,7 @@ def _destination_node_address(tlv: RawTlv, ctx: TlvContext) -> tuple[int, bytes]
 
 def _return_path(tlv: RawTlv, ctx: TlvContext) -> tuple[int, bytes]:
     rp = ReturnPath.from_value(tlv.value)
+    ctx.work += rp.sub_tlv_count
     if ctx.return_path_seen:  # only the first Return Path TLV counts
         return tlv.flags | FLAG_U, tlv.value
     ctx.return_path_seen = True

@@ -57,6 +57,7 @@ class ReturnPath(TlvValue):
     sr_mpls_labels: tuple[LabelStackEntry, ...] | None = None
     srv6_segments: tuple[ipaddress.IPv6Address, ...] | None = None
     unknown: tuple[RawTlv, ...] = field(default=())
+    sub_tlv_count: int = field(default=0, compare=False)  # as received, known kinds and repeats included
 
     @classmethod
     def from_value(cls, value: bytes) -> ReturnPath:
@@ -85,7 +86,7 @@ class ReturnPath(TlvValue):
                     segments = tuple(ipaddress.IPv6Address(v[i:i + 16]) for i in range(0, len(v), 16))
             else:
                 unknown.append(sub)
-        return cls(cc, addr, labels, segments, tuple(unknown))
+        return cls(cc, addr, labels, segments, tuple(unknown), len(subs))
 
     def to_value(self) -> bytes:
         subs: list[RawTlv] = []

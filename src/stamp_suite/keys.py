@@ -1,0 +1,62 @@
+"""Reading HMAC keys from files: one key, or a directory with one key file per SSID.
+
+Every error names the file and what is wrong with it, never its content or a byte of it;
+and a value given where a path belongs that looks like a key is not echoed either.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+from .wire.auth import KeyLoadError, KeyStore, parse_hex_key
+
+_LOOKS_LIKE_A_KEY = re.compile(r"(0x)?[0-9a-fA-F]{24,}")
+
+
+def _shown(path: str | os.PathLike[str]) -> str:
+    """The path as it may appear in a message: not at all if it looks like a hex key."""
+    text = os.fspath(path)
+    if _LOOKS_LIKE_A_KEY.fullmatch(os.path.basename(text)):
+        return "(a value that looks like a hex key, not shown: give keys with --hmac-key, files with --hmac-key-file)"
+    return text
+
+
+def load_key_file(path: str | os.PathLike[str], flag: str = "--hmac-key-file") -> bytes:
+    """Read a hex key from a file that only its owner may read (keys are never logged)."""
+    p = Path(path)
+    shown = _shown(p)
+    try:
+        mode = p.stat().st_mode
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise KeyLoadError(f"{flag}: cannot read key file {shown}: {exc.strerror}") from None
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyLoadError(f"key file {shown} is readable by group or others; run: chmod 600 {shown}")
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise KeyLoadError(f"key file {shown}: not a hexadecimal key (only hex digits and white space "
+                           "allowed)") from None
+    return parse_hex_key(text, f"key file {shown}")
+
+
+def load_key_directory(path: str | os.PathLike[str], default: bytes | None = None) -> KeyStore:
+    """One file per SSID, named by the SSID in decimal (``1234`` or ``1234.key``)."""
+    d = Path(path)
+    if not d.is_dir():
+        raise KeyLoadError(f"--hmac-key-dir {_shown(d)}: not a directory")
+    keys: dict[int, bytes] = {}
+    for entry in sorted(d.iterdir()):
+        stem = entry.name.removesuffix(".key")
+        if not stem.isdigit() or not entry.is_file():
+            continue
+        ssid = int(stem)
+        if not 1 <= ssid <= 0xFFFF:
+            raise KeyLoadError(f"key file {entry}: SSID {ssid} is outside 1..65535")
+        keys[ssid] = load_key_file(entry, "--hmac-key-dir")
+    if not keys:
+        raise KeyLoadError(f"--hmac-key-dir {d}: no key files named <SSID> or <SSID>.key")
+    return KeyStore(default, keys)

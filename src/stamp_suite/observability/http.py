@@ -1,0 +1,160 @@
+"""The /metrics endpoint: a small HTTP server that a slow or hostile client cannot hold.
+
+prometheus_client's own server runs a thread per connection with no timeout and a
+listen backlog of 5: a few hundred half-sent requests hold as many threads for as long
+as their clients like, and new scrapes queue behind them.  This one is one asyncio loop
+in one thread, using prometheus_client only for the exposition itself:
+
+- a request must arrive whole (at most 8 KiB of head) within REQUEST_TIMEOUT_S, and its
+  response be taken within WRITE_TIMEOUT_S, or the connection is closed;
+- at most MAX_CONNECTIONS at once: a new connection beyond that closes the oldest one
+  still waiting for its request (a scrape sends its request at once, so it is never the
+  one closed), or, if every connection is being answered, is itself closed;
+- the listen backlog is 1024; one response per connection (``Connection: close``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import CollectorRegistry
+
+from ..net.udp import SocketSetupError
+
+REQUEST_TIMEOUT_S = 5.0
+WRITE_TIMEOUT_S = 10.0
+MAX_HEAD = 8192
+MAX_CONNECTIONS = 64
+BACKLOG = 1024
+
+
+class _Connection:
+    __slots__ = ("writer", "opened", "answering")
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.opened = time.monotonic()
+        self.answering = False
+
+
+class MetricsServer:
+    """Serves ``registry`` on ``addr`` (HOST:PORT, [v6]:PORT) from a background thread."""
+
+    def __init__(self, registry: CollectorRegistry, addr: str) -> None:
+        self.registry = registry
+        self.addr = addr
+        self.sock = _listen(addr)
+        self.port = self.sock.getsockname()[1]
+        self._connections: list[_Connection] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Event | None = None
+        self.closed_idle = 0  # connections closed for taking too long or to make room
+
+    def start(self) -> MetricsServer:
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._stopped = asyncio.Event()
+            ready.set()
+            self._loop.run_until_complete(self._serve())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, name="metrics-http", daemon=True)
+        self._thread.start()
+        ready.wait()
+        return self
+
+    def stop(self, timeout: float = 0.5) -> None:
+        if self._loop is not None and self._stopped is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    async def _serve(self) -> None:
+        server = await asyncio.start_server(self._handle, sock=self.sock, backlog=BACKLOG, limit=MAX_HEAD)
+        async with server:
+            await self._stopped.wait()
+        for conn in list(self._connections):
+            conn.writer.close()
+
+    def _admit(self, conn: _Connection) -> bool:
+        if len(self._connections) >= MAX_CONNECTIONS:
+            waiting = [c for c in self._connections if not c.answering]
+            if not waiting:
+                return False
+            oldest = min(waiting, key=lambda c: c.opened)
+            oldest.writer.close()
+            self._connections.remove(oldest)
+            self.closed_idle += 1
+        self._connections.append(conn)
+        return True
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = _Connection(writer)
+        if not self._admit(conn):
+            writer.close()
+            return
+        try:
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_S)
+            except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                self.closed_idle += 1
+                return
+            conn.answering = True
+            status, headers, body = self._respond(head)
+            writer.write(_response(status, headers, body))
+            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
+        except (asyncio.TimeoutError, ConnectionError, OSError):
+            pass
+        finally:
+            if conn in self._connections:
+                self._connections.remove(conn)
+            writer.close()
+
+    def _respond(self, head: bytes) -> tuple[str, dict[str, str], bytes]:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            return "400 Bad Request", {}, b"bad request\n"
+        method, target = parts[0], parts[1].split("?", 1)[0]
+        if method not in ("GET", "HEAD"):
+            return "405 Method Not Allowed", {"Allow": "GET, HEAD"}, b"GET /metrics\n"
+        if target not in ("/metrics", "/"):
+            return "404 Not Found", {}, b"the metrics are at /metrics\n"
+        accept = next((ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("accept:")), "")
+        encoder, content_type = choose_encoder(accept)
+        body = encoder(self.registry)
+        return "200 OK", {"Content-Type": content_type}, b"" if method == "HEAD" else body
+
+
+def _response(status: str, headers: dict[str, str], body: bytes) -> bytes:
+    head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", "Connection: close",
+            *(f"{k}: {v}" for k, v in headers.items())]
+    if "Content-Type" not in headers:
+        head.append("Content-Type: text/plain; charset=utf-8")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _listen(addr: str) -> socket.socket:
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]")
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, int(port)), family=family, backlog=BACKLOG, reuse_port=False)
+    except (OSError, ValueError) as exc:
+        raise SocketSetupError(f"cannot serve metrics on {addr}: {getattr(exc, 'strerror', None) or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def serve(collector: object, addr: str) -> MetricsServer:
+    """Serve one collector's metrics on ``addr``; a bind failure is a one-line error."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return MetricsServer(registry, addr).start()
