@@ -16,7 +16,7 @@ import time
 from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
 from stamp_suite.sender.engine import SenderConfig, SessionSender
 from stamp_suite.wire.auth import KeyStore
-from stamp_suite.wire.tlvs import (ClassOfService, DestinationNodeAddress, DirectMeasurement, FollowUpTelemetry,
+from stamp_suite.tlvs import (ClassOfService, DestinationNodeAddress, DirectMeasurement, FollowUpTelemetry,
                                    Location, TimestampInformation)
 
 KEY = bytes(range(16))

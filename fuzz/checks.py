@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
 from stamp_suite.sender.engine import SenderConfig, SessionSender
+from stamp_suite.sender.events import Duplicate, Late, Lost, Rejected, Reply, Transmit
+from stamp_suite.wire.auth import hmac16
 from stamp_suite.wire.auth import KeyStore
-from stamp_suite.wire.packet import OPEN_BASE_LEN, MalformedPacket, ReflectorPacket, SenderPacket
-from stamp_suite.wire.tlv import MalformedTlv, decode, parse_tlvs
+from stamp_suite.wire.packet import AUTH_BASE_LEN, HMAC_COVERED, OPEN_BASE_LEN, MalformedPacket, ReflectorPacket, SenderPacket
+from stamp_suite.tlvs import decode
+from stamp_suite.wire.tlv import MalformedTlv, parse_tlvs
 
 KEY = bytes(range(16))
 NOW = 1_700_000_000_000_000_000
 META = PacketMeta(("192.0.2.1", 40000), bytes([192, 0, 2, 2]), 862, 64, 0xB8, NOW, 2)
-SENDER_KINDS = {"sample", "duplicate", "foreign", "malformed", "hmac_failure", "micro_session_mismatch"}
+SENDER_EVENTS = {Reply, Late, Duplicate, Lost, Rejected}
 
 
 def make_reflectors() -> list[Reflector]:
@@ -56,10 +59,47 @@ def check_reflector(reflectors: list[Reflector], data: bytes) -> None:
         assert "internal_error" not in c.dropped, r.internal_errors
 
 
-def check_sender(sender: SessionSender, data: bytes) -> None:
-    """Any datagram is classified, never raised on."""
-    assert sender.receive(data, NOW).kind in SENDER_KINDS
+class SenderTarget:
+    """A Session-Sender with packets outstanding, and a way to make any datagram a reply to
+    one of them (sequence number, copied T1, SSID and, in authenticated mode, the base HMAC
+    set right), so that fuzzed TLVs, lengths and HMAC TLVs reach the sender's TLV readers
+    instead of stopping at "foreign"."""
+
+    OUTSTANDING = 8
+
+    def __init__(self, config: SenderConfig) -> None:
+        self.config = config
+        self.sender = SessionSender(config)
+        self.sender.start(0, NOW)
+        self.t1_wire: list[bytes] = []
+        at = 16 if config.authenticated else 4
+        for i in range(self.OUTSTANDING):
+            sent = self.sender.stamp(Transmit(0), NOW + i, 0)
+            self.t1_wire.append(sent.data[at:at + 8])
+
+    def matching(self, data: bytes) -> bytes:
+        seq = data[0] % self.OUTSTANDING if data else 0
+        auth = self.config.authenticated
+        d = bytearray(data.ljust(AUTH_BASE_LEN if auth else OPEN_BASE_LEN, b"\0"))
+        ssid, seq_at, t1_at = (26, 48, 64) if auth else (14, 24, 28)
+        d[ssid:ssid + 2] = self.config.ssid.to_bytes(2, "big")
+        d[seq_at:seq_at + 4] = seq.to_bytes(4, "big")
+        d[t1_at:t1_at + 8] = self.t1_wire[seq]
+        if auth:
+            d[HMAC_COVERED:AUTH_BASE_LEN] = hmac16(self.config.key, bytes(d[:HMAC_COVERED]))
+        return bytes(d)
 
 
-def make_sender() -> SessionSender:
-    return SessionSender(SenderConfig(ssid=7, key=KEY))
+def check_sender(targets: list[SenderTarget], data: bytes) -> None:
+    """Any datagram, as it is and made to match an outstanding packet, is classified into
+    known events, never raised on."""
+    for target in targets:
+        for datagram in (data, target.matching(data)):
+            events = target.sender.receive(datagram, NOW + 10**6, 10**6)
+            assert all(type(e) in SENDER_EVENTS for e in events), events
+
+
+def make_senders() -> list[SenderTarget]:
+    """Open mode with a key (HMAC TLVs verified when present) and authenticated mode."""
+    return [SenderTarget(SenderConfig(ssid=7, key=KEY, timeout_ns=10**12)),
+            SenderTarget(SenderConfig(ssid=7, key=KEY, authenticated=True, timeout_ns=10**12))]

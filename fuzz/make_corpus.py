@@ -9,7 +9,7 @@ from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
 from stamp_suite.sender.engine import SenderConfig, SessionSender
 from stamp_suite.wire.auth import KeyStore
 from stamp_suite.wire.tlv import RawTlv
-from stamp_suite.wire.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement,
+from stamp_suite.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement,
                                    FollowUpTelemetry, Location, MicroSessionId, ReturnPath, TimestampInformation)
 
 KEY = bytes(range(16))
@@ -18,6 +18,13 @@ EVERY_TLV = (ClassOfService(46), Location.request(), TimestampInformation(), Dir
              AccessReport(1, 1), DestinationNodeAddress(ipaddress.ip_address("192.0.2.2")),
              ReturnPath(return_address=ipaddress.ip_address("192.0.2.9"),
                         sr_mpls_labels=ReturnPath.label_stack([16005, 16006])), MicroSessionId(1, 3))
+
+
+def first_packet(cfg: SenderConfig) -> bytes:
+    sender = SessionSender(cfg)
+    sender.start(0, NOW)
+    (transmit,) = sender.handle_timer(0)
+    return sender.stamp(transmit, NOW, 0).data
 
 
 def seeds() -> dict[str, bytes]:
@@ -36,7 +43,7 @@ def seeds() -> dict[str, bytes]:
     auth_reflector = Reflector(ReflectorConfig(authenticated=True, keys=KeyStore(KEY), stateful=True))
     meta = PacketMeta(("192.0.2.1", 40000), bytes([192, 0, 2, 2]), 862, 64, 0, NOW, 2)
     for name, cfg in configs.items():
-        pkt = bytes(SessionSender(cfg).prepare(1).stamp(NOW))
+        pkt = first_packet(cfg)
         out[f"sender-{name}"] = pkt
         r = auth_reflector if cfg.authenticated else reflector
         for reply in r.receive(pkt, meta, NOW):

@@ -20,12 +20,12 @@ with atheris.instrument_imports():
     import checks
 
 REFLECTORS = checks.make_reflectors()
-SENDER = checks.make_sender()
+SENDERS = checks.make_senders()
 TARGETS = {
     "packet": checks.check_packet,
     "tlv": checks.check_tlv,
     "reflector": lambda data: checks.check_reflector(REFLECTORS, data),
-    "sender": lambda data: checks.check_sender(SENDER, data),
+    "sender": lambda data: checks.check_sender(SENDERS, data),
 }
 
 if __name__ == "__main__":

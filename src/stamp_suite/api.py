@@ -11,15 +11,17 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from .build import load_keys, reflector_config, sender_config
+from .build import load_keys, reflector_config
 from .config import build_settings
+from .endpoints import open_reflector_endpoint
 from .net.clock import read_clock_state
-from .endpoints import open_reflector_endpoint, open_sender_endpoint
-from .reflector.engine import Reflector, ReflectorCounters
+from .net.signals import StopRequest
+from .reflector.counters import ReflectorCounters
+from .reflector.engine import Reflector
 from .reflector.server import ReflectorServer
-from .sender.engine import Sample, SessionSender
-from .sender.runner import SenderRunner
-from .sender.stats import SessionStats
+from .sender.driver import SenderDriver
+from .sender.events import Event, Lost, Reply, Sample
+from .sender.session import observe, open_session
 
 
 @dataclass
@@ -28,7 +30,7 @@ class SessionResult:
 
     summary: dict[str, Any]
     samples: list[Sample] = field(default_factory=list)
-    lost: list[int] = field(default_factory=list)  # sequence numbers without a reply
+    lost: list[int] = field(default_factory=list)  # sequence numbers without a reply (the summary's "lost")
 
     @property
     def sent(self) -> int:
@@ -88,21 +90,32 @@ def start_reflector(local_addr: str = "127.0.0.1", local_port: int = 0, **settin
 
 
 def run_session(remote_addr: str, remote_port: int = 862, **settings: Any) -> SessionResult:
-    """Run one Session-Sender session to completion (blocking) and return its results."""
+    """Run one Session-Sender session to completion (blocking) and return its results.
+
+    Every sender setting of the command line is honoured (``window``, ``metrics``,
+    ``force_ipv6``, TLVs, keys, ...), through the same driver the CLI uses."""
     s = build_settings({"remote_addr": remote_addr, "remote_port": remote_port, **settings})
-    engine = SessionSender(sender_config(s, read_clock_state(s.tai_offset), load_keys(s)))
-    dest = (remote_addr, remote_port)
-    endpoint = open_sender_endpoint(s, dest)
-    stats = SessionStats(s.dscp, s.ecn)
+    session, stats = open_session(s, read_clock_state(s.tai_offset))
     samples: list[Sample] = []
-    runner = SenderRunner(engine, endpoint, dest, count=s.count, interval_ns=int(s.send_delay * 1e6),
-                          timeout_ns=int(s.timeout * 1e9), stats=stats,
-                          on_event=lambda ev: samples.append(ev.sample) if ev.kind == "sample" else None)
+    lost: list[int] = []
+
+    def collect(ev: Event) -> None:
+        if isinstance(ev, Reply):
+            samples.append(ev.sample)
+        elif isinstance(ev, Lost):
+            lost.append(ev.sequence_number)
+    session.consumers.append(collect)
+    parts = observe(s, session, stats)
     try:
-        result = runner.run()
+        driver = SenderDriver(StopRequest())
+        driver.add(session)
+        driver.run()
+        driver.close_all()
     finally:
-        endpoint.close()
-    return SessionResult(stats.to_dict(), samples, [seq for seq, _ in result.unanswered])
+        for part in parts:
+            part.stop()
+        session.endpoint.close()
+    return SessionResult(stats.to_dict(), samples, sorted(lost))
 
 
 async def run_session_async(remote_addr: str, remote_port: int = 862, **settings: Any) -> SessionResult:

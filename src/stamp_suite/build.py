@@ -11,9 +11,8 @@ from .sender.engine import SenderConfig
 from .keys import load_key_directory, load_key_file
 from .wire.auth import KeyLoadError, KeyStore, parse_hex_key
 from .wire.timestamp import ErrorEstimate, TimestampFormat
-from .wire.tlv import TlvValue
-from .wire.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement, FollowUpTelemetry,
-                        Location, MicroSessionId, ReturnPath, TimestampInformation)
+from .tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement, FollowUpTelemetry,
+                   Location, MicroSessionId, ReturnPath, TimestampInformation, TlvValue)
 
 
 def load_keys(s: Settings) -> KeyStore:
@@ -100,7 +99,8 @@ def return_path(s: Settings) -> ReturnPath | None:
     return rp
 
 
-def sender_config(s: Settings, clock: ClockState, keys: KeyStore) -> SenderConfig:
+def sender_config(s: Settings, clock: ClockState, keys: KeyStore, windows_ns: tuple[int, ...] = ()) -> SenderConfig:
+    """The engine's configuration: packets, TLVs, keys, the schedule and its timers."""
     ssid = s.ssid or 0
     key = keys.key_for(ssid)
     if s.authenticated and key is None:
@@ -110,6 +110,8 @@ def sender_config(s: Settings, clock: ClockState, keys: KeyStore) -> SenderConfi
             authenticated=s.authenticated, key=key, ssid=ssid, timestamp_format=timestamp_format(s),
             tai_offset_s=clock.tai_offset_s, error_estimate=error_estimate(s, clock), tlvs=sender_tlvs(s),
             padding=s.padding, hmac_tlv=s.hmac_tlv, timeout_ns=int(s.timeout * 1e9),
-            access_report_timer_ns=int(s.access_report_timer * 1e9), access_report_retries=s.access_report_retries)
+            access_report_timer_ns=int(s.access_report_timer * 1e9), access_report_retries=s.access_report_retries,
+            count=s.count, interval_ns=max(1, int(s.send_delay * 1e6)), in_flight=s.window,
+            report_interval_ns=int(s.report_interval * 1e9), windows_ns=windows_ns)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -2,12 +2,13 @@
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from checks import check_packet, check_reflector, check_sender, check_tlv, make_reflectors, make_sender
+from checks import check_packet, check_reflector, check_sender, check_tlv, make_reflectors, make_senders
 from make_corpus import seeds
 
 SEEDS = list(seeds().values())
 FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
 REFLECTORS = make_reflectors()
+SENDERS = make_senders()
 
 
 @st.composite
@@ -47,4 +48,4 @@ def test_parsers_raise_only_their_own_errors(data):
 @FUZZ
 @given(datagrams())
 def test_sender_classifies_anything(data):
-    check_sender(make_sender(), data)
+    check_sender(SENDERS, data)

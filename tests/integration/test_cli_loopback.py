@@ -101,14 +101,15 @@ def test_access_report_tlv():
     packets, _, _ = tlv_run("--access-report", "2", "--access-return-code", "2")
     assert packets[0]["tlv"]["access_report"] == {"access_id": 2, "return_code": 2}
     packets, _, _ = tlv_run("--access-report", "7")
-    assert packets[0]["tlv"]["not_processed"] == [6]
+    assert packets[0]["tlv_problems"] == [{"type": 6, "kind": "not_processed",
+                                           "detail": "the reflector did not process it (U)"}]
 
 
 def test_destination_node_address_tlv():
     packets, _, _ = tlv_run("--ssid", "9", "--dest-node-addr", "127.0.0.1")
     assert packets[0]["tlv"]["destination_node"]["accepted"] is True
     packets, _, _ = tlv_run("--ssid", "9", "--dest-node-addr", "192.0.2.1")
-    assert 9 in packets[0]["tlv"]["not_processed"]
+    assert (9, "not_processed") in [(p["type"], p["kind"]) for p in packets[0]["tlv_problems"]]
 
 
 def test_return_path_no_reply_suppresses_replies():
@@ -121,7 +122,7 @@ def test_return_path_no_reply_suppresses_replies():
 
 def test_return_address_refused_without_allow_list_and_honoured_with_it():
     packets, _, _ = tlv_run("--return-address", "127.0.0.1")
-    assert 10 in packets[0]["tlv"]["not_processed"]
+    assert (10, "not_processed") in [(p["type"], p["kind"]) for p in packets[0]["tlv_problems"]]
     packets, _, _ = tlv_run("--return-address", "127.0.0.1", reflector_args=("--return-address-allow", "127.0.0.0/8"))
     assert packets[0]["tlv"]["return_path"] == {"honoured": True}
 
@@ -134,11 +135,12 @@ def test_micro_session_tlv():
 def test_hmac_tlv_in_open_mode_verified():
     packets, _, _ = tlv_run("--cos", "--hmac-tlv", "--hmac-key", KEY,
                             reflector_args=("--verify-tlv-hmac", "--hmac-key", KEY))
-    assert "integrity" not in packets[0]["tlv"] and "cos" in packets[0]["tlv"]
+    assert not packets[0]["tlv_problems"] and "cos" in packets[0]["tlv"]
     other = "ff" * 16
     packets, summary, _ = tlv_run("--cos", "--hmac-tlv", "--hmac-key", other,
                                   reflector_args=("--verify-tlv-hmac", "--hmac-key", KEY))
-    assert "integrity" in packets[0]["tlv"] and summary["packets"]["tlv_integrity_failures"] == 3
+    assert {p["kind"] for p in packets[0]["tlv_problems"]} == {"integrity"}
+    assert summary["packets"]["tlv_integrity_failures"] == 3
 
 
 def test_padding_and_ptp():

@@ -105,8 +105,8 @@ def test_fifty_targets_loss_and_delay_as_the_relays_made_them(tmp_path, quick_gi
             assert sent > 40, name
             if name < "r05":
                 i = int(name[1:])
-                # every packet the relay dropped is lost; beyond that at most one is in flight
-                assert dropped_before[i] <= lost <= dropped_after[i] + 1, (name, dropped_before[i], lost)
+                # a packet the relay dropped is lost once its timeout (0.5 s, 10 packets) has passed
+                assert dropped_before[i] - 3 <= lost <= dropped_after[i], (name, dropped_before[i], lost)
                 assert metric(m, "stamp_monitor_window_loss_ratio", name, "2s") == pytest.approx(0.2, abs=0.03)
             else:
                 assert lost <= 1, (name, lost)

@@ -250,7 +250,7 @@ def test_clock_state_is_live_in_the_replies():
     from stamp_suite.net.udp import UdpEndpoint
     from stamp_suite.reflector.engine import Reflector
     from stamp_suite.reflector.server import ReflectorServer
-    from stamp_suite.wire.tlvs import SyncSource
+    from stamp_suite.tlvs import SyncSource
 
     unsynced = ClockState(False, SyncSource.LOCAL, 1_000_000_000, 37, "not synchronised")
     synced = ClockState(True, SyncSource.NTP, 2_000, 37, "synchronised by NTP")

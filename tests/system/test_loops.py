@@ -24,12 +24,13 @@ KEY = "00112233445566778899aabbccddeeff"
 SEND_ONE = textwrap.dedent("""
     import ipaddress, socket, sys
     from stamp_suite.sender.engine import SenderConfig, SessionSender
-    from stamp_suite.wire.tlvs import ReturnPath
+    from stamp_suite.sender.events import Transmit
+    from stamp_suite.tlvs import ReturnPath
     src, dst, port, return_address, auth = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "A"
     cfg = SenderConfig(authenticated=auth, key=bytes.fromhex("{key}") if auth else None, ssid=1,
                        tlvs=(ReturnPath(return_address=ipaddress.ip_address(return_address)),))
     engine = SessionSender(cfg)
-    data = engine.prepare(0).stamp(1_700_000_000_000_000_000)
+    data = engine.stamp(Transmit(0), 1_700_000_000_000_000_000, 0).data
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((src, port))
     s.sendto(data, (dst, port))

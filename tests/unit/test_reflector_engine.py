@@ -12,7 +12,7 @@ from stamp_suite.wire.auth import KeyStore
 from stamp_suite.wire.packet import ReflectorPacket
 from stamp_suite.wire.timestamp import ErrorEstimate
 from stamp_suite.wire.tlv import FLAG_I, FLAG_M, FLAG_U, RawTlv, build_tlvs, parse_tlvs, verify_hmac_tlv
-from stamp_suite.wire.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement,
+from stamp_suite.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement,
                                    FollowUpTelemetry, Location, MicroSessionId, ReturnPath, TimestampInformation)
 
 SYNCED = ErrorEstimate(True, scale=0, multiplier=1)  # 0x8001 as in the worked examples
@@ -402,7 +402,7 @@ def test_tlv_and_sub_tlv_limits():
 
 def test_clock_changes_reach_the_next_reply():
     from stamp_suite.reflector.engine import ClockDescription
-    from stamp_suite.wire.tlvs import SyncSource
+    from stamp_suite.tlvs import SyncSource
     r = Reflector(ReflectorConfig(error_estimate=ErrorEstimate(False, multiplier=200)))
     ts_info = bytes.fromhex("80030004" "00000000")  # Timestamp Information, as a sender sends it
 

@@ -1,57 +1,59 @@
-"""Session-Sender: packets it builds (against the digest) and how it classifies replies."""
+"""The Session-Sender engine alone: the packets it builds (against the digest), its timers and
+events, and how it reads replies; no socket, no clock (time is an argument)."""
 
 import pytest
 
-from vectors import EX_A, EX_C, EX_D, EX_E, KEY, T1_NS, T2_NS, T3_NS
+from vectors import EX_A, EX_B, EX_C, EX_D, EX_E, KEY, T1_NS, T2_NS, T3_NS
 from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
 from stamp_suite.sender.engine import SenderConfig, SessionSender
+from stamp_suite.sender.events import (Duplicate, Finished, Late, Lost, Refused, Rejected, Reply, ReportDue, Sent,
+                                       Transmit, WindowClosed)
+from stamp_suite.tlvs import AccessReport, ClassOfService, DirectMeasurement, MicroSessionId
 from stamp_suite.wire.auth import KeyStore
 from stamp_suite.wire.timestamp import ErrorEstimate, TimestampFormat
-from stamp_suite.wire.tlvs import ClassOfService, DirectMeasurement, MicroSessionId
 
 SYNCED = ErrorEstimate(True, TimestampFormat.NTP, 0, 1)
 T4_NS = T3_NS + 250_000_000
 META = PacketMeta(("127.0.0.1", 40000), "127.0.0.1", 862, ttl=64, tos=0, rx_timestamp_ns=T2_NS)
+MS = 1_000_000
 
 
-def send(sender, seq=1, t1=T1_NS):
-    return bytes(sender.prepare(seq).stamp(t1))
+def packet(sender, seq=1, t1=T1_NS, now=0):
+    """Stamp packets until ``seq`` is the one stamped; its bytes."""
+    while True:
+        sent = sender.stamp(Transmit(now), t1, now)
+        if sent.sequence_number == seq:
+            return sent.data
+
+
+def reply_to(r, pkt, meta=META):
+    """The reflector engine's reply to ``pkt``, stamped with T3."""
+    return bytes(r.stamp(r.receive(pkt, meta, T3_NS)[0], T3_NS))
 
 
 def test_open_packet_is_digest_example_a():
-    assert send(SessionSender(SenderConfig(error_estimate=SYNCED))) == EX_A
+    assert packet(SessionSender(SenderConfig(error_estimate=SYNCED))) == EX_A
 
 
 def test_authenticated_packet_is_digest_example_c():
-    assert send(SessionSender(SenderConfig(authenticated=True, key=KEY, error_estimate=SYNCED))) == EX_C
+    assert packet(SessionSender(SenderConfig(authenticated=True, key=KEY, error_estimate=SYNCED))) == EX_C
 
 
 def test_ssid_and_cos_tlv_is_digest_example_d():
     cfg = SenderConfig(ssid=0x1234, error_estimate=SYNCED, tlvs=(ClassOfService(46),))
-    assert send(SessionSender(cfg)) == EX_D
+    assert packet(SessionSender(cfg)) == EX_D
 
 
 def test_authenticated_cos_with_hmac_tlv_is_digest_example_e():
     cfg = SenderConfig(authenticated=True, key=KEY, error_estimate=SYNCED, tlvs=(ClassOfService(46),))
-    assert send(SessionSender(cfg)) == EX_E
+    assert packet(SessionSender(cfg)) == EX_E
 
 
-def reply_to(r, pkt, meta=META):
-    """The reflector's reply to ``pkt``, stamped with T3."""
-    return bytes(r.stamp(r.receive(pkt, meta, T3_NS)[0], T3_NS))
-
-
-def round_trip(sender_cfg, reflector_cfg=None, meta=META):
-    s = SessionSender(sender_cfg)
-    r = Reflector(reflector_cfg or ReflectorConfig(error_estimate=SYNCED))
-    pkt = send(s)
-    return s, reply_to(r, pkt, meta)
-
-
-def test_sample_timestamps_and_rtt():
-    s, reply = round_trip(SenderConfig(error_estimate=SYNCED))
-    ev = s.receive(reply, T4_NS, ttl=63, tos=0)
-    assert ev.kind == "sample"
+def test_the_digest_reply_b_is_a_sample_of_packet_a():
+    s = SessionSender(SenderConfig(error_estimate=SYNCED))
+    packet(s)
+    (ev,) = s.receive(EX_B, T4_NS, 0, ttl=63, tos=0)
+    assert isinstance(ev, Reply)
     smp = ev.sample
     assert (smp.t1_ns, smp.t2_ns, smp.t4_ns) == (T1_NS, T2_NS, T4_NS)
     assert smp.t3_ns == T3_NS - 1  # NTP fraction truncation
@@ -61,76 +63,162 @@ def test_sample_timestamps_and_rtt():
 
 
 def test_ptp_sender_with_ntp_reflector_converts_per_field():
-    cfg = SenderConfig(timestamp_format=TimestampFormat.PTP, error_estimate=SYNCED)
-    s, reply = round_trip(cfg)
-    smp = s.receive(reply, T4_NS).sample
-    assert smp.t1_ns == T1_NS and smp.t2_ns == T2_NS
+    s = SessionSender(SenderConfig(timestamp_format=TimestampFormat.PTP, error_estimate=SYNCED))
+    reply = reply_to(Reflector(ReflectorConfig(error_estimate=SYNCED)), packet(s))
+    (ev,) = s.receive(reply, T4_NS, 0)
+    assert ev.sample.t1_ns == T1_NS and ev.sample.t2_ns == T2_NS
 
 
-def test_duplicate_foreign_malformed_and_late():
-    s, reply = round_trip(SenderConfig(timeout_ns=10**9))
-    assert s.receive(reply, T4_NS).kind == "sample"
-    assert s.receive(reply, T4_NS).kind == "duplicate"
+def drive(sender, until_ns, reply=None, step_ns=MS):
+    """Run the engine's timers up to ``until_ns`` (no socket): stamp every Transmit, and let
+    ``reply(sent, now)`` return the datagrams that come back.  Returns (time, event) pairs."""
+    out = []
+    now = 0
+    sender.start(0, T1_NS)
+    while now <= until_ns:
+        due = sender.next_timer()
+        if due is None or due > until_ns:
+            break
+        now = max(now, due)
+        pending = list(sender.handle_timer(now))
+        while pending:
+            ev = pending.pop(0)
+            if isinstance(ev, Transmit):
+                ev = sender.stamp(ev, T1_NS + now, now)
+                for data in (reply(ev, now) if reply else ()):
+                    pending += sender.receive(data, T1_NS + now + step_ns, now + step_ns)
+            out.append((now, ev))
+    return out
+
+
+def test_the_engine_alone_schedule_replies_timeouts_and_the_end():
+    """Three packets 10 ms apart, 50 ms timeout; the reflector answers all but the second."""
+    reflector = Reflector()
+    s = SessionSender(SenderConfig(count=3, interval_ns=10 * MS, timeout_ns=50 * MS))
+
+    def answer(sent, now):
+        return [] if sent.sequence_number == 1 else [reply_to(reflector, sent.data)]
+    timeline = [(t // MS, type(ev).__name__, getattr(ev, "sequence_number", None)) for t, ev in drive(s, 200 * MS,
+                                                                                                    answer)]
+    assert timeline == [(0, "Sent", 0), (0, "Reply", None), (10, "Sent", 1), (20, "Sent", 2), (20, "Reply", None),
+                        (60, "Lost", 1), (60, "Finished", None)]
+    assert s.next_timer() is None and s.finished
+
+
+def test_capacity_mode_keeps_the_window_full():
+    reflector = Reflector()
+    s = SessionSender(SenderConfig(count=5, in_flight=2, timeout_ns=50 * MS))
+    events = [ev for _, ev in drive(s, 200 * MS, lambda sent, now: [reply_to(reflector, sent.data)])]
+    assert [type(e).__name__ for e in events].count("Sent") == 5
+    assert [type(e).__name__ for e in events].count("Reply") == 5 and isinstance(events[-1], Finished)
+
+
+def test_a_rejected_reply_leaves_the_packet_lost_everywhere():
+    """One definition of lost: a reply that fails the micro-session check is no reply."""
+    s = SessionSender(SenderConfig(count=1, timeout_ns=50 * MS, tlvs=(MicroSessionId(3, 7),)))
+    reflector = Reflector(ReflectorConfig(member_link_id=7))
+
+    def tampered(sent, now):
+        reply = bytearray(reply_to(reflector, sent.data))
+        reply[44 + 4:44 + 6] = (4).to_bytes(2, "big")  # another sender member link
+        return [bytes(reply)]
+    kinds = [type(ev).__name__ for _, ev in drive(s, 100 * MS, tampered)]
+    assert kinds == ["Sent", "Rejected", "Lost", "Finished"]
+
+
+def test_late_and_duplicate_replies():
+    s = SessionSender(SenderConfig(timeout_ns=10 * MS))
+    s.start(0, T1_NS)
+    reply = reply_to(Reflector(), packet(s, 0, now=0))
+    assert [type(e) for e in s.receive(reply, T4_NS, 20 * MS)] == [Lost, Late]  # after the timeout
+    assert [type(e) for e in s.receive(reply, T4_NS, 21 * MS)] == [Duplicate]
     foreign = bytearray(reply)
     foreign[24:28] = (99).to_bytes(4, "big")
-    assert s.receive(bytes(foreign), T4_NS).kind == "foreign"
-    assert s.receive(reply[:20], T4_NS).kind == "malformed"
-    s2, reply2 = round_trip(SenderConfig(timeout_ns=10**6))
-    assert s2.receive(reply2, T4_NS).sample.late
+    (ev,) = s.receive(bytes(foreign), T4_NS, 22 * MS)
+    assert isinstance(ev, Rejected) and ev.reason == "foreign"
+    (ev,) = s.receive(reply[:20], T4_NS, 22 * MS)
+    assert isinstance(ev, Rejected) and ev.reason == "malformed"
 
 
 def test_twamp_light_short_reply_is_accepted():
-    s, reply = round_trip(SenderConfig())
-    assert s.receive(reply[:38], T4_NS).kind == "sample"
+    s = SessionSender(SenderConfig())
+    packet(s)
+    assert isinstance(s.receive(EX_B[:38], T4_NS, 0)[0], Reply)
 
 
 def test_authenticated_reply_hmac_checked():
-    cfg = SenderConfig(authenticated=True, key=KEY)
-    s, reply = round_trip(cfg, ReflectorConfig(authenticated=True, keys=KeyStore(KEY)))
+    s = SessionSender(SenderConfig(authenticated=True, key=KEY))
+    reply = reply_to(Reflector(ReflectorConfig(authenticated=True, keys=KeyStore(KEY))), packet(s))
     bad = bytearray(reply)
     bad[50] ^= 1
-    assert s.receive(bytes(bad), T4_NS).kind == "hmac_failure"
-    assert s.receive(reply, T4_NS).kind == "sample"
+    assert s.receive(bytes(bad), T4_NS, 0)[0].reason == "hmac_failure"
+    assert isinstance(s.receive(reply, T4_NS, 0)[0], Reply)
+
+
+def test_refusals_are_counted_until_a_reply():
+    s = SessionSender(SenderConfig())
+    assert [e.consecutive for e in s.icmp_refused(0) + s.icmp_refused(1)] == [1, 2]
+    s.receive(reply_to(Reflector(), packet(s, 0)), T4_NS, 0)
+    assert s.icmp_refused(2) == [Refused(1)]
 
 
 def test_ssid_zero_from_rfc8762_reflector_is_counted():
     s = SessionSender(SenderConfig(ssid=5))
-    reply = bytearray(reply_to(Reflector(), send(s)))
+    reply = bytearray(reply_to(Reflector(), packet(s, 0)))
     reply[14:16] = b"\0\0"
-    assert s.receive(bytes(reply), T4_NS).kind == "sample" and s.ssid_not_echoed == 1
+    assert isinstance(s.receive(bytes(reply), T4_NS, 0)[0], Reply) and s.ssid_not_echoed == 1
     reply[14:16] = b"\0\x06"
-    assert s.receive(bytes(reply), T4_NS).kind == "foreign"
+    assert s.receive(bytes(reply), T4_NS, 0)[0].reason == "foreign"
 
 
 def test_direct_measurement_counts_sent_packets():
     s = SessionSender(SenderConfig(tlvs=(DirectMeasurement(),)))
     r = Reflector()
     for seq in range(3):
-        reply = reply_to(r, send(s, seq))
-    assert s.receive(reply, T4_NS).sample.tlv["direct_measurement"] == {"s_txc": 3, "r_rxc": 3, "r_txc": 3}
+        reply = reply_to(r, packet(s, seq))
+    assert s.receive(reply, T4_NS, 0)[0].sample.tlv["direct_measurement"] == {"s_txc": 3, "r_rxc": 3, "r_txc": 3}
 
 
-def test_micro_session_sender_checks():
-    cfg = SenderConfig(tlvs=(MicroSessionId(3, 0),))
-    s, reply = round_trip(cfg, ReflectorConfig(member_link_id=9))
-    assert s.receive(reply, T4_NS).kind == "sample" and s.learned_reflector_link_id == 9
-    s2, reply2 = round_trip(SenderConfig(tlvs=(MicroSessionId(3, 7),)), ReflectorConfig(member_link_id=7))
-    tampered = bytearray(reply2)
-    tampered[44 + 4:44 + 6] = (4).to_bytes(2, "big")  # wrong sender member link
-    assert s2.receive(bytes(tampered), T4_NS).kind == "micro_session_mismatch"
+def test_micro_session_sender_checks_and_learns():
+    s = SessionSender(SenderConfig(tlvs=(MicroSessionId(3, 0),)))
+    reply = reply_to(Reflector(ReflectorConfig(member_link_id=9)), packet(s, 0))
+    assert isinstance(s.receive(reply, T4_NS, 0)[0], Reply) and s.learned_reflector_link_id == 9
+
+
+def test_reading_goes_on_past_a_tlv_it_cannot_read():
+    """The Rust stamp-suite's Location TLV uses 2-octet sub-TLV headers; ours cannot read it,
+    but its outer Length is sound, so the Class of Service TLV after it is still read."""
+    s = SessionSender(SenderConfig(error_estimate=SYNCED))
+    packet(s)
+    rust_location = bytes.fromhex("0002000c" "0000" "0000" "0106" "c0000201" "0000")  # type 1, len 6 (theirs)
+    cos = bytes.fromhex("00040004" "bae00000")  # DSCP1 46, DSCP2 46 (RFC 8972 §4.4), U = 0
+    (ev,) = s.receive(EX_B + rust_location + cos, T4_NS, 0)
+    assert ev.sample.tlv["cos"]["dscp_at_reflector"] == 46
+    (problem,) = ev.sample.tlv_problems
+    assert problem.tlv_type == 2 and problem.kind == "unreadable"
+
+
+def test_not_processed_and_malformed_flags_are_reported_and_reading_goes_on():
+    s = SessionSender(SenderConfig(error_estimate=SYNCED))
+    packet(s)
+    tlvs = bytes.fromhex("80040004b8000000" "40050004aaaaaaaa" "00040004b8b80000")  # U on CoS, M on type 5, CoS
+    (ev,) = s.receive(EX_B + tlvs, T4_NS, 0)
+    assert [(p.tlv_type, p.kind) for p in ev.sample.tlv_problems] == [(4, "not_processed"), (5, "malformed")]
+    assert ev.sample.tlv["cos"]["dscp_requested"] == 46
 
 
 def test_reflector_integrity_flag_discards_all_tlvs():
     cfg = SenderConfig(authenticated=True, key=KEY, tlvs=(ClassOfService(46),))
     s = SessionSender(cfg)
-    pkt = bytearray(send(s))
+    pkt = bytearray(packet(s, 0))
     pkt[-1] ^= 1  # break the HMAC TLV
     reply = reply_to(Reflector(ReflectorConfig(authenticated=True, keys=KeyStore(KEY))), bytes(pkt))
-    assert "integrity" in s.receive(reply, T4_NS).sample.tlv
+    sample = s.receive(reply, T4_NS, 0)[0].sample
+    assert {p.kind for p in sample.tlv_problems} == {"integrity"} and not sample.tlv
 
 
 def test_config_rules():
-    from stamp_suite.wire.tlvs import DestinationNodeAddress
+    from stamp_suite.tlvs import DestinationNodeAddress
     import ipaddress
     with pytest.raises(ValueError):
         SenderConfig(tlvs=(DestinationNodeAddress(ipaddress.ip_address("127.0.0.1")),))
@@ -140,21 +228,33 @@ def test_config_rules():
 
 def test_access_report_retransmission_timer():
     """RFC 8972 §4.6: retransmit after the timer until a reply carries the TLV; give up after 4."""
-    from stamp_suite.wire.tlvs import AccessReport
-    s = SessionSender(SenderConfig(tlvs=(AccessReport(1, 1),), access_report_timer_ns=3 * 10**9))
-    send(s, 0, t1=T1_NS)
-    assert not s.access_report_retransmit_due(T1_NS + 2 * 10**9)
-    due = []
-    t = T1_NS
-    for attempt in range(6):
-        t += 3 * 10**9
-        ok = s.access_report_retransmit_due(t)
-        due.append(ok)
-        if ok:
-            send(s, attempt + 1, t1=t)
-    assert due == [True, True, True, True, False, False] and s.access_report_retransmissions == 4
-    # a reply carrying the Access Report disarms the timer and resets the count
-    s2 = SessionSender(SenderConfig(tlvs=(AccessReport(1, 1),)))
-    reply = reply_to(Reflector(), send(s2, 0))
-    assert s2.receive(reply, T4_NS).sample.tlv["access_report"] == {"access_id": 1, "return_code": 1}
-    assert not s2.access_report_retransmit_due(T1_NS + 10 * 10**9)
+    s = SessionSender(SenderConfig(count=1, timeout_ns=NEVER, access_report_timer_ns=3 * 10**9,
+                                   tlvs=(AccessReport(1, 1),)))
+    timeline = drive(s, 20 * 10**9)
+    sends = [(t // 10**9, ev.retransmission) for t, ev in timeline if isinstance(ev, Sent)]
+    assert sends == [(0, False), (3, True), (6, True), (9, True), (12, True)]
+    # a reply carrying the Access Report back disarms the timer
+    s2 = SessionSender(SenderConfig(count=1, timeout_ns=NEVER, access_report_timer_ns=3 * 10**9,
+                                    tlvs=(AccessReport(1, 1),)))
+    reflector = Reflector()
+    timeline = drive(s2, 20 * 10**9, lambda sent, now: [reply_to(reflector, sent.data)])
+    assert [ev.retransmission for _, ev in timeline if isinstance(ev, Sent)] == [False]
+    reply = next(ev for _, ev in timeline if isinstance(ev, Reply))
+    assert reply.sample.tlv["access_report"] == {"access_id": 1, "return_code": 1}
+
+
+NEVER = 10**12
+
+
+def test_report_and_window_timers():
+    """Interim reports exactly every interval from the start; a window closes once its last
+    packet's timeout has passed, the first one partial (the session began inside it)."""
+    s = SessionSender(SenderConfig(count=0, interval_ns=100 * MS, timeout_ns=50 * MS, report_interval_ns=1000 * MS,
+                                   windows_ns=(1000 * MS,)))
+    start_wall = T1_NS  # 2024-01-01T00:00:00.5: half-way through a one-second window
+    timeline = drive(s, 3200 * MS, lambda sent, now: [reply_to(Reflector(), sent.data)])
+    reports = [(t // MS, ev.index) for t, ev in timeline if isinstance(ev, ReportDue)]
+    assert reports == [(1000, 1), (2000, 2), (3000, 3)]
+    windows = [(t // MS, ev.index - start_wall // 10**9, ev.partial) for t, ev in timeline
+               if isinstance(ev, WindowClosed)]
+    assert windows == [(550, 0, True), (1550, 1, False), (2550, 2, False)]

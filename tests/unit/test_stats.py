@@ -3,7 +3,7 @@
 import pytest
 
 from stamp_suite.sender.distribution import Distribution
-from stamp_suite.sender.engine import ReplyEvent, Sample
+from stamp_suite.sender.events import Duplicate, Late, Lost, Reply, Sample, Sent
 from stamp_suite.sender.report import summary_text
 from stamp_suite.sender.stats import SessionStats, unwrap
 
@@ -22,11 +22,17 @@ def sample(seq, rtt_ms, *, refl_seq=None, offset_ms=0.0, late=False, ttl=64, syn
                   0.0, 0.0, 0, late, {})
 
 
-def feed(stats, events, sent):
-    for _ in range(sent):
-        stats.on_sent()
+KINDS = {"sample": Reply, "late": Late, "duplicate": Duplicate}
+
+
+def feed(stats, events, sent, lost=()):
+    """``sent`` packets, the replies given as (kind, sample), and Lost events for ``lost``."""
+    for seq in range(sent):
+        stats.on_event(Sent(seq, BASE + seq * 10 * MS, b""))
     for kind, s in events:
-        stats.on_event(ReplyEvent(kind, s))
+        stats.on_event(KINDS[kind](s))
+    for seq in lost:
+        stats.on_event(Lost(seq, BASE + seq * 10 * MS))
     return stats.to_dict()
 
 
@@ -36,7 +42,7 @@ STREAM = [("sample", sample(0, 10)), ("sample", sample(1, 12)), ("sample", sampl
 
 
 def test_loss_duplicates_reordering_and_delay():
-    d = feed(SessionStats(), STREAM, sent=10)
+    d = feed(SessionStats(), STREAM, sent=10, lost=(3, 7))
     p = d["packets"]
     assert (p["sent"], p["received"], p["lost"], p["duplicates"], p["reordered"]) == (10, 8, 2, 1, 1)
     assert p["loss_ratio"] == pytest.approx(0.2)
@@ -53,7 +59,7 @@ def test_loss_duplicates_reordering_and_delay():
 
 
 def test_rfc3550_jitter():
-    d = feed(SessionStats(), STREAM, sent=10)
+    d = feed(SessionStats(), STREAM, sent=10, lost=(3, 7))
     rtts = [10, 12, 11, 15, 10, 13, 12, 10]  # arrival order, duplicate excluded
     j = 0.0
     for a, b in zip(rtts, rtts[1:]):
@@ -79,7 +85,7 @@ def test_sequence_wrap_is_not_reordering():
 
 
 def test_late_replies_are_lost_and_counted():
-    d = feed(SessionStats(), [("sample", sample(0, 10)), ("sample", sample(1, 9000, late=True))], sent=2)
+    d = feed(SessionStats(), [("sample", sample(0, 10)), ("late", sample(1, 9000, late=True))], sent=2, lost=(1,))
     assert (d["packets"]["received"], d["packets"]["late"], d["packets"]["lost"]) == (1, 1, 1)
     assert d["rtt_ns"]["max"] == 10 * MS
 
@@ -87,7 +93,7 @@ def test_late_replies_are_lost_and_counted():
 def test_stateful_reflector_splits_loss_by_direction():
     # seq 3 lost forward (the reflector never numbered it), seq 7's reply lost backward
     pairs = [(0, 0), (1, 1), (2, 2), (4, 3), (5, 4), (6, 5), (8, 7), (9, 8)]
-    d = feed(SessionStats(), [("sample", sample(s, 10, refl_seq=r)) for s, r in pairs], sent=10)
+    d = feed(SessionStats(), [("sample", sample(s, 10, refl_seq=r)) for s, r in pairs], sent=10, lost=(3, 7))
     assert d["loss_by_direction"] == {"forward": 1, "backward": 1, "unknown_direction": 0}
 
 

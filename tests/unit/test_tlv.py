@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, strategies as st
 
 from vectors import EX_E, KEY
-from stamp_suite.wire.tlv import (FLAG_I, FLAG_M, FLAG_U, MalformedTlv, RawTlv, TlvValue, build_tlvs, decode,
-                                  hmac_tlv_position_ok, hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
-from stamp_suite.wire.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement,
-                                   ExtraPadding, FollowUpTelemetry, HmacTlv, LabelStackEntry, Location,
-                                   MicroSessionId, ReturnPath, TimestampInformation)
+from stamp_suite.tlvs import (REGISTRY, AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement,
+                              ExtraPadding, FollowUpTelemetry, HmacTlv, LabelStackEntry, Location, MicroSessionId,
+                              ReturnPath, TimestampInformation, decode)
+from stamp_suite.wire.tlv import (FLAG_I, FLAG_M, FLAG_U, MalformedTlv, RawTlv, build_tlvs, hmac_tlv_position_ok,
+                                  hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
 
 
 def test_flag_masks_msb_first():
@@ -166,7 +166,7 @@ def test_every_type_round_trips(value):
 
 
 def test_registry_covers_types_1_to_11():
-    assert sorted(TlvValue.registry) == list(range(1, 12))
+    assert sorted(REGISTRY) == list(range(1, 12))
 
 
 @given(st.lists(st.tuples(st.integers(0, 255), st.integers(0, 255), st.binary(max_size=40)), max_size=8))
@@ -183,7 +183,7 @@ def test_parse_never_raises_and_covers_all_octets(data):
     assert sum(t.size for t in parsed.tlvs) + len(parsed.trailing) == len(data)
 
 
-@given(st.sampled_from(sorted(TlvValue.registry)), st.binary(max_size=64))
+@given(st.sampled_from(sorted(REGISTRY)), st.binary(max_size=64))
 def test_decode_raises_only_malformed(tlv_type, value):
     try:
         decode(RawTlv(0, tlv_type, len(value), value))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFormat
-from ..wire.tlvs import SyncSource
+from ..tlvs import SyncSource
 from . import options as o
 from .process import libc
 
@@ -101,7 +101,7 @@ class ClockWatcher:
     moves all the time and is applied silently.  ``read`` is injectable for tests.
     """
 
-    def __init__(self, initial: ClockState, on_change: Callable[[ClockState], None],
+    def __init__(self, initial: ClockState, on_change: Callable[[ClockState], None] | None = None,
                  read: Callable[[], ClockState] = read_clock_state, log: Callable[[str], None] | None = None,
                  interval_ns: int = CLOCK_POLL_NS) -> None:
         self.state = initial
@@ -125,7 +125,8 @@ class ClockWatcher:
         self.state = new
         if self.log is not None and _headline(new) != _headline(old):
             self.log(f"clock state changed: {new.how}")
-        self.on_change(new)
+        if self.on_change is not None:
+            self.on_change(new)
 
 
 def _headline(c: ClockState) -> tuple[bool, int, int]:

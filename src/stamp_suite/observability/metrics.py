@@ -18,7 +18,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 
 from .. import __version__
 from ..reflector.counters import PROCESSING_BUCKETS_S
-from ..sender.engine import ReplyEvent
+from ..sender.events import Event, Reply
 
 prometheus_client.disable_created_metrics()
 
@@ -107,24 +107,22 @@ class SenderMetrics:
 
     Label cardinality is bounded by the sessions configured: never by what arrives."""
 
-    def __init__(self, label_names: tuple[str, ...] = ("remote", "ssid"), one_way_histograms: bool = True) -> None:
+    def __init__(self, label_names: tuple[str, ...] = ("remote", "ssid")) -> None:
         self.label_names = list(label_names)
-        # Each histogram is 16 series per session: a monitor of a thousand targets keeps the
-        # round trip only (one-way delays are in its window gauges), so a scrape stays cheap.
-        self.histograms = ("rtt", "forward", "backward") if one_way_histograms else ("rtt",)
+        self.histograms = ("rtt", "forward", "backward")
         self._sessions: dict[tuple[str, ...], tuple[object, dict]] = {}
 
-    def add_session(self, label_values: tuple[str, ...], stats) -> Callable[[ReplyEvent], None]:
+    def add_session(self, label_values: tuple[str, ...], stats) -> Callable[[Event], None]:
         """Register a session (its SessionStats); returns the on_event hook that feeds it."""
         hist = {k: BucketHistogram(DELAY_BUCKETS_S) for k in self.histograms}
         state: dict = {"hist": hist, "last_rtt": None, "ttl_reflector": None, "ttl_sender": None,
                        "dscp_reflector": None, "dscp_sender": None}
         self._sessions[tuple(label_values)] = (stats, state)
 
-        def on_event(ev: ReplyEvent) -> None:
-            s = ev.sample
-            if ev.kind != "sample" or s is None or s.late:
+        def on_event(ev: Event) -> None:
+            if type(ev) is not Reply:
                 return
+            s = ev.sample
             for key, value in (("rtt", s.rtt_ns), ("forward", s.forward_ns), ("backward", s.backward_ns)):
                 if key in hist:
                     hist[key].observe(max(0, value))
@@ -183,3 +181,39 @@ class SenderMetrics:
                 state["hist"][key].family("", "", label_values=labels, into=hists[key])
         yield from fams.values()
         yield from hists.values()
+
+
+WINDOW_GAUGES = (
+    ("loss_ratio", "Lost / (received + lost) in the latest closed window"),
+    ("packets_sent", "Test packets sent in the latest closed window"),
+    ("packets_lost", "Test packets lost in the latest closed window"),
+    ("duplicates", "Duplicate replies in the latest closed window"),
+    ("reordered", "Reordered replies in the latest closed window"),
+    ("rtt_p50_seconds", "Round-trip delay p50 in the latest closed window"),
+    ("rtt_p99_seconds", "Round-trip delay p99 in the latest closed window"),
+    ("forward_delay_p50_seconds", "One-way forward delay p50 in the latest closed window"),
+    ("backward_delay_p50_seconds", "One-way backward delay p50 in the latest closed window"),
+    ("jitter_seconds", "RFC 3550 round-trip jitter at the end of the latest closed window"),
+)
+
+
+def window_families(windows) -> Iterator[Metric]:
+    """``stamp_monitor_window_*{target,window}`` gauges from (target, length in s, window record)."""
+    labels = ["target", "window"]
+    fams = {k: GaugeMetricFamily(f"stamp_monitor_window_{k}", doc, labels=labels) for k, doc in WINDOW_GAUGES}
+    for target, length_s, d in windows:
+        lv = [target, f"{length_s}s"]
+        p = d["packets"]
+        fams["loss_ratio"].add_metric(lv, p["loss_ratio"] or 0.0)
+        fams["packets_sent"].add_metric(lv, p["sent"])
+        fams["packets_lost"].add_metric(lv, p["lost"])
+        fams["duplicates"].add_metric(lv, p["duplicates"])
+        fams["reordered"].add_metric(lv, p["reordered"])
+        for key, src in (("rtt_p50_seconds", d["rtt_ns"]["percentiles"]["p50"]),
+                         ("rtt_p99_seconds", d["rtt_ns"]["percentiles"]["p99"]),
+                         ("forward_delay_p50_seconds", d["one_way"]["forward_ns"]["percentiles"]["p50"]),
+                         ("backward_delay_p50_seconds", d["one_way"]["backward_ns"]["percentiles"]["p50"]),
+                         ("jitter_seconds", d["delay_variation"]["ipdv_rtt_ns"]["jitter_rfc3550"])):
+            if src is not None:
+                fams[key].add_metric(lv, src / 1e9)
+    yield from fams.values()

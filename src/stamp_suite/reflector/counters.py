@@ -2,8 +2,9 @@
 
 A worker writes only its own block; readers (totals, Prometheus, SNMP) sum the blocks
 when they look.  With several worker processes the blocks live in one shared anonymous
-mapping made before the fork, so every count is live in the parent the moment a worker
-writes it: no reports, no lag.  With one worker the block is a plain local buffer.
+mapping made before the fork (reflector/service.py), so every count is live in the parent
+the moment a worker writes it: no reports, no lag.  With one worker the block is a plain
+local buffer.
 
 The slot layout is fixed (drop reasons, TLV types, flags, processing-time buckets), so
 the hot path does ``counters[SLOT] += 1`` on a memoryview and nothing else.
@@ -12,7 +13,6 @@ the hot path does ``counters[SLOT] += 1`` on a memoryview and nothing else.
 from __future__ import annotations
 
 import bisect
-import mmap
 from collections.abc import Sequence
 
 RECEIVED, REFLECTED, SEND_ERRORS, TLV_INTEGRITY_FAILURES, ACTIVE_SESSIONS, SESSIONS_EVICTED, SESSIONS_EXPIRED = range(7)
@@ -55,13 +55,6 @@ assert len(DROP_REASONS) <= 32
 def local_block() -> memoryview:
     """Counters for a reflector in one process."""
     return memoryview(bytearray(BLOCK_SIZE)).cast("Q")
-
-
-def shared_blocks(workers: int) -> list[memoryview]:
-    """One block per worker in a shared anonymous mapping (inherited across fork)."""
-    area = mmap.mmap(-1, BLOCK_SIZE * workers)  # MAP_SHARED | MAP_ANONYMOUS
-    whole = memoryview(area)
-    return [whole[i * BLOCK_SIZE:(i + 1) * BLOCK_SIZE].cast("Q") for i in range(workers)]
 
 
 def observe_processing(block: memoryview, ns: int) -> None:

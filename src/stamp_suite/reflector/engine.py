@@ -1,8 +1,8 @@
 """The Session-Reflector as a pure state machine: ``receive(datagram, meta, now) -> replies``.
 
-Every reflector rule of RFC 8762 §4.3 and RFC 8972 §4 lives here and in
-:mod:`.tlv_rules`; the socket layer only supplies :class:`PacketMeta` and sends what
-comes back.  Nothing here raises on any input: a datagram is reflected, or dropped and
+Every reflector rule of RFC 8762 §4.3 and RFC 8972 §4 lives here, and each TLV type's
+in its own module of :mod:`stamp_suite.tlvs`; the socket layer only supplies
+:class:`PacketMeta` and sends what comes back.  Nothing here raises on any input: a datagram is reflected, or dropped and
 counted under a reason in the reflector's counter block (:mod:`.counters`).
 """
 
@@ -21,11 +21,10 @@ from ..wire.packet import (AUTH_BASE_LEN, HMAC_COVERED, OPEN_BASE_LEN, REFLECTOR
 from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFormat, ntp_from_ns, ptp_from_ns
 from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, HEADER_LEN, MAX_TLVS, MalformedTlv, RawTlv, TlvLimitExceeded,
                         TlvType, compute_hmac_tlv, hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
-from ..wire.tlvs import SyncSource, TimestampMethod
+from ..tlvs import REGISTRY, ReflectContext, SyncSource, TimestampMethod, unmapped_address
 from .counters import (DROP_SLOT, FLAG_I_SLOT, FLAG_M_SLOT, FLAG_U_SLOT, RECEIVED, TLV_INTEGRITY_FAILURES,
                        TLV_TYPE_BASE, DropReason, ReflectorCounters, local_block)
 from .sessions import RateLimiter, Session, SessionTable
-from .tlv_rules import RULES, TlvContext, unmapped_address
 
 __all__ = ["ClockDescription", "DropReason", "PacketMeta", "Reflector", "ReflectorConfig", "Reply"]
 
@@ -233,7 +232,7 @@ class Reflector:
         tlv_area = data[base_len:]
         if tlv_area and cfg.tlv_mode == "echo":
             tlv_area = bytearray(tlv_area)
-            ctx = TlvContext(cfg, self.clock, meta, session, cfg.authenticated)
+            ctx = ReflectContext(cfg, self.clock, meta, session, cfg.authenticated)
             discard = self._process_tlvs(tlv_area, data[:4], reply_seq, key, ctx)
             if self.rate_limiter is not None and ctx.work > WORK_PER_PACKET:
                 self.rate_limiter.charge(meta.source[0], ctx.work / WORK_PER_PACKET - 1)
@@ -265,7 +264,7 @@ class Reflector:
         return _same_host(address, local_address, self._bound)
 
     def _process_tlvs(self, area: bytearray, sequence_field: bytes, reply_seq: int, key: bytes | None,
-                      ctx: TlvContext) -> str | None:
+                      ctx: ReflectContext) -> str | None:
         """RFC 8972 §4 reflector procedure on the reply's copy of the TLV area, in place.
         Returns a drop reason when the packet must not be answered."""
         cfg = self.config
@@ -292,15 +291,15 @@ class Reflector:
             if t.type == TlvType.HMAC:
                 area[t.offset] = 0 if verified else (t.flags | FLAG_U)
                 continue
-            rule = RULES.get(t.type) if not t.truncated else None
-            if rule is None and not t.truncated:
+            kind = REGISTRY.get(t.type)
+            if kind is None and not t.truncated:  # unknown type: U = 1, copied
                 area[t.offset] = t.flags | FLAG_U
                 c[FLAG_U_SLOT] += 1
                 continue
             try:
-                if rule is None:
+                if t.truncated:
                     raise MalformedTlv("Length runs past the end of the packet")
-                flags, value = rule(t, ctx)
+                flags, value = kind.reflect(t, ctx)
                 if len(value) != t.length:  # a rule never grows or shrinks the reply
                     raise MalformedTlv("answer does not fit")
             except TlvLimitExceeded:

@@ -21,7 +21,7 @@ from typing import TextIO
 from ..net.clock import ClockWatcher
 from ..net.signals import StopRequest
 from ..net.udp import Received, UdpEndpoint, format_address
-from ..wire.tlvs import TimestampMethod
+from ..tlvs import TimestampMethod
 from .counters import DROP_SLOT, RECEIVED, REFLECTED, SEND_ERRORS, DropReason, observe_processing
 from .engine import PacketMeta, Reflector, Reply
 from .sessions import Session

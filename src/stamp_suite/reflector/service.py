@@ -19,6 +19,7 @@ opens every socket, maps the shared counter block, forks N workers and supervise
 from __future__ import annotations
 
 import dataclasses
+import mmap
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -34,7 +35,7 @@ from ..net.clock import ClockWatcher
 from ..net.process import die_with_parent
 from ..net.signals import StopRequest
 from ..net.udp import UdpEndpoint, format_address
-from .counters import ReflectorCounters, local_block, shared_blocks
+from .counters import BLOCK_SIZE, ReflectorCounters, local_block
 from .engine import Reflector, ReflectorConfig
 from .server import ReflectorServer, SessionRecord, session_records
 from .sessions import Session
@@ -45,6 +46,12 @@ INDEX_BITS = 28  # SNMP row index = worker << 28 | the worker's own session inde
 CLIENTS_LISTED = 20
 
 MakeWatcher = Callable[[Reflector, bool], "ClockWatcher | None"]  # (engine, log changes?) -> watcher
+
+
+def shared_blocks(workers: int) -> list[memoryview]:
+    """One counter block per worker in a shared anonymous mapping, inherited across fork."""
+    whole = memoryview(mmap.mmap(-1, BLOCK_SIZE * workers))  # MAP_SHARED | MAP_ANONYMOUS
+    return [whole[i * BLOCK_SIZE:(i + 1) * BLOCK_SIZE].cast("Q") for i in range(workers)]
 
 
 def default_workers() -> int:

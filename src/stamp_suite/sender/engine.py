@@ -1,25 +1,38 @@
-"""The Session-Sender as a pure state machine.
+"""The Session-Sender as a pure state machine that owns every timer of its session.
 
-``prepare(seq)`` builds a test packet whose T1 is written by ``Outgoing.stamp(t1_ns)``
-right before it leaves; ``receive(datagram, rx)`` matches a reply to what was sent and
-returns one :class:`ReplyEvent`: a sample, or the reason it is not one (duplicate,
-foreign, malformed, HMAC failure, micro-session mismatch).
+In the manner of aioquic's connection and h11's Connection: time comes in as an
+argument (``now_ns`` on the monotonic clock for timers, wall-clock ns for timestamps),
+:meth:`SessionSender.next_timer` says when it next needs to be woken, and every call
+returns inert, typed events (:mod:`.events`).  The driver (:mod:`.driver`) moves bytes:
+
+- ``handle_timer(now)``: the send schedule (or, in capacity mode, the window of packets in
+  flight), reply timeouts (:class:`Lost`), Access Report retransmissions (RFC 8972 §4.6),
+  interim reports and tumbling statistics windows; a :class:`Transmit` asks the driver to
+  call :meth:`stamp` at once and write the :class:`Sent` data it returns;
+- ``receive(datagram, t4, now)``: a reply matched to what was sent, read, and classified
+  (:class:`Reply`, :class:`Late`, :class:`Duplicate`, :class:`Rejected`).
+
+Nothing here touches a socket or a clock.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 
+from ..tlvs import (REGISTRY, AccessReport, DestinationNodeAddress, DirectMeasurement, ExtraPadding, MicroSessionId,
+                    ReadContext, ReturnPath, TlvValue)
 from ..wire.auth import hmac16, verify16
-from ..wire.packet import (AUTH_BASE_LEN, HMAC_COVERED, MalformedPacket, ReflectorPacket, SENDER_AUTH,
-                           SENDER_OPEN)
+from ..wire.packet import AUTH_BASE_LEN, HMAC_COVERED, MalformedPacket, ReflectorPacket, SENDER_AUTH, SENDER_OPEN
 from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFormat, from_wire, to_wire
-from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, MalformedTlv, RawTlv, TlvType, TlvValue, build_tlvs,
-                        compute_hmac_tlv, decode, parse_tlvs, verify_hmac_tlv)
-from ..wire.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement, ExtraPadding,
-                         FollowUpTelemetry, Location, MicroSessionId, ReturnPath, TimestampInformation)
+from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, MalformedTlv, RawTlv, TlvType, build_tlvs, compute_hmac_tlv, parse_tlvs,
+                        verify_hmac_tlv)
+from .events import (Duplicate, Event, Finished, Late, Lost, Refused, Rejected, Reply, ReportDue, Sample, Sent,
+                     TlvProblem, Transmit, WindowClosed)
 
 U32 = 0xFFFF_FFFF
+NS = 1_000_000_000
+_OUTSTANDING, _ANSWERED, _LOST = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -33,10 +46,16 @@ class SenderConfig:
     tlvs: tuple[TlvValue, ...] = ()  # request TLVs, in order
     padding: int = 0  # Extra Padding Value length, 0 for none
     hmac_tlv: bool = False  # add an HMAC TLV in open mode (always added in authenticated mode)
-    timeout_ns: int = 5_000_000_000
+    timeout_ns: int = 5 * NS  # no reply within this: the packet is lost
     # RFC 8972 §4.6: an Access Report is retransmitted until a reply carries it back
-    access_report_timer_ns: int = 3_000_000_000
+    access_report_timer_ns: int = 3 * NS
     access_report_retries: int = 4
+    # the schedule
+    count: int = 0  # test packets to send (retransmissions aside); 0: until closed
+    interval_ns: int = NS  # between scheduled packets
+    in_flight: int = 0  # capacity mode: keep this many in flight, the next sent on each answer
+    report_interval_ns: int = 0  # interim reports (ReportDue), aligned to the start
+    windows_ns: tuple[int, ...] = ()  # tumbling statistics windows (WindowClosed), aligned to wall-clock time
 
     def __post_init__(self) -> None:
         if self.authenticated and self.key is None:
@@ -50,9 +69,7 @@ class SenderConfig:
         if sum(isinstance(t, ReturnPath) for t in self.tlvs) > 1:
             raise ValueError("at most one Return Path TLV may be sent (RFC 9503 §4)")
         if self.error_estimate.timestamp_format != self.timestamp_format:
-            ee = self.error_estimate
-            object.__setattr__(self, "error_estimate",
-                               ErrorEstimate(ee.synchronized, self.timestamp_format, ee.scale, ee.multiplier))
+            object.__setattr__(self, "error_estimate", self.error_estimate.with_format(self.timestamp_format))
 
     @property
     def micro_session(self) -> MicroSessionId | None:
@@ -60,96 +77,169 @@ class SenderConfig:
 
 
 @dataclass(slots=True)
-class Outgoing:
-    """A prepared test packet; :meth:`stamp` writes T1 (and the base HMAC) just before sending."""
-
-    sequence_number: int
-    data: bytearray
-    timestamp_offset: int
-    key: bytes | None
-    _sender: SessionSender
-
-    def stamp(self, t1_ns: int) -> bytearray:
-        cfg = self._sender.config
-        t1_wire = to_wire(t1_ns, cfg.timestamp_format, cfg.tai_offset_s)
-        self.data[self.timestamp_offset:self.timestamp_offset + 8] = t1_wire.to_bytes(8, "big")
-        if self.key is not None:
-            self.data[HMAC_COVERED:AUTH_BASE_LEN] = hmac16(self.key, memoryview(self.data)[:HMAC_COVERED])
-        self._sender.record_sent(self.sequence_number, t1_ns, t1_wire)
-        return self.data
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One matched reply: the four timestamps and what each end saw."""
-
-    sequence_number: int
-    reflector_sequence_number: int
-    t1_ns: int
-    t2_ns: int
-    t3_ns: int
-    t4_ns: int
-    reflector_ttl: int  # TTL/Hop Limit the reflector saw (255 may mean unknown)
-    reply_ttl: int | None  # TTL/Hop Limit of the reply here, None if the platform cannot tell
-    reply_tos: int | None
-    sender_synchronized: bool
-    reflector_synchronized: bool
-    reflector_error_ns: float
-    sender_error_ns: float
-    ssid: int
-    late: bool = False
-    tlv: dict = field(default_factory=dict)
-
-    @property
-    def rtt_ns(self) -> int:
-        """Round trip without the reflector's residence time: (T4 - T1) - (T3 - T2)."""
-        return (self.t4_ns - self.t1_ns) - (self.t3_ns - self.t2_ns)
-
-    @property
-    def residence_ns(self) -> int:
-        return self.t3_ns - self.t2_ns
-
-    @property
-    def forward_ns(self) -> int:
-        return self.t2_ns - self.t1_ns
-
-    @property
-    def backward_ns(self) -> int:
-        return self.t4_ns - self.t3_ns
-
-    @property
-    def clocks_synchronized(self) -> bool:
-        return self.sender_synchronized and self.reflector_synchronized
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyEvent:
-    kind: str  # sample | duplicate | foreign | malformed | hmac_failure | micro_session_mismatch
-    sample: Sample | None = None
-    detail: str = ""
-
-
-@dataclass(slots=True)
 class _Sent:
     t1_wire: int  # the T1 written in the packet (what the reflector copies back)
     t1_ns: int  # the best known departure time: the kernel's TX timestamp when we have it
+    state: int = _OUTSTANDING
     replies: int = 0
+
+
+@dataclass(slots=True)
+class _Prepared:
+    sequence_number: int
+    data: bytearray
+    timestamp_offset: int
 
 
 class SessionSender:
     def __init__(self, config: SenderConfig) -> None:
         self.config = config
-        self._sent: dict[int, _Sent] = {}
-        self.sent_count = 0
-        self.ssid_not_echoed = 0
-        self.learned_reflector_link_id: int | None = None
         self._ee = config.error_estimate.to_int()
         self._reports_access = any(isinstance(t, AccessReport) for t in config.tlvs)
-        self._access_report_deadline: int | None = None
+        self._sent: dict[int, _Sent] = {}
+        self._deadlines: deque[tuple[int, int]] = deque()  # (monotonic deadline, seq), in send order
+        self._forget: deque[tuple[int, int]] = deque()  # (monotonic time to forget, seq)
+        self.sent_count = 0  # packets stamped, retransmissions included
+        self.outstanding = 0  # sent, neither answered nor lost yet
+        self._slots = 0  # scheduled sends issued (retransmissions take none)
+        self._unstamped = 0  # Transmits issued that the driver has not stamped yet
+        self._next_send: int | None = None
+        self._start_ns = 0
+        self._wall_offset = 0  # wall-clock minus monotonic, taken at the start
+        self._started = False
+        self.finished = False
+        self._ar_deadline: int | None = None
         self.access_report_retransmissions = 0
+        self._next_report: int | None = None
+        self._reports = 0
+        self._windows: dict[int, int] = {}  # window length -> index of the next window to close
+        self.consecutive_refusals = 0
+        self.ssid_not_echoed = 0
+        self.learned_reflector_link_id: int | None = None
+        self._prepared = self._prepare(0)
 
-    # -- sending --------------------------------------------------------------------
-    def prepare(self, sequence_number: int) -> Outgoing:
+    # -- the clock -----------------------------------------------------------------------
+    def update_clock(self, error_estimate: ErrorEstimate) -> None:
+        """Describe the clock anew (S bit, error) from the next packet on."""
+        self._ee = error_estimate.with_format(self.config.timestamp_format).to_int()
+        self._prepared = self._prepare(self._prepared.sequence_number)
+
+    # -- timers ----------------------------------------------------------------------------
+    def start(self, now_ns: int, wall_ns: int, delay_ns: int = 0) -> None:
+        """Begin the schedule ``delay_ns`` from now (monotonic ``now_ns``, wall-clock ``wall_ns``)."""
+        cfg = self.config
+        self._started = True
+        self._start_ns = start = now_ns + delay_ns
+        self._wall_offset = wall_ns - now_ns
+        self._next_send = start
+        if cfg.report_interval_ns:
+            self._next_report = start + cfg.report_interval_ns
+        for length in cfg.windows_ns:
+            self._windows[length] = (wall_ns + delay_ns) // length
+
+    def next_timer(self) -> int | None:
+        """When :meth:`handle_timer` must next be called (monotonic ns), or None."""
+        if self.finished or not self._started:
+            return None
+        cfg = self.config
+        candidates = [t for t in (self._next_send, self._ar_deadline, self._next_report) if t is not None]
+        if self._deadlines:
+            candidates.append(self._deadlines[0][0])
+        if self._forget:
+            candidates.append(self._forget[0][0])
+        for length, index in self._windows.items():
+            candidates.append(self._window_close(length, index))
+        if cfg.count and self._slots >= cfg.count and not self.outstanding and not self._unstamped:
+            candidates.append(0)  # finished: say so at once
+        return min(candidates) if candidates else None
+
+    def next_send(self) -> int | None:
+        """When the next scheduled packet is due (for a driver that waits precisely for sends)."""
+        return self._next_send
+
+    def _window_close(self, length: int, index: int) -> int:
+        return (index + 1) * length + self.config.timeout_ns - self._wall_offset
+
+    def handle_timer(self, now_ns: int) -> list[Event]:
+        cfg = self.config
+        events: list[Event] = []
+        due = self._next_send
+        if due is not None and now_ns >= due:
+            if cfg.in_flight:
+                self._next_send = None
+                self._fill_window(due, events)
+            else:
+                events.append(Transmit(due))
+                self._slots += 1
+                self._unstamped += 1
+                self._next_send = (self._start_ns + self._slots * cfg.interval_ns
+                                   if not cfg.count or self._slots < cfg.count else None)
+        if self._ar_deadline is not None and now_ns >= self._ar_deadline:
+            if self.access_report_retransmissions < cfg.access_report_retries:
+                self.access_report_retransmissions += 1
+                self._unstamped += 1
+                events.append(Transmit(self._ar_deadline, retransmission=True))
+            self._ar_deadline = None  # re-armed by the next packet that carries the TLV
+        self._expire(now_ns, events)
+        forget = self._forget
+        while forget and forget[0][0] <= now_ns:
+            self._sent.pop(forget.popleft()[1], None)
+        if self._next_report is not None and now_ns >= self._next_report:
+            self._reports += 1
+            events.append(ReportDue(self._reports, self._reports * cfg.report_interval_ns))
+            self._next_report += cfg.report_interval_ns
+        for length, index in self._windows.items():
+            while now_ns >= self._window_close(length, index):
+                events.append(WindowClosed(length, index, index * length < self._start_ns + self._wall_offset))
+                index += 1
+            self._windows[length] = index
+        self._check_finished(events)
+        return events
+
+    def _expire(self, now_ns: int, events: list[Event]) -> None:
+        """Packets whose timeout has passed without a valid reply are lost."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now_ns:
+            seq = deadlines.popleft()[1]
+            rec = self._sent.get(seq)
+            if rec is not None and rec.state == _OUTSTANDING:
+                rec.state = _LOST
+                self.outstanding -= 1
+                events.append(Lost(seq, rec.t1_ns))
+                self._fill_window(now_ns, events)
+
+    def _fill_window(self, now_ns: int, events: list[Event]) -> None:
+        """Capacity mode: keep ``in_flight`` packets outstanding while there are more to send."""
+        cfg = self.config
+        if not cfg.in_flight:
+            return
+        while self.outstanding + self._unstamped < cfg.in_flight and (not cfg.count or self._slots < cfg.count):
+            events.append(Transmit(now_ns))
+            self._slots += 1
+            self._unstamped += 1
+
+    def _check_finished(self, events: list[Event]) -> None:
+        cfg = self.config
+        if (not self.finished and cfg.count and self._slots >= cfg.count and not self.outstanding
+                and not self._unstamped):
+            self.finished = True
+            events.append(Finished())
+
+    def close(self, now_ns: int) -> list[Event]:
+        """End the session now: every packet still waiting for its reply is lost."""
+        events: list[Event] = []
+        for seq, rec in self._sent.items():
+            if rec.state == _OUTSTANDING:
+                rec.state = _LOST
+                events.append(Lost(seq, rec.t1_ns))
+        self.outstanding = 0
+        if not self.finished:
+            self.finished = True
+            events.append(Finished())
+        return events
+
+    # -- sending ------------------------------------------------------------------------
+    def _prepare(self, sequence_number: int) -> _Prepared:
         cfg = self.config
         seq = sequence_number & U32
         if cfg.authenticated:
@@ -158,7 +248,7 @@ class SessionSender:
         else:
             head = bytearray(SENDER_OPEN.pack(seq, 0, self._ee, cfg.ssid))
             ts_offset = 4
-        return Outgoing(seq, head + self._tlv_area(seq), ts_offset, cfg.key if cfg.authenticated else None, self)
+        return _Prepared(seq, head + self._tlv_area(seq), ts_offset)
 
     def _tlv_area(self, seq: int) -> bytes:
         cfg = self.config
@@ -176,150 +266,127 @@ class SessionSender:
             tlvs.append(ExtraPadding.of_length(cfg.padding).to_tlv())
         return build_tlvs(tlvs)
 
-    def record_sent(self, seq: int, t1_ns: int, t1_wire: int) -> None:
+    def stamp(self, transmit: Transmit, t1_ns: int, now_ns: int) -> Sent:
+        """The packet ``transmit`` asked for, with T1 (wall-clock ``t1_ns``, read right before
+        the send) and, in authenticated mode, the base HMAC over it; write ``Sent.data`` now."""
         cfg = self.config
+        pkt = self._prepared
+        seq, data = pkt.sequence_number, pkt.data
+        t1_wire = to_wire(t1_ns, cfg.timestamp_format, cfg.tai_offset_s)
+        data[pkt.timestamp_offset:pkt.timestamp_offset + 8] = t1_wire.to_bytes(8, "big")
+        if cfg.authenticated:
+            data[HMAC_COVERED:AUTH_BASE_LEN] = hmac16(cfg.key, memoryview(data)[:HMAC_COVERED])
         self._sent[seq] = _Sent(t1_wire, t1_ns)
         self.sent_count += 1
-        if self._reports_access and self._access_report_deadline is None:
-            self._access_report_deadline = t1_ns + cfg.access_report_timer_ns  # arm the timer
+        self.outstanding += 1
+        self._unstamped = max(0, self._unstamped - 1)
+        self._deadlines.append((now_ns + cfg.timeout_ns, seq))
+        self._forget.append((now_ns + 2 * cfg.timeout_ns, seq))  # late replies are still matched until then
+        if self._reports_access and self._ar_deadline is None:
+            self._ar_deadline = now_ns + cfg.access_report_timer_ns
+        self._prepared = self._prepare(seq + 1)
+        return Sent(seq, t1_ns, bytes(data), transmit.retransmission)
 
-    def access_report_retransmit_due(self, now_ns: int) -> bool:
-        """RFC 8972 §4.6: the Access Report timer expired without a reply carrying the TLV:
-        True means send a test packet now (a retransmission).  After the configured number of
-        retransmissions (4 by default, SHOULD) the sender gives up until a reply comes."""
-        deadline = self._access_report_deadline
-        if deadline is None or now_ns < deadline:
-            return False
-        if self.access_report_retransmissions >= self.config.access_report_retries:
-            self._access_report_deadline = None
-            return False
-        self.access_report_retransmissions += 1
-        self._access_report_deadline = None  # re-armed by the retransmission's record_sent
-        return True
-
-    def record_departure(self, seq: int, tx_ns: int) -> None:
+    def departed(self, sequence_number: int, tx_ns: int) -> None:
         """The kernel's transmit time of a test packet: a better T1 than the clock read before
-        the send (the packet copy keeps the earlier T1; it only identifies the packet)."""
-        sent = self._sent.get(seq)
-        if sent is not None:
-            sent.t1_ns = tx_ns
+        the send (the packet keeps the earlier T1; it only identifies the packet)."""
+        rec = self._sent.get(sequence_number)
+        if rec is not None:
+            rec.t1_ns = tx_ns
 
-    def unanswered(self) -> list[tuple[int, int]]:
-        """(sequence number, T1) of the packets still remembered that got no reply."""
-        return [(seq, r.t1_ns) for seq, r in self._sent.items() if not r.replies]
+    def icmp_refused(self, now_ns: int) -> list[Event]:
+        self.consecutive_refusals += 1
+        return [Refused(self.consecutive_refusals)]
 
-    def forget_before(self, t1_horizon_ns: int) -> None:
-        """Drop the record of packets sent before the horizon (bounded memory on long runs)."""
-        for seq in [s for s, r in self._sent.items() if r.t1_ns < t1_horizon_ns]:
-            del self._sent[seq]
-
-    # -- receiving ------------------------------------------------------------------
-    def receive(self, data: bytes, t4_ns: int, ttl: int | None = None, tos: int | None = None) -> ReplyEvent:
-        """Match one reply.  Never raises on any input."""
+    # -- receiving ------------------------------------------------------------------------
+    def receive(self, data: bytes, t4_ns: int, now_ns: int, ttl: int | None = None,
+                tos: int | None = None) -> list[Event]:
+        """Match one datagram to what was sent.  Never raises on any input."""
+        events: list[Event] = []
+        self._expire(now_ns, events)  # a reply after its timeout is late, however soon we look
         cfg = self.config
         try:
             reply = ReflectorPacket.from_bytes(data, cfg.authenticated)
         except MalformedPacket as exc:
-            return ReplyEvent("malformed", detail=str(exc))
+            return events + [Rejected("malformed", str(exc))]
         if cfg.authenticated and not verify16(cfg.key, memoryview(data)[:HMAC_COVERED], data[96:112]):
-            return ReplyEvent("hmac_failure", detail="reply base HMAC does not verify")
+            return events + [Rejected("hmac_failure", "reply base HMAC does not verify")]
         if reply.ssid != cfg.ssid:
             if reply.ssid != 0:
-                return ReplyEvent("foreign", detail=f"SSID {reply.ssid} is not ours ({cfg.ssid})")
+                return events + [Rejected("foreign", f"SSID {reply.ssid} is not ours ({cfg.ssid})")]
             if cfg.ssid:
                 self.ssid_not_echoed += 1  # an RFC 8762-only reflector answers 0 (RFC 8972 §3)
-        sent = self._sent.get(reply.sender_sequence_number)
-        if sent is None:
-            return ReplyEvent("foreign", detail=f"sequence {reply.sender_sequence_number} was not sent by us")
-        if sent.t1_wire != reply.sender_timestamp:
-            return ReplyEvent("foreign", detail="copied timestamp does not match what we sent")
-        sent.replies += 1
+        rec = self._sent.get(reply.sender_sequence_number)
+        if rec is None:
+            return events + [Rejected("foreign", f"sequence {reply.sender_sequence_number} was not sent by us")]
+        if rec.t1_wire != reply.sender_timestamp:
+            return events + [Rejected("foreign", "copied timestamp does not match what we sent")]
         ee = ErrorEstimate.from_int(reply.error_estimate)
         see = ErrorEstimate.from_int(reply.sender_error_estimate)
-        pivot = sent.t1_ns
-        tlv_results = self._read_tlvs(reply, data, ee.timestamp_format, pivot) if reply.tlvs else {}
-        if tlv_results.get("micro_session_mismatch"):
-            return ReplyEvent("micro_session_mismatch", detail=tlv_results["micro_session_mismatch"])
+        pivot = rec.t1_ns
+        ctx = ReadContext(ee.timestamp_format, cfg.tai_offset_s, pivot, cfg.micro_session,
+                          self.learned_reflector_link_id)
+        problems = self._read_tlvs(reply, data, ctx) if reply.tlvs else ()
+        if ctx.mismatch is not None:  # RFC 9534 §3.2: discard
+            return events + [Rejected("micro_session_mismatch", ctx.mismatch)]
+        self.learned_reflector_link_id = ctx.learned_reflector_link_id
+        if ctx.access_report_answered:
+            self._ar_deadline = None
+            self.access_report_retransmissions = 0
+        self.consecutive_refusals = 0
+        rec.replies += 1
         sample = Sample(
-            reply.sender_sequence_number, reply.sequence_number, sent.t1_ns,
+            reply.sender_sequence_number, reply.sequence_number, rec.t1_ns,
             from_wire(reply.receive_timestamp, ee.timestamp_format, cfg.tai_offset_s, pivot),
             from_wire(reply.timestamp, ee.timestamp_format, cfg.tai_offset_s, pivot),
             t4_ns, reply.sender_ttl, ttl, tos, see.synchronized, ee.synchronized,
-            ee.error_ns, see.error_ns, reply.ssid, t4_ns - sent.t1_ns > cfg.timeout_ns, tlv_results)
-        if sent.replies > 1:
-            return ReplyEvent("duplicate", sample)
-        return ReplyEvent("sample", sample)
+            ee.error_ns, see.error_ns, reply.ssid, rec.state == _LOST, ctx.values, problems)
+        if rec.replies > 1:
+            events.append(Duplicate(sample))
+        elif rec.state == _LOST:
+            events.append(Late(sample))
+        else:
+            rec.state = _ANSWERED
+            self.outstanding -= 1
+            events.append(Reply(sample))
+            self._fill_window(now_ns, events)
+            self._check_finished(events)
+        return events
 
-    def _read_tlvs(self, reply: ReflectorPacket, data: bytes, fmt: TimestampFormat, pivot_ns: int) -> dict:
-        """Decode the reflector's TLVs, honouring U (skip), M (stop) and I (discard all)."""
+    def _read_tlvs(self, reply: ReflectorPacket, data: bytes, ctx: ReadContext) -> tuple[TlvProblem, ...]:
+        """Read every TLV of the reply that can be read, honouring U (not processed), M
+        (malformed) and I (integrity); a TLV that cannot be read is reported with its type
+        and why, and reading goes on while the outer lengths are sound."""
         cfg = self.config
         parsed = parse_tlvs(reply.tlvs)
-        out: dict = {}
         tlvs = parsed.tlvs
-        if any(t.flags & FLAG_I for t in tlvs):
-            return {"integrity": "reflector reports TLV HMAC failure (I flag)"}
+        if any(t.flags & FLAG_I for t in tlvs):  # RFC 8972 §4.8: none of them can be trusted
+            return tuple(TlvProblem(t.type, "integrity", "the reflector's check of the HMAC TLV failed (I)")
+                         for t in tlvs if t.flags & FLAG_I)
         if cfg.key is not None and any(t.type == TlvType.HMAC for t in tlvs):
             if not verify_hmac_tlv(cfg.key, data[:4], reply.tlvs, tlvs):
-                return {"integrity": "reply HMAC TLV does not verify"}
-        not_processed: list[int] = []
+                return (TlvProblem(TlvType.HMAC, "integrity", "the reply's HMAC TLV does not verify"),)
+        problems: list[TlvProblem] = []
         for t in tlvs:
-            if t.flags & FLAG_M or t.truncated:
-                out["malformed"] = t.type
+            if t.truncated:
+                problems.append(TlvProblem(t.type, "truncated", f"Length {t.length} runs past the end of the reply"))
                 break
+            if t.type == TlvType.HMAC:
+                continue
+            if t.flags & FLAG_M:
+                problems.append(TlvProblem(t.type, "malformed", "the reflector found it malformed (M)"))
+                continue
             if t.flags & FLAG_U:
-                not_processed.append(t.type)
+                problems.append(TlvProblem(t.type, "not_processed", "the reflector did not process it (U)"))
+                continue
+            kind = REGISTRY.get(t.type)
+            if kind is None:
+                problems.append(TlvProblem(t.type, "unknown", "a type this sender does not know"))
                 continue
             try:
-                value = decode(t)
-            except (MalformedTlv, ValueError):
-                out["malformed"] = t.type
-                break
-            self._interpret(value, out, fmt, pivot_ns)
-        if not_processed:
-            out["not_processed"] = not_processed
-        return out
-
-    def _interpret(self, value: TlvValue | None, out: dict, fmt: TimestampFormat, pivot_ns: int) -> None:
-        if isinstance(value, ClassOfService):
-            out["cos"] = {"dscp_requested": value.dscp1, "dscp_at_reflector": value.dscp2,
-                          "ecn_at_reflector": value.ecn, "reverse_path_refused": bool(value.rp)}
-        elif isinstance(value, Location):
-            out["location"] = {"destination_port": value.destination_port, "source_port": value.source_port,
-                               **value.answers()}
-        elif isinstance(value, TimestampInformation):
-            out["timestamp_info"] = {"sync_src_in": value.sync_src_in, "timestamp_in": value.timestamp_in,
-                                     "sync_src_out": value.sync_src_out, "timestamp_out": value.timestamp_out}
-        elif isinstance(value, DirectMeasurement):
-            out["direct_measurement"] = {"s_txc": value.sender_tx_count, "r_rxc": value.reflector_rx_count,
-                                         "r_txc": value.reflector_tx_count}
-        elif isinstance(value, AccessReport):
-            out["access_report"] = {"access_id": value.access_id, "return_code": value.return_code}
-            self._access_report_deadline = None  # a reply carried it back: disarm the timer
-            self.access_report_retransmissions = 0
-        elif isinstance(value, FollowUpTelemetry):
-            # Its timestamp is in the format of this reply's Z bit (RFC 8972 §4.7).
-            ts = value.follow_up_timestamp
-            out["follow_up"] = {"sequence_number": value.sequence_number, "timestamp_mode": value.timestamp_mode,
-                                "tx_ns": from_wire(ts, fmt, self.config.tai_offset_s, pivot_ns) if ts else None}
-        elif isinstance(value, DestinationNodeAddress):
-            out["destination_node"] = {"address": str(value.address), "accepted": True}
-        elif isinstance(value, ReturnPath):
-            out["return_path"] = {"honoured": True}
-        elif isinstance(value, MicroSessionId):
-            self._check_micro_session(value, out)
-
-    def _check_micro_session(self, value: MicroSessionId, out: dict) -> None:
-        """RFC 9534 §3.2: Sender ID must be ours; Reflector ID must be the expected one."""
-        ours = self.config.micro_session
-        out["micro_session"] = {"sender_id": value.sender_id, "reflector_id": value.reflector_id}
-        if ours is None:
-            return
-        if value.sender_id != ours.sender_id:
-            out["micro_session_mismatch"] = f"sender member link {value.sender_id}, expected {ours.sender_id}"
-            return
-        expected = ours.reflector_id or self.learned_reflector_link_id
-        if expected and value.reflector_id != expected:
-            out["micro_session_mismatch"] = f"reflector member link {value.reflector_id}, expected {expected}"
-        elif not expected and value.reflector_id:
-            self.learned_reflector_link_id = value.reflector_id
-
+                kind.from_value(t.value).read(ctx)
+            except (MalformedTlv, ValueError) as exc:
+                problems.append(TlvProblem(t.type, "unreadable", str(exc)))
+        if parsed.trailing:
+            problems.append(TlvProblem(0, "truncated", f"{len(parsed.trailing)} octets after the last TLV"))
+        return tuple(problems)

@@ -12,7 +12,7 @@ import io
 import json
 from typing import Any
 
-from .engine import ReplyEvent, Sample
+from .events import Duplicate, Event, Late, Lost, Rejected, Reply, Sample, TlvProblem
 
 SCHEMA_VERSION = 1
 CSV_FIELDS = ["kind", "seq", "reflector_seq", "t1_ns", "t2_ns", "t3_ns", "t4_ns", "rtt_ns", "rtt_raw_ns", "forward_ns",
@@ -42,20 +42,45 @@ def sample_record(kind: str, s: Sample | None, detail: str = "", seq: int | None
     return rec
 
 
-def packet_text(event: ReplyEvent) -> str:
+def event_record(ev: Event) -> dict[str, Any] | None:
+    """The per-packet record of an event (JSON line, CSV row, plot point), or None."""
+    if isinstance(ev, (Reply, Late)):
+        return sample_record("sample", ev.sample)
+    if isinstance(ev, Duplicate):
+        return sample_record("duplicate", ev.sample)
+    if isinstance(ev, Lost):
+        return sample_record("lost", None, seq=ev.sequence_number, t1_ns=ev.t1_ns)
+    if isinstance(ev, Rejected):
+        return sample_record(ev.reason, None, ev.detail)
+    return None
+
+
+def problems_record(problems: tuple[TlvProblem, ...]) -> list[dict[str, Any]]:
+    return [{"type": p.tlv_type, "kind": p.kind, "detail": p.detail} for p in problems]
+
+
+def packet_text(event: Event) -> str | None:
+    if isinstance(event, Lost):
+        return f"seq={event.sequence_number} lost"
+    if isinstance(event, Rejected):
+        return f"{event.reason}: {event.detail}"
+    if not isinstance(event, (Reply, Late, Duplicate)):
+        return None
     s = event.sample
-    if s is None:
-        return f"{event.kind}: {event.detail}"
     ttl_here = "unknown" if s.reply_ttl is None else str(s.reply_ttl)
     line = (f"seq={s.sequence_number} rtt={s.rtt_ns / 1e6:.3f}ms ttl={s.reflector_ttl} "
             f"reflector_recv_ts={s.t2_ns} reflector_send_ts={s.t3_ns} reflector_seq={s.reflector_sequence_number} "
             f"fwd={s.forward_ns / 1e6:.3f}ms bwd={s.backward_ns / 1e6:.3f}ms reply_ttl={ttl_here}")
     if s.reply_tos is not None:
         line += f" reply_dscp={s.reply_tos >> 2} reply_ecn={s.reply_tos & 3}"
-    if event.kind != "sample" or s.late:
-        line += f" [{'late' if s.late else event.kind}]"
+    if isinstance(event, Late):
+        line += " [late]"
+    elif isinstance(event, Duplicate):
+        line += " [duplicate]"
     if s.tlv:
         line += " " + " ".join(f"{k}={_compact(v)}" for k, v in s.tlv.items())
+    if s.tlv_problems:
+        line += " tlv_problems=" + ",".join(f"{p.tlv_type}:{p.kind}" for p in s.tlv_problems)
     return line
 
 

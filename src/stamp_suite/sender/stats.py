@@ -8,9 +8,11 @@ Definitions (each is what the report calls it):
 - IPDV (RFC 3393): D(i) - D(i-1) for consecutive sequence numbers both received.
 - interarrival jitter (RFC 3550 §6.4.1): J += (|D(i) - D(i-1)| - J) / 16, in arrival order.
 - PDV (RFC 5481): D - min(D); its percentiles are the delay percentiles minus the minimum.
-- loss: a packet with no on-time reply within --timeout is lost; a late reply is counted
-  as late (and stays lost, RFC 7680's threshold).  With a stateful reflector the gaps in
-  its sequence numbers split loss into forward and backward.
+- loss: a packet with no valid reply within --timeout is lost (the engine's Lost event,
+  also for packets still unanswered when the session ends); a late reply is counted as
+  late (and stays lost, RFC 7680's threshold).  The loss ratio is lost / (received + lost):
+  packets still in flight count for neither.  With a stateful reflector the gaps in its
+  sequence numbers split loss into forward and backward.
 - reordering (RFC 4737): a reply whose sequence number is below the highest seen so far;
   its extent is how far below.
 """
@@ -21,7 +23,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from .distribution import Distribution
-from .engine import ReplyEvent, Sample
+from .events import Duplicate, Late, Lost, Refused, Rejected, Reply, Sample, Sent
 
 U32 = 1 << 32
 IPDV_MEMORY = 4096  # recent per-sequence delays kept to pair consecutive packets
@@ -66,6 +68,7 @@ class SessionStats:
     def __init__(self, dscp_sent: int = 0, ecn_sent: int = 0) -> None:
         self.sent = 0
         self.received = 0  # unique, on time
+        self.lost = 0
         self.late = 0
         self.duplicates = 0
         self.malformed = 0
@@ -102,29 +105,45 @@ class SessionStats:
         self._by_reflector_seq: OrderedDict[int, Sample] = OrderedDict()
 
     # -- feeding ----------------------------------------------------------------------
-    def on_sent(self) -> None:
+    def on_event(self, event) -> None:
+        handler = self._HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
+    def _sent(self, ev: Sent) -> None:
         self.sent += 1
 
-    def on_event(self, event: ReplyEvent) -> None:
-        kind = event.kind
-        if kind == "sample":
-            self._on_sample(event.sample)
-        elif kind == "duplicate":
-            self.duplicates += 1
-        elif kind == "malformed":
+    def _reply(self, ev: Reply) -> None:
+        self._on_sample(ev.sample)
+
+    def _late(self, ev: Late) -> None:
+        self.late += 1
+        self.last_sample = ev.sample
+
+    def _duplicate(self, ev: Duplicate) -> None:
+        self.duplicates += 1
+
+    def _lost(self, ev: Lost) -> None:
+        self.lost += 1
+
+    def _rejected(self, ev: Rejected) -> None:
+        if ev.reason == "malformed":
             self.malformed += 1
-        elif kind == "foreign":
-            self.foreign += 1
-        elif kind == "hmac_failure":
+        elif ev.reason == "hmac_failure":
             self.hmac_failures += 1
-        elif kind == "micro_session_mismatch":
+        elif ev.reason == "micro_session_mismatch":
             self.micro_session_mismatches += 1
+        else:
+            self.foreign += 1
+
+    def _refused(self, ev: Refused) -> None:
+        self.refused += 1
+
+    _HANDLERS = {Sent: _sent, Reply: _reply, Late: _late, Duplicate: _duplicate, Lost: _lost, Rejected: _rejected,
+                 Refused: _refused}
 
     def _on_sample(self, s: Sample) -> None:
         self.last_sample = s
-        if s.late:
-            self.late += 1
-            return
         self.received += 1
         seq = s.sequence_number if self._highest is None else unwrap(s.sequence_number, self._highest)
         if self._highest is not None and seq < self._highest:
@@ -143,7 +162,7 @@ class SessionStats:
         self.all_synchronized &= s.clocks_synchronized
         self._on_path(s)
         self._on_reflector_sequence(s, seq)
-        if "integrity" in s.tlv:
+        if any(p.kind == "integrity" for p in s.tlv_problems):
             self.tlv_integrity_failures += 1
         if "direct_measurement" in s.tlv:
             self.direct_measurement = s.tlv["direct_measurement"]
@@ -186,12 +205,14 @@ class SessionStats:
 
     # -- results ----------------------------------------------------------------------
     @property
-    def lost(self) -> int:
-        return max(0, self.sent - self.received)
+    def in_flight(self) -> int:
+        """Sent, and neither answered nor lost yet."""
+        return max(0, self.sent - self.received - self.lost)
 
     @property
     def loss_ratio(self) -> float | None:
-        return self.lost / self.sent if self.sent else None
+        resolved = self.received + self.lost
+        return self.lost / resolved if resolved else None
 
     def directional_loss(self) -> dict | None:
         """Forward/backward loss from a stateful reflector's sequence numbers (RFC 8762 §4)."""

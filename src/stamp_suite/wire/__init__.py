@@ -1,3 +1,1 @@
-"""Bytes <-> typed values for every STAMP structure.  No I/O, no clocks."""
-
-from . import tlvs  # noqa: F401  (registers the typed TLVs)
+"""Bytes <-> typed values: timestamps, base packets, the TLV header and list, HMAC.  No I/O."""

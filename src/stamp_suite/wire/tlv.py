@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 from .auth import HMAC_LEN, hmac16, verify16
 
@@ -125,37 +124,6 @@ def parse_sub_tlvs(value: bytes, start: int, what: str) -> list[RawTlv]:
 
 def build_tlvs(tlvs: list[RawTlv]) -> bytes:
     return b"".join(t.to_bytes() for t in tlvs)
-
-
-class TlvValue:
-    """Base of the typed TLV Values: one subclass per Type, registered by ``TYPE``."""
-
-    TYPE: ClassVar[int]
-    registry: ClassVar[dict[int, type[TlvValue]]] = {}
-
-    def __init_subclass__(cls, **kwargs: object) -> None:
-        super().__init_subclass__(**kwargs)
-        if "TYPE" in cls.__dict__:
-            TlvValue.registry[cls.TYPE] = cls
-
-    @classmethod
-    def from_value(cls, value: bytes) -> TlvValue:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def to_value(self) -> bytes:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def to_tlv(self, flags: int = FLAG_U) -> RawTlv:
-        """The sender MUST set U on every TLV it sends (RFC 8972 §4)."""
-        return RawTlv.build(self.TYPE, self.to_value(), flags)
-
-
-def decode(tlv: RawTlv) -> TlvValue | None:
-    """The typed Value of a TLV, or None for an unknown Type.  Raises :class:`MalformedTlv`."""
-    if tlv.truncated:
-        raise MalformedTlv(f"TLV type {tlv.type} Length {tlv.length} runs past the end of the packet")
-    cls = TlvValue.registry.get(tlv.type)
-    return None if cls is None else cls.from_value(tlv.value)
 
 
 def require_length(value: bytes, *allowed: int, what: str) -> None:

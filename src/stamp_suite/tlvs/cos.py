@@ -10,7 +10,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ..tlv import TlvType, TlvValue, require_length
+from ..wire.tlv import RawTlv, TlvType, require_length
+from .base import PROCESSED, ReadContext, ReflectContext, TlvValue
 
 _WORD = struct.Struct("!I")
 
@@ -18,6 +19,7 @@ _WORD = struct.Struct("!I")
 @dataclass(frozen=True, slots=True)
 class ClassOfService(TlvValue):
     TYPE = TlvType.CLASS_OF_SERVICE
+    KEY = "cos"
     dscp1: int = 0
     dscp2: int = 0
     ecn: int = 0
@@ -36,3 +38,23 @@ class ClassOfService(TlvValue):
 
     def to_value(self) -> bytes:
         return _WORD.pack((self.dscp1 << 26) | (self.dscp2 << 20) | (self.ecn << 18) | (self.rp << 16))
+
+    @classmethod
+    def reflect(cls, tlv: RawTlv, ctx: ReflectContext) -> tuple[int, bytes]:
+        """DSCP2 and ECN: what arrived; the reply goes out with DSCP1 unless policy refuses it
+        (then RP = 1 and the reply keeps the DSCP it came with, with ECN Not-ECT)."""
+        cos = cls.from_value(tlv.value)
+        tos = ctx.meta.tos
+        dscp2, ecn = (tos >> 2, tos & 3) if tos is not None else (0, 0)
+        allowed = ctx.config.cos_allowed_dscp
+        if allowed is None or cos.dscp1 in allowed:
+            ctx.tos = cos.dscp1 << 2
+            rp = 0
+        else:
+            ctx.tos = (tos or 0) & 0xFC
+            rp = 1
+        return PROCESSED, cls(cos.dscp1, dscp2, ecn, rp).to_value()
+
+    def read(self, ctx: ReadContext) -> None:
+        ctx.values[self.KEY] = {"dscp_requested": self.dscp1, "dscp_at_reflector": self.dscp2,
+                                "ecn_at_reflector": self.ecn, "reverse_path_refused": bool(self.rp)}

@@ -11,7 +11,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from ..tlv import FLAG_U, MalformedTlv, RawTlv, TlvType, TlvValue, build_tlvs, parse_sub_tlvs
+from ..wire.tlv import FLAG_U, MalformedTlv, RawTlv, TlvType, build_tlvs, parse_sub_tlvs
+from .base import PROCESSED, ReadContext, ReflectContext, TlvValue, unmapped_address
 
 _PORTS = struct.Struct("!HH")
 
@@ -36,6 +37,7 @@ SUB_TLV_LENGTH = {1: 8, 2: 8, 3: 8, 4: 16, 5: 16, 6: 16, 7: 16, 8: 16, 9: 16}
 @dataclass(frozen=True, slots=True)
 class Location(TlvValue):
     TYPE = TlvType.LOCATION
+    KEY = "location"
     destination_port: int = 0
     source_port: int = 0
     sub_tlvs: tuple[RawTlv, ...] = ()
@@ -80,3 +82,40 @@ class Location(TlvValue):
                 key = "destination_ip" if sub.type == LocationSubType.DESTINATION_IPV6 else "source_ip"
                 out[key] = str(ipaddress.IPv6Address(v[:16]))
         return out
+
+    @classmethod
+    def reflect(cls, tlv: RawTlv, ctx: ReflectContext) -> tuple[int, bytes]:
+        """The ports as received, and each request sub-TLV answered with one of the same
+        length (RFC 8972 §4.2.2); local policy may leave everything unreported (zero)."""
+        loc = cls.from_value(tlv.value)
+        ctx.work += len(loc.sub_tlvs)
+        meta = ctx.meta
+        if not ctx.config.report_location:
+            return PROCESSED, tlv.value
+        answers = tuple(_answer(sub, meta.local_address, meta.source[0]) for sub in loc.sub_tlvs)
+        return PROCESSED, cls(meta.local_port, meta.source[1], answers).to_value()
+
+    def read(self, ctx: ReadContext) -> None:
+        ctx.values[self.KEY] = {"destination_port": self.destination_port, "source_port": self.source_port,
+                                **self.answers()}
+
+
+def _answer(sub: RawTlv, destination: str | bytes | None, source: str) -> RawTlv:
+    """One request sub-TLV's answer, of the same length."""
+    length = sub.length
+    if sub.type == LocationSubType.SOURCE_MAC:
+        # A UDP socket never sees the frame's source MAC: answer EUI-64 all zeros, as the
+        # RFC says for "no source MAC at all".
+        return RawTlv(0, LocationSubType.SOURCE_EUI64, length, bytes(length))
+    if sub.type in (LocationSubType.DESTINATION_IP, LocationSubType.SOURCE_IP):
+        is_dst = sub.type == LocationSubType.DESTINATION_IP
+        ip = unmapped_address(destination if is_dst else source)
+        if ip is None:  # not known on this platform: leave the request, flagged not processed
+            return RawTlv(sub.flags | FLAG_U, sub.type, length, sub.value)
+        if ip.version == 4:
+            new_type = LocationSubType.DESTINATION_IPV4 if is_dst else LocationSubType.SOURCE_IPV4
+        else:
+            new_type = LocationSubType.DESTINATION_IPV6 if is_dst else LocationSubType.SOURCE_IPV6
+        return RawTlv(0, new_type, length, ip.packed.ljust(length, b"\0"))
+    # An answer type or an unknown sub-TLV: nothing to fill, returned as not processed.
+    return RawTlv(sub.flags | FLAG_U, sub.type, length, sub.value)

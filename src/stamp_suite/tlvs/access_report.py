@@ -5,7 +5,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ..tlv import TlvType, TlvValue, require_length
+from ..wire.tlv import FLAG_U, RawTlv, TlvType, require_length
+from .base import PROCESSED, ReadContext, ReflectContext, TlvValue
 
 _VALUE = struct.Struct("!BBH")
 ACCESS_ID_3GPP = 1
@@ -17,6 +18,7 @@ RETURN_CODE_UNAVAILABLE = 2
 @dataclass(frozen=True, slots=True)
 class AccessReport(TlvValue):
     TYPE = TlvType.ACCESS_REPORT
+    KEY = "access_report"
     access_id: int = ACCESS_ID_3GPP
     return_code: int = RETURN_CODE_AVAILABLE
 
@@ -33,3 +35,13 @@ class AccessReport(TlvValue):
 
     def to_value(self) -> bytes:
         return _VALUE.pack((self.access_id & 0xF) << 4, self.return_code, 0)
+
+    @classmethod
+    def reflect(cls, tlv: RawTlv, ctx: ReflectContext) -> tuple[int, bytes]:
+        if not cls.from_value(tlv.value).valid_id:  # "MUST be discarded": returned unprocessed (U = 1)
+            return tlv.flags | FLAG_U, tlv.value
+        return PROCESSED, tlv.value
+
+    def read(self, ctx: ReadContext) -> None:
+        ctx.values[self.KEY] = {"access_id": self.access_id, "return_code": self.return_code}
+        ctx.access_report_answered = True  # a reply carried it back: the retransmission timer stops

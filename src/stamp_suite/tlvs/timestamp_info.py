@@ -10,7 +10,8 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from ..tlv import MalformedTlv, TlvType, TlvValue
+from ..wire.tlv import MalformedTlv, RawTlv, TlvType
+from .base import PROCESSED, ReadContext, ReflectContext, TlvValue
 
 _FIXED = struct.Struct("!BBBB")
 
@@ -38,6 +39,7 @@ class TimestampMethod(IntEnum):
 @dataclass(frozen=True, slots=True)
 class TimestampInformation(TlvValue):
     TYPE = TlvType.TIMESTAMP_INFORMATION
+    KEY = "timestamp_info"
     sync_src_in: int = 0
     timestamp_in: int = 0
     sync_src_out: int = 0
@@ -52,3 +54,16 @@ class TimestampInformation(TlvValue):
 
     def to_value(self) -> bytes:
         return _FIXED.pack(self.sync_src_in, self.timestamp_in, self.sync_src_out, self.timestamp_out) + self.sub_tlvs
+
+    @classmethod
+    def reflect(cls, tlv: RawTlv, ctx: ReflectContext) -> tuple[int, bytes]:
+        """How T2 was taken (kernel: SW Local; user space: Control Plane) and T3 (user space),
+        and the clock's sync source; optional sub-TLVs are copied."""
+        received = cls.from_value(tlv.value)
+        sync = ctx.clock.sync_source
+        filled = cls(sync, ctx.meta.rx_method, sync, TimestampMethod.CONTROL_PLANE, received.sub_tlvs)
+        return PROCESSED, filled.to_value()
+
+    def read(self, ctx: ReadContext) -> None:
+        ctx.values[self.KEY] = {"sync_src_in": self.sync_src_in, "timestamp_in": self.timestamp_in,
+                                "sync_src_out": self.sync_src_out, "timestamp_out": self.timestamp_out}

@@ -11,7 +11,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
-from ..tlv import FLAG_U, MalformedTlv, RawTlv, TlvType, TlvValue, build_tlvs, parse_sub_tlvs
+from ..wire.tlv import FLAG_U, MalformedTlv, RawTlv, TlvType, build_tlvs, parse_sub_tlvs
+from .base import PROCESSED, ReadContext, ReflectContext, TlvValue
 from .destination import IPAddress
 
 _WORD = struct.Struct("!I")
@@ -52,6 +53,7 @@ class LabelStackEntry:
 @dataclass(frozen=True, slots=True)
 class ReturnPath(TlvValue):
     TYPE = TlvType.RETURN_PATH
+    KEY = "return_path"
     control_code: int | None = None
     return_address: IPAddress | None = None
     sr_mpls_labels: tuple[LabelStackEntry, ...] | None = None
@@ -115,3 +117,34 @@ class ReturnPath(TlvValue):
             raise ValueError("send either an SR-MPLS label stack or an SRv6 segment list, not both")
         if self.sr_mpls_labels == () or self.srv6_segments == ():
             raise ValueError("a Return Path segment list needs at least one segment")
+
+    @classmethod
+    def reflect(cls, tlv: RawTlv, ctx: ReflectContext) -> tuple[int, bytes]:
+        """Only the first Return Path TLV counts (RFC 9503 §4).  Control Code 0: no reply;
+        1: reply on the link the packet came in on.  A Return Address is a redirection: served
+        to authenticated packets or inside --return-address-allow only (docs/security.md).
+        A segment list cannot be imposed from a UDP socket: U = 1."""
+        rp = cls.from_value(tlv.value)
+        ctx.work += rp.sub_tlv_count
+        if ctx.return_path_seen:
+            return tlv.flags | FLAG_U, tlv.value
+        ctx.return_path_seen = True
+        if rp.control_code is not None:
+            if rp.control_code & 1 == CONTROL_NO_REPLY:
+                ctx.discard_reason = "return_path_no_reply"
+            # The reply leaves from the socket and address the packet came in on: the same
+            # link on a host with one route back.
+            return PROCESSED, tlv.value
+        if rp.sr_mpls_labels is not None or rp.srv6_segments is not None:
+            ctx.notes.append("segment-routed return path cannot be imposed from a UDP socket")
+            return FLAG_U, tlv.value
+        if rp.return_address is not None:
+            if ctx.authenticated_packet or any(rp.return_address in net for net in ctx.config.return_address_allow):
+                ctx.destination = (str(rp.return_address), ctx.meta.source[1])
+                return PROCESSED, tlv.value
+            ctx.notes.append(f"return address {rp.return_address} not allowed")
+            return FLAG_U, tlv.value
+        return FLAG_U, tlv.value  # only unknown sub-TLVs
+
+    def read(self, ctx: ReadContext) -> None:
+        ctx.values[self.KEY] = {"honoured": True}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..tlv import TlvType, TlvValue
+from ..wire.tlv import RawTlv, TlvType
+from .base import PROCESSED, ReflectContext, TlvValue
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,3 +24,7 @@ class ExtraPadding(TlvValue):
     def of_length(cls, length: int) -> ExtraPadding:
         """Padding the sender controls: zeros (RFC 8972 §4.1 allows it; they compress nowhere on the path)."""
         return cls(bytes(length))
+
+    @classmethod
+    def reflect(cls, tlv: RawTlv, ctx: ReflectContext) -> tuple[int, bytes]:
+        return PROCESSED, tlv.value  # copied: the reply is as large as the request

@@ -1,11 +1,16 @@
-"""HMAC TLV, Type 8 (RFC 8972 §4.8), Length 16.  Computation lives in :mod:`..tlv`."""
+"""HMAC TLV, Type 8 (RFC 8972 §4.8), Length 16.
+
+Computing and verifying it is :mod:`stamp_suite.wire.tlv`'s; the engines handle it before
+and after every other TLV (it covers them), so it has no rule of its own here.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..auth import HMAC_LEN
-from ..tlv import TlvType, TlvValue, require_length
+from ..wire.auth import HMAC_LEN
+from ..wire.tlv import TlvType, require_length
+from .base import TlvValue
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,27 @@
+"""Plots of a run (``--plot-output``, ``--plot-html``) and of a saved one (``--plot FILE``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..sender.plot import load_records, render_html, render_png
+from ..sender.report import summary_text
+
+
+def write(s: Settings, records: list[dict[str, Any]], title: str, summary: dict[str, Any] | None = None,
+          session: dict[str, Any] | None = None) -> None:
+    assert s.plot_output is not None
+    render_png(records, s.plot_output, title)
+    if s.plot_html:
+        render_html(s.plot_output, s.plot_html, title, summary_text(summary, session) if summary else "")
+
+
+def run_saved(s: Settings) -> int:
+    records = load_records(s.plot)
+    out = s.plot_output or str(Path(s.plot).with_suffix(".png"))
+    write(replace(s, plot_output=out), records, f"STAMP run {Path(s.plot).name}")
+    print(f"wrote {out}" + (f" and {s.plot_html}" if s.plot_html else ""))
+    return 0

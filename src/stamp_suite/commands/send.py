@@ -1,0 +1,87 @@
+"""``stamp-suite -r HOST``: one Session-Sender session, reported as it goes and at the end."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from .. import __version__
+from ..config import Settings
+from ..net.clock import ClockState, ClockWatcher, read_clock_state
+from ..net.signals import StopRequest
+from ..net.udp import format_address
+from ..sender.driver import NS, SenderDriver, SenderSession
+from ..sender.output import SenderOutput
+from ..sender.session import observe, open_session
+from ..sender.stats import SessionStats
+from . import plot
+
+PROG = "stamp-suite"
+
+
+def note(line: str) -> None:
+    print(f"note: {line}", file=sys.stderr, flush=True)
+
+
+def session_info(s: Settings, session: SenderSession, clock: ClockState) -> dict[str, Any]:
+    """The summary's "session" object."""
+    ep = session.endpoint
+    return {"remote": format_address(session.destination), "local": format_address(ep.local),
+            "auth_mode": "authenticated" if s.authenticated else "open", "ssid": s.ssid or 0,
+            "clock_source": s.clock_source, "count": s.count, "send_delay_ms": s.send_delay,
+            "timestamping": "kernel" if ep.caps.kernel_rx_timestamp else "user-space", "clock": clock.how}
+
+
+def run(s: Settings, stop: StopRequest, destination: tuple[str, int] | None = None) -> int:
+    clock = read_clock_state(s.tai_offset)
+    session, stats = open_session(s, clock, destination=destination)
+    info = session_info(s, session, clock)
+    output = SenderOutput(s, stats, info)
+    session.consumers.append(output)
+    parts = []
+    try:
+        parts = observe(s, session, stats)
+        if s.output_format == "text":
+            pace = f"with {s.window} in flight" if s.window else f"every {s.send_delay:g} ms"
+            print(f"{PROG} {__version__} sending to {info['remote']} from {info['local']}: "
+                  f"{'until interrupted' if s.count == 0 else s.count} packets {pace}, "
+                  f"{info['auth_mode']} mode", flush=True)
+        for line in session.endpoint.caps.notes():
+            note(line)
+        driver = SenderDriver(stop, ClockWatcher(clock, read=lambda: read_clock_state(s.tai_offset), log=note))
+        driver.add(session)
+        if output.progress:
+            driver.every(NS, output.show_progress)
+        started = time.monotonic_ns()
+        driver.run()
+        driver.close_all()
+        duration_s = (time.monotonic_ns() - started) / NS
+    finally:
+        for part in parts:
+            part.stop()
+        session.endpoint.close()
+    summary = output.finish(duration_s)
+    if s.plot_output:
+        plot.write(s, output.records or [], f"STAMP {info['remote']}", summary, info)
+    return exit_status(stats, s)
+
+
+def exit_status(stats: SessionStats, s: Settings) -> int:
+    if stats.received or stats.late:
+        return 0
+    if stats.refused:
+        why = f"ICMP port unreachable ({stats.refused}x): is a reflector listening there?"
+    elif stats.hmac_failures:
+        why = f"{stats.hmac_failures} replies failed HMAC verification: wrong key or mode (-A)?"
+    elif stats.foreign or stats.malformed:
+        why = f"{stats.foreign} foreign and {stats.malformed} malformed replies, none matching our packets"
+    elif stats.sent == 0:
+        why = "nothing was sent"
+    elif s.authenticated:
+        why = ("timed out; in authenticated mode a reflector silently drops packets whose HMAC fails: "
+               "check that both ends use the same key (and -A A)")
+    else:
+        why = "timed out: no reply within --timeout"
+    print(f"{PROG}: no replies: {why}", file=sys.stderr)
+    return 1

@@ -1,0 +1,96 @@
+"""The monitor's targets file, read and checked whole before anything changes.
+
+    [monitor]            windows, jsonl, metrics_addr, snmp, snmp_socket
+    [defaults]           any sender setting (the long flag names in snake_case)
+    [[targets]]          a name, and any sender setting
+
+Every error is one line naming the file, the target and the key; a file with an error is
+refused as a whole (at start-up: exit 2; on reload: the running targets go on).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import FILE_KEYS, ConfigError, Settings, build_settings, coerce
+
+DEFAULT_WINDOWS = (60, 300)
+SNMP_SOCKET = "/var/agentx/master"
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    windows: tuple[int, ...]
+    jsonl: str | None
+    metrics_addr: str | None
+    snmp_socket: str | None  # None: no SNMP
+    targets: dict[str, Settings]
+
+
+def _check(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{where}: expected {what}")
+    return value
+
+
+def load_config(path: str) -> MonitorConfig:
+    where = f"--config {path}"
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{where}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    unknown = set(data) - {"monitor", "defaults", "targets"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown table {sorted(unknown)[0]!r} (expected [monitor], [defaults], "
+                          "[[targets]])")
+    mon = _check(data.get("monitor", {}), dict, f"{where}: [monitor]", "a table")
+    known = {"windows", "jsonl", "metrics_addr", "snmp", "snmp_socket"}
+    if set(mon) - known:
+        raise ConfigError(f"{where}: unknown key {sorted(set(mon) - known)[0]!r} in [monitor]")
+    windows = _check(mon.get("windows", list(DEFAULT_WINDOWS)), list, f"{where}: [monitor] windows",
+                     "a list of whole seconds, such as [60, 300]")
+    if not windows or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in windows):
+        raise ConfigError(f"{where}: [monitor] windows: expected a list of whole seconds, 1 or more, such as [60, 300]")
+    jsonl = mon.get("jsonl")
+    if jsonl is not None:
+        _check(jsonl, str, f"{where}: [monitor] jsonl", 'a file name or "-"')
+    metrics_addr = mon.get("metrics_addr")
+    if metrics_addr is not None:
+        _check(metrics_addr, str, f"{where}: [monitor] metrics_addr", "ADDRESS:PORT")
+        try:
+            build_settings({"metrics_addr": metrics_addr})
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: [monitor] {exc}") from None
+    snmp = _check(mon.get("snmp", False), bool, f"{where}: [monitor] snmp", "true or false")
+    snmp_socket = _check(mon.get("snmp_socket", SNMP_SOCKET), str, f"{where}: [monitor] snmp_socket", "a path")
+    defaults = _check(data.get("defaults", {}), dict, f"{where}: [defaults]", "a table")
+    targets: dict[str, Settings] = {}
+    for i, t in enumerate(_check(data.get("targets", []), list, f"{where}: targets", "[[targets]] tables")):
+        t = dict(_check(t, dict, f"{where}: target {i + 1}", "a table"))
+        name = t.pop("name", None)
+        if not name:
+            raise ConfigError(f"{where}: target {i + 1} has no name")
+        _check(name, str, f"{where}: target {i + 1}: name", "a string")
+        if name in targets:
+            raise ConfigError(f"{where}: two targets are named {name!r}")
+        targets[name] = _target(where, name, {**defaults, **t})
+    if not targets:
+        raise ConfigError(f"{where}: no [[targets]]")
+    return MonitorConfig(tuple(windows), jsonl, metrics_addr, snmp_socket if snmp else None, targets)
+
+
+def _target(where: str, name: str, merged: dict[str, Any]) -> Settings:
+    """A target's settings: defaults < its own table; it sends until the monitor stops."""
+    bad = set(merged) - FILE_KEYS
+    if bad:
+        raise ConfigError(f"{where}: target {name!r}: unknown key {sorted(bad)[0]!r}")
+    try:
+        values = {k: coerce(k, v, "key") for k, v in merged.items()}
+        return build_settings({**values, "count": 0})
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: target {name!r}: {exc}") from None

@@ -1,0 +1,62 @@
+"""Tumbling statistics windows of one target: a packet belongs to the window it was sent in
+(wall-clock time), and a window is summarised when the engine says it is over
+(:class:`WindowClosed`, once its last packet's timeout has passed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..sender.events import Duplicate, Event, Late, Lost, Refused, Rejected, Reply, Sent, WindowClosed
+from ..sender.stats import SessionStats
+
+NS = 1_000_000_000
+
+
+class WindowedStats:
+    """A :class:`SessionStats` per open window and length; a consumer of a session's events."""
+
+    def __init__(self, lengths_ns: tuple[int, ...], dscp: int = 0, ecn: int = 0,
+                 on_close: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.lengths_ns = lengths_ns
+        self.dscp, self.ecn = dscp, ecn
+        self.on_close = on_close
+        self.open: dict[int, dict[int, SessionStats]] = {length: {} for length in lengths_ns}
+        self.last: dict[int, dict[str, Any]] = {}  # length -> the latest closed window's record
+        self._sent_at: dict[int, int] = {}  # sequence number -> T1, to find a reply's window
+        self._latest = 0  # T1 of the latest packet: where an event without one belongs
+
+    def __call__(self, ev: Event) -> None:
+        if isinstance(ev, WindowClosed):
+            self._close(ev)
+            return
+        if isinstance(ev, Sent):
+            self._sent_at[ev.sequence_number] = self._latest = ev.t1_ns
+            t1 = ev.t1_ns
+        elif isinstance(ev, (Reply, Late, Duplicate)):
+            t1 = self._sent_at.get(ev.sample.sequence_number)
+        elif isinstance(ev, Lost):
+            t1 = self._sent_at.get(ev.sequence_number)
+        elif isinstance(ev, (Rejected, Refused)):
+            t1 = self._latest
+        else:
+            return
+        if t1 is None:  # a packet from before the windows' memory: nothing to attribute it to
+            return
+        for length, open_ in self.open.items():
+            st = open_.get(t1 // length)
+            if st is None:
+                st = open_[t1 // length] = SessionStats(self.dscp, self.ecn)
+            st.on_event(ev)
+
+    def _close(self, ev: WindowClosed) -> None:
+        st = self.open[ev.length_ns].pop(ev.index, None) or SessionStats(self.dscp, self.ecn)
+        record = {"window_s": ev.length_ns // NS, "start_ns": ev.index * ev.length_ns,
+                  "end_ns": (ev.index + 1) * ev.length_ns, "partial": ev.partial, **st.to_dict()}
+        self.last[ev.length_ns] = record
+        if self.on_close is not None:
+            self.on_close(record)
+        if ev.length_ns == max(self.lengths_ns):  # nothing older than this window is needed any more
+            horizon = ev.index * ev.length_ns
+            for seq in [q for q, t in self._sent_at.items() if t < horizon]:
+                del self._sent_at[seq]

@@ -1,0 +1,240 @@
+"""One loop for every Session-Sender: the CLI's one session, the monitor's thousands, the
+Python API and the self-test all run their engines here.
+
+The driver only moves bytes and keeps time: it sleeps until the earliest timer of all its
+engines (a heap), calls ``handle_timer`` when one is due, stamps and writes the packets the
+engines ask for, reads replies and hands them to their engine, and passes every event to
+the session's consumers (statistics, outputs, metrics).  Sends are drift-free: packet n
+leaves at its due time on the monotonic clock, reached by a readiness wait with
+millisecond resolution, then a short sleep (1 ns timer slack) and a spin (wait_precisely).
+T1 is read right before each write, T4 is the kernel's receive timestamp where there is one.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import selectors
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from ..net.clock import ClockState, ClockWatcher
+from ..net.process import tighten_timer_slack
+from ..net.signals import StopRequest
+from ..net.udp import UdpEndpoint
+from .engine import SessionSender
+from .events import Event, SendFailed, Transmit
+
+NS = 1_000_000_000
+# Waiting for a send: select() (millisecond resolution) until PRECISE_WINDOW_NS before the
+# deadline, then wait_precisely: a short sleep (1 ns timer slack) and a spin of SPIN_NS.
+PRECISE_WINDOW_NS = 2_000_000
+COARSE_WAIT_NS = PRECISE_WINDOW_NS + 1_000_000
+SPIN_NS = 60_000
+IDLE_WAKEUP_NS = NS
+MAX_DEPARTING = 4096
+_ids = itertools.count(1)
+
+Consumer = Callable[[Event], None]
+
+
+class SenderSession:
+    """One engine, its connected socket, and the consumers of its events."""
+
+    def __init__(self, name: str, engine: SessionSender, endpoint: UdpEndpoint, destination: tuple[str, int],
+                 consumers: Iterable[Consumer] = (), on_clock: Callable[[ClockState], None] | None = None) -> None:
+        self.id = next(_ids)
+        self.name = name
+        self.engine = engine
+        self.endpoint = endpoint
+        self.destination = destination
+        self.consumers: list[Consumer] = list(consumers)
+        self.on_clock = on_clock
+        self.timer: int | None = None  # the due time this session has in the driver's heap
+        self.departing: dict[int, int] = {}  # TX timestamp key -> sequence number
+
+    def dispatch(self, event: Event) -> None:
+        for consume in self.consumers:
+            consume(event)
+
+
+def wait_precisely(sel: selectors.BaseSelector, deadline: int, on_ready: Callable[[list], None]) -> None:
+    """The last stretch before a send: the readiness wait has only millisecond resolution,
+    so handle what is ready without blocking, sleep to just short of the deadline, then spin."""
+    ready = sel.select(0)
+    if ready:
+        on_ready(ready)
+    remaining = deadline - time.monotonic_ns()
+    if remaining > SPIN_NS:
+        time.sleep((remaining - SPIN_NS) / NS)
+    while time.monotonic_ns() < deadline:
+        pass
+
+
+class SenderDriver:
+    def __init__(self, stop: StopRequest | None = None, clock: ClockWatcher | None = None,
+                 record_schedule: bool = False) -> None:
+        self.stop_request = stop or StopRequest()
+        self.clock = clock
+        if clock is not None:
+            clock.on_change = self._clock_changed
+        self.sessions: dict[int, SenderSession] = {}
+        self.schedule_error_ns: deque[int] = deque(maxlen=100_000) if record_schedule else deque(maxlen=0)
+        self._heap: list[tuple[int, int]] = []  # (due, session id); stale entries are skipped
+        self._periodic: list[list] = []  # [next due, period, callback]
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self.stop_request.fileno(), selectors.EVENT_READ, None)
+
+    # -- sessions ----------------------------------------------------------------------------
+    def add(self, session: SenderSession, delay_ns: int = 0) -> None:
+        """Start ``session``'s schedule ``delay_ns`` from now."""
+        session.endpoint.setblocking(False)
+        self.sessions[session.id] = session
+        self._sel.register(session.endpoint.sock, selectors.EVENT_READ, session)
+        session.engine.start(time.monotonic_ns(), time.time_ns(), delay_ns)
+        self._reschedule(session)
+
+    def remove(self, session: SenderSession) -> None:
+        """Stop driving ``session`` (its socket stays open: its owner closes it)."""
+        if self.sessions.pop(session.id, None) is not None:
+            self._sel.unregister(session.endpoint.sock)
+
+    def every(self, period_ns: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` every ``period_ns`` while running."""
+        self._periodic.append([time.monotonic_ns() + period_ns, period_ns, callback])
+
+    def close_all(self) -> None:
+        """End every session now (packets still in flight are lost) and tell its consumers."""
+        now = time.monotonic_ns()
+        for session in list(self.sessions.values()):
+            for event in session.engine.close(now):
+                session.dispatch(event)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self, until_finished: bool = True) -> bool:
+        """Run until every session has finished (with ``until_finished``) or a stop is
+        requested; True when stopped by the request."""
+        tighten_timer_slack()
+        sel, stop = self._sel, self.stop_request
+        while not stop.requested:
+            now = time.monotonic_ns()
+            self._run_timers(now)
+            self._run_periodic(now)
+            if self.clock is not None:
+                self.clock.poll(now)
+            if until_finished and all(s.engine.finished for s in self.sessions.values()):
+                return False
+            deadline, precise = self._next_deadline(now)
+            if precise and deadline - now < COARSE_WAIT_NS:
+                wait_precisely(sel, deadline, self._ready)
+            else:
+                ready = sel.select(max(0, deadline - now - (PRECISE_WINDOW_NS if precise else 0)) / NS)
+                if ready:
+                    self._ready(ready)
+        return True
+
+    def _next_deadline(self, now: int) -> tuple[int, bool]:
+        heap = self._heap
+        while heap and self._stale(heap[0]):
+            heapq.heappop(heap)
+        deadline, precise = now + IDLE_WAKEUP_NS, False
+        if heap:
+            due, sid = heap[0]
+            deadline, precise = due, self.sessions[sid].engine.next_send() == due
+        for entry in self._periodic:
+            if entry[0] < deadline:
+                deadline, precise = entry[0], False
+        return deadline, precise
+
+    def _stale(self, entry: tuple[int, int]) -> bool:
+        session = self.sessions.get(entry[1])
+        return session is None or session.timer != entry[0]
+
+    def _run_timers(self, now: int) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if self._stale(entry):
+                continue
+            session = self.sessions[entry[1]]
+            session.timer = None
+            self._act(session, session.engine.handle_timer(now))
+            self._reschedule(session)
+
+    def _run_periodic(self, now: int) -> None:
+        for entry in self._periodic:
+            if now >= entry[0]:
+                entry[0] += entry[1] * max(1, (now - entry[0]) // entry[1] + 1)
+                entry[2]()
+
+    def _reschedule(self, session: SenderSession) -> None:
+        due = session.engine.next_timer()
+        if due is not None and (session.timer is None or due < session.timer):
+            session.timer = due
+            heapq.heappush(self._heap, (due, session.id))
+
+    def _clock_changed(self, state: ClockState) -> None:
+        for session in self.sessions.values():
+            if session.on_clock is not None:
+                session.on_clock(state)
+
+    # -- moving bytes ---------------------------------------------------------------------------
+    def _act(self, session: SenderSession, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Transmit):
+                self._transmit(session, event)
+            else:
+                session.dispatch(event)
+
+    def _transmit(self, session: SenderSession, transmit: Transmit) -> None:
+        now = time.monotonic_ns()
+        if not transmit.retransmission:
+            self.schedule_error_ns.append(now - transmit.due_ns)
+        sent = session.engine.stamp(transmit, time.time_ns(), now)
+        try:
+            key = session.endpoint.send(sent.data, None, tx_timestamp=True)
+        except ConnectionRefusedError:  # ICMP port unreachable from an earlier packet
+            session.dispatch(sent)
+            self._act(session, session.engine.icmp_refused(now))
+            return
+        except OSError as exc:
+            session.dispatch(sent)
+            session.dispatch(SendFailed(sent.sequence_number, exc.strerror or str(exc)))
+            return
+        session.dispatch(sent)
+        if key is not None:
+            session.departing[key] = sent.sequence_number
+            self._collect_departures(session)
+
+    def _collect_departures(self, session: SenderSession) -> None:
+        """Kernel TX timestamps of the test packets become their T1 (SessionSender.departed)."""
+        departing = session.departing
+        for key, tx_ns in session.endpoint.read_tx_timestamps():
+            seq = departing.pop(key, None)
+            if seq is not None:
+                session.engine.departed(seq, tx_ns)
+        if len(departing) > MAX_DEPARTING:  # stamps that never came: forget the oldest
+            for key in list(departing)[:-MAX_DEPARTING]:
+                del departing[key]
+
+    def _ready(self, ready: list) -> None:
+        for key, _ in ready:
+            if key.data is not None:
+                self._drain(key.data)
+
+    def _drain(self, session: SenderSession) -> None:
+        ep, engine = session.endpoint, session.engine
+        if session.departing:
+            self._collect_departures(session)
+        while True:
+            try:
+                rx = ep.recv()
+            except BlockingIOError:
+                break
+            except ConnectionRefusedError:
+                self._act(session, engine.icmp_refused(time.monotonic_ns()))
+                continue
+            self._act(session, engine.receive(rx.data, rx.kernel_ns if rx.kernel_ns is not None else rx.user_ns,
+                                              time.monotonic_ns(), rx.ttl, rx.tos))
+        self._reschedule(session)

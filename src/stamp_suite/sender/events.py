@@ -1,0 +1,165 @@
+"""What a Session-Sender engine tells the code that drives it: inert, typed events.
+
+Each is a small frozen dataclass, as in h11's events.py: reading one changes nothing.
+The engine returns them from ``handle_timer``, ``receive``, ``stamp`` and ``close``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class TlvProblem:
+    """A TLV of a reply that told nothing, and why: ``kind`` is not_processed (U flag),
+    malformed (M), integrity (I, or an HMAC TLV that does not verify), unknown, unreadable
+    (its Value does not fit its type) or truncated (its Length runs past the reply)."""
+
+    tlv_type: int
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One matched reply: the four timestamps and what each end saw."""
+
+    sequence_number: int
+    reflector_sequence_number: int
+    t1_ns: int  # the best known departure: the kernel's TX timestamp when there is one
+    t2_ns: int
+    t3_ns: int
+    t4_ns: int
+    reflector_ttl: int  # TTL/Hop Limit the reflector saw (255 may mean unknown)
+    reply_ttl: int | None  # TTL/Hop Limit of the reply here, None if the platform cannot tell
+    reply_tos: int | None
+    sender_synchronized: bool
+    reflector_synchronized: bool
+    reflector_error_ns: float
+    sender_error_ns: float
+    ssid: int
+    late: bool = False
+    tlv: dict = field(default_factory=dict)  # what was read from the reflector's TLVs, by TLV name
+    tlv_problems: tuple[TlvProblem, ...] = ()
+
+    @property
+    def rtt_ns(self) -> int:
+        """Round trip without the reflector's residence time: (T4 - T1) - (T3 - T2)."""
+        return (self.t4_ns - self.t1_ns) - (self.t3_ns - self.t2_ns)
+
+    @property
+    def residence_ns(self) -> int:
+        return self.t3_ns - self.t2_ns
+
+    @property
+    def forward_ns(self) -> int:
+        return self.t2_ns - self.t1_ns
+
+    @property
+    def backward_ns(self) -> int:
+        return self.t4_ns - self.t3_ns
+
+    @property
+    def clocks_synchronized(self) -> bool:
+        return self.sender_synchronized and self.reflector_synchronized
+
+
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """A test packet is due now: call ``SessionSender.stamp()`` and write what it returns."""
+
+    due_ns: int  # when it was due (monotonic): now minus this is the schedule error
+    retransmission: bool = False  # an Access Report retransmission, outside the schedule
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A test packet, stamped and ready: ``data`` goes on the wire now."""
+
+    sequence_number: int
+    t1_ns: int
+    data: bytes
+    retransmission: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SendFailed:
+    """The socket refused to send a test packet (made by the driver, not the engine): the
+    packet counts as sent, and will be lost."""
+
+    sequence_number: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply within --timeout: a measurement."""
+
+    sample: Sample
+
+
+@dataclass(frozen=True, slots=True)
+class Late:
+    """A reply after its packet was counted lost (RFC 7680: it stays lost)."""
+
+    sample: Sample
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A second (or later) reply to one packet."""
+
+    sample: Sample
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """No valid reply within --timeout (or none when the session ended)."""
+
+    sequence_number: int
+    t1_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A datagram that is not a usable reply to us: ``reason`` is malformed, foreign,
+    hmac_failure or micro_session_mismatch."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """ICMP port unreachable came back (nothing listens there); ``consecutive`` counts the
+    refusals since the last reply."""
+
+    consecutive: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportDue:
+    """--report-interval elapsed: ``index`` intervals of ``interval_ns`` since the start."""
+
+    index: int
+    elapsed_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowClosed:
+    """Tumbling window ``index`` of ``length_ns`` (packets sent in [index * length, (index + 1)
+    * length) of wall-clock time) is over: its last packet's timeout has passed.  ``partial``:
+    the session did not run for the whole window."""
+
+    length_ns: int
+    index: int
+    partial: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """Every packet was sent and answered or counted lost: the session is over."""
+
+
+Event = (Transmit | Sent | SendFailed | Reply | Late | Duplicate | Lost | Rejected | Refused | ReportDue
+         | WindowClosed | Finished)

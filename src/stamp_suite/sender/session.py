@@ -1,0 +1,73 @@
+"""Settings to a running Session-Sender, in one place for the CLI, the monitor, the API and
+the self-test: the engine's configuration, the socket, the statistics, the clock, and the
+session's Prometheus and SNMP exports."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Protocol
+
+from ..build import error_estimate, load_keys, sender_config
+from ..config import ConfigError, Settings
+from ..endpoints import open_sender_endpoint
+from ..net.clock import ClockState
+from ..net.udp import format_address
+from .driver import SenderSession
+from .engine import SessionSender
+from .stats import SessionStats
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+def sender_destination(s: Settings) -> tuple[str, int]:
+    """The reflector's address and port, in the address family -4 or -6 asks for."""
+    try:
+        ip = ipaddress.ip_address(s.remote_addr.split("%", 1)[0])
+    except ValueError:
+        raise ConfigError(f"--remote-addr: {s.remote_addr!r} is not an IP address") from None
+    if s.force_ipv4 and ip.version != 4:
+        raise ConfigError(f"-4 was given, but {s.remote_addr} is an IPv6 address")
+    if s.force_ipv6 and ip.version != 6:
+        raise ConfigError(f"-6 was given, but {s.remote_addr} is an IPv4 address")
+    return s.remote_addr, s.remote_port
+
+
+def open_session(s: Settings, clock: ClockState, *, name: str | None = None, destination: tuple[str, int] | None = None,
+                 windows_ns: tuple[int, ...] = ()) -> tuple[SenderSession, SessionStats]:
+    """A session ready for the driver, with its statistics as the first consumer of its events."""
+    keys = load_keys(s)
+    engine = SessionSender(sender_config(s, clock, keys, windows_ns))
+    destination = destination or sender_destination(s)
+    endpoint = open_sender_endpoint(s, destination)
+    stats = SessionStats(s.dscp, s.ecn)
+    session = SenderSession(name or format_address(destination), engine, endpoint, destination, [stats.on_event],
+                            on_clock=lambda state: engine.update_clock(error_estimate(s, state)))
+    return session, stats
+
+
+def observe(s: Settings, session: SenderSession, stats: SessionStats) -> list[Stoppable]:
+    """--metrics and --snmp for one session; returns what to stop at the end."""
+    parts: list[Stoppable] = []
+    try:
+        if s.metrics:
+            from ..observability.http import serve
+            from ..observability.metrics import SenderMetrics
+            metrics = SenderMetrics()
+            session.consumers.append(metrics.add_session((format_address(session.destination), str(s.ssid or 0)),
+                                                         stats))
+            parts.append(serve(metrics, s.metrics_addr))
+        if s.snmp:
+            from ..observability.mib_values import sender_objects
+            from ..observability.snmp import SENDER_SUBTREE, SubAgent
+            local_port = session.endpoint.local[1]
+            agent = SubAgent(s.snmp_socket, SENDER_SUBTREE,
+                             lambda: sender_objects(stats, s, session.destination, local_port), "stamp-suite sender")
+            agent.start()
+            parts.append(agent)
+    except BaseException:
+        for part in parts:
+            part.stop()
+        raise
+    return parts

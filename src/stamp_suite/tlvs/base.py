@@ -1,0 +1,115 @@
+"""What every TLV type knows, in one place per type (one module each in this package):
+
+- its wire layout: ``from_value`` / ``to_value`` (RFC 8972 §4 header handling is in
+  :mod:`stamp_suite.wire.tlv`);
+- how a Session-Reflector processes it: ``reflect(tlv, ctx)``, returning the reply's flags
+  and Value (same Length), and taking routing decisions through :class:`ReflectContext`;
+- how a Session-Sender reads the reflector's answer: ``read(ctx)``, recording what it
+  learned in :class:`ReadContext`.
+
+A subclass with a ``TYPE`` registers itself; the engines walk :data:`REGISTRY`, so adding a
+TLV touches its own module and ``__init__`` only.  Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..wire.timestamp import TimestampFormat
+from ..wire.tlv import FLAG_U, MalformedTlv, RawTlv
+
+if TYPE_CHECKING:
+    from ..reflector.engine import ClockDescription, PacketMeta, ReflectorConfig
+    from ..reflector.sessions import Session
+
+PROCESSED = 0  # the reply's flags for a TLV processed without trouble: U = M = I = 0
+
+
+class TlvValue:
+    """Base of the typed TLV Values: one subclass per Type, registered by ``TYPE``."""
+
+    TYPE: ClassVar[int]
+    KEY: ClassVar[str] = ""  # the name of what the sender reads from it (JSON, per-packet lines)
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "TYPE" in cls.__dict__:
+            REGISTRY[cls.TYPE] = cls
+
+    @classmethod
+    def from_value(cls, value: bytes) -> TlvValue:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_value(self) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_tlv(self, flags: int = FLAG_U) -> RawTlv:
+        """The sender MUST set U on every TLV it sends (RFC 8972 §4)."""
+        return RawTlv.build(self.TYPE, self.to_value(), flags)
+
+    @classmethod
+    def reflect(cls, tlv: RawTlv, ctx: ReflectContext) -> tuple[int, bytes]:
+        """The reflector's answer: flags and a Value of the received Length.  Raise
+        :class:`MalformedTlv` for a Value that cannot be accepted.  By default a type is
+        recognised but not processed (U = 1, the Value returned as received)."""
+        return tlv.flags | FLAG_U, tlv.value
+
+    def read(self, ctx: ReadContext) -> None:
+        """What the sender learns from the reflector's answer (nothing, by default)."""
+
+
+REGISTRY: dict[int, type[TlvValue]] = {}
+
+
+def decode(tlv: RawTlv) -> TlvValue | None:
+    """The typed Value of a TLV, or None for an unknown Type.  Raises :class:`MalformedTlv`."""
+    if tlv.truncated:
+        raise MalformedTlv(f"TLV type {tlv.type} Length {tlv.length} runs past the end of the packet")
+    cls = REGISTRY.get(tlv.type)
+    return None if cls is None else cls.from_value(tlv.value)
+
+
+@dataclass(slots=True)
+class ReflectContext:
+    """What a reflector rule may read, and the decisions it may take for the reply."""
+
+    config: ReflectorConfig
+    clock: ClockDescription
+    meta: PacketMeta
+    session: Session
+    authenticated_packet: bool
+    # decisions
+    source_address: str | bytes | None = None
+    destination: tuple[str, int] | None = None
+    tos: int | None = None
+    discard_reason: str | None = None
+    return_path_seen: bool = False
+    follow_up_requested: bool = False
+    work: int = 0  # TLVs and sub-TLVs looked at: what the packet costs (see Reflector)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ReadContext:
+    """What a sender reading may use, and what it learned (the engine acts on the latter)."""
+
+    timestamp_format: TimestampFormat  # of this reply (its Error Estimate's Z bit)
+    tai_offset_s: int
+    pivot_ns: int  # a time near the reply's, to place NTP/PTP timestamps in their era
+    micro_session: Any = None  # the MicroSessionId the sender sent, if any
+    learned_reflector_link_id: int | None = None
+    values: dict[str, Any] = field(default_factory=dict)  # KEY -> what was read
+    access_report_answered: bool = False
+    mismatch: str | None = None  # a reason to discard the reply (RFC 9534 §3.2)
+
+
+def unmapped_address(addr: str | bytes | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address as the peer sees it: v4-mapped IPv6 (dual-stack sockets) becomes IPv4."""
+    if not addr:
+        return None
+    ip = ipaddress.ip_address(addr if isinstance(addr, bytes) else addr.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip

@@ -1,0 +1,43 @@
+"""Destination Node Address TLV, Type 9 (RFC 9503 §3): the intended reflector, IPv4 or IPv6."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from ..wire.tlv import FLAG_U, RawTlv, TlvType, require_length
+from .base import PROCESSED, ReadContext, ReflectContext, TlvValue, unmapped_address
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationNodeAddress(TlvValue):
+    TYPE = TlvType.DESTINATION_NODE_ADDRESS
+    KEY = "destination_node"
+    address: IPAddress
+
+    @classmethod
+    def from_value(cls, value: bytes) -> DestinationNodeAddress:
+        require_length(value, 4, 16, what="Destination Node Address")
+        return cls(ipaddress.ip_address(bytes(value)))
+
+    def to_value(self) -> bytes:
+        return self.address.packed
+
+    @classmethod
+    def reflect(cls, tlv: RawTlv, ctx: ReflectContext) -> tuple[int, bytes]:
+        """"Ours" is the packet's destination address or one of the configured local ones; then
+        it becomes the reply's source address (RFC 9503 §3)."""
+        wanted = cls.from_value(tlv.value).address
+        ours = {a for a in (unmapped_address(x) for x in ctx.meta.local_addresses) if a is not None}
+        here = unmapped_address(ctx.meta.local_address)
+        if here is not None:
+            ours.add(here)
+        if wanted in ours:
+            ctx.source_address = wanted.packed
+            return PROCESSED, tlv.value
+        return FLAG_U, tlv.value  # recognised, but we are not the intended node
+
+    def read(self, ctx: ReadContext) -> None:
+        ctx.values[self.KEY] = {"address": str(self.address), "accepted": True}
