@@ -34,8 +34,15 @@ def rate(fn, seconds: float) -> float:
             return n / dt
 
 
+def first_packet(cfg: SenderConfig) -> bytes:
+    sender = SessionSender(cfg)
+    sender.start(0, NOW)
+    (transmit,) = sender.handle_timer(0)
+    return sender.stamp(transmit, NOW, 0).data
+
+
 def case(sender_cfg: SenderConfig, reflector_cfg: ReflectorConfig):
-    pkt = bytes(SessionSender(sender_cfg).prepare(1).stamp(NOW))
+    pkt = first_packet(sender_cfg)
     engine = Reflector(reflector_cfg)
     meta = PacketMeta(("192.0.2.1", 40000), bytes([192, 0, 2, 2]), 862, 64, 0, NOW, 2)
 
@@ -48,7 +55,7 @@ def case(sender_cfg: SenderConfig, reflector_cfg: ReflectorConfig):
 def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
     s_in, s_out = struct.Struct("!IQHH28x"), struct.Struct("!IQHHQIQH2xB3x")
-    pkt = bytes(SessionSender(SenderConfig()).prepare(1).stamp(NOW))
+    pkt = first_packet(SenderConfig())
 
     def baseline() -> None:
         seq, ts, ee, ssid = s_in.unpack_from(pkt)

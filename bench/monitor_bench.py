@@ -5,12 +5,14 @@ flow).  Printed: the monitor's schedule error (actual minus planned send time, p
 the monitor reports it when it stops), its CPU use (share of one core, from /proc), its RSS,
 and the replies received against packets sent.
 
-Run: python bench/monitor_bench.py [--targets 1000] [--seconds 30]
+Run: python bench/monitor_bench.py [--targets 1000] [--seconds 30] [--baseline OLD/src]
+(--baseline: an older tree's src/, measured the same way in the same run, before this tree)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import socket
@@ -29,8 +31,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--targets", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--baseline", metavar="SRC", help="src/ of an older tree, measured first in the same run")
     args = ap.parse_args()
     build()
+    if args.baseline:
+        print("baseline:", end=" ")
+        measure(args, {**os.environ, "PYTHONPATH": args.baseline})
+        print("this tree:", end=" ")
+    measure(args, None)
+
+
+def measure(args: argparse.Namespace, env: dict | None) -> None:
     ref = Reflector("C floor", [str(OUT / "c_reflector"), "127.0.0.1", "0"])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -40,7 +51,7 @@ def main() -> None:
         for i in range(args.targets):
             f.write(f'[[targets]]\nname = "t{i:04d}"\nremote_addr = "127.0.0.1"\nremote_port = {ref.port}\n')
     mon = subprocess.Popen([PY, "-m", "stamp_suite", "monitor", "--config", f.name], stderr=subprocess.PIPE,
-                           text=True)
+                           text=True, env=env)
     try:
         time.sleep(3)  # start-up and the first sends
         c0, t0 = cpu_seconds([mon.pid]), time.monotonic()

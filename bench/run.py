@@ -118,8 +118,7 @@ def session_memory(n: int = 100_000) -> float:
     code = f"""
 import resource, time
 from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
-from stamp_suite.sender.engine import SenderConfig, SessionSender
-pkt = bytes(SessionSender(SenderConfig()).prepare(1).stamp(time.time_ns()))
+pkt = bytes.fromhex("00000001e93c7f00800000000001") + bytes(30)  # an open test packet, seq 1
 r = Reflector(ReflectorConfig(stateful=True, max_sessions={n}))
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
@@ -133,21 +132,34 @@ print(rss(), rss() - before, len(r.sessions))
     return float(out[0]), float(out[1]), int(out[2])
 
 
-def schedule_error(rate: int, seconds: float, port: int) -> tuple[float, float]:
-    code = f"""
-import statistics, time
+SCHEDULE = """
+import sys
 from stamp_suite.net.udp import UdpEndpoint
 from stamp_suite.sender.engine import SenderConfig, SessionSender
-from stamp_suite.sender.runner import SenderRunner
-from stamp_suite.sender.stats import SessionStats
-ep = UdpEndpoint("127.0.0.1", 0, connect=("127.0.0.1", {port}))
-n = int({rate} * {seconds})
-r = SenderRunner(SessionSender(SenderConfig()), ep, ("127.0.0.1", {port}), count=n,
-                 interval_ns=10**9 // {rate}, timeout_ns=10**9, stats=SessionStats(), record_schedule=True).run()
-e = sorted(r.schedule_error_ns)
+rate, seconds, port = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+n = int(rate * seconds)
+try:  # this tree: the one sender driver
+    from stamp_suite.sender.driver import SenderDriver, SenderSession
+    ep = UdpEndpoint("127.0.0.1", 0, connect=("127.0.0.1", port))
+    engine = SessionSender(SenderConfig(count=n, interval_ns=10**9 // rate, timeout_ns=10**9))
+    driver = SenderDriver(record_schedule=True)
+    driver.add(SenderSession("bench", engine, ep, ("127.0.0.1", port)))
+    driver.run()
+    e = sorted(driver.schedule_error_ns)
+except ImportError:  # an older tree (--baseline): its runner
+    from stamp_suite.sender.runner import SenderRunner
+    from stamp_suite.sender.stats import SessionStats
+    ep = UdpEndpoint("127.0.0.1", 0, connect=("127.0.0.1", port))
+    r = SenderRunner(SessionSender(SenderConfig()), ep, ("127.0.0.1", port), count=n, interval_ns=10**9 // rate,
+                     timeout_ns=10**9, stats=SessionStats(), record_schedule=True).run()
+    e = sorted(r.schedule_error_ns)
 print(e[len(e) // 2] / 1e3, e[int(len(e) * 0.99)] / 1e3)
 """
-    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+
+
+def schedule_error(rate: int, seconds: float, port: int, env: dict | None = None) -> tuple[float, float]:
+    out = subprocess.run([PY, "-c", SCHEDULE, str(rate), str(seconds), str(port)], capture_output=True, text=True,
+                         check=True, env=env).stdout.split()
     return float(out[0]), float(out[1])
 
 
@@ -193,9 +205,11 @@ def main() -> None:
     print(f"\nEngine with {n:,} stateful sessions: RSS {total:.0f} MB ({grown:.0f} MB for the sessions)")
     ref = Reflector("C floor", [str(OUT / "c_reflector"), "127.0.0.1", "0"])
     try:
+        trees = [("", None)] + ([("baseline ", {**os.environ, "PYTHONPATH": args.baseline})] if args.baseline else [])
         for rate in (1_000, 10_000):
-            p50, p99 = schedule_error(rate, 2.0 if args.quick else 5.0, ref.port)
-            print(f"Sender schedule error at {rate:,} packets/s: p50 {p50:.1f} us, p99 {p99:.1f} us")
+            for tag, env in trees:
+                p50, p99 = schedule_error(rate, 2.0 if args.quick else 5.0, ref.port, env)
+                print(f"{tag}Sender schedule error at {rate:,} packets/s: p50 {p50:.1f} us, p99 {p99:.1f} us")
     finally:
         ref.stop()
 

@@ -19,3 +19,39 @@ def test_api_doc_example_runs():
 def test_api_validates_settings():
     with pytest.raises(ConfigError):
         run_session("127.0.0.1", 9, dscp=99)
+
+
+def test_api_honours_every_sender_setting():
+    """The API runs the CLI's own session: capacity mode, metrics, the address family."""
+    from stamp_suite.api import start_reflector
+    from test_metrics import free_tcp_port, scrape
+    import threading
+    with start_reflector() as refl:
+        result = run_session(*refl.address, count=200, window=8, timeout=1)
+        assert result.received == 200 and result.summary["packets"]["lost"] == 0
+        port = free_tcp_port()
+        seen = {}
+
+        def scrape_during_run():
+            import time
+            time.sleep(0.3)
+            seen.update(scrape(port))
+        t = threading.Thread(target=scrape_during_run)
+        t.start()
+        run_session(*refl.address, count=20, send_delay=30, metrics=True, metrics_addr=f"127.0.0.1:{port}")
+        t.join()
+        assert seen[("stamp_sender_packets_sent_total", (("remote", f"127.0.0.1:{refl.address[1]}"), ("ssid", "0")))] > 3
+    with pytest.raises(ConfigError, match="-6 was given"):
+        run_session("127.0.0.1", 862, force_ipv6=True)
+    with start_reflector(local_addr="::1") as refl6:
+        result = run_session("::1", refl6.address[1], count=3, send_delay=5, force_ipv6=True)
+        assert result.received == 3
+
+
+def test_one_definition_of_lost_in_the_api_and_the_summary():
+    from stamp_suite.api import start_reflector
+    with start_reflector() as refl:
+        refl._server.stop()  # nobody answers any more, but the port stays bound
+        refl._thread.join(2)
+        result = run_session(*refl.address, count=4, send_delay=5, timeout=0.2)
+    assert result.lost == [0, 1, 2, 3] and result.summary["packets"]["lost"] == 4 and result.received == 0

@@ -268,3 +268,13 @@ def test_access_report_is_retransmitted_until_answered():
     with ReflectorProcess() as refl:  # answered at once: no retransmission
         res = send(refl, "--access-report", "1", "--access-report-timer", "0.2", "--output-format", "json", count=1)
     assert json.loads(res.stdout)["packets"]["sent"] == 1
+
+
+def test_address_family_flags_are_honoured():
+    res = run("-4", "-r", "::1", "-c", "1")
+    assert res.returncode == 2 and "-4 was given, but ::1 is an IPv6 address" in res.stderr
+    res = run("-6", "-r", "127.0.0.1", "-c", "1")
+    assert res.returncode == 2 and "-6 was given, but 127.0.0.1 is an IPv4 address" in res.stderr
+    with ReflectorProcess(host="::1") as refl:
+        res = run("-6", "-r", "::1", "-p", str(refl.port), "-c", "2", "-d", "5", "-L", "1")
+    assert res.returncode == 0 and "sending to [::1]" in res.stdout

@@ -153,28 +153,27 @@ def _flood(port: int, sources: int, rate: float, seconds: float) -> int:
     for s in socks:
         s.bind(("127.0.0.1", 0))
         s.setblocking(False)
-    replies = 0
+    def read_replies() -> int:
+        n = 0
+        for s in socks:
+            try:
+                while s.recv(2048):
+                    n += 1
+            except BlockingIOError:
+                pass
+        return n
+    replies = sent = 0
     start = time.monotonic()
-    sent = 0
     while (now := time.monotonic()) - start < seconds:
         due = int((now - start) * rate)
         while sent < due:
             socks[sent % sources].sendto(PACKET, ("127.0.0.1", port))
             sent += 1
         time.sleep(0.001)
-        for s in socks:
-            try:
-                while s.recv(2048):
-                    replies += 1
-            except BlockingIOError:
-                pass
+        replies += read_replies()
     time.sleep(0.2)
+    replies += read_replies()
     for s in socks:
-        try:
-            while s.recv(2048):
-                replies += 1
-        except BlockingIOError:
-            pass
         s.close()
     return replies
 

@@ -67,7 +67,8 @@ class Monitor:
         self.config = self._load()
         self.log_to = log or sys.stderr
         self.clock = read_clock_state()
-        self.driver = SenderDriver(stop, ClockWatcher(self.clock, log=self.log), record_schedule=True)
+        # Targets at a packet a second need millisecond, not microsecond, timing: no spin.
+        self.driver = SenderDriver(stop, ClockWatcher(self.clock, log=self.log), record_schedule=True, spin_ns=0)
         self.metrics = SenderMetrics(("target",))
         self.metrics_server = None
         self.agent = None

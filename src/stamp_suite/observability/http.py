@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from ..net.udp import SocketSetupError
+from .loop import LoopThread
 
 REQUEST_TIMEOUT_S = 5.0
 WRITE_TIMEOUT_S = 10.0
@@ -41,45 +41,24 @@ class _Connection:
         self.answering = False
 
 
-class MetricsServer:
+class MetricsServer(LoopThread):
     """Serves ``registry`` on ``addr`` (HOST:PORT, [v6]:PORT) from a background thread."""
 
+    thread_name = "metrics-http"
+
     def __init__(self, registry: CollectorRegistry, addr: str) -> None:
+        super().__init__()
         self.registry = registry
         self.addr = addr
         self.sock = _listen(addr)
         self.port = self.sock.getsockname()[1]
         self._connections: list[_Connection] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopped: asyncio.Event | None = None
         self.closed_idle = 0  # connections closed for taking too long or to make room
 
-    def start(self) -> MetricsServer:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._stopped = asyncio.Event()
-            ready.set()
-            self._loop.run_until_complete(self._serve())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=run, name="metrics-http", daemon=True)
-        self._thread.start()
-        ready.wait()
-        return self
-
-    def stop(self, timeout: float = 0.5) -> None:
-        if self._loop is not None and self._stopped is not None:
-            self._loop.call_soon_threadsafe(self._stopped.set)
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    async def _serve(self) -> None:
+    async def main(self) -> None:
         server = await asyncio.start_server(self._handle, sock=self.sock, backlog=BACKLOG, limit=MAX_HEAD)
         async with server:
-            await self._stopped.wait()
+            await self.stopping.wait()
         for conn in list(self._connections):
             conn.writer.close()
 

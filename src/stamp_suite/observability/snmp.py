@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from . import agentx as ax
+from .loop import LoopThread
 
 ENTERPRISE = (1, 3, 6, 1, 4, 1, 65134)
 REFLECTOR_SUBTREE = ENTERPRISE + (1, 1)
@@ -94,9 +95,12 @@ class MibView:
         return ax.response_pdu(header, binds)
 
 
-class SubAgent:
+class SubAgent(LoopThread):
+    thread_name = "agentx"
+
     def __init__(self, socket_spec: str, subtree: ax.OID, provider: Callable[[], Objects], description: str,
                  log: TextIO | None = None) -> None:
+        super().__init__()
         self.socket_spec = socket_spec
         self.subtree = subtree
         self.view = MibView(provider)
@@ -105,36 +109,10 @@ class SubAgent:
         self.connected = threading.Event()
         self.registrations = 0
         self._warned = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping: asyncio.Event | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._session_id = 0
         self._packet_id = 0
         self._pending: dict[int, asyncio.Future] = {}
-
-    # -- lifecycle (called from the main thread) --------------------------------------
-    def start(self) -> None:
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._stopping = asyncio.Event()
-            ready.set()
-            self._loop.run_until_complete(self._run())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=run, name="agentx", daemon=True)
-        self._thread.start()
-        ready.wait()
-
-    def stop(self, timeout: float = 0.5) -> None:
-        """Say Close to the master if it answers within ``timeout``; never hold up a stop longer
-        (the thread is a daemon: it ends with the process)."""
-        if self._loop is None or self._thread is None:
-            return
-        self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join(timeout)
 
     # -- the connection ---------------------------------------------------------------
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -144,9 +122,9 @@ class SubAgent:
             return await asyncio.open_connection(host or "localhost", int(port))
         return await asyncio.open_unix_connection(spec)
 
-    async def _run(self) -> None:
+    async def main(self) -> None:
         backoff = BACKOFF_START_S
-        while not self._stopping.is_set():
+        while not self.stopping.is_set():
             try:
                 reader, writer = await self._connect()
             except OSError as exc:
@@ -171,13 +149,13 @@ class SubAgent:
                     fut.cancel()
                 self._pending.clear()
                 writer.close()
-            if not self._stopping.is_set():
+            if not self.stopping.is_set():
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _sleep(self, seconds: float) -> None:
         try:
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            await asyncio.wait_for(self.stopping.wait(), seconds)
         except asyncio.TimeoutError:
             pass
 
@@ -196,9 +174,9 @@ class SubAgent:
             self.connected.set()
             if self._warned:
                 print(f"SNMP: registered with the AgentX master {self.socket_spec}", file=self.log)
-            while not self._stopping.is_set():
+            while not self.stopping.is_set():
                 await self._sleep(PING_INTERVAL_S)
-                if self._stopping.is_set():
+                if self.stopping.is_set():
                     break
                 await self._request(ax.ping_pdu(self._session_id, self._next_packet_id()), reading)
             await self._request(ax.close_pdu(self._session_id, self._next_packet_id()), reading)

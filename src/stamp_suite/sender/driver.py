@@ -6,7 +6,7 @@ engines (a heap), calls ``handle_timer`` when one is due, stamps and writes the 
 engines ask for, reads replies and hands them to their engine, and passes every event to
 the session's consumers (statistics, outputs, metrics).  Sends are drift-free: packet n
 leaves at its due time on the monotonic clock, reached by a readiness wait with
-millisecond resolution, then a short sleep (1 ns timer slack) and a spin (wait_precisely).
+millisecond resolution, then a short sleep (1 ns timer slack) and a spin (wait_until).
 T1 is read right before each write, T4 is the kernel's receive timestamp where there is one.
 """
 
@@ -28,7 +28,7 @@ from .events import Event, SendFailed, Transmit
 
 NS = 1_000_000_000
 # Waiting for a send: select() (millisecond resolution) until PRECISE_WINDOW_NS before the
-# deadline, then wait_precisely: a short sleep (1 ns timer slack) and a spin of SPIN_NS.
+# deadline, then wait_until: a short sleep (1 ns timer slack) and a spin of SPIN_NS.
 PRECISE_WINDOW_NS = 2_000_000
 COARSE_WAIT_NS = PRECISE_WINDOW_NS + 1_000_000
 SPIN_NS = 60_000
@@ -59,23 +59,23 @@ class SenderSession:
             consume(event)
 
 
-def wait_precisely(sel: selectors.BaseSelector, deadline: int, on_ready: Callable[[list], None]) -> None:
-    """The last stretch before a send: the readiness wait has only millisecond resolution,
-    so handle what is ready without blocking, sleep to just short of the deadline, then spin."""
-    ready = sel.select(0)
-    if ready:
-        on_ready(ready)
+def wait_until(deadline: int, spin_ns: int = SPIN_NS) -> None:
+    """The last stretch before a send (the readiness wait has only millisecond resolution):
+    sleep to ``spin_ns`` short of ``deadline`` (1 ns timer slack), then spin."""
     remaining = deadline - time.monotonic_ns()
-    if remaining > SPIN_NS:
-        time.sleep((remaining - SPIN_NS) / NS)
+    if remaining > spin_ns:
+        time.sleep((remaining - spin_ns) / NS)
     while time.monotonic_ns() < deadline:
         pass
 
 
 class SenderDriver:
     def __init__(self, stop: StopRequest | None = None, clock: ClockWatcher | None = None,
-                 record_schedule: bool = False) -> None:
+                 record_schedule: bool = False, spin_ns: int = SPIN_NS) -> None:
+        """``spin_ns``: how long to spin before each send (microsecond accuracy for a sender at
+        thousands of packets/s; a monitor of many slow targets spends its core better)."""
         self.stop_request = stop or StopRequest()
+        self.spin_ns = spin_ns
         self.clock = clock
         if clock is not None:
             clock.on_change = self._clock_changed
@@ -127,7 +127,12 @@ class SenderDriver:
                 return False
             deadline, precise = self._next_deadline(now)
             if precise and deadline - now < COARSE_WAIT_NS:
-                wait_precisely(sel, deadline, self._ready)
+                ready = sel.select(0)
+                if ready:
+                    self._ready(ready)
+                # That session's events for that instant, computed now (time is an argument);
+                # its Transmit then waits for the due time (wait_until) and goes at once.
+                self._run_timer(heapq.heappop(self._heap), deadline)
             else:
                 ready = sel.select(max(0, deadline - now - (PRECISE_WINDOW_NS if precise else 0)) / NS)
                 if ready:
@@ -154,13 +159,15 @@ class SenderDriver:
     def _run_timers(self, now: int) -> None:
         heap = self._heap
         while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)
-            if self._stale(entry):
-                continue
-            session = self.sessions[entry[1]]
-            session.timer = None
-            self._act(session, session.engine.handle_timer(now))
-            self._reschedule(session)
+            self._run_timer(heapq.heappop(heap), now)
+
+    def _run_timer(self, entry: tuple[int, int], now: int) -> None:
+        if self._stale(entry):
+            return
+        session = self.sessions[entry[1]]
+        session.timer = None
+        self._act(session, session.engine.handle_timer(now))
+        self._reschedule(session)
 
     def _run_periodic(self, now: int) -> None:
         for entry in self._periodic:
@@ -169,10 +176,13 @@ class SenderDriver:
                 entry[2]()
 
     def _reschedule(self, session: SenderSession) -> None:
+        """Put the session's next timer in the heap; an entry it replaces goes stale (skipped
+        when it comes up), so a timer that moved later (a reply came) costs no wake-up."""
         due = session.engine.next_timer()
-        if due is not None and (session.timer is None or due < session.timer):
+        if due != session.timer:
             session.timer = due
-            heapq.heappush(self._heap, (due, session.id))
+            if due is not None:
+                heapq.heappush(self._heap, (due, session.id))
 
     def _clock_changed(self, state: ClockState) -> None:
         for session in self.sessions.values():
@@ -188,6 +198,8 @@ class SenderDriver:
                 session.dispatch(event)
 
     def _transmit(self, session: SenderSession, transmit: Transmit) -> None:
+        if transmit.due_ns > time.monotonic_ns():
+            wait_until(transmit.due_ns, self.spin_ns)
         now = time.monotonic_ns()
         if not transmit.retransmission:
             self.schedule_error_ns.append(now - transmit.due_ns)

@@ -96,6 +96,7 @@ class SessionSender:
         self.config = config
         self._ee = config.error_estimate.to_int()
         self._reports_access = any(isinstance(t, AccessReport) for t in config.tlvs)
+        self._micro_session = config.micro_session
         self._sent: dict[int, _Sent] = {}
         self._deadlines: deque[tuple[int, int]] = deque()  # (monotonic deadline, seq), in send order
         self._forget: deque[tuple[int, int]] = deque()  # (monotonic time to forget, seq)
@@ -106,6 +107,7 @@ class SessionSender:
         self._next_send: int | None = None
         self._start_ns = 0
         self._wall_offset = 0  # wall-clock minus monotonic, taken at the start
+        self._window_delay = 0
         self._started = False
         self.finished = False
         self._ar_deadline: int | None = None
@@ -131,6 +133,7 @@ class SessionSender:
         self._started = True
         self._start_ns = start = now_ns + delay_ns
         self._wall_offset = wall_ns - now_ns
+        self._window_delay = delay_ns
         self._next_send = start
         if cfg.report_interval_ns:
             self._next_report = start + cfg.report_interval_ns
@@ -142,23 +145,26 @@ class SessionSender:
         if self.finished or not self._started:
             return None
         cfg = self.config
-        candidates = [t for t in (self._next_send, self._ar_deadline, self._next_report) if t is not None]
-        if self._deadlines:
-            candidates.append(self._deadlines[0][0])
-        if self._forget:
-            candidates.append(self._forget[0][0])
-        for length, index in self._windows.items():
-            candidates.append(self._window_close(length, index))
         if cfg.count and self._slots >= cfg.count and not self.outstanding and not self._unstamped:
-            candidates.append(0)  # finished: say so at once
-        return min(candidates) if candidates else None
+            return 0  # finished: say so at once
+        due = self._next_send
+        for t in (self._ar_deadline, self._next_report, self._deadlines[0][0] if self._deadlines else None):
+            if t is not None and (due is None or t < due):
+                due = t
+        for length, index in self._windows.items():
+            t = self._window_close(length, index)
+            if due is None or t < due:
+                due = t
+        return due
 
     def next_send(self) -> int | None:
         """When the next scheduled packet is due (for a driver that waits precisely for sends)."""
         return self._next_send
 
     def _window_close(self, length: int, index: int) -> int:
-        return (index + 1) * length + self.config.timeout_ns - self._wall_offset
+        """After the window's last packet's timeout, and the session's own start delay, so that
+        the windows of many sessions (a monitor's targets) do not all close at one instant."""
+        return (index + 1) * length + self.config.timeout_ns + self._window_delay - self._wall_offset
 
     def handle_timer(self, now_ns: int) -> list[Event]:
         cfg = self.config
@@ -181,9 +187,7 @@ class SessionSender:
                 events.append(Transmit(self._ar_deadline, retransmission=True))
             self._ar_deadline = None  # re-armed by the next packet that carries the TLV
         self._expire(now_ns, events)
-        forget = self._forget
-        while forget and forget[0][0] <= now_ns:
-            self._sent.pop(forget.popleft()[1], None)
+        self._forget_old(now_ns)
         if self._next_report is not None and now_ns >= self._next_report:
             self._reports += 1
             events.append(ReportDue(self._reports, self._reports * cfg.report_interval_ns))
@@ -207,6 +211,24 @@ class SessionSender:
                 self.outstanding -= 1
                 events.append(Lost(seq, rec.t1_ns))
                 self._fill_window(now_ns, events)
+        self._drop_answered_deadlines()
+
+    def _drop_answered_deadlines(self) -> None:
+        """Answered packets need no timeout: drop them from the head of the deadlines, so that
+        the next timer is a real one (one wake-up per packet, not two)."""
+        deadlines, sent = self._deadlines, self._sent
+        while deadlines:
+            rec = sent.get(deadlines[0][1])
+            if rec is not None and rec.state == _OUTSTANDING:
+                return
+            deadlines.popleft()
+
+    def _forget_old(self, now_ns: int) -> None:
+        """Packets older than twice the timeout: no reply to them counts any more (bounded
+        memory).  Done on the way, never worth a wake-up of its own."""
+        forget = self._forget
+        while forget and forget[0][0] <= now_ns:
+            self._sent.pop(forget.popleft()[1], None)
 
     def _fill_window(self, now_ns: int, events: list[Event]) -> None:
         """Capacity mode: keep ``in_flight`` packets outstanding while there are more to send."""
@@ -285,7 +307,7 @@ class SessionSender:
         if self._reports_access and self._ar_deadline is None:
             self._ar_deadline = now_ns + cfg.access_report_timer_ns
         self._prepared = self._prepare(seq + 1)
-        return Sent(seq, t1_ns, bytes(data), transmit.retransmission)
+        return Sent(seq, t1_ns, data, transmit.retransmission)  # this packet's own buffer: never written again
 
     def departed(self, sequence_number: int, tx_ns: int) -> None:
         """The kernel's transmit time of a test packet: a better T1 than the clock read before
@@ -324,7 +346,7 @@ class SessionSender:
         ee = ErrorEstimate.from_int(reply.error_estimate)
         see = ErrorEstimate.from_int(reply.sender_error_estimate)
         pivot = rec.t1_ns
-        ctx = ReadContext(ee.timestamp_format, cfg.tai_offset_s, pivot, cfg.micro_session,
+        ctx = ReadContext(ee.timestamp_format, cfg.tai_offset_s, pivot, self._micro_session,
                           self.learned_reflector_link_id)
         problems = self._read_tlvs(reply, data, ctx) if reply.tlvs else ()
         if ctx.mismatch is not None:  # RFC 9534 §3.2: discard
@@ -348,6 +370,7 @@ class SessionSender:
         else:
             rec.state = _ANSWERED
             self.outstanding -= 1
+            self._drop_answered_deadlines()
             events.append(Reply(sample))
             self._fill_window(now_ns, events)
             self._check_finished(events)

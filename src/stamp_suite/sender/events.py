@@ -78,7 +78,7 @@ class Sent:
 
     sequence_number: int
     t1_ns: int
-    data: bytes
+    data: bytes | bytearray
     retransmission: bool = False
 
 

@@ -1,0 +1,110 @@
+"""The monitor on the one sender driver: reloads as transactions, windows with the sent DSCP,
+the sender's histograms, Access Report retransmissions (issue: one Session-Sender)."""
+
+import json
+import signal
+import subprocess
+import time
+
+from helpers import CMD, ENV, wait_for
+from stamp_suite.api import start_reflector
+from test_metrics import free_tcp_port, scrape
+
+
+def _config(path, reflector, *, windows="[1]", jsonl=None, mport=None, extra="", name="a"):
+    host, port = reflector.address
+    lines = ["[monitor]", f"windows = {windows}"]
+    if jsonl:
+        lines.append(f'jsonl = "{jsonl}"')
+    if mport:
+        lines.append(f'metrics_addr = "127.0.0.1:{mport}"')
+    lines += ["[defaults]", "send_delay = 100", "timeout = 0.3",
+              "[[targets]]", f'name = "{name}"', f'remote_addr = "{host}"', f"remote_port = {port}", extra]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _windows(path):
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_reload_applies_windows_jsonl_and_metrics_addr_and_refuses_a_typo(tmp_path):
+    cfg, first, second = tmp_path / "t.toml", tmp_path / "w1.jsonl", tmp_path / "w2.jsonl"
+    m1, m2 = free_tcp_port(), free_tcp_port()
+    with start_reflector() as refl:
+        _config(cfg, refl, jsonl=first, mport=m1, extra="dscp = 46\ncos = true")
+        mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=ENV)
+        try:
+            assert wait_for(lambda: len(_windows(first)) >= 2, 10)
+            line = _windows(first)[-1]
+            assert line["dscp_ecn"]["sent"] == {"dscp": 46, "ecn": 0} and line["dscp_ecn"]["forward_remarked"] == 0
+            m = scrape(m1)
+            assert any(k[0] == "stamp_sender_forward_delay_seconds_bucket" for k in m)
+            # a typo: refused as a whole, one line naming the key, the target goes on
+            cfg.write_text(cfg.read_text().replace("windows = [1]", "windows = 1"))
+            mon.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+            before = len(_windows(first))
+            assert wait_for(lambda: len(_windows(first)) > before, 5)
+            # windows, jsonl and metrics_addr all change at once, and are applied
+            _config(cfg, refl, windows="[2]", jsonl=second, mport=m2)
+            mon.send_signal(signal.SIGHUP)
+            assert wait_for(lambda: any(w["window_s"] == 2 for w in _windows(second)), 10)
+            assert wait_for(lambda: ("stamp_monitor_window_packets_sent", (("target", "a"), ("window", "2s")))
+                            in scrape(m2), 5)
+        finally:
+            mon.send_signal(signal.SIGTERM)
+            _, err = mon.communicate(timeout=10)
+    assert mon.returncode == 0
+    refused = [ln for ln in err.splitlines() if "reload failed" in ln]
+    assert len(refused) == 1 and "[monitor] windows: expected a list of whole seconds" in refused[0]
+    assert "0 added, 0 removed, 1 changed, 1 running" in err
+
+
+def test_a_reload_that_cannot_start_a_target_changes_nothing(tmp_path):
+    from stamp_suite.config import ConfigError
+    from stamp_suite.monitor import Monitor
+    from stamp_suite.net.signals import StopRequest
+    cfg = tmp_path / "t.toml"
+    with start_reflector() as refl:
+        _config(cfg, refl)
+        mon = Monitor(str(cfg), StopRequest())
+        mon.start()
+        try:
+            running = mon.targets["a"]
+            cfg.write_text(cfg.read_text() + '[[targets]]\nname = "b"\nremote_addr = "127.0.0.1"\n'
+                                              'auth_mode = "A"\nhmac_key_file = "/nonexistent/key"\n')
+            try:
+                mon.apply(mon._load())
+            except ConfigError as exc:
+                assert "cannot read key file /nonexistent/key" in str(exc)
+            else:
+                raise AssertionError("the reload should have been refused")
+            assert list(mon.targets) == ["a"] and mon.targets["a"] is running
+        finally:
+            mon.close()
+
+
+def test_the_monitor_retransmits_access_reports(tmp_path):
+    cfg = tmp_path / "t.toml"
+    mport = free_tcp_port()
+
+    def sent():
+        try:
+            return scrape(mport).get(("stamp_sender_packets_sent_total", (("target", "t8"),)), 0)
+        except OSError:
+            return 0
+    with start_reflector(tlv_mode="ignore") as refl:  # echoes the TLV unprocessed: never an answer
+        # "t8": a name whose phase in the 20 s interval is small (0.4 s), so the first send is soon
+        _config(cfg, refl, mport=mport, name="t8",
+                extra="send_delay = 20000\naccess_report = 1\naccess_report_timer = 0.2")
+        mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=ENV)
+        try:
+            # one scheduled send in the first 20 s; then a retransmission every 0.2 s, 4 at most
+            assert wait_for(lambda: sent() == 5, 25)
+            time.sleep(0.6)
+            assert sent() == 5
+        finally:
+            mon.send_signal(signal.SIGTERM)
+            mon.communicate(timeout=10)
