@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("reflector")
     r.add_argument("--stateful-reflector", action="store_true", help="number replies per session (RFC 8762 §4)")
     r.add_argument("--session-timeout", type=_int, help="seconds before an idle session is forgotten [default: 300]")
-    r.add_argument("--max-sessions", type=_int, help="session table size, oldest evicted [default: 100000]")
+    r.add_argument("--max-sessions", type=_int, help="sessions kept by the whole reflector, oldest evicted; each "
+                   "worker keeps its share, so one sender host (served by one worker) gets 1/workers of it "
+                   "[default: 100000]")
     r.add_argument("--tlv-mode", choices=["echo", "ignore"], help="process TLVs, or copy them untouched")
     r.add_argument("--verify-tlv-hmac", action="store_true", help="require a valid HMAC TLV in open mode too")
     r.add_argument("--allowed-ssids", type=_int_list, help="only serve these SSIDs (comma-separated)")
@@ -101,15 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prefixes a Return Path may redirect replies to (open mode) [default: none]")
     r.add_argument("--reflector-member-link-id", type=_int, help="member link ID for RFC 9534 micro-sessions")
     r.add_argument("--workers", type=_int,
-                   help="reflector processes sharing the port, each sender address served by one of them; "
-                        "limits and counters are the reflector's total [default: one per CPU on Linux]")
+                   help="reflector processes sharing the port, each sender address (IPv6: /64) served by one of "
+                        "them; limits and counters are the reflector's total [default: one per usable CPU on "
+                        "Linux, at most 8]")
     r.add_argument("--drop-short-packets", action="store_true",
                    help="hardened profile: no reply to packets shorter than 44 octets (by default they get a "
                         "44-octet base packet, RFC 8762 §4.6, for TWAMP-Light senders)")
     r.add_argument("--answer-short-packets", action="store_true", help=argparse.SUPPRESS)  # the default now
     r.add_argument("--accept-nonzero-mbz", action="store_true",
-                   help="answer packets whose MBZ octets hold a Receive Timestamp or Sender TTL (TWAMP-Light "
-                        "senders with random padding), except from port 862 or ours; weakens the loop guard")
+                   help="answer packets whose MBZ octets are not zero (TWAMP-Light senders that pad with random "
+                        "octets), unless they come from port 862 or ours or carry two timestamps near our clock, "
+                        "as replies do (docs/security.md)")
     r.add_argument("--busy-poll", type=_int, metavar="USEC",
                    help="keep polling this long after each packet instead of sleeping: lower residence time "
                         "(T3 - T2) for a core's worth of CPU while traffic flows [default: 0]")

@@ -11,7 +11,7 @@ import ipaddress
 import tomllib
 import types
 import typing
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,7 @@ class Settings:
         need(self.max_pps >= 0 and self.max_pps_burst >= 0, "--max-pps and --max-pps-burst must be 0 or more")
         need(self.workers is None or 1 <= self.workers <= 64, "--workers must be 1..64")
         need(self.error_scale is None or 0 <= self.error_scale <= 63, "--error-scale must be 0..63")
+        need(self.tai_offset is None or 0 <= self.tai_offset <= 255, "--tai-offset must be 0..255 seconds (37 in 2026)")
         need(self.error_multiplier is None or 1 <= self.error_multiplier <= 255,
              "--error-multiplier must be 1..255 (0 is invalid, RFC 4656)")
         need(self.access_report is None or 0 <= self.access_report <= 15, "--access-report ID must be 0..15")

@@ -13,28 +13,36 @@ from pathlib import Path
 
 from .wire.auth import KeyLoadError, KeyStore, parse_hex_key
 
-_LOOKS_LIKE_A_KEY = re.compile(r"(0x)?[0-9a-fA-F]{24,}")
+_HEX = re.compile(r"[0-9a-fA-F]{16,}")
 
 
 def _shown(path: str | os.PathLike[str]) -> str:
-    """The path as it may appear in a message: not at all if it looks like a hex key."""
+    """The path as it may appear in a message: not at all if it could be a key (what
+    parse_hex_key would take: hex digits, white space, a 0x or 0X in front)."""
     text = os.fspath(path)
-    if _LOOKS_LIKE_A_KEY.fullmatch(os.path.basename(text)):
+    cleaned = "".join(text.split())
+    if cleaned[:2] in ("0x", "0X"):
+        cleaned = cleaned[2:]
+    if _HEX.fullmatch(cleaned):
         return "(a value that looks like a hex key, not shown: give keys with --hmac-key, files with --hmac-key-file)"
     return text
 
 
 def load_key_file(path: str | os.PathLike[str], flag: str = "--hmac-key-file") -> bytes:
     """Read a hex key from a file that only its owner may read (keys are never logged)."""
-    p = Path(path)
-    shown = _shown(p)
+    shown = _shown(path)
     try:
-        mode = p.stat().st_mode
-        raw = p.read_bytes()
+        fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise KeyLoadError(f"{flag}: cannot read key file {shown}: {exc.strerror}") from None
-    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyLoadError(f"key file {shown} is readable by group or others; run: chmod 600 {shown}")
+    try:  # the mode of the very file read, not of whatever the name points to later
+        with os.fdopen(fd, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise KeyLoadError(f"key file {shown} is readable by group or others; run: chmod 600 {shown}")
+            raw = f.read(4096)
+    except OSError as exc:
+        raise KeyLoadError(f"{flag}: cannot read key file {shown}: {exc.strerror}") from None
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
@@ -55,8 +63,8 @@ def load_key_directory(path: str | os.PathLike[str], default: bytes | None = Non
             continue
         ssid = int(stem)
         if not 1 <= ssid <= 0xFFFF:
-            raise KeyLoadError(f"key file {entry}: SSID {ssid} is outside 1..65535")
+            raise KeyLoadError(f"key file {_shown(entry)}: SSID {ssid} is outside 1..65535")
         keys[ssid] = load_key_file(entry, "--hmac-key-dir")
     if not keys:
-        raise KeyLoadError(f"--hmac-key-dir {d}: no key files named <SSID> or <SSID>.key")
+        raise KeyLoadError(f"--hmac-key-dir {_shown(d)}: no key files named <SSID> or <SSID>.key")
     return KeyStore(default, keys)

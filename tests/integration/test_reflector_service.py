@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from helpers import CMD, ENV, ReflectorProcess, run, send
+from helpers import CMD, ENV, ReflectorProcess, run, send, wait_for
 from test_metrics import free_tcp_port, scrape
 
 PACKET = bytes.fromhex("00000001e93c7f008000000080010000") + bytes(28)  # digest example (a), seq 1
@@ -146,7 +146,7 @@ def test_stop_is_always_clean_200_cycles_under_traffic():
     assert not failures, "\n".join(failures[:5])
 
 
-def _flood(port: int, sources: int, rate: float, seconds: float) -> int:
+def _flood(port: int, sources: int, rate: float, seconds: float, tail: float = 0.2) -> int:
     """Send ``rate`` packets/s for ``seconds`` from ``sources`` source ports of 127.0.0.1;
     return the replies received."""
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(sources)]
@@ -171,7 +171,10 @@ def _flood(port: int, sources: int, rate: float, seconds: float) -> int:
             sent += 1
         time.sleep(0.001)
         replies += read_replies()
-    time.sleep(0.2)
+    while sent < int(rate * seconds):  # the last few, due in the last instant
+        socks[sent % sources].sendto(PACKET, ("127.0.0.1", port))
+        sent += 1
+    time.sleep(tail)
     replies += read_replies()
     for s in socks:
         s.close()
@@ -275,3 +278,48 @@ def test_clock_state_is_live_in_the_replies():
     changes = [b for i, b in enumerate(s_bits) if i == 0 or b != s_bits[i - 1]]
     assert changes == [0, 1, 0], s_bits
     assert logged == ["clock state changed: synchronised by NTP", "clock state changed: not synchronised"]
+
+
+def test_session_lists_never_stall_a_busy_worker():
+    """Big session lists asked of busy-polling workers (as SNMP walks do) while a sender
+    measures: every request answered, no reply lost (issue found in review: a late answer
+    left a worker blocked on its pipe for good)."""
+    from stamp_suite.net.reuseport import open_port_group
+    from stamp_suite.net.signals import StopRequest
+    from stamp_suite.net.udp import UdpEndpoint
+    from stamp_suite.reflector.engine import ReflectorConfig
+    from stamp_suite.reflector.service import ReflectorService
+    endpoints, _ = open_port_group(lambda port, reuse: UdpEndpoint("127.0.0.1", port, reuseport=reuse), 0, 2)
+    service = ReflectorService(ReflectorConfig(), endpoints, stop=StopRequest(), busy_poll_us=20_000)
+    service.start()
+    runner = threading.Thread(target=service.run)
+    runner.start()
+    try:
+        port = endpoints[0].local[1]
+        for a in (1, 2):  # 6,000 sessions: answers larger than a pipe's buffer
+            socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3000)]
+            for s in socks:
+                s.bind((f"127.0.0.{a}", 0))
+                s.sendto(PACKET, ("127.0.0.1", port))
+            for s in socks:
+                s.close()
+        assert wait_for(lambda: service.counters.received == 6000, 10)
+        stop = threading.Event()
+        asked = []
+
+        def ask() -> None:
+            while not stop.is_set():
+                asked.append(len(list(service.sessions())))
+        asker = threading.Thread(target=ask)
+        asker.start()
+        try:
+            replies = _flood(port, 4, 500, 1.5, tail=2.0)  # late is fine here; lost is not
+        finally:
+            stop.set()
+            asker.join()
+        c = service.counters
+        assert replies == 750 and asked and max(asked) >= 6000, (c.received, c.reflected, c.dropped, c.send_errors)
+    finally:
+        service.stop_request.set()
+        runner.join(5)
+        service.shutdown()

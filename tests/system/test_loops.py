@@ -94,3 +94,29 @@ def test_two_reflectors_cannot_be_played_against_each_other(ns, mode):
     reflected = {"r1": _reflected(r1), "r2": _reflected(r2)}
     assert reflected["r1"] <= 1 and reflected["r2"] <= 1, reflected
     assert sum(frames.values()) <= 2 + 4, frames  # the replies and a few ARP frames at most
+
+
+SPOOF = textwrap.dedent("""
+    import socket, struct, sys
+    src, sport, dst, dport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    # A test packet whose T1 is no time at all (zero): a sender that pads with junk
+    payload = bytes.fromhex("00000001" "0000000000000000" "0001" "0000") + bytes(28)
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    s.sendto(ip + udp, (dst, 0))
+""")
+
+
+def test_accept_nonzero_mbz_still_ends_a_loop_between_reflectors_on_other_ports(ns):
+    """With --accept-nonzero-mbz on both, on ports other than 862 and each other's, one packet
+    spoofed from one reflector to the other: the second reply already carries two timestamps
+    near the clock, and is refused."""
+    ns.add("r1")
+    r1 = _start(ns, "r1", "-S", "127.0.0.1", "-o", "21040", "--accept-nonzero-mbz")
+    r2 = _start(ns, "r1", "-S", "127.0.0.2", "-o", "21041", "--accept-nonzero-mbz")
+    res = ns.run_in("r1", [sys.executable, "-c", SPOOF, "127.0.0.2", "21041", "127.0.0.1", "21040"])
+    assert res.returncode == 0, res.stderr
+    time.sleep(3)
+    assert _reflected(r1) + _reflected(r2) <= 2

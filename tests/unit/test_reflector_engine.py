@@ -363,13 +363,19 @@ def test_a_reply_is_never_reflected():
     assert reply is None and r.counters.dropped["reflected_packet"] == 1
 
 
-def test_accept_nonzero_mbz_still_refuses_replies_from_reflector_ports():
+def test_accept_nonzero_mbz_still_refuses_replies():
+    """--accept-nonzero-mbz answers a sender whose padding is not zero, but not a reply: one
+    from a reflector port, or one whose T2 and copied T1 are both near our clock (the digest's
+    reply (b) has both, at the example's time)."""
     lenient = ReflectorConfig(accept_nonzero_mbz=True, error_estimate=SYNCED)
-    _, reply, _ = reflect(EX_B, lenient)  # from an ephemeral port: a sender with odd padding
+    padded = EX_A[:16] + bytes(range(1, 29))  # TWAMP-Light style: arbitrary octets after the EE
+    _, reply, _ = reflect(padded, lenient)
     assert reply is not None
+    r, reply, _ = reflect(EX_B, lenient)
+    assert reply is None and r.counters.dropped["reflected_packet"] == 1
     for port in (862, 40862):
         meta = PacketMeta(("127.0.0.3", port), "127.0.0.1", 40862, ttl=64, rx_timestamp_ns=T2_NS)
-        r, reply, _ = reflect(EX_B, lenient, meta)
+        r, reply, _ = reflect(padded, lenient, meta)
         assert reply is None and r.counters.dropped["reflected_packet"] == 1
 
 

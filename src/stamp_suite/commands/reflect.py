@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 
 from .. import __version__
 from ..build import clock_description, load_keys, reflector_config
 from ..config import Settings
+from ..say import note, say
 from ..endpoints import open_reflector_endpoint, reflector_port
 from ..net.clock import ClockState, ClockWatcher, read_clock_state
 from ..net.reuseport import open_port_group
@@ -16,10 +16,6 @@ from ..reflector.engine import Reflector
 from ..reflector.service import ReflectorService, default_workers, format_totals
 
 PROG = "stamp-suite"
-
-
-def note(line: str) -> None:
-    print(f"note: {line}", file=sys.stderr, flush=True)
 
 
 def run(s: Settings, stop: StopRequest) -> int:
@@ -39,11 +35,13 @@ def run(s: Settings, stop: StopRequest) -> int:
                                busy_poll_us=s.busy_poll, observe_processing_time=s.metrics)
     agent = metrics = None
     try:
-        service.start()  # forks the workers: before any thread starts
-        if s.metrics:
-            from ..observability.http import serve
+        if s.metrics:  # its port is bound before the workers exist: a port in use stops everything
+            from ..observability.http import bind
             from ..observability.metrics import ReflectorCollector
-            metrics = serve(ReflectorCollector(service), s.metrics_addr)
+            metrics = bind(ReflectorCollector(service), s.metrics_addr)
+        service.start((metrics.sock,) if metrics else ())  # forks the workers: before any thread starts
+        if metrics:
+            metrics.start()
         if s.snmp:
             from ..observability.mib_values import reflector_objects
             from ..observability.snmp import REFLECTOR_SUBTREE, SubAgent
@@ -59,9 +57,11 @@ def run(s: Settings, stop: StopRequest) -> int:
             if part is not None:
                 part.stop()
         service.shutdown()
+        if metrics:
+            metrics.sock.close()
     print(format_totals(service), end="", flush=True)
     if service.failure:
-        print(f"{PROG}: {service.failure}", file=sys.stderr)
+        say(f"{PROG}: {service.failure}")
         return 1
     return 0
 

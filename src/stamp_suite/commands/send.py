@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
 from .. import __version__
 from ..config import Settings
+from ..say import note, say
 from ..net.clock import ClockState, ClockWatcher, read_clock_state
 from ..net.signals import StopRequest
 from ..net.udp import format_address
@@ -18,10 +18,6 @@ from ..sender.stats import SessionStats
 from . import plot
 
 PROG = "stamp-suite"
-
-
-def note(line: str) -> None:
-    print(f"note: {line}", file=sys.stderr, flush=True)
 
 
 def session_info(s: Settings, session: SenderSession, clock: ClockState) -> dict[str, Any]:
@@ -83,5 +79,5 @@ def exit_status(stats: SessionStats, s: Settings) -> int:
                "check that both ends use the same key (and -A A)")
     else:
         why = "timed out: no reply within --timeout"
-    print(f"{PROG}: no replies: {why}", file=sys.stderr)
+    say(f"{PROG}: no replies: {why}")
     return 1

@@ -24,6 +24,7 @@ from ..net.clock import ClockWatcher, read_clock_state
 from ..net.signals import StopRequest
 from ..net.udp import SocketSetupError
 from ..observability.metrics import SenderMetrics
+from ..say import say
 from ..sender.driver import SenderDriver, SenderSession
 from ..sender.session import open_session
 from ..sender.stats import SessionStats
@@ -83,7 +84,7 @@ class Monitor:
         return dataclasses.replace(config, metrics_addr=self.metrics_addr) if self.metrics_addr else config
 
     def log(self, line: str) -> None:
-        print(f"stamp-suite monitor: {line}", file=self.log_to, flush=True)
+        say(f"stamp-suite monitor: {line}", self.log_to)
 
     # -- targets ------------------------------------------------------------------------------
     def _open(self, name: str, s: Settings, windows: tuple[int, ...]) -> Target:

@@ -9,9 +9,9 @@ How a reflector takes its port (Linux):
    bind with it: they join the group the first socket now heads.  All of them are opened
    here, in the parent, before any worker is forked; each worker keeps only its own.
 3. A classic-BPF program on the group picks the socket by the packet's *source address*
-   (``address mod N``), never by port: every packet of one sender host meets the same
-   worker, so per-address limits (--max-pps) and per-session state are exact, and a
-   socket that joins the group later (index N or more) is never chosen.
+   (an IPv4 address, or an IPv6 /64, ``mod N``), never by port: every packet of one sender
+   host meets the same worker, so per-address limits (--max-pps) and per-session state are
+   exact, and a socket that joins the group later (index N or more) is never chosen.
 
 Hand-written BPF because no library does this for Python: eleven instructions, loaded
 with setsockopt(SO_ATTACH_REUSEPORT_CBPF) and needing no privilege.
@@ -44,26 +44,21 @@ class _SockFprog(ctypes.Structure):
 
 
 def source_address_program(workers: int) -> list[tuple[int, int, int, int]]:
-    """``return source_address % workers``; an IPv6 source is folded to 32 bits by XOR first."""
+    """``return client % workers``: the client is the IPv4 source address, or the /64 of an
+    IPv6 one (its first two words folded by XOR), as the rate limiter counts them."""
     k = lambda off: (SKF_NET_OFF + off) & 0xFFFF_FFFF  # noqa: E731
     return [
         (_LD_B_ABS, 0, 0, k(0)),  # 0: A = first octet of the IP header
         (_ALU_RSH_K, 0, 0, 4),  # 1: A = IP version
         (_JEQ_K, 0, 2, 4),  # 2: IPv4? to 3, else to 5
         (_LD_W_ABS, 0, 0, k(12)),  # 3: A = IPv4 source address
-        (_JA, 0, 0, 9),  # 4: to 14
+        (_JA, 0, 0, 3),  # 4: to 8
         (_LD_W_ABS, 0, 0, k(8)),  # 5: IPv6 source address, word 0
         (_TAX, 0, 0, 0),  # 6
-        (_LD_W_ABS, 0, 0, k(12)),  # 7: word 1
-        (_ALU_XOR_X, 0, 0, 0),  # 8
-        (_TAX, 0, 0, 0),  # 9
-        (_LD_W_ABS, 0, 0, k(16)),  # 10: word 2
-        (_ALU_XOR_X, 0, 0, 0),  # 11
-        (_TAX, 0, 0, 0),  # 12
-        (_LD_W_ABS, 0, 0, k(20)),  # 13: word 3 (then XOR below: A ^= X)
-        (_ALU_XOR_X, 0, 0, 0),  # 14: for IPv4 X is 0, so A stays the address
-        (_ALU_MOD_K, 0, 0, workers),  # 15
-        (_RET_A, 0, 0, 0),  # 16: the index of the socket in the group
+        (_LD_W_ABS, 0, 0, k(12)),  # 7: word 1 (then XOR below: A ^= X)
+        (_ALU_XOR_X, 0, 0, 0),  # 8: for IPv4 X is 0, so A stays the address
+        (_ALU_MOD_K, 0, 0, workers),  # 9
+        (_RET_A, 0, 0, 0),  # 10: the index of the socket in the group
     ]
 
 

@@ -16,7 +16,7 @@ import signal
 import socket
 import threading
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 class StopRequest:
@@ -24,49 +24,47 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
-        self.signum: int | None = None
-        self._r, self._w = socket.socketpair()
-        self._r.setblocking(False)
-        self._w.setblocking(False)
+        self._pair: tuple[socket.socket, socket.socket] | None = None
+
+    def _sockets(self) -> tuple[socket.socket, socket.socket]:
+        if self._pair is None:  # made when first needed, not when the module is imported
+            r, w = socket.socketpair()
+            r.setblocking(False)
+            w.setblocking(False)
+            self._pair = (r, w)
+        return self._pair
 
     def fileno(self) -> int:
-        return self._r.fileno()
+        return self._sockets()[0].fileno()
 
-    def set(self, signum: int | None = None) -> None:
+    def set(self) -> None:
         """Request a stop (from a signal handler or any thread): safe to call re-entrantly."""
         self.requested = True
-        if signum is not None:
-            self.signum = signum
         try:
-            self._w.send(b"\0")
+            self._sockets()[1].send(b"\0")
         except OSError:  # the pair's buffer is full: the loop is already awake
-            pass
-
-    def drain(self) -> None:
-        """Read the wake-up octets (the flag stays set)."""
-        try:
-            while self._r.recv(256):
-                pass
-        except OSError:
             pass
 
     def install(self) -> StopRequest:
         """Make SIGINT and SIGTERM set this flag (main thread only; a no-op elsewhere)."""
         if threading.current_thread() is threading.main_thread():
+            self._sockets()  # before any signal can come, so the handler allocates nothing
             for sig in STOP_SIGNALS:
                 signal.signal(sig, self._handler)
         return self
 
     def _handler(self, signum: int, frame: object) -> None:
-        self.set(signum)
+        self.set()
 
     def close(self) -> None:
-        self._r.close()
-        self._w.close()
+        if self._pair is not None:
+            for sock in self._pair:
+                sock.close()
+            self._pair = None
 
 
 # The process's stop request, installed at start-up by stamp_suite.entry.  A forked
-# reflector worker makes its own (see reflector/service.py), as the socket pair would
+# reflector worker makes its own (reflector/service.py), as the socket pair would
 # otherwise be shared with its parent.
 STOP = StopRequest()
 

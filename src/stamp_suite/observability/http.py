@@ -7,15 +7,18 @@ in one thread, using prometheus_client only for the exposition itself:
 
 - a request must arrive whole (at most 8 KiB of head) within REQUEST_TIMEOUT_S, and its
   response be taken within WRITE_TIMEOUT_S, or the connection is closed;
-- at most MAX_CONNECTIONS at once: a new connection beyond that closes the oldest one
-  still waiting for its request (a scrape sends its request at once, so it is never the
-  one closed), or, if every connection is being answered, is itself closed;
+- at most MAX_CONNECTIONS at once, and MAX_PER_PEER from one address: a new connection
+  beyond either closes the oldest one (of all, or of that peer) that has waited more than
+  EVICT_AFTER_S for its request (a scrape sends its request at once, so it is never the
+  one closed), or, if there is none, is closed itself.  One host opening connections
+  cannot take the room Prometheus needs from another;
 - the listen backlog is 1024; one response per connection (``Connection: close``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 
@@ -29,14 +32,18 @@ REQUEST_TIMEOUT_S = 5.0
 WRITE_TIMEOUT_S = 10.0
 MAX_HEAD = 8192
 MAX_CONNECTIONS = 64
+MAX_PER_PEER = 16
+EVICT_AFTER_S = 1.0
 BACKLOG = 1024
 
 
 class _Connection:
-    __slots__ = ("writer", "opened", "answering")
+    __slots__ = ("writer", "peer", "opened", "answering")
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
+        peer = writer.get_extra_info("peername")
+        self.peer = peer[0] if peer else None
         self.opened = time.monotonic()
         self.answering = False
 
@@ -63,13 +70,19 @@ class MetricsServer(LoopThread):
             conn.writer.close()
 
     def _admit(self, conn: _Connection) -> bool:
-        if len(self._connections) >= MAX_CONNECTIONS:
-            waiting = [c for c in self._connections if not c.answering]
-            if not waiting:
+        """Room for ``conn``, made if need be by closing a connection that has waited too long."""
+        same_peer = [c for c in self._connections if c.peer == conn.peer]
+        for crowd, cap in ((same_peer, MAX_PER_PEER), (self._connections, MAX_CONNECTIONS)):
+            if len(crowd) < cap:
+                continue
+            stale = [c for c in crowd if not c.answering and conn.opened - c.opened > EVICT_AFTER_S]
+            if not stale:
                 return False
-            oldest = min(waiting, key=lambda c: c.opened)
+            oldest = min(stale, key=lambda c: c.opened)
             oldest.writer.close()
             self._connections.remove(oldest)
+            if oldest in same_peer:
+                same_peer.remove(oldest)
             self.closed_idle += 1
         self._connections.append(conn)
         return True
@@ -87,7 +100,7 @@ class MetricsServer(LoopThread):
                 return
             conn.answering = True
             status, headers, body = self._respond(head)
-            writer.write(_response(status, headers, body))
+            writer.write(_response(status, headers, body, head.startswith(b"HEAD ")))
             await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
         except (asyncio.TimeoutError, ConnectionError, OSError):
             pass
@@ -108,16 +121,16 @@ class MetricsServer(LoopThread):
             return "404 Not Found", {}, b"the metrics are at /metrics\n"
         accept = next((ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("accept:")), "")
         encoder, content_type = choose_encoder(accept)
-        body = encoder(self.registry)
-        return "200 OK", {"Content-Type": content_type}, b"" if method == "HEAD" else body
+        return "200 OK", {"Content-Type": content_type}, encoder(self.registry)
 
 
-def _response(status: str, headers: dict[str, str], body: bytes) -> bytes:
+def _response(status: str, headers: dict[str, str], body: bytes, head_only: bool = False) -> bytes:
+    """The response; to HEAD, the same headers (Content-Length included) without the body."""
     head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", "Connection: close",
             *(f"{k}: {v}" for k, v in headers.items())]
     if "Content-Type" not in headers:
         head.append("Content-Type: text/plain; charset=utf-8")
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (b"" if head_only else body)
 
 
 def _listen(addr: str) -> socket.socket:
@@ -127,13 +140,20 @@ def _listen(addr: str) -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.create_server((host, int(port)), family=family, backlog=BACKLOG, reuse_port=False)
     except (OSError, ValueError) as exc:
-        raise SocketSetupError(f"cannot serve metrics on {addr}: {getattr(exc, 'strerror', None) or exc}") from None
+        why = os.strerror(exc.errno) if getattr(exc, "errno", None) else str(exc)
+        raise SocketSetupError(f"cannot serve metrics on {addr}: {why}") from None
     sock.setblocking(False)
     return sock
 
 
-def serve(collector: object, addr: str) -> MetricsServer:
-    """Serve one collector's metrics on ``addr``; a bind failure is a one-line error."""
+def bind(collector: object, addr: str) -> MetricsServer:
+    """A server for one collector's metrics, its port bound (a bind failure is a one-line
+    error) and not serving yet: :meth:`MetricsServer.start` does that."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
-    return MetricsServer(registry, addr).start()
+    return MetricsServer(registry, addr)
+
+
+def serve(collector: object, addr: str) -> MetricsServer:
+    """Serve one collector's metrics on ``addr`` from now on."""
+    return bind(collector, addr).start()

@@ -22,7 +22,7 @@ def reflector_objects(service: ReflectorService, s: Settings) -> Objects:
     entry = REFLECTOR_SUBTREE + (3, 1)
     c = service.counters
     host, port = service.local[:2]
-    now_ns = time.time_ns()
+    now_ns = time.monotonic_ns()  # sessions keep monotonic times
     objs: Objects = [
         (cfg + (1, 0), T.INTEGER, 1 if service.running else 2),
         (cfg + (2, 0), T.OCTET_STRING, host),
@@ -35,7 +35,7 @@ def reflector_objects(service: ReflectorService, s: Settings) -> Objects:
         (stats + (2, 0), T.COUNTER64, c.reflected),
         (stats + (3, 0), T.COUNTER64, c.dropped_total),
         (stats + (4, 0), T.GAUGE32, c.active_sessions),
-        (stats + (5, 0), T.TIME_TICKS, ((now_ns - service.started_ns) // 10_000_000) & U32),
+        (stats + (5, 0), T.TIME_TICKS, ((time.time_ns() - service.started_ns) // 10_000_000) & U32),
         (stats + (6, 0), T.COUNTER64, c.send_errors),
     ]
     for sess in service.sessions():

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from . import agentx as ax
+from ..say import say
 from .loop import LoopThread
 
 ENTERPRISE = (1, 3, 6, 1, 4, 1, 65134)
@@ -130,8 +131,8 @@ class SubAgent(LoopThread):
             except OSError as exc:
                 if not self._warned:
                     self._warned = True
-                    print(f"warning: SNMP: AgentX master {self.socket_spec} unreachable "
-                          f"({exc.strerror or exc}); measuring on, retrying in the background", file=self.log)
+                    say(f"warning: SNMP: AgentX master {self.socket_spec} unreachable "
+                        f"({exc.strerror or exc}); measuring on, retrying in the background", self.log)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
@@ -141,8 +142,7 @@ class SubAgent(LoopThread):
                 backoff = BACKOFF_START_S
             except (OSError, ax.AgentXError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
                 if self.connected.is_set():
-                    print(f"warning: SNMP: lost the AgentX master ({type(exc).__name__}); reconnecting",
-                          file=self.log)
+                    say(f"warning: SNMP: lost the AgentX master ({type(exc).__name__}); reconnecting", self.log)
             finally:
                 self.connected.clear()
                 for fut in self._pending.values():
@@ -173,7 +173,7 @@ class SubAgent(LoopThread):
             self.registrations += 1
             self.connected.set()
             if self._warned:
-                print(f"SNMP: registered with the AgentX master {self.socket_spec}", file=self.log)
+                say(f"SNMP: registered with the AgentX master {self.socket_spec}", self.log)
             while not self.stopping.is_set():
                 await self._sleep(PING_INTERVAL_S)
                 if self.stopping.is_set():

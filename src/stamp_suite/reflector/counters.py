@@ -77,11 +77,6 @@ class ReflectorCounters:
         return self._sum(RECEIVED)
 
     @property
-    def replies(self) -> int:
-        """Replies the engines produced: every datagram received and not dropped."""
-        return self.received - self.dropped_total
-
-    @property
     def reflected(self) -> int:
         """Replies the kernel accepted for sending."""
         return self._sum(REFLECTED)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from ..wire.auth import KeyStore, hmac16, verify16
 from ..wire.packet import (AUTH_BASE_LEN, HMAC_COVERED, OPEN_BASE_LEN, REFLECTOR_AUTH, REFLECTOR_OPEN,
                            SENDER_AUTH_WITH_REPLY_MARKS, SENDER_OPEN_WITH_REPLY_MARKS)
-from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFormat, ntp_from_ns, ptp_from_ns
+from ..wire.timestamp import (DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFormat, from_wire, ntp_from_ns,
+                              ptp_from_ns)
 from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, HEADER_LEN, MAX_TLVS, MalformedTlv, RawTlv, TlvLimitExceeded,
                         TlvType, compute_hmac_tlv, hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
 from ..tlvs import REGISTRY, ReflectContext, SyncSource, TimestampMethod, unmapped_address
@@ -37,6 +38,7 @@ NS = 1_000_000_000
 # --max-pps counts work: a packet with up to WORK_PER_PACKET TLVs and sub-TLVs (more than any
 # real test packet carries) is one packet; a heavier one counts as n / WORK_PER_PACKET.
 WORK_PER_PACKET = 16
+DAY_NS = 86_400 * NS
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +162,10 @@ class Reflector:
 
     # -- entry points -----------------------------------------------------------------
     def receive(self, datagram: bytes, meta: PacketMeta, now_ns: int) -> list[Reply]:
-        """Process one datagram; return the replies to send (zero or one)."""
+        """Process one datagram; return the replies to send (zero or one).
+
+        ``now_ns`` runs the timers (sessions, rate limits): a monotonic clock.  T2 is
+        ``meta.rx_timestamp_ns`` (wall-clock time; ``now_ns`` when not given, as in tests)."""
         c = self._c
         c[RECEIVED] += 1
         try:
@@ -189,6 +194,15 @@ class Reflector:
         return data
 
     @staticmethod
+    def send_failed(reply: Reply) -> None:
+        """The socket could not send ``reply``: it was not transmitted, so the session's count
+        (and, stateful, the next reply's Sequence Number) does not include it."""
+        s = reply.session
+        if s.transmitted and s.last_reply_sequence == reply.sequence_number:
+            s.transmitted -= 1
+            s.last_reply_sequence = None
+
+    @staticmethod
     def confirm_transmit(reply: Reply, tx_ns: int, method: int) -> None:
         """The real transmit time of a reply (kernel TX timestamp), for the next Follow-Up TLV."""
         s = reply.session
@@ -211,7 +225,7 @@ class Reflector:
             # octets it lacks are taken as zero (our choice, docs/protocol.md).
             data = bytes(data) + bytes(OPEN_BASE_LEN - len(data))
         seq, ts, ee, ssid, reply_t2, reply_ttl = self._marks.unpack_from(data)
-        if (reply_t2 or reply_ttl) and (not cfg.accept_nonzero_mbz or meta.source[1] in (STAMP_PORT, meta.local_port)):
+        if (reply_t2 or reply_ttl) and self._is_reply(data, meta, reply_t2):
             return None, DropReason.REFLECTED_PACKET  # a reply: answering it could start a loop
         if ee & 0xFF == 0 and not cfg.accept_zero_multiplier:
             return None, DropReason.ZERO_MULTIPLIER  # RFC 4656 §4.1.2: treat as corrupt
@@ -258,6 +272,20 @@ class Reflector:
             head += tlv_area
         return Reply(head, destination, source_address, tos, session, reply_seq, ts_offset,
                      key if cfg.authenticated else None, notes, follow_up and cfg.stateful), None
+
+    def _is_reply(self, data: bytes, meta: PacketMeta, t2_wire: int) -> bool:
+        """A packet with a Receive Timestamp or Sender TTL set is a reply, unless
+        --accept-nonzero-mbz: then only one from a reflector port (862 or ours), or one whose
+        Receive Timestamp and copied Session-Sender Timestamp are both within a day of our
+        clock, as a reflector's are (random padding lands there once in 10^9)."""
+        if not self.config.accept_nonzero_mbz or meta.source[1] in (STAMP_PORT, meta.local_port):
+            return True
+        now = meta.rx_timestamp_ns
+        if now is None:
+            return False
+        at = 28 if not self.config.authenticated else 64  # the copied Session-Sender Timestamp
+        t1_wire = _U64.unpack_from(data, at)[0]
+        return all(abs(_wire_to_ns(w, self.config.timestamp_format) - now) < DAY_NS for w in (t2_wire, t1_wire))
 
     def _is_self(self, address: str, local_address: str | bytes | None) -> bool:
         """Would a reply to ``address`` (on our own port) come back to this socket?"""
@@ -325,6 +353,12 @@ class Reflector:
         h = next(t for t in tlvs if t.type == TlvType.HMAC)
         mac = compute_hmac_tlv(key, reply_seq.to_bytes(4, "big"), bytes(area[:h.offset]), flags=0)
         area[h.offset:h.offset + HEADER_LEN + 16] = mac.to_bytes()
+
+
+def _wire_to_ns(wire: int, fmt: TimestampFormat) -> int:
+    """A timestamp off the wire in ns, near enough for a plausibility check (era and TAI offset
+    do not matter at a day's tolerance)."""
+    return from_wire(wire, fmt)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from ..net.clock import ClockWatcher
+from ..say import say
 from ..net.signals import StopRequest
 from ..net.udp import Received, UdpEndpoint, format_address
 from ..tlvs import TimestampMethod
@@ -64,7 +65,7 @@ class ReflectorServer:
         self.observe_processing_time = observe_processing_time
         self.clock = clock
         self.control = control  # the parent's pipe, in a forked worker
-        self.log = log or (lambda line: print(f"stamp-suite: {line}", file=sys.stderr, flush=True))
+        self.log = log or (lambda line: say(f"stamp-suite: {line}"))
         self.started_ns = time.time_ns()
         self.running = False
         self._c = engine._c
@@ -81,59 +82,44 @@ class ReflectorServer:
         stop = self.stop_request
         self.running = True
         next_housekeeping = time.monotonic_ns() + HOUSEKEEPING_NS
+        busy_until = 0  # --busy-poll: keep reading without sleeping until then
         try:
             with selectors.DefaultSelector() as sel:
-                sel.register(ep.sock, selectors.EVENT_READ, self._drain_and_poll)
+                sel.register(ep.sock, selectors.EVENT_READ, self._drain)
                 sel.register(stop.fileno(), selectors.EVENT_READ, None)
                 if self.control is not None:
                     sel.register(self.control, selectors.EVENT_READ, self._answer_control)
                 while not stop.requested:
-                    for key, _ in sel.select(IDLE_WAKEUP_S):
-                        if key.data is not None:
-                            key.data()
+                    now = time.monotonic_ns()
+                    for key, _ in sel.select(0 if now < busy_until else IDLE_WAKEUP_S):
+                        if key.data is not None and key.data() and self.busy_poll_ns:
+                            busy_until = time.monotonic_ns() + self.busy_poll_ns
                     now = time.monotonic_ns()
                     if self.clock is not None:
                         self.clock.poll(now)
                     if now >= next_housekeeping:
                         next_housekeeping = now + HOUSEKEEPING_NS
-                        self._housekeeping()
+                        self._housekeeping(now)
         finally:
             self.running = False
 
-    def _housekeeping(self) -> None:
-        self.engine.sessions.expire(time.time_ns())
+    def _housekeeping(self, now: int) -> None:
+        self.engine.sessions.expire(now)
         if len(self.engine.internal_errors) > len(self._errors_logged):
             for name in set(self.engine.internal_errors) - self._errors_logged:
                 self._errors_logged.add(name)
                 self.log(f"internal error {name} while processing a packet: dropped and counted as "
                          f"internal_error (please report it)")
 
-    def _answer_control(self) -> None:
-        """The parent asks for this worker's sessions (totals, SNMP) or tells it to stop; EOF
-        means the parent is gone.  A message cannot be lost the way a signal can, which the
-        kernel may deliver to a child just forked before Python is ready to see it."""
+    def _answer_control(self) -> int:
+        """The parent asks for this worker's sessions (totals, SNMP); EOF means it is gone.
+        The parent reads every answer as it comes, so sending one never blocks for long."""
         try:
-            if self.control.recv() == "stop":
-                self.stop_request.set()
-            else:
-                self.control.send(("sessions", session_records(iter(self.engine.sessions))))
+            _, number = self.control.recv()
+            self.control.send(("sessions", number, session_records(iter(self.engine.sessions))))
         except (EOFError, OSError):
             self.stop_request.set()
-
-    def _drain_and_poll(self) -> None:
-        self._drain()
-        if self.busy_poll_ns:
-            self._busy_poll()
-
-    def _busy_poll(self) -> None:
-        """Keep reading without sleeping for busy_poll_ns after the last packet: the next one
-        is then taken without a wake-up, which on a virtual machine can cost hundreds of us
-        of residence time (T3 - T2).  Costs a core while traffic flows."""
-        end = time.monotonic_ns() + self.busy_poll_ns
-        stop = self.stop_request
-        while time.monotonic_ns() < end and not stop.requested:
-            if self._drain():
-                end = time.monotonic_ns() + self.busy_poll_ns
+        return 0
 
     def _drain(self) -> int:
         """Read and answer the datagrams waiting, up to DRAIN_BATCH (so that a flood cannot keep
@@ -158,13 +144,18 @@ class ReflectorServer:
                 # otherwise e.g. ECONNREFUSED queued by an earlier reply: nothing to reflect
                 continue
             n += 1
+            read_at = time.monotonic_ns()
             if rx.truncated:  # never reflect a partial copy
                 c[RECEIVED] += 1
                 c[_TRUNCATED] += 1
                 continue
-            meta = PacketMeta(rx.source, rx.destination, local_port, rx.ttl, rx.tos, rx.kernel_ns,
-                              _SW_LOCAL if rx.kernel_ns is not None else _CONTROL_PLANE, self.local_addresses)
-            for reply in engine.receive(rx.data, meta, rx.user_ns):
+            # T2: the kernel's receive time, or the clock read right after the read; timers
+            # (sessions, rate limits) run on the monotonic clock, which never steps.
+            kernel = rx.kernel_ns is not None
+            meta = PacketMeta(rx.source, rx.destination, local_port, rx.ttl, rx.tos,
+                              rx.kernel_ns if kernel else rx.user_ns, _SW_LOCAL if kernel else _CONTROL_PLANE,
+                              self.local_addresses)
+            for reply in engine.receive(rx.data, meta, read_at):
                 data = engine.stamp(reply, time.time_ns())
                 # Counted before the send and taken back if it fails: the sender may read the
                 # counters the moment its reply arrives, before this loop runs again.
@@ -174,13 +165,14 @@ class ReflectorServer:
                 except OSError:
                     c[REFLECTED] -= 1
                     c[SEND_ERRORS] += 1
+                    engine.send_failed(reply)
                     continue
                 if key is not None:
                     self._await_tx(key, reply)
                 if self.print_packets:
                     self._print(rx, reply)
             if self.observe_processing_time:
-                observe_processing(c, time.time_ns() - rx.user_ns)
+                observe_processing(c, max(0, time.monotonic_ns() - read_at))
         return n
 
     def _await_tx(self, key: int, reply: Reply) -> None:

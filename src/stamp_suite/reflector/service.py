@@ -11,9 +11,9 @@ opens every socket, maps the shared counter block, forks N workers and supervise
 - counters (and the processing-time histogram) are written by the workers into the
   shared block and read from it live; sessions are asked of the workers over a pipe;
 - SIGINT/SIGTERM, to this process or to the whole group, set a flag; this process then
-  tells the workers to stop, collects their last session lists, and kills any that has
-  not exited within STOP_GRACE_S; a worker whose parent dies stops too (PDEATHSIG, pipe
-  EOF); a worker that dies on its own stops the whole reflector with exit status 1.
+  signals the workers, collects their last session lists, and kills any that has not
+  exited within STOP_GRACE_S; a worker whose parent dies stops too (PDEATHSIG, pipe EOF);
+  a worker that ends on its own stops the whole reflector with exit status 1.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from ..net import signals
 from ..net.clock import ClockWatcher
 from ..net.process import die_with_parent
-from ..net.signals import StopRequest
+from ..net.signals import STOP_SIGNALS, StopRequest
 from ..net.udp import UdpEndpoint, format_address
 from .counters import BLOCK_SIZE, ReflectorCounters, local_block
 from .engine import Reflector, ReflectorConfig
@@ -42,7 +42,7 @@ from .sessions import Session
 
 STOP_GRACE_S = 1.2  # a worker gets this long to stop before it is killed
 REQUEST_TIMEOUT_S = 0.5
-INDEX_BITS = 28  # SNMP row index = worker << 28 | the worker's own session index
+INDEX_BITS = 26  # SNMP row index = worker << 26 | the worker's own session index (64 workers fit 32 bits)
 CLIENTS_LISTED = 20
 
 MakeWatcher = Callable[[Reflector, bool], "ClockWatcher | None"]  # (engine, log changes?) -> watcher
@@ -54,11 +54,15 @@ def shared_blocks(workers: int) -> list[memoryview]:
     return [whole[i * BLOCK_SIZE:(i + 1) * BLOCK_SIZE].cast("Q") for i in range(workers)]
 
 
+MAX_DEFAULT_WORKERS = 8
+
+
 def default_workers() -> int:
-    """One worker per CPU (up to 8) on Linux, where the kernel steers packets to them; one elsewhere."""
+    """One worker per CPU this process may run on (up to 8) on Linux, where the kernel steers
+    packets to them; one elsewhere."""
     if not sys.platform.startswith("linux"):
         return 1
-    return max(1, min(os.cpu_count() or 1, 8))
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_DEFAULT_WORKERS))
 
 
 def worker_share(total: int, workers: int, worker: int) -> int:
@@ -69,34 +73,58 @@ def worker_share(total: int, workers: int, worker: int) -> int:
 
 
 class _WorkerLink:
-    """The parent's end of one forked worker: its process and its pipe."""
+    """The parent's end of one forked worker: its process, its pipe, and a thread that reads
+    every answer as it comes, so that a worker never blocks on an answer nobody reads."""
 
     def __init__(self, index: int, process: multiprocessing.Process,
                  conn: multiprocessing.connection.Connection) -> None:
         self.index = index
         self.process = process
         self.conn = conn
-        self.lock = threading.Lock()
         self.sessions: list[SessionRecord] = []  # the latest answer (or the final list)
-        self.final = False
+        self.final = False  # the worker has stopped and sent its last list
+        self._closed = False
+        self._asked = self._answered = 0  # numbers of the latest request and answer
+        self._send = threading.Lock()
+        self._news = threading.Condition()
+        self._reader = threading.Thread(target=self._read, name=f"worker-{index}-answers", daemon=True)
+
+    def start_reading(self) -> None:
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                kind, number, records = self.conn.recv()
+            except (EOFError, OSError):
+                break
+            with self._news:
+                self.sessions = records
+                self._answered = max(self._answered, number)
+                self.final = self.final or kind == "final"
+                self._news.notify_all()
+        with self._news:
+            self._closed = True
+            self._news.notify_all()
 
     def request_sessions(self, timeout: float = REQUEST_TIMEOUT_S) -> list[SessionRecord]:
-        if self.final or not self.lock.acquire(timeout=timeout):
+        """The worker's sessions now, or the latest list known if it does not answer in time."""
+        with self._send:
+            if self.final or self._closed:
+                return self.sessions
+            self._asked += 1
+            number = self._asked
+            try:
+                self.conn.send(("sessions", number))
+            except OSError:
+                return self.sessions
+        with self._news:
+            self._news.wait_for(lambda: self._answered >= number or self.final or self._closed, timeout)
             return self.sessions
-        try:
-            self.conn.send("sessions")
-            if self.conn.poll(timeout):
-                self._take(self.conn.recv())
-        except (EOFError, OSError):
-            pass
-        finally:
-            self.lock.release()
-        return self.sessions
 
-    def _take(self, message: tuple[str, list[SessionRecord]]) -> None:
-        kind, records = message
-        self.sessions = records
-        self.final = self.final or kind == "final"
+    def wait_final(self, deadline: float) -> None:
+        with self._news:
+            self._news.wait_for(lambda: self.final or self._closed, max(0.0, deadline - time.monotonic()))
 
 
 class ReflectorService:
@@ -148,25 +176,37 @@ class ReflectorService:
         return ReflectorServer(engine, self.endpoints[worker], stop=stop, clock=watcher, control=control,
                                **self.server_options)
 
-    def start(self) -> None:
-        """Fork the workers (none with one worker).  Call before starting any thread."""
+    def start(self, not_for_workers: tuple = ()) -> None:
+        """Fork the workers (none with one worker).  Call before starting any thread;
+        ``not_for_workers``: sockets of this process (the metrics port) that workers close."""
         if self.workers == 1:
             self._server = self._server_for(0, self.stop_request)
             return
         ctx = multiprocessing.get_context("fork")
         parent = os.getpid()
-        for i in range(self.workers):
-            here, there = ctx.Pipe(duplex=True)
-            proc = ctx.Process(target=self._worker_main, args=(i, there, parent), name=f"stamp-reflector-{i}",
-                               daemon=True)
-            proc.start()
-            there.close()
-            self._links.append(_WorkerLink(i, proc, here))
-        for ep in self.endpoints:  # each worker holds its own socket; this process needs none
-            ep.close()
+        # A signal that comes while a child is being forked would be lost to it (Python clears
+        # a new child's pending signals): block them until the child has its own handlers.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            for i in range(self.workers):
+                here, there = ctx.Pipe(duplex=True)
+                proc = ctx.Process(target=self._worker_main, args=(i, there, parent, blocked, not_for_workers),
+                                   name=f"stamp-reflector-{i}", daemon=True)
+                proc.start()
+                there.close()
+                self._links.append(_WorkerLink(i, proc, here))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        for link in self._links:  # threads only once every child is forked
+            link.start_reading()
+        # This process keeps its copies of the workers' sockets until they have all stopped:
+        # a worker that closed its socket early would shrink the port's group, and the
+        # kernel would hand its senders to another worker (sessions split, numbering reset).
 
-    def _worker_main(self, worker: int, conn: multiprocessing.connection.Connection, parent: int) -> None:
+    def _worker_main(self, worker: int, conn: multiprocessing.connection.Connection, parent: int,
+                     mask: set[signal.Signals], not_for_workers: tuple) -> None:
         stop = signals.renew_after_fork()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # signals that came meanwhile arrive now
         die_with_parent()
         if os.getppid() != parent:  # the parent died before PDEATHSIG was armed
             return
@@ -175,10 +215,12 @@ class ReflectorService:
                 ep.close()
         for link in self._links:  # the parent's ends of the workers forked before this one
             link.conn.close()
+        for sock in not_for_workers:
+            sock.close()
         server = self._server_for(worker, stop, conn)
         try:
             server.serve()
-            conn.send(("final", session_records(iter(server.engine.sessions))))
+            conn.send(("final", 0, session_records(iter(server.engine.sessions))))
         except (OSError, EOFError):  # the parent is gone
             pass
         finally:
@@ -199,50 +241,36 @@ class ReflectorService:
                 for key, _ in sel.select(1.0):
                     if key.data is not None and not stop.requested:
                         key.data.process.join(0.1)
-                        self.failure = (f"worker {key.data.index} exited unexpectedly "
+                        self.failure = (f"worker {key.data.index} ended while the reflector ran "
                                         f"({_exit_reason(key.data.process.exitcode)}); stopping the reflector")
                         stop.set()
 
     def shutdown(self) -> None:
         """Stop every worker within STOP_GRACE_S (then kill it) and keep their last sessions."""
         self.stop_request.set()
-        if self._server is not None:
-            self._server.endpoint.close()
-            return
-        deadline = time.monotonic() + STOP_GRACE_S
-        for link in self._links:
-            _signal(link.process, signal.SIGTERM)
-            if link.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                try:
-                    link.conn.send("stop")  # also by pipe: a just-forked child can miss a signal
-                except OSError:
-                    pass
-                finally:
-                    link.lock.release()
-        for link in self._links:
-            if link.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                try:
-                    while not link.final and link.conn.poll(max(0.0, deadline - time.monotonic())):
-                        link._take(link.conn.recv())
-                except (EOFError, OSError):
-                    pass
-                finally:
-                    link.lock.release()
-        for link in self._links:
-            link.process.join(max(0.0, deadline - time.monotonic()))
-            if link.process.is_alive():
-                if hasattr(signal, "SIGUSR1"):  # its stack on stderr first (faulthandler, see entry.py)
-                    _signal(link.process, signal.SIGUSR1)
-                    time.sleep(0.05)
-                _signal(link.process, signal.SIGKILL)
-                link.process.join(1.0)
-                self.failure = self.failure or f"worker {link.index} did not stop in time and was killed"
-            link.conn.close()
+        if self._server is None:
+            deadline = time.monotonic() + STOP_GRACE_S
+            for link in self._links:
+                _signal(link.process, signal.SIGTERM)
+            for link in self._links:
+                link.wait_final(deadline)
+                link.process.join(max(0.0, deadline - time.monotonic()))
+                if link.process.exitcode is None:
+                    if hasattr(signal, "SIGUSR1"):  # its stack on stderr first (faulthandler, see entry.py)
+                        _signal(link.process, signal.SIGUSR1)
+                        time.sleep(0.05)
+                    _signal(link.process, signal.SIGKILL)
+                    link.process.join(1.0)
+                    self.failure = self.failure or f"worker {link.index} did not stop in time and was killed"
+                link.conn.close()
+        for ep in self.endpoints:
+            ep.close()
 
 
 def _signal(process: multiprocessing.Process, sig: int) -> None:
+    """Signal a worker that has not been reaped yet (its pid is still its own)."""
     try:
-        if process.pid is not None:
+        if process.pid is not None and process.exitcode is None:
             os.kill(process.pid, sig)
     except ProcessLookupError:
         pass
@@ -251,6 +279,8 @@ def _signal(process: multiprocessing.Process, sig: int) -> None:
 def _exit_reason(code: int | None) -> str:
     if code is None:
         return "still running"
+    if code == 0:
+        return "it stopped on its own, exit status 0: was it sent a signal alone?"
     if code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"

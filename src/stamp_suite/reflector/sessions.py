@@ -7,6 +7,7 @@ table is full both take from the front (oldest activity first) in O(1).
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -100,7 +101,8 @@ class SessionTable:
 
 
 class RateLimiter:
-    """Token buckets per source address: ``rate`` packets/s with bursts of ``burst``.
+    """Token buckets per client (a source address, or an IPv6 /64): ``rate`` packets/s with
+    bursts of ``burst``; ``now_ns`` is monotonic.
 
     Keyed by address, not by session, so a flood from many source ports of one host is
     limited as one client.  A packet needs one token to be looked at; one that turns out to
@@ -113,10 +115,25 @@ class RateLimiter:
         self.rate = rate
         self.burst = max(1.0, burst)
         self.max_clients = max_clients
-        self._buckets: OrderedDict[str, list] = OrderedDict()  # address -> [tokens, last_ns]
+        self._buckets: OrderedDict[str, list] = OrderedDict()  # client -> [tokens, last_ns]
+        self._prefixes: dict[str, str] = {}  # IPv6 address -> its /64
+
+    def _client(self, address: str) -> str:
+        """The client an address belongs to: itself (IPv4, v4-mapped), or its /64 (IPv6): a host
+        has a whole /64 to send from, so the /64 is what is limited, and steered (net/reuseport)."""
+        if ":" not in address or address.startswith("::ffff:"):
+            return address
+        prefix = self._prefixes.get(address)
+        if prefix is None:
+            if len(self._prefixes) >= self.max_clients:
+                self._prefixes.clear()
+            packed = ipaddress.IPv6Address(address.split("%", 1)[0]).packed
+            prefix = self._prefixes[address] = packed[:8].hex()
+        return prefix
 
     def allow(self, address: str, now_ns: int) -> bool:
         buckets = self._buckets
+        address = self._client(address)
         b = buckets.get(address)
         if b is None:
             if len(buckets) >= self.max_clients:
@@ -124,7 +141,7 @@ class RateLimiter:
             b = buckets[address] = [self.burst, now_ns]
         else:
             buckets.move_to_end(address)
-            b[0] = min(self.burst, b[0] + (now_ns - b[1]) * self.rate / 1e9)
+            b[0] = min(self.burst, b[0] + max(0, now_ns - b[1]) * self.rate / 1e9)
             b[1] = now_ns
         if b[0] < 1.0:
             return False
@@ -133,6 +150,6 @@ class RateLimiter:
 
     def charge(self, address: str, tokens: float) -> None:
         """Take ``tokens`` more from ``address``'s bucket (after it was allowed a packet)."""
-        b = self._buckets.get(address)
+        b = self._buckets.get(self._client(address))
         if b is not None:
             b[0] = max(-self.burst, b[0] - tokens)

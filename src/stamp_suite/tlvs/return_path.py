@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass, field
 
 from ..wire.tlv import FLAG_U, MalformedTlv, RawTlv, TlvType, build_tlvs, parse_sub_tlvs
+from ..reflector.counters import DropReason
 from .base import PROCESSED, ReadContext, ReflectContext, TlvValue
 from .destination import IPAddress
 
@@ -131,7 +132,7 @@ class ReturnPath(TlvValue):
         ctx.return_path_seen = True
         if rp.control_code is not None:
             if rp.control_code & 1 == CONTROL_NO_REPLY:
-                ctx.discard_reason = "return_path_no_reply"
+                ctx.discard_reason = DropReason.RETURN_PATH_NO_REPLY
             # The reply leaves from the socket and address the packet came in on: the same
             # link on a host with one route back.
             return PROCESSED, tlv.value
