@@ -47,12 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the version (with --verbose: the platform capabilities) and exit")
     g.add_argument("-v", "--verbose", action="store_true", help="more detail at start-up")
     g.add_argument("--config", metavar="FILE", help="TOML settings file (defaults < file < flags)")
+    g.add_argument("--print-completion", choices=["bash", "zsh", "tcsh"], metavar="SHELL",
+                   help="print a completion script for bash, zsh or tcsh and exit "
+                        "(e.g. > /etc/bash_completion.d/stamp-suite)")
+    g.add_argument("--print-man-page", action="store_true",
+                   help="print the manual page (roff) and exit (e.g. > /usr/local/share/man/man1/stamp-suite.1)")
     g.add_argument("--self-test", action="store_true",
                    help="start a reflector on loopback inside this process and measure it")
     g.add_argument("-i", "--is-reflector", action="store_true", help="run as Session-Reflector")
 
     a = p.add_argument_group("addresses")
-    a.add_argument("-r", "--remote-addr", help="reflector address [default: 0.0.0.0, this host]")
+    a.add_argument("-r", "--remote-addr", metavar="HOST[:PORT]",
+                   help="the reflector: a name or an address, with a port if not 862 (192.0.2.1:8620, "
+                        "[2001:db8::1]:8620, reflector.example.net)")
     a.add_argument("-S", "--local-addr", help="local address to bind [default: reflector :: dual-stack, "
                    "sender the wildcard of the remote's family]")
     a.add_argument("-p", "--remote-port", type=_int, help="reflector UDP port [default: 862]")
@@ -66,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-c", "--count", type=_int, help="packets to send, 0 = until interrupted [default: 1000]")
     t.add_argument("-L", "--timeout", type=float, help="seconds to wait for a reply [default: 5]")
     t.add_argument("-A", "--auth-mode", type=_auth_mode, help="A = authenticated, O = open [default: O]")
-    t.add_argument("-R", action="store_true", dest="print_stats", help="print every packet")
+    t.add_argument("-R", action="store_true", dest="print_stats",
+                   help="print every packet (with -v: raw timestamps and every TLV), and every lost one")
+    t.add_argument("-q", "--quiet", action="store_true", help="print only the summary at the end (warnings stay on)")
+    t.add_argument("-w", "--max-runtime", type=float, metavar="SECONDS",
+                   help="stop after this long, whatever --count says (ping's -w) [default: no limit]")
     t.add_argument("--window", type=_int, metavar="N",
                    help="capacity mode: keep N packets in flight, the next sent as each reply arrives; "
                         "reports replies/s (ignores --send-delay)")
@@ -106,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reflector processes sharing the port, each sender address (IPv6: /64) served by one of "
                         "them; limits and counters are the reflector's total [default: one per usable CPU on "
                         "Linux, at most 8]")
-    r.add_argument("--drop-short-packets", action="store_true",
+    r.add_argument("--drop-short-packets", "--strict-packets", action="store_true",
                    help="hardened profile: no reply to packets shorter than 44 octets (by default they get a "
                         "44-octet base packet, RFC 8762 §4.6, for TWAMP-Light senders)")
     r.add_argument("--answer-short-packets", action="store_true", help=argparse.SUPPRESS)  # the default now
@@ -118,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep polling this long after each packet instead of sleeping: lower residence time "
                         "(T3 - T2) for a core's worth of CPU while traffic flows [default: 0]")
     r.add_argument("--max-pps", type=float, help="packets/s answered per source address (0 = no limit)")
-    r.add_argument("--max-pps-burst", type=float, help="burst allowed above --max-pps [default: one second's worth]")
+    r.add_argument("--max-pps-burst", "--reflector-rate-burst", type=float,
+                   help="burst allowed above --max-pps [default: one second's worth]")
     r.add_argument("--accept-zero-multiplier", action="store_true",
                    help="answer packets whose Error Estimate Multiplier is 0 (RFC 4656 says discard)")
 

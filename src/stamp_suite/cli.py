@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a parse error already printed
         return int(exc.code or 0)
     flags: dict[str, Any] = vars(ns)
+    if "print_completion" in flags or flags.get("print_man_page"):
+        return _print_docs(flags.get("print_completion"))
     show_version = flags.pop("show_version", False)
     config_path = flags.pop("config", None)
     if show_version:
@@ -86,6 +88,20 @@ def _quiet_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except OSError:
         pass
+
+
+def _print_docs(shell: str | None) -> int:
+    """A shell completion script (shtab) or the manual page (argparse-manpage), both made
+    from the parser itself, so they never disagree with --help."""
+    if shell:
+        import shtab
+        print(shtab.complete(build_parser(), shell=shell))
+        return 0
+    from argparse_manpage.manpage import Manpage
+    print(Manpage(build_parser(), {"project_name": PROG, "version": __version__, "manual_title": "stamp-suite manual",
+                                   "description": "STAMP (RFC 8762, 8972, 9503, 9534) Session-Sender and "
+                                                  "Session-Reflector"}))
+    return 0
 
 
 def _version(verbose: bool) -> int:

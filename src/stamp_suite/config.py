@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .net.resolve import ResolveError, split_host_port
+
 
 class ConfigError(ValueError):
     """Invalid settings; the message is one line and the program exits with status 2."""
@@ -24,7 +26,7 @@ class ConfigError(ValueError):
 class Settings:
     # roles and addresses (names, short flags and defaults of the Rust stamp-suite)
     is_reflector: bool = False
-    remote_addr: str = "0.0.0.0"
+    remote_addr: str | None = None  # HOST, HOST:PORT, [V6]:PORT or an address; a sender needs one
     local_addr: str | None = None  # reflector: dual-stack wildcard; sender: wildcard of the remote's family
     remote_port: int = 862
     local_port: int | None = None  # reflector: 862; sender: an ephemeral port
@@ -37,6 +39,8 @@ class Settings:
     timeout: float = 5.0  # s to wait for a reply before it counts as lost
     auth_mode: str = "O"
     print_stats: bool = False  # -R
+    quiet: bool = False  # -q: the summary only
+    max_runtime: float = 0.0  # -w: seconds, 0 = no limit
     ssid: int | None = None
     padding: int = 0
     window: int = 0  # capacity mode: packets kept in flight (0: the --send-delay schedule)
@@ -100,6 +104,11 @@ class Settings:
     plot_output: str | None = None  # PNG of this run (or of --plot)
     plot_html: str | None = None  # self-contained HTML page with the PNG
 
+    def remote(self) -> tuple[str, int]:
+        """The reflector's host (a name or an address) and port (from -r HOST:PORT, or -p)."""
+        host, port = split_host_port(self.remote_addr or "")
+        return host, port if port is not None else self.remote_port
+
     @property
     def authenticated(self) -> bool:
         return self.auth_mode == "A"
@@ -144,6 +153,7 @@ class Settings:
         need(self.access_report_timer > 0, "--access-report-timer must be more than 0 seconds")
         need(0 <= self.access_report_retries <= 100, "--access-report-retries must be 0..100")
         need(self.report_interval >= 0, "--report-interval must be 0 or more seconds")
+        need(self.max_runtime >= 0, "--max-runtime must be 0 (no limit) or more seconds")
         for name in ("micro_session_id", "reflector_member_link_id"):
             v = getattr(self, name)
             need(v is None or 1 <= v <= 0xFFFF, f"--{name.replace('_', '-')} must be 1..65535")
@@ -165,7 +175,19 @@ class Settings:
              "give either --return-sr-mpls-labels or --return-srv6-sids, not both")
         for lab in self.return_sr_mpls_labels or ():
             need(0 <= lab <= 0xFFFFF, f"MPLS label {lab} is outside 0..1048575 (20 bits)")
-        for name in ("remote_addr", "local_addr", "dest_node_addr", "return_address"):
+        sending = not (self.is_reflector or self.self_test or self.plot)
+        need(self.remote_addr is not None or not sending,
+             "no reflector to measure: give -r HOST[:PORT] (or -i to be the reflector, or --self-test to try "
+             "both here)")
+        if self.remote_addr is not None:
+            try:
+                host, port = split_host_port(self.remote_addr)
+            except ResolveError as exc:
+                raise ConfigError(f"--remote-addr: {exc}") from None
+            need(bool(host), f"--remote-addr {self.remote_addr!r}: no host")
+            need(port is None or self.remote_port in (862, port),
+                 f"the reflector's port is given twice: {self.remote_addr} and --remote-port {self.remote_port}")
+        for name in ("local_addr", "dest_node_addr", "return_address"):
             v = getattr(self, name)
             if v is not None:
                 _ip(v, "--" + name.replace("_", "-"))
@@ -178,10 +200,15 @@ class Settings:
                 raise ConfigError(f"--return-address-allow: {prefix!r} is not an address prefix") from None
         for d in self.cos_allowed_dscp or ():
             need(0 <= d <= 63, f"--cos-allowed-dscp: {d} is outside 0..63")
-        host, _, port = self.metrics_addr.rpartition(":")
-        need(bool(host) and port.isdigit() and int(port) <= 65535,
-             f"--metrics-addr must be ADDRESS:PORT, not {self.metrics_addr!r}")
+        check_metrics_addr(self.metrics_addr)
         return self
+
+
+def check_metrics_addr(addr: str) -> str:
+    host, _, port = addr.rpartition(":")
+    if not (host and port.isdigit() and int(port) <= 65535):
+        raise ConfigError(f"--metrics-addr must be ADDRESS:PORT, not {addr!r}")
+    return addr
 
 
 def _ip(text: str, flag: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -1,6 +1,9 @@
-"""Every JSON object the sender writes validates against schemas/stamp-report.schema.json."""
+"""Every JSON object stamp-suite writes validates against schemas/stamp-report.schema.json
+(schema_version 2, strict), and carries no integer a JSON tool would round (> 2^53)."""
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -9,12 +12,33 @@ import pytest
 from helpers import ReflectorProcess, run, send
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "stamp-report.schema.json").read_text())
+EVERY_TLV = ["--ssid", "3", "--cos", "--location", "--direct-measurement", "--timestamp-info",
+             "--follow-up-telemetry", "--access-report", "1", "--padding", "32", "--dest-node-addr", "127.0.0.1",
+             "--micro-session-id", "2"]
+
+
+def json_safe(value, where="") -> None:
+    """No integer beyond 2^53 anywhere (jq 1.6 and JavaScript round those)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        assert abs(value) <= 2**53, f"{where} = {value} is beyond 2^53"
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            json_safe(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            json_safe(v, f"{where}[{i}]")
 
 
 def validate_lines(stdout: str) -> list[dict]:
     objs = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     for o in objs:
         jsonschema.validate(o, SCHEMA)
+        json_safe(o)
+    if shutil.which("jq"):  # and a real JSON tool reads every line back unchanged
+        out = subprocess.run(["jq", "-c", "."], input=stdout, capture_output=True, text=True, check=True).stdout
+        assert [json.loads(line) for line in out.splitlines()] == objs
     return objs
 
 
@@ -22,30 +46,38 @@ def test_schema_is_valid_draft_2020_12():
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
 
 
-@pytest.mark.parametrize("flags", [[], ["--cos", "--location", "--direct-measurement", "--timestamp-info",
-                                        "--follow-up-telemetry", "--access-report", "1", "--padding", "32"]])
+@pytest.mark.parametrize("flags", [[], EVERY_TLV, ["-A", "A", "--hmac-key", "00" * 16, "--ssid", "9", "--cos"]])
 def test_summary_and_packets_validate(flags):
-    with ReflectorProcess("--stateful-reflector") as refl:
+    auth = ("-A", "A", "--hmac-key", "00" * 16) if "-A" in flags else ()
+    with ReflectorProcess("--stateful-reflector", *auth) as refl:
         res = send(refl, "--output-format", "json", "-R", *flags, count=4)
     objs = validate_lines(res.stdout)
     assert [o["type"] for o in objs] == ["packet"] * 4 + ["summary"]
+    if flags == EVERY_TLV:
+        assert set(objs[-2]["tlv"]) == {"cos", "location", "direct_measurement", "timestamp_info", "follow_up",
+                                       "access_report", "destination_node", "micro_session"}
 
 
-def test_interim_summaries_and_empty_run_validate():
+def test_interim_lost_records_and_empty_run_validate():
     with ReflectorProcess() as refl:
         res = run("-r", refl.host, "-p", str(refl.port), "-c", "12", "-d", "100", "--report-interval", "0.5",
                   "--output-format", "json", "-L", "1")
     objs = validate_lines(res.stdout)
-    assert "interim" in [o["type"] for o in objs] and objs[-1]["type"] == "summary"
-    res = run("-r", "127.0.0.1", "-p", "9", "-c", "1", "-L", "0.2", "--output-format", "json")
-    (summary,) = validate_lines(res.stdout)
-    assert summary["packets"]["received"] == 0 and summary["rtt_ns"]["min"] is None
+    interim = [o for o in objs if o["type"] == "interim"]
+    assert interim and interim[0]["interval"] == {"index": 1, "start_s": 0.0, "end_s": 0.5}
+    assert objs[-1]["type"] == "summary"
+    res = run("-r", "127.0.0.1", "-p", "9", "-c", "2", "-d", "5", "-L", "0.2", "--output-format", "json", "-R")
+    objs = validate_lines(res.stdout)
+    assert [o["kind"] for o in objs[:-1]] == ["lost", "lost"] and objs[-1]["rtt_ns"]["min"] is None
 
 
-def test_schema_rejects_a_broken_summary():
+def test_the_strict_schema_refuses_renamed_and_unknown_fields():
     with ReflectorProcess() as refl:
-        res = send(refl, "--output-format", "json", count=1)
-    summary = json.loads(res.stdout)
-    del summary["packets"]["lost"]
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(summary, SCHEMA)
+        res = send(refl, "--output-format", "json", "-R", "--cos", count=1)
+    packet, summary = (json.loads(line) for line in res.stdout.splitlines())
+    for broken in ({**summary, "packets": {k: v for k, v in summary["packets"].items() if k != "lost"}},
+                   {**summary, "extra": 1},
+                   {**packet, "t1_ns": 1},
+                   {**packet, "tlv": {"cos": {**packet["tlv"]["cos"], "dscp": 1}}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, SCHEMA)

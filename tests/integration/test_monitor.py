@@ -101,7 +101,7 @@ def test_fifty_targets_loss_and_delay_as_the_relays_made_them(tmp_path, quick_gi
         assert mon.returncode == 0
         for name in targets:
             sent = metric(m, "stamp_sender_packets_sent_total", name)
-            lost = metric(m, "stamp_sender_packets_lost", name)
+            lost = metric(m, "stamp_sender_packets_lost_total", name)
             assert sent > 40, name
             if name < "r05":
                 i = int(name[1:])

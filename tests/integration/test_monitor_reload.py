@@ -108,3 +108,49 @@ def test_the_monitor_retransmits_access_reports(tmp_path):
         finally:
             mon.send_signal(signal.SIGTERM)
             mon.communicate(timeout=10)
+
+
+def test_a_dead_target_is_down_not_lossy_and_has_no_jitter(tmp_path):
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    cfg = tmp_path / "t.toml"
+    mport = free_tcp_port()
+    with start_reflector() as refl:
+        _config(cfg, refl, mport=mport)
+        cfg.write_text(cfg.read_text() + f'[[targets]]\nname = "dead"\nremote_addr = "localhost:{dead}"\n')
+        mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=ENV)
+        try:
+            def up(name):
+                try:
+                    return scrape(mport).get(("stamp_monitor_target_up", (("target", name),)))
+                except OSError:  # not serving yet
+                    return None
+            assert wait_for(lambda: up("a") == 1 and up("dead") == 0, 10)
+            m = scrape(mport)
+            assert ("stamp_sender_jitter_seconds", (("target", "dead"),)) not in m
+            assert ("stamp_sender_jitter_seconds", (("target", "a"),)) in m
+            assert m[("stamp_sender_packets_lost_total", (("target", "dead"),))] > 0
+        finally:
+            mon.send_signal(signal.SIGTERM)
+            mon.communicate(timeout=10)
+
+
+def test_window_lines_validate_and_the_first_is_partial(tmp_path):
+    import jsonschema
+    from test_json_schema import SCHEMA, json_safe
+    cfg, lines = tmp_path / "t.toml", tmp_path / "w.jsonl"
+    with start_reflector() as refl:
+        _config(cfg, refl, jsonl=lines)
+        mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=ENV)
+        try:
+            assert wait_for(lambda: len(_windows(lines)) >= 2, 10)
+        finally:
+            mon.send_signal(signal.SIGTERM)
+            mon.communicate(timeout=10)
+    windows = _windows(lines)
+    for w in windows:
+        jsonschema.validate(w, SCHEMA)
+        json_safe(w)
+    assert windows[0]["partial"] and not windows[1]["partial"]

@@ -6,6 +6,7 @@ import signal
 import sys
 
 from ..args import OneLineParser
+from ..config import check_metrics_addr
 from ..monitor import Monitor
 from ..net.signals import StopRequest
 
@@ -31,8 +32,7 @@ def main(argv: list[str], stop: StopRequest) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     if args.metrics_addr:
-        from ..config import build_settings
-        build_settings({"metrics_addr": args.metrics_addr})  # checked like the sender's flag
+        check_metrics_addr(args.metrics_addr)
     monitor = Monitor(args.config, stop, metrics_addr=args.metrics_addr)
     _raise_fd_limit(len(monitor.config.targets) + 256)
     # A /metrics scrape renders tens of thousands of lines in the HTTP thread; hand the GIL

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..sender.plot import load_records, render_html, render_png
+from ..sender.plot import check_available, load_records, render_html, render_png
 from ..sender.report import summary_text
 
 

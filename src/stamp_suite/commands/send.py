@@ -15,6 +15,7 @@ from ..sender.driver import NS, SenderDriver, SenderSession
 from ..sender.output import SenderOutput
 from ..sender.session import observe, open_session
 from ..sender.stats import SessionStats
+from ..sender.warnings import EarlyWarnings
 from . import plot
 
 PROG = "stamp-suite"
@@ -23,32 +24,42 @@ PROG = "stamp-suite"
 def session_info(s: Settings, session: SenderSession, clock: ClockState) -> dict[str, Any]:
     """The summary's "session" object."""
     ep = session.endpoint
+    name = s.remote()[0]
     return {"remote": format_address(session.destination), "local": format_address(ep.local),
+            **({"remote_name": name} if name != session.destination[0] else {}),
             "auth_mode": "authenticated" if s.authenticated else "open", "ssid": s.ssid or 0,
             "clock_source": s.clock_source, "count": s.count, "send_delay_ms": s.send_delay,
             "timestamping": "kernel" if ep.caps.kernel_rx_timestamp else "user-space", "clock": clock.how}
 
 
 def run(s: Settings, stop: StopRequest, destination: tuple[str, int] | None = None) -> int:
+    if s.plot_output:
+        plot.check_available()  # before the run, not after it
     clock = read_clock_state(s.tai_offset)
     session, stats = open_session(s, clock, destination=destination)
     info = session_info(s, session, clock)
     output = SenderOutput(s, stats, info)
-    session.consumers.append(output)
+    where = f"{info['remote_name']} ({info['remote']})" if "remote_name" in info else info["remote"]
+    session.consumers += [output, EarlyWarnings(where, s.timeout)]
     parts = []
     try:
         parts = observe(s, session, stats)
-        if s.output_format == "text":
+        if s.output_format == "text" and not s.quiet:
             pace = f"with {s.window} in flight" if s.window else f"every {s.send_delay:g} ms"
-            print(f"{PROG} {__version__} sending to {info['remote']} from {info['local']}: "
-                  f"{'until interrupted' if s.count == 0 else s.count} packets {pace}, "
+            howmany = "packets" if s.count == 0 else f"{s.count} packets"
+            until = " until interrupted" if s.count == 0 and not s.max_runtime else ""
+            limit = f" for at most {s.max_runtime:g} s" if s.max_runtime else ""
+            print(f"{PROG} {__version__} sending to {where} from {info['local']}: {howmany} {pace}{until}{limit}, "
                   f"{info['auth_mode']} mode", flush=True)
-        for line in session.endpoint.caps.notes():
-            note(line)
+        if not s.quiet:
+            for line in session.endpoint.caps.notes():
+                note(line)
         driver = SenderDriver(stop, ClockWatcher(clock, read=lambda: read_clock_state(s.tai_offset), log=note))
         driver.add(session)
         if output.progress:
             driver.every(NS, output.show_progress)
+        if s.max_runtime:
+            driver.every(int(s.max_runtime * NS), stop.set)
         started = time.monotonic_ns()
         driver.run()
         driver.close_all()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import FILE_KEYS, ConfigError, Settings, build_settings, coerce
+from ..config import FILE_KEYS, ConfigError, Settings, build_settings, check_metrics_addr, coerce
 
 DEFAULT_WINDOWS = (60, 300)
 SNMP_SOCKET = "/var/agentx/master"
@@ -63,7 +63,7 @@ def load_config(path: str) -> MonitorConfig:
     if metrics_addr is not None:
         _check(metrics_addr, str, f"{where}: [monitor] metrics_addr", "ADDRESS:PORT")
         try:
-            build_settings({"metrics_addr": metrics_addr})
+            check_metrics_addr(metrics_addr)
         except ConfigError as exc:
             raise ConfigError(f"{where}: [monitor] {exc}") from None
     snmp = _check(mon.get("snmp", False), bool, f"{where}: [monitor] snmp", "true or false")

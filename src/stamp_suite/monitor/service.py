@@ -26,7 +26,7 @@ from ..net.udp import SocketSetupError
 from ..observability.metrics import SenderMetrics
 from ..say import say
 from ..sender.driver import SenderDriver, SenderSession
-from ..sender.session import open_session
+from ..sender.session import open_session, sender_destination
 from ..sender.stats import SessionStats
 from .config import MonitorConfig, load_config
 from .windows import WindowedStats
@@ -104,8 +104,10 @@ class Monitor:
         windows_changed = config.windows != self.config.windows
         added = [n for n in config.targets if n not in self.targets]
         removed = [n for n in self.targets if n not in config.targets]
+        # A target is changed when its settings are, or its name now resolves elsewhere.
         changed = [n for n in config.targets if n in self.targets
-                   and (windows_changed or self.targets[n].settings != config.targets[n])]
+                   and (windows_changed or self.targets[n].settings != config.targets[n]
+                        or sender_destination(config.targets[n]) != self.targets[n].destination)]
         opened: dict[str, Target] = {}
         outputs = None
         try:
@@ -211,6 +213,14 @@ class Monitor:
             for length, record in list(t.windows.last.items()):
                 yield t.name, length // NS, record
 
+    def targets_up(self) -> Iterator[tuple[str, bool]]:
+        """(target, up): up when its latest closed shortest window had a reply (a target with
+        no closed window yet is not listed)."""
+        for t in list(self.targets.values()):
+            record = t.windows.last.get(min(t.windows.lengths_ns))
+            if record is not None:
+                yield t.name, record["packets"]["received"] > 0
+
 
 class MonitorCollector:
     """The monitor's Prometheus view: cumulative per target, plus the latest closed windows."""
@@ -221,4 +231,4 @@ class MonitorCollector:
     def collect(self):
         from ..observability.metrics import window_families
         yield from self.monitor.metrics.collect()
-        yield from window_families(self.monitor.windows())
+        yield from window_families(self.monitor.windows(), self.monitor.targets_up())

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..sender.events import Duplicate, Event, Late, Lost, Refused, Rejected, Reply, Sent, WindowClosed
+from ..sender.report import rfc3339
 from ..sender.stats import SessionStats
 
 NS = 1_000_000_000
@@ -51,8 +52,8 @@ class WindowedStats:
 
     def _close(self, ev: WindowClosed) -> None:
         st = self.open[ev.length_ns].pop(ev.index, None) or SessionStats(self.dscp, self.ecn)
-        record = {"window_s": ev.length_ns // NS, "start_ns": ev.index * ev.length_ns,
-                  "end_ns": (ev.index + 1) * ev.length_ns, "partial": ev.partial, **st.to_dict()}
+        record = {"window_s": ev.length_ns // NS, "start": rfc3339(ev.index * ev.length_ns),
+                  "end": rfc3339((ev.index + 1) * ev.length_ns), "partial": ev.partial, **st.to_dict()}
         self.last[ev.length_ns] = record
         if self.on_close is not None:
             self.on_close(record)

@@ -142,11 +142,13 @@ class SenderMetrics:
             "sent": CounterMetricFamily("stamp_sender_packets_sent", "Test packets sent", labels=names),
             "received": CounterMetricFamily("stamp_sender_packets_received", "Replies received in time",
                                             labels=names),
-            "lost": GaugeMetricFamily("stamp_sender_packets_lost", "Test packets without a reply so far",
-                                      labels=names),
-            "duplicates": CounterMetricFamily("stamp_sender_duplicates", "Duplicate replies", labels=names),
-            "reordered": CounterMetricFamily("stamp_sender_reordered", "Replies out of order", labels=names),
-            "late": CounterMetricFamily("stamp_sender_late", "Replies after --timeout", labels=names),
+            "lost": CounterMetricFamily("stamp_sender_packets_lost", "Test packets without a reply within --timeout",
+                                        labels=names),
+            "duplicates": CounterMetricFamily("stamp_sender_duplicate_packets", "Duplicate replies", labels=names),
+            "reordered": CounterMetricFamily("stamp_sender_reordered_packets", "Replies out of order",
+                                             labels=names),
+            "late": CounterMetricFamily("stamp_sender_late_packets", "Replies after --timeout (counted lost)",
+                                        labels=names),
             "jitter": GaugeMetricFamily("stamp_sender_jitter_seconds", "Round-trip interarrival jitter (RFC 3550)",
                                         labels=names),
             "last_rtt": GaugeMetricFamily("stamp_sender_last_rtt_seconds", "Round trip of the latest reply",
@@ -169,8 +171,8 @@ class SenderMetrics:
             fams["duplicates"].add_metric(labels, st.duplicates)
             fams["reordered"].add_metric(labels, st.reordered)
             fams["late"].add_metric(labels, st.late)
-            fams["jitter"].add_metric(labels, st.rtt_var.jitter_ns / 1e9)
-            if state["last_rtt"] is not None:
+            if state["last_rtt"] is not None:  # nothing about delay until a first reply
+                fams["jitter"].add_metric(labels, st.rtt_var.jitter_ns / 1e9)
                 fams["last_rtt"].add_metric(labels, state["last_rtt"] / 1e9)
                 for end in ("reflector", "sender"):
                     if state[f"ttl_{end}"] is not None:
@@ -187,8 +189,9 @@ WINDOW_GAUGES = (
     ("loss_ratio", "Lost / (received + lost) in the latest closed window"),
     ("packets_sent", "Test packets sent in the latest closed window"),
     ("packets_lost", "Test packets lost in the latest closed window"),
-    ("duplicates", "Duplicate replies in the latest closed window"),
-    ("reordered", "Reordered replies in the latest closed window"),
+    ("duplicate_packets", "Duplicate replies in the latest closed window"),
+    ("reordered_packets", "Reordered replies in the latest closed window"),
+    ("partial", "1 when the latest closed window did not run for its whole span (a target started in it)"),
     ("rtt_p50_seconds", "Round-trip delay p50 in the latest closed window"),
     ("rtt_p99_seconds", "Round-trip delay p99 in the latest closed window"),
     ("forward_delay_p50_seconds", "One-way forward delay p50 in the latest closed window"),
@@ -197,18 +200,21 @@ WINDOW_GAUGES = (
 )
 
 
-def window_families(windows) -> Iterator[Metric]:
-    """``stamp_monitor_window_*{target,window}`` gauges from (target, length in s, window record)."""
+def window_families(windows, targets_up) -> Iterator[Metric]:
+    """``stamp_monitor_window_*{target,window}`` gauges from (target, length in s, window record),
+    and ``stamp_monitor_target_up{target}`` from (target, up)."""
     labels = ["target", "window"]
     fams = {k: GaugeMetricFamily(f"stamp_monitor_window_{k}", doc, labels=labels) for k, doc in WINDOW_GAUGES}
     for target, length_s, d in windows:
         lv = [target, f"{length_s}s"]
         p = d["packets"]
-        fams["loss_ratio"].add_metric(lv, p["loss_ratio"] or 0.0)
+        if p["loss_ratio"] is not None:  # a window of packets still in flight says nothing
+            fams["loss_ratio"].add_metric(lv, p["loss_ratio"])
         fams["packets_sent"].add_metric(lv, p["sent"])
         fams["packets_lost"].add_metric(lv, p["lost"])
-        fams["duplicates"].add_metric(lv, p["duplicates"])
-        fams["reordered"].add_metric(lv, p["reordered"])
+        fams["duplicate_packets"].add_metric(lv, p["duplicates"])
+        fams["reordered_packets"].add_metric(lv, p["reordered"])
+        fams["partial"].add_metric(lv, 1 if d["partial"] else 0)
         for key, src in (("rtt_p50_seconds", d["rtt_ns"]["percentiles"]["p50"]),
                          ("rtt_p99_seconds", d["rtt_ns"]["percentiles"]["p99"]),
                          ("forward_delay_p50_seconds", d["one_way"]["forward_ns"]["percentiles"]["p50"]),
@@ -217,3 +223,8 @@ def window_families(windows) -> Iterator[Metric]:
             if src is not None:
                 fams[key].add_metric(lv, src / 1e9)
     yield from fams.values()
+    up = GaugeMetricFamily("stamp_monitor_target_up", "1 when the target answered in its latest closed shortest "
+                           "window; 0 when nothing came back or ICMP said nothing listens there", labels=["target"])
+    for target, is_up in targets_up:
+        up.add_metric([target], 1 if is_up else 0)
+    yield up

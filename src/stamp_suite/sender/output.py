@@ -10,7 +10,8 @@ from typing import Any, TextIO
 
 from ..config import Settings
 from .events import Event, ReportDue
-from .report import CsvWriter, event_record, ms, packet_text, problems_record, summary_json, summary_text
+from .report import (CsvWriter, event_record, interim_text, ms, packet_text, problems_record, summary_json,
+                     summary_text, tlv_record)
 from .stats import SessionStats
 
 PLOT_MAX_POINTS = 1_000_000
@@ -26,12 +27,16 @@ class SenderOutput:
         self.err = err or sys.stderr
         self.csv = CsvWriter(self.out) if s.output_format == "csv" else None
         self.records: list[dict[str, Any]] | None = [] if s.plot_output else None
-        self.progress = s.output_format == "text" and not s.print_stats and self.err.isatty()
+        self.per_packet = s.print_stats and not s.quiet
+        self.progress = s.output_format == "text" and not s.print_stats and not s.quiet and self.err.isatty()
+        self.interval = SessionStats(s.dscp, s.ecn)  # what happened since the last interim report
 
     def __call__(self, ev: Event) -> None:
         if isinstance(ev, ReportDue):
             self._interim(ev)
             return
+        if self.s.report_interval:
+            self.interval.on_event(ev)
         rec = event_record(ev)
         if rec is None:
             return
@@ -39,23 +44,31 @@ class SenderOutput:
             self.records.append(rec)
         if self.csv is not None:
             self.csv.row(rec)
-        elif not self.s.print_stats:
+        elif not self.per_packet:
             return
         elif self.s.output_format == "json":
             sample = getattr(ev, "sample", None)
-            print(json.dumps({"type": "packet", **rec, "tlv": sample.tlv if sample else {},
+            print(json.dumps({"type": "packet", **rec, "tlv": tlv_record(sample.tlv) if sample else {},
                               "tlv_problems": problems_record(sample.tlv_problems) if sample else []}), file=self.out)
         else:
-            print(packet_text(ev), file=self.out)
+            self.clear_progress()
+            print(packet_text(ev, self.s.verbose, bool(self.s.dscp or self.s.cos)), file=self.out)
         self.out.flush()
 
     def _interim(self, ev: ReportDue) -> None:
-        self.session["duration_s"] = ev.elapsed_ns / 1e9
+        """What the last --report-interval saw, on its own line (text) or object (JSON)."""
+        end_s = ev.elapsed_ns / 1e9
+        start_s = end_s - self.s.report_interval
+        d, self.interval = self.interval.to_dict(), SessionStats(self.s.dscp, self.s.ecn)
+        if self.s.quiet:
+            return
         if self.s.output_format == "json":
-            print(summary_json(self.stats.to_dict(), self.session, kind="interim"), file=self.out, flush=True)
+            print(summary_json(d, self.session, kind="interim",
+                               interval={"index": ev.index, "start_s": start_s, "end_s": end_s}),
+                  file=self.out, flush=True)
         elif self.s.output_format == "text":
             self.clear_progress()
-            print(summary_text(self.stats.to_dict(), self.session), file=self.out, flush=True)
+            print(interim_text(ev.index, start_s, end_s, d), file=self.out, flush=True)
 
     def show_progress(self) -> None:
         """The progress line on a terminal (once a second)."""
@@ -84,7 +97,7 @@ class SenderOutput:
         elif self.s.output_format == "json":
             print(summary_json(summary, self.session), file=self.out)
         else:
-            if self.s.print_stats:
+            if self.per_packet:
                 print(file=self.out)
             print(summary_text(summary, self.session), end="", file=self.out)
             if self.s.window:

@@ -13,7 +13,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .report import parse_rfc3339
+
 WIDTH_PX, HEIGHT_PX, DPI = 1200, 800, 100
+NEEDS_MATPLOTLIB = ("plotting needs matplotlib: install it into stamp-suite's environment (pip install "
+                    "matplotlib, or from the source tree: pip install '.[plot]')")
+
+
+def check_available() -> None:
+    """Before a run that will plot: is matplotlib there?  (Not after an hour of measuring.)"""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise PlotError(NEEDS_MATPLOTLIB) from None
 
 
 class PlotError(RuntimeError):
@@ -46,19 +58,20 @@ def render_png(records: list[dict[str, Any]], out: str, title: str = "STAMP sess
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise PlotError("plotting needs matplotlib: pip install 'stamp-suite[plot]'") from None
-    samples = [r for r in records if r["kind"] == "sample" and r.get("t1_ns") is not None]
-    lost = [r for r in records if r["kind"] == "lost" and r.get("t1_ns") is not None]
-    t0 = min(r["t1_ns"] for r in samples + lost) if samples or lost else 0
+        raise PlotError(NEEDS_MATPLOTLIB) from None
+    t1 = {id(r): parse_rfc3339(r["t1"]) for r in records if r.get("t1")}
+    samples = [r for r in records if r["kind"] == "sample" and id(r) in t1]
+    lost = [r for r in records if r["kind"] == "lost" and id(r) in t1]
+    t0 = min(t1[id(r)] for r in samples + lost) if samples or lost else 0
 
     fig, (ax_t, ax_h) = plt.subplots(2, 1, figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI,
                                      gridspec_kw={"height_ratios": [3, 2]})
-    xs = [(r["t1_ns"] - t0) / 1e9 for r in samples]
+    xs = [(t1[id(r)] - t0) / 1e9 for r in samples]
     ax_t.plot(xs, [r["rtt_ns"] / 1e6 for r in samples], ".-", ms=3, lw=0.6, label="round trip")
     ax_t.plot(xs, [r["forward_ns"] / 1e6 for r in samples], ".", ms=2, alpha=0.6, label="one-way forward")
     ax_t.plot(xs, [r["backward_ns"] / 1e6 for r in samples], ".", ms=2, alpha=0.6, label="one-way backward")
     if lost:
-        ax_t.plot([(r["t1_ns"] - t0) / 1e9 for r in lost], [0] * len(lost), "x", color="red", ms=7,
+        ax_t.plot([(t1[id(r)] - t0) / 1e9 for r in lost], [0] * len(lost), "x", color="red", ms=7,
                   label=f"lost ({len(lost)})")
     ax_t.set_xlabel("time since first packet (s)")
     ax_t.set_ylabel("delay (ms)")

@@ -8,34 +8,54 @@ JSON follows schemas/stamp-report.schema.json (``schema_version`` below).
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 from typing import Any
 
 from .events import Duplicate, Event, Late, Lost, Rejected, Reply, Sample, TlvProblem
 
-SCHEMA_VERSION = 1
-CSV_FIELDS = ["kind", "seq", "reflector_seq", "t1_ns", "t2_ns", "t3_ns", "t4_ns", "rtt_ns", "rtt_raw_ns", "forward_ns",
+SCHEMA_VERSION = 2
+# Per-packet records (JSON lines, CSV rows): absolute times t1..t4 are RFC 3339 strings with
+# nanoseconds (POSIX nanoseconds exceed 2^53, which many JSON tools round); durations are
+# integer nanoseconds, always far below 2^53.
+CSV_FIELDS = ["kind", "seq", "reflector_seq", "t1", "t2", "t3", "t4", "rtt_ns", "rtt_raw_ns", "forward_ns",
               "backward_ns", "residence_ns", "reflector_ttl", "reply_ttl", "reply_dscp", "reply_ecn",
               "reflector_dscp", "reflector_ecn", "late", "detail"]
+PROBLEM_MARKS = {"not_processed": "U", "malformed": "M", "integrity": "I", "unknown": "?", "unreadable": "!",
+                 "truncated": "!"}
 
 
 def ms(ns: float | None, digits: int = 3) -> str:
     return "n/a" if ns is None else f"{ns / 1e6:.{digits}f} ms"
 
 
+def rfc3339(ns: int | None) -> str | None:
+    """POSIX nanoseconds as 2024-01-01T00:00:00.500000000Z."""
+    if ns is None:
+        return None
+    sec, frac = divmod(ns, 1_000_000_000)
+    return datetime.datetime.fromtimestamp(sec, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+
+
+def parse_rfc3339(text: str) -> int:
+    """The inverse of :func:`rfc3339`, in POSIX nanoseconds."""
+    whole, _, frac = text.rstrip("Z").partition(".")
+    sec = int(datetime.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.UTC).timestamp())
+    return sec * 1_000_000_000 + int(frac.ljust(9, "0")[:9] or 0)
+
+
 def sample_record(kind: str, s: Sample | None, detail: str = "", seq: int | None = None,
                   t1_ns: int | None = None) -> dict[str, Any]:
     """One packet as a flat dict: the JSON-lines object and the CSV row."""
     rec: dict[str, Any] = {k: None for k in CSV_FIELDS}
-    rec.update(kind=kind, detail=detail or None, seq=seq, t1_ns=t1_ns)
+    rec.update(kind=kind, detail=detail or None, seq=seq, t1=rfc3339(t1_ns))
     if s is not None:
         cos = s.tlv.get("cos") or {}
-        rec.update(seq=s.sequence_number, reflector_seq=s.reflector_sequence_number, t1_ns=s.t1_ns, t2_ns=s.t2_ns,
-                   t3_ns=s.t3_ns, t4_ns=s.t4_ns, rtt_ns=s.rtt_ns, rtt_raw_ns=s.t4_ns - s.t1_ns,
-                   forward_ns=s.forward_ns,
-                   backward_ns=s.backward_ns, residence_ns=s.residence_ns, reflector_ttl=s.reflector_ttl,
-                   reply_ttl=s.reply_ttl, late=s.late,
+        rec.update(seq=s.sequence_number, reflector_seq=s.reflector_sequence_number, t1=rfc3339(s.t1_ns),
+                   t2=rfc3339(s.t2_ns), t3=rfc3339(s.t3_ns), t4=rfc3339(s.t4_ns), rtt_ns=s.rtt_ns,
+                   rtt_raw_ns=s.t4_ns - s.t1_ns, forward_ns=s.forward_ns, backward_ns=s.backward_ns,
+                   residence_ns=s.residence_ns, reflector_ttl=s.reflector_ttl, reply_ttl=s.reply_ttl, late=s.late,
                    reply_dscp=None if s.reply_tos is None else s.reply_tos >> 2,
                    reply_ecn=None if s.reply_tos is None else s.reply_tos & 3,
                    reflector_dscp=cos.get("dscp_at_reflector"), reflector_ecn=cos.get("ecn_at_reflector"))
@@ -55,11 +75,24 @@ def event_record(ev: Event) -> dict[str, Any] | None:
     return None
 
 
+def tlv_record(tlv: dict[str, Any]) -> dict[str, Any]:
+    """What was read from the TLVs, for JSON: the Follow-Up Telemetry time as RFC 3339."""
+    fu = tlv.get("follow_up")
+    if fu is None:
+        return tlv
+    fu = {k: v for k, v in fu.items() if k != "tx_ns"} | {"tx": rfc3339(fu["tx_ns"])}
+    return {**tlv, "follow_up": fu}
+
+
 def problems_record(problems: tuple[TlvProblem, ...]) -> list[dict[str, Any]]:
     return [{"type": p.tlv_type, "kind": p.kind, "detail": p.detail} for p in problems]
 
 
-def packet_text(event: Event) -> str | None:
+def packet_text(event: Event, verbose: bool = False, dscp: bool = False) -> str | None:
+    """One line per packet, starting as the Rust stamp-suite's does (``seq=N rtt=X.XXXms
+    ttl=N``): one-way delays when both clocks are synchronised, DSCP when asked (at the
+    reflector / of the reply here), TLV problems (type:U/M/I); with ``verbose`` the raw
+    timestamps (``reflector_recv_ts=``, ``reflector_send_ts=``) and every TLV read."""
     if isinstance(event, Lost):
         return f"seq={event.sequence_number} lost"
     if isinstance(event, Rejected):
@@ -67,21 +100,37 @@ def packet_text(event: Event) -> str | None:
     if not isinstance(event, (Reply, Late, Duplicate)):
         return None
     s = event.sample
-    ttl_here = "unknown" if s.reply_ttl is None else str(s.reply_ttl)
-    line = (f"seq={s.sequence_number} rtt={s.rtt_ns / 1e6:.3f}ms ttl={s.reflector_ttl} "
-            f"reflector_recv_ts={s.t2_ns} reflector_send_ts={s.t3_ns} reflector_seq={s.reflector_sequence_number} "
-            f"fwd={s.forward_ns / 1e6:.3f}ms bwd={s.backward_ns / 1e6:.3f}ms reply_ttl={ttl_here}")
-    if s.reply_tos is not None:
-        line += f" reply_dscp={s.reply_tos >> 2} reply_ecn={s.reply_tos & 3}"
+    parts = [f"seq={s.sequence_number}", f"rtt={s.rtt_ns / 1e6:.3f}ms", f"ttl={s.reflector_ttl}"]
+    if s.clocks_synchronized or verbose:
+        parts += [f"fwd={s.forward_ns / 1e6:.3f}ms", f"bwd={s.backward_ns / 1e6:.3f}ms"]
+    cos = s.tlv.get("cos")
+    if dscp or cos:
+        here = "?" if s.reply_tos is None else str(s.reply_tos >> 2)
+        parts.append(f"dscp={cos['dscp_at_reflector'] if cos else '?'}/{here}")
     if isinstance(event, Late):
-        line += " [late]"
+        parts.append("late")
     elif isinstance(event, Duplicate):
-        line += " [duplicate]"
-    if s.tlv:
-        line += " " + " ".join(f"{k}={_compact(v)}" for k, v in s.tlv.items())
+        parts.append("duplicate")
     if s.tlv_problems:
-        line += " tlv_problems=" + ",".join(f"{p.tlv_type}:{p.kind}" for p in s.tlv_problems)
-    return line
+        parts.append("tlv=" + ",".join(f"{p.tlv_type}:{PROBLEM_MARKS.get(p.kind, '?')}" for p in s.tlv_problems))
+    if verbose:
+        parts += [f"reflector_seq={s.reflector_sequence_number}", f"reflector_recv_ts={rfc3339(s.t2_ns)}",
+                  f"reflector_send_ts={rfc3339(s.t3_ns)}", f"residence={s.residence_ns / 1e6:.3f}ms",
+                  f"reply_ttl={'unknown' if s.reply_ttl is None else s.reply_ttl}"]
+        if s.reply_tos is not None:
+            parts.append(f"reply_dscp={s.reply_tos >> 2} reply_ecn={s.reply_tos & 3}")
+        parts += [f"{k}={_compact(v)}" for k, v in s.tlv.items()]
+    return " ".join(parts)
+
+
+def interim_text(index: int, start_s: float, end_s: float, d: dict[str, Any]) -> str:
+    """One line for one --report-interval: what happened in it."""
+    p, rtt = d["packets"], d["rtt_ns"]
+    loss = 100.0 * p["loss_ratio"] if p["loss_ratio"] is not None else 0.0
+    jitter = d["delay_variation"]["ipdv_rtt_ns"]["jitter_rfc3550"]
+    return (f"[interval {index}: {start_s:.1f}-{end_s:.1f} s] sent {p['sent']} received {p['received']} "
+            f"lost {p['lost']} ({loss:.1f}%) rtt min/avg/max {ms(rtt['min'])[:-3]}/{ms(rtt['mean'])[:-3]}/"
+            f"{ms(rtt['max'])} p99 {ms(rtt['percentiles']['p99'])} jitter {ms(jitter)}")
 
 
 def _compact(v: Any) -> str:
@@ -101,8 +150,8 @@ class CsvWriter:
         self._w.writerow({k: "" if v is None else v for k, v in rec.items()})
 
 
-def summary_json(summary: dict[str, Any], session: dict[str, Any], kind: str = "summary") -> str:
-    return json.dumps({"type": kind, "schema_version": SCHEMA_VERSION, "session": session, **summary})
+def summary_json(summary: dict[str, Any], session: dict[str, Any], kind: str = "summary", **extra: Any) -> str:
+    return json.dumps({"type": kind, "schema_version": SCHEMA_VERSION, "session": session, **extra, **summary})
 
 
 def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:

@@ -4,13 +4,14 @@ session's Prometheus and SNMP exports."""
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 from typing import Protocol
 
 from ..build import error_estimate, load_keys, sender_config
 from ..config import ConfigError, Settings
 from ..endpoints import open_sender_endpoint
 from ..net.clock import ClockState
+from ..net.resolve import ResolveError, resolve
 from ..net.udp import format_address
 from .driver import SenderSession
 from .engine import SessionSender
@@ -22,16 +23,12 @@ class Stoppable(Protocol):
 
 
 def sender_destination(s: Settings) -> tuple[str, int]:
-    """The reflector's address and port, in the address family -4 or -6 asks for."""
+    """The reflector's address and port: a name resolved now, in the family -4 or -6 asks for."""
+    family = socket.AF_INET if s.force_ipv4 else socket.AF_INET6 if s.force_ipv6 else socket.AF_UNSPEC
     try:
-        ip = ipaddress.ip_address(s.remote_addr.split("%", 1)[0])
-    except ValueError:
-        raise ConfigError(f"--remote-addr: {s.remote_addr!r} is not an IP address") from None
-    if s.force_ipv4 and ip.version != 4:
-        raise ConfigError(f"-4 was given, but {s.remote_addr} is an IPv6 address")
-    if s.force_ipv6 and ip.version != 6:
-        raise ConfigError(f"-6 was given, but {s.remote_addr} is an IPv4 address")
-    return s.remote_addr, s.remote_port
+        return resolve(*s.remote(), family)
+    except ResolveError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def open_session(s: Settings, clock: ClockState, *, name: str | None = None, destination: tuple[str, int] | None = None,

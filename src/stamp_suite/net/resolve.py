@@ -1,0 +1,57 @@
+"""Where a reflector is: a host name or an address, with or without a port.
+
+Accepted everywhere a remote address is taken (the command line, monitor targets, the
+API): ``reflector.example.net``, ``localhost``, ``192.0.2.1``, ``192.0.2.1:8620``,
+``2001:db8::1``, ``[2001:db8::1]:8622``.  A name is resolved once, when the session
+starts (the monitor again on every reload), in the address family -4 or -6 asks for.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+
+class ResolveError(ValueError):
+    """The address cannot be used; the message is one line."""
+
+
+def split_host_port(text: str) -> tuple[str, int | None]:
+    """``(host, port or None)`` from HOST, HOST:PORT, [V6] or [V6]:PORT, or a bare IPv6 address."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ResolveError(f"{text!r} is not HOST, HOST:PORT or [IPv6]:PORT")
+        return host, _port(rest[1:], text) if rest else None
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, _port(port, text)
+    return text, None
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 65535:
+        raise ResolveError(f"{whole!r}: the port must be 1..65535")
+    return int(text)
+
+
+def resolve(host: str, port: int, family: int = socket.AF_UNSPEC) -> tuple[str, int]:
+    """The address to send to: a literal as it is (checked against ``family``), a name
+    looked up (the first address the resolver prefers, RFC 6724)."""
+    literal = host.split("%", 1)[0]
+    try:
+        ip = ipaddress.ip_address(literal)
+    except ValueError:
+        ip = None
+    if ip is not None:
+        want = {socket.AF_INET: 4, socket.AF_INET6: 6}.get(family)
+        if want and ip.version != want:
+            raise ResolveError(f"-{want} was given, but {host} is an IPv{ip.version} address")
+        return host, port
+    try:
+        infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
+    except socket.gaierror as exc:
+        raise ResolveError(f"cannot resolve {host!r}: {exc.strerror}") from None
+    if not infos:
+        raise ResolveError(f"cannot resolve {host!r}: no address")
+    return infos[0][4][0], port

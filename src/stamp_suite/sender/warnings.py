@@ -1,0 +1,42 @@
+"""Early warnings while a run goes on: what is most likely wrong, said at once and once each
+(the end of the run summarises them again)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..say import say
+from .events import Duplicate, Event, Late, Lost, Refused, Rejected, Reply
+
+REFUSALS_BEFORE_WARNING = 3
+
+
+class EarlyWarnings:
+    def __init__(self, where: str, timeout_s: float, write: Callable[[str], None] = say) -> None:
+        self.where = where
+        self.timeout_s = timeout_s
+        self.write = write
+        self.said: set[str] = set()
+        self.replied = self.refused = False
+
+    def _once(self, key: str, text: str) -> None:
+        if key not in self.said:
+            self.said.add(key)
+            self.write(f"warning: {text}")
+
+    def __call__(self, ev: Event) -> None:
+        if isinstance(ev, (Reply, Late, Duplicate)):
+            self.replied = True
+        elif isinstance(ev, Refused):
+            self.refused = True
+            if ev.consecutive >= REFUSALS_BEFORE_WARNING:
+                    self._once("refused", f"no reflector on {self.where}: ICMP port unreachable ({ev.consecutive} in "
+                                      f"a row); still trying")
+        elif isinstance(ev, Lost) and not self.replied and not self.refused:
+            self._once("silent", f"no reply yet from {self.where} within --timeout {self.timeout_s:g} s: is a "
+                                 f"reflector there, and in which mode (open or authenticated, -A)?")
+        elif isinstance(ev, Rejected) and ev.reason == "hmac_failure":
+            self._once("hmac", f"replies from {self.where} fail HMAC verification: the same key and mode (-A A) "
+                               f"at both ends?")
+        elif isinstance(ev, Rejected) and ev.reason in ("foreign", "malformed"):
+            self._once("foreign", f"datagrams from {self.where} that are not replies to our packets ({ev.detail})")

@@ -1,0 +1,147 @@
+"""What an operator coming from ping, mtr, iperf3 and twping meets first, on the real CLI:
+names, early warnings, per-packet lines, interim reports, quiet runs, docs from the parser."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from helpers import CMD, ENV, ReflectorProcess, run
+
+KEY = "00112233445566778899aabbccddeeff"
+
+
+def _dead_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_names_and_host_port_forms_are_accepted():
+    with ReflectorProcess(host="::") as refl:  # IPv6 only: [::1]
+        res = run(f"-r[::1]:{refl.port}", "-c", "2", "-d", "5", "-L", "1")
+        assert res.returncode == 0 and f"sending to [::1]:{refl.port}" in res.stdout, res.stderr
+        res = run("-6", "-r", f"localhost:{refl.port}", "-c", "2", "-d", "5", "-L", "1")
+        assert res.returncode == 0 and f"sending to localhost ([::1]:{refl.port})" in res.stdout, res.stderr
+    with ReflectorProcess() as refl:
+        res = run("-4", "-r", "localhost", "-p", str(refl.port), "-c", "2", "-d", "5", "-L", "1")
+        assert res.returncode == 0 and f"localhost (127.0.0.1:{refl.port})" in res.stdout, res.stderr
+        res = run("-r", f"127.0.0.1:{refl.port}", "-c", "2", "-d", "5", "-L", "1")
+        assert res.returncode == 0 and "Packets received: 2" in res.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    ([], "no reflector to measure: give -r HOST[:PORT]"),
+    (["-r", "no-such-host.invalid"], "cannot resolve 'no-such-host.invalid'"),
+    (["-r", "127.0.0.1:99999"], "the port must be 1..65535"),
+    (["-r", "127.0.0.1:8620", "-p", "8621"], "the reflector's port is given twice"),
+])
+def test_address_mistakes_are_one_line_exit_2(args, needle):
+    res = run(*args)
+    assert res.returncode == 2 and needle in res.stderr and res.stderr.count("\n") == 1
+
+
+def _stderr_lines_with_times(args: list[str], timeout: float = 20) -> tuple[float, list[tuple[float, str]], int]:
+    """Run the CLI; return when its banner came, (time, line) for each stderr line, exit status."""
+    proc = subprocess.Popen([*CMD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    proc.stdout.readline()
+    started = time.monotonic()
+    lines = []
+    for line in proc.stderr:
+        lines.append((time.monotonic() - started, line.rstrip("\n")))
+    proc.wait(timeout)
+    proc.stdout.read()
+    return started, lines, proc.returncode
+
+
+def test_no_reflector_is_said_within_a_second_of_the_third_refusal():
+    _, lines, code = _stderr_lines_with_times(["-r", "127.0.0.1", "-p", str(_dead_port()), "-c", "8", "-d", "200",
+                                               "-L", "1"])
+    warning = [(t, ln) for t, ln in lines if "ICMP port unreachable (3 in a row)" in ln]
+    assert len(warning) == 1, lines
+    assert warning[0][0] < 0.4 + 1.0  # the third packet leaves at 0.4 s
+    assert code == 1 and "no replies: ICMP port unreachable" in lines[-1][1]
+
+
+def test_a_silent_reflector_and_a_mode_mismatch_are_said_early():
+    with ReflectorProcess("-A", "A", "--hmac-key", KEY) as refl:  # drops our open-mode packets
+        _, lines, _ = _stderr_lines_with_times(["-r", "127.0.0.1", "-p", str(refl.port), "-c", "6", "-d", "200",
+                                                "-L", "0.5"])
+    silent = [(t, ln) for t, ln in lines if "no reply yet" in ln]
+    assert len(silent) == 1 and silent[0][0] < 0.5 + 1.0 and "open or authenticated" in silent[0][1]
+    with ReflectorProcess() as refl:  # an open reflector's replies cannot carry our HMAC
+        _, lines, _ = _stderr_lines_with_times(["-r", "127.0.0.1", "-p", str(refl.port), "-c", "6", "-d", "200",
+                                                "-L", "0.5", "-A", "A", "--hmac-key", KEY])
+    hmac = [(t, ln) for t, ln in lines if "fail HMAC verification" in ln]
+    assert len(hmac) == 1 and hmac[0][0] < 1.0
+
+
+def test_per_packet_lines_read_well_and_keep_the_rust_start():
+    with ReflectorProcess("--stateful-reflector") as refl:
+        res = run("-r", refl.host, "-p", str(refl.port), "-c", "3", "-d", "5", "-L", "1", "-R", "--cos",
+                  "--dscp", "46")
+        verbose = run("-r", refl.host, "-p", str(refl.port), "-c", "1", "-d", "5", "-L", "1", "-R", "-v")
+    packets = [ln for ln in res.stdout.splitlines() if ln.startswith("seq=")]
+    assert len(packets) == 3
+    for ln in packets:
+        assert re.match(r"seq=\d+ rtt=\d+\.\d{3}ms ttl=\d+ ", ln) and len(ln) <= 100, ln
+        assert "dscp=46/46" in ln and "reflector_recv_ts" not in ln
+    (line,) = [ln for ln in verbose.stdout.splitlines() if ln.startswith("seq=")]
+    assert re.search(r"reflector_recv_ts=\S+Z reflector_send_ts=\S+Z", line)
+    lost = run("-r", "127.0.0.1", "-p", str(_dead_port()), "-c", "2", "-d", "5", "-L", "0.2", "-R")
+    assert [ln for ln in lost.stdout.splitlines() if ln.startswith("seq=")] == ["seq=0 lost", "seq=1 lost"]
+
+
+def test_interim_reports_come_every_interval_on_time():
+    with ReflectorProcess() as refl:
+        proc = subprocess.Popen([*CMD, "-r", refl.host, "-p", str(refl.port), "-c", "0", "-d", "50", "-L", "1",
+                                 "--report-interval", "0.5", "-w", "2.2"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=ENV)
+        banner = proc.stdout.readline()
+        started = time.monotonic()
+        interim = []
+        for line in proc.stdout:
+            if line.startswith("[interval "):
+                interim.append((time.monotonic() - started, line))
+        proc.wait(10)
+    assert "for at most 2.2 s" in banner and proc.returncode == 0
+    assert [ln.split("]")[0] for _, ln in interim] == ["[interval 1: 0.0-0.5 s", "[interval 2: 0.5-1.0 s",
+                                                        "[interval 3: 1.0-1.5 s", "[interval 4: 1.5-2.0 s"]
+    for k, (t, _) in enumerate(interim, 1):
+        assert abs(t - 0.5 * k) < 0.1, (k, t)
+    sent = [int(re.search(r"sent (\d+)", ln).group(1)) for _, ln in interim]
+    assert all(9 <= n <= 11 for n in sent), sent  # each interval's own packets, not the run's so far
+
+
+def test_quiet_prints_the_summary_only():
+    with ReflectorProcess() as refl:
+        res = run("-q", "-r", refl.host, "-p", str(refl.port), "-c", "3", "-d", "5", "-L", "1", "-R")
+    assert res.stdout.startswith("--- STAMP Statistics ---") and "seq=" not in res.stdout and res.stderr == ""
+
+
+def test_a_plot_without_matplotlib_stops_before_the_run(tmp_path):
+    fake = tmp_path / "matplotlib"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('not installed')\n")
+    t0 = time.monotonic()
+    res = subprocess.run([*CMD, "-r", "127.0.0.1", "-c", "100", "--plot-output", str(tmp_path / "x.png")],
+                         capture_output=True, text=True, env={**ENV, "PYTHONPATH": str(tmp_path)}, timeout=30)
+    assert res.returncode == 2 and "plotting needs matplotlib" in res.stderr and time.monotonic() - t0 < 5
+    assert res.stdout == ""
+
+
+def test_completion_and_man_page_come_from_the_parser():
+    bash = run("--print-completion", "bash")
+    assert bash.returncode == 0 and "--max-runtime" in bash.stdout and "--drop-short-packets" in bash.stdout
+    if shutil.which("bash"):
+        assert subprocess.run(["bash", "-n"], input=bash.stdout, text=True).returncode == 0
+    man = run("--print-man-page")
+    assert man.returncode == 0 and man.stdout.startswith(".TH STAMP") and "max\\-runtime" in man.stdout
+    if shutil.which("groff"):
+        out = subprocess.run(["groff", "-man", "-Tutf8"], input=man.stdout, capture_output=True, text=True)
+        assert out.returncode == 0 and "max-runtime" in out.stdout.replace("‐", "-")
