@@ -18,9 +18,11 @@ def main() -> int:
     from .cli import main as cli_main
     status = cli_main()
     # Done: a late signal must not turn a clean exit into "killed by signal" while Python
-    # finalises (it puts the default handlers back then).  Blocked signals die with us.
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    # finalises (it puts the default action back for signals with a Python handler, and any
+    # thread still alive may take the signal).  Ignoring them holds for every thread, and
+    # finalisation leaves an ignored signal ignored.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     return status
 
 

@@ -2,7 +2,7 @@
 
 It acts on chosen sequence numbers in each direction (forward: the test packet's
 Sequence Number; backward: the reply's Session-Sender Sequence Number): drop, delay by a
-given time, duplicate.  Reordering is a delay longer than the packet interval.  It
+given time, duplicate, corrupt (the last octet flipped: in authenticated mode, the HMAC).  Reordering is a delay longer than the packet interval.  It
 records what it really did (the hold time measured on its own clock) so tests compare
 the tool's figures with the truth, not with the intent.
 """
@@ -26,6 +26,7 @@ class Impairment:
     drop: set[int] = field(default_factory=set)
     delay_ms: dict[int, float] = field(default_factory=dict)
     duplicate: set[int] = field(default_factory=set)
+    corrupt: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Record:
     forwarded: int = 0
     dropped: list[int] = field(default_factory=list)
     duplicated: list[int] = field(default_factory=list)
+    corrupted: list[int] = field(default_factory=list)
     held_ns: dict[int, int] = field(default_factory=dict)  # seq -> actual extra time in the relay
 
 
@@ -75,6 +77,9 @@ class ImpairmentRelay:
         if seq in imp.drop:
             rec.dropped.append(seq)
             return
+        if seq in imp.corrupt and data:
+            rec.corrupted.append(seq)
+            data = data[:-1] + bytes([data[-1] ^ 0xFF])
         copies = 2 if seq in imp.duplicate else 1
         if copies == 2:
             rec.duplicated.append(seq)

@@ -432,3 +432,15 @@ def test_max_pps_charges_heavy_packets_for_their_work():
     assert answered == [True] * 6 + [False] * 2  # 100 tokens: 17 each, then none left
     light = Reflector(ReflectorConfig(max_pps=100, max_pps_burst=100))
     assert sum(bool(light.receive(EX_A, META, T3_NS)) for _ in range(120)) == 100
+
+
+def test_a_packet_of_the_other_mode_is_counted_as_wrong_mode():
+    # Digest 6.4: the authenticated packet (c) has MBZ octets 4-15 and T1 at 16-23, where an
+    # open reflector would look for a reply's Receive Timestamp.
+    r, reply, _ = reflect(EX_C)
+    assert reply is None and r.counters.dropped["wrong_mode"] == 1 and "reflected_packet" not in r.counters.dropped
+    auth = ReflectorConfig(authenticated=True, keys=KeyStore(KEY), error_estimate=SYNCED)
+    r, reply, _ = reflect(EX_A, auth)  # digest 6.2, 44 octets: an open packet
+    assert reply is None and r.counters.dropped["wrong_mode"] == 1
+    r, reply, _ = reflect(EX_C, auth)
+    assert reply is not None and not r.counters.dropped

@@ -13,6 +13,7 @@ from ..net.signals import StopRequest
 from ..net.udp import format_address
 from ..sender.driver import NS, SenderDriver, SenderSession
 from ..sender.output import SenderOutput
+from ..sender.report import remote_label
 from ..sender.session import observe, open_session
 from ..sender.stats import SessionStats
 from ..sender.warnings import EarlyWarnings
@@ -39,7 +40,7 @@ def run(s: Settings, stop: StopRequest, destination: tuple[str, int] | None = No
     session, stats = open_session(s, clock, destination=destination)
     info = session_info(s, session, clock)
     output = SenderOutput(s, stats, info)
-    where = f"{info['remote_name']} ({info['remote']})" if "remote_name" in info else info["remote"]
+    where = remote_label(info)
     session.consumers += [output, EarlyWarnings(where, s.timeout)]
     parts = []
     try:

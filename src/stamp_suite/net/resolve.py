@@ -48,10 +48,11 @@ def resolve(host: str, port: int, family: int = socket.AF_UNSPEC) -> tuple[str, 
         if want and ip.version != want:
             raise ResolveError(f"-{want} was given, but {host} is an IPv{ip.version} address")
         return host, port
+    as_family = {socket.AF_INET: " as IPv4 (-4)", socket.AF_INET6: " as IPv6 (-6)"}.get(family, "")
     try:
         infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
     except socket.gaierror as exc:
-        raise ResolveError(f"cannot resolve {host!r}: {exc.strerror}") from None
+        raise ResolveError(f"cannot resolve {host!r}{as_family}: {exc.strerror}") from None
     if not infos:
         raise ResolveError(f"cannot resolve {host!r}: no address")
     return infos[0][4][0], port

@@ -26,6 +26,7 @@ class DropReason:
     TRUNCATED = "truncated"  # larger than the receive buffer: never reflect a partial copy
     ZERO_MULTIPLIER = "error_estimate_invalid"
     HMAC_FAILURE = "hmac_failure"
+    WRONG_MODE = "wrong_mode"  # an authenticated-mode packet at an open reflector, or the reverse
     SSID_MISMATCH = "ssid_mismatch"
     MICRO_SESSION_MISMATCH = "micro_session_mismatch"
     RETURN_PATH_NO_REPLY = "return_path_no_reply"

@@ -217,14 +217,17 @@ class Reflector:
         if self.rate_limiter is not None and not self.rate_limiter.allow(meta.source[0], now_ns):
             return None, DropReason.RATE_LIMITED
         if len(data) < base_len:
-            if cfg.authenticated:  # a short packet cannot carry a verifiable HMAC
-                return None, DropReason.MALFORMED
+            if cfg.authenticated:  # it cannot carry a verifiable HMAC; octets 4-11 are MBZ in this mode
+                return None, DropReason.WRONG_MODE if any(data[4:12]) else DropReason.MALFORMED
             if not cfg.answer_short_packets or len(data) < MIN_TWAMP_LIGHT_LEN:
                 return None, DropReason.SHORT_PACKET
             # RFC 8762 §4.6: answer a short (TWAMP-Light) packet with a base packet; the
             # octets it lacks are taken as zero (our choice, docs/protocol.md).
             data = bytes(data) + bytes(OPEN_BASE_LEN - len(data))
         seq, ts, ee, ssid, reply_t2, reply_ttl = self._marks.unpack_from(data)
+        if not cfg.authenticated and not ts and not ee and not ssid and len(data) >= AUTH_BASE_LEN:
+            # Octets 4-15 are MBZ in authenticated mode, and an open packet's Timestamp is never 0.
+            return None, DropReason.WRONG_MODE
         if (reply_t2 or reply_ttl) and self._is_reply(data, meta, reply_t2):
             return None, DropReason.REFLECTED_PACKET  # a reply: answering it could start a loop
         if ee & 0xFF == 0 and not cfg.accept_zero_multiplier:

@@ -30,6 +30,12 @@ def ms(ns: float | None, digits: int = 3) -> str:
     return "n/a" if ns is None else f"{ns / 1e6:.{digits}f} ms"
 
 
+def remote_label(session: dict[str, Any]) -> str:
+    """``name (address:port)`` when the reflector was given by name, else ``address:port``."""
+    remote = session.get("remote", "")
+    return f"{session['remote_name']} ({remote})" if session.get("remote_name") else remote
+
+
 def rfc3339(ns: int | None) -> str | None:
     """POSIX nanoseconds as 2024-01-01T00:00:00.500000000Z."""
     if ns is None:
@@ -173,7 +179,7 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
         lines.extend(f"  {k:<{width}}  {v}" for k, v in rows)
         lines.append("")
 
-    section(f"Session  {session.get('remote', '')}", [
+    section(f"Session  {remote_label(session)}", [
         ("mode", f"{session.get('auth_mode', '')}, SSID {session.get('ssid') or 'none'}, "
                  f"{session.get('clock_source', '')} timestamps"),
         ("timestamping", session.get("timestamping", "")),

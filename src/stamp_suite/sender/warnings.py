@@ -30,7 +30,7 @@ class EarlyWarnings:
         elif isinstance(ev, Refused):
             self.refused = True
             if ev.consecutive >= REFUSALS_BEFORE_WARNING:
-                    self._once("refused", f"no reflector on {self.where}: ICMP port unreachable ({ev.consecutive} in "
+                self._once("refused", f"no reflector on {self.where}: ICMP port unreachable ({ev.consecutive} in "
                                       f"a row); still trying")
         elif isinstance(ev, Lost) and not self.replied and not self.refused:
             self._once("silent", f"no reply yet from {self.where} within --timeout {self.timeout_s:g} s: is a "
