@@ -9,7 +9,7 @@ from stamp_suite.sender.events import Duplicate, Late, Lost, Rejected, Reply, Tr
 from stamp_suite.wire.auth import hmac16
 from stamp_suite.wire.auth import KeyStore
 from stamp_suite.wire.packet import AUTH_BASE_LEN, HMAC_COVERED, OPEN_BASE_LEN, MalformedPacket, ReflectorPacket, SenderPacket
-from stamp_suite.tlvs import decode
+from stamp_suite.tlvs import MicroSessionId, decode
 from stamp_suite.wire.tlv import MalformedTlv, parse_tlvs
 
 KEY = bytes(range(16))
@@ -100,6 +100,8 @@ def check_sender(targets: list[SenderTarget], data: bytes) -> None:
 
 
 def make_senders() -> list[SenderTarget]:
-    """Open mode with a key (HMAC TLVs verified when present) and authenticated mode."""
+    """Open mode with a key (HMAC TLVs verified when present), authenticated mode, and a
+    micro-session (RFC 9534: its IDs checked in every reply) with the reflector's ID to learn."""
     return [SenderTarget(SenderConfig(ssid=7, key=KEY, timeout_ns=10**12)),
-            SenderTarget(SenderConfig(ssid=7, key=KEY, authenticated=True, timeout_ns=10**12))]
+            SenderTarget(SenderConfig(ssid=7, key=KEY, authenticated=True, timeout_ns=10**12)),
+            SenderTarget(SenderConfig(ssid=7, timeout_ns=10**12, tlvs=(MicroSessionId(1, 0),)))]

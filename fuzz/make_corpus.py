@@ -8,9 +8,11 @@ from pathlib import Path
 from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
 from stamp_suite.sender.engine import SenderConfig, SessionSender
 from stamp_suite.wire.auth import KeyStore
-from stamp_suite.wire.tlv import RawTlv
+from stamp_suite.wire.tlv import RawTlv, TlvType
 from stamp_suite.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement,
-                                   FollowUpTelemetry, Location, MicroSessionId, ReturnPath, TimestampInformation)
+                              FollowUpTelemetry, Location, MicroSessionId, ReturnPath, TimestampInformation)
+from stamp_suite.tlvs.location import LocationSubType
+from stamp_suite.tlvs.return_path import ReturnPathSubType
 
 KEY = bytes(range(16))
 NOW = 1_700_000_000_000_000_000
@@ -48,6 +50,19 @@ def seeds() -> dict[str, bytes]:
         r = auth_reflector if cfg.authenticated else reflector
         for reply in r.receive(pkt, meta, NOW):
             out[f"reply-{name}"] = bytes(r.stamp(reply, NOW))
+    # Replies our reflector does not make here (an IPv6 session, a MAC it learned, sub-TLVs
+    # given twice), so that the sender's readers meet every answer form.
+    v6 = ipaddress.IPv6Address("2001:db8::2").packed
+    answers = Location(862, 40000, (RawTlv(0, LocationSubType.SOURCE_EUI48, 8, bytes.fromhex("020000000001") + b"\0\0"),
+                                    RawTlv(0, LocationSubType.DESTINATION_IPV6, 16, v6),
+                                    RawTlv(0, LocationSubType.SOURCE_IPV6, 16, v6)))
+    twice = RawTlv.build(TlvType.RETURN_PATH, b"".join(sub.to_bytes() for sub in 2 * (
+        RawTlv.build(ReturnPathSubType.CONTROL_CODE, bytes(4), 0),
+        RawTlv.build(ReturnPathSubType.RETURN_ADDRESS, bytes([192, 0, 2, 9]), 0),
+        RawTlv.build(ReturnPathSubType.SR_MPLS_LABEL_STACK, bytes.fromhex("03e8a1ff"), 0),
+        RawTlv.build(ReturnPathSubType.SRV6_SEGMENT_LIST, v6, 0))), 0)
+    out["reply-location-v6-eui48"] = out["reply-open"] + answers.to_tlv(flags=0).to_bytes()
+    out["reply-return-path-twice"] = out["reply-open"] + twice.to_bytes()
     out["twamp-light-14"] = out["sender-open"][:14]
     out["truncated-tlv"] = out["sender-open"] + RawTlv(0x80, 4, 40, b"\0\0").to_bytes()
     return out

@@ -3,6 +3,7 @@ failure in CI (.ci/run sets STAMP_CI=1), where every tool the suite needs is ins
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 
@@ -22,3 +23,20 @@ def require(condition: bool, reason: str) -> None:
 def require_tool(*names: str) -> None:
     for name in names:
         require(shutil.which(name) is not None, f"{name} is not installed")
+
+
+def require_module(name: str):
+    """``pytest.importorskip`` that fails in CI: the test extra installs every module the suite needs."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        require(False, f"Python module {name} is not importable ({exc})")
+
+
+def have_tool(name: str) -> bool:
+    """For an optional extra check inside a test: False on a developer's machine without the
+    tool, a failure in CI."""
+    if shutil.which(name):
+        return True
+    require(False, f"{name} is not installed")
+    return False

@@ -1,18 +1,35 @@
 """The program's entry point: stop signals first, everything else after.
 
-SIGINT and SIGTERM are taken over before the rest of the program is even imported, so a
-signal that arrives while it starts is remembered (and honoured once it runs) instead of
-killing it half-way or printing a traceback from an import.
+SIGINT and SIGTERM are taken over before anything else is even imported, with the builtin
+``_signal`` module (no import work of its own), so a signal that arrives while the program
+starts is remembered and honoured once it runs, instead of killing it half-way, printing a
+traceback from an import, or raising KeyboardInterrupt inside an import's clean-up, where
+the interpreter drops it.  (A signal before this module runs, while Python itself starts,
+is Python's to handle.)  Only the program imports this module.
 """
 
-import faulthandler
-import signal
-import sys
+import _signal
+
+_early: list[int] = []
+
+
+def _remember(signum, frame) -> None:
+    _early.append(signum)
+
+
+for _sig in (_signal.SIGINT, _signal.SIGTERM):
+    _signal.signal(_sig, _remember)
+
+import faulthandler  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
 
 
 def main() -> int:
     from .net.signals import STOP, STOP_SIGNALS
     STOP.install()
+    if _early:
+        STOP.set()
     if hasattr(signal, "SIGUSR1"):  # kill -USR1: every thread's stack on stderr, for a stuck process
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     from .cli import main as cli_main

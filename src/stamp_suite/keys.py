@@ -28,8 +28,24 @@ def _shown(path: str | os.PathLike[str]) -> str:
     return text
 
 
+def _credentials(path: str | os.PathLike[str], flag: str) -> str:
+    """``$CREDENTIALS_DIRECTORY`` (or ``${...}``) in a key path: where systemd puts the files
+    of ``LoadCredential=``, readable by the service's own (dynamic) user only.  The one
+    variable expanded, so a ``$`` in any other path is taken as it is."""
+    text = os.fspath(path)
+    for form in ("${CREDENTIALS_DIRECTORY}", "$CREDENTIALS_DIRECTORY"):
+        if text.startswith(form):
+            where = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not where:
+                raise KeyLoadError(f"{flag}: {text} names $CREDENTIALS_DIRECTORY, which is not set (systemd sets it "
+                                   "for a unit with LoadCredential=)")
+            return where + text[len(form):]
+    return text
+
+
 def load_key_file(path: str | os.PathLike[str], flag: str = "--hmac-key-file") -> bytes:
     """Read a hex key from a file that only its owner may read (keys are never logged)."""
+    path = _credentials(path, flag)
     shown = _shown(path)
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -53,7 +69,7 @@ def load_key_file(path: str | os.PathLike[str], flag: str = "--hmac-key-file") -
 
 def load_key_directory(path: str | os.PathLike[str], default: bytes | None = None) -> KeyStore:
     """One file per SSID, named by the SSID in decimal (``1234`` or ``1234.key``)."""
-    d = Path(path)
+    d = Path(_credentials(path, "--hmac-key-dir"))
     if not d.is_dir():
         raise KeyLoadError(f"--hmac-key-dir {_shown(d)}: not a directory")
     keys: dict[int, bytes] = {}

@@ -9,9 +9,35 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import jsonschema
 
 CMD = [sys.executable, "-m", "stamp_suite"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "stamp-report.schema.json").read_text())
+_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+
+def json_safe(value, where="") -> None:
+    """No integer beyond 2^53 anywhere (jq 1.6 and JavaScript round those)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        assert abs(value) <= 2**53, f"{where} = {value} is beyond 2^53"
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            json_safe(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            json_safe(v, f"{where}[{i}]")
+
+
+def check_report(obj: dict) -> dict:
+    """Every JSON object any test reads from the program is checked against the strict schema."""
+    _VALIDATOR.validate(obj)
+    json_safe(obj)
+    return obj
 
 
 class ReflectorProcess:
@@ -57,7 +83,7 @@ def send(refl: ReflectorProcess, *args: str, count: int = 5) -> subprocess.Compl
 
 
 def json_lines(stdout: str) -> tuple[list[dict], dict]:
-    objs = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    objs = [check_report(json.loads(line)) for line in stdout.splitlines() if line.strip()]
     packets = [o for o in objs if o.get("type") == "packet"]
     summary = next(o for o in objs if o.get("type") == "summary")
     return packets, summary

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from helpers import CMD, ENV, wait_for
+from helpers import CMD, ENV, check_report, wait_for
 from stamp_suite.api import start_reflector
 from test_metrics import free_tcp_port, scrape
 
@@ -26,7 +26,7 @@ def _config(path, reflector, *, windows="[1]", jsonl=None, mport=None, extra="",
 def _windows(path):
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [check_report(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
 
 
 def test_reload_applies_windows_jsonl_and_metrics_addr_and_refuses_a_typo(tmp_path):

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from ci import have_tool
 from helpers import CMD, ENV, ReflectorProcess, run
 from relay import Impairment, ImpairmentRelay
 
@@ -156,7 +157,7 @@ def test_completion_and_man_page_come_from_the_parser():
         assert subprocess.run(["bash", "-n"], input=bash.stdout, text=True).returncode == 0
     man = run("--print-man-page")
     assert man.returncode == 0 and man.stdout.startswith(".TH STAMP") and "max\\-runtime" in man.stdout
-    if shutil.which("groff"):
+    if have_tool("groff"):
         out = subprocess.run(["groff", "-man", "-Tutf8"], input=man.stdout, capture_output=True, text=True)
         plain = re.sub(".\b", "", out.stdout).replace("‐", "-")  # without overstrike bold and hyphens
         assert out.returncode == 0 and "max-runtime" in plain

@@ -2,11 +2,12 @@
 
 import struct
 
-import pytest
+
+from ci import require_module
 
 from helpers import ReflectorProcess, run, send
 
-pytest.importorskip("matplotlib")
+require_module("matplotlib")
 
 
 def png_size(path):

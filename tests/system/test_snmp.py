@@ -1,16 +1,15 @@
 """SNMP: our AgentX sub-agent under a real net-snmp snmpd, read back with snmpget/snmpwalk."""
 
-import shutil
 import subprocess
 import time
 
 import pytest
 
+from ci import require, require_tool
 from helpers import CMD, ENV, ReflectorProcess, send, wait_for
 from snmpd import BASE_MIBS, OUR_MIBS, Snmpd, have_snmpd
 
-pytestmark = [pytest.mark.system,
-              pytest.mark.skipif(not have_snmpd(), reason="net-snmp snmpd/snmpget not installed (.ci/run installs them)")]
+pytestmark = pytest.mark.system
 
 ENT = ".1.3.6.1.4.1.65134"
 REFL = ENT + ".1.1"
@@ -19,6 +18,7 @@ SEND = ENT + ".1.2"
 
 @pytest.fixture
 def snmpd(tmp_path):
+    require(have_snmpd(), "net-snmp snmpd/snmpget not installed (.ci/run installs them)")
     d = Snmpd(tmp_path)
     d.start()
     yield d
@@ -80,12 +80,12 @@ def test_reflector_without_snmpd_warns_once_and_reflects(tmp_path):
     assert code == 0 and err.count("AgentX master") == 1
 
 
-@pytest.mark.skipif(not (BASE_MIBS / "SNMPv2-SMI.txt").exists(), reason="base MIBs not fetched (.ci/run does)")
 def test_mib_passes_smilint_and_loads_in_snmptranslate(snmpd):
-    if shutil.which("smilint"):
-        res = subprocess.run(["smilint", "-l", "3", str(OUR_MIBS / "STAMP-SUITE-MIB.mib")], capture_output=True,
-                             text=True, env={**ENV, "SMIPATH": str(BASE_MIBS)})
-        assert res.returncode == 0 and res.stdout + res.stderr == ""
+    require((BASE_MIBS / "SNMPv2-SMI.txt").exists(), "base MIBs not fetched (.ci/run does)")
+    require_tool("smilint", "snmptranslate")
+    res = subprocess.run(["smilint", "-l", "3", str(OUR_MIBS / "STAMP-SUITE-MIB.mib")], capture_output=True,
+                         text=True, env={**ENV, "SMIPATH": str(BASE_MIBS)})
+    assert res.returncode == 0 and res.stdout + res.stderr == ""
     res = subprocess.run(["snmptranslate", "-M", f"{BASE_MIBS}:{OUR_MIBS}", "-m", "STAMP-SUITE-MIB", "-On",
                           "STAMP-SUITE-MIB::stampReflectorSessionPacketsReceived"], capture_output=True, text=True,
                          env={**ENV, "MIBS": ""})

@@ -7,6 +7,7 @@ import pytest
 from vectors import EX_A, EX_B, EX_C, EX_C2, EX_D, KEY, T1_NS
 from stamp_suite.wire.auth import hmac16, verify16
 from stamp_suite.wire.packet import MalformedPacket, ReflectorPacket, SenderPacket
+from stamp_suite.wire.timestamp import ntp_from_ns, ntp_to_ns
 
 
 def test_open_sender_packet_layout():
@@ -83,4 +84,7 @@ def test_reflector_round_trip(seq, ts, ee, ssid, rx, sseq, sts, see, ttl, tlvs, 
 
 
 def test_t1_encoding_matches_example():
-    assert int.from_bytes(EX_A[4:12], "big") == 0xE93C7F0080000000 and T1_NS
+    # Digest 6.2: T1 = 2024-01-01T00:00:00.5Z is E93C7F00 80000000 in NTP format.
+    assert EX_A[4:12].hex() == "e93c7f0080000000"
+    assert ntp_from_ns(T1_NS) == int.from_bytes(EX_A[4:12], "big")
+    assert ntp_to_ns(int.from_bytes(EX_A[4:12], "big")) == T1_NS

@@ -134,6 +134,20 @@ def test_key_file_and_directory(tmp_path):
         load_key_directory(tmp_path / "missing")
 
 
+def test_key_paths_under_systemd_credentials(tmp_path, monkeypatch):
+    """LoadCredential= puts key files in $CREDENTIALS_DIRECTORY; the one variable expanded."""
+    (tmp_path / "lon1.key").write_text("00112233445566778899aabbccddeeff")
+    os.chmod(tmp_path / "lon1.key", 0o400)  # as systemd leaves them
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    for form in ("$CREDENTIALS_DIRECTORY/lon1.key", "${CREDENTIALS_DIRECTORY}/lon1.key"):
+        assert load_key_file(form) == bytes.fromhex("00112233445566778899aabbccddeeff")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    with pytest.raises(KeyLoadError, match="LoadCredential="):
+        load_key_file("$CREDENTIALS_DIRECTORY/lon1.key")
+    with pytest.raises(KeyLoadError, match=r"\$HOME/k: No such file"):
+        load_key_file("$HOME/k")  # any other variable is part of the name
+
+
 u8, u16, u32 = st.integers(0, 255), st.integers(0, 0xFFFF), st.integers(0, 2**32 - 1)
 ipv4 = st.builds(ipaddress.IPv4Address, u32)
 ipv6 = st.builds(ipaddress.IPv6Address, st.integers(0, 2**128 - 1))

@@ -1,8 +1,9 @@
 """Our packets decoded by an independent codec: scapy.contrib.stamp."""
 
-import pytest
 
-stamp = pytest.importorskip("scapy.contrib.stamp")
+from ci import require_module
+
+stamp = require_module("scapy.contrib.stamp")
 
 from stamp_suite.reflector.engine import PacketMeta, Reflector  # noqa: E402
 from stamp_suite.sender.engine import SenderConfig, SessionSender  # noqa: E402

@@ -23,12 +23,16 @@ def _raise_fd_limit(needed: int) -> None:
                                                     hard))
 
 
-def main(argv: list[str], stop: StopRequest) -> int:
+def build_parser() -> OneLineParser:
     ap = OneLineParser(prog="stamp-suite monitor", description="Measure many reflectors continuously.")
     ap.add_argument("--config", required=True, help="TOML file with [monitor], [defaults] and [[targets]]")
     ap.add_argument("--metrics-addr", help="serve Prometheus metrics here (overrides [monitor] metrics_addr)")
+    return ap
+
+
+def main(argv: list[str], stop: StopRequest) -> int:
     try:
-        args = ap.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
     if args.metrics_addr:

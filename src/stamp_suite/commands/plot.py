@@ -10,6 +10,8 @@ from ..config import Settings
 from ..sender.plot import check_available, load_records, render_html, render_png
 from ..sender.report import summary_text
 
+__all__ = ["check_available", "run_saved", "write"]  # check_available: before a run that will plot
+
 
 def write(s: Settings, records: list[dict[str, Any]], title: str, summary: dict[str, Any] | None = None,
           session: dict[str, Any] | None = None) -> None:

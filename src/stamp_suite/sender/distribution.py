@@ -80,7 +80,12 @@ class Distribution:
             ordered = _ordered if _ordered is not None else sorted(self._exact)
             rank = max(1, math.ceil(p / 100 * len(ordered)))
             return ordered[rank - 1]
-        value = self._sketch.get_quantile_value(p / 100)
+        # The same nearest rank as above: DDSketch's own quantile is the value at rank q(n-1)
+        # (0-based), a neighbour of ours, and in a heavy tail neighbours differ by far more
+        # than the sketch's error.  Aiming at rank r - 0.5 picks the bucket holding the r-th.
+        n = self._sketch.count
+        rank = max(1, math.ceil(p / 100 * n))
+        value = self._sketch.get_quantile_value(min(rank - 0.5, n - 1) / (n - 1))
         return min(max(value, self.min), self.max)  # never outside what was seen
 
     def merge(self, other: Distribution) -> None:

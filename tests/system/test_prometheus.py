@@ -1,0 +1,136 @@
+"""A real Prometheus (Debian's server and promtool) reads what stamp-suite serves: the example
+configuration and alert rules in deploy/ as they are, scraping a live reflector and monitor."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ci import require_tool
+from helpers import CMD, ENV, ReflectorProcess, send, wait_for
+from relay import Impairment, ImpairmentRelay
+from stamp_suite.api import start_reflector
+from test_metrics import free_tcp_port
+
+pytestmark = pytest.mark.system
+
+DEPLOY = Path(__file__).parents[2] / "deploy"
+
+
+def test_alert_rules_pass_promtool_check_and_unit_tests():
+    require_tool("promtool")
+    check = subprocess.run(["promtool", "check", "rules", "stamp-alerts.yml"], cwd=DEPLOY, capture_output=True,
+                           text=True)
+    assert check.returncode == 0 and "SUCCESS: 4 rules found" in check.stdout, check.stdout + check.stderr
+    tests = subprocess.run(["promtool", "test", "rules", "stamp-alerts.test.yml"], cwd=DEPLOY, capture_output=True,
+                           text=True)
+    assert tests.returncode == 0 and "SUCCESS" in tests.stdout, tests.stdout + tests.stderr
+
+
+def test_example_configuration_passes_promtool():
+    require_tool("promtool")
+    res = subprocess.run(["promtool", "check", "config", "prometheus.example.yml"], cwd=DEPLOY,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def _dead_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Prometheus:
+    """Debian's prometheus on a loopback port, with a configuration made from deploy/'s example
+    (its targets pointed at the test's processes, scraped every second)."""
+
+    def __init__(self, tmp: Path, reflector: str, monitor: str) -> None:
+        shutil.copy(DEPLOY / "stamp-alerts.yml", tmp / "stamp-alerts.yml")
+        config = (DEPLOY / "prometheus.example.yml").read_text()
+        assert '"127.0.0.1:9862"' in config and '"127.0.0.1:9863"' in config  # the units' addresses
+        config = (config.replace('"127.0.0.1:9862"', f'"{reflector}"').replace('"127.0.0.1:9863"', f'"{monitor}"')
+                  .replace("scrape_interval: 15s", "scrape_interval: 1s")
+                  .replace("evaluation_interval: 15s", "evaluation_interval: 1s"))
+        (tmp / "prometheus.yml").write_text(config)
+        self.address = f"127.0.0.1:{free_tcp_port()}"
+        self.proc = subprocess.Popen(["prometheus", f"--config.file={tmp / 'prometheus.yml'}",
+                                      f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address={self.address}",
+                                      "--log.level=warn"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+
+    def api(self, path: str, **params: str) -> dict:
+        url = f"http://{self.address}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = json.load(r)
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> dict[str, float]:
+        """Instant vector: the value per series, keyed by its labels' text."""
+        try:
+            result = self.api("query", query=expr)["result"]
+        except OSError:  # not listening yet
+            return {}
+        return {json.dumps(r["metric"], sort_keys=True): float(r["value"][1]) for r in result}
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=15)
+        return out
+
+
+def test_prometheus_scrapes_reflector_and_monitor_with_the_values_the_traffic_made(tmp_path):
+    require_tool("prometheus")
+    reflector_metrics, monitor_metrics = f"127.0.0.1:{free_tcp_port()}", f"127.0.0.1:{free_tcp_port()}"
+    drops = {seq for seq in range(10_000) if seq % 4 == 0}  # 25 % forward loss for "lossy"
+    with ReflectorProcess("--metrics", "--metrics-addr", reflector_metrics) as refl, \
+            start_reflector() as healthy, start_reflector() as behind, \
+            ImpairmentRelay(behind.address, forward=Impairment(drop=drops)) as relay:
+        assert send(refl, count=20).returncode == 0  # the reflector's traffic: 20 packets, all answered
+        cfg = tmp_path / "targets.toml"
+        cfg.write_text(f'[monitor]\nwindows = [2]\nmetrics_addr = "{monitor_metrics}"\n'
+                       f'[defaults]\nsend_delay = 50\ntimeout = 0.5\n'
+                       f'[[targets]]\nname = "healthy"\nremote_addr = "127.0.0.1"\nremote_port = {healthy.address[1]}\n'
+                       f'[[targets]]\nname = "lossy"\nremote_addr = "127.0.0.1"\nremote_port = {relay.address[1]}\n'
+                       f'[[targets]]\nname = "dead"\nremote_addr = "127.0.0.1"\nremote_port = {_dead_udp_port()}\n')
+        monitor = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True, env=ENV)
+        prom = Prometheus(tmp_path, reflector_metrics, monitor_metrics)
+        try:
+            # two scrapes of each job after the monitor's first window closed
+            scraped = 'count_over_time(stamp_monitor_window_loss_ratio{target="lossy"}[1m])'
+            assert wait_for(lambda: any(v >= 2 for v in prom.query(scraped).values()), 40), prom.stop()
+            assert wait_for(lambda: any(v >= 2 for v in
+                                        prom.query('count_over_time(up{job="stamp-reflector"}[1m])').values()), 10)
+
+            (reflected,) = prom.query("stamp_reflector_packets_reflected_total").values()
+            assert reflected == 20
+            loss = {json.loads(k)["target"]: v for k, v in prom.query("stamp_monitor_window_loss_ratio").items()}
+            assert loss["healthy"] == 0 and loss["lossy"] == pytest.approx(0.25, abs=0.06), loss
+            up = {json.loads(k)["target"]: v for k, v in prom.query("stamp_monitor_target_up").items()}
+            assert up == {"healthy": 1, "lossy": 1, "dead": 0}
+
+            groups = prom.api("rules")["groups"]  # deploy/stamp-alerts.yml, loaded and evaluated
+            rules = [r for g in groups for r in g["rules"]]
+            assert sorted(r["name"] for r in rules) == ["StampLossHigh", "StampReflectorDropping", "StampRttHigh",
+                                                        "StampTargetDown"]
+            assert wait_for(lambda: all(r["health"] == "ok" for g in prom.api("rules")["groups"]
+                                        for r in g["rules"]), 5)
+            # nothing listens behind "dead": StampTargetDown is pending (it fires after 2 minutes)
+            assert wait_for(lambda: [(a["labels"]["alertname"], a["labels"].get("target"), a["state"])
+                                     for a in prom.api("alerts")["alerts"]]
+                            == [("StampTargetDown", "dead", "pending")], 5), prom.api("alerts")
+        finally:
+            log = prom.stop()
+            monitor.terminate()
+            _, err = monitor.communicate(timeout=10)
+    assert "level=error" not in log, log
+    assert monitor.returncode == 0, err
