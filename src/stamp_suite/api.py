@@ -81,8 +81,8 @@ class ReflectorHandle:
 def start_reflector(local_addr: str = "127.0.0.1", local_port: int = 0, **settings: Any) -> ReflectorHandle:
     """Start a reflector on ``local_addr:local_port`` (0: any free port; see ``.address``)."""
     s = build_settings({"is_reflector": True, "local_addr": local_addr, "local_port": local_port, **settings})
-    engine = Reflector(reflector_config(s, read_clock_state(s.tai_offset), load_keys(s)))
     endpoint = open_reflector_endpoint(s, local_port)
+    engine = Reflector(reflector_config(s, read_clock_state(s.tai_offset), load_keys(s), endpoint.srv6_unavailable))
     server = ReflectorServer(engine, endpoint)
     thread = threading.Thread(target=server.serve, name="stamp-reflector", daemon=True)
     thread.start()

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(e.g. > /etc/bash_completion.d/stamp-suite)")
     g.add_argument("--print-man-page", action="store_true",
                    help="print the manual page (roff) and exit (e.g. > /usr/local/share/man/man1/stamp-suite.1)")
+    g.add_argument("--wireshark-dissector", action="store_true",
+                   help="print the path of the STAMP Lua dissector for Wireshark and exit "
+                        "(tshark -X lua_script:$(stamp-suite --wireshark-dissector) ...)")
     g.add_argument("--self-test", action="store_true",
                    help="start a reflector on loopback inside this process and measure it")
     g.add_argument("-i", "--is-reflector", action="store_true", help="run as Session-Reflector")
@@ -112,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cos-allowed-dscp", type=_int_list, help="DSCP values a CoS TLV may request [default: all]")
     r.add_argument("--return-address-allow", type=_str_list,
                    help="prefixes a Return Path may redirect replies to (open mode) [default: none]")
+    r.add_argument("--return-srv6-allow", type=_str_list,
+                   help="IPv6 prefixes the SIDs of a Return Path SRv6 segment list may come from (open mode); "
+                        "replies then carry that Segment Routing Header (Linux) [default: none]")
     r.add_argument("--reflector-member-link-id", type=_int, help="member link ID for RFC 9534 micro-sessions")
     r.add_argument("--workers", type=_int,
                    help="reflector processes sharing the port, each sender address (IPv6: /64) served by one of "

@@ -48,7 +48,8 @@ def clock_description(s: Settings, clock: ClockState) -> ClockDescription:
     return ClockDescription(error_estimate(s, clock), clock.sync_source, clock.tai_offset_s)
 
 
-def reflector_config(s: Settings, clock: ClockState, keys: KeyStore) -> ReflectorConfig:
+def reflector_config(s: Settings, clock: ClockState, keys: KeyStore, srv6_unavailable: str | None) -> ReflectorConfig:
+    """``srv6_unavailable``: why the reflector's socket cannot send an SRH (UdpEndpoint), or None."""
     return ReflectorConfig(
         authenticated=s.authenticated, keys=keys, stateful=s.stateful_reflector, tlv_mode=s.tlv_mode,
         verify_tlv_hmac=s.verify_tlv_hmac, timestamp_format=timestamp_format(s), tai_offset_s=clock.tai_offset_s,
@@ -57,6 +58,8 @@ def reflector_config(s: Settings, clock: ClockState, keys: KeyStore) -> Reflecto
         member_link_id=s.reflector_member_link_id,
         allowed_ssids=frozenset(s.allowed_ssids) if s.allowed_ssids is not None else None,
         return_address_allow=tuple(ipaddress.ip_network(p, strict=False) for p in s.return_address_allow),
+        return_srv6_allow=tuple(ipaddress.IPv6Network(p, strict=False) for p in s.return_srv6_allow),
+        srv6_unavailable=srv6_unavailable,
         session_timeout_s=s.session_timeout, max_sessions=s.max_sessions,
         accept_zero_multiplier=s.accept_zero_multiplier, answer_short_packets=not s.drop_short_packets,
         accept_nonzero_mbz=s.accept_nonzero_mbz,

@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .args import PROG, build_parser
 from .config import ConfigError, build_settings
-from .net import signals
+from .net import signals, srv6
 from .net.clock import read_clock_state
 from .net.udp import SocketSetupError, detect_capabilities
 from .sender.plot import PlotError
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     flags: dict[str, Any] = vars(ns)
     if "print_completion" in flags or flags.get("print_man_page"):
         return _print_docs(flags.get("print_completion"))
+    if flags.get("wireshark_dissector"):  # installed with the package (docs/wireshark.md)
+        print(Path(__file__).parent / "data" / "stamp.lua")
+        return 0
     show_version = flags.pop("show_version", False)
     config_path = flags.pop("config", None)
     if show_version:
@@ -116,5 +120,7 @@ def _version(verbose: bool) -> int:
             print(f"{name} {caps.describe()}")
             if caps.missing():
                 print(f"{name} missing: {', '.join(caps.missing())}")
+        for line in srv6.return_path_support():
+            print(line)
         print(read_clock_state().how)
     return 0

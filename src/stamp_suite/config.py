@@ -61,6 +61,7 @@ class Settings:
     allowed_ssids: tuple[int, ...] | None = None
     cos_allowed_dscp: tuple[int, ...] | None = None
     return_address_allow: tuple[str, ...] = ()
+    return_srv6_allow: tuple[str, ...] = ()
     reflector_member_link_id: int | None = None
     accept_zero_multiplier: bool = False
     answer_short_packets: bool = False  # the default since RFC 8762 §4.6 says so; kept for old command lines
@@ -194,10 +195,10 @@ class Settings:
         for sid in self.return_srv6_sids or ():
             need(_ip(sid, "--return-srv6-sids").version == 6, f"--return-srv6-sids: {sid} is not IPv6")
         for prefix in self.return_address_allow:
-            try:
-                ipaddress.ip_network(prefix, strict=False)
-            except ValueError:
-                raise ConfigError(f"--return-address-allow: {prefix!r} is not an address prefix") from None
+            _prefix(prefix, "--return-address-allow")
+        for prefix in self.return_srv6_allow:
+            need(_prefix(prefix, "--return-srv6-allow").version == 6,
+                 f"--return-srv6-allow: {prefix} is not an IPv6 prefix (SRv6 segments are IPv6 addresses)")
         for d in self.cos_allowed_dscp or ():
             need(0 <= d <= 63, f"--cos-allowed-dscp: {d} is outside 0..63")
         check_metrics_addr(self.metrics_addr)
@@ -209,6 +210,13 @@ def check_metrics_addr(addr: str) -> str:
     if not (host and port.isdigit() and int(port) <= 65535):
         raise ConfigError(f"--metrics-addr must be ADDRESS:PORT, not {addr!r}")
     return addr
+
+
+def _prefix(text: str, flag: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ConfigError(f"{flag}: {text!r} is not an address prefix") from None
 
 
 def _ip(text: str, flag: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -125,7 +125,7 @@ def test_return_address_refused_without_allow_list_and_honoured_with_it():
     packets, _, _ = tlv_run("--return-address", "127.0.0.1")
     assert (10, "not_processed") in [(p["type"], p["kind"]) for p in packets[0]["tlv_problems"]]
     packets, _, _ = tlv_run("--return-address", "127.0.0.1", reflector_args=("--return-address-allow", "127.0.0.0/8"))
-    assert packets[0]["tlv"]["return_path"] == {"honoured": True}
+    assert packets[0]["tlv"]["return_path"] == {"honoured": True, "followed": ["return_address"]}
 
 
 def test_micro_session_tlv():

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,12 @@ def test_completion_and_man_page_come_from_the_parser():
         out = subprocess.run(["groff", "-man", "-Tutf8"], input=man.stdout, capture_output=True, text=True)
         plain = re.sub(".\b", "", out.stdout).replace("‐", "-")  # without overstrike bold and hyphens
         assert out.returncode == 0 and "max-runtime" in plain
+
+
+def test_the_wireshark_dissector_path_is_printed_and_installed():
+    res = run("--wireshark-dissector")
+    path = Path(res.stdout.strip())
+    assert res.returncode == 0 and path.name == "stamp.lua" and path.is_file()
+    assert path.read_text().startswith("--") and "Proto(\"stamp\"" in path.read_text()
+    contrib = Path(__file__).parents[2] / "contrib" / "wireshark" / "stamp.lua"  # the same file, in the tree
+    assert contrib.resolve() == path.resolve()

@@ -36,14 +36,22 @@ class Namespaces:
     def ns(self, name: str) -> str:
         return self.prefix + name
 
-    def add(self, name: str) -> str:
+    def add(self, name: str, ipv6: bool = False) -> str:
+        """A namespace; without ``ipv6`` it has none (no router solicitations or ND in the
+        counts), with it no duplicate address detection and no router solicitations."""
         full = self.ns(name)
         _ip("netns", "add", full)
         self.names.append(full)
         self.ip(name, "link", "set", "lo", "up")
-        for knob in ("net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"):
-            self.run_in(name, ["sysctl", "-qw", knob])  # no router solicitations or ND in the counts
+        knobs = (("accept_dad=0", "router_solicitations=0") if ipv6 else ("disable_ipv6=1",))
+        for knob in knobs:
+            for scope in ("all", "default"):
+                self.run_in(name, ["sysctl", "-qw", f"net.ipv6.conf.{scope}.{knob}"], check=True)
         return full
+
+    def sysctl(self, name: str, *settings: str) -> None:
+        for setting in settings:
+            self.run_in(name, ["sysctl", "-qw", setting], check=True)
 
     def ip(self, name: str, *args: str) -> None:
         _ip("-n", self.ns(name), *args)
@@ -52,10 +60,11 @@ class Namespaces:
         """A veth pair between namespaces ``a`` and ``b`` (addresses with prefix length)."""
         ifa, ifb = f"v{a}{b}"[:15], f"v{b}{a}"[:15]
         _ip("link", "add", ifa, "netns", self.ns(a), "type", "veth", "peer", "name", ifb, "netns", self.ns(b))
-        self.ip(a, "addr", "add", addr_a, "dev", ifa)
+        nodad = ("nodad",) if ":" in addr_a else ()  # usable at once, no DAD probes in the counts
+        self.ip(a, "addr", "add", addr_a, "dev", ifa, *nodad)
         self.ip(a, "link", "set", ifa, "up")
         if addr_b:
-            self.ip(b, "addr", "add", addr_b, "dev", ifb)
+            self.ip(b, "addr", "add", addr_b, "dev", ifb, *nodad)
         self.ip(b, "link", "set", ifb, "up")
         return ifa, ifb
 

@@ -21,11 +21,11 @@ PROG = "stamp-suite"
 def run(s: Settings, stop: StopRequest) -> int:
     keys = load_keys(s)
     clock = read_clock_state(s.tai_offset)
-    config = reflector_config(s, clock, keys)
     endpoints, why_one = open_port_group(lambda port, reuse: open_reflector_endpoint(s, port, reuse),
                                          reflector_port(s), s.workers or default_workers())
     if why_one:
         note(why_one)
+    config = reflector_config(s, clock, keys, endpoints[0].srv6_unavailable)
 
     def make_watcher(engine: Reflector, log_changes: bool) -> ClockWatcher:
         return ClockWatcher(clock, lambda state: engine.update_clock(clock_description(s, state)),
@@ -51,6 +51,8 @@ def run(s: Settings, stop: StopRequest) -> int:
         print(_banner(s, endpoints[0], clock, service.workers), flush=True)
         for line in endpoints[0].caps.notes() + ([clock.how] if s.verbose or not clock.synchronized else []):
             note(line)
+        if s.return_srv6_allow and config.srv6_unavailable:
+            note(f"Return Path SRv6 segment lists are flagged U here: {config.srv6_unavailable}")
         service.run()
     finally:
         for part in (agent, metrics):

@@ -21,8 +21,10 @@ QUICK = {"count": 20, "send_delay": 50.0, "timeout": 1.0}  # unless given
 
 def run(s: Settings, stop: StopRequest, given: set[str]) -> int:
     reflector_settings = replace(s, stateful_reflector=True, local_addr="::1" if s.force_ipv6 else "127.0.0.1")
-    engine = Reflector(reflector_config(reflector_settings, read_clock_state(s.tai_offset), load_keys(s)))
-    server = ReflectorServer(engine, open_reflector_endpoint(reflector_settings, 0))
+    endpoint = open_reflector_endpoint(reflector_settings, 0)
+    engine = Reflector(reflector_config(reflector_settings, read_clock_state(s.tai_offset), load_keys(s),
+                                        endpoint.srv6_unavailable))
+    server = ReflectorServer(engine, endpoint)
     thread = threading.Thread(target=server.serve, name="self-test-reflector", daemon=True)
     thread.start()
     sender = replace(s, **{k: v for k, v in QUICK.items() if k not in given}, self_test=False,

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, fields, replace
 
 from . import options as o
+from . import srv6
 
 _INT = struct.Struct("i")  # cmsg ints are native-endian
 _TIMESPEC = struct.Struct("qq")
@@ -238,16 +239,35 @@ class UdpEndpoint:
                 kts = sec * 1_000_000_000 + usec * 1000
         return Received(data, addr[:2], ttl, tos, dst, kts, now, bool(flags & _MSG_TRUNC))
 
+    @property
+    def srv6_unavailable(self) -> str | None:
+        """Why this socket cannot send a reply with a Segment Routing Header (an RFC 9503
+        SRv6 Return Path); None when it can."""
+        if self.family != socket.AF_INET6:
+            return "the reflector's socket is IPv4 only"
+        return srv6.probe()
+
     def send(self, data: bytes | bytearray, destination: tuple[str, int] | None,
              source_address: str | bytes | None = None, tos: int | None = None,
-             tx_timestamp: bool = False) -> int | None:
+             tx_timestamp: bool = False, routing_header: bytes | None = None) -> int | None:
         """Send, optionally from a given local address and with a given TOS/traffic class.
 
         The source address is pinned only on a wildcard-bound socket (a bound address is
         already the source); the ancillary data is built once per address and TOS value.
         With ``tx_timestamp`` the kernel is asked for the software transmit time; the key
-        returned comes back with it from :meth:`read_tx_timestamps`.
+        returned comes back with it from :meth:`read_tx_timestamps`.  A ``routing_header``
+        (an SRH) is on the socket for this one send only (see :mod:`.srv6`).
         """
+        if routing_header is None:
+            return self._send(data, destination, source_address, tos, tx_timestamp)
+        self.sock.setsockopt(o.IPPROTO_IPV6, srv6.IPV6_RTHDR, routing_header)
+        try:
+            return self._send(data, destination, source_address, tos, tx_timestamp)
+        finally:
+            self.sock.setsockopt(o.IPPROTO_IPV6, srv6.IPV6_RTHDR, b"")
+
+    def _send(self, data: bytes | bytearray, destination: tuple[str, int] | None, source_address: str | bytes | None,
+              tos: int | None, tx_timestamp: bool) -> int | None:
         anc = []
         key = None
         if tx_timestamp and self.caps.kernel_tx_timestamp:

@@ -97,6 +97,11 @@ class ReflectorCollector:
         for f, n in sorted(c.tlv_flags_set.items()):
             flags.add_metric([f], n)
         yield flags
+        paths = CounterMetricFamily("stamp_reflector_return_path", "RFC 9503 Return Path requests, by what was done",
+                                    labels=["outcome"])
+        for outcome, n in sorted(c.return_path.items()):
+            paths.add_metric([outcome], n)
+        yield paths
         counts, sum_ns = c.processing()
         yield _histogram("stamp_reflector_processing_seconds", "Time from reading a datagram to having sent its reply",
                          PROCESSING_BUCKETS_S, counts, sum_ns)

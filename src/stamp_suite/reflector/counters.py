@@ -37,7 +37,25 @@ class DropReason:
     INTERNAL_ERROR = "internal_error"
 
 
-DROP_REASONS: tuple[str, ...] = tuple(v for k, v in vars(DropReason).items() if k.isupper())
+class ReturnPathOutcome:
+    """What became of an RFC 9503 Return Path request; each is a slot and an ``outcome`` label."""
+
+    NO_REPLY = "no_reply"  # Control Code 0
+    SAME_LINK = "same_link"  # Control Code 1
+    RETURN_ADDRESS = "return_address"
+    RETURN_ADDRESS_NOT_ALLOWED = "return_address_not_allowed"
+    SRV6_IMPOSED = "srv6_imposed"  # the reply left with the Segment Routing Header asked for
+    SRV6_NOT_ALLOWED = "srv6_not_allowed"
+    SRV6_IPV4_SESSION = "srv6_ipv4_session"
+    SRV6_UNAVAILABLE = "srv6_unavailable"  # this platform or socket cannot send an SRH
+    SR_MPLS_UNAVAILABLE = "sr_mpls_unavailable"
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    return tuple(v for k, v in vars(cls).items() if k.isupper())
+
+
+DROP_REASONS: tuple[str, ...] = _names(DropReason)
 DROP_BASE = 16
 DROP_SLOT = {reason: DROP_BASE + i for i, reason in enumerate(DROP_REASONS)}
 FLAG_BASE = DROP_BASE + 32
@@ -46,11 +64,14 @@ FLAG_U_SLOT, FLAG_M_SLOT, FLAG_I_SLOT = FLAG_BASE, FLAG_BASE + 1, FLAG_BASE + 2
 TLV_TYPE_BASE = FLAG_BASE + 16  # 256 slots: TLVs received, by Type
 PROCESSING_BUCKETS_S = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2)
 PROCESSING_BOUNDS_NS = [int(b * 1e9) for b in PROCESSING_BUCKETS_S]
-PROCESSING_BASE = TLV_TYPE_BASE + 256  # one slot per bucket and +Inf, then the sum in ns
+RETURN_PATH_OUTCOMES = _names(ReturnPathOutcome)
+RETURN_PATH_BASE = TLV_TYPE_BASE + 256
+RETURN_PATH_SLOT = {outcome: RETURN_PATH_BASE + i for i, outcome in enumerate(RETURN_PATH_OUTCOMES)}
+PROCESSING_BASE = RETURN_PATH_BASE + 16  # one slot per bucket and +Inf, then the sum in ns
 PROCESSING_SUM = PROCESSING_BASE + len(PROCESSING_BUCKETS_S) + 1
 SLOTS = PROCESSING_SUM + 1
 BLOCK_SIZE = SLOTS * 8
-assert len(DROP_REASONS) <= 32
+assert len(DROP_REASONS) <= 32 and len(RETURN_PATH_OUTCOMES) <= 16
 
 
 def local_block() -> memoryview:
@@ -115,6 +136,11 @@ class ReflectorCounters:
     @property
     def tlv_flags_set(self) -> dict[str, int]:
         out = {name: self._sum(FLAG_BASE + i) for i, name in enumerate(FLAG_NAMES)}
+        return {k: v for k, v in out.items() if v}
+
+    @property
+    def return_path(self) -> dict[str, int]:
+        out = {outcome: self._sum(slot) for outcome, slot in RETURN_PATH_SLOT.items()}
         return {k: v for k, v in out.items() if v}
 
     def processing(self) -> tuple[list[int], int]:

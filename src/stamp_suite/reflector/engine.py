@@ -23,8 +23,8 @@ from ..wire.timestamp import (DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFo
 from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, HEADER_LEN, MAX_TLVS, MalformedTlv, RawTlv, TlvLimitExceeded,
                         TlvType, compute_hmac_tlv, hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
 from ..tlvs import REGISTRY, ReflectContext, SyncSource, TimestampMethod, unmapped_address
-from .counters import (DROP_SLOT, FLAG_I_SLOT, FLAG_M_SLOT, FLAG_U_SLOT, RECEIVED, TLV_INTEGRITY_FAILURES,
-                       TLV_TYPE_BASE, DropReason, ReflectorCounters, local_block)
+from .counters import (DROP_SLOT, FLAG_I_SLOT, FLAG_M_SLOT, FLAG_U_SLOT, RECEIVED, RETURN_PATH_SLOT,
+                       TLV_INTEGRITY_FAILURES, TLV_TYPE_BASE, DropReason, ReflectorCounters, local_block)
 from .sessions import RateLimiter, Session, SessionTable
 
 __all__ = ["ClockDescription", "DropReason", "PacketMeta", "Reflector", "ReflectorConfig", "Reply"]
@@ -67,6 +67,10 @@ class ReflectorConfig:
     member_link_id: int | None = None
     allowed_ssids: frozenset[int] | None = None  # None: any SSID (open service)
     return_address_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    return_srv6_allow: tuple[ipaddress.IPv6Network, ...] = ()  # SIDs a Return Path segment list may name
+    # Why replies cannot carry a Segment Routing Header here (the socket layer says: see
+    # UdpEndpoint.srv6_unavailable); None when they can.
+    srv6_unavailable: str | None = "no socket able to send a Segment Routing Header was given"
     session_timeout_s: int = 300
     max_sessions: int = 100_000  # this engine's share of the reflector's --max-sessions
     report_location: bool = True
@@ -129,6 +133,7 @@ class Reply:
     # The session uses Follow-Up Telemetry: the socket layer should learn this reply's real
     # departure time (a kernel TX timestamp) and hand it to Reflector.confirm_transmit().
     want_tx_timestamp: bool = False
+    routing_header: bytes | None = None  # an SRv6 Return Path: the SRH the reply must carry
 
 
 class Reflector:
@@ -246,6 +251,7 @@ class Reflector:
         reply_seq = session.transmitted & 0xFFFF_FFFF if cfg.stateful else seq
 
         destination, source_address, tos, notes, follow_up = meta.source, meta.local_address, None, _NO_NOTES, False
+        routing_header = None
         tlv_area = data[base_len:]
         if tlv_area and cfg.tlv_mode == "echo":
             tlv_area = bytearray(tlv_area)
@@ -253,11 +259,13 @@ class Reflector:
             discard = self._process_tlvs(tlv_area, data[:4], reply_seq, key, ctx)
             if self.rate_limiter is not None and ctx.work > WORK_PER_PACKET:
                 self.rate_limiter.charge(meta.source[0], ctx.work / WORK_PER_PACKET - 1)
+            for outcome in ctx.return_path_outcomes:
+                self._c[RETURN_PATH_SLOT[outcome]] += 1
             if discard is not None:
                 return None, discard
             destination = ctx.destination or destination
             source_address = ctx.source_address or source_address
-            tos, notes, follow_up = ctx.tos, ctx.notes, ctx.follow_up_requested
+            tos, notes, follow_up, routing_header = ctx.tos, ctx.notes, ctx.follow_up_requested, ctx.routing_header
         if destination[1] == meta.local_port and self._is_self(destination[0], meta.local_address):
             return None, DropReason.REPLY_TO_SELF
 
@@ -274,7 +282,7 @@ class Reflector:
         if tlv_area:
             head += tlv_area
         return Reply(head, destination, source_address, tos, session, reply_seq, ts_offset,
-                     key if cfg.authenticated else None, notes, follow_up and cfg.stateful), None
+                     key if cfg.authenticated else None, notes, follow_up and cfg.stateful, routing_header), None
 
     def _is_reply(self, data: bytes, meta: PacketMeta, t2_wire: int) -> bool:
         """A packet with a Receive Timestamp or Sender TTL set is a reply, unless

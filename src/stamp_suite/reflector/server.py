@@ -161,7 +161,8 @@ class ReflectorServer:
                 # counters the moment its reply arrives, before this loop runs again.
                 c[REFLECTED] += 1
                 try:
-                    key = ep.send(data, reply.destination, reply.source_address, reply.tos, reply.want_tx_timestamp)
+                    key = ep.send(data, reply.destination, reply.source_address, reply.tos, reply.want_tx_timestamp,
+                                  reply.routing_header)
                 except OSError:
                     c[REFLECTED] -= 1
                     c[SEND_ERRORS] += 1

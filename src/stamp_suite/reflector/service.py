@@ -298,6 +298,8 @@ def format_totals(service: ReflectorService) -> str:
              f"Packets dropped: {c.dropped_total}"]
     lines += [f"  {reason}: {n}" for reason, n in sorted(c.dropped.items())]
     lines.append(f"Send errors: {c.send_errors}")
+    if c.return_path:
+        lines.append("Return Path requests: " + ", ".join(f"{k} {n}" for k, n in sorted(c.return_path.items())))
     lines.append(f"Uptime: {(time.time_ns() - service.started_ns) / 1e9:.1f} s")
     sessions = sorted(service.sessions(), key=lambda s: -s.received)
     lines.append(f"Clients: {c.active_sessions}")

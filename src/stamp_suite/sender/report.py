@@ -13,6 +13,7 @@ import io
 import json
 from typing import Any
 
+from ..wire.tlv import TlvType
 from .events import Duplicate, Event, Late, Lost, Rejected, Reply, Sample, TlvProblem
 
 SCHEMA_VERSION = 2
@@ -113,6 +114,12 @@ def packet_text(event: Event, verbose: bool = False, dscp: bool = False) -> str 
     if dscp or cos:
         here = "?" if s.reply_tos is None else str(s.reply_tos >> 2)
         parts.append(f"dscp={cos['dscp_at_reflector'] if cos else '?'}/{here}")
+    rp = s.tlv.get("return_path")
+    if rp is not None or any(p.tlv_type == TlvType.RETURN_PATH for p in s.tlv_problems):
+        # the path the reply was asked to take: whether it did, and the hop limit it arrived with
+        parts.append(f"return_path={'+'.join(rp['followed']) if rp else 'not_used'}")
+        if not verbose:
+            parts.append(f"reply_ttl={'unknown' if s.reply_ttl is None else s.reply_ttl}")
     if isinstance(event, Late):
         parts.append("late")
     elif isinstance(event, Duplicate):
@@ -237,8 +244,14 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
         ("TTL at sender", _counts(ttl["at_sender"]) or ("unknown (platform cannot read it)" if answered else "n/a")),
         ("DSCP/ECN sent", f"{dscp['sent']['dscp']}/{dscp['sent']['ecn']}"),
         ("DSCP/ECN at reflector", _counts(dscp["at_reflector"]) or "not reported (use --cos)"),
-        ("DSCP/ECN at sender", _counts(dscp["at_sender"]) or ("unknown" if answered else "n/a"))])
+        ("DSCP/ECN at sender", _counts(dscp["at_sender"]) or ("unknown" if answered else "n/a"))]
+        + ([("Return Path", _return_path_text(d["return_path"]))] if d.get("return_path") else []))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _return_path_text(rp: dict[str, Any]) -> str:
+    followed = ", ".join(f"{k.replace('_', ' ')} x{n}" for k, n in rp["followed"].items())
+    return f"used in {rp['honoured']} replies, not in {rp['not_honoured']}" + (f" ({followed})" if followed else "")
 
 
 def _counts(c: dict, unknown: int | None = None) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from .distribution import Distribution
 from .events import Duplicate, Late, Lost, Refused, Rejected, Reply, Sample, Sent
+from ..wire.tlv import TlvType
 
 U32 = 1 << 32
 IPDV_MEMORY = 4096  # recent per-sequence delays kept to pair consecutive packets
@@ -98,6 +99,8 @@ class SessionStats:
         self._max_reflector: tuple[int, int] | None = None  # (reflector seq, sender seq) of the latest reply
         self._reflector_seqs_received = 0
         self.direct_measurement: dict | None = None
+        # RFC 9503 Return Path: replies that say it was used (and which sub-TLVs), or not
+        self.return_path: Counter[str] = Counter()
         self.last_sample: Sample | None = None
         # Follow-Up Telemetry: the reflector's real departure time of its previous reply
         self.follow_up_shift = Distribution()  # real departure minus the T3 the reply carried
@@ -195,6 +198,12 @@ class SessionStats:
             self.tos_at_reflector[(cos["dscp_at_reflector"], cos["ecn_at_reflector"])] += 1
         if s.reply_tos is not None:
             self.tos_at_sender[s.reply_tos] += 1
+        rp = s.tlv.get("return_path")
+        if rp is not None:
+            self.return_path["honoured"] += 1
+            self.return_path.update(rp["followed"])
+        elif any(p.tlv_type == TlvType.RETURN_PATH and p.kind == "not_processed" for p in s.tlv_problems):
+            self.return_path["not_honoured"] += 1
 
     def _on_reflector_sequence(self, s: Sample, seq: int) -> None:
         if s.reflector_sequence_number != s.sequence_number:
@@ -263,4 +272,13 @@ class SessionStats:
             "ttl": {"at_reflector": dict(sorted(self.reflector_ttl.items())),
                     "at_sender": dict(sorted(self.reply_ttl.items())), "changes": self.ttl_changes},
             "dscp_ecn": self.remarking(),
+            "return_path": self._return_path(),
         }
+
+    def _return_path(self) -> dict | None:
+        """None unless replies answered a Return Path TLV: how many used it, and how."""
+        if not self.return_path:
+            return None
+        rp = self.return_path
+        return {"honoured": rp["honoured"], "not_honoured": rp["not_honoured"],
+                "followed": {k: n for k, n in sorted(rp.items()) if k not in ("honoured", "not_honoured")}}

@@ -86,6 +86,8 @@ class ReflectContext:
     tos: int | None = None
     discard_reason: str | None = None
     return_path_seen: bool = False
+    return_path_outcomes: list[str] = field(default_factory=list)  # counted by the engine
+    routing_header: bytes | None = None  # an SRH the reply must carry (RFC 9503 SRv6 Segment List)
     follow_up_requested: bool = False
     work: int = 0  # TLVs and sub-TLVs looked at: what the packet costs (see Reflector)
     notes: list[str] = field(default_factory=list)

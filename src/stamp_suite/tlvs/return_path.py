@@ -11,9 +11,10 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
+from ..wire.srh import segment_routing_header
 from ..wire.tlv import FLAG_U, MalformedTlv, RawTlv, TlvType, build_tlvs, parse_sub_tlvs
-from ..reflector.counters import DropReason
-from .base import PROCESSED, ReadContext, ReflectContext, TlvValue
+from ..reflector.counters import DropReason, ReturnPathOutcome
+from .base import PROCESSED, ReadContext, ReflectContext, TlvValue, unmapped_address
 from .destination import IPAddress
 
 _WORD = struct.Struct("!I")
@@ -61,6 +62,7 @@ class ReturnPath(TlvValue):
     srv6_segments: tuple[ipaddress.IPv6Address, ...] | None = None
     unknown: tuple[RawTlv, ...] = field(default=())
     sub_tlv_count: int = field(default=0, compare=False)  # as received, known kinds and repeats included
+    sub_flags: tuple[tuple[int, int], ...] = field(default=(), compare=False)  # (type, flags) as received
 
     @classmethod
     def from_value(cls, value: bytes) -> ReturnPath:
@@ -89,7 +91,7 @@ class ReturnPath(TlvValue):
                     segments = tuple(ipaddress.IPv6Address(v[i:i + 16]) for i in range(0, len(v), 16))
             else:
                 unknown.append(sub)
-        return cls(cc, addr, labels, segments, tuple(unknown), len(subs))
+        return cls(cc, addr, labels, segments, tuple(unknown), len(subs), tuple((t.type, t.flags) for t in subs))
 
     def to_value(self) -> bytes:
         subs: list[RawTlv] = []
@@ -122,30 +124,97 @@ class ReturnPath(TlvValue):
     @classmethod
     def reflect(cls, tlv: RawTlv, ctx: ReflectContext) -> tuple[int, bytes]:
         """Only the first Return Path TLV counts (RFC 9503 §4).  Control Code 0: no reply;
-        1: reply on the link the packet came in on.  A Return Address is a redirection: served
-        to authenticated packets or inside --return-address-allow only (docs/security.md).
-        A segment list cannot be imposed from a UDP socket: U = 1."""
+        1: reply on the link the packet came in on; either way the other sub-TLVs are
+        ignored.  Otherwise the Return Address, then the SRv6 Segment List to reach it, each
+        used if allowed and possible.  Each sub-TLV used gets U = 0, every other U = 1; the
+        TLV gets U = 1 unless the whole return path asked for is used."""
         rp = cls.from_value(tlv.value)
         ctx.work += rp.sub_tlv_count
         if ctx.return_path_seen:
             return tlv.flags | FLAG_U, tlv.value
         ctx.return_path_seen = True
+        used: set[int] = set()  # sub-TLV types followed
+        complete = rp.sub_tlv_count > len(rp.unknown)  # something known was asked for
         if rp.control_code is not None:
-            if rp.control_code & 1 == CONTROL_NO_REPLY:
+            no_reply = rp.control_code & CONTROL_REPLY_SAME_LINK == CONTROL_NO_REPLY
+            if no_reply:
                 ctx.discard_reason = DropReason.RETURN_PATH_NO_REPLY
             # The reply leaves from the socket and address the packet came in on: the same
             # link on a host with one route back.
-            return PROCESSED, tlv.value
-        if rp.sr_mpls_labels is not None or rp.srv6_segments is not None:
-            ctx.notes.append("segment-routed return path cannot be imposed from a UDP socket")
-            return FLAG_U, tlv.value
-        if rp.return_address is not None:
-            if ctx.authenticated_packet or any(rp.return_address in net for net in ctx.config.return_address_allow):
-                ctx.destination = (str(rp.return_address), ctx.meta.source[1])
-                return PROCESSED, tlv.value
-            ctx.notes.append(f"return address {rp.return_address} not allowed")
-            return FLAG_U, tlv.value
-        return FLAG_U, tlv.value  # only unknown sub-TLVs
+            ctx.return_path_outcomes.append(ReturnPathOutcome.NO_REPLY if no_reply else ReturnPathOutcome.SAME_LINK)
+            used.add(ReturnPathSubType.CONTROL_CODE)
+        else:
+            if rp.return_address is not None:
+                if _allowed(ctx, rp.return_address, ctx.config.return_address_allow):
+                    ctx.destination = (str(rp.return_address), ctx.meta.source[1])
+                    used.add(ReturnPathSubType.RETURN_ADDRESS)
+                    ctx.return_path_outcomes.append(ReturnPathOutcome.RETURN_ADDRESS)
+                else:
+                    ctx.notes.append(f"return address {rp.return_address} not allowed")
+                    ctx.return_path_outcomes.append(ReturnPathOutcome.RETURN_ADDRESS_NOT_ALLOWED)
+                    complete = False
+            if rp.srv6_segments is not None:
+                if _impose_srv6(rp.srv6_segments, ctx):
+                    used.add(ReturnPathSubType.SRV6_SEGMENT_LIST)
+                else:
+                    complete = False
+            if rp.sr_mpls_labels is not None:
+                ctx.notes.append("an SR-MPLS label stack cannot be imposed from a UDP socket")
+                ctx.return_path_outcomes.append(ReturnPathOutcome.SR_MPLS_UNAVAILABLE)
+                complete = False
+        return (PROCESSED if complete else FLAG_U), _with_sub_tlv_flags(tlv.value, used)
 
     def read(self, ctx: ReadContext) -> None:
-        ctx.values[self.KEY] = {"honoured": True}
+        """U = 0 on the TLV: the return path asked for was used.  Which sub-TLVs the reflector
+        followed (U = 0 on each) is kept, e.g. that an SRv6 segment list was imposed."""
+        followed = [_SUB_NAMES.get(t, str(t)) for t, flags in self.sub_flags if not flags & FLAG_U]
+        ctx.values[self.KEY] = {"honoured": True, "followed": followed}
+
+
+_SUB_NAMES = {ReturnPathSubType.CONTROL_CODE: "control_code", ReturnPathSubType.RETURN_ADDRESS: "return_address",
+              ReturnPathSubType.SR_MPLS_LABEL_STACK: "sr_mpls_label_stack",
+              ReturnPathSubType.SRV6_SEGMENT_LIST: "srv6_segment_list"}
+
+
+def _allowed(ctx: ReflectContext, address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+             allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    """A path the sender chooses is a redirection: served to authenticated packets, or to
+    addresses inside the operator's allow-list (docs/security.md)."""
+    return ctx.authenticated_packet or any(address in net for net in allow)
+
+
+def _impose_srv6(segments: tuple[ipaddress.IPv6Address, ...], ctx: ReflectContext) -> bool:
+    """Ask for a Segment Routing Header on the reply, if this reflector may and can."""
+    cfg = ctx.config
+    destination = unmapped_address((ctx.destination or ctx.meta.source)[0])
+    if cfg.srv6_unavailable is not None:
+        outcome, why = ReturnPathOutcome.SRV6_UNAVAILABLE, cfg.srv6_unavailable
+    elif not isinstance(destination, ipaddress.IPv6Address):
+        outcome, why = ReturnPathOutcome.SRV6_IPV4_SESSION, "an SRv6 segment list needs an IPv6 session"
+    elif not all(sid == destination or _allowed(ctx, sid, cfg.return_srv6_allow) for sid in segments):
+        outcome, why = ReturnPathOutcome.SRV6_NOT_ALLOWED, "SRv6 segments outside --return-srv6-allow"
+    elif segments == (destination,):  # the path the reply takes anyway: nothing to impose
+        ctx.return_path_outcomes.append(ReturnPathOutcome.SRV6_IMPOSED)
+        return True
+    else:
+        try:
+            ctx.routing_header = segment_routing_header(segments, destination)
+        except ValueError as exc:  # longer than an SRH can hold
+            outcome, why = ReturnPathOutcome.SRV6_UNAVAILABLE, str(exc)
+        else:
+            ctx.return_path_outcomes.append(ReturnPathOutcome.SRV6_IMPOSED)
+            return True
+    ctx.notes.append(why)
+    ctx.return_path_outcomes.append(outcome)
+    return False
+
+
+def _with_sub_tlv_flags(value: bytes, used: set[int]) -> bytes:
+    """The Value with U = 0 on the first sub-TLV of each type in ``used``, U = 1 on the others."""
+    out = bytearray(value)
+    seen: set[int] = set()
+    for sub in parse_sub_tlvs(value, 0, "Return Path"):
+        first = sub.type not in seen
+        seen.add(sub.type)
+        out[sub.offset] = (sub.flags & ~FLAG_U) if first and sub.type in used else (sub.flags | FLAG_U)
+    return bytes(out)

@@ -1,0 +1,1 @@
+../../src/stamp_suite/data/stamp.lua
