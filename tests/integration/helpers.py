@@ -43,10 +43,12 @@ def check_report(obj: dict) -> dict:
 class ReflectorProcess:
     """``stamp-suite -i`` on an ephemeral port; the port is read from its banner."""
 
-    def __init__(self, *args: str, host: str = "127.0.0.1") -> None:
+    def __init__(self, *args: str, host: str | None = "127.0.0.1") -> None:
+        """``host`` None: no -S, the reflector's own default (the dual-stack wildcard)."""
         if "--workers" not in args:  # one process unless a test is about workers
             args = ("--workers", "1", *args)
-        self.proc = subprocess.Popen([*CMD, "-i", "-S", host, "-o", "0", *args], stdout=subprocess.PIPE,
+        bind = ("-S", host) if host is not None else ()
+        self.proc = subprocess.Popen([*CMD, "-i", *bind, "-o", "0", *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=ENV)
         line = self.proc.stdout.readline()
         m = re.search(r"listening on (?:\[([0-9a-f:.]+)\]|([0-9.]+)):(\d+)", line)
@@ -54,6 +56,8 @@ class ReflectorProcess:
             self.proc.kill()
             raise RuntimeError(f"reflector did not start: {line!r} {self.proc.stderr.read()}")
         self.host, self.port = m.group(1) or m.group(2), int(m.group(3))
+        if self.host in ("::", "0.0.0.0"):  # a wildcard: reach it on loopback
+            self.host = "::1" if self.host == "::" else "127.0.0.1"
         self.banner = line
 
     def stop(self) -> tuple[int, str, str]:

@@ -279,3 +279,25 @@ def test_address_family_flags_are_honoured():
     with ReflectorProcess(host="::1") as refl:
         res = run("-6", "-r", "::1", "-p", str(refl.port), "-c", "2", "-d", "5", "-L", "1")
     assert res.returncode == 0 and "sending to [::1]" in res.stdout
+
+
+def test_the_reflector_answers_short_packets_by_default_and_not_when_hardened():
+    """RFC 8762 §4.6 through the real CLI: a 14-octet TWAMP-Light packet (the digest's packet
+    (a) cut short) gets a 44-octet base reply; --drop-short-packets gets it none."""
+    short = bytes.fromhex("00000001e93c7f00800000008001")
+    for flags, expected in (((), 44), (("--drop-short-packets",), None)):
+        with ReflectorProcess(*flags) as refl, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(1.0)
+            s.sendto(short, (refl.host, refl.port))
+            try:
+                got = len(s.recv(2048))
+            except TimeoutError:
+                got = None
+        assert got == expected, flags
+
+
+def test_the_default_reflector_serves_ipv4_and_ipv6_on_one_socket():
+    with ReflectorProcess(host=None) as refl:  # no -S: the reflector's default bind
+        assert "dual-stack" in refl.banner and send(refl, count=2).returncode == 0  # over ::1
+        v4 = run("-r", "127.0.0.1", "-p", str(refl.port), "-c", "2", "-d", "5", "-L", "1")
+        assert v4.returncode == 0 and "Packets received: 2" in v4.stdout

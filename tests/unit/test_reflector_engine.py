@@ -215,6 +215,17 @@ def test_return_address_needs_allow_list_or_authentication():
     assert reply_tlvs(reply)[0].flags == 0 and rep.destination == ("127.0.0.2", 40000)
 
 
+def test_return_address_is_honoured_for_authenticated_packets():
+    # Digest 6.4's authenticated packet (c) with a Return Path TLV (Return Address 127.0.0.2,
+    # written out from RFC 9503 §4.1.2) and the HMAC TLV authenticated mode requires.
+    from stamp_suite.wire.tlv import compute_hmac_tlv
+    rp = bytes.fromhex("800a0008" "80020004" "7f000002")
+    packet = EX_C + rp + compute_hmac_tlv(KEY, EX_C[:4], rp).to_bytes()
+    cfg = ReflectorConfig(authenticated=True, keys=KeyStore(KEY), error_estimate=SYNCED)  # no allow-list
+    _, reply, rep = reflect(packet, cfg)
+    assert reply[112] == 0x00 and rep.destination == ("127.0.0.2", META.source[1])
+
+
 def test_segment_routed_return_path_is_flagged_unusable():
     _, reply, rep = reflect(with_tlvs(ReturnPath(sr_mpls_labels=ReturnPath.label_stack([100, 200]))))
     assert reply_tlvs(reply)[0].flags & FLAG_U and rep.destination == META.source
@@ -282,6 +293,28 @@ def test_rate_limit_per_source_address():
     assert r.counters.dropped["rate_limited"] == 2
     assert r.receive(EX_A, PacketMeta(("127.0.0.2", 1), None, 862), T3_NS)  # another host
     assert r.receive(EX_A, META, T3_NS + 100_000_000)  # 100 ms later: one more token
+
+
+def test_rate_limiter_table_is_capped_and_ipv6_hosts_limited_by_64():
+    from stamp_suite.reflector.sessions import RateLimiter
+    limiter = RateLimiter(rate=1, burst=1, max_clients=100)
+    for i in range(1000):  # a spray of sources cannot grow the table past its cap
+        limiter.allow(f"10.0.{i // 256}.{i % 256}", T3_NS)
+    assert len(limiter._buckets) == 100
+    assert limiter.allow("2001:db8:1:2::1", T3_NS)
+    assert not limiter.allow("2001:db8:1:2:ffff::9", T3_NS)  # same /64: the same client
+    assert limiter.allow("2001:db8:1:3::1", T3_NS)  # the next /64: another one
+
+
+def test_hmac_is_compared_in_constant_time(monkeypatch):
+    import hmac
+    from stamp_suite.wire import auth
+    calls = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(auth._hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
+    cfg = ReflectorConfig(authenticated=True, keys=KeyStore(KEY), error_estimate=SYNCED)
+    _, reply, _ = reflect(EX_C, cfg)  # digest 6.4: a valid HMAC
+    assert reply is not None and len(calls) == 1 and calls[0][1] == EX_C[96:112]
 
 
 def test_session_table_cap_and_expiry():
