@@ -114,7 +114,8 @@ def sender_config(s: Settings, clock: ClockState, keys: KeyStore, windows_ns: tu
             tai_offset_s=clock.tai_offset_s, error_estimate=error_estimate(s, clock), tlvs=sender_tlvs(s),
             padding=s.padding, hmac_tlv=s.hmac_tlv, timeout_ns=int(s.timeout * 1e9),
             access_report_timer_ns=int(s.access_report_timer * 1e9), access_report_retries=s.access_report_retries,
-            count=s.count, interval_ns=max(1, int(s.send_delay * 1e6)), in_flight=s.window,
+            count=s.count, duration_ns=int(s.max_runtime * 1e9), interval_ns=max(1, int(s.send_delay * 1e6)),
+            in_flight=s.window,
             report_interval_ns=int(s.report_interval * 1e9), windows_ns=windows_ns)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -8,6 +8,7 @@ key never ends up in a configuration file: use ``hmac_key_file`` or ``hmac_key_d
 from __future__ import annotations
 
 import ipaddress
+import math
 import tomllib
 import types
 import typing
@@ -123,6 +124,9 @@ class Settings:
             if not cond:
                 raise ConfigError(msg)
 
+        for f in fields(self):  # inf and nan would overflow the nanosecond arithmetic downstream
+            v = getattr(self, f.name)
+            need(not isinstance(v, float) or math.isfinite(v), f"--{f.name.replace('_', '-')} must be a finite number")
         need(self.clock_source in ("NTP", "PTP"), f"--clock-source must be NTP or PTP, not {self.clock_source!r}")
         need(self.auth_mode in ("A", "O"), f"--auth-mode must be A or O, not {self.auth_mode!r}")
         need(self.tlv_mode in ("echo", "ignore"), f"--tlv-mode must be echo or ignore, not {self.tlv_mode!r}")
@@ -153,8 +157,10 @@ class Settings:
         need(0 <= self.access_return_code <= 255, "--access-return-code must be 0..255")
         need(self.access_report_timer > 0, "--access-report-timer must be more than 0 seconds")
         need(0 <= self.access_report_retries <= 100, "--access-report-retries must be 0..100")
-        need(self.report_interval >= 0, "--report-interval must be 0 or more seconds")
-        need(self.max_runtime >= 0, "--max-runtime must be 0 (no limit) or more seconds")
+        need(self.report_interval == 0 or self.report_interval >= 0.001,
+             "--report-interval must be 0 (none) or at least 0.001 seconds")
+        need(self.max_runtime == 0 or self.max_runtime >= 0.001,
+             "--max-runtime must be 0 (no limit) or at least 0.001 seconds")
         for name in ("micro_session_id", "reflector_member_link_id"):
             v = getattr(self, name)
             need(v is None or 1 <= v <= 0xFFFF, f"--{name.replace('_', '-')} must be 1..65535")

@@ -28,11 +28,12 @@ def open_reflector_endpoint(s: Settings, port: int, reuseport: bool = False) -> 
                                            reuseport=reuseport), s)
 
 
-def open_sender_endpoint(s: Settings, destination: tuple[str, int]) -> UdpEndpoint:
-    """Connected to the reflector (so ICMP errors reach us), with --dscp/--ecn on every packet."""
+def open_sender_endpoint(s: Settings, destination: tuple[str, int], reuseport: bool = False) -> UdpEndpoint:
+    """Connected to the reflector (so ICMP errors reach us), with --dscp/--ecn on every packet.
+    ``reuseport``: a fixed --local-port that a session being replaced still holds (monitor)."""
     host = s.local_addr or ("::" if ":" in destination[0] else "0.0.0.0")
     ep = _check_timestamping(UdpEndpoint(host, s.local_port or 0, kernel_timestamps=s.timestamping != "user",
-                                         connect=destination), s)
+                                         connect=destination, reuseport=reuseport), s)
     if s.dscp or s.ecn:
         ep.set_default_tos((s.dscp << 2) | s.ecn)
     return ep

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -113,25 +114,42 @@ def test_per_packet_lines_read_well_and_keep_the_rust_start():
     assert [ln for ln in lost.stdout.splitlines() if ln.startswith("seq=")] == ["seq=0 lost", "seq=1 lost"]
 
 
-def test_interim_reports_come_every_interval_on_time():
+def test_interim_reports_come_every_interval_on_time_and_add_up():
     with ReflectorProcess() as refl:
         proc = subprocess.Popen([*CMD, "-r", refl.host, "-p", str(refl.port), "-c", "0", "-d", "50", "-L", "1",
                                  "--report-interval", "0.5", "-w", "2.2"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=ENV)
         banner = proc.stdout.readline()
         started = time.monotonic()
-        interim = []
+        interim, rest = [], []
         for line in proc.stdout:
             if line.startswith("[interval "):
                 interim.append((time.monotonic() - started, line))
+            else:
+                rest.append(line)
         proc.wait(10)
-    assert "for at most 2.2 s" in banner and proc.returncode == 0
+    assert "for 2.2 s" in banner and proc.returncode == 0
     assert [ln.split("]")[0] for _, ln in interim] == ["[interval 1: 0.0-0.5 s", "[interval 2: 0.5-1.0 s",
-                                                        "[interval 3: 1.0-1.5 s", "[interval 4: 1.5-2.0 s"]
-    for k, (t, _) in enumerate(interim, 1):
+                                                        "[interval 3: 1.0-1.5 s", "[interval 4: 1.5-2.0 s",
+                                                        "[interval 5: 2.0-2.2 s"]  # the last, shorter
+    for k, (t, _) in enumerate(interim[:4], 1):
         assert abs(t - 0.5 * k) < 0.1, (k, t)
     sent = [int(re.search(r"sent (\d+)", ln).group(1)) for _, ln in interim]
-    assert all(9 <= n <= 11 for n in sent), sent  # each interval's own packets, not the run's so far
+    # each interval's own packets (one every 50 ms: the one due at a boundary opens the next),
+    # and -w stops sending at 2.2 s: 44 in all, every one answered, none counted lost
+    assert sent == [10, 10, 10, 10, 4], sent
+    assert "Packets sent: 44\n" in "".join(rest) and "Packets lost: 0 (0.0%)\n" in "".join(rest)
+
+
+def test_a_stop_leaves_packets_in_flight_unanswered_not_lost():
+    # Ctrl-C half a second in, with --timeout 5 s: no packet has had its full timeout yet
+    proc = subprocess.Popen([*CMD, "-r", "127.0.0.1", "-p", str(_dead_port()), "-c", "0", "-d", "100", "-L", "5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    proc.stdout.readline()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=10)
+    assert "Packets lost: 0 (0.0%)," in out and "unanswered when stopped (not counted)" in out, out
 
 
 def test_quiet_prints_the_summary_only():

@@ -69,12 +69,13 @@ def test_ptp_sender_with_ntp_reflector_converts_per_field():
     assert ev.sample.t1_ns == T1_NS and ev.sample.t2_ns == T2_NS
 
 
-def drive(sender, until_ns, reply=None, step_ns=MS):
+def drive(sender, until_ns, reply=None, step_ns=MS, wall=lambda now: T1_NS + now):
     """Run the engine's timers up to ``until_ns`` (no socket): stamp every Transmit, and let
-    ``reply(sent, now)`` return the datagrams that come back.  Returns (time, event) pairs."""
+    ``reply(sent, now)`` return the datagrams that come back.  ``wall(now)`` is the wall clock
+    (T1).  Returns (time, event) pairs."""
     out = []
     now = 0
-    sender.start(0, T1_NS)
+    sender.start(0, wall(0))
     while now <= until_ns:
         due = sender.next_timer()
         if due is None or due > until_ns:
@@ -84,7 +85,7 @@ def drive(sender, until_ns, reply=None, step_ns=MS):
         while pending:
             ev = pending.pop(0)
             if isinstance(ev, Transmit):
-                ev = sender.stamp(ev, T1_NS + now, now)
+                ev = sender.stamp(ev, wall(now), now)
                 for data in (reply(ev, now) if reply else ()):
                     pending += sender.receive(data, T1_NS + now + step_ns, now + step_ns)
             out.append((now, ev))
@@ -258,3 +259,35 @@ def test_report_and_window_timers():
     windows = [(t // MS, ev.index - start_wall // 10**9, ev.partial) for t, ev in timeline
                if isinstance(ev, WindowClosed)]
     assert windows == [(550, 0, True), (1550, 1, False), (2550, 2, False)]
+
+
+def test_duration_stops_sending_and_waits_for_the_replies_in_flight():
+    """-w: no packet is due at or after the end; those in flight still get their reply."""
+    reflector = Reflector()
+    s = SessionSender(SenderConfig(count=0, interval_ns=100 * MS, duration_ns=1000 * MS, timeout_ns=50 * MS))
+    timeline = drive(s, 5000 * MS, lambda sent, now: [reply_to(reflector, sent.data)], step_ns=30 * MS)
+    kinds = [type(ev).__name__ for _, ev in timeline]
+    assert kinds.count("Sent") == 10 and kinds.count("Reply") == 10 and "Lost" not in kinds
+    assert kinds[-1] == "Finished" and s.finished
+
+
+def test_a_stop_makes_packets_in_flight_unanswered_not_lost():
+    s = SessionSender(SenderConfig(count=0, interval_ns=100 * MS, timeout_ns=5000 * MS))
+    drive(s, 250 * MS)  # three packets out, none answered, none past its timeout
+    events = s.close(250 * MS)
+    assert [type(e).__name__ for e in events] == ["Unanswered"] * 3 + ["Finished"]
+
+
+def test_windows_keep_their_packets_when_the_wall_clock_steps():
+    """chrony stepping the clock back an hour mid-run: every window still closes with the
+    packets sent in it (windows run on the engine's window clock, not on T1)."""
+    from stamp_suite.monitor.windows import WindowedStats
+    s = SessionSender(SenderConfig(count=0, interval_ns=100 * MS, timeout_ns=50 * MS, windows_ns=(1000 * MS,)))
+    closed = []
+    windows = WindowedStats((1000 * MS,), on_close=closed.append)
+    stepped = lambda now: T1_NS + now - (3600 * 10**9 if now >= 1200 * MS else 0)  # noqa: E731
+    for _, ev in drive(s, 4600 * MS, lambda sent, now: [reply_to(Reflector(), sent.data)], wall=stepped):
+        windows(ev)
+    assert [w["packets"]["sent"] for w in closed] == [5, 10, 10, 10, 10]  # the first partial: started half-way
+    assert [w["packets"]["received"] for w in closed] == [5, 10, 10, 10, 10]
+    assert len(windows.open[1000 * MS]) == 1  # only the window still running: nothing stranded

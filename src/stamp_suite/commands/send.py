@@ -49,7 +49,7 @@ def run(s: Settings, stop: StopRequest, destination: tuple[str, int] | None = No
             pace = f"with {s.window} in flight" if s.window else f"every {s.send_delay:g} ms"
             howmany = "packets" if s.count == 0 else f"{s.count} packets"
             until = " until interrupted" if s.count == 0 and not s.max_runtime else ""
-            limit = f" for at most {s.max_runtime:g} s" if s.max_runtime else ""
+            limit = f" for {s.max_runtime:g} s" if s.max_runtime else ""
             print(f"{PROG} {__version__} sending to {where} from {info['local']}: {howmany} {pace}{until}{limit}, "
                   f"{info['auth_mode']} mode", flush=True)
         if not s.quiet:
@@ -59,8 +59,6 @@ def run(s: Settings, stop: StopRequest, destination: tuple[str, int] | None = No
         driver.add(session)
         if output.progress:
             driver.every(NS, output.show_progress)
-        if s.max_runtime:
-            driver.every(int(s.max_runtime * NS), stop.set)
         started = time.monotonic_ns()
         driver.run()
         driver.close_all()

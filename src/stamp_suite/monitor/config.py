@@ -15,9 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import FILE_KEYS, ConfigError, Settings, build_settings, check_metrics_addr, coerce
+from ..config import ConfigError, Settings, build_settings, check_metrics_addr, coerce
 
 DEFAULT_WINDOWS = (60, 300)
+# What a target may set: where and how it measures (the sender's packet, TLV, key, clock and
+# address settings).  Run-shaping settings of the command line (count, window, max_runtime,
+# output, metrics, the reflector's own) are refused: ``window = 5``, a slip for ``windows``,
+# would otherwise turn a target into a capacity test at 5,000 packets/s.
+TARGET_KEYS = frozenset({
+    "remote_addr", "remote_port", "local_addr", "local_port", "force_ipv4", "force_ipv6",
+    "send_delay", "timeout", "padding", "dscp", "ecn", "ssid", "auth_mode", "hmac_key_file", "hmac_key_dir",
+    "hmac_tlv", "clock_source", "tai_offset", "clock_synchronized", "error_scale", "error_multiplier",
+    "timestamping", "cos", "location", "timestamp_info", "direct_measurement", "follow_up_telemetry",
+    "access_report", "access_return_code", "access_report_timer", "access_report_retries", "dest_node_addr",
+    "return_path_cc", "return_address", "return_sr_mpls_labels", "return_srv6_sids", "micro_session_id"})
 SNMP_SOCKET = "/var/agentx/master"
 
 
@@ -69,6 +80,7 @@ def load_config(path: str) -> MonitorConfig:
     snmp = _check(mon.get("snmp", False), bool, f"{where}: [monitor] snmp", "true or false")
     snmp_socket = _check(mon.get("snmp_socket", SNMP_SOCKET), str, f"{where}: [monitor] snmp_socket", "a path")
     defaults = _check(data.get("defaults", {}), dict, f"{where}: [defaults]", "a table")
+    _known_keys(defaults, f"{where}: [defaults]")
     targets: dict[str, Settings] = {}
     for i, t in enumerate(_check(data.get("targets", []), list, f"{where}: targets", "[[targets]] tables")):
         t = dict(_check(t, dict, f"{where}: target {i + 1}", "a table"))
@@ -86,11 +98,16 @@ def load_config(path: str) -> MonitorConfig:
 
 def _target(where: str, name: str, merged: dict[str, Any]) -> Settings:
     """A target's settings: defaults < its own table; it sends until the monitor stops."""
-    bad = set(merged) - FILE_KEYS
-    if bad:
-        raise ConfigError(f"{where}: target {name!r}: unknown key {sorted(bad)[0]!r}")
+    _known_keys(merged, f"{where}: target {name!r}")
     try:
         values = {k: coerce(k, v, "key") for k, v in merged.items()}
         return build_settings({**values, "count": 0})
     except ConfigError as exc:
         raise ConfigError(f"{where}: target {name!r}: {exc}") from None
+
+
+def _known_keys(table: dict[str, Any], where: str) -> None:
+    bad = sorted(set(table) - TARGET_KEYS)
+    if bad:
+        hint = " (the monitor's windows are [monitor] windows)" if bad[0] == "window" else ""
+        raise ConfigError(f"{where}: {bad[0]!r} is not a target setting{hint}")

@@ -26,7 +26,8 @@ from ..net.udp import SocketSetupError
 from ..observability.metrics import SenderMetrics
 from ..say import say
 from ..sender.driver import SenderDriver, SenderSession
-from ..sender.session import open_session, sender_destination
+from ..build import load_keys
+from ..sender.session import destination_still, open_session
 from ..sender.stats import SessionStats
 from .config import MonitorConfig, load_config
 from .windows import WindowedStats
@@ -46,6 +47,7 @@ class Target:
         self.stats = stats
         self.windows = windows
         self.index = index  # SNMP row, stable while the monitor runs
+        self.up: bool | None = None  # as of its latest closed shortest window
 
     @property
     def destination(self) -> tuple[str, int]:
@@ -58,6 +60,13 @@ class Target:
 
     def close(self) -> None:
         self.session.endpoint.close()
+
+
+def _open_jsonl(path: str) -> TextIO:
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"jsonl {path}: {exc.strerror or exc}") from None
 
 
 class Monitor:
@@ -74,6 +83,7 @@ class Monitor:
         self.metrics_server = None
         self.agent = None
         self.jsonl: TextIO | None = None
+        self._jsonl_failed = False
         self.targets: dict[str, Target] = {}
         self._rows: dict[str, int] = {}  # target name -> SNMP row index
         self._reload = False
@@ -89,8 +99,12 @@ class Monitor:
     # -- targets ------------------------------------------------------------------------------
     def _open(self, name: str, s: Settings, windows: tuple[int, ...]) -> Target:
         windows_ns = tuple(w * NS for w in windows)
-        session, stats = open_session(s, self.clock, name=name, windows_ns=windows_ns)
-        win = WindowedStats(windows_ns, s.dscp, s.ecn, on_close=lambda rec: self._write_window(name, rec))
+        try:  # a fixed local port is still held by the session this one replaces
+            session, stats = open_session(s, self.clock, name=name, windows_ns=windows_ns,
+                                          reuseport=bool(s.local_port))
+        except (ConfigError, SocketSetupError) as exc:
+            raise ConfigError(f"target {name!r}: {exc}") from None
+        win = WindowedStats(windows_ns, s.dscp, s.ecn, on_close=lambda rec: self._window_closed(name, rec))
         session.consumers.append(win)
         return Target(name, s, session, stats, win, self._rows.setdefault(name, len(self._rows) + 1))
 
@@ -104,10 +118,8 @@ class Monitor:
         windows_changed = config.windows != self.config.windows
         added = [n for n in config.targets if n not in self.targets]
         removed = [n for n in self.targets if n not in config.targets]
-        # A target is changed when its settings are, or its name now resolves elsewhere.
         changed = [n for n in config.targets if n in self.targets
-                   and (windows_changed or self.targets[n].settings != config.targets[n]
-                        or sender_destination(config.targets[n]) != self.targets[n].destination)]
+                   and self._changed(self.targets[n], config.targets[n], windows_changed)]
         opened: dict[str, Target] = {}
         outputs = None
         try:
@@ -132,6 +144,18 @@ class Monitor:
         self.config = config
         return added, removed, changed
 
+    @staticmethod
+    def _changed(target: Target, s: Settings, windows_changed: bool) -> bool:
+        """Restart a target when its settings changed, its key file now holds another key
+        (a rotation needs only a reload), or its name no longer resolves to its address."""
+        if windows_changed or target.settings != s:
+            return True
+        try:
+            key = load_keys(s).key_for(s.ssid or 0)
+            return key != target.session.engine.config.key or not destination_still(s, target.destination)
+        except ConfigError as exc:
+            raise ConfigError(f"target {target.name!r}: {exc}") from None
+
     def _prepare_outputs(self, config: MonitorConfig) -> dict[str, Any]:
         """The metrics server and JSON-lines file a new file asks for, opened before anything
         changes (a port in use or an unwritable file refuses the reload)."""
@@ -141,8 +165,9 @@ class Monitor:
             if (fresh or config.metrics_addr != old.metrics_addr) and config.metrics_addr:
                 from ..observability.http import serve
                 new["metrics_server"] = serve(MonitorCollector(self), config.metrics_addr)
-            if (fresh or config.jsonl != old.jsonl) and config.jsonl:
-                new["jsonl"] = sys.stdout if config.jsonl == "-" else open(config.jsonl, "a", encoding="utf-8")
+            if config.jsonl and (fresh or config.jsonl != old.jsonl or config.jsonl != "-"):
+                # reopened on every reload: after logrotate moved it, lines go to the new file
+                new["jsonl"] = sys.stdout if config.jsonl == "-" else _open_jsonl(config.jsonl)
         except BaseException:
             if "metrics_server" in new:
                 new["metrics_server"].stop()
@@ -156,9 +181,9 @@ class Monitor:
                 self.metrics_server.stop()
             self.metrics_server = new.get("metrics_server")
         if config.jsonl != old.jsonl or "jsonl" in new:
-            if self.jsonl not in (None, sys.stdout):
-                self.jsonl.close()
+            self._close_jsonl()
             self.jsonl = new.get("jsonl")
+            self._jsonl_failed = False
         if config.snmp_socket != old.snmp_socket:
             if self.agent is not None:
                 self.agent.stop()
@@ -170,9 +195,38 @@ class Monitor:
                                       "stamp-suite monitor")
                 self.agent.start()
 
+    def _close_jsonl(self) -> None:
+        if self.jsonl in (None, sys.stdout):
+            return
+        try:
+            self.jsonl.close()
+        except OSError:  # lines it could not write: said when they failed (_write_window)
+            pass
+
+    def _window_closed(self, name: str, record: dict[str, Any]) -> None:
+        target = self.targets.get(name)
+        if target is not None and record["window_s"] * NS == min(target.windows.lengths_ns) and \
+                record["packets"]["sent"]:
+            up = record["packets"]["received"] > 0
+            if up != target.up and (target.up is not None or not up):  # said when it changes (and a dead start)
+                self.log(f"target {name!r} is {'up again' if up else 'down'}: {record['packets']['received']} of "
+                         f"{record['packets']['sent']} answered in the {record['window_s']} s window to "
+                         f"{record['end']}")
+            target.up = up
+        self._write_window(name, record)
+
     def _write_window(self, name: str, record: dict[str, Any]) -> None:
-        if self.jsonl is not None:
+        if self.jsonl is None:
+            return
+        try:
             print(json.dumps({"type": "window", "target": name, **record}), file=self.jsonl, flush=True)
+        except OSError as exc:  # a full disk must not stop the measurements: said once, lines dropped
+            if not self._jsonl_failed:
+                self._jsonl_failed = True
+                self.log(f"jsonl {self.config.jsonl}: {exc.strerror or exc}; window lines are dropped until "
+                         "a reload reopens it")
+        else:
+            self._jsonl_failed = False
 
     # -- running -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -195,6 +249,9 @@ class Monitor:
         except (ConfigError, SocketSetupError, OSError) as exc:
             self.log(f"reload failed, keeping the running targets: {exc}")
             return
+        except Exception as exc:  # noqa: BLE001 - a reload never stops the monitor; said, with its type
+            self.log(f"reload failed, keeping the running targets: {type(exc).__name__}: {exc}")
+            return
         self.log(f"reloaded: {len(added)} added, {len(removed)} removed, {len(changed)} changed, "
                  f"{len(self.targets)} running")
 
@@ -204,8 +261,7 @@ class Monitor:
         for part in (self.agent, self.metrics_server):
             if part is not None:
                 part.stop()
-        if self.jsonl not in (None, sys.stdout):
-            self.jsonl.close()
+        self._close_jsonl()
 
     def windows(self) -> Iterator[tuple[str, int, dict[str, Any]]]:
         """(target, window length in s, the latest closed window) for every target and length."""
@@ -214,11 +270,11 @@ class Monitor:
                 yield t.name, length // NS, record
 
     def targets_up(self) -> Iterator[tuple[str, bool]]:
-        """(target, up): up when its latest closed shortest window had a reply (a target with
-        no closed window yet is not listed)."""
+        """(target, up): up when its latest closed shortest window had a reply; a target with
+        no closed window yet, or none it sent in, is not listed (unknown, not down)."""
         for t in list(self.targets.values()):
             record = t.windows.last.get(min(t.windows.lengths_ns))
-            if record is not None:
+            if record is not None and record["packets"]["sent"]:
                 yield t.name, record["packets"]["received"] > 0
 
 

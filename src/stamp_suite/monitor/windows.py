@@ -1,6 +1,8 @@
-"""Tumbling statistics windows of one target: a packet belongs to the window it was sent in
-(wall-clock time), and a window is summarised when the engine says it is over
-(:class:`WindowClosed`, once its last packet's timeout has passed)."""
+"""Tumbling statistics windows of one target: a packet belongs to the window it was sent in,
+and a window is summarised when the engine says it is over (:class:`WindowClosed`, once its
+last packet's timeout has passed).  Both use the engine's window clock (:attr:`Sent.window_ns`:
+wall-clock time as it was at the start, advanced by the monotonic clock), so a wall-clock step
+neither empties windows nor strands packets in windows that never close."""
 
 from __future__ import annotations
 
@@ -24,30 +26,29 @@ class WindowedStats:
         self.on_close = on_close
         self.open: dict[int, dict[int, SessionStats]] = {length: {} for length in lengths_ns}
         self.last: dict[int, dict[str, Any]] = {}  # length -> the latest closed window's record
-        self._sent_at: dict[int, int] = {}  # sequence number -> T1, to find a reply's window
-        self._latest = 0  # T1 of the latest packet: where an event without one belongs
+        self._sent_at: dict[int, int] = {}  # sequence number -> send time (window clock)
+        self._latest = 0  # the latest packet's send time: where an event without one belongs
 
     def __call__(self, ev: Event) -> None:
         if isinstance(ev, WindowClosed):
             self._close(ev)
             return
         if isinstance(ev, Sent):
-            self._sent_at[ev.sequence_number] = self._latest = ev.t1_ns
-            t1 = ev.t1_ns
+            self._sent_at[ev.sequence_number] = self._latest = sent_at = ev.window_ns
         elif isinstance(ev, (Reply, Late, Duplicate)):
-            t1 = self._sent_at.get(ev.sample.sequence_number)
+            sent_at = self._sent_at.get(ev.sample.sequence_number)
         elif isinstance(ev, Lost):
-            t1 = self._sent_at.get(ev.sequence_number)
+            sent_at = self._sent_at.get(ev.sequence_number)
         elif isinstance(ev, (Rejected, Refused)):
-            t1 = self._latest
+            sent_at = self._latest
         else:
             return
-        if t1 is None:  # a packet from before the windows' memory: nothing to attribute it to
+        if sent_at is None:  # a packet from before the windows' memory: nothing to attribute it to
             return
         for length, open_ in self.open.items():
-            st = open_.get(t1 // length)
+            st = open_.get(sent_at // length)
             if st is None:
-                st = open_[t1 // length] = SessionStats(self.dscp, self.ecn)
+                st = open_[sent_at // length] = SessionStats(self.dscp, self.ecn)
             st.on_event(ev)
 
     def _close(self, ev: WindowClosed) -> None:

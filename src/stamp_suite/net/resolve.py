@@ -35,6 +35,15 @@ def _port(text: str, whole: str) -> int:
     return int(text)
 
 
+def addresses(host: str, port: int, family: int = socket.AF_UNSPEC) -> list[str]:
+    """Every address a name has (a literal: itself), in the resolver's order."""
+    first = resolve(host, port, family)[0]
+    if first == host:
+        return [host]
+    infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
 def resolve(host: str, port: int, family: int = socket.AF_UNSPEC) -> tuple[str, int]:
     """The address to send to: a literal as it is (checked against ``family``), a name
     looked up (the first address the resolver prefers, RFC 6724)."""

@@ -144,7 +144,7 @@ class SenderDriver:
         while heap and self._stale(heap[0]):
             heapq.heappop(heap)
         deadline, precise = now + IDLE_WAKEUP_NS, False
-        if heap:
+        if heap and heap[0][0] < deadline:  # a wait never longer than the idle one (huge intervals)
             due, sid = heap[0]
             deadline, precise = due, self.sessions[sid].engine.next_send() == due
         for entry in self._periodic:

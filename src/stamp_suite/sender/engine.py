@@ -28,7 +28,7 @@ from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFor
 from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, MalformedTlv, RawTlv, TlvType, build_tlvs, compute_hmac_tlv, parse_tlvs,
                         verify_hmac_tlv)
 from .events import (Duplicate, Event, Finished, Late, Lost, Refused, Rejected, Reply, ReportDue, Sample, Sent,
-                     TlvProblem, Transmit, WindowClosed)
+                     TlvProblem, Transmit, Unanswered, WindowClosed)
 
 U32 = 0xFFFF_FFFF
 NS = 1_000_000_000
@@ -51,7 +51,8 @@ class SenderConfig:
     access_report_timer_ns: int = 3 * NS
     access_report_retries: int = 4
     # the schedule
-    count: int = 0  # test packets to send (retransmissions aside); 0: until closed
+    count: int = 0  # test packets to send (retransmissions aside); 0: no limit
+    duration_ns: int = 0  # stop sending this long after the start (-w); 0: no limit
     interval_ns: int = NS  # between scheduled packets
     in_flight: int = 0  # capacity mode: keep this many in flight, the next sent on each answer
     report_interval_ns: int = 0  # interim reports (ReportDue), aligned to the start
@@ -103,6 +104,8 @@ class SessionSender:
         self.sent_count = 0  # packets stamped, retransmissions included
         self.outstanding = 0  # sent, neither answered nor lost yet
         self._slots = 0  # scheduled sends issued (retransmissions take none)
+        self._end_ns: int | None = None  # no scheduled send at or after this (duration_ns)
+        self._schedule_over = False  # count reached or duration passed: only replies to wait for
         self._unstamped = 0  # Transmits issued that the driver has not stamped yet
         self._next_send: int | None = None
         self._start_ns = 0
@@ -135,6 +138,8 @@ class SessionSender:
         self._wall_offset = wall_ns - now_ns
         self._window_delay = delay_ns
         self._next_send = start
+        if cfg.duration_ns:
+            self._end_ns = start + cfg.duration_ns
         if cfg.report_interval_ns:
             self._next_report = start + cfg.report_interval_ns
         for length in cfg.windows_ns:
@@ -144,11 +149,11 @@ class SessionSender:
         """When :meth:`handle_timer` must next be called (monotonic ns), or None."""
         if self.finished or not self._started:
             return None
-        cfg = self.config
-        if cfg.count and self._slots >= cfg.count and not self.outstanding and not self._unstamped:
+        if self._schedule_over and not self.outstanding and not self._unstamped:
             return 0  # finished: say so at once
         due = self._next_send
-        for t in (self._ar_deadline, self._next_report, self._deadlines[0][0] if self._deadlines else None):
+        end = self._end_ns if not self._schedule_over else None  # capacity mode learns of the end by a timer
+        for t in (self._ar_deadline, self._next_report, self._deadlines[0][0] if self._deadlines else None, end):
             if t is not None and (due is None or t < due):
                 due = t
         for length, index in self._windows.items():
@@ -166,9 +171,21 @@ class SessionSender:
         the windows of many sessions (a monitor's targets) do not all close at one instant."""
         return (index + 1) * length + self.config.timeout_ns + self._window_delay - self._wall_offset
 
+    def _more_to_send(self, due_ns: int) -> bool:
+        """May a scheduled packet be sent at ``due_ns``?  Marks the schedule over when not."""
+        cfg = self.config
+        if (cfg.count and self._slots >= cfg.count) or (self._end_ns is not None and due_ns >= self._end_ns):
+            self._schedule_over = True
+        return not self._schedule_over
+
     def handle_timer(self, now_ns: int) -> list[Event]:
         cfg = self.config
         events: list[Event] = []
+        # An interval's report first: a packet sent at its end belongs to the next one.
+        if self._next_report is not None and now_ns >= self._next_report:
+            self._reports += 1
+            events.append(ReportDue(self._reports, self._reports * cfg.report_interval_ns))
+            self._next_report += cfg.report_interval_ns
         due = self._next_send
         if due is not None and now_ns >= due:
             if cfg.in_flight:
@@ -178,8 +195,11 @@ class SessionSender:
                 events.append(Transmit(due))
                 self._slots += 1
                 self._unstamped += 1
-                self._next_send = (self._start_ns + self._slots * cfg.interval_ns
-                                   if not cfg.count or self._slots < cfg.count else None)
+                following = self._start_ns + self._slots * cfg.interval_ns
+                self._next_send = following if self._more_to_send(following) else None
+        if self._end_ns is not None and now_ns >= self._end_ns:
+            self._more_to_send(now_ns)
+            self._next_send = None
         if self._ar_deadline is not None and now_ns >= self._ar_deadline:
             if self.access_report_retransmissions < cfg.access_report_retries:
                 self.access_report_retransmissions += 1
@@ -188,10 +208,6 @@ class SessionSender:
             self._ar_deadline = None  # re-armed by the next packet that carries the TLV
         self._expire(now_ns, events)
         self._forget_old(now_ns)
-        if self._next_report is not None and now_ns >= self._next_report:
-            self._reports += 1
-            events.append(ReportDue(self._reports, self._reports * cfg.report_interval_ns))
-            self._next_report += cfg.report_interval_ns
         for length, index in self._windows.items():
             while now_ns >= self._window_close(length, index):
                 events.append(WindowClosed(length, index, index * length < self._start_ns + self._wall_offset))
@@ -235,25 +251,24 @@ class SessionSender:
         cfg = self.config
         if not cfg.in_flight:
             return
-        while self.outstanding + self._unstamped < cfg.in_flight and (not cfg.count or self._slots < cfg.count):
+        while self.outstanding + self._unstamped < cfg.in_flight and self._more_to_send(now_ns):
             events.append(Transmit(now_ns))
             self._slots += 1
             self._unstamped += 1
 
     def _check_finished(self, events: list[Event]) -> None:
-        cfg = self.config
-        if (not self.finished and cfg.count and self._slots >= cfg.count and not self.outstanding
-                and not self._unstamped):
+        if not self.finished and self._schedule_over and not self.outstanding and not self._unstamped:
             self.finished = True
             events.append(Finished())
 
     def close(self, now_ns: int) -> list[Event]:
-        """End the session now: every packet still waiting for its reply is lost."""
+        """End the session now (a stop): a packet still within its timeout is not lost, only
+        unanswered (loss is counted over the packets whose fate is known)."""
         events: list[Event] = []
         for seq, rec in self._sent.items():
             if rec.state == _OUTSTANDING:
                 rec.state = _LOST
-                events.append(Lost(seq, rec.t1_ns))
+                events.append(Unanswered(seq, rec.t1_ns))
         self.outstanding = 0
         if not self.finished:
             self.finished = True
@@ -307,7 +322,8 @@ class SessionSender:
         if self._reports_access and self._ar_deadline is None:
             self._ar_deadline = now_ns + cfg.access_report_timer_ns
         self._prepared = self._prepare(seq + 1)
-        return Sent(seq, t1_ns, data, transmit.retransmission)  # this packet's own buffer: never written again
+        # this packet's own buffer: never written again
+        return Sent(seq, t1_ns, data, transmit.retransmission, now_ns + self._wall_offset)
 
     def departed(self, sequence_number: int, tx_ns: int) -> None:
         """The kernel's transmit time of a test packet: a better T1 than the clock read before

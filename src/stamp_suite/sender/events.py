@@ -80,6 +80,10 @@ class Sent:
     t1_ns: int
     data: bytes | bytearray
     retransmission: bool = False
+    # When it left on the statistics windows' clock: the monotonic time plus the wall-clock
+    # offset taken at the start, the clock WindowClosed is timed by, so that a step of the
+    # wall clock (chrony at boot) moves no packet out of its window.
+    window_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +118,16 @@ class Duplicate:
 
 @dataclass(frozen=True, slots=True)
 class Lost:
-    """No valid reply within --timeout (or none when the session ended)."""
+    """No valid reply within --timeout."""
+
+    sequence_number: int
+    t1_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unanswered:
+    """Still within its --timeout when the session was stopped: its fate is unknown, so it is
+    counted apart, not as lost."""
 
     sequence_number: int
     t1_ns: int
@@ -161,5 +174,5 @@ class Finished:
     """Every packet was sent and answered or counted lost: the session is over."""
 
 
-Event = (Transmit | Sent | SendFailed | Reply | Late | Duplicate | Lost | Rejected | Refused | ReportDue
+Event = (Transmit | Sent | SendFailed | Reply | Late | Duplicate | Lost | Unanswered | Rejected | Refused | ReportDue
          | WindowClosed | Finished)

@@ -30,6 +30,7 @@ class SenderOutput:
         self.per_packet = s.print_stats and not s.quiet
         self.progress = s.output_format == "text" and not s.print_stats and not s.quiet and self.err.isatty()
         self.interval = SessionStats(s.dscp, s.ecn)  # what happened since the last interim report
+        self._intervals = (0, 0.0)  # (index, end in s) of the last interim report
 
     def __call__(self, ev: Event) -> None:
         if isinstance(ev, ReportDue):
@@ -56,19 +57,22 @@ class SenderOutput:
         self.out.flush()
 
     def _interim(self, ev: ReportDue) -> None:
-        """What the last --report-interval saw, on its own line (text) or object (JSON)."""
-        end_s = ev.elapsed_ns / 1e9
-        start_s = end_s - self.s.report_interval
+        self._report_interval(ev.index, ev.elapsed_ns / 1e9 - self.s.report_interval, ev.elapsed_ns / 1e9)
+
+    def _report_interval(self, index: int, start_s: float, end_s: float) -> None:
+        """What one --report-interval saw, on its own line (text) or object (JSON); CSV keeps
+        stdout for its rows, so its interim lines go to stderr."""
+        self._intervals = (index, end_s)
         d, self.interval = self.interval.to_dict(), SessionStats(self.s.dscp, self.s.ecn)
         if self.s.quiet:
             return
         if self.s.output_format == "json":
             print(summary_json(d, self.session, kind="interim",
-                               interval={"index": ev.index, "start_s": start_s, "end_s": end_s}),
+                               interval={"index": index, "start_s": start_s, "end_s": end_s}),
                   file=self.out, flush=True)
-        elif self.s.output_format == "text":
+        else:
             self.clear_progress()
-            print(interim_text(ev.index, start_s, end_s, d), file=self.out, flush=True)
+            print(interim_text(index, start_s, end_s, d), file=self.out if self.csv is None else self.err, flush=True)
 
     def show_progress(self) -> None:
         """The progress line on a terminal (once a second)."""
@@ -87,6 +91,9 @@ class SenderOutput:
     def finish(self, duration_s: float) -> dict[str, Any]:
         """The summary, in the chosen format; returns it (a dict) for the plot and the exit status."""
         self.clear_progress()
+        index, end_s = self._intervals
+        if self.s.report_interval and self.interval.sent and duration_s > end_s:
+            self._report_interval(index + 1, end_s, duration_s)  # the last, shorter one: the lines add up
         self.session["duration_s"] = duration_s
         if self.s.window:
             self.session["capacity_replies_per_s"] = self.stats.received / max(duration_s, 1e-9)

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from ..wire.tlv import TlvType
-from .events import Duplicate, Event, Late, Lost, Rejected, Reply, Sample, TlvProblem
+from .events import Duplicate, Event, Late, Lost, Rejected, Reply, Sample, TlvProblem, Unanswered
 
 SCHEMA_VERSION = 2
 # Per-packet records (JSON lines, CSV rows): absolute times t1..t4 are RFC 3339 strings with
@@ -77,6 +77,8 @@ def event_record(ev: Event) -> dict[str, Any] | None:
         return sample_record("duplicate", ev.sample)
     if isinstance(ev, Lost):
         return sample_record("lost", None, seq=ev.sequence_number, t1_ns=ev.t1_ns)
+    if isinstance(ev, Unanswered):
+        return sample_record("unanswered", None, "stopped within its --timeout", ev.sequence_number, ev.t1_ns)
     if isinstance(ev, Rejected):
         return sample_record(ev.reason, None, ev.detail)
     return None
@@ -102,6 +104,8 @@ def packet_text(event: Event, verbose: bool = False, dscp: bool = False) -> str 
     timestamps (``reflector_recv_ts=``, ``reflector_send_ts=``) and every TLV read."""
     if isinstance(event, Lost):
         return f"seq={event.sequence_number} lost"
+    if isinstance(event, Unanswered):
+        return f"seq={event.sequence_number} unanswered (stopped within its --timeout)"
     if isinstance(event, Rejected):
         return f"{event.reason}: {event.detail}"
     if not isinstance(event, (Reply, Late, Duplicate)):
@@ -141,9 +145,12 @@ def interim_text(index: int, start_s: float, end_s: float, d: dict[str, Any]) ->
     p, rtt = d["packets"], d["rtt_ns"]
     loss = 100.0 * p["loss_ratio"] if p["loss_ratio"] is not None else 0.0
     jitter = d["delay_variation"]["ipdv_rtt_ns"]["jitter_rfc3550"]
-    return (f"[interval {index}: {start_s:.1f}-{end_s:.1f} s] sent {p['sent']} received {p['received']} "
-            f"lost {p['lost']} ({loss:.1f}%) rtt min/avg/max {ms(rtt['min'])[:-3]}/{ms(rtt['mean'])[:-3]}/"
-            f"{ms(rtt['max'])} p99 {ms(rtt['percentiles']['p99'])} jitter {ms(jitter)}")
+    head = f"[interval {index}: {start_s:.1f}-{end_s:.1f} s] sent {p['sent']} received {p['received']} " \
+           f"lost {p['lost']} ({loss:.1f}%)"
+    if not rtt["count"]:
+        return head + " rtt n/a"
+    return (f"{head} rtt min/avg/max {ms(rtt['min'])[:-3]}/{ms(rtt['mean'])[:-3]}/{ms(rtt['max'])} "
+            f"p99 {ms(rtt['percentiles']['p99'])} jitter {ms(jitter)}")
 
 
 def _compact(v: Any) -> str:
@@ -174,7 +181,8 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
     lines = ["--- STAMP Statistics ---",
              f"Packets sent: {p['sent']}",
              f"Packets received: {p['received']}",
-             f"Packets lost: {p['lost']} ({loss_pct:.1f}%)",
+             f"Packets lost: {p['lost']} ({loss_pct:.1f}%)"
+             + (f", {p['unanswered_at_stop']} unanswered when stopped (not counted)" if p["unanswered_at_stop"] else ""),
              f"Min RTT: {ms(rtt['min'])}",
              f"Max RTT: {ms(rtt['max'])}",
              f"Avg RTT: {ms(rtt['mean'])}",

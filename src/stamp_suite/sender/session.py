@@ -11,7 +11,7 @@ from ..build import error_estimate, load_keys, sender_config
 from ..config import ConfigError, Settings
 from ..endpoints import open_sender_endpoint
 from ..net.clock import ClockState
-from ..net.resolve import ResolveError, resolve
+from ..net.resolve import ResolveError, addresses, resolve
 from ..net.udp import format_address
 from .driver import SenderSession
 from .engine import SessionSender
@@ -22,22 +22,40 @@ class Stoppable(Protocol):
     def stop(self) -> None: ...
 
 
+def address_family(s: Settings) -> int:
+    """The family a name is resolved in: -4 or -6, else that of --local-addr, else any."""
+    if s.force_ipv4 or s.force_ipv6:
+        return socket.AF_INET if s.force_ipv4 else socket.AF_INET6
+    if s.local_addr:
+        return socket.AF_INET6 if ":" in s.local_addr else socket.AF_INET
+    return socket.AF_UNSPEC
+
+
 def sender_destination(s: Settings) -> tuple[str, int]:
-    """The reflector's address and port: a name resolved now, in the family -4 or -6 asks for."""
-    family = socket.AF_INET if s.force_ipv4 else socket.AF_INET6 if s.force_ipv6 else socket.AF_UNSPEC
+    """The reflector's address and port: a name resolved now, in the family asked for."""
     try:
-        return resolve(*s.remote(), family)
+        return resolve(*s.remote(), address_family(s))
     except ResolveError as exc:
         raise ConfigError(str(exc)) from None
 
 
+def destination_still(s: Settings, destination: tuple[str, int]) -> bool:
+    """Is ``destination`` still one of the addresses the settings' reflector has (round-robin
+    DNS answers in turn: any of them keeps a running session)?"""
+    host, port = s.remote()
+    try:
+        return port == destination[1] and destination[0] in addresses(host, port, address_family(s))
+    except (ResolveError, OSError) as exc:
+        raise ConfigError(str(getattr(exc, "strerror", None) or exc)) from None
+
+
 def open_session(s: Settings, clock: ClockState, *, name: str | None = None, destination: tuple[str, int] | None = None,
-                 windows_ns: tuple[int, ...] = ()) -> tuple[SenderSession, SessionStats]:
+                 windows_ns: tuple[int, ...] = (), reuseport: bool = False) -> tuple[SenderSession, SessionStats]:
     """A session ready for the driver, with its statistics as the first consumer of its events."""
     keys = load_keys(s)
     engine = SessionSender(sender_config(s, clock, keys, windows_ns))
     destination = destination or sender_destination(s)
-    endpoint = open_sender_endpoint(s, destination)
+    endpoint = open_sender_endpoint(s, destination, reuseport)
     stats = SessionStats(s.dscp, s.ecn)
     session = SenderSession(name or format_address(destination), engine, endpoint, destination, [stats.on_event],
                             on_clock=lambda state: engine.update_clock(error_estimate(s, state)))

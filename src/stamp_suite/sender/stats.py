@@ -23,7 +23,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from .distribution import Distribution
-from .events import Duplicate, Late, Lost, Refused, Rejected, Reply, Sample, Sent
+from .events import Duplicate, Late, Lost, Refused, Rejected, Reply, Sample, Sent, Unanswered
 from ..wire.tlv import TlvType
 
 U32 = 1 << 32
@@ -70,6 +70,7 @@ class SessionStats:
         self.sent = 0
         self.received = 0  # unique, on time
         self.lost = 0
+        self.unanswered = 0  # within their timeout when the run was stopped: neither received nor lost
         self.late = 0
         self.duplicates = 0
         self.malformed = 0
@@ -129,6 +130,9 @@ class SessionStats:
     def _lost(self, ev: Lost) -> None:
         self.lost += 1
 
+    def _unanswered(self, ev: Unanswered) -> None:
+        self.unanswered += 1
+
     def _rejected(self, ev: Rejected) -> None:
         if ev.reason == "malformed":
             self.malformed += 1
@@ -142,8 +146,8 @@ class SessionStats:
     def _refused(self, ev: Refused) -> None:
         self.refused += 1
 
-    _HANDLERS = {Sent: _sent, Reply: _reply, Late: _late, Duplicate: _duplicate, Lost: _lost, Rejected: _rejected,
-                 Refused: _refused}
+    _HANDLERS = {Sent: _sent, Reply: _reply, Late: _late, Duplicate: _duplicate, Lost: _lost,
+                 Unanswered: _unanswered, Rejected: _rejected, Refused: _refused}
 
     def _on_sample(self, s: Sample) -> None:
         self.last_sample = s
@@ -216,7 +220,7 @@ class SessionStats:
     @property
     def in_flight(self) -> int:
         """Sent, and neither answered nor lost yet."""
-        return max(0, self.sent - self.received - self.lost)
+        return max(0, self.sent - self.received - self.lost - self.unanswered)
 
     @property
     def loss_ratio(self) -> float | None:
@@ -249,7 +253,8 @@ class SessionStats:
             pdv = {k: v - self.rtt.min for k, v in self.rtt.summary((50, 90, 99))["percentiles"].items()}
         return {
             "packets": {"sent": self.sent, "received": self.received, "lost": self.lost,
-                        "loss_ratio": self.loss_ratio, "late": self.late, "duplicates": self.duplicates,
+                        "loss_ratio": self.loss_ratio, "unanswered_at_stop": self.unanswered,
+                        "late": self.late, "duplicates": self.duplicates,
                         "reordered": self.reordered, "malformed": self.malformed, "foreign": self.foreign,
                         "hmac_failures": self.hmac_failures, "refused": self.refused,
                         "micro_session_mismatches": self.micro_session_mismatches,
