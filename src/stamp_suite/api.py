@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .build import load_keys, reflector_config
-from .config import build_settings
+from .config import ConfigError, Settings, build_settings, coerce
 from .endpoints import open_reflector_endpoint
 from .net.clock import read_clock_state
 from .net.signals import StopRequest
@@ -80,7 +80,7 @@ class ReflectorHandle:
 
 def start_reflector(local_addr: str = "127.0.0.1", local_port: int = 0, **settings: Any) -> ReflectorHandle:
     """Start a reflector on ``local_addr:local_port`` (0: any free port; see ``.address``)."""
-    s = build_settings({"is_reflector": True, "local_addr": local_addr, "local_port": local_port, **settings})
+    s = _settings(is_reflector=True, local_addr=local_addr, local_port=local_port, **settings)
     endpoint = open_reflector_endpoint(s, local_port)
     engine = Reflector(reflector_config(s, read_clock_state(s.tai_offset), load_keys(s), endpoint.srv6_unavailable))
     server = ReflectorServer(engine, endpoint)
@@ -89,12 +89,22 @@ def start_reflector(local_addr: str = "127.0.0.1", local_port: int = 0, **settin
     return ReflectorHandle(server, thread)
 
 
-def run_session(remote_addr: str, remote_port: int = 862, **settings: Any) -> SessionResult:
+def _settings(**settings: Any) -> Settings:
+    """Keyword settings checked as a file's are: known names, the setting's type (None: the default)."""
+    unknown = sorted(set(settings) - {f.name for f in fields(Settings)})
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r} (settings are the long flag names in snake_case)")
+    return build_settings({k: coerce(k, v, "setting") for k, v in settings.items() if v is not None})
+
+
+def run_session(remote_addr: str, remote_port: int = 862, *, stop: StopRequest | None = None,
+                **settings: Any) -> SessionResult:
     """Run one Session-Sender session to completion (blocking) and return its results.
 
-    Every sender setting of the command line is honoured (``window``, ``metrics``,
-    ``force_ipv6``, TLVs, keys, ...), through the same driver the CLI uses."""
-    s = build_settings({"remote_addr": remote_addr, "remote_port": remote_port, **settings})
+    Every sender setting of the command line is honoured (``window``, ``max_runtime``,
+    ``metrics``, ``force_ipv6``, TLVs, keys, ...), through the same driver the CLI uses;
+    ``stop.set()`` (from any thread) ends it early."""
+    s = _settings(remote_addr=remote_addr, remote_port=remote_port, **settings)
     session, stats = open_session(s, read_clock_state(s.tai_offset))
     samples: list[Sample] = []
     lost: list[int] = []
@@ -107,7 +117,7 @@ def run_session(remote_addr: str, remote_port: int = 862, **settings: Any) -> Se
     session.consumers.append(collect)
     parts = observe(s, session, stats)
     try:
-        driver = SenderDriver(StopRequest())
+        driver = SenderDriver(stop or StopRequest())
         driver.add(session)
         driver.run()
         driver.close_all()
@@ -119,5 +129,11 @@ def run_session(remote_addr: str, remote_port: int = 862, **settings: Any) -> Se
 
 
 async def run_session_async(remote_addr: str, remote_port: int = 862, **settings: Any) -> SessionResult:
-    """The same, without blocking the event loop (the session runs in a worker thread)."""
-    return await asyncio.to_thread(run_session, remote_addr, remote_port, **settings)
+    """The same, without blocking the event loop (the session runs in a worker thread, which
+    a cancellation stops too)."""
+    stop = StopRequest()
+    try:
+        return await asyncio.to_thread(run_session, remote_addr, remote_port, stop=stop, **settings)
+    except asyncio.CancelledError:
+        stop.set()
+        raise

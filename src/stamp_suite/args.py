@@ -5,6 +5,7 @@ snake_case key of a --config TOML file)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import NoReturn
 
 PROG = "stamp-suite"
@@ -12,7 +13,17 @@ PROG = "stamp-suite"
 
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints the usage too)
+        if message.endswith("expected one argument") and any(_negative(a) for a in sys.argv[1:]):
+            # -4 and -6 exist, so argparse takes "-1" for an option, not for a value
+            message += " (negative values are not accepted)"
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _negative(text: str) -> bool:
+    try:
+        return float(text) < 0
+    except ValueError:
+        return False
 
 
 def _int_list(text: str) -> tuple[int, ...]:

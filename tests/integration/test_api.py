@@ -55,3 +55,31 @@ def test_one_definition_of_lost_in_the_api_and_the_summary():
         refl._thread.join(2)
         result = run_session(*refl.address, count=4, send_delay=5, timeout=0.2)
     assert result.lost == [0, 1, 2, 3] and result.summary["packets"]["lost"] == 4 and result.received == 0
+
+
+def test_api_errors_are_one_line_and_the_run_settings_hold():
+    """Review findings: a wrong type or name is a ConfigError naming the setting; max_runtime
+    ends an open-ended run; a cancelled async run stops its thread."""
+    import asyncio
+    import threading
+    import time
+    from stamp_suite.api import run_session_async, start_reflector
+    with pytest.raises(ConfigError, match="setting count: expected an integer, got a string"):
+        run_session("127.0.0.1", 9, count="3")
+    with pytest.raises(ConfigError, match="unknown setting 'R'"):
+        run_session("127.0.0.1", 9, R=True)
+    with start_reflector() as refl:
+        t0 = time.monotonic()
+        result = run_session(*refl.address, count=0, send_delay=50, max_runtime=0.5, timeout=0.5)
+        assert 0.4 < time.monotonic() - t0 < 2 and result.sent == 10 and result.summary["packets"]["lost"] == 0
+
+        async def cancel_soon():
+            task = asyncio.create_task(run_session_async(*refl.address, count=0, send_delay=20))
+            await asyncio.sleep(0.3)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        before = threading.active_count()
+        asyncio.run(cancel_soon())
+        time.sleep(0.5)
+        assert threading.active_count() <= before  # the session's thread ended

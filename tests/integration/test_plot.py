@@ -36,3 +36,23 @@ def test_plot_of_a_bad_file_is_one_line(tmp_path):
     bad.write_text("not json\n")
     res = run("--plot", str(bad))
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "not a JSON line" in res.stderr
+
+
+def test_a_version_1_file_plots_its_points(tmp_path):
+    """schema_version 1 wrote t1_ns integers where version 2 writes RFC 3339 text: both read."""
+    import json
+    from stamp_suite.sender.plot import load_records
+    from stamp_suite.sender.report import parse_rfc3339
+    with ReflectorProcess() as refl:
+        res = send(refl, "--output-format", "json", "-R", count=5)
+    v2 = tmp_path / "v2.jsonl"
+    v2.write_text(res.stdout)
+    v1_lines = []
+    for line in res.stdout.splitlines():
+        obj = json.loads(line)
+        if obj["type"] == "packet":
+            obj["t1_ns"] = parse_rfc3339(obj.pop("t1"))
+        v1_lines.append(json.dumps(obj))
+    v1 = tmp_path / "v1.jsonl"
+    v1.write_text("\n".join(v1_lines) + "\n")
+    assert [r["t1"] for r in load_records(str(v1))] == [r["t1"] for r in load_records(str(v2))]

@@ -475,5 +475,7 @@ def test_a_packet_of_the_other_mode_is_counted_as_wrong_mode():
     auth = ReflectorConfig(authenticated=True, keys=KeyStore(KEY), error_estimate=SYNCED)
     r, reply, _ = reflect(EX_A, auth)  # digest 6.2, 44 octets: an open packet
     assert reply is None and r.counters.dropped["wrong_mode"] == 1
+    r, reply, _ = reflect(EX_A + bytes(100), auth)  # padded past 112 octets: still an open packet
+    assert reply is None and r.counters.dropped == {"wrong_mode": 1}
     r, reply, _ = reflect(EX_C, auth)
     assert reply is not None and not r.counters.dropped

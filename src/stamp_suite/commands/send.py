@@ -85,8 +85,8 @@ def exit_status(stats: SessionStats, s: Settings) -> int:
     elif stats.sent == 0:
         why = "nothing was sent"
     elif s.authenticated:
-        why = ("timed out; in authenticated mode a reflector silently drops packets whose HMAC fails: "
-               "check that both ends use the same key (and -A A)")
+        why = ("timed out; a reflector drops authenticated packets silently when their HMAC fails or when "
+               "it runs in open mode: check that both ends use -A A and the same key")
     else:
         why = "timed out: no reply within --timeout"
     say(f"{PROG}: no replies: {why}")

@@ -57,6 +57,8 @@ def resolve(host: str, port: int, family: int = socket.AF_UNSPEC) -> tuple[str, 
         if want and ip.version != want:
             raise ResolveError(f"-{want} was given, but {host} is an IPv{ip.version} address")
         return host, port
+    if literal.count(":") >= 2:  # not an IPv6 address, and no name has colons
+        raise ResolveError(f"{host!r} is not an IPv6 address (with a port, write [ADDRESS]:PORT)")
     as_family = {socket.AF_INET: " as IPv4 (-4)", socket.AF_INET6: " as IPv6 (-6)"}.get(family, "")
     try:
         infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)

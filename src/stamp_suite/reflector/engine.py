@@ -221,9 +221,11 @@ class Reflector:
         base_len = self._base_len
         if self.rate_limiter is not None and not self.rate_limiter.allow(meta.source[0], now_ns):
             return None, DropReason.RATE_LIMITED
+        if cfg.authenticated and any(data[4:16]):  # MBZ in this mode; an open packet's Timestamp is there
+            return None, DropReason.WRONG_MODE
         if len(data) < base_len:
-            if cfg.authenticated:  # it cannot carry a verifiable HMAC; octets 4-11 are MBZ in this mode
-                return None, DropReason.WRONG_MODE if any(data[4:12]) else DropReason.MALFORMED
+            if cfg.authenticated:  # it cannot carry a verifiable HMAC
+                return None, DropReason.MALFORMED
             if not cfg.answer_short_packets or len(data) < MIN_TWAMP_LIGHT_LEN:
                 return None, DropReason.SHORT_PACKET
             # RFC 8762 §4.6: answer a short (TWAMP-Light) packet with a base packet; the

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .report import parse_rfc3339
+from .report import parse_rfc3339, rfc3339
 
 WIDTH_PX, HEIGHT_PX, DPI = 1200, 800, 100
 NEEDS_MATPLOTLIB = ("plotting needs matplotlib: install it into stamp-suite's environment (pip install "
@@ -44,6 +44,8 @@ def load_records(path: str) -> list[dict[str, Any]]:
                 except json.JSONDecodeError:
                     raise PlotError(f"{path}:{n}: not a JSON line") from None
                 if obj.get("type") == "packet":
+                    if "t1" not in obj and "t1_ns" in obj:  # schema_version 1: POSIX ns integers
+                        obj["t1"] = rfc3339(obj["t1_ns"])
                     records.append(obj)
     except OSError as exc:
         raise PlotError(f"cannot read {path}: {exc.strerror}") from None

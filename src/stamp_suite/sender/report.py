@@ -167,7 +167,8 @@ class CsvWriter:
         self._w.writeheader()
 
     def row(self, rec: dict[str, Any]) -> None:
-        self._w.writerow({k: "" if v is None else v for k, v in rec.items()})
+        self._w.writerow({k: "" if v is None else str(v).lower() if isinstance(v, bool) else v
+                          for k, v in rec.items()})
 
 
 def summary_json(summary: dict[str, Any], session: dict[str, Any], kind: str = "summary", **extra: Any) -> str:

@@ -1,0 +1,37 @@
+"""Host names and host:port forms (net/resolve.py), without a resolver where none is needed."""
+
+import socket
+
+import pytest
+
+from stamp_suite.net.resolve import ResolveError, addresses, resolve, split_host_port
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("reflector.example.net", ("reflector.example.net", None)),
+    ("192.0.2.1", ("192.0.2.1", None)),
+    ("192.0.2.1:8620", ("192.0.2.1", 8620)),
+    ("2001:db8::1", ("2001:db8::1", None)),  # a bare IPv6 address: no port
+    ("[2001:db8::1]", ("2001:db8::1", None)),
+    ("[2001:db8::1]:8622", ("2001:db8::1", 8622)),
+])
+def test_host_and_port_forms(text, expected):
+    assert split_host_port(text) == expected
+
+
+@pytest.mark.parametrize("text", ["[2001:db8::1", "[2001:db8::1]8622", "192.0.2.1:0", "192.0.2.1:65536",
+                                  "192.0.2.1:x"])
+def test_bad_forms_are_one_line(text):
+    with pytest.raises(ResolveError):
+        split_host_port(text)
+
+
+def test_literals_need_no_resolver_and_the_family_is_checked():
+    assert resolve("192.0.2.1", 862) == ("192.0.2.1", 862)
+    assert addresses("2001:db8::1", 862) == ["2001:db8::1"]
+    with pytest.raises(ResolveError, match="-6 was given"):
+        resolve("192.0.2.1", 862, socket.AF_INET6)
+    with pytest.raises(ResolveError, match=r"write \[ADDRESS\]:PORT"):
+        resolve("::1:18700", 862)  # a port glued to an IPv6 address
+    with pytest.raises(ResolveError, match="cannot resolve 'no-such-host.invalid'"):
+        resolve("no-such-host.invalid", 862)  # .invalid never resolves (RFC 2606)
