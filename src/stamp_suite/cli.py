@@ -19,7 +19,7 @@ from .args import PROG, build_parser
 from .config import ConfigError, build_settings
 from .net import signals, srv6
 from .net.clock import read_clock_state
-from .net.udp import SocketSetupError, detect_capabilities
+from .net.udp import SocketSetupError, batched_io, detect_capabilities
 from .sender.plot import PlotError
 
 
@@ -120,6 +120,7 @@ def _version(verbose: bool) -> int:
             print(f"{name} {caps.describe()}")
             if caps.missing():
                 print(f"{name} missing: {', '.join(caps.missing())}")
+        print(batched_io())
         for line in srv6.return_path_support():
             print(line)
         print(read_clock_state().how)

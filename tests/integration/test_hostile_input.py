@@ -7,8 +7,12 @@ import struct
 import subprocess
 import sys
 
+import pytest
+
 from helpers import ReflectorProcess, send, wait_for
 from test_metrics import free_tcp_port, scrape
+
+pytestmark = pytest.mark.usefixtures("reflector_io")  # both socket paths (tests/conftest.py)
 
 KEY_HDR = struct.Struct("!BBH")
 

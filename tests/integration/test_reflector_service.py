@@ -17,6 +17,8 @@ import pytest
 from helpers import CMD, ENV, ReflectorProcess, run, send, wait_for
 from test_metrics import free_tcp_port, scrape
 
+pytestmark = pytest.mark.usefixtures("reflector_io")  # both socket paths (tests/conftest.py)
+
 PACKET = bytes.fromhex("00000001e93c7f008000000080010000") + bytes(28)  # digest example (a), seq 1
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
 import struct
 import time
@@ -17,12 +18,32 @@ from dataclasses import dataclass, fields, replace
 from . import options as o
 from . import srv6
 
+try:  # the optional C extension (setup.py): recvmmsg/sendmmsg, Linux
+    from ._mmsg import Batch as _MmsgBatch
+except ImportError:
+    _MmsgBatch = None
+# STAMP_SUITE_BATCH_IO=off: the standard socket module even where the extension is built
+# (to compare the two paths: bench/run.py, the test suite).
+if os.environ.get("STAMP_SUITE_BATCH_IO", "").lower() in ("off", "0", "no"):
+    _MmsgBatch = None
+
 _INT = struct.Struct("i")  # cmsg ints are native-endian
 _TIMESPEC = struct.Struct("qq")
 _IN_PKTINFO = struct.Struct("I4s4s")  # ifindex, spec_dst, addr
 _IN6_PKTINFO = struct.Struct("16sI")
 CMSG_SPACE = 256
 RECV_BUFFER = 9216  # a jumbo frame's payload; anything larger is reported truncated
+BATCH = 32  # datagrams read (and replies sent) per system call on the batched path
+
+
+def batched_io() -> str:
+    """Which socket path a reflector uses here, for ``-V --verbose``."""
+    if _MmsgBatch is not None and o.LINUX:
+        return "batched socket I/O: recvmmsg/sendmmsg (C extension)"
+    if os.environ.get("STAMP_SUITE_BATCH_IO"):
+        return "batched socket I/O: off (STAMP_SUITE_BATCH_IO)"
+    why = "not built: no C compiler or Python headers at install" if o.LINUX else "Linux only"
+    return f"batched socket I/O: no (one system call per datagram; the C extension is {why})"
 _MSG_TRUNC = int(getattr(socket, "MSG_TRUNC", 0x20))  # a plain int: enum flags cost a microsecond
 # TX timestamps are asked for per packet (a cmsg); the socket only sets how they come back:
 # with a counter (OPT_ID) and without the packet itself (OPT_TSONLY).
@@ -140,7 +161,7 @@ class UdpEndpoint:
 
     def __init__(self, host: str, port: int, caps: Capabilities | None = None, *, dual_stack: bool = False,
                  kernel_timestamps: bool = True, reuseport: bool = False, connect: tuple[str, int] | None = None,
-                 rcvbuf: int = 4 << 20) -> None:
+                 rcvbuf: int = 4 << 20, batch: bool = True) -> None:
         self.family = _addr_family(host)
         self.dual_stack = dual_stack
         self.caps = caps if caps is not None else detect_capabilities(self.family)
@@ -172,6 +193,8 @@ class UdpEndpoint:
             raise SocketSetupError(f"cannot use {_fmt(host, port)}: {exc.strerror or exc}") from None
         self.local = s.getsockname()[:2]
         self._wildcard = ipaddress.ip_address(host.split("%", 1)[0]).is_unspecified
+        self._mmsg = (_MmsgBatch(s.fileno(), BATCH, RECV_BUFFER)
+                      if batch and _MmsgBatch is not None and o.LINUX and self.caps.recvmsg else None)
         self._tos_cmsgs: dict[tuple[int, bool], tuple[int, int, bytes]] = {}
         self._source_cmsgs: dict[str | bytes, tuple[int, int, bytes]] = {}
 
@@ -238,6 +261,59 @@ class UdpEndpoint:
                 sec, usec = struct.unpack_from("qq" if len(cdata) >= 16 else "qi", cdata)
                 kts = sec * 1_000_000_000 + usec * 1000
         return Received(data, addr[:2], ttl, tos, dst, kts, now, bool(flags & _MSG_TRUNC))
+
+    def recv_batch(self) -> list[tuple]:
+        """The datagrams waiting, up to :data:`BATCH` (BlockingIOError when none), each as
+        ``(data, source, ttl, tos, destination, kernel_ns, user_ns, truncated)``: one
+        recvmmsg call on the batched path, one recvmsg per datagram otherwise."""
+        if self._mmsg is not None:
+            return self._mmsg.recv()
+        out: list[tuple] = []
+        while len(out) < BATCH:
+            try:
+                rx = self.recv()
+            except OSError:
+                if out:  # said by the next call
+                    return out
+                raise
+            out.append((rx.data, rx.source, rx.ttl, rx.tos, rx.destination, rx.kernel_ns, rx.user_ns,
+                        rx.truncated))
+        return out
+
+    def send_batch(self, replies: list[tuple[bytes | bytearray, tuple[str, int], str | bytes | None, int | None]]
+                   ) -> list[tuple[int, OSError]]:
+        """Send ``(data, destination, source_address, tos)`` replies, as :meth:`send` would
+        each: one sendmmsg call on the batched path.  Returns the ones the kernel refused, as
+        (index, error), the others left."""
+        failed: list[tuple[int, OSError]] = []
+        if self._mmsg is None:
+            for i, (data, destination, source, tos) in enumerate(replies):
+                try:
+                    self._send(data, destination, source, tos, False)
+                except OSError as exc:
+                    failed.append((i, exc))
+            return failed
+        pin = self._wildcard and self.caps.set_source_per_packet
+        per_tos = self.caps.set_tos_per_packet
+        items = [(data, dst[0], dst[1], _packed(source) if pin and source else None,
+                  tos if per_tos and tos is not None else -1) for data, dst, source, tos in replies]
+        i = 0
+        while i < len(items):
+            try:
+                sent = self._mmsg.send(self.family, items[i:i + BATCH])
+            except OSError:
+                sent = 0
+            if sent:
+                i += sent
+                continue
+            # The kernel refused items[i] (sendmmsg says only that): send it alone to learn why.
+            data, destination, source, tos = replies[i]
+            try:
+                self._send(data, destination, source, tos, False)
+            except OSError as exc:
+                failed.append((i, exc))
+            i += 1
+        return failed
 
     @property
     def srv6_unavailable(self) -> str | None:
@@ -334,6 +410,10 @@ _CMSG_KIND = {level << 16 | ctype: v for (level, ctype), v in {
 
 def _is_v4_mapped(host: str | None) -> bool:
     return bool(host) and host.lower().startswith("::ffff:") and "." in host
+
+
+def _packed(source: str | bytes) -> bytes:
+    return source if isinstance(source, bytes) else ipaddress.ip_address(source.split("%", 1)[0]).packed
 
 
 def _source_cmsg(family: int, source: str | bytes) -> tuple[int, int, bytes]:

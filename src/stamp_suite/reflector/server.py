@@ -2,7 +2,8 @@
 
 One non-blocking socket, drained completely on every wake-up (a readiness wait per
 burst, not per packet), with TTL, TOS, destination address and the kernel receive
-timestamp read on every packet.  T3 is taken right before each send.  The loop stops
+timestamp read on every packet; replies to a batch of datagrams leave together (see
+:meth:`UdpEndpoint.recv_batch`, :meth:`UdpEndpoint.send_batch`), T3 read right before.  The loop stops
 when its :class:`~stamp_suite.net.signals.StopRequest` is set (by a signal, another
 thread, or its parent) and wakes for it at once.  Every count goes to the worker's
 counter block, where the whole reflector reads it live.
@@ -21,7 +22,7 @@ from typing import TextIO
 from ..net.clock import ClockWatcher
 from ..say import say
 from ..net.signals import StopRequest
-from ..net.udp import Received, UdpEndpoint, format_address
+from ..net.udp import UdpEndpoint, format_address
 from ..tlvs import TimestampMethod
 from .counters import DROP_SLOT, RECEIVED, REFLECTED, SEND_ERRORS, DropReason, observe_processing
 from .engine import PacketMeta, Reflector, Reply
@@ -124,14 +125,10 @@ class ReflectorServer:
     def _drain(self) -> int:
         """Read and answer the datagrams waiting, up to DRAIN_BATCH (so that a flood cannot keep
         the loop from seeing a stop); return how many there were."""
-        ep = self.endpoint
-        engine = self.engine
-        c = self._c
-        local_port = ep.local[1]
         n = 0
         while n < DRAIN_BATCH:
             try:
-                rx = ep.recv()
+                batch = self.endpoint.recv_batch()
             except BlockingIOError:
                 if self._awaiting_tx:  # an unread error queue would keep the socket ready
                     self._collect_tx_timestamps()
@@ -139,42 +136,80 @@ class ReflectorServer:
             except OSError as exc:
                 n += 1
                 if exc.errno in _SIZE_ERRORS:
-                    c[RECEIVED] += 1
-                    c[_TRUNCATED] += 1
+                    self._c[RECEIVED] += 1
+                    self._c[_TRUNCATED] += 1
                 # otherwise e.g. ECONNREFUSED queued by an earlier reply: nothing to reflect
                 continue
-            n += 1
+            n += len(batch)
+            self._answer(batch)
+        return n
+
+    def _answer(self, batch: list[tuple]) -> None:
+        """The replies to one batch of datagrams, sent together (one sendmmsg on the batched
+        path).  T3 is read once, right before they leave; a reply that wants its kernel
+        transmit time (Follow-Up Telemetry) or carries a routing header goes on its own."""
+        engine, c = self.engine, self._c
+        local_port = self.endpoint.local[1]
+        pending: list[tuple[Reply, tuple, int]] = []
+        for rx in batch:
+            data, source, ttl, tos, destination, kernel_ns, user_ns, truncated = rx
             read_at = time.monotonic_ns()
-            if rx.truncated:  # never reflect a partial copy
+            if truncated:  # never reflect a partial copy
                 c[RECEIVED] += 1
                 c[_TRUNCATED] += 1
                 continue
             # T2: the kernel's receive time, or the clock read right after the read; timers
             # (sessions, rate limits) run on the monotonic clock, which never steps.
-            kernel = rx.kernel_ns is not None
-            meta = PacketMeta(rx.source, rx.destination, local_port, rx.ttl, rx.tos,
-                              rx.kernel_ns if kernel else rx.user_ns, _SW_LOCAL if kernel else _CONTROL_PLANE,
-                              self.local_addresses)
-            for reply in engine.receive(rx.data, meta, read_at):
-                data = engine.stamp(reply, time.time_ns())
-                # Counted before the send and taken back if it fails: the sender may read the
-                # counters the moment its reply arrives, before this loop runs again.
-                c[REFLECTED] += 1
-                try:
-                    key = ep.send(data, reply.destination, reply.source_address, reply.tos, reply.want_tx_timestamp,
-                                  reply.routing_header)
-                except OSError:
-                    c[REFLECTED] -= 1
-                    c[SEND_ERRORS] += 1
-                    engine.send_failed(reply)
-                    continue
-                if key is not None:
-                    self._await_tx(key, reply)
-                if self.print_packets:
-                    self._print(rx, reply)
-            if self.observe_processing_time:
-                observe_processing(c, max(0, time.monotonic_ns() - read_at))
-        return n
+            kernel = kernel_ns is not None
+            meta = PacketMeta(source, destination, local_port, ttl, tos, kernel_ns if kernel else user_ns,
+                              _SW_LOCAL if kernel else _CONTROL_PLANE, self.local_addresses)
+            for reply in engine.receive(data, meta, read_at):
+                if reply.want_tx_timestamp or reply.routing_header is not None:
+                    self._send_alone(reply, rx, read_at)
+                else:
+                    pending.append((reply, rx, read_at))
+        if pending:
+            self._send_together(pending)
+
+    def _send_together(self, pending: list[tuple[Reply, tuple, int]]) -> None:
+        engine, c = self.engine, self._c
+        t3 = time.time_ns()
+        out = [(engine.stamp(reply, t3), reply.destination, reply.source_address, reply.tos)
+               for reply, _, _ in pending]
+        # Counted before the send and taken back if it fails: the sender may read the
+        # counters the moment its reply arrives, before this loop runs again.
+        c[REFLECTED] += len(out)
+        failed = dict(self.endpoint.send_batch(out))
+        for i, (reply, rx, read_at) in enumerate(pending):
+            if i in failed:
+                c[REFLECTED] -= 1
+                c[SEND_ERRORS] += 1
+                engine.send_failed(reply)
+            elif self.print_packets:
+                self._print(rx, reply)
+        if self.observe_processing_time:
+            done = time.monotonic_ns()
+            for _, _, read_at in pending:
+                observe_processing(c, max(0, done - read_at))
+
+    def _send_alone(self, reply: Reply, rx: tuple, read_at: int) -> None:
+        engine, c = self.engine, self._c
+        data = engine.stamp(reply, time.time_ns())
+        c[REFLECTED] += 1
+        try:
+            key = self.endpoint.send(data, reply.destination, reply.source_address, reply.tos,
+                                     reply.want_tx_timestamp, reply.routing_header)
+        except OSError:
+            c[REFLECTED] -= 1
+            c[SEND_ERRORS] += 1
+            engine.send_failed(reply)
+            return
+        if key is not None:
+            self._await_tx(key, reply)
+        if self.print_packets:
+            self._print(rx, reply)
+        if self.observe_processing_time:
+            observe_processing(c, max(0, time.monotonic_ns() - read_at))
 
     def _await_tx(self, key: int, reply: Reply) -> None:
         if len(self._awaiting_tx) >= MAX_AWAITING_TX:
@@ -189,9 +224,10 @@ class ReflectorServer:
             if reply is not None:
                 self.engine.confirm_transmit(reply, tx_ns, TimestampMethod.SW_LOCAL)
 
-    def _print(self, rx: Received, reply: Reply) -> None:
-        ttl = "unknown" if rx.ttl is None else rx.ttl
-        tos = "unknown" if rx.tos is None else f"{rx.tos >> 2}/{rx.tos & 3}"
-        print(f"from {format_address(rx.source)} len={len(rx.data)} ttl={ttl} dscp/ecn={tos} "
+    def _print(self, rx: tuple, reply: Reply) -> None:
+        data, source, ttl, tos = rx[:4]
+        ttl = "unknown" if ttl is None else ttl
+        tos = "unknown" if tos is None else f"{tos >> 2}/{tos & 3}"
+        print(f"from {format_address(source)} len={len(data)} ttl={ttl} dscp/ecn={tos} "
               f"-> seq={reply.sequence_number} to {format_address(reply.destination)}"
               + (f" ({'; '.join(reply.notes)})" if reply.notes else ""), file=self.out, flush=True)

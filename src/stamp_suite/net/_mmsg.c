@@ -1,0 +1,403 @@
+/*
+ * Batched UDP socket I/O for Linux: recvmmsg(2) and sendmmsg(2) with the control messages
+ * of every datagram (TTL/hop limit, TOS/traffic class, destination address, kernel receive
+ * timestamp on the way in; source address and TOS on the way out).
+ *
+ * Written by hand because Python's socket module has neither call and no maintained
+ * package provides them with per-datagram control messages (bench/README.md has the
+ * measurements that led here).  Optional: built at install when a C compiler and the
+ * Python headers are there; stamp_suite/net/batch.py falls back to the standard socket
+ * module otherwise.  It only moves bytes and reads kernel metadata: every protocol rule
+ * stays in the Python engine.
+ */
+#define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <net/if.h>
+#include <stdlib.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define CONTROL_SPACE 256
+
+typedef struct {
+    PyObject_HEAD
+    int fd;
+    unsigned int count;
+    size_t bufsize;
+    char *buffers;                /* count * bufsize */
+    char *control;                /* count * CONTROL_SPACE */
+    struct mmsghdr *msgs;
+    struct iovec *iov;
+    struct sockaddr_storage *addrs;
+} Batch;
+
+static void Batch_dealloc(Batch *self)
+{
+    PyMem_Free(self->buffers);
+    PyMem_Free(self->control);
+    PyMem_Free(self->msgs);
+    PyMem_Free(self->iov);
+    PyMem_Free(self->addrs);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Batch_init(Batch *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fd", "count", "bufsize", NULL};
+    int fd;
+    unsigned int count = 32;
+    Py_ssize_t bufsize = 9216;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|In", kwlist, &fd, &count, &bufsize))
+        return -1;
+    if (count < 1 || count > 1024 || bufsize < 64) {
+        PyErr_SetString(PyExc_ValueError, "count must be 1..1024 and bufsize at least 64");
+        return -1;
+    }
+    self->fd = fd;
+    self->count = count;
+    self->bufsize = (size_t)bufsize;
+    self->buffers = PyMem_Malloc(count * self->bufsize);
+    self->control = PyMem_Malloc(count * CONTROL_SPACE);
+    self->msgs = PyMem_Calloc(count, sizeof(struct mmsghdr));
+    self->iov = PyMem_Calloc(count, sizeof(struct iovec));
+    self->addrs = PyMem_Calloc(count, sizeof(struct sockaddr_storage));
+    if (!self->buffers || !self->control || !self->msgs || !self->iov || !self->addrs) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* (host, port) as the socket module gives it: text address (with %scope for a link-local
+ * IPv6 one), port number. */
+static PyObject *address_tuple(const struct sockaddr_storage *ss)
+{
+    char text[INET6_ADDRSTRLEN + IF_NAMESIZE + 1];
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
+        return Py_BuildValue("(si)", text, ntohs(a->sin_port));
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, text, INET6_ADDRSTRLEN);
+        if (a->sin6_scope_id) {
+            char name[IF_NAMESIZE];
+            size_t used = strlen(text);
+            if (if_indextoname(a->sin6_scope_id, name))
+                snprintf(text + used, sizeof text - used, "%%%s", name);
+            else
+                snprintf(text + used, sizeof text - used, "%%%u", a->sin6_scope_id);
+        }
+        return Py_BuildValue("(si)", text, ntohs(a->sin6_port));
+    }
+    Py_RETURN_NONE;
+}
+
+static int cmsg_int(const struct cmsghdr *c)
+{
+    if (c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+        int v;
+        memcpy(&v, CMSG_DATA(c), sizeof v);
+        return v;
+    }
+    return *(const unsigned char *)CMSG_DATA(c); /* IP_TOS may come as one octet */
+}
+
+/*
+ * recv() -> list: every datagram waiting, up to count, each as (data, (host, port), ttl, tos,
+ * destination, kernel_ns, user_ns, truncated), with None for what the kernel did not say;
+ * user_ns is CLOCK_REALTIME read right after the call.  Raises BlockingIOError when nothing
+ * is waiting.
+ */
+static PyObject *Batch_recv(Batch *self, PyObject *Py_UNUSED(ignored))
+{
+    unsigned int i;
+    int n;
+    struct timespec now;
+    for (i = 0; i < self->count; i++) {
+        self->iov[i].iov_base = self->buffers + i * self->bufsize;
+        self->iov[i].iov_len = self->bufsize;
+        struct msghdr *h = &self->msgs[i].msg_hdr;
+        h->msg_name = &self->addrs[i];
+        h->msg_namelen = sizeof(struct sockaddr_storage);
+        h->msg_iov = &self->iov[i];
+        h->msg_iovlen = 1;
+        h->msg_control = self->control + i * CONTROL_SPACE;
+        h->msg_controllen = CONTROL_SPACE;
+        h->msg_flags = 0;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    n = recvmmsg(self->fd, self->msgs, self->count, MSG_DONTWAIT, NULL);
+    Py_END_ALLOW_THREADS
+    if (n < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    clock_gettime(CLOCK_REALTIME, &now);
+    PyObject *user_ns = PyLong_FromLongLong((long long)now.tv_sec * 1000000000LL + now.tv_nsec);
+    if (!user_ns)
+        return NULL;
+    PyObject *list = PyList_New(n);
+    if (!list) {
+        Py_DECREF(user_ns);
+        return NULL;
+    }
+    for (i = 0; i < (unsigned int)n; i++) {
+        struct msghdr *h = &self->msgs[i].msg_hdr;
+        PyObject *ttl = Py_None, *tos = Py_None, *dst = Py_None, *kts = Py_None;
+        Py_INCREF(ttl); Py_INCREF(tos); Py_INCREF(dst); Py_INCREF(kts);
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+            PyObject **slot = NULL, *value = NULL;
+            if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TTL) ||
+                (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_HOPLIMIT)) {
+                slot = &ttl;
+                value = PyLong_FromLong(cmsg_int(c));
+            } else if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS) ||
+                       (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS)) {
+                slot = &tos;
+                value = PyLong_FromLong(cmsg_int(c) & 0xFF);
+            } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+                const struct in_pktinfo *p = (const struct in_pktinfo *)CMSG_DATA(c);
+                slot = &dst; /* ipi_addr: the header's destination address */
+                value = PyBytes_FromStringAndSize((const char *)&p->ipi_addr, 4);
+            } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+                const struct in6_pktinfo *p = (const struct in6_pktinfo *)CMSG_DATA(c);
+                slot = &dst;
+                value = PyBytes_FromStringAndSize((const char *)&p->ipi6_addr, 16);
+            } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
+                struct timespec ts;
+                memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                slot = &kts;
+                value = PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+            }
+            if (slot) {
+                if (!value)
+                    goto fail_item;
+                Py_DECREF(*slot);
+                *slot = value;
+            }
+        }
+        {
+            size_t len = self->msgs[i].msg_len;
+            int truncated = (h->msg_flags & MSG_TRUNC) != 0;
+            if (len > self->bufsize)
+                len = self->bufsize;
+            PyObject *addr = address_tuple(&self->addrs[i]);
+            PyObject *item = addr ? Py_BuildValue("(y#NNNNNOO)", self->iov[i].iov_base, (Py_ssize_t)len, addr,
+                                                  ttl, tos, dst, kts, user_ns, truncated ? Py_True : Py_False)
+                                  : NULL;
+            if (!item) {
+                Py_XDECREF(addr);
+                goto fail_item;
+            }
+            PyList_SET_ITEM(list, i, item);
+            continue;
+        }
+    fail_item:
+        Py_DECREF(ttl); Py_DECREF(tos); Py_DECREF(dst); Py_DECREF(kts);
+        Py_DECREF(list);
+        Py_DECREF(user_ns);
+        return NULL;
+    }
+    Py_DECREF(user_ns);
+    return list;
+}
+
+/* A destination as a sockaddr of the socket's family (IPv4 text on an IPv6 socket: v4-mapped). */
+static int fill_destination(int family, const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    if (family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons(port);
+        *len = sizeof *a;
+        return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -1;
+    }
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    *len = sizeof *a;
+    const char *scope = strchr(host, '%');
+    if (scope) { /* a link-local address: fe80::1%eth0 (or %3) */
+        char bare[INET6_ADDRSTRLEN];
+        size_t n = (size_t)(scope - host);
+        if (n >= sizeof bare)
+            return -1;
+        memcpy(bare, host, n);
+        bare[n] = '\0';
+        unsigned int index = if_nametoindex(scope + 1);
+        a->sin6_scope_id = index ? index : (unsigned int)strtoul(scope + 1, NULL, 10);
+        return inet_pton(AF_INET6, bare, &a->sin6_addr) == 1 ? 0 : -1;
+    }
+    if (inet_pton(AF_INET6, host, &a->sin6_addr) == 1)
+        return 0;
+    struct in_addr v4;
+    if (inet_pton(AF_INET, host, &v4) != 1)
+        return -1;
+    a->sin6_addr.s6_addr[10] = 0xff;
+    a->sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&a->sin6_addr.s6_addr[12], &v4, 4);
+    return 0;
+}
+
+/*
+ * send(family, replies) -> number sent: replies is a sequence of (data, host, port, source,
+ * tos), source None or the packed 4/16-octet local address (a wildcard-bound socket's reply
+ * source), tos -1 for the socket's own.  One sendmmsg call; a datagram the kernel refuses
+ * ends the batch there (the caller sends the rest one by one and learns each error).
+ */
+static PyObject *Batch_send(Batch *self, PyObject *args)
+{
+    int family;
+    PyObject *replies;
+    if (!PyArg_ParseTuple(args, "iO", &family, &replies))
+        return NULL;
+    PyObject *seq = PySequence_Fast(replies, "replies must be a sequence");
+    if (!seq)
+        return NULL;
+    Py_ssize_t total = PySequence_Fast_GET_SIZE(seq);
+    if (total > (Py_ssize_t)self->count) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "more replies than the batch holds");
+        return NULL;
+    }
+    Py_buffer views[1024];
+    Py_ssize_t held = 0, i;
+    for (i = 0; i < total; i++) {
+        PyObject *t = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *data, *source;
+        const char *host;
+        int port, tos;
+        if (!PyTuple_Check(t) || !PyArg_ParseTuple(t, "OsiOi", &data, &host, &port, &source, &tos))
+            goto fail;
+        if (PyObject_GetBuffer(data, &views[i], PyBUF_SIMPLE) < 0)
+            goto fail;
+        held = i + 1;
+        socklen_t alen;
+        if (fill_destination(family, host, port, &self->addrs[i], &alen) < 0) {
+            PyErr_Format(PyExc_ValueError, "not an address: %s", host);
+            goto fail;
+        }
+        struct msghdr *h = &self->msgs[i].msg_hdr;
+        memset(h, 0, sizeof *h);
+        self->iov[i].iov_base = views[i].buf;
+        self->iov[i].iov_len = views[i].len;
+        h->msg_name = &self->addrs[i];
+        h->msg_namelen = alen;
+        h->msg_iov = &self->iov[i];
+        h->msg_iovlen = 1;
+        char *control = self->control + i * CONTROL_SPACE;
+        size_t used = 0;
+        struct in6_addr *dst6 = &((struct sockaddr_in6 *)&self->addrs[i])->sin6_addr;
+        int v4_path = family == AF_INET || IN6_IS_ADDR_V4MAPPED(dst6);
+        h->msg_control = control;
+        h->msg_controllen = CONTROL_SPACE;
+        struct cmsghdr *c = CMSG_FIRSTHDR(h);
+        if (source != Py_None) {
+            char *src;
+            Py_ssize_t srclen;
+            if (PyBytes_AsStringAndSize(source, &src, &srclen) < 0 || (srclen != 4 && srclen != 16)) {
+                PyErr_Clear();
+                PyErr_SetString(PyExc_ValueError, "source must be 4 or 16 packed octets");
+                goto fail;
+            }
+            if (family == AF_INET6) {
+                struct in6_pktinfo p;
+                memset(&p, 0, sizeof p);
+                if (srclen == 16) {
+                    memcpy(&p.ipi6_addr, src, 16);
+                } else { /* an IPv4 source on a dual-stack socket: v4-mapped */
+                    p.ipi6_addr.s6_addr[10] = 0xff;
+                    p.ipi6_addr.s6_addr[11] = 0xff;
+                    memcpy(&p.ipi6_addr.s6_addr[12], src, 4);
+                }
+                c->cmsg_level = IPPROTO_IPV6;
+                c->cmsg_type = IPV6_PKTINFO;
+                c->cmsg_len = CMSG_LEN(sizeof p);
+                memcpy(CMSG_DATA(c), &p, sizeof p);
+                used += CMSG_SPACE(sizeof p);
+            } else {
+                struct in_pktinfo p;
+                memset(&p, 0, sizeof p);
+                memcpy(&p.ipi_spec_dst, src, 4);
+                c->cmsg_level = IPPROTO_IP;
+                c->cmsg_type = IP_PKTINFO;
+                c->cmsg_len = CMSG_LEN(sizeof p);
+                memcpy(CMSG_DATA(c), &p, sizeof p);
+                used += CMSG_SPACE(sizeof p);
+            }
+            c = (struct cmsghdr *)(control + used);
+        }
+        if (tos >= 0) {
+            int v = tos;
+            c->cmsg_level = v4_path ? IPPROTO_IP : IPPROTO_IPV6;
+            c->cmsg_type = v4_path ? IP_TOS : IPV6_TCLASS;
+            c->cmsg_len = CMSG_LEN(sizeof v);
+            memcpy(CMSG_DATA(c), &v, sizeof v);
+            used += CMSG_SPACE(sizeof v);
+        }
+        h->msg_controllen = used;
+        if (!used)
+            h->msg_control = NULL;
+    }
+    int n;
+    Py_BEGIN_ALLOW_THREADS
+    n = total ? sendmmsg(self->fd, self->msgs, (unsigned int)total, MSG_DONTWAIT) : 0;
+    Py_END_ALLOW_THREADS
+    for (i = 0; i < held; i++)
+        PyBuffer_Release(&views[i]);
+    Py_DECREF(seq);
+    if (n < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(n);
+fail:
+    for (i = 0; i < held; i++)
+        PyBuffer_Release(&views[i]);
+    Py_DECREF(seq);
+    return NULL;
+}
+
+static PyMethodDef Batch_methods[] = {
+    {"recv", (PyCFunction)Batch_recv, METH_NOARGS, "Read every waiting datagram (up to count) with its metadata."},
+    {"send", (PyCFunction)Batch_send, METH_VARARGS, "Send replies in one sendmmsg call; returns how many left."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject BatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "stamp_suite.net._mmsg.Batch",
+    .tp_doc = "Buffers for recvmmsg/sendmmsg on one socket (not shared between threads).",
+    .tp_basicsize = sizeof(Batch),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Batch_init,
+    .tp_dealloc = (destructor)Batch_dealloc,
+    .tp_methods = Batch_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_mmsg", "recvmmsg/sendmmsg with per-datagram control messages (Linux).", -1,
+    NULL, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__mmsg(void)
+{
+    if (PyType_Ready(&BatchType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    Py_INCREF(&BatchType);
+    if (PyModule_AddObject(m, "Batch", (PyObject *)&BatchType) < 0) {
+        Py_DECREF(&BatchType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,119 @@
+"""The two socket paths agree: recvmmsg/sendmmsg (the C extension) and the standard socket
+module read the same datagrams with the same metadata, and a reflector on either sends the
+same replies, byte for byte but for its timestamps (T2, T3)."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from ci import require
+from make_corpus import seeds
+from stamp_suite.net import udp
+from stamp_suite.reflector.engine import Reflector, ReflectorConfig
+from stamp_suite.reflector.server import ReflectorServer
+
+SEEDS = [s for s in seeds().values() if len(s) >= 14]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def batched_path_built():
+    require(udp._MmsgBatch is not None, "the C extension (stamp_suite.net._mmsg) is not built")
+
+
+def endpoint(batch: bool, host: str = "127.0.0.1", port: int = 0) -> udp.UdpEndpoint:
+    ep = udp.UdpEndpoint(host, port, batch=batch)
+    ep.setblocking(False)
+    assert (ep._mmsg is not None) == batch
+    return ep
+
+
+def drain(ep: udp.UdpEndpoint, want: int, timeout: float = 2.0) -> list[tuple]:
+    got, end = [], time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < end:
+        try:
+            got += ep.recv_batch()
+        except BlockingIOError:
+            time.sleep(0.001)
+    return got
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.binary(max_size=1500), st.sampled_from([0, 0x28, 0xb8, 0x01])), min_size=1,
+                max_size=40))
+def test_both_paths_read_the_same_datagrams_and_metadata(datagrams):
+    batched, plain = endpoint(True), endpoint(False)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for data, tos in datagrams:
+            client.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+            for ep in (batched, plain):
+                client.sendto(data, ep.local)
+        seen = [drain(ep, len(datagrams)) for ep in (batched, plain)]
+        # (data, source, ttl, tos, destination, kernel_ns, user_ns, truncated): times differ
+        a, b = ([(d, src, ttl, tos, dst, k is not None, trunc) for d, src, ttl, tos, dst, k, _, trunc in s]
+                for s in seen)
+        assert a == b and len(a) == len(datagrams)
+        assert [x[0] for x in a] == [d for d, _ in datagrams] and [x[3] for x in a] == [t for _, t in datagrams]
+    finally:
+        for s in (batched, plain, client):
+            s.close()
+
+
+def mutated(rng: random.Random) -> bytes:
+    data = bytearray(rng.choice(SEEDS))
+    for _ in range(rng.randrange(4)):
+        data[rng.randrange(len(data))] = rng.randrange(256)
+    return bytes(data)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.integers(0, 2**32), st.sampled_from(["127.0.0.1", "::"]))
+def test_a_reflector_on_either_path_sends_the_same_replies(seed, host):
+    batched, plain = replies_on_both_paths(seed, host)
+    assert batched == plain
+
+
+def test_the_comparison_compares_something():
+    batched, plain = replies_on_both_paths(0, "127.0.0.1")
+    assert len(batched) > 10 and batched == plain
+
+
+def replies_on_both_paths(seed: int, host: str) -> list[list[bytearray]]:
+    rng = random.Random(seed)
+    datagrams = [mutated(rng) for _ in range(rng.randrange(1, 48))]
+    replies = []
+    loopback = "::1" if host == "::" else "127.0.0.1"
+    client = socket.socket(socket.AF_INET6 if host == "::" else socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind((loopback, 0))  # one client for both: the Location TLV reports its port
+    client.settimeout(0.1)
+    port = 0  # both reflectors on one port too: the Location TLV reports that as well
+    for batch in (True, False):
+        ep = endpoint(batch, host, port)
+        port = ep.local[1]
+        server = ReflectorServer(Reflector(ReflectorConfig(member_link_id=3)), ep)
+        thread = threading.Thread(target=server.serve, daemon=True)
+        thread.start()
+        try:
+            for d in datagrams:  # all at once: the batched path reads several per call
+                client.sendto(d, (loopback, ep.local[1]))
+            got = []
+            while True:
+                try:
+                    got.append(bytearray(client.recv(65535)))
+                except TimeoutError:
+                    break
+        finally:
+            server.stop()
+            thread.join(2)
+            ep.close()
+        for r in got:  # T3 and T2 (open mode, RFC 8762 §4.3.1): the only octets that may differ
+            r[4:12] = r[16:24] = bytes(8)
+        replies.append(got)
+    client.close()
+    return replies
