@@ -5,12 +5,13 @@ measures on loopback, each figure as the median of --repeat runs:
 - packets/s with a window of 64 packets in flight (and the loss seen: < 0.1 % to count);
 - round trip p50/p99 with a window of 1 (the reflector's added latency);
 - CPU seconds per million packets (the reflector's processes, from /proc);
-for the C floor, stamp-suite's reflector with 1 and 2 workers (2 workers get 8 flows, as
-several senders would give them), and two bare Python echo loops (the Python floor).
+for the C floor, the Rust stamp-suite (--rust), stamp-suite's reflector with 1 and 2 workers
+(2 workers get 8 flows, as several senders would give them) on the batched socket path and on
+the standard socket module's, and two bare Python echo loops (the Python floor).
 Then the RSS of the engine holding 100,000 stateful sessions, and the sender's schedule
 error at 1,000 and 10,000 packets/s.  Every rate is also printed as a ratio to the C floor.
 
-Run: python bench/run.py [--quick]
+Run: python bench/run.py [--quick] [--rust PATH-TO-THE-RUST-stamp-suite]
 """
 
 from __future__ import annotations
@@ -77,19 +78,29 @@ while True:
 
 
 class Reflector:
-    def __init__(self, name: str, cmd: list[str], env: dict | None = None) -> None:
+    def __init__(self, name: str, cmd: list[str], env: dict | None = None, port: int | None = None) -> None:
+        """``port``: a reflector told its port on the command line (its banner is not read)."""
         self.name = name
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        line = self.proc.stdout.readline()
-        m = re.search(r"(?:port |:)(\d+)", line)
-        if not m:
-            raise RuntimeError(f"{name} did not start: {line!r}")
-        self.port = int(m.group(1))
-        time.sleep(0.3)
+        if port is None:
+            line = self.proc.stdout.readline()
+            m = re.search(r"(?:port |:)(\d+)", line)
+            if not m:
+                raise RuntimeError(f"{name} did not start: {line!r}")
+            port = int(m.group(1))
+        self.port = port
+        time.sleep(0.3 if port is None else 1.0)
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
+
+
+def free_udp_port() -> int:
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def loadgen(port: int, count: int, window: int, flows: int = 1, addresses: int = 1) -> dict:
@@ -167,6 +178,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer packets and repeats (a smoke run)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rust", metavar="PATH", help="the Rust stamp-suite binary: its reflector is measured too "
+                    "(skipped when not given or not there)")
     ap.add_argument("--baseline", metavar="SRC", help="src/ of an older stamp-suite tree: its reflector is measured "
                     "too, with 1 and 2 workers, in the same run")
     args = ap.parse_args()
@@ -187,9 +200,15 @@ def main() -> None:
         designs[2:2] = [(f"baseline {tag}", cmd, flows, {**os.environ, "PYTHONPATH": args.baseline})
                         for tag, cmd, flows in (("1 worker", stamp + ["--workers", "1"], 1),
                                                 ("2 workers, 8 flows", stamp + ["--workers", "2"], 8))]
+    if args.rust and Path(args.rust).is_file():
+        rust_port = free_udp_port()  # the same flags as ours (the Rust tool's), on a port given to it
+        designs[1:1] = [("Rust stamp-suite", [args.rust, "-i", "-S", "127.0.0.1", "-o", str(rust_port)], 1, None,
+                         rust_port)]
+    elif args.rust:
+        print(f"--rust {args.rust}: no such file; the Rust tool is not measured")
     results = {}
-    for name, cmd, flows, *env in designs:
-        ref = Reflector(name, cmd, *env)
+    for name, cmd, flows, *extra in designs:
+        ref = Reflector(name, cmd, *extra)
         try:
             results[name] = measure(ref, count, repeat, flows)
         finally:

@@ -16,12 +16,21 @@ def free_tcp_port():
         return s.getsockname()[1]
 
 
-def scrape(port):
+def scrape(port, monitors=None):
+    """Samples as {(name, sorted labels): value}.  A monitor's ``monitor`` label (its vantage
+    point) is left out of the keys, after checking that one endpoint has one; ``monitors``
+    (a set) collects the values seen."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    values = {}
+    values, seen = {}, set()
     for fam in text_string_to_metric_families(text):
         for smp in fam.samples:
-            values[(smp.name, tuple(sorted(smp.labels.items())))] = smp.value
+            labels = dict(smp.labels)
+            if "monitor" in labels:
+                seen.add(labels.pop("monitor"))
+            values[(smp.name, tuple(sorted(labels.items())))] = smp.value
+    assert len(seen) <= 1, seen
+    if monitors is not None:
+        monitors.update(seen)
     return values
 
 

@@ -7,6 +7,7 @@ import json
 import shutil
 import socket
 import subprocess
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -51,13 +52,8 @@ class Prometheus:
     """Debian's prometheus on a loopback port, with a configuration made from deploy/'s example
     (its targets pointed at the test's processes, scraped every second)."""
 
-    def __init__(self, tmp: Path, reflector: str, monitor: str) -> None:
+    def __init__(self, tmp: Path, config: str) -> None:
         shutil.copy(DEPLOY / "stamp-alerts.yml", tmp / "stamp-alerts.yml")
-        config = (DEPLOY / "prometheus.example.yml").read_text()
-        assert '"127.0.0.1:9862"' in config and '"127.0.0.1:9863"' in config  # the units' addresses
-        config = (config.replace('"127.0.0.1:9862"', f'"{reflector}"').replace('"127.0.0.1:9863"', f'"{monitor}"')
-                  .replace("scrape_interval: 15s", "scrape_interval: 1s")
-                  .replace("evaluation_interval: 15s", "evaluation_interval: 1s"))
         (tmp / "prometheus.yml").write_text(config)
         self.address = f"127.0.0.1:{free_tcp_port()}"
         self.proc = subprocess.Popen(["prometheus", f"--config.file={tmp / 'prometheus.yml'}",
@@ -79,6 +75,15 @@ class Prometheus:
         except OSError:  # not listening yet
             return {}
         return {json.dumps(r["metric"], sort_keys=True): float(r["value"][1]) for r in result}
+
+    @classmethod
+    def from_example(cls, tmp: Path, reflector: str, monitor: str) -> Prometheus:
+        """deploy/prometheus.example.yml with the test's addresses, scraping every second."""
+        config = (DEPLOY / "prometheus.example.yml").read_text()
+        assert '"127.0.0.1:9862"' in config and '"127.0.0.1:9863"' in config  # the units' addresses
+        return cls(tmp, config.replace('"127.0.0.1:9862"', f'"{reflector}"').replace('"127.0.0.1:9863"', f'"{monitor}"')
+                   .replace("scrape_interval: 15s", "scrape_interval: 1s")
+                   .replace("evaluation_interval: 15s", "evaluation_interval: 1s"))
 
     def stop(self) -> str:
         self.proc.terminate()
@@ -102,7 +107,7 @@ def test_prometheus_scrapes_reflector_and_monitor_with_the_values_the_traffic_ma
                        f'[[targets]]\nname = "dead"\nremote_addr = "127.0.0.1"\nremote_port = {_dead_udp_port()}\n')
         monitor = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True, env=ENV)
-        prom = Prometheus(tmp_path, reflector_metrics, monitor_metrics)
+        prom = Prometheus.from_example(tmp_path, reflector_metrics, monitor_metrics)
         try:
             # two scrapes of each job after the monitor's first window closed
             scraped = 'count_over_time(stamp_monitor_window_loss_ratio{target="lossy"}[1m])'
@@ -133,3 +138,48 @@ def test_prometheus_scrapes_reflector_and_monitor_with_the_values_the_traffic_ma
             _, err = monitor.communicate(timeout=10)
     assert "level=error" not in log, log
     assert monitor.returncode == 0, err
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every query of deploy/grafana-stamp-dashboard.json, with the
+    dashboard's variables as a user would leave them (window 1s here: the test's windows)."""
+    dash = json.loads((DEPLOY / "grafana-stamp-dashboard.json").read_text())
+    out = []
+    for panel in dash["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$window", "1s").replace("$monitor", ".*").replace("$target", ".*")
+            assert "$" not in expr, expr
+            out.append((panel["title"], expr))
+    return out
+
+
+def test_every_dashboard_query_returns_data_from_two_monitor_shards(tmp_path):
+    require_tool("prometheus")
+    cfg = tmp_path / "targets.toml"
+    ports = [free_tcp_port(), free_tcp_port()]
+    with start_reflector() as refl, ImpairmentRelay(refl.address, forward=Impairment(
+            drop={seq for seq in range(10_000) if seq % 5 == 0})) as lossy:
+        lines = ["[monitor]", "windows = [1]", "[defaults]", "send_delay = 50", "timeout = 0.3"]
+        for i in range(6):  # one behind a relay that drops 20 %: a worst target to show
+            port = lossy.address[1] if i == 0 else refl.address[1]
+            lines += ["[[targets]]", f'name = "site{i}"', 'remote_addr = "127.0.0.1"', f"remote_port = {port}"]
+        cfg.write_text("\n".join(lines) + "\n")
+        monitors = [subprocess.Popen([*CMD, "monitor", "--config", str(cfg), "--shard", f"{k}/2", "--name", f"vp{k}",
+                                      "--metrics-addr", f"127.0.0.1:{ports[k - 1]}"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True, env=ENV) for k in (1, 2)]
+        prom = Prometheus(tmp_path, "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                                    "scrape_configs:\n  - job_name: stamp-monitor\n    static_configs:\n"
+                                    f"      - targets: ['127.0.0.1:{ports[0]}', '127.0.0.1:{ports[1]}']\n")
+        try:
+            assert wait_for(lambda: len(prom.query('count by (monitor) (stamp_monitor_window_loss_ratio)')) == 2, 40)
+            time.sleep(3)  # a few more scrapes: rate() needs two samples of each series
+            for title, expr in dashboard_queries():
+                assert prom.query(expr), f"{title}: no data for {expr}"
+            worst = prom.query('topk(1, max by (target) (stamp_monitor_window_loss_ratio{window="1s"}))')
+            assert [json.loads(k)["target"] for k in worst] == ["site0"]
+        finally:
+            log = prom.stop()
+            for m in monitors:
+                m.terminate()
+                m.communicate(timeout=10)
+    assert "level=error" not in log, log

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 
@@ -27,7 +28,20 @@ def build_parser() -> OneLineParser:
     ap = OneLineParser(prog="stamp-suite monitor", description="Measure many reflectors continuously.")
     ap.add_argument("--config", required=True, help="TOML file with [monitor], [defaults] and [[targets]]")
     ap.add_argument("--metrics-addr", help="serve Prometheus metrics here (overrides [monitor] metrics_addr)")
+    ap.add_argument("--jsonl", metavar="FILE", help='write the window lines here ("-": stdout; overrides [monitor] jsonl)')
+    ap.add_argument("--shard", metavar="K/N", type=_shard, default=(1, 1),
+                    help="run only shard K of N of the file's targets (by a hash of each name), for N monitor "
+                         "processes on one or more hosts sharing one targets file")
+    ap.add_argument("--name", help="this monitor's name: the 'monitor' label of every metric and field of every "
+                                   "window line [default: the host name, with -K when sharded]")
     return ap
+
+
+def _shard(text: str) -> tuple[int, int]:
+    k, sep, n = text.partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N with 1 <= K <= N (e.g. 2/4)")
+    return int(k), int(n)
 
 
 def main(argv: list[str], stop: StopRequest) -> int:
@@ -37,7 +51,8 @@ def main(argv: list[str], stop: StopRequest) -> int:
         return int(exc.code or 0)
     if args.metrics_addr:
         check_metrics_addr(args.metrics_addr)
-    monitor = Monitor(args.config, stop, metrics_addr=args.metrics_addr)
+    monitor = Monitor(args.config, stop, metrics_addr=args.metrics_addr, shard=args.shard, name=args.name,
+                      jsonl=args.jsonl)
     _raise_fd_limit(len(monitor.config.targets) + 256)
     # A /metrics scrape renders tens of thousands of lines in the HTTP thread; hand the GIL
     # back to the sending loop every 0.1 ms (not 5 ms) so sends are not held up meanwhile.
@@ -47,7 +62,9 @@ def main(argv: list[str], stop: StopRequest) -> int:
     try:
         monitor.start()
         cfg = monitor.config
-        monitor.log(f"{len(cfg.targets)} targets, windows {', '.join(f'{w}s' for w in cfg.windows)}"
+        shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard[1] > 1 else ""
+        monitor.log(f"{monitor.name}: {len(cfg.targets)} targets{shard}, windows "
+                    f"{', '.join(f'{w}s' for w in cfg.windows)}"
                     + (f", metrics on {cfg.metrics_addr}" if cfg.metrics_addr else ""))
         monitor.run()
     finally:

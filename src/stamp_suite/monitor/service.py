@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import hashlib
 import json
+import socket
 import sys
 import zlib
 from collections.abc import Iterator
@@ -62,6 +64,15 @@ class Target:
         self.session.endpoint.close()
 
 
+def shard_of(target: str, shards: int) -> int:
+    """The shard (1..``shards``) a target belongs to: highest random weight (rendezvous)
+    hashing of its name, so each target's shard depends only on its name and the shard count,
+    adding targets moves none, and going from N to N+1 shards moves about 1/(N+1) of them."""
+    def weight(k: int) -> bytes:
+        return hashlib.blake2b(f"{k}\0{target}".encode(), digest_size=8).digest()
+    return max(range(1, shards + 1), key=weight)
+
+
 def _open_jsonl(path: str) -> TextIO:
     try:
         return open(path, "a", encoding="utf-8")
@@ -71,15 +82,20 @@ def _open_jsonl(path: str) -> TextIO:
 
 class Monitor:
     def __init__(self, config_path: str, stop: StopRequest, log: TextIO | None = None,
-                 metrics_addr: str | None = None) -> None:
+                 metrics_addr: str | None = None, shard: tuple[int, int] = (1, 1), name: str | None = None,
+                 jsonl: str | None = None) -> None:
         self.config_path = config_path
-        self.metrics_addr = metrics_addr  # --metrics-addr: wins over the file's, on every reload too
+        # --metrics-addr and --jsonl win over the file's, on every reload too (one file, N shards)
+        self.overrides = {k: v for k, v in (("metrics_addr", metrics_addr), ("jsonl", jsonl)) if v}
+        self.shard = shard  # (K, N): this monitor runs the targets of shard K of N
+        # The vantage point, a label on every metric and a field of every window line.
+        self.name = name or (socket.gethostname() + (f"-{shard[0]}" if shard[1] > 1 else ""))
         self.config = self._load()
         self.log_to = log or sys.stderr
         self.clock = read_clock_state()
         # Targets at a packet a second need millisecond, not microsecond, timing: no spin.
         self.driver = SenderDriver(stop, ClockWatcher(self.clock, log=self.log), record_schedule=True, spin_ns=0)
-        self.metrics = SenderMetrics(("target",))
+        self.metrics = SenderMetrics(("monitor", "target"))
         self.metrics_server = None
         self.agent = None
         self.jsonl: TextIO | None = None
@@ -91,7 +107,10 @@ class Monitor:
 
     def _load(self) -> MonitorConfig:
         config = load_config(self.config_path)
-        return dataclasses.replace(config, metrics_addr=self.metrics_addr) if self.metrics_addr else config
+        k, n = self.shard
+        if n > 1:
+            config = dataclasses.replace(config, targets={t: s for t, s in config.targets.items() if shard_of(t, n) == k})
+        return dataclasses.replace(config, **self.overrides)
 
     def log(self, line: str) -> None:
         say(f"stamp-suite monitor: {line}", self.log_to)
@@ -132,14 +151,14 @@ class Monitor:
             raise
         for name, target in opened.items():  # from here on nothing can fail
             old = self.targets.get(name)
-            target.session.consumers.append(self.metrics.add_session((name,), target.stats))
+            target.session.consumers.append(self.metrics.add_session((self.name, name), target.stats))
             self.targets[name] = target
             self.driver.add(target.session, target.phase_ns())
             if old is not None:
                 self._stop(old)
         for name in removed:
             self._stop(self.targets.pop(name))
-            self.metrics.remove_session((name,))
+            self.metrics.remove_session((self.name, name))
         self._switch_outputs(config, outputs)
         self.config = config
         return added, removed, changed
@@ -219,7 +238,8 @@ class Monitor:
         if self.jsonl is None:
             return
         try:
-            print(json.dumps({"type": "window", "target": name, **record}), file=self.jsonl, flush=True)
+            print(json.dumps({"type": "window", "monitor": self.name, "target": name, **record}), file=self.jsonl,
+                  flush=True)
         except OSError as exc:  # a full disk must not stop the measurements: said once, lines dropped
             if not self._jsonl_failed:
                 self._jsonl_failed = True
@@ -287,4 +307,4 @@ class MonitorCollector:
     def collect(self):
         from ..observability.metrics import window_families
         yield from self.monitor.metrics.collect()
-        yield from window_families(self.monitor.windows(), self.monitor.targets_up())
+        yield from window_families(self.monitor.windows(), self.monitor.targets_up(), self.monitor.name)

@@ -205,13 +205,13 @@ WINDOW_GAUGES = (
 )
 
 
-def window_families(windows, targets_up) -> Iterator[Metric]:
-    """``stamp_monitor_window_*{target,window}`` gauges from (target, length in s, window record),
-    and ``stamp_monitor_target_up{target}`` from (target, up)."""
-    labels = ["target", "window"]
+def window_families(windows, targets_up, monitor: str) -> Iterator[Metric]:
+    """``stamp_monitor_window_*{monitor,target,window}`` gauges from (target, length in s, window
+    record), and ``stamp_monitor_target_up{monitor,target}`` from (target, up)."""
+    labels = ["monitor", "target", "window"]
     fams = {k: GaugeMetricFamily(f"stamp_monitor_window_{k}", doc, labels=labels) for k, doc in WINDOW_GAUGES}
     for target, length_s, d in windows:
-        lv = [target, f"{length_s}s"]
+        lv = [monitor, target, f"{length_s}s"]
         p = d["packets"]
         if p["loss_ratio"] is not None:  # a window of packets still in flight says nothing
             fams["loss_ratio"].add_metric(lv, p["loss_ratio"])
@@ -229,7 +229,8 @@ def window_families(windows, targets_up) -> Iterator[Metric]:
                 fams[key].add_metric(lv, src / 1e9)
     yield from fams.values()
     up = GaugeMetricFamily("stamp_monitor_target_up", "1 when the target answered in its latest closed shortest "
-                           "window; 0 when nothing came back or ICMP said nothing listens there", labels=["target"])
+                           "window; 0 when nothing came back or ICMP said nothing listens there",
+                           labels=["monitor", "target"])
     for target, is_up in targets_up:
-        up.add_metric([target], 1 if is_up else 0)
+        up.add_metric([monitor, target], 1 if is_up else 0)
     yield up

@@ -155,6 +155,10 @@ class Reflector:
         self._bound = unmapped_address(config.local_addr) if config.local_addr else None
         self.update_clock(config.clock)
 
+    def encode_timestamp(self, ns: int) -> int:
+        """POSIX ns in this reflector's timestamp format (NTP, or PTP in TAI)."""
+        return self._encode(ns)
+
     def update_clock(self, clock: ClockDescription) -> None:
         """Use a new description of the clock from the next reply on (S bit, sync source,
         error, TAI offset), e.g. when the kernel says the clock got or lost synchronisation."""
@@ -185,11 +189,13 @@ class Reflector:
             return []
         return [reply]
 
-    def stamp(self, reply: Reply, t3_ns: int, tx_method: int = TimestampMethod.CONTROL_PLANE) -> bytearray:
+    def stamp(self, reply: Reply, t3_ns: int, tx_method: int = TimestampMethod.CONTROL_PLANE,
+              t3_wire: int | None = None) -> bytearray:
         """Write T3 (as late as possible) and, in authenticated mode, the base HMAC that
-        covers it; the session remembers this reply for its next Follow-Up Telemetry."""
+        covers it; the session remembers this reply for its next Follow-Up Telemetry.
+        ``t3_wire``: T3 already in the wire format (replies that leave together share it)."""
         data = reply.data
-        _U64.pack_into(data, reply.timestamp_offset, self._encode(t3_ns))
+        _U64.pack_into(data, reply.timestamp_offset, self._encode(t3_ns) if t3_wire is None else t3_wire)
         if reply.key is not None:
             data[HMAC_COVERED:AUTH_BASE_LEN] = hmac16(reply.key, memoryview(data)[:HMAC_COVERED])
         s = reply.session

@@ -174,7 +174,8 @@ class ReflectorServer:
     def _send_together(self, pending: list[tuple[Reply, tuple, int]]) -> None:
         engine, c = self.engine, self._c
         t3 = time.time_ns()
-        out = [(engine.stamp(reply, t3), reply.destination, reply.source_address, reply.tos)
+        t3_wire = engine.encode_timestamp(t3)
+        out = [(engine.stamp(reply, t3, t3_wire=t3_wire), reply.destination, reply.source_address, reply.tos)
                for reply, _, _ in pending]
         # Counted before the send and taken back if it fails: the sender may read the
         # counters the moment its reply arrives, before this loop runs again.
