@@ -21,7 +21,7 @@ from stamp_suite.monitor import load_config
 
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
-UNITS = ["stamp-reflector.service", "stamp-monitor.service"]
+UNITS = ["stamp-reflector.service", "stamp-monitor.service", "stamp-monitor@.service"]
 
 
 def directives(unit: str) -> dict[str, list[str]]:
@@ -45,8 +45,9 @@ def test_units_pass_systemd_analyze_verify(unit, tmp_path):
     require_tool("systemd-analyze")
     installed = Path(sys.executable).parent / "stamp-suite"  # the console script pip made
     require(installed.exists(), f"{installed} (pip install the project)")
-    (tmp_path / unit).write_text((DEPLOY / unit).read_text().replace("/usr/local/bin/stamp-suite", str(installed)))
-    res = subprocess.run(["systemd-analyze", "verify", str(tmp_path / unit)], capture_output=True, text=True)
+    name = unit.replace("@.", "@1-2.")  # a template is verified as one of its instances
+    (tmp_path / name).write_text((DEPLOY / unit).read_text().replace("/usr/local/bin/stamp-suite", str(installed)))
+    res = subprocess.run(["systemd-analyze", "verify", str(tmp_path / name)], capture_output=True, text=True)
     assert res.returncode == 0 and res.stderr == "", res.stderr
 
 
@@ -82,3 +83,11 @@ def test_one_set_of_addresses_across_units_examples_and_readme():
     readme = (ROOT / "README.md").read_text()
     assert f'"{reflector}"' in readme and f'"{monitor}"' in readme
     assert ":9090" not in "".join(scraped)  # Prometheus's own port
+
+
+def test_the_sharded_template_command_line_parses():
+    args = [a.replace("%I", "1/2").replace("%i", "1-2").replace("%H", "host").replace("${METRICS_ADDR}", "127.0.0.1:9871")
+            for a in exec_args("stamp-monitor@.service")]
+    ns = monitor_command.build_parser().parse_args(args[1:])
+    assert args[0] == "monitor" and ns.shard == (1, 2) and ns.name == "host-1-2"
+    assert ns.jsonl.startswith("/var/log/stamp/") and directives("stamp-monitor@.service")["LogsDirectory"] == ["stamp"]
