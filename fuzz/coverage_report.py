@@ -27,6 +27,7 @@ sys.path.insert(0, str(HERE))
 
 READING = {"SessionSender.receive", "SessionSender._read_tlvs"}  # the engine's part of reading a reply
 NOT_READING = {"reflect", "to_value", "to_tlv", "request", "label_stack", "__post_init__", "validate_for_sending",
+               "_allowed", "_impose_srv6", "_with_sub_tlv_flags",
                "__init_subclass__", "_answer", "decode"}  # the other direction
 
 

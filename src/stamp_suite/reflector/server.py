@@ -151,9 +151,9 @@ class ReflectorServer:
         engine, c = self.engine, self._c
         local_port = self.endpoint.local[1]
         pending: list[tuple[Reply, tuple, int]] = []
+        read_at = time.monotonic_ns()  # the batch's: timers need no finer grain than a read
         for rx in batch:
             data, source, ttl, tos, destination, kernel_ns, user_ns, truncated = rx
-            read_at = time.monotonic_ns()
             if truncated:  # never reflect a partial copy
                 c[RECEIVED] += 1
                 c[_TRUNCATED] += 1
