@@ -193,8 +193,10 @@ class UdpEndpoint:
             raise SocketSetupError(f"cannot use {_fmt(host, port)}: {exc.strerror or exc}") from None
         self.local = s.getsockname()[:2]
         self._wildcard = ipaddress.ip_address(host.split("%", 1)[0]).is_unspecified
-        self._mmsg = (_MmsgBatch(s.fileno(), BATCH, RECV_BUFFER)
-                      if batch and _MmsgBatch is not None and o.LINUX and self.caps.recvmsg else None)
+        # The batch buffers (BATCH x RECV_BUFFER octets) are made on first use: a sender's
+        # socket, or a monitor's thousand, never needs them.
+        self._batched = batch and _MmsgBatch is not None and o.LINUX and self.caps.recvmsg
+        self._mmsg_buffers = None
         self._tos_cmsgs: dict[tuple[int, bool], tuple[int, int, bytes]] = {}
         self._source_cmsgs: dict[str | bytes, tuple[int, int, bytes]] = {}
 
@@ -261,6 +263,12 @@ class UdpEndpoint:
                 sec, usec = struct.unpack_from("qq" if len(cdata) >= 16 else "qi", cdata)
                 kts = sec * 1_000_000_000 + usec * 1000
         return Received(data, addr[:2], ttl, tos, dst, kts, now, bool(flags & _MSG_TRUNC))
+
+    @property
+    def _mmsg(self):
+        if self._mmsg_buffers is None and self._batched:
+            self._mmsg_buffers = _MmsgBatch(self.sock.fileno(), BATCH, RECV_BUFFER)
+        return self._mmsg_buffers
 
     def recv_batch(self) -> list[tuple]:
         """The datagrams waiting, up to :data:`BATCH` (BlockingIOError when none), each as

@@ -119,10 +119,14 @@ class ReflectorCounters:
     def sessions_evicted(self) -> int:
         return self._sum(SESSIONS_EVICTED)
 
+    def _nonzero(self, slots: dict) -> dict:
+        """The sums of the named slots, those that are not 0."""
+        out = {name: self._sum(slot) for name, slot in slots.items()}
+        return {k: v for k, v in out.items() if v}
+
     @property
     def dropped(self) -> dict[str, int]:
-        out = {reason: self._sum(slot) for reason, slot in DROP_SLOT.items()}
-        return {k: v for k, v in out.items() if v}
+        return self._nonzero(DROP_SLOT)
 
     @property
     def dropped_total(self) -> int:
@@ -130,18 +134,15 @@ class ReflectorCounters:
 
     @property
     def tlvs_by_type(self) -> dict[int, int]:
-        out = {t: self._sum(TLV_TYPE_BASE + t) for t in range(256)}
-        return {k: v for k, v in out.items() if v}
+        return self._nonzero({t: TLV_TYPE_BASE + t for t in range(256)})
 
     @property
     def tlv_flags_set(self) -> dict[str, int]:
-        out = {name: self._sum(FLAG_BASE + i) for i, name in enumerate(FLAG_NAMES)}
-        return {k: v for k, v in out.items() if v}
+        return self._nonzero({name: FLAG_BASE + i for i, name in enumerate(FLAG_NAMES)})
 
     @property
     def return_path(self) -> dict[str, int]:
-        out = {outcome: self._sum(slot) for outcome, slot in RETURN_PATH_SLOT.items()}
-        return {k: v for k, v in out.items() if v}
+        return self._nonzero(RETURN_PATH_SLOT)
 
     def processing(self) -> tuple[list[int], int]:
         """Per-bucket counts (the last is +Inf) and the sum in ns."""
