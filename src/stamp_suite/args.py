@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the manual page (roff) and exit (e.g. > /usr/local/share/man/man1/stamp-suite.1)")
     g.add_argument("--wireshark-dissector", action="store_true",
                    help="print the path of the STAMP Lua dissector for Wireshark and exit "
-                        "(tshark -X lua_script:$(stamp-suite --wireshark-dissector) ...)")
+                        '(tshark -X lua_script:"$(stamp-suite --wireshark-dissector)" ...)')
     g.add_argument("--self-test", action="store_true",
                    help="start a reflector on loopback inside this process and measure it")
     g.add_argument("-i", "--is-reflector", action="store_true", help="run as Session-Reflector")

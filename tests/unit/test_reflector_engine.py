@@ -479,3 +479,18 @@ def test_a_packet_of_the_other_mode_is_counted_as_wrong_mode():
     assert reply is None and r.counters.dropped == {"wrong_mode": 1}
     r, reply, _ = reflect(EX_C, auth)
     assert reply is not None and not r.counters.dropped
+
+
+def test_replies_that_failed_together_are_all_taken_back():
+    """Stateful: ten replies of one session fail in one send; given back latest first, the
+    session's count returns to 0 and its next reply carries Sequence Number 0 again."""
+    r = Reflector(ReflectorConfig(stateful=True, error_estimate=SYNCED))
+    replies = [r.receive(EX_A, META, T3_NS)[0] for _ in range(10)]
+    for reply in reversed(replies):
+        r.send_failed(reply)
+    (again,) = r.receive(EX_A, META, T3_NS)
+    assert again.sequence_number == 0
+    r2 = Reflector(ReflectorConfig(stateful=True, error_estimate=SYNCED))
+    first, second = (r2.receive(EX_A, META, T3_NS)[0] for _ in range(2))
+    r2.send_failed(first)  # a later reply was made: the gap stays, as for a reply lost on the way
+    assert r2.receive(EX_A, META, T3_NS)[0].sequence_number == 2

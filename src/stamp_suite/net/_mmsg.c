@@ -23,7 +23,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#define CONTROL_SPACE 256
+#define CONTROL_SPACE 512 /* TTL, TOS, PKTINFO and a timespec need about 200 */
 
 typedef struct {
     PyObject_HEAD
@@ -35,15 +35,27 @@ typedef struct {
     struct mmsghdr *msgs;
     struct iovec *iov;
     struct sockaddr_storage *addrs;
+    Py_buffer *views;             /* the replies' data, held during a send */
 } Batch;
 
-static void Batch_dealloc(Batch *self)
+static void Batch_free(Batch *self)
 {
     PyMem_Free(self->buffers);
     PyMem_Free(self->control);
     PyMem_Free(self->msgs);
     PyMem_Free(self->iov);
     PyMem_Free(self->addrs);
+    PyMem_Free(self->views);
+    self->buffers = self->control = NULL;
+    self->msgs = NULL;
+    self->iov = NULL;
+    self->addrs = NULL;
+    self->views = NULL;
+}
+
+static void Batch_dealloc(Batch *self)
+{
+    Batch_free(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -59,6 +71,7 @@ static int Batch_init(Batch *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "count must be 1..1024 and bufsize at least 64");
         return -1;
     }
+    Batch_free(self); /* __init__ called again */
     self->fd = fd;
     self->count = count;
     self->bufsize = (size_t)bufsize;
@@ -67,7 +80,8 @@ static int Batch_init(Batch *self, PyObject *args, PyObject *kwds)
     self->msgs = PyMem_Calloc(count, sizeof(struct mmsghdr));
     self->iov = PyMem_Calloc(count, sizeof(struct iovec));
     self->addrs = PyMem_Calloc(count, sizeof(struct sockaddr_storage));
-    if (!self->buffers || !self->control || !self->msgs || !self->iov || !self->addrs) {
+    self->views = PyMem_Calloc(count, sizeof(Py_buffer));
+    if (!self->buffers || !self->control || !self->msgs || !self->iov || !self->addrs || !self->views) {
         PyErr_NoMemory();
         return -1;
     }
@@ -184,17 +198,28 @@ static PyObject *Batch_recv(Batch *self, PyObject *Py_UNUSED(ignored))
         }
         {
             size_t len = self->msgs[i].msg_len;
-            int truncated = (h->msg_flags & MSG_TRUNC) != 0;
+            PyObject *truncated = (h->msg_flags & MSG_TRUNC) ? Py_True : Py_False;
             if (len > self->bufsize)
                 len = self->bufsize;
             PyObject *addr = address_tuple(&self->addrs[i]);
-            PyObject *item = addr ? Py_BuildValue("(y#NNNNNOO)", self->iov[i].iov_base, (Py_ssize_t)len, addr,
-                                                  ttl, tos, dst, kts, user_ns, truncated ? Py_True : Py_False)
-                                  : NULL;
+            PyObject *data = PyBytes_FromStringAndSize(self->iov[i].iov_base, (Py_ssize_t)len);
+            PyObject *item = addr && data ? PyTuple_New(8) : NULL;
             if (!item) {
                 Py_XDECREF(addr);
+                Py_XDECREF(data);
                 goto fail_item;
             }
+            /* the tuple takes over every reference from here on */
+            PyTuple_SET_ITEM(item, 0, data);
+            PyTuple_SET_ITEM(item, 1, addr);
+            PyTuple_SET_ITEM(item, 2, ttl);
+            PyTuple_SET_ITEM(item, 3, tos);
+            PyTuple_SET_ITEM(item, 4, dst);
+            PyTuple_SET_ITEM(item, 5, kts);
+            Py_INCREF(user_ns);
+            PyTuple_SET_ITEM(item, 6, user_ns);
+            Py_INCREF(truncated);
+            PyTuple_SET_ITEM(item, 7, truncated);
             PyList_SET_ITEM(list, i, item);
             continue;
         }
@@ -212,6 +237,8 @@ static PyObject *Batch_recv(Batch *self, PyObject *Py_UNUSED(ignored))
 static int fill_destination(int family, const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
 {
     memset(ss, 0, sizeof *ss);
+    if (port < 0 || port > 65535)
+        return -1;
     if (family == AF_INET) {
         struct sockaddr_in *a = (struct sockaddr_in *)ss;
         a->sin_family = AF_INET;
@@ -246,11 +273,70 @@ static int fill_destination(int family, const char *host, int port, struct socka
     return 0;
 }
 
+/* The control messages of one reply: its source address (a wildcard-bound socket's reply
+ * leaves from the address the request came to) and its TOS / traffic class.  -1 when the
+ * source cannot be used on this socket. */
+static int fill_control(int family, PyObject *source, int tos, int v4_path, struct msghdr *h, char *control)
+{
+    size_t used = 0;
+    h->msg_control = control;
+    h->msg_controllen = CONTROL_SPACE;
+    struct cmsghdr *c = CMSG_FIRSTHDR(h);
+    if (source != Py_None) {
+        char *src;
+        Py_ssize_t srclen;
+        if (!PyBytes_Check(source) || PyBytes_AsStringAndSize(source, &src, &srclen) < 0)
+            return -1;
+        if (family == AF_INET6 && (srclen == 16 || srclen == 4)) {
+            struct in6_pktinfo p;
+            memset(&p, 0, sizeof p);
+            if (srclen == 16) {
+                memcpy(&p.ipi6_addr, src, 16);
+            } else { /* an IPv4 source on a dual-stack socket: v4-mapped */
+                p.ipi6_addr.s6_addr[10] = 0xff;
+                p.ipi6_addr.s6_addr[11] = 0xff;
+                memcpy(&p.ipi6_addr.s6_addr[12], src, 4);
+            }
+            c->cmsg_level = IPPROTO_IPV6;
+            c->cmsg_type = IPV6_PKTINFO;
+            c->cmsg_len = CMSG_LEN(sizeof p);
+            memcpy(CMSG_DATA(c), &p, sizeof p);
+            used += CMSG_SPACE(sizeof p);
+        } else if (family == AF_INET && srclen == 4) {
+            struct in_pktinfo p;
+            memset(&p, 0, sizeof p);
+            memcpy(&p.ipi_spec_dst, src, 4);
+            c->cmsg_level = IPPROTO_IP;
+            c->cmsg_type = IP_PKTINFO;
+            c->cmsg_len = CMSG_LEN(sizeof p);
+            memcpy(CMSG_DATA(c), &p, sizeof p);
+            used += CMSG_SPACE(sizeof p);
+        } else {
+            return -1; /* e.g. an IPv6 source on an IPv4 socket */
+        }
+        c = (struct cmsghdr *)(control + used);
+    }
+    if (tos >= 0) {
+        int v = tos & 0xFF;
+        c->cmsg_level = v4_path ? IPPROTO_IP : IPPROTO_IPV6;
+        c->cmsg_type = v4_path ? IP_TOS : IPV6_TCLASS;
+        c->cmsg_len = CMSG_LEN(sizeof v);
+        memcpy(CMSG_DATA(c), &v, sizeof v);
+        used += CMSG_SPACE(sizeof v);
+    }
+    h->msg_controllen = used;
+    if (!used)
+        h->msg_control = NULL;
+    return 0;
+}
+
 /*
  * send(family, replies) -> number sent: replies is a sequence of (data, host, port, source,
- * tos), source None or the packed 4/16-octet local address (a wildcard-bound socket's reply
- * source), tos -1 for the socket's own.  One sendmmsg call; a datagram the kernel refuses
- * ends the batch there (the caller sends the rest one by one and learns each error).
+ * tos), source None or the packed 4/16-octet local address, tos -1 for the socket's own.
+ * One sendmmsg call for the replies up to the first that cannot be sent from this socket (a
+ * destination or source of the other family): the count says where the kernel or that reply
+ * stopped the batch; OSError when it is the first (the caller sends that one alone to learn
+ * why, and goes on after it).
  */
 static PyObject *Batch_send(Batch *self, PyObject *args)
 {
@@ -267,98 +353,58 @@ static PyObject *Batch_send(Batch *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "more replies than the batch holds");
         return NULL;
     }
-    Py_buffer views[1024];
     Py_ssize_t held = 0, i;
     for (i = 0; i < total; i++) {
         PyObject *t = PySequence_Fast_GET_ITEM(seq, i);
         PyObject *data, *source;
         const char *host;
         int port, tos;
-        if (!PyTuple_Check(t) || !PyArg_ParseTuple(t, "OsiOi", &data, &host, &port, &source, &tos))
-            goto fail;
-        if (PyObject_GetBuffer(data, &views[i], PyBUF_SIMPLE) < 0)
-            goto fail;
-        held = i + 1;
-        socklen_t alen;
-        if (fill_destination(family, host, port, &self->addrs[i], &alen) < 0) {
-            PyErr_Format(PyExc_ValueError, "not an address: %s", host);
+        if (!PyTuple_Check(t)) {
+            PyErr_SetString(PyExc_TypeError, "each reply must be a (data, host, port, source, tos) tuple");
             goto fail;
         }
+        if (!PyArg_ParseTuple(t, "OsiOi", &data, &host, &port, &source, &tos))
+            goto fail;
+        socklen_t alen;
         struct msghdr *h = &self->msgs[i].msg_hdr;
         memset(h, 0, sizeof *h);
-        self->iov[i].iov_base = views[i].buf;
-        self->iov[i].iov_len = views[i].len;
+        if (fill_destination(family, host, port, &self->addrs[i], &alen) < 0)
+            break; /* not reachable from this socket: the batch ends before it */
+        struct in6_addr *dst6 = &((struct sockaddr_in6 *)&self->addrs[i])->sin6_addr;
+        int v4_path = family == AF_INET || IN6_IS_ADDR_V4MAPPED(dst6);
+        if (fill_control(family, source, tos, v4_path, h, self->control + i * CONTROL_SPACE) < 0)
+            break;
+        if (PyObject_GetBuffer(data, &self->views[i], PyBUF_SIMPLE) < 0)
+            goto fail;
+        held = i + 1;
+        self->iov[i].iov_base = self->views[i].buf;
+        self->iov[i].iov_len = self->views[i].len;
         h->msg_name = &self->addrs[i];
         h->msg_namelen = alen;
         h->msg_iov = &self->iov[i];
         h->msg_iovlen = 1;
-        char *control = self->control + i * CONTROL_SPACE;
-        size_t used = 0;
-        struct in6_addr *dst6 = &((struct sockaddr_in6 *)&self->addrs[i])->sin6_addr;
-        int v4_path = family == AF_INET || IN6_IS_ADDR_V4MAPPED(dst6);
-        h->msg_control = control;
-        h->msg_controllen = CONTROL_SPACE;
-        struct cmsghdr *c = CMSG_FIRSTHDR(h);
-        if (source != Py_None) {
-            char *src;
-            Py_ssize_t srclen;
-            if (PyBytes_AsStringAndSize(source, &src, &srclen) < 0 || (srclen != 4 && srclen != 16)) {
-                PyErr_Clear();
-                PyErr_SetString(PyExc_ValueError, "source must be 4 or 16 packed octets");
-                goto fail;
-            }
-            if (family == AF_INET6) {
-                struct in6_pktinfo p;
-                memset(&p, 0, sizeof p);
-                if (srclen == 16) {
-                    memcpy(&p.ipi6_addr, src, 16);
-                } else { /* an IPv4 source on a dual-stack socket: v4-mapped */
-                    p.ipi6_addr.s6_addr[10] = 0xff;
-                    p.ipi6_addr.s6_addr[11] = 0xff;
-                    memcpy(&p.ipi6_addr.s6_addr[12], src, 4);
-                }
-                c->cmsg_level = IPPROTO_IPV6;
-                c->cmsg_type = IPV6_PKTINFO;
-                c->cmsg_len = CMSG_LEN(sizeof p);
-                memcpy(CMSG_DATA(c), &p, sizeof p);
-                used += CMSG_SPACE(sizeof p);
-            } else {
-                struct in_pktinfo p;
-                memset(&p, 0, sizeof p);
-                memcpy(&p.ipi_spec_dst, src, 4);
-                c->cmsg_level = IPPROTO_IP;
-                c->cmsg_type = IP_PKTINFO;
-                c->cmsg_len = CMSG_LEN(sizeof p);
-                memcpy(CMSG_DATA(c), &p, sizeof p);
-                used += CMSG_SPACE(sizeof p);
-            }
-            c = (struct cmsghdr *)(control + used);
-        }
-        if (tos >= 0) {
-            int v = tos;
-            c->cmsg_level = v4_path ? IPPROTO_IP : IPPROTO_IPV6;
-            c->cmsg_type = v4_path ? IP_TOS : IPV6_TCLASS;
-            c->cmsg_len = CMSG_LEN(sizeof v);
-            memcpy(CMSG_DATA(c), &v, sizeof v);
-            used += CMSG_SPACE(sizeof v);
-        }
-        h->msg_controllen = used;
-        if (!used)
-            h->msg_control = NULL;
     }
-    int n;
-    Py_BEGIN_ALLOW_THREADS
-    n = total ? sendmmsg(self->fd, self->msgs, (unsigned int)total, MSG_DONTWAIT) : 0;
-    Py_END_ALLOW_THREADS
+    int n = 0;
+    if (held) {
+        Py_BEGIN_ALLOW_THREADS
+        n = sendmmsg(self->fd, self->msgs, (unsigned int)held, MSG_DONTWAIT);
+        Py_END_ALLOW_THREADS
+    } else if (total) {
+        errno = EAFNOSUPPORT;
+        n = -1;
+    }
+    int saved = errno;
     for (i = 0; i < held; i++)
-        PyBuffer_Release(&views[i]);
+        PyBuffer_Release(&self->views[i]);
     Py_DECREF(seq);
-    if (n < 0)
+    if (n < 0) {
+        errno = saved;
         return PyErr_SetFromErrno(PyExc_OSError);
+    }
     return PyLong_FromLong(n);
 fail:
     for (i = 0; i < held; i++)
-        PyBuffer_Release(&views[i]);
+        PyBuffer_Release(&self->views[i]);
     Py_DECREF(seq);
     return NULL;
 }

@@ -24,7 +24,8 @@ except ImportError:
     _MmsgBatch = None
 # STAMP_SUITE_BATCH_IO=off: the standard socket module even where the extension is built
 # (to compare the two paths: bench/run.py, the test suite).
-if os.environ.get("STAMP_SUITE_BATCH_IO", "").lower() in ("off", "0", "no"):
+_BUILT = _MmsgBatch is not None
+if os.environ.get("STAMP_SUITE_BATCH_IO", "").lower() in ("off", "0", "no", "false"):
     _MmsgBatch = None
 
 _INT = struct.Struct("i")  # cmsg ints are native-endian
@@ -40,7 +41,7 @@ def batched_io() -> str:
     """Which socket path a reflector uses here, for ``-V --verbose``."""
     if _MmsgBatch is not None and o.LINUX:
         return "batched socket I/O: recvmmsg/sendmmsg (C extension)"
-    if os.environ.get("STAMP_SUITE_BATCH_IO"):
+    if _BUILT:
         return "batched socket I/O: off (STAMP_SUITE_BATCH_IO)"
     why = "not built: no C compiler or Python headers at install" if o.LINUX else "Linux only"
     return f"batched socket I/O: no (one system call per datagram; the C extension is {why})"
@@ -265,6 +266,11 @@ class UdpEndpoint:
         return Received(data, addr[:2], ttl, tos, dst, kts, now, bool(flags & _MSG_TRUNC))
 
     @property
+    def batched(self) -> bool:
+        """Replies go out together (sendmmsg) rather than one system call each."""
+        return self._mmsg is not None
+
+    @property
     def _mmsg(self):
         if self._mmsg_buffers is None and self._batched:
             self._mmsg_buffers = _MmsgBatch(self.sock.fileno(), BATCH, RECV_BUFFER)
@@ -295,11 +301,8 @@ class UdpEndpoint:
         (index, error), the others left."""
         failed: list[tuple[int, OSError]] = []
         if self._mmsg is None:
-            for i, (data, destination, source, tos) in enumerate(replies):
-                try:
-                    self._send(data, destination, source, tos, False)
-                except OSError as exc:
-                    failed.append((i, exc))
+            for i in range(len(replies)):
+                self._send_one(replies, i, failed)
             return failed
         pin = self._wildcard and self.caps.set_source_per_packet
         per_tos = self.caps.set_tos_per_packet
@@ -314,14 +317,20 @@ class UdpEndpoint:
             if sent:
                 i += sent
                 continue
-            # The kernel refused items[i] (sendmmsg says only that): send it alone to learn why.
-            data, destination, source, tos = replies[i]
-            try:
-                self._send(data, destination, source, tos, False)
-            except OSError as exc:
-                failed.append((i, exc))
+            # items[i] stopped the batch (the kernel refused it, or it cannot go from this
+            # socket): sent alone, which says why.
+            self._send_one(replies, i, failed)
             i += 1
         return failed
+
+    def _send_one(self, replies: list, i: int, failed: list[tuple[int, OSError]]) -> None:
+        data, destination, source, tos = replies[i]
+        try:
+            self._send(data, destination, source, tos, False)
+        except OSError as exc:
+            failed.append((i, exc))
+        except ValueError as exc:  # an address of the other family
+            failed.append((i, OSError(errno.EAFNOSUPPORT, str(exc))))
 
     @property
     def srv6_unavailable(self) -> str | None:

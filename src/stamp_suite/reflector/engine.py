@@ -134,6 +134,7 @@ class Reply:
     # departure time (a kernel TX timestamp) and hand it to Reflector.confirm_transmit().
     want_tx_timestamp: bool = False
     routing_header: bytes | None = None  # an SRv6 Return Path: the SRH the reply must carry
+    transmitted_before: int = 0  # the session's count of replies before this one
 
 
 class Reflector:
@@ -206,11 +207,14 @@ class Reflector:
 
     @staticmethod
     def send_failed(reply: Reply) -> None:
-        """The socket could not send ``reply``: it was not transmitted, so the session's count
-        (and, stateful, the next reply's Sequence Number) does not include it."""
+        """The socket could not send ``reply``: when no later reply of its session has been
+        made, the session's count (and, stateful, the next reply's Sequence Number) is taken
+        back; otherwise the gap stays, as for a reply lost on the way (replies that failed
+        together are given back latest first, so all of them are taken back)."""
         s = reply.session
-        if s.transmitted and s.last_reply_sequence == reply.sequence_number:
+        if s.transmitted == reply.transmitted_before + 1:
             s.transmitted -= 1
+        if s.last_reply_sequence == reply.sequence_number:
             s.last_reply_sequence = None
 
     @staticmethod
@@ -290,7 +294,8 @@ class Reflector:
         if tlv_area:
             head += tlv_area
         return Reply(head, destination, source_address, tos, session, reply_seq, ts_offset,
-                     key if cfg.authenticated else None, notes, follow_up and cfg.stateful, routing_header), None
+                     key if cfg.authenticated else None, notes, follow_up and cfg.stateful, routing_header,
+                     session.transmitted - 1), None
 
     def _is_reply(self, data: bytes, meta: PacketMeta, t2_wire: int) -> bool:
         """A packet with a Receive Timestamp or Sender TTL set is a reply, unless

@@ -2,7 +2,7 @@
 
 One non-blocking socket, drained completely on every wake-up (a readiness wait per
 burst, not per packet), with TTL, TOS, destination address and the kernel receive
-timestamp read on every packet; replies to a batch of datagrams leave together (see
+timestamp read on every packet; on the batched path replies leave in small groups (see
 :meth:`UdpEndpoint.recv_batch`, :meth:`UdpEndpoint.send_batch`), T3 read right before.  The loop stops
 when its :class:`~stamp_suite.net.signals.StopRequest` is set (by a signal, another
 thread, or its parent) and wakes for it at once.  Every count goes to the worker's
@@ -33,6 +33,7 @@ HOUSEKEEPING_NS = 1_000_000_000
 _SW_LOCAL, _CONTROL_PLANE = int(TimestampMethod.SW_LOCAL), int(TimestampMethod.CONTROL_PLANE)
 MAX_AWAITING_TX = 4096
 DRAIN_BATCH = 512  # datagrams per wake-up before the loop looks at its stop flag again
+SEND_GROUP = 8  # replies per sendmmsg: more would leave T3 earlier than the send by more
 MAX_SESSIONS_REPORTED = 10_000  # per worker, in answers to the parent (SNMP table, totals)
 _TRUNCATED = DROP_SLOT[DropReason.TRUNCATED]
 _SIZE_ERRORS = (errno.EMSGSIZE, 10040)  # Windows reports an oversized datagram as WSAEMSGSIZE
@@ -130,9 +131,7 @@ class ReflectorServer:
             try:
                 batch = self.endpoint.recv_batch()
             except BlockingIOError:
-                if self._awaiting_tx:  # an unread error queue would keep the socket ready
-                    self._collect_tx_timestamps()
-                return n
+                batch = []
             except OSError as exc:
                 n += 1
                 if exc.errno in _SIZE_ERRORS:
@@ -140,17 +139,24 @@ class ReflectorServer:
                     self._c[_TRUNCATED] += 1
                 # otherwise e.g. ECONNREFUSED queued by an earlier reply: nothing to reflect
                 continue
+            if not batch:
+                if self._awaiting_tx:  # an unread error queue would keep the socket ready
+                    self._collect_tx_timestamps()
+                return n
             n += len(batch)
             self._answer(batch)
         return n
 
     def _answer(self, batch: list[tuple]) -> None:
-        """The replies to one batch of datagrams, sent together (one sendmmsg on the batched
-        path).  T3 is read once, right before they leave; a reply that wants its kernel
-        transmit time (Follow-Up Telemetry) or carries a routing header goes on its own."""
+        """The replies to a batch of datagrams.  On the batched path they leave in groups of
+        SEND_GROUP (2 in authenticated mode, where each T3 also needs its HMAC), a group's T3
+        read right before it is stamped and sent, so T3 is at most a few microseconds early;
+        a reply that wants its kernel transmit time (Follow-Up Telemetry) or carries a routing
+        header, and every reply on the plain path, goes alone with its own T3, in order."""
         engine, c = self.engine, self._c
         local_port = self.endpoint.local[1]
-        pending: list[tuple[Reply, tuple, int]] = []
+        group = (2 if engine.config.authenticated else SEND_GROUP) if self.endpoint.batched else 0
+        pending: list[tuple[Reply, tuple]] = []
         read_at = time.monotonic_ns()  # the batch's: timers need no finer grain than a read
         for rx in batch:
             data, source, ttl, tos, destination, kernel_ns, user_ns, truncated = rx
@@ -164,33 +170,43 @@ class ReflectorServer:
             meta = PacketMeta(source, destination, local_port, ttl, tos, kernel_ns if kernel else user_ns,
                               _SW_LOCAL if kernel else _CONTROL_PLANE, self.local_addresses)
             for reply in engine.receive(data, meta, read_at):
-                if reply.want_tx_timestamp or reply.routing_header is not None:
-                    self._send_alone(reply, rx, read_at)
-                else:
-                    pending.append((reply, rx, read_at))
+                if group and not reply.want_tx_timestamp and reply.routing_header is None:
+                    pending.append((reply, rx))
+                    if len(pending) >= group:
+                        self._send_together(pending, read_at)
+                        pending = []
+                    continue
+                if pending:
+                    self._send_together(pending, read_at)
+                    pending = []
+                self._send_alone(reply, rx, read_at)
         if pending:
-            self._send_together(pending)
+            self._send_together(pending, read_at)
 
-    def _send_together(self, pending: list[tuple[Reply, tuple, int]]) -> None:
+    def _send_together(self, pending: list[tuple[Reply, tuple]], read_at: int) -> None:
         engine, c = self.engine, self._c
         t3 = time.time_ns()
         t3_wire = engine.encode_timestamp(t3)
         out = [(engine.stamp(reply, t3, t3_wire=t3_wire), reply.destination, reply.source_address, reply.tos)
-               for reply, _, _ in pending]
+               for reply, _ in pending]
         # Counted before the send and taken back if it fails: the sender may read the
         # counters the moment its reply arrives, before this loop runs again.
         c[REFLECTED] += len(out)
-        failed = dict(self.endpoint.send_batch(out))
-        for i, (reply, rx, read_at) in enumerate(pending):
-            if i in failed:
-                c[REFLECTED] -= 1
-                c[SEND_ERRORS] += 1
-                engine.send_failed(reply)
-            elif self.print_packets:
-                self._print(rx, reply)
+        try:
+            failed = {i for i, _ in self.endpoint.send_batch(out)}
+        except Exception:  # noqa: BLE001 - a reply that cannot be sent never stops the worker
+            failed = set(range(len(out)))
+        for i in sorted(failed, reverse=True):  # latest first: each session's count taken back whole
+            c[REFLECTED] -= 1
+            c[SEND_ERRORS] += 1
+            engine.send_failed(pending[i][0])
+        if self.print_packets:
+            for i, (reply, rx) in enumerate(pending):
+                if i not in failed:
+                    self._print(rx, reply)
         if self.observe_processing_time:
             done = time.monotonic_ns()
-            for _, _, read_at in pending:
+            for _ in pending:
                 observe_processing(c, max(0, done - read_at))
 
     def _send_alone(self, reply: Reply, rx: tuple, read_at: int) -> None:
@@ -200,7 +216,7 @@ class ReflectorServer:
         try:
             key = self.endpoint.send(data, reply.destination, reply.source_address, reply.tos,
                                      reply.want_tx_timestamp, reply.routing_header)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: an address of the other family
             c[REFLECTED] -= 1
             c[SEND_ERRORS] += 1
             engine.send_failed(reply)
