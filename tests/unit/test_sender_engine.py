@@ -288,6 +288,22 @@ def test_windows_keep_their_packets_when_the_wall_clock_steps():
     stepped = lambda now: T1_NS + now - (3600 * 10**9 if now >= 1200 * MS else 0)  # noqa: E731
     for _, ev in drive(s, 4600 * MS, lambda sent, now: [reply_to(Reflector(), sent.data)], wall=stepped):
         windows(ev)
-    assert [w["packets"]["sent"] for w in closed] == [5, 10, 10, 10, 10]  # the first partial: started half-way
-    assert [w["packets"]["received"] for w in closed] == [5, 10, 10, 10, 10]
+    assert [w.record()["packets"]["sent"] for w in closed] == [5, 10, 10, 10, 10]  # the first partial: half-way
+    assert [w.stats.received for w in closed] == [5, 10, 10, 10, 10]
+    assert [w.partial for w in closed] == [True, False, False, False, False]
     assert len(windows.open[1000 * MS]) == 1  # only the window still running: nothing stranded
+
+
+def test_a_late_reply_to_a_summarised_window_opens_none_again():
+    """A reply after its packet's timeout (Late) or a duplicate can arrive after its window
+    closed: it is not counted in a window that nobody would ever close (a monitor's memory
+    would grow with every late reply)."""
+    from stamp_suite.monitor.windows import WindowedStats
+    from stamp_suite.sender.events import Late, Sample, Sent, WindowClosed
+    windows = WindowedStats((1000 * MS, 10_000 * MS))
+    windows(Sent(7, T1_NS, b"", window_ns=2500 * MS))  # 1 s window 2, 10 s window 0
+    windows(WindowClosed(1000 * MS, 2, False))
+    windows(Late(Sample(7, 7, T1_NS, T1_NS + 1, T1_NS + 2, T1_NS + 3, 64, 64, 0, True, True, 0.0, 0.0, 0)))
+    assert windows.open[1000 * MS] == {}
+    assert windows.last[1000 * MS].stats.sent == 1 and windows.last[1000 * MS].stats.late == 0
+    assert windows.open[10_000 * MS][0].late == 1  # the longer window, still open, counts it

@@ -7,6 +7,7 @@ neither empties windows nor strands packets in windows that never close."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..sender.events import Duplicate, Event, Late, Lost, Refused, Rejected, Reply, Sent, WindowClosed
@@ -14,51 +15,80 @@ from ..sender.report import rfc3339
 from ..sender.stats import SessionStats
 
 NS = 1_000_000_000
+# Recent delays kept per target to pair consecutive packets for IPDV: at a packet a second, a
+# reply a minute out of order still pairs; the single sender's 4,096 would be 1 MB a target.
+IPDV_MEMORY = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedWindow:
+    """A window that is over: its statistics, summarised only when a JSON line asks for it,
+    since the gauges need only a few of them (observability.metrics.window_gauges)."""
+
+    length_ns: int
+    index: int
+    partial: bool
+    stats: SessionStats
+
+    @property
+    def length_s(self) -> int:
+        return self.length_ns // NS
+
+    def record(self) -> dict[str, Any]:
+        return {"window_s": self.length_s, "start": rfc3339(self.index * self.length_ns),
+                "end": rfc3339((self.index + 1) * self.length_ns), "partial": self.partial, **self.stats.to_dict()}
 
 
 class WindowedStats:
     """A :class:`SessionStats` per open window and length; a consumer of a session's events."""
 
     def __init__(self, lengths_ns: tuple[int, ...], dscp: int = 0, ecn: int = 0,
-                 on_close: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_close: Callable[[ClosedWindow], None] | None = None) -> None:
         self.lengths_ns = lengths_ns
         self.dscp, self.ecn = dscp, ecn
         self.on_close = on_close
         self.open: dict[int, dict[int, SessionStats]] = {length: {} for length in lengths_ns}
-        self.last: dict[int, dict[str, Any]] = {}  # length -> the latest closed window's record
+        self.last: dict[int, ClosedWindow] = {}  # length -> the latest closed window
+        self._closed: dict[int, int] = {}  # length -> index of the latest closed window
         self._sent_at: dict[int, int] = {}  # sequence number -> send time (window clock)
         self._latest = 0  # the latest packet's send time: where an event without one belongs
 
     def __call__(self, ev: Event) -> None:
-        if isinstance(ev, WindowClosed):
+        kind = type(ev)  # events are final dataclasses: the type says it all
+        if kind is Sent:
+            self._sent_at[ev.sequence_number] = self._latest = sent_at = ev.window_ns
+        elif kind is Reply or kind is Late or kind is Duplicate:
+            sent_at = self._sent_at.get(ev.sample.sequence_number)
+        elif kind is Lost:
+            sent_at = self._sent_at.get(ev.sequence_number)
+        elif kind is Rejected or kind is Refused:
+            sent_at = self._latest
+        elif kind is WindowClosed:
             self._close(ev)
             return
-        if isinstance(ev, Sent):
-            self._sent_at[ev.sequence_number] = self._latest = sent_at = ev.window_ns
-        elif isinstance(ev, (Reply, Late, Duplicate)):
-            sent_at = self._sent_at.get(ev.sample.sequence_number)
-        elif isinstance(ev, Lost):
-            sent_at = self._sent_at.get(ev.sequence_number)
-        elif isinstance(ev, (Rejected, Refused)):
-            sent_at = self._latest
         else:
             return
         if sent_at is None:  # a packet from before the windows' memory: nothing to attribute it to
             return
         for length, open_ in self.open.items():
-            st = open_.get(sent_at // length)
+            index = sent_at // length
+            st = open_.get(index)
             if st is None:
-                st = open_[sent_at // length] = SessionStats(self.dscp, self.ecn)
+                if index <= self._closed.get(length, -1):
+                    continue  # a late or duplicate reply to a window already summarised
+                st = open_[index] = self._new_stats()
             st.on_event(ev)
 
+    def _new_stats(self) -> SessionStats:
+        return SessionStats(self.dscp, self.ecn, ipdv_memory=IPDV_MEMORY)
+
     def _close(self, ev: WindowClosed) -> None:
-        st = self.open[ev.length_ns].pop(ev.index, None) or SessionStats(self.dscp, self.ecn)
-        record = {"window_s": ev.length_ns // NS, "start": rfc3339(ev.index * ev.length_ns),
-                  "end": rfc3339((ev.index + 1) * ev.length_ns), "partial": ev.partial, **st.to_dict()}
-        self.last[ev.length_ns] = record
+        st = self.open[ev.length_ns].pop(ev.index, None) or self._new_stats()
+        self._closed[ev.length_ns] = ev.index
+        closed = self.last[ev.length_ns] = ClosedWindow(ev.length_ns, ev.index, ev.partial, st)
         if self.on_close is not None:
-            self.on_close(record)
-        if ev.length_ns == max(self.lengths_ns):  # nothing older than this window is needed any more
-            horizon = ev.index * ev.length_ns
+            self.on_close(closed)
+        if ev.length_ns == max(self.lengths_ns):  # no packet of this window or before counts any more
+            horizon = (ev.index + 1) * ev.length_ns
             for seq in [q for q, t in self._sent_at.items() if t < horizon]:
                 del self._sent_at[seq]

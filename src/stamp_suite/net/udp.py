@@ -390,14 +390,15 @@ class UdpEndpoint:
             self.sock.sendto(data, destination)
         return key
 
-    def read_tx_timestamps(self) -> list[tuple[int, int]]:
-        """Drain the error queue: (key, kernel software transmit time in POSIX ns) pairs."""
+    def read_tx_timestamps(self, limit: int = 1 << 30) -> list[tuple[int, int]]:
+        """Drain the error queue: (key, kernel software transmit time in POSIX ns) pairs; at
+        most ``limit`` of them (the stamps awaited: no read that would find nothing)."""
         out: list[tuple[int, int]] = []
         if not self.caps.kernel_tx_timestamp:
             return out
-        while True:
+        while len(out) < limit:
             try:
-                _, anc, _, _ = self.sock.recvmsg(64, 512, o.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+                _, anc, _, _ = self.sock.recvmsg(64, 512, _ERRQUEUE_FLAGS)
             except (BlockingIOError, InterruptedError):
                 return out
             except OSError:
@@ -413,8 +414,11 @@ class UdpEndpoint:
                         key = data
             if ts is not None and key is not None:
                 out.append((key, ts))
+        return out
 
 
+# an int, not socket's enum: no enum arithmetic per read (and Windows has no MSG_DONTWAIT)
+_ERRQUEUE_FLAGS = int((o.MSG_ERRQUEUE or 0) | getattr(socket, "MSG_DONTWAIT", 0))
 _TTL, _TOS, _PKTINFO4, _DSTADDR4, _PKTINFO6, _TSNS, _TSUS = (object() for _ in range(7))
 _CMSG_KIND = {level << 16 | ctype: v for (level, ctype), v in {
     (o.IPPROTO_IP, o.IP_TTL): _TTL, (o.IPPROTO_IP, o.IP_RECVTTL): _TTL, (o.IPPROTO_IPV6, o.IPV6_HOPLIMIT): _TTL,

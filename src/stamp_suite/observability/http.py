@@ -3,7 +3,7 @@
 prometheus_client's own server runs a thread per connection with no timeout and a
 listen backlog of 5: a few hundred half-sent requests hold as many threads for as long
 as their clients like, and new scrapes queue behind them.  This one is one asyncio loop
-in one thread, using prometheus_client only for the exposition itself:
+in one thread; the exposition is the source's own (exposition.py) or prometheus_client's:
 
 - a request must arrive whole (at most 8 KiB of head) within REQUEST_TIMEOUT_S, and its
   response be taken within WRITE_TIMEOUT_S, or the connection is closed;
@@ -21,11 +21,13 @@ import asyncio
 import os
 import socket
 import time
+from collections.abc import Callable
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from ..net.udp import SocketSetupError
+from .exposition import CONTENT_TYPE
 from .loop import LoopThread
 
 REQUEST_TIMEOUT_S = 5.0
@@ -49,13 +51,13 @@ class _Connection:
 
 
 class MetricsServer(LoopThread):
-    """Serves ``registry`` on ``addr`` (HOST:PORT, [v6]:PORT) from a background thread."""
+    """Serves a source's metrics on ``addr`` (HOST:PORT, [v6]:PORT) from a background thread."""
 
     thread_name = "metrics-http"
 
-    def __init__(self, registry: CollectorRegistry, addr: str) -> None:
+    def __init__(self, source: object, addr: str) -> None:
         super().__init__()
-        self.registry = registry
+        self.render = _renderer(source)
         self.addr = addr
         self.sock = _listen(addr)
         self.port = self.sock.getsockname()[1]
@@ -120,8 +122,23 @@ class MetricsServer(LoopThread):
         if target not in ("/metrics", "/"):
             return "404 Not Found", {}, b"the metrics are at /metrics\n"
         accept = next((ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("accept:")), "")
+        content_type, body = self.render(accept)
+        return "200 OK", {"Content-Type": content_type}, body
+
+
+def _renderer(source: object) -> Callable[[str], tuple[str, bytes]]:
+    """(content type, body) for a request's Accept header: the source's own text exposition
+    when it has one (exposition.py says why), else prometheus_client's in the format asked for."""
+    exposition = getattr(source, "exposition", None)
+    if exposition is not None:
+        return lambda accept: (CONTENT_TYPE, exposition())
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(source)
+
+    def render(accept: str) -> tuple[str, bytes]:
         encoder, content_type = choose_encoder(accept)
-        return "200 OK", {"Content-Type": content_type}, encoder(self.registry)
+        return content_type, encoder(registry)
+    return render
 
 
 def _response(status: str, headers: dict[str, str], body: bytes, head_only: bool = False) -> bytes:
@@ -146,14 +163,13 @@ def _listen(addr: str) -> socket.socket:
     return sock
 
 
-def bind(collector: object, addr: str) -> MetricsServer:
-    """A server for one collector's metrics, its port bound (a bind failure is a one-line
-    error) and not serving yet: :meth:`MetricsServer.start` does that."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    return MetricsServer(registry, addr)
+def bind(source: object, addr: str) -> MetricsServer:
+    """A server for one source's metrics (a prometheus_client collector, or an object with
+    ``exposition()``), its port bound (a bind failure is a one-line error) and not serving
+    yet: :meth:`MetricsServer.start` does that."""
+    return MetricsServer(source, addr)
 
 
-def serve(collector: object, addr: str) -> MetricsServer:
-    """Serve one collector's metrics on ``addr`` from now on."""
-    return bind(collector, addr).start()
+def serve(source: object, addr: str) -> MetricsServer:
+    """Serve one source's metrics on ``addr`` from now on."""
+    return bind(source, addr).start()

@@ -17,6 +17,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily, InfoMetricFamily, Metric)
 
 from .. import __version__
+from .exposition import Exposition, label_text
 from ..reflector.counters import PROCESSING_BUCKETS_S
 from ..sender.events import Event, Reply
 
@@ -28,10 +29,9 @@ DELAY_BUCKETS_S = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0
 class BucketHistogram:
     """Fixed buckets, nanosecond input: cheap enough for a per-packet observation."""
 
-    __slots__ = ("bounds_ns", "counts", "sum_ns", "bounds_s")
+    __slots__ = ("bounds_ns", "counts", "sum_ns")
 
     def __init__(self, bounds_s: tuple[float, ...]) -> None:
-        self.bounds_s = bounds_s
         self.bounds_ns = [int(b * 1e9) for b in bounds_s]
         self.counts = [0] * (len(bounds_s) + 1)
         self.sum_ns = 0
@@ -40,21 +40,15 @@ class BucketHistogram:
         self.counts[bisect.bisect_left(self.bounds_ns, ns)] += 1
         self.sum_ns += ns
 
-    def family(self, name: str, doc: str, labels: list[str] | None = None,
-               label_values: list[str] | None = None, into: HistogramMetricFamily | None = None) -> Metric:
-        return _histogram(name, doc, self.bounds_s, self.counts, self.sum_ns, labels, label_values, into)
 
-
-def _histogram(name: str, doc: str, bounds_s: tuple[float, ...], counts: list[int], sum_ns: int,
-               labels: list[str] | None = None, label_values: list[str] | None = None,
-               into: HistogramMetricFamily | None = None) -> Metric:
+def _histogram(name: str, doc: str, bounds_s: tuple[float, ...], counts: list[int], sum_ns: int) -> Metric:
     """A Prometheus histogram from per-bucket counts (the last is +Inf) and a sum in ns."""
-    fam = into or HistogramMetricFamily(name, doc, labels=labels)
+    fam = HistogramMetricFamily(name, doc)
     cumulative, buckets = 0, []
     for bound, n in zip([*map(str, bounds_s), "+Inf"], counts):
         cumulative += n
         buckets.append((bound, cumulative))
-    fam.add_metric(label_values or [], buckets, sum_ns / 1e9)
+    fam.add_metric([], buckets, sum_ns / 1e9)
     return fam
 
 
@@ -107,6 +101,55 @@ class ReflectorCollector:
                          PROCESSING_BUCKETS_S, counts, sum_ns)
 
 
+class _SessionMetrics:
+    """One session's series: its statistics, histograms and latest reply's path facts."""
+
+    __slots__ = ("stats", "labels", "hist", "last_rtt", "ttl", "dscp")
+
+    def __init__(self, stats, labels: str) -> None:
+        self.stats = stats
+        self.labels = labels  # escaped once (exposition.label_text)
+        self.hist = {k: BucketHistogram(DELAY_BUCKETS_S) for k in SENDER_HISTOGRAMS}
+        self.last_rtt: int | None = None
+        self.ttl: dict[str, int | None] = {}  # end -> TTL/hop limit, of the latest reply
+        self.dscp: dict[str, int | None] = {}
+
+    def on_event(self, ev: Event) -> None:
+        if type(ev) is not Reply:
+            return
+        s = ev.sample
+        hist = self.hist
+        hist["rtt"].observe(max(0, s.rtt_ns))
+        hist["forward"].observe(max(0, s.forward_ns))
+        hist["backward"].observe(max(0, s.backward_ns))
+        cos = s.tlv.get("cos")
+        self.last_rtt = s.rtt_ns
+        self.ttl = {"reflector": s.reflector_ttl, "sender": s.reply_ttl}
+        self.dscp = {"reflector": cos["dscp_at_reflector"] if cos else None,
+                     "sender": None if s.reply_tos is None else s.reply_tos >> 2}
+
+
+SENDER_COUNTERS = (  # (metric, SessionStats attribute, help)
+    ("stamp_sender_packets_sent_total", "sent", "Test packets sent"),
+    ("stamp_sender_packets_received_total", "received", "Replies received in time"),
+    ("stamp_sender_packets_lost_total", "lost", "Test packets without a reply within --timeout"),
+    ("stamp_sender_duplicate_packets_total", "duplicates", "Duplicate replies"),
+    ("stamp_sender_reordered_packets_total", "reordered", "Replies out of order"),
+    ("stamp_sender_late_packets_total", "late", "Replies after --timeout (counted lost)"),
+)
+SENDER_HISTOGRAMS = {  # key -> (metric, help)
+    "rtt": ("stamp_sender_rtt_seconds", "Round-trip delay (T4-T1)-(T3-T2)"),
+    "forward": ("stamp_sender_forward_delay_seconds", "One-way delay T2-T1 (needs synchronised clocks)"),
+    "backward": ("stamp_sender_backward_delay_seconds", "One-way delay T4-T3 (needs synchronised clocks)"),
+}
+_BUCKET_BOUNDS = (*map(str, DELAY_BUCKETS_S), "+Inf")
+
+
+def expose_build_info(x: Exposition) -> None:
+    x.family("stamp_build_info", "gauge", "stamp-suite version and Python")
+    x.sample("stamp_build_info", label_text(("python", "version"), (sys.version.split()[0], __version__)), 1)
+
+
 class SenderMetrics:
     """Sender metrics, one label set per session (a single run, or each monitor target).
 
@@ -114,83 +157,56 @@ class SenderMetrics:
 
     def __init__(self, label_names: tuple[str, ...] = ("remote", "ssid")) -> None:
         self.label_names = list(label_names)
-        self.histograms = ("rtt", "forward", "backward")
-        self._sessions: dict[tuple[str, ...], tuple[object, dict]] = {}
+        self._sessions: dict[tuple[str, ...], _SessionMetrics] = {}
 
     def add_session(self, label_values: tuple[str, ...], stats) -> Callable[[Event], None]:
         """Register a session (its SessionStats); returns the on_event hook that feeds it."""
-        hist = {k: BucketHistogram(DELAY_BUCKETS_S) for k in self.histograms}
-        state: dict = {"hist": hist, "last_rtt": None, "ttl_reflector": None, "ttl_sender": None,
-                       "dscp_reflector": None, "dscp_sender": None}
-        self._sessions[tuple(label_values)] = (stats, state)
-
-        def on_event(ev: Event) -> None:
-            if type(ev) is not Reply:
-                return
-            s = ev.sample
-            for key, value in (("rtt", s.rtt_ns), ("forward", s.forward_ns), ("backward", s.backward_ns)):
-                if key in hist:
-                    hist[key].observe(max(0, value))
-            cos = s.tlv.get("cos")
-            state.update(last_rtt=s.rtt_ns, ttl_reflector=s.reflector_ttl, ttl_sender=s.reply_ttl,
-                         dscp_reflector=cos["dscp_at_reflector"] if cos else None,
-                         dscp_sender=None if s.reply_tos is None else s.reply_tos >> 2)
-        return on_event
+        session = _SessionMetrics(stats, label_text(self.label_names, label_values))
+        self._sessions[tuple(label_values)] = session
+        return session.on_event
 
     def remove_session(self, label_values: tuple[str, ...]) -> None:
         self._sessions.pop(tuple(label_values), None)
 
-    def collect(self) -> Iterator[Metric]:
-        yield _build_info()
-        names = self.label_names
-        fams = {
-            "sent": CounterMetricFamily("stamp_sender_packets_sent", "Test packets sent", labels=names),
-            "received": CounterMetricFamily("stamp_sender_packets_received", "Replies received in time",
-                                            labels=names),
-            "lost": CounterMetricFamily("stamp_sender_packets_lost", "Test packets without a reply within --timeout",
-                                        labels=names),
-            "duplicates": CounterMetricFamily("stamp_sender_duplicate_packets", "Duplicate replies", labels=names),
-            "reordered": CounterMetricFamily("stamp_sender_reordered_packets", "Replies out of order",
-                                             labels=names),
-            "late": CounterMetricFamily("stamp_sender_late_packets", "Replies after --timeout (counted lost)",
-                                        labels=names),
-            "jitter": GaugeMetricFamily("stamp_sender_jitter_seconds", "Round-trip interarrival jitter (RFC 3550)",
-                                        labels=names),
-            "last_rtt": GaugeMetricFamily("stamp_sender_last_rtt_seconds", "Round trip of the latest reply",
-                                          labels=names),
-            "ttl": GaugeMetricFamily("stamp_sender_ttl", "TTL/hop limit of the latest packet at each end",
-                                     labels=[*names, "end"]),
-            "dscp": GaugeMetricFamily("stamp_sender_dscp", "DSCP of the latest packet at each end",
-                                      labels=[*names, "end"]),
-        }
-        hist_names = {"rtt": "rtt_seconds", "forward": "forward_delay_seconds", "backward": "backward_delay_seconds"}
-        hists = {k: HistogramMetricFamily(f"stamp_sender_{hist_names[k]}", doc, labels=names) for k, doc in (
-            ("rtt", "Round-trip delay (T4-T1)-(T3-T2)"),
-            ("forward", "One-way delay T2-T1 (needs synchronised clocks)"),
-            ("backward", "One-way delay T4-T3 (needs synchronised clocks)")) if k in self.histograms}
-        for labels, (st, state) in list(self._sessions.items()):
-            labels = list(labels)
-            fams["sent"].add_metric(labels, st.sent)
-            fams["received"].add_metric(labels, st.received)
-            fams["lost"].add_metric(labels, st.lost)
-            fams["duplicates"].add_metric(labels, st.duplicates)
-            fams["reordered"].add_metric(labels, st.reordered)
-            fams["late"].add_metric(labels, st.late)
-            if state["last_rtt"] is not None:  # nothing about delay until a first reply
-                fams["jitter"].add_metric(labels, st.rtt_var.jitter_ns / 1e9)
-                fams["last_rtt"].add_metric(labels, state["last_rtt"] / 1e9)
-                for end in ("reflector", "sender"):
-                    if state[f"ttl_{end}"] is not None:
-                        fams["ttl"].add_metric([*labels, end], state[f"ttl_{end}"])
-                    if state[f"dscp_{end}"] is not None:
-                        fams["dscp"].add_metric([*labels, end], state[f"dscp_{end}"])
-            for key in self.histograms:
-                state["hist"][key].family("", "", label_values=labels, into=hists[key])
-        yield from fams.values()
-        yield from hists.values()
+    def labels(self, label_values: tuple[str, ...]) -> str:
+        """A session's label text, escaped (for series of its own, such as a monitor's windows)."""
+        session = self._sessions.get(tuple(label_values))
+        return session.labels if session is not None else label_text(self.label_names, label_values)
+
+    def exposition(self) -> bytes:
+        x = Exposition()
+        expose_build_info(x)
+        self.expose(x)
+        return x.text()
+
+    def expose(self, x: Exposition) -> None:
+        sessions = list(self._sessions.values())
+        for name, attr, doc in SENDER_COUNTERS:
+            x.family(name, "counter", doc)
+            for m in sessions:
+                x.sample(name, m.labels, getattr(m.stats, attr))
+        answered = [m for m in sessions if m.last_rtt is not None]  # nothing about delay until a reply
+        x.family("stamp_sender_jitter_seconds", "gauge", "Round-trip interarrival jitter (RFC 3550)")
+        for m in answered:
+            x.sample("stamp_sender_jitter_seconds", m.labels, m.stats.rtt_var.jitter_ns / 1e9)
+        x.family("stamp_sender_last_rtt_seconds", "gauge", "Round trip of the latest reply")
+        for m in answered:
+            x.sample("stamp_sender_last_rtt_seconds", m.labels, m.last_rtt / 1e9)
+        for name, attr, doc in (("stamp_sender_ttl", "ttl", "TTL/hop limit of the latest packet at each end"),
+                                ("stamp_sender_dscp", "dscp", "DSCP of the latest packet at each end")):
+            x.family(name, "gauge", doc)
+            for m in answered:
+                for end, value in getattr(m, attr).items():
+                    if value is not None:
+                        x.sample(name, f'{m.labels},end="{end}"', value)
+        for key, (name, doc) in SENDER_HISTOGRAMS.items():
+            x.family(name, "histogram", doc)
+            for m in sessions:
+                h = m.hist[key]
+                x.histogram(name, m.labels, _BUCKET_BOUNDS, h.counts, h.sum_ns / 1e9)
 
 
-WINDOW_GAUGES = (
+WINDOW_GAUGES = (  # (gauge, help); its value from a closed window by window_gauges()
     ("loss_ratio", "Lost / (received + lost) in the latest closed window"),
     ("packets_sent", "Test packets sent in the latest closed window"),
     ("packets_lost", "Test packets lost in the latest closed window"),
@@ -205,32 +221,34 @@ WINDOW_GAUGES = (
 )
 
 
-def window_families(windows, targets_up, monitor: str) -> Iterator[Metric]:
-    """``stamp_monitor_window_*{monitor,target,window}`` gauges from (target, length in s, window
-    record), and ``stamp_monitor_target_up{monitor,target}`` from (target, up)."""
-    labels = ["monitor", "target", "window"]
-    fams = {k: GaugeMetricFamily(f"stamp_monitor_window_{k}", doc, labels=labels) for k, doc in WINDOW_GAUGES}
-    for target, length_s, d in windows:
-        lv = [monitor, target, f"{length_s}s"]
-        p = d["packets"]
-        if p["loss_ratio"] is not None:  # a window of packets still in flight says nothing
-            fams["loss_ratio"].add_metric(lv, p["loss_ratio"])
-        fams["packets_sent"].add_metric(lv, p["sent"])
-        fams["packets_lost"].add_metric(lv, p["lost"])
-        fams["duplicate_packets"].add_metric(lv, p["duplicates"])
-        fams["reordered_packets"].add_metric(lv, p["reordered"])
-        fams["partial"].add_metric(lv, 1 if d["partial"] else 0)
-        for key, src in (("rtt_p50_seconds", d["rtt_ns"]["percentiles"]["p50"]),
-                         ("rtt_p99_seconds", d["rtt_ns"]["percentiles"]["p99"]),
-                         ("forward_delay_p50_seconds", d["one_way"]["forward_ns"]["percentiles"]["p50"]),
-                         ("backward_delay_p50_seconds", d["one_way"]["backward_ns"]["percentiles"]["p50"]),
-                         ("jitter_seconds", d["delay_variation"]["ipdv_rtt_ns"]["jitter_rfc3550"])):
-            if src is not None:
-                fams[key].add_metric(lv, src / 1e9)
-    yield from fams.values()
-    up = GaugeMetricFamily("stamp_monitor_target_up", "1 when the target answered in its latest closed shortest "
-                           "window; 0 when nothing came back or ICMP said nothing listens there",
-                           labels=["monitor", "target"])
+def window_gauges(window) -> dict[str, float | None]:
+    """The WINDOW_GAUGES of one closed window (monitor.windows.ClosedWindow); None: no value
+    (a window of packets still in flight has no loss ratio, one without replies no delay)."""
+    st = window.stats
+
+    def seconds(ns: float | None) -> float | None:
+        return None if ns is None else ns / 1e9
+    return {"loss_ratio": st.loss_ratio, "packets_sent": st.sent, "packets_lost": st.lost,
+            "duplicate_packets": st.duplicates, "reordered_packets": st.reordered,
+            "partial": 1 if window.partial else 0,
+            "rtt_p50_seconds": seconds(st.rtt.percentile(50)), "rtt_p99_seconds": seconds(st.rtt.percentile(99)),
+            "forward_delay_p50_seconds": seconds(st.forward.percentile(50)),
+            "backward_delay_p50_seconds": seconds(st.backward.percentile(50)),
+            "jitter_seconds": seconds(st.rtt_var.jitter_ns) if st.received else None}
+
+
+def expose_windows(x: Exposition, windows, targets_up, labels: Callable[[str], str]) -> None:
+    """``stamp_monitor_window_*{monitor,target,window}`` gauges from (target, length in s,
+    closed window), and ``stamp_monitor_target_up{monitor,target}`` from (target, up);
+    ``labels(target)`` is the target's escaped monitor and target labels."""
+    values = [(f'{labels(target)},window="{length_s}s"', window_gauges(w)) for target, length_s, w in windows]
+    for key, doc in WINDOW_GAUGES:
+        name = f"stamp_monitor_window_{key}"
+        x.family(name, "gauge", doc)
+        for lv, gauges in values:
+            if gauges[key] is not None:
+                x.sample(name, lv, gauges[key])
+    x.family("stamp_monitor_target_up", "gauge", "1 when the target answered in its latest closed shortest "
+             "window; 0 when nothing came back or ICMP said nothing listens there")
     for target, is_up in targets_up:
-        up.add_metric([monitor, target], 1 if is_up else 0)
-    yield up
+        x.sample("stamp_monitor_target_up", labels(target), 1 if is_up else 0)

@@ -6,7 +6,9 @@ DDSketch with the stated relative error: memory stays bounded on a 24-hour run, 
 sketches merge, so interim reports and several workers can be combined.  The sketch is
 started at SKETCH_FROM values (a 1-2 ms catch-up, once) and fed in parallel from then on,
 so dropping the exact values at ``exact_limit`` costs no pause; small distributions (a
-monitor's windows) never carry a sketch at all.
+monitor's windows) never carry a sketch at all.  With ``keep_values=False`` only the moments
+are kept (no percentiles): a monitor's lifetime statistics, where ten thousand targets would
+otherwise hold up to 20,000 values a series each.
 """
 
 from __future__ import annotations
@@ -21,36 +23,44 @@ SKETCH_FROM = 2_000
 
 
 class Distribution:
-    __slots__ = ("count", "min", "max", "_mean", "_m2", "_exact", "_sketch", "exact_limit")
+    __slots__ = ("count", "min", "max", "_mean", "_m2", "_exact", "_sketch", "exact_limit", "_sketch_from")
 
-    def __init__(self, exact_limit: int = EXACT_LIMIT) -> None:
+    def __init__(self, exact_limit: int = EXACT_LIMIT, keep_values: bool = True) -> None:
         self.count = 0
         self.min: int | None = None
         self.max: int | None = None
         self._mean = 0.0
         self._m2 = 0.0
-        self._exact: list[int] | None = []
+        self._exact: list[int] | None = [] if keep_values else None
         self._sketch: DDSketch | None = None
         self.exact_limit = exact_limit
+        self._sketch_from = min(SKETCH_FROM, exact_limit)
 
     def add(self, value: int) -> None:
-        self.count += 1
-        if self.min is None or value < self.min:
+        n = self.count = self.count + 1
+        if n == 1:
+            self.min = self.max = value
+        elif value < self.min:
             self.min = value
-        if self.max is None or value > self.max:
+        elif value > self.max:
             self.max = value
         delta = value - self._mean
-        self._mean += delta / self.count
+        self._mean += delta / n
         self._m2 += delta * (value - self._mean)
         if self._sketch is not None:
             self._sketch.add(value)
-        if self._exact is not None:
-            self._exact.append(value)
-            n = len(self._exact)
-            if n == min(SKETCH_FROM, self.exact_limit):
-                self._start_sketch()
-            if n > self.exact_limit:
-                self._exact = None
+        exact = self._exact
+        if exact is not None:
+            exact.append(value)
+            if len(exact) >= self._sketch_from:
+                self._grown(len(exact))
+
+    def _grown(self, n: int) -> None:
+        """Past SKETCH_FROM exact values: the sketch starts, and past the limit takes over."""
+        if n == self._sketch_from:
+            self._start_sketch()
+        if n > self.exact_limit:
+            self._exact = None
 
     def _start_sketch(self) -> None:
         self._sketch = DDSketch(relative_accuracy=RELATIVE_ACCURACY)
@@ -72,9 +82,14 @@ class Distribution:
             return None
         return math.sqrt(self._m2 / (self.count - 1)) if self.count > 1 else 0.0
 
+    @property
+    def keeps_values(self) -> bool:
+        return self._exact is not None or self._sketch is not None
+
     def percentile(self, p: float, _ordered: list[int] | None = None) -> float | None:
-        """The p-th percentile (0 < p <= 100): nearest rank when exact, sketch estimate otherwise."""
-        if not self.count:
+        """The p-th percentile (0 < p <= 100): nearest rank when exact, sketch estimate otherwise
+        (None when no values are kept)."""
+        if not self.count or not self.keeps_values:
             return None
         if self._exact is not None:
             ordered = _ordered if _ordered is not None else sorted(self._exact)
@@ -98,6 +113,9 @@ class Distribution:
         self.count = n
         self.min = other.min if self.min is None else min(self.min, other.min)
         self.max = other.max if self.max is None else max(self.max, other.max)
+        if not (self.keeps_values and other.keeps_values):  # moments only, from now on
+            self._exact = self._sketch = None
+            return
         if self._exact is not None and other._exact is not None and n <= self.exact_limit:
             self._exact.extend(other._exact)
             if self._sketch is None and len(self._exact) >= SKETCH_FROM:
@@ -121,7 +139,7 @@ class Distribution:
             "count": self.count, "min": self.min, "max": self.max, "mean": self.mean, "stddev": self.stddev,
             "percentiles": {_pname(p): self.percentile(p, ordered) for p in percentiles},
             "percentile_method": "exact (nearest rank)" if self.exact else
-            f"DDSketch, relative error <= {RELATIVE_ACCURACY:.1%}",
+            f"DDSketch, relative error <= {RELATIVE_ACCURACY:.1%}" if self.keeps_values else "none (values not kept)",
         }
 
 

@@ -289,6 +289,8 @@ class SessionSender:
 
     def _tlv_area(self, seq: int) -> bytes:
         cfg = self.config
+        if not (cfg.tlvs or cfg.padding):
+            return b""
         tlvs: list[RawTlv] = []
         for t in cfg.tlvs:
             if isinstance(t, DirectMeasurement):  # S_TxC counts this packet

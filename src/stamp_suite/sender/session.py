@@ -50,13 +50,15 @@ def destination_still(s: Settings, destination: tuple[str, int]) -> bool:
 
 
 def open_session(s: Settings, clock: ClockState, *, name: str | None = None, destination: tuple[str, int] | None = None,
-                 windows_ns: tuple[int, ...] = (), reuseport: bool = False) -> tuple[SenderSession, SessionStats]:
-    """A session ready for the driver, with its statistics as the first consumer of its events."""
+                 windows_ns: tuple[int, ...] = (), reuseport: bool = False,
+                 stats: SessionStats | None = None) -> tuple[SenderSession, SessionStats]:
+    """A session ready for the driver, with its statistics (``stats``, or full ones) as the first
+    consumer of its events."""
     keys = load_keys(s)
     engine = SessionSender(sender_config(s, clock, keys, windows_ns))
     destination = destination or sender_destination(s)
     endpoint = open_sender_endpoint(s, destination, reuseport)
-    stats = SessionStats(s.dscp, s.ecn)
+    stats = stats or SessionStats(s.dscp, s.ecn)
     session = SenderSession(name or format_address(destination), engine, endpoint, destination, [stats.on_event],
                             on_clock=lambda state: engine.update_clock(error_estimate(s, state)))
     return session, stats

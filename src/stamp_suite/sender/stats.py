@@ -36,11 +36,12 @@ def unwrap(seq: int, reference: int) -> int:
     return reference + ((seq - low + (U32 >> 1)) % U32) - (U32 >> 1)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Ipdv:
     """IPDV and RFC 3550 jitter of one delay series."""
 
     ipdv: Distribution = field(default_factory=Distribution)
+    memory: int = IPDV_MEMORY  # how far out of order a packet can arrive and still be paired
     jitter_ns: float = 0.0
     _last_arrival_delay: int | None = None
     _by_seq: OrderedDict = field(default_factory=OrderedDict)
@@ -49,6 +50,8 @@ class _Ipdv:
         if self._last_arrival_delay is not None:
             self.jitter_ns += (abs(delay - self._last_arrival_delay) - self.jitter_ns) / 16
         self._last_arrival_delay = delay
+        if not self.memory:  # no pairing asked for: jitter only
+            return
         by_seq = self._by_seq
         prev, nxt = by_seq.get(seq - 1), by_seq.get(seq + 1)
         if prev is not None:
@@ -56,7 +59,7 @@ class _Ipdv:
         if nxt is not None:
             self.ipdv.add(nxt - delay)
         by_seq[seq] = delay
-        if len(by_seq) > IPDV_MEMORY:
+        if len(by_seq) > self.memory:
             by_seq.popitem(last=False)
 
     def summary(self) -> dict:
@@ -66,7 +69,22 @@ class _Ipdv:
 
 
 class SessionStats:
-    def __init__(self, dscp_sent: int = 0, ecn_sent: int = 0) -> None:
+    # Slots: a monitor holds three of these per target (lifetime, open and latest window).
+    __slots__ = ("sent", "received", "lost", "unanswered", "late", "duplicates", "malformed", "foreign",
+                 "hmac_failures", "micro_session_mismatches", "refused", "tlv_integrity_failures",
+                 "rtt", "rtt_raw", "residence", "forward", "backward", "rtt_var", "forward_var", "backward_var",
+                 "all_synchronized", "reordered", "reorder_extent", "_highest",
+                 "reflector_ttl", "reply_ttl", "ttl_changes", "_last_ttl",
+                 "dscp_sent", "ecn_sent", "tos_at_reflector", "tos_at_sender",
+                 "stateful_reflector", "_max_reflector", "_reflector_seqs_received", "direct_measurement",
+                 "return_path", "last_sample", "follow_up_shift", "rtt_follow_up", "_by_reflector_seq")
+
+    def __init__(self, dscp_sent: int = 0, ecn_sent: int = 0, keep_values: bool = True,
+                 ipdv_memory: int = IPDV_MEMORY) -> None:
+        """``keep_values=False``: moments only, no percentiles (see :class:`Distribution`);
+        ``ipdv_memory``: how many recent delays are kept to pair consecutive packets."""
+        def dist() -> Distribution:
+            return Distribution(keep_values=keep_values)
         self.sent = 0
         self.received = 0  # unique, on time
         self.lost = 0
@@ -79,15 +97,15 @@ class SessionStats:
         self.micro_session_mismatches = 0
         self.refused = 0  # ICMP port unreachable seen by the socket
         self.tlv_integrity_failures = 0
-        self.rtt = Distribution()
-        self.rtt_raw = Distribution()
-        self.residence = Distribution()
-        self.forward = Distribution()
-        self.backward = Distribution()
-        self.rtt_var, self.forward_var, self.backward_var = _Ipdv(), _Ipdv(), _Ipdv()
+        self.rtt = dist()
+        self.rtt_raw = dist()
+        self.residence = dist()
+        self.forward = dist()
+        self.backward = dist()
+        self.rtt_var, self.forward_var, self.backward_var = (_Ipdv(dist(), ipdv_memory) for _ in range(3))
         self.all_synchronized = True
         self.reordered = 0
-        self.reorder_extent = Distribution()
+        self.reorder_extent = dist()
         self._highest: int | None = None
         self.reflector_ttl: Counter[int] = Counter()
         self.reply_ttl: Counter[int] = Counter()
@@ -104,9 +122,9 @@ class SessionStats:
         self.return_path: Counter[str] = Counter()
         self.last_sample: Sample | None = None
         # Follow-Up Telemetry: the reflector's real departure time of its previous reply
-        self.follow_up_shift = Distribution()  # real departure minus the T3 the reply carried
-        self.rtt_follow_up = Distribution()  # round trip recomputed with the real departure
-        self._by_reflector_seq: OrderedDict[int, Sample] = OrderedDict()
+        self.follow_up_shift = dist()  # real departure minus the T3 the reply carried
+        self.rtt_follow_up = dist()  # round trip recomputed with the real departure
+        self._by_reflector_seq: OrderedDict[int, Sample] | None = None  # made by the first Follow-Up TLV
 
     # -- feeding ----------------------------------------------------------------------
     def on_event(self, event) -> None:
@@ -152,43 +170,54 @@ class SessionStats:
     def _on_sample(self, s: Sample) -> None:
         self.last_sample = s
         self.received += 1
-        seq = s.sequence_number if self._highest is None else unwrap(s.sequence_number, self._highest)
-        if self._highest is not None and seq < self._highest:
+        highest = self._highest
+        seq = s.sequence_number if highest is None else unwrap(s.sequence_number, highest)
+        if highest is not None and seq < highest:
             self.reordered += 1
-            self.reorder_extent.add(self._highest - seq)
+            self.reorder_extent.add(highest - seq)
         else:
             self._highest = seq
-        self.rtt.add(s.rtt_ns)
-        self.rtt_raw.add(s.t4_ns - s.t1_ns)
-        self.residence.add(s.residence_ns)
-        self.forward.add(s.forward_ns)
-        self.backward.add(s.backward_ns)
-        self.rtt_var.add(seq, s.rtt_ns)
-        self.forward_var.add(seq, s.forward_ns)
-        self.backward_var.add(seq, s.backward_ns)
+        t1, t2, t3, t4 = s.t1_ns, s.t2_ns, s.t3_ns, s.t4_ns
+        rtt, forward, backward = (t4 - t1) - (t3 - t2), t2 - t1, t4 - t3  # as Sample defines them
+        self.rtt.add(rtt)
+        self.rtt_raw.add(t4 - t1)
+        self.residence.add(t3 - t2)
+        self.forward.add(forward)
+        self.backward.add(backward)
+        self.rtt_var.add(seq, rtt)
+        self.forward_var.add(seq, forward)
+        self.backward_var.add(seq, backward)
         self.all_synchronized &= s.clocks_synchronized
         self._on_path(s)
         self._on_reflector_sequence(s, seq)
+        if s.tlv or s.tlv_problems:  # most replies carry no TLVs
+            self._on_tlvs(s)
+
+    def _on_tlvs(self, s: Sample) -> None:
         if any(p.kind == "integrity" for p in s.tlv_problems):
             self.tlv_integrity_failures += 1
         if "direct_measurement" in s.tlv:
             self.direct_measurement = s.tlv["direct_measurement"]
+        self._on_return_path(s)
         self._on_follow_up(s)
 
     def _on_follow_up(self, s: Sample) -> None:
         """RFC 8972 §4.7: this reply reports when the previous one really left."""
-        recent = self._by_reflector_seq
         fu = s.tlv.get("follow_up")
+        if fu is None:
+            return
+        recent = self._by_reflector_seq
+        if recent is None:
+            recent = self._by_reflector_seq = OrderedDict()
         if fu and fu.get("tx_ns") is not None:
             prev = recent.get(fu["sequence_number"])
             if prev is not None:
                 shift = fu["tx_ns"] - prev.t3_ns
                 self.follow_up_shift.add(shift)
                 self.rtt_follow_up.add(prev.rtt_ns - shift)
-        if fu is not None:
-            recent[s.reflector_sequence_number] = s
-            if len(recent) > IPDV_MEMORY:
-                recent.popitem(last=False)
+        recent[s.reflector_sequence_number] = s
+        if len(recent) > IPDV_MEMORY:
+            recent.popitem(last=False)
 
     def _on_path(self, s: Sample) -> None:
         self.reflector_ttl[s.reflector_ttl] += 1
@@ -197,11 +226,13 @@ class SessionStats:
         self._last_ttl = s.reflector_ttl
         if s.reply_ttl is not None:
             self.reply_ttl[s.reply_ttl] += 1
+        if s.reply_tos is not None:
+            self.tos_at_sender[s.reply_tos] += 1
         cos = s.tlv.get("cos")
         if cos:
             self.tos_at_reflector[(cos["dscp_at_reflector"], cos["ecn_at_reflector"])] += 1
-        if s.reply_tos is not None:
-            self.tos_at_sender[s.reply_tos] += 1
+
+    def _on_return_path(self, s: Sample) -> None:
         rp = s.tlv.get("return_path")
         if rp is not None:
             self.return_path["honoured"] += 1

@@ -7,6 +7,7 @@ Never floats: a float of seconds since 1970 has ~240 ns resolution.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -114,7 +115,7 @@ class ErrorEstimate:
 
     @classmethod
     def from_int(cls, value: int) -> ErrorEstimate:
-        return cls(bool(value & 0x8000), TimestampFormat((value >> 14) & 1), (value >> 8) & 0x3F, value & 0xFF)
+        return _error_estimate(value & 0xFFFF)
 
     @classmethod
     def from_error(cls, error_ns: int, synchronized: bool,
@@ -130,3 +131,8 @@ class ErrorEstimate:
             if mult <= 255:
                 return cls(synchronized, timestamp_format, scale, mult)
         return cls(synchronized, timestamp_format, 63, 255)
+
+
+@functools.lru_cache(maxsize=1024)  # a session sees one or two values: decoded once, shared (frozen)
+def _error_estimate(value: int) -> ErrorEstimate:
+    return ErrorEstimate(bool(value & 0x8000), TimestampFormat((value >> 14) & 1), (value >> 8) & 0x3F, value & 0xFF)
