@@ -1,11 +1,18 @@
 """The monitor at scale: N targets at one packet per second each, from one process.
 
 All targets measure the minimal C reflector (each target has its own socket, so its own
-flow).  Printed: the monitor's schedule error (actual minus planned send time, p50/p99, as
-the monitor reports it when it stops), its CPU use (share of one core, from /proc), its RSS,
-and the replies received against packets sent.
+flow).  After start-up and a warm-up (the first windows closed), measured over the next
+--seconds while /metrics is scraped every 15 s, as Prometheus would:
+- CPU: the monitor's share of one core and its CPU microseconds per packet round trip, next
+  to the C load generator's (one packet in flight at a time, the same kernel path: the floor);
+- memory: RSS at the end and its peak (VmHWM);
+- schedule error: how late the sends left, from the monitor's own histogram
+  (stamp_monitor_schedule_error_seconds): the share under 5 ms and the bucket bound of p99;
+- replies: sent, received and lost in the interval (the C reflector loses none: every loss
+  is the monitor's own);
+- the /metrics scrapes: the slowest, and its size.
 
-Run: python bench/monitor_bench.py [--targets 1000] [--seconds 30] [--baseline OLD/src]
+Run: python bench/monitor_bench.py [--targets 10000] [--seconds 60] [--baseline OLD/src]
 (--baseline: an older tree's src/, measured the same way in the same run, before this tree)
 """
 
@@ -14,11 +21,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -26,54 +35,119 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from run import OUT, PY, Reflector, build, cpu_seconds  # noqa: E402
 
+SCRAPE_EVERY_S = 15
+WINDOW_S = 10
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--targets", type=int, default=1000)
-    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--targets", type=int, default=10_000)
+    ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--baseline", metavar="SRC", help="src/ of an older tree, measured first in the same run")
     args = ap.parse_args()
     build()
-    if args.baseline:
-        print("baseline:", end=" ")
-        measure(args, {**os.environ, "PYTHONPATH": args.baseline})
-        print("this tree:", end=" ")
-    measure(args, None)
-
-
-def measure(args: argparse.Namespace, env: dict | None) -> None:
     ref = Reflector("C floor", [str(OUT / "c_reflector"), "127.0.0.1", "0"])
+    try:
+        print(f"C load generator, one packet in flight: {c_floor_us(ref.port):.1f} us of CPU per round trip")
+        if args.baseline:
+            print("baseline:", end=" ", flush=True)
+            measure(args, ref.port, {**os.environ, "PYTHONPATH": args.baseline})
+            print("this tree:", end=" ", flush=True)
+        measure(args, ref.port, None)
+    finally:
+        ref.stop()
+
+
+def c_floor_us(port: int, count: int = 20_000) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([str(OUT / "loadgen"), "127.0.0.1", str(port), str(count), "1", "44", "64"], check=True,
+                   capture_output=True, timeout=300)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / count * 1e6
+
+
+class Scrape:
+    """The figures this bench reads from one /metrics scrape (regular expressions: the
+    parser of prometheus_client would take longer than the scrape itself)."""
+
+    def __init__(self, port: int) -> None:
+        t0 = time.monotonic()
+        self.text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+        self.seconds = time.monotonic() - t0
+        self.lines = self.text.count("\n")
+        self.sent, self.received, self.lost = (self._sum(f"stamp_sender_packets_{k}_total")
+                                               for k in ("sent", "received", "lost"))
+        self.schedule = {le: float(v) for le, v in re.findall(
+            r'^stamp_monitor_schedule_error_seconds_bucket\{[^}]*le="([^"]+)"\} (\S+)', self.text, re.M)}
+
+    def _sum(self, name: str) -> float:
+        return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)", self.text, re.M))
+
+
+def measure(args: argparse.Namespace, ref_port: int, env: dict | None) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         mport = s.getsockname()[1]
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
-        f.write(f'[monitor]\nwindows = [10]\nmetrics_addr = "127.0.0.1:{mport}"\n[defaults]\nsend_delay = 1000\n')
+        f.write(f'[monitor]\nwindows = [{WINDOW_S}]\nmetrics_addr = "127.0.0.1:{mport}"\n'
+                f'[defaults]\nsend_delay = 1000\n')
         for i in range(args.targets):
-            f.write(f'[[targets]]\nname = "t{i:04d}"\nremote_addr = "127.0.0.1"\nremote_port = {ref.port}\n')
+            f.write(f'[[targets]]\nname = "t{i:05d}"\nremote_addr = "127.0.0.1"\nremote_port = {ref_port}\n')
+    t_start = time.monotonic()
     mon = subprocess.Popen([PY, "-m", "stamp_suite", "monitor", "--config", f.name], stderr=subprocess.PIPE,
                            text=True, env=env)
+    started = threading.Event()
+    log: list[str] = []
+
+    def read_log() -> None:
+        for line in mon.stderr:
+            log.append(line.rstrip())
+            if " targets" in line:
+                started.set()
+    threading.Thread(target=read_log, daemon=True).start()
     try:
-        time.sleep(3)  # start-up and the first sends
-        c0, t0 = cpu_seconds([mon.pid]), time.monotonic()
-        scrapes = []
-        while time.monotonic() - t0 < args.seconds:  # scraped every 15 s, as Prometheus would
-            time.sleep(min(15, args.seconds - (time.monotonic() - t0)))
-            s0 = time.monotonic()
-            text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read().decode()
-            scrapes.append(time.monotonic() - s0)
-        cpu = (cpu_seconds([mon.pid]) - c0) / (time.monotonic() - t0)
-        rss = int(Path(f"/proc/{mon.pid}/statm").read_text().split()[1]) * 4096 / 2**20
-        sent = sum(float(v) for v in re.findall(r'^stamp_sender_packets_sent_total\{[^}]*\} (\S+)', text, re.M))
-        recv = sum(float(v) for v in re.findall(r'^stamp_sender_packets_received_total\{[^}]*\} (\S+)', text, re.M))
+        if not started.wait(300):
+            raise SystemExit(f"the monitor did not start: {log[-3:]}")
+        start_s = time.monotonic() - t_start
+        time.sleep(WINDOW_S + 5)  # warm-up: the first windows closed, memory at its working size
+        first, c0, t0 = Scrape(mport), cpu_seconds([mon.pid]), time.monotonic()
+        scrapes = [first]
+        while (left := args.seconds - (time.monotonic() - t0)) > 0:
+            time.sleep(min(SCRAPE_EVERY_S, left))
+            scrapes.append(Scrape(mport))
+        cpu_s, elapsed = cpu_seconds([mon.pid]) - c0, time.monotonic() - t0
+        status = Path(f"/proc/{mon.pid}/status").read_text()
+        rss, hwm = (int(re.search(rf"^{k}:\s+(\d+)", status, re.M).group(1)) / 1024 for k in ("VmRSS", "VmHWM"))
     finally:
         mon.send_signal(signal.SIGTERM)
-        _, err = mon.communicate(timeout=30)
-        ref.stop()
-    sched = next((line for line in err.splitlines() if "schedule error" in line), "no schedule figures")
-    print(f"{args.targets} targets at 1 packet/s for {args.seconds:.0f} s: CPU {cpu:.1%} of one core, RSS {rss:.0f} MB, "
-          f"{recv:.0f}/{sent:.0f} replies")
-    print(sched.replace("stamp-suite monitor: stopped; ", "")
-          + f"; a /metrics scrape ({len(text.splitlines())} lines) took {max(scrapes) * 1e3:.0f} ms")
+        mon.wait(60)
+        os.unlink(f.name)
+    last = scrapes[-1]
+    sent, received, lost = last.sent - first.sent, last.received - first.received, last.lost - first.lost
+    print(f"{args.targets} targets at 1 packet/s, started in {start_s:.1f} s, measured for {elapsed:.0f} s: "
+          f"CPU {cpu_s / elapsed:.1%} of one core, {cpu_s / max(sent, 1) * 1e6:.0f} us per round trip; "
+          f"RSS {rss:.0f} MB (peak {hwm:.0f} MB)")
+    print(f"  {received:.0f} replies to {sent:.0f} packets, {lost:.0f} lost; schedule error: "
+          f"{schedule_share(first, last, '0.005')} under 5 ms, p99 {schedule_p99(first, last)}; "
+          f"slowest /metrics scrape {max(s.seconds for s in scrapes[1:]) * 1e3:.0f} ms ({last.lines} lines)")
+
+
+def _delta(first: Scrape, last: Scrape) -> dict[str, float]:
+    return {le: n - first.schedule.get(le, 0) for le, n in last.schedule.items()}
+
+
+def schedule_share(first: Scrape, last: Scrape, le: str) -> str:
+    d = _delta(first, last)
+    return f"{d[le] / max(d['+Inf'], 1):.2%}" if d else "n/a (no histogram in this tree)"
+
+
+def schedule_p99(first: Scrape, last: Scrape) -> str:
+    """The upper bound of the bucket holding the 99th percentile."""
+    d = _delta(first, last)
+    for le, n in d.items():
+        if n >= 0.99 * d["+Inf"]:
+            return f"<= {float(le) * 1e3:g} ms"
+    return "unknown"
 
 
 if __name__ == "__main__":

@@ -102,7 +102,8 @@ def return_path(s: Settings) -> ReturnPath | None:
     return rp
 
 
-def sender_config(s: Settings, clock: ClockState, keys: KeyStore, windows_ns: tuple[int, ...] = ()) -> SenderConfig:
+def sender_config(s: Settings, clock: ClockState, keys: KeyStore, windows_ns: tuple[int, ...] = (),
+                  skip_missed: bool = False) -> SenderConfig:
     """The engine's configuration: packets, TLVs, keys, the schedule and its timers."""
     ssid = s.ssid or 0
     key = keys.key_for(ssid)
@@ -116,6 +117,6 @@ def sender_config(s: Settings, clock: ClockState, keys: KeyStore, windows_ns: tu
             access_report_timer_ns=int(s.access_report_timer * 1e9), access_report_retries=s.access_report_retries,
             count=s.count, duration_ns=int(s.max_runtime * 1e9), interval_ns=max(1, int(s.send_delay * 1e6)),
             in_flight=s.window,
-            report_interval_ns=int(s.report_interval * 1e9), windows_ns=windows_ns)
+            report_interval_ns=int(s.report_interval * 1e9), windows_ns=windows_ns, skip_missed=skip_missed)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

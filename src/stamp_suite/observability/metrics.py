@@ -206,6 +206,17 @@ class SenderMetrics:
                 x.histogram(name, m.labels, _BUCKET_BOUNDS, h.counts, h.sum_ns / 1e9)
 
 
+def expose_schedule(x: Exposition, lateness: BucketHistogram, skipped: int, labels: str) -> None:
+    """A monitor's own health: how late its sends leave, and the sends it skipped."""
+    name = "stamp_monitor_schedule_error_seconds"
+    x.family(name, "histogram", "How late test packets left against their schedule (above a few ms: the monitor "
+                                "has more targets than its core can measure)")
+    x.histogram(name, labels, _BUCKET_BOUNDS, lateness.counts, lateness.sum_ns / 1e9)
+    x.family("stamp_monitor_sends_skipped_total", "counter",
+             "Scheduled test packets not sent for being over an interval late (an overloaded monitor)")
+    x.sample("stamp_monitor_sends_skipped_total", labels, skipped)
+
+
 WINDOW_GAUGES = (  # (gauge, help); its value from a closed window by window_gauges()
     ("loss_ratio", "Lost / (received + lost) in the latest closed window"),
     ("packets_sent", "Test packets sent in the latest closed window"),

@@ -86,6 +86,7 @@ class SenderDriver:
             clock.on_change = self._clock_changed
         self.sessions: dict[int, SenderSession] = {}
         self.schedule_error_ns: deque[int] = deque(maxlen=100_000) if record_schedule else deque(maxlen=0)
+        self.on_schedule_error: Callable[[int], None] | None = None  # every send's lateness, in ns
         self._heap: list[tuple[int, int]] = []  # (due, session id); stale entries are skipped
         self._periodic: list[list] = []  # [next due, period, callback]
         self._sel = selectors.DefaultSelector()
@@ -165,7 +166,9 @@ class SenderDriver:
     def _run_timers(self, now: int) -> None:
         heap = self._heap
         while heap and heap[0][0] <= now:
-            self._run_timer(heapq.heappop(heap), now)
+            # coarse: thousands may be due at once, each handled at its own instant (a send
+            # the loop reached over an interval late is skipped, see SenderConfig.skip_missed)
+            self._run_timer(heapq.heappop(heap), now if self.precise else time.monotonic_ns())
 
     def _run_timer(self, entry: tuple[int, int], now: int) -> None:
         if self._stale(entry):
@@ -209,6 +212,8 @@ class SenderDriver:
         now = time.monotonic_ns()
         if not transmit.retransmission:
             self.schedule_error_ns.append(now - transmit.due_ns)
+            if self.on_schedule_error is not None:
+                self.on_schedule_error(now - transmit.due_ns)
         sent = session.engine.stamp(transmit, time.time_ns(), now)
         try:
             key = session.endpoint.send(sent.data, None, tx_timestamp=True)

@@ -57,6 +57,10 @@ class SenderConfig:
     in_flight: int = 0  # capacity mode: keep this many in flight, the next sent on each answer
     report_interval_ns: int = 0  # interim reports (ReportDue), aligned to the start
     windows_ns: tuple[int, ...] = ()  # tumbling statistics windows (WindowClosed), aligned to wall-clock time
+    # A scheduled send more than one interval late is skipped, not sent in a burst with the
+    # next: a monitor whose core falls behind measures less often (and says so) rather than
+    # piling up sends and reading replies after their timeout, which would look like loss.
+    skip_missed: bool = False
 
     def __post_init__(self) -> None:
         if self.authenticated and self.key is None:
@@ -102,6 +106,7 @@ class SessionSender:
         self._deadlines: deque[tuple[int, int]] = deque()  # (monotonic deadline, seq), in send order
         self._forget: deque[tuple[int, int]] = deque()  # (monotonic time to forget, seq)
         self.sent_count = 0  # packets stamped, retransmissions included
+        self.skipped = 0  # scheduled sends skipped for being over an interval late (skip_missed)
         self.outstanding = 0  # sent, neither answered nor lost yet
         self._slots = 0  # scheduled sends issued (retransmissions take none)
         self._end_ns: int | None = None  # no scheduled send at or after this (duration_ns)
@@ -192,6 +197,13 @@ class SessionSender:
                 self._next_send = None
                 self._fill_window(due, events)
             else:
+                if cfg.skip_missed and now_ns - due >= cfg.interval_ns:
+                    missed = (now_ns - due) // cfg.interval_ns  # slots wholly past: the latest one goes
+                    if cfg.count:
+                        missed = min(missed, cfg.count - self._slots - 1)
+                    self._slots += missed
+                    self.skipped += missed
+                    due += missed * cfg.interval_ns
                 events.append(Transmit(due))
                 self._slots += 1
                 self._unstamped += 1

@@ -50,12 +50,12 @@ def destination_still(s: Settings, destination: tuple[str, int]) -> bool:
 
 
 def open_session(s: Settings, clock: ClockState, *, name: str | None = None, destination: tuple[str, int] | None = None,
-                 windows_ns: tuple[int, ...] = (), reuseport: bool = False,
-                 stats: SessionStats | None = None) -> tuple[SenderSession, SessionStats]:
+                 windows_ns: tuple[int, ...] = (), reuseport: bool = False, stats: SessionStats | None = None,
+                 skip_missed: bool = False) -> tuple[SenderSession, SessionStats]:
     """A session ready for the driver, with its statistics (``stats``, or full ones) as the first
-    consumer of its events."""
+    consumer of its events; ``windows_ns`` and ``skip_missed``: see SenderConfig."""
     keys = load_keys(s)
-    engine = SessionSender(sender_config(s, clock, keys, windows_ns))
+    engine = SessionSender(sender_config(s, clock, keys, windows_ns, skip_missed))
     destination = destination or sender_destination(s)
     endpoint = open_sender_endpoint(s, destination, reuseport)
     stats = stats or SessionStats(s.dscp, s.ecn)
