@@ -67,18 +67,23 @@ def c_floor_us(port: int, count: int = 20_000) -> float:
 
 
 class Scrape:
-    """The figures this bench reads from one /metrics scrape (regular expressions: the
-    parser of prometheus_client would take longer than the scrape itself)."""
+    """One /metrics scrape, read (with regular expressions: the parser of prometheus_client
+    would take longer than the scrape itself) only after the run, so that this bench takes no
+    core from the monitor while it measures."""
 
     def __init__(self, port: int) -> None:
         t0 = time.monotonic()
-        self.text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+        self.body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read()
         self.seconds = time.monotonic() - t0
+
+    def read(self) -> Scrape:
+        self.text = self.body.decode()
         self.lines = self.text.count("\n")
         self.sent, self.received, self.lost = (self._sum(f"stamp_sender_packets_{k}_total")
                                                for k in ("sent", "received", "lost"))
         self.schedule = {le: float(v) for le, v in re.findall(
             r'^stamp_monitor_schedule_error_seconds_bucket\{[^}]*le="([^"]+)"\} (\S+)', self.text, re.M)}
+        return self
 
     def _sum(self, name: str) -> float:
         return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)", self.text, re.M))
@@ -122,7 +127,7 @@ def measure(args: argparse.Namespace, ref_port: int, env: dict | None) -> None:
         mon.send_signal(signal.SIGTERM)
         mon.wait(60)
         os.unlink(f.name)
-    last = scrapes[-1]
+    first, last = first.read(), scrapes[-1].read()
     sent, received, lost = last.sent - first.sent, last.received - first.received, last.lost - first.lost
     print(f"{args.targets} targets at 1 packet/s, started in {start_s:.1f} s, measured for {elapsed:.0f} s: "
           f"CPU {cpu_s / elapsed:.1%} of one core, {cpu_s / max(sent, 1) * 1e6:.0f} us per round trip; "

@@ -155,6 +155,7 @@ def _answer_from_child(fd: int, exposition: Callable[[], bytes], head_only: bool
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
         if os.fork() == 0:
+            os.nice(19)  # the sending loop first, where they share a core
             gc.disable()  # a collection would touch (and so copy) every page of the heap
             os.closerange(3, fd)
             os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))

@@ -37,6 +37,9 @@ class BucketHistogram:
         self.sum_ns = 0
 
     def observe(self, ns: int) -> None:
+        """One value; a negative one (a one-way delay between unsynchronised clocks) counts as 0."""
+        if ns < 0:
+            ns = 0
         self.counts[bisect.bisect_left(self.bounds_ns, ns)] += 1
         self.sum_ns += ns
 
@@ -104,29 +107,29 @@ class ReflectorCollector:
 class _SessionMetrics:
     """One session's series: its statistics, histograms and latest reply's path facts."""
 
-    __slots__ = ("stats", "labels", "hist", "last_rtt", "ttl", "dscp")
+    __slots__ = ("stats", "labels", "hist", "last_rtt", "ttl_reflector", "ttl_sender", "dscp_reflector",
+                 "dscp_sender")
 
     def __init__(self, stats, labels: str) -> None:
         self.stats = stats
         self.labels = labels  # escaped once (exposition.label_text)
-        self.hist = {k: BucketHistogram(DELAY_BUCKETS_S) for k in SENDER_HISTOGRAMS}
+        self.hist = tuple(BucketHistogram(DELAY_BUCKETS_S) for _ in SENDER_HISTOGRAMS)  # rtt, forward, backward
         self.last_rtt: int | None = None
-        self.ttl: dict[str, int | None] = {}  # end -> TTL/hop limit, of the latest reply
-        self.dscp: dict[str, int | None] = {}
+        self.ttl_reflector = self.ttl_sender = self.dscp_reflector = self.dscp_sender = None  # of the latest reply
 
     def on_event(self, ev: Event) -> None:
         if type(ev) is not Reply:
             return
         s = ev.sample
-        hist = self.hist
-        hist["rtt"].observe(max(0, s.rtt_ns))
-        hist["forward"].observe(max(0, s.forward_ns))
-        hist["backward"].observe(max(0, s.backward_ns))
-        cos = s.tlv.get("cos")
+        rtt, forward, backward = self.hist
+        rtt.observe(s.rtt_ns)
+        forward.observe(s.forward_ns)
+        backward.observe(s.backward_ns)
         self.last_rtt = s.rtt_ns
-        self.ttl = {"reflector": s.reflector_ttl, "sender": s.reply_ttl}
-        self.dscp = {"reflector": cos["dscp_at_reflector"] if cos else None,
-                     "sender": None if s.reply_tos is None else s.reply_tos >> 2}
+        self.ttl_reflector, self.ttl_sender = s.reflector_ttl, s.reply_ttl
+        cos = s.tlv.get("cos") if s.tlv else None
+        self.dscp_reflector = cos["dscp_at_reflector"] if cos else None
+        self.dscp_sender = None if s.reply_tos is None else s.reply_tos >> 2
 
 
 SENDER_COUNTERS = (  # (metric, SessionStats attribute, help)
@@ -137,11 +140,11 @@ SENDER_COUNTERS = (  # (metric, SessionStats attribute, help)
     ("stamp_sender_reordered_packets_total", "reordered", "Replies out of order"),
     ("stamp_sender_late_packets_total", "late", "Replies after --timeout (counted lost)"),
 )
-SENDER_HISTOGRAMS = {  # key -> (metric, help)
-    "rtt": ("stamp_sender_rtt_seconds", "Round-trip delay (T4-T1)-(T3-T2)"),
-    "forward": ("stamp_sender_forward_delay_seconds", "One-way delay T2-T1 (needs synchronised clocks)"),
-    "backward": ("stamp_sender_backward_delay_seconds", "One-way delay T4-T3 (needs synchronised clocks)"),
-}
+SENDER_HISTOGRAMS = (  # (metric, help): round trip, forward, backward
+    ("stamp_sender_rtt_seconds", "Round-trip delay (T4-T1)-(T3-T2)"),
+    ("stamp_sender_forward_delay_seconds", "One-way delay T2-T1 (needs synchronised clocks)"),
+    ("stamp_sender_backward_delay_seconds", "One-way delay T4-T3 (needs synchronised clocks)"),
+)
 _BUCKET_BOUNDS = (*map(str, DELAY_BUCKETS_S), "+Inf")
 
 
@@ -196,13 +199,14 @@ class SenderMetrics:
                                 ("stamp_sender_dscp", "dscp", "DSCP of the latest packet at each end")):
             x.family(name, "gauge", doc)
             for m in answered:
-                for end, value in getattr(m, attr).items():
+                for end in ("reflector", "sender"):
+                    value = getattr(m, f"{attr}_{end}")
                     if value is not None:
                         x.sample(name, f'{m.labels},end="{end}"', value)
-        for key, (name, doc) in SENDER_HISTOGRAMS.items():
+        for i, (name, doc) in enumerate(SENDER_HISTOGRAMS):
             x.family(name, "histogram", doc)
             for m in sessions:
-                h = m.hist[key]
+                h = m.hist[i]
                 x.histogram(name, m.labels, _BUCKET_BOUNDS, h.counts, h.sum_ns / 1e9)
 
 

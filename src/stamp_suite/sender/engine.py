@@ -32,6 +32,7 @@ from .events import (Duplicate, Event, Finished, Late, Lost, Refused, Rejected, 
 
 U32 = 0xFFFF_FFFF
 NS = 1_000_000_000
+WINDOW_SPREAD_NS = 30 * NS
 _OUTSTANDING, _ANSWERED, _LOST = 0, 1, 2
 
 
@@ -115,7 +116,7 @@ class SessionSender:
         self._next_send: int | None = None
         self._start_ns = 0
         self._wall_offset = 0  # wall-clock minus monotonic, taken at the start
-        self._window_delay = 0
+        self._window_spread: dict[int, int] = {}  # window length -> its summary's delay (_window_close)
         self._started = False
         self.finished = False
         self._ar_deadline: int | None = None
@@ -141,7 +142,8 @@ class SessionSender:
         self._started = True
         self._start_ns = start = now_ns + delay_ns
         self._wall_offset = wall_ns - now_ns
-        self._window_delay = delay_ns
+        share = min(delay_ns, cfg.interval_ns) / cfg.interval_ns
+        self._window_spread = {length: int(min(length // 2, WINDOW_SPREAD_NS) * share) for length in cfg.windows_ns}
         self._next_send = start
         if cfg.duration_ns:
             self._end_ns = start + cfg.duration_ns
@@ -172,9 +174,11 @@ class SessionSender:
         return self._next_send
 
     def _window_close(self, length: int, index: int) -> int:
-        """After the window's last packet's timeout, and the session's own start delay, so that
-        the windows of many sessions (a monitor's targets) do not all close at one instant."""
-        return (index + 1) * length + self.config.timeout_ns + self._window_delay - self._wall_offset
+        """After the window's last packet's timeout, and then a delay of the session's own (its
+        start delay's share of the interval, times half the window, at most WINDOW_SPREAD_NS),
+        so that the windows of many sessions (a monitor's targets) close spread out, not in
+        the one second their sends are spread over."""
+        return (index + 1) * length + self.config.timeout_ns + self._window_spread[length] - self._wall_offset
 
     def _more_to_send(self, due_ns: int) -> bool:
         """May a scheduled packet be sent at ``due_ns``?  Marks the schedule over when not."""
