@@ -133,3 +133,30 @@ def test_half_open_connections_cannot_hold_the_metrics_endpoint():
                 pass
             c.close()
         assert closed >= 300 - 16
+
+
+def test_a_monitor_sized_exposition_is_rendered_in_another_process():
+    """A source that renders apart (the monitor's) is answered by a child process, so the
+    sending loop keeps its interpreter lock; GET and HEAD both get a whole response."""
+    import os
+
+    from stamp_suite.observability.http import serve
+
+    class Source:
+        render_apart = True
+
+        def exposition(self) -> bytes:
+            return f"stamp_renderer_pid {os.getpid()}\n".encode()
+
+    server = serve(Source(), "127.0.0.1:0")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as r:
+            body, ctype = r.read(), r.headers["Content-Type"]
+        head = urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics",
+                                                             method="HEAD"), timeout=5)
+        assert head.read() == b"" and int(head.headers["Content-Length"]) == len(body)
+    finally:
+        server.stop()
+    (fam,) = text_string_to_metric_families(body.decode())
+    assert ctype.startswith("text/plain; version=0.0.4")
+    assert fam.samples[0].value not in (os.getpid(), 0)

@@ -99,6 +99,10 @@ def test_fifty_targets_loss_and_delay_as_the_relays_made_them(tmp_path, quick_gi
             mon.send_signal(signal.SIGTERM)
             mon.communicate(timeout=10)
         assert mon.returncode == 0
+        # the monitor's own health: every send's lateness counted, none skipped at 50 targets
+        assert m[("stamp_monitor_schedule_error_seconds_count", ())] >= sum(
+            metric(m, "stamp_sender_packets_sent_total", t) for t in targets) - len(targets)
+        assert m[("stamp_monitor_sends_skipped_total", ())] == 0
         for name in targets:
             sent = metric(m, "stamp_sender_packets_sent_total", name)
             lost = metric(m, "stamp_sender_packets_lost_total", name)

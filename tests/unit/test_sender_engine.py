@@ -307,3 +307,32 @@ def test_a_late_reply_to_a_summarised_window_opens_none_again():
     assert windows.open[1000 * MS] == {}
     assert windows.last[1000 * MS].stats.sent == 1 and windows.last[1000 * MS].stats.late == 0
     assert [type(e).__name__ for e in windows.open[10_000 * MS][0]] == ["Sent", "Late"]  # the longer one, open
+
+
+def test_a_send_over_an_interval_late_is_skipped_when_asked():
+    """skip_missed (the monitor): a loop that reaches a send 3.5 intervals late sends the
+    latest slot's packet and counts three skipped, instead of four packets in a burst."""
+    for skip, expected_due, skipped in ((True, 3 * 100 * MS, 3), (False, 0, 0)):
+        s = SessionSender(SenderConfig(count=0, interval_ns=100 * MS, skip_missed=skip))
+        s.start(0, T1_NS)
+        transmits = [e for e in s.handle_timer(350 * MS) if type(e).__name__ == "Transmit"]
+        assert [t.due_ns for t in transmits] == [expected_due] and s.skipped == skipped
+        assert s.next_send() == expected_due + 100 * MS
+
+
+def test_skipping_keeps_a_count_limited_schedule_to_its_count():
+    s = SessionSender(SenderConfig(count=3, interval_ns=100 * MS, skip_missed=True))
+    s.start(0, T1_NS)
+    (transmit,) = [e for e in s.handle_timer(950 * MS) if type(e).__name__ == "Transmit"]
+    assert transmit.due_ns == 200 * MS and s.skipped == 2 and s.next_send() is None  # the third and last slot
+
+
+def test_window_summaries_of_many_sessions_are_spread_over_half_a_window():
+    """A session started 0.5 s into its 1 s interval closes its 10 s windows 2.5 s after the
+    others (half the window, times its share of the interval), not in the same second."""
+    closes = []
+    for delay in (0, 500 * MS):
+        s = SessionSender(SenderConfig(count=0, interval_ns=1000 * MS, timeout_ns=500 * MS, windows_ns=(10_000 * MS,)))
+        s.start(0, 0, delay)
+        closes.append(s._window_close(10_000 * MS, 0))
+    assert closes == [10_500 * MS, 13_000 * MS]

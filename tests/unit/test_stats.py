@@ -143,3 +143,28 @@ def test_distribution_merge():
     a.merge(b)
     assert (a.count, a.min, a.max, a.percentile(50)) == (whole.count, whole.min, whole.max, whole.percentile(50))
     assert a.stddev == pytest.approx(whole.stddev)
+
+
+def test_lifetime_statistics_without_values_keep_moments_and_jitter_only():
+    """A monitor's lifetime statistics: counters, mean and RFC 3550 jitter as a full one has
+    them, no percentiles, no IPDV pairs (ipdv_memory=0), and no value list that grows."""
+    full, light = SessionStats(), SessionStats(keep_values=False, ipdv_memory=0)
+    d_full, d_light = feed(full, STREAM, 10, lost=(3, 7)), feed(light, STREAM, 10, lost=(3, 7))
+    assert d_light["packets"] == d_full["packets"]
+    for key in ("count", "min", "max", "mean", "stddev"):
+        assert d_light["rtt_ns"][key] == d_full["rtt_ns"][key]
+    assert set(d_light["rtt_ns"]["percentiles"].values()) == {None}
+    assert d_light["rtt_ns"]["percentile_method"] == "none (values not kept)"
+    assert light.rtt_var.jitter_ns == full.rtt_var.jitter_ns
+    assert light.rtt_var.ipdv.count == 0 < full.rtt_var.ipdv.count
+    assert light.rtt._exact is None and light.rtt._sketch is None
+
+
+def test_merging_with_a_distribution_without_values_keeps_moments_only():
+    kept, moments = Distribution(), Distribution(keep_values=False)
+    for v in (10, 20, 30):
+        kept.add(v)
+        moments.add(v + 30)
+    kept.merge(moments)
+    assert (kept.count, kept.min, kept.max, kept.mean) == (6, 10, 60, 35.0)
+    assert kept.percentile(50) is None and not kept.keeps_values

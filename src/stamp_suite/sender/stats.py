@@ -280,7 +280,7 @@ class SessionStats:
 
     def to_dict(self) -> dict:
         pdv = None
-        if self.rtt.count:
+        if self.rtt.count and self.rtt.keeps_values:
             pdv = {k: v - self.rtt.min for k, v in self.rtt.summary((50, 90, 99))["percentiles"].items()}
         return {
             "packets": {"sent": self.sent, "received": self.received, "lost": self.lost,
