@@ -107,9 +107,10 @@ class MetricsServer(LoopThread):
             conn.answering = True
             status, headers, body = self._respond(head)
             if body is None:  # rendered by a child process, which writes the response itself
-                _answer_from_child(writer.get_extra_info("socket").fileno(), self.exposition,
-                                   head.startswith(b"HEAD "))
-                return
+                if _answer_from_child(writer.get_extra_info("socket").fileno(), self.exposition,
+                                      head.startswith(b"HEAD ")):
+                    return
+                headers, body = {"Content-Type": CONTENT_TYPE}, self.exposition()  # no child now: here
             writer.write(_response(status, headers, body, head.startswith(b"HEAD ")))
             await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
         except (asyncio.TimeoutError, ConnectionError, OSError):
@@ -139,7 +140,7 @@ class MetricsServer(LoopThread):
 _CAN_FORK = hasattr(os, "fork")
 
 
-def _answer_from_child(fd: int, exposition: Callable[[], bytes], head_only: bool) -> None:
+def _answer_from_child(fd: int, exposition: Callable[[], bytes], head_only: bool) -> bool:
     """Render and write a response in a grandchild process, which has the parent's memory as
     it was at the fork and a core of its own: a monitor of 10,000 targets renders 770,000
     lines, which in a thread of the sending process would take the GIL from the sending
@@ -147,11 +148,14 @@ def _answer_from_child(fd: int, exposition: Callable[[], bytes], head_only: bool
     to get it back: sends 250 ms late, measured).  The parent pays one fork (its page
     tables: about 10 ms at 500 MB); the child is not reaped by us (its parent exits at once,
     so init takes it over), closes every other descriptor, and ignores the stop signals
-    (it ends on its own, within WRITE_TIMEOUT_S)."""
-    pid = os.fork()
+    (it ends on its own, within WRITE_TIMEOUT_S).  False when no process could be made."""
+    try:
+        pid = os.fork()
+    except OSError:  # EAGAIN or ENOMEM: the caller renders in this process instead
+        return False
     if pid:
         os.waitpid(pid, 0)  # the intermediate child: gone as soon as it has forked
-        return
+        return True
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
         if os.fork() == 0:
