@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from run import OUT, PY, Reflector, build, cpu_seconds  # noqa: E402
 
 SCRAPE_EVERY_S = 15
+SCRAPE_TIMEOUT_S = 30
 WINDOW_S = 10
 
 
@@ -73,7 +74,11 @@ class Scrape:
 
     def __init__(self, port: int) -> None:
         t0 = time.monotonic()
-        self.body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read()
+        try:
+            self.body: bytes | None = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                                              timeout=SCRAPE_TIMEOUT_S).read()
+        except OSError:  # no answer in time: what a Prometheus would record as a failed scrape
+            self.body = None
         self.seconds = time.monotonic() - t0
 
     def read(self) -> Scrape:
@@ -127,6 +132,11 @@ def measure(args: argparse.Namespace, ref_port: int, env: dict | None) -> None:
         mon.send_signal(signal.SIGTERM)
         mon.wait(60)
         os.unlink(f.name)
+    failed = sum(sc.body is None for sc in scrapes)
+    if first.body is None or scrapes[-1].body is None:
+        print(f"{args.targets} targets: CPU {cpu_s / elapsed:.1%} of one core; {failed} of {len(scrapes)} /metrics "
+              f"scrapes got no answer within {SCRAPE_TIMEOUT_S} s, so no more figures")
+        return
     first, last = first.read(), scrapes[-1].read()
     sent, received, lost = last.sent - first.sent, last.received - first.received, last.lost - first.lost
     print(f"{args.targets} targets at 1 packet/s, started in {start_s:.1f} s, measured for {elapsed:.0f} s: "
@@ -134,7 +144,8 @@ def measure(args: argparse.Namespace, ref_port: int, env: dict | None) -> None:
           f"RSS {rss:.0f} MB (peak {hwm:.0f} MB)")
     print(f"  {received:.0f} replies to {sent:.0f} packets, {lost:.0f} lost; schedule error: "
           f"{schedule_share(first, last, '0.005')} under 5 ms, p99 {schedule_p99(first, last)}; "
-          f"slowest /metrics scrape {max(s.seconds for s in scrapes[1:]) * 1e3:.0f} ms ({last.lines} lines)")
+          f"slowest /metrics scrape {max(s.seconds for s in scrapes[1:]) * 1e3:.0f} ms ({last.lines} lines)"
+          + (f", {failed} scrapes unanswered" if failed else ""))
 
 
 def _delta(first: Scrape, last: Scrape) -> dict[str, float]:
