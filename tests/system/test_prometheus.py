@@ -29,7 +29,7 @@ def test_alert_rules_pass_promtool_check_and_unit_tests():
     require_tool("promtool")
     check = subprocess.run(["promtool", "check", "rules", "stamp-alerts.yml"], cwd=DEPLOY, capture_output=True,
                            text=True)
-    assert check.returncode == 0 and "SUCCESS: 5 rules found" in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0 and "SUCCESS: 6 rules found" in check.stdout, check.stdout + check.stderr
     tests = subprocess.run(["promtool", "test", "rules", "stamp-alerts.test.yml"], cwd=DEPLOY, capture_output=True,
                            text=True)
     assert tests.returncode == 0 and "SUCCESS" in tests.stdout, tests.stdout + tests.stderr
@@ -121,11 +121,15 @@ def test_prometheus_scrapes_reflector_and_monitor_with_the_values_the_traffic_ma
             assert loss["healthy"] == 0 and loss["lossy"] == pytest.approx(0.25, abs=0.06), loss
             up = {json.loads(k)["target"]: v for k, v in prom.query("stamp_monitor_target_up").items()}
             assert up == {"healthy": 1, "lossy": 1, "dead": 0}
+            # the monitor's own health, as Prometheus read it: keeping up
+            assert list(prom.query("stamp_monitor_sends_skipped_total").values()) == [0]
+            (lateness,) = prom.query("stamp_monitor_schedule_error_seconds_count").values()
+            assert lateness > 0
 
             groups = prom.api("rules")["groups"]  # deploy/stamp-alerts.yml, loaded and evaluated
             rules = [r for g in groups for r in g["rules"]]
-            assert sorted(r["name"] for r in rules) == ["StampLossHigh", "StampMonitorDown", "StampReflectorDropping",
-                                                        "StampRttHigh", "StampTargetDown"]
+            assert sorted(r["name"] for r in rules) == ["StampLossHigh", "StampMonitorDown", "StampMonitorOverloaded",
+                                                        "StampReflectorDropping", "StampRttHigh", "StampTargetDown"]
             assert wait_for(lambda: all(r["health"] == "ok" for g in prom.api("rules")["groups"]
                                         for r in g["rules"]), 5)
             # nothing listens behind "dead", and "lossy" loses 25 %: both alerts pending (they
