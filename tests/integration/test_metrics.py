@@ -160,3 +160,34 @@ def test_a_monitor_sized_exposition_is_rendered_in_another_process():
     (fam,) = text_string_to_metric_families(body.decode())
     assert ctype.startswith("text/plain; version=0.0.4")
     assert fam.samples[0].value not in (os.getpid(), 0)
+
+
+def test_render_processes_are_reaped_and_capped():
+    """Render processes are the server's children: reaped once done (none left as zombies, even
+    where the monitor is PID 1), and at most MAX_RENDERS at once (a scrape beyond gets 503)."""
+    import concurrent.futures
+    import urllib.error
+
+    from stamp_suite.observability.http import MAX_RENDERS, serve
+
+    class Slow:
+        render_apart = True
+
+        def exposition(self) -> bytes:
+            time.sleep(1.0)
+            return b"stamp_x 1\n"
+
+    server = serve(Slow(), "127.0.0.1:0")
+
+    def get() -> int:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=10).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+    try:
+        with concurrent.futures.ThreadPoolExecutor(MAX_RENDERS + 1) as pool:
+            statuses = sorted(pool.map(lambda _: get(), range(MAX_RENDERS + 1)))
+        assert statuses == [200] * MAX_RENDERS + [503]
+        assert wait_for(lambda: not server._renders, 3)
+    finally:
+        server.stop()

@@ -306,7 +306,7 @@ def test_a_late_reply_to_a_summarised_window_opens_none_again():
     windows(Late(Sample(7, 7, T1_NS, T1_NS + 1, T1_NS + 2, T1_NS + 3, 64, 64, 0, True, True, 0.0, 0.0, 0)))
     assert windows.open[1000 * MS] == {}
     assert windows.last[1000 * MS].stats.sent == 1 and windows.last[1000 * MS].stats.late == 0
-    assert [type(e).__name__ for e in windows.open[10_000 * MS][0]] == ["Sent", "Late"]  # the longer one, open
+    assert [type(e).__name__ for e in windows.open[10_000 * MS][0].events] == ["Sent", "Late"]  # the longer, open
 
 
 def test_a_send_over_an_interval_late_is_skipped_when_asked():
@@ -336,3 +336,47 @@ def test_window_summaries_of_many_sessions_are_spread_over_half_a_window():
         s.start(0, 0, delay)
         closes.append(s._window_close(10_000 * MS, 0))
     assert closes == [10_500 * MS, 13_000 * MS]
+
+
+def test_skipping_never_sends_after_a_duration_ends_nor_for_a_short_delay():
+    s = SessionSender(SenderConfig(count=0, duration_ns=1000 * MS, interval_ns=100 * MS, skip_missed=True))
+    s.start(0, T1_NS)
+    (transmit,) = [e for e in s.handle_timer(1250 * MS) if type(e).__name__ == "Transmit"]
+    assert transmit.due_ns == 900 * MS and s.skipped == 9 and s.next_send() is None
+    fast = SessionSender(SenderConfig(count=0, interval_ns=5 * MS, skip_missed=True))
+    fast.start(0, T1_NS)
+    (transmit,) = [e for e in fast.handle_timer(50 * MS) if type(e).__name__ == "Transmit"]
+    assert transmit.due_ns == 0 and fast.skipped == 0  # 50 ms late: under SKIP_AFTER_NS, not skipped
+
+
+def test_windows_folded_in_chunks_summarise_exactly_as_at_close(monkeypatch):
+    """A window folds its events into its statistics FOLD_EVERY at a time: the summary is the
+    one the same events give in one pass (replies out of order, lost, late, duplicates)."""
+    import random
+
+    import stamp_suite.monitor.windows as w
+    from stamp_suite.sender.events import Duplicate, Late, Lost, Reply, Sample, Sent, WindowClosed
+    rnd = random.Random(7)
+    events = []
+    for seq in range(400):
+        events.append(Sent(seq, T1_NS + seq * MS, b"", window_ns=seq * 10 * MS))
+        rtt = rnd.randrange(50_000, 900_000)
+        smp = Sample(seq, seq, T1_NS + seq * MS, T1_NS + seq * MS + rtt // 2, T1_NS + seq * MS + rtt // 2,
+                     T1_NS + seq * MS + rtt, 64, 64, 0, True, True, 0.0, 0.0, 0)
+        fate = rnd.random()
+        events.append(Lost(seq, T1_NS) if fate < 0.1 else Late(smp) if fate < 0.15 else Reply(smp))
+        if fate > 0.95:
+            events.append(Duplicate(smp))
+    rnd.shuffle(events[100:300])  # replies and sends out of order in the middle
+    events += [WindowClosed(1000 * MS, i, False) for i in range(4)] + [WindowClosed(2000 * MS, i, False)
+                                                                         for i in range(2)]
+
+    def summaries(fold_every):
+        monkeypatch.setattr(w, "FOLD_EVERY", fold_every)
+        closed = []
+        windows = w.WindowedStats((1000 * MS, 2000 * MS), on_close=closed.append)
+        for ev in events:
+            windows(ev)
+        return [c.record() for c in closed]
+    assert summaries(3) == summaries(10**9)
+    assert [r["packets"]["sent"] for r in summaries(3)][:4] == [100, 100, 100, 100]

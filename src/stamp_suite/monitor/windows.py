@@ -4,11 +4,12 @@ last packet's timeout has passed).  Both use the engine's window clock (:attr:`S
 wall-clock time as it was at the start, advanced by the monotonic clock), so a wall-clock step
 neither empties windows nor strands packets in windows that never close.
 
-A window keeps its events and computes its statistics when it closes: the same
-:class:`SessionStats` a sender keeps, fed the same events in the same order, but in one pass
-over one target's events instead of one update per packet interleaved with ten thousand other
-targets' (about 15 us a packet less for a monitor that size, measured: the per-packet
-updates spent most of their time waiting for memory)."""
+A window keeps its events and folds them into its statistics FOLD_EVERY at a time, and the
+rest when it closes: the same :class:`SessionStats` a sender keeps (IPDV paired over the last
+IPDV_MEMORY packets), fed the same events in the same order, but in passes over one target's
+events instead of one update per packet interleaved with ten thousand other targets' (about
+15 us a packet less for a monitor that size, measured: the per-packet updates spent most of
+their time waiting for memory)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ NS = 1_000_000_000
 # Recent delays kept per target to pair consecutive packets for IPDV: at a packet a second, a
 # reply a minute out of order still pairs; the single sender's 4,096 would be 1 MB a target.
 IPDV_MEMORY = 64
+FOLD_EVERY = 256  # events a window holds before it folds them (a close never folds more)
+_SENT = Sent(0, 0, b"")  # what a window keeps of a Sent event: SessionStats only counts them
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +48,31 @@ class ClosedWindow:
                 "end": rfc3339((self.index + 1) * self.length_ns), "partial": self.partial, **self.stats.to_dict()}
 
 
+class _OpenWindow:
+    __slots__ = ("stats", "events")
+
+    def __init__(self) -> None:
+        self.stats: SessionStats | None = None
+        self.events: list[Event] = []
+
+    def fold(self, dscp: int, ecn: int) -> SessionStats:
+        if self.stats is None:
+            self.stats = SessionStats(dscp, ecn, ipdv_memory=IPDV_MEMORY)
+        for event in self.events:
+            self.stats.on_event(event)
+        self.events.clear()
+        return self.stats
+
+
 class WindowedStats:
-    """The events of each open window and length; a consumer of a session's events."""
+    """The open windows of each length, and the latest closed; a consumer of a session's events."""
 
     def __init__(self, lengths_ns: tuple[int, ...], dscp: int = 0, ecn: int = 0,
                  on_close: Callable[[ClosedWindow], None] | None = None) -> None:
         self.lengths_ns = lengths_ns
         self.dscp, self.ecn = dscp, ecn
         self.on_close = on_close
-        self.open: dict[int, dict[int, list[Event]]] = {length: {} for length in lengths_ns}
+        self.open: dict[int, dict[int, _OpenWindow]] = {length: {} for length in lengths_ns}
         self.last: dict[int, ClosedWindow] = {}  # length -> the latest closed window
         self._closed: dict[int, int] = {}  # length -> index of the latest closed window
         self._sent_at: dict[int, int] = {}  # sequence number -> send time (window clock)
@@ -63,6 +82,7 @@ class WindowedStats:
         kind = type(ev)  # events are final dataclasses: the type says it all
         if kind is Sent:
             self._sent_at[ev.sequence_number] = self._latest = sent_at = ev.window_ns
+            ev = _SENT
         elif kind is Reply or kind is Late or kind is Duplicate:
             sent_at = self._sent_at.get(ev.sample.sequence_number)
         elif kind is Lost:
@@ -78,22 +98,23 @@ class WindowedStats:
             return
         for length, open_ in self.open.items():
             index = sent_at // length
-            events = open_.get(index)
-            if events is None:
+            window = open_.get(index)
+            if window is None:
                 if index <= self._closed.get(length, -1):
                     continue  # a late or duplicate reply to a window already summarised
-                events = open_[index] = []
-            events.append(ev)
+                window = open_[index] = _OpenWindow()
+            window.events.append(ev)
+            if len(window.events) >= FOLD_EVERY:
+                window.fold(self.dscp, self.ecn)
 
     def _close(self, ev: WindowClosed) -> None:
-        st = SessionStats(self.dscp, self.ecn, ipdv_memory=IPDV_MEMORY)
-        for event in self.open[ev.length_ns].pop(ev.index, ()):
-            st.on_event(event)
+        st = self.open[ev.length_ns].pop(ev.index, _OpenWindow()).fold(self.dscp, self.ecn)
         self._closed[ev.length_ns] = ev.index
         closed = self.last[ev.length_ns] = ClosedWindow(ev.length_ns, ev.index, ev.partial, st)
         if self.on_close is not None:
             self.on_close(closed)
-        if ev.length_ns == max(self.lengths_ns):  # no packet of this window or before counts any more
-            horizon = (ev.index + 1) * ev.length_ns
+        # send times before every length's oldest open window are needed no more
+        horizon = min((self._closed.get(length, -1) + 1) * length for length in self.lengths_ns)
+        if self._sent_at and next(iter(self._sent_at.values())) < horizon:
             for seq in [q for q, t in self._sent_at.items() if t < horizon]:
                 del self._sent_at[seq]

@@ -22,6 +22,7 @@ import gc
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 
@@ -62,6 +63,7 @@ class MetricsServer(LoopThread):
         self.render = _renderer(source)
         # A source this big renders apart, in a child process (see _answer_from_child)
         self.exposition = source.exposition if getattr(source, "render_apart", False) else None
+        self._renders: set[int] = set()  # render processes not reaped yet
         self.addr = addr
         self.sock = _listen(addr)
         self.port = self.sock.getsockname()[1]
@@ -71,9 +73,23 @@ class MetricsServer(LoopThread):
     async def main(self) -> None:
         server = await asyncio.start_server(self._handle, sock=self.sock, backlog=BACKLOG, limit=MAX_HEAD)
         async with server:
-            await self.stopping.wait()
+            while not self.stopping.is_set():  # render processes reaped within a second of their end
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    self._reap()
         for conn in list(self._connections):
             conn.writer.close()
+        self._reap()
+
+    def _reap(self) -> None:
+        for pid in list(self._renders):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self._renders.discard(pid)
 
     def _admit(self, conn: _Connection) -> bool:
         """Room for ``conn``, made if need be by closing a connection that has waited too long."""
@@ -107,10 +123,16 @@ class MetricsServer(LoopThread):
             conn.answering = True
             status, headers, body = self._respond(head)
             if body is None:  # rendered by a child process, which writes the response itself
-                if _answer_from_child(writer.get_extra_info("socket").fileno(), self.exposition,
-                                      head.startswith(b"HEAD ")):
-                    return
-                headers, body = {"Content-Type": CONTENT_TYPE}, self.exposition()  # no child now: here
+                self._reap()
+                if len(self._renders) >= MAX_RENDERS:
+                    status, headers, body = "503 Service Unavailable", {"Retry-After": "1"}, b"busy rendering\n"
+                else:
+                    pid = _render_in_child(writer.get_extra_info("socket").fileno(), self.exposition,
+                                           head.startswith(b"HEAD "))
+                    if pid is not None:
+                        self._renders.add(pid)
+                        return
+                    headers, body = {"Content-Type": CONTENT_TYPE}, self.exposition()  # no child now: here
             writer.write(_response(status, headers, body, head.startswith(b"HEAD ")))
             await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
         except (asyncio.TimeoutError, ConnectionError, OSError):
@@ -137,41 +159,41 @@ class MetricsServer(LoopThread):
         return "200 OK", {"Content-Type": content_type}, body
 
 
-_CAN_FORK = hasattr(os, "fork")
+# Linux only: macOS does not support fork() in a process with threads (without an exec);
+# elsewhere the exposition is rendered in the server's thread.
+_CAN_FORK = sys.platform.startswith("linux") and hasattr(os, "fork")
+MAX_RENDERS = 2  # render processes alive at once; a scrape beyond them is answered 503
 
 
-def _answer_from_child(fd: int, exposition: Callable[[], bytes], head_only: bool) -> bool:
-    """Render and write a response in a grandchild process, which has the parent's memory as
-    it was at the fork and a core of its own: a monitor of 10,000 targets renders 770,000
-    lines, which in a thread of the sending process would take the GIL from the sending
-    loop for as long (and each of the loop's system calls would wait up to a switch interval
-    to get it back: sends 250 ms late, measured).  The parent pays one fork (its page
-    tables: about 10 ms at 500 MB); the child is not reaped by us (its parent exits at once,
-    so init takes it over), closes every other descriptor, and ignores the stop signals
-    (it ends on its own, within WRITE_TIMEOUT_S).  False when no process could be made."""
+def _render_in_child(fd: int, exposition: Callable[[], bytes], head_only: bool) -> int | None:
+    """Render and write a response in a child process, which has the parent's memory as it
+    was at the fork and a core of its own: a monitor of 10,000 targets renders 770,000 lines,
+    which in a thread of the sending process would take the GIL from the sending loop for as
+    long (and each of the loop's system calls would wait up to a switch interval to get it
+    back: sends 250 ms late, measured).  The parent pays one fork (its page tables: about
+    10 ms at 500 MB) and reaps the child (MetricsServer._reap).  The child closes every other
+    descriptor, ignores the stop signals and ends on its own, within WRITE_TIMEOUT_S.
+    Returns its pid, or None when no process could be made (the caller renders itself)."""
     try:
         pid = os.fork()
-    except OSError:  # EAGAIN or ENOMEM: the caller renders in this process instead
-        return False
+    except OSError:  # EAGAIN or ENOMEM
+        return None
     if pid:
-        os.waitpid(pid, 0)  # the intermediate child: gone as soon as it has forked
-        return True
+        return pid
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
-        if os.fork() == 0:
-            os.nice(19)  # the sending loop first, where they share a core
-            gc.disable()  # a collection would touch (and so copy) every page of the heap
-            os.closerange(3, fd)
-            os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
-            try:
-                body = exposition()
-                with socket.socket(fileno=os.dup(fd)) as sock:
-                    sock.settimeout(WRITE_TIMEOUT_S)
-                    sock.sendall(_response("200 OK", {"Content-Type": CONTENT_TYPE}, body, head_only))
-            except OSError:
-                pass  # the scraper went away or was too slow: as with an answer from the loop
-            except Exception as exc:  # noqa: BLE001 - said on stderr: this process has no other voice
-                os.write(2, f"stamp-suite: /metrics could not be rendered: {type(exc).__name__}: {exc}\n".encode())
+        os.nice(19)  # the sending loop first, where they share a core
+        gc.disable()  # a collection would touch (and so copy) every page of the heap
+        os.closerange(3, fd)
+        os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
+        body = exposition()
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.settimeout(WRITE_TIMEOUT_S)
+            sock.sendall(_response("200 OK", {"Content-Type": CONTENT_TYPE}, body, head_only))
+    except OSError:
+        pass  # the scraper went away or was too slow: as with an answer from the loop
+    except BaseException as exc:  # noqa: BLE001 - said on stderr: this process has no other voice
+        os.write(2, f"stamp-suite: /metrics could not be rendered: {type(exc).__name__}: {exc}\n".encode())
     finally:
         os._exit(0)  # never back into the parent's code, whatever happened
 

@@ -213,8 +213,8 @@ class SenderMetrics:
 def expose_schedule(x: Exposition, lateness: BucketHistogram, skipped: int, labels: str) -> None:
     """A monitor's own health: how late its sends leave, and the sends it skipped."""
     name = "stamp_monitor_schedule_error_seconds"
-    x.family(name, "histogram", "How late test packets left against their schedule (above a few ms: the monitor "
-                                "has more targets than its core can measure)")
+    x.family(name, "histogram", "How late the test packets that were sent left against their schedule (sends "
+                                "later still are skipped: stamp_monitor_sends_skipped_total is the overload signal)")
     x.histogram(name, labels, _BUCKET_BOUNDS, lateness.counts, lateness.sum_ns / 1e9)
     x.family("stamp_monitor_sends_skipped_total", "counter",
              "Scheduled test packets not sent for being over an interval late (an overloaded monitor)")

@@ -33,6 +33,7 @@ from .events import (Duplicate, Event, Finished, Late, Lost, Refused, Rejected, 
 U32 = 0xFFFF_FFFF
 NS = 1_000_000_000
 WINDOW_SPREAD_NS = 30 * NS
+SKIP_AFTER_NS = NS // 10  # skip_missed: a send at least this late (and an interval) is skipped
 _OUTSTANDING, _ANSWERED, _LOST = 0, 1, 2
 
 
@@ -58,8 +59,8 @@ class SenderConfig:
     in_flight: int = 0  # capacity mode: keep this many in flight, the next sent on each answer
     report_interval_ns: int = 0  # interim reports (ReportDue), aligned to the start
     windows_ns: tuple[int, ...] = ()  # tumbling statistics windows (WindowClosed), aligned to wall-clock time
-    # A scheduled send more than one interval late is skipped, not sent in a burst with the
-    # next: a monitor whose core falls behind measures less often (and says so) rather than
+    # A scheduled send an interval late (and at least SKIP_AFTER_NS) is skipped, not sent in
+    # a burst with the next: a monitor whose core falls behind measures less often (and says so) rather than
     # piling up sends and reading replies after their timeout, which would look like loss.
     skip_missed: bool = False
 
@@ -201,10 +202,12 @@ class SessionSender:
                 self._next_send = None
                 self._fill_window(due, events)
             else:
-                if cfg.skip_missed and now_ns - due >= cfg.interval_ns:
+                if cfg.skip_missed and now_ns - due >= max(cfg.interval_ns, SKIP_AFTER_NS):
                     missed = (now_ns - due) // cfg.interval_ns  # slots wholly past: the latest one goes
                     if cfg.count:
                         missed = min(missed, cfg.count - self._slots - 1)
+                    if self._end_ns is not None:  # and never one at or after the end
+                        missed = min(missed, max(0, (self._end_ns - 1 - due) // cfg.interval_ns))
                     self._slots += missed
                     self.skipped += missed
                     due += missed * cfg.interval_ns
