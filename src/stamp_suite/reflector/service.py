@@ -42,6 +42,7 @@ from .sessions import Session
 
 STOP_GRACE_S = 1.2  # a worker gets this long to stop before it is killed
 REQUEST_TIMEOUT_S = 0.5
+READER_JOIN_S = 0.5  # at shutdown, for a reader to see its worker's end of the pipe close
 INDEX_BITS = 26  # SNMP row index = worker << 26 | the worker's own session index (64 workers fit 32 bits)
 CLIENTS_LISTED = 20
 
@@ -121,6 +122,13 @@ class _WorkerLink:
         with self._news:
             self._news.wait_for(lambda: self._answered >= number or self.final or self._closed, timeout)
             return self.sessions
+
+    def stop_reading(self) -> None:
+        """Close the pipe once its reader has seen the worker's end (closing it under a reader
+        blocked in recv() would break that read with a TypeError from multiprocessing)."""
+        if self._reader.is_alive():
+            self._reader.join(READER_JOIN_S)
+        self.conn.close()
 
     def wait_final(self, deadline: float) -> None:
         with self._news:
@@ -262,7 +270,7 @@ class ReflectorService:
                     _signal(link.process, signal.SIGKILL)
                     link.process.join(1.0)
                     self.failure = self.failure or f"worker {link.index} did not stop in time and was killed"
-                link.conn.close()
+                link.stop_reading()
         for ep in self.endpoints:
             ep.close()
 
