@@ -336,8 +336,8 @@ class Monitor:
     def windows(self) -> Iterator[tuple[str, int, ClosedWindow]]:
         """(target, window length in s, its latest closed window) for every target and length."""
         for t in list(self.targets.values()):
-            for length, window in list(t.windows.last.items()):
-                yield t.name, length // NS, window
+            for window in list(t.windows.last.values()):
+                yield t.name, window.length_s, window
 
     def targets_up(self) -> Iterator[tuple[str, bool]]:
         """(target, up): up when its latest closed shortest window had a reply; a target with

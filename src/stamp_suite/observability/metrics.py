@@ -217,7 +217,7 @@ def expose_schedule(x: Exposition, lateness: BucketHistogram, skipped: int, labe
                                 "later still are skipped: stamp_monitor_sends_skipped_total is the overload signal)")
     x.histogram(name, labels, _BUCKET_BOUNDS, lateness.counts, lateness.sum_ns / 1e9)
     x.family("stamp_monitor_sends_skipped_total", "counter",
-             "Scheduled test packets not sent for being over an interval late (an overloaded monitor)")
+             "Scheduled test packets not sent for being over an interval (and 0.1 s) late: an overloaded monitor")
     x.sample("stamp_monitor_sends_skipped_total", labels, skipped)
 
 
