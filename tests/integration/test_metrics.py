@@ -135,20 +135,49 @@ def test_half_open_connections_cannot_hold_the_metrics_endpoint():
         assert closed >= 300 - 16
 
 
-def test_a_monitor_sized_exposition_is_rendered_in_another_process():
-    """A source that renders apart (the monitor's) is answered by a child process, so the
-    sending loop keeps its interpreter lock; GET and HEAD both get a whole response."""
-    import os
+class _LoopSource:
+    """A source rendered by its own loop, as the monitor's is: a thread that steps SlicedWork
+    (the sending loop's part), ``step_s`` per slice; records which thread rendered."""
 
+    def __init__(self, pieces: list[bytes], step_s: float = 0.0) -> None:
+        import threading
+
+        from stamp_suite.sender.sliced import SlicedWork
+        self.work, self.pieces, self.step_s = SlicedWork(), pieces, step_s
+        self.rendered_in: set[str] = set()
+        self.running = True
+        self.thread = threading.Thread(target=self._loop, name="sending-loop", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while self.running:
+            if self.work.pending:
+                self.work.step()
+            else:
+                time.sleep(0.001)
+        self.work.cancel_all("the sending loop has stopped")
+
+    def render(self):
+        import threading
+        for _ in self.pieces:
+            self.rendered_in.add(threading.current_thread().name)
+            time.sleep(self.step_s)
+            yield
+        return list(self.pieces)
+
+    def exposition_future(self):
+        return self.work.submit(self.render())
+
+
+def test_a_monitor_sized_exposition_is_rendered_by_its_own_loop_in_slices():
+    """A source with a loop of its own (the monitor's) renders there, a slice per step, so the
+    sending loop never waits for the interpreter lock; the pieces make one response, whole to
+    GET, its head (Content-Length included) to HEAD."""
     from stamp_suite.observability.http import serve
 
-    class Source:
-        render_apart = True
-
-        def exposition(self) -> bytes:
-            return f"stamp_renderer_pid {os.getpid()}\n".encode()
-
-    server = serve(Source(), "127.0.0.1:0")
+    pieces = [b"# TYPE stamp_x gauge\n", b'stamp_x{n="1"} 1\n', b'stamp_x{n="2"} 2\n']
+    source = _LoopSource(pieces)
+    server = serve(source, "127.0.0.1:0")
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as r:
             body, ctype = r.read(), r.headers["Content-Type"]
@@ -157,27 +186,25 @@ def test_a_monitor_sized_exposition_is_rendered_in_another_process():
         assert head.read() == b"" and int(head.headers["Content-Length"]) == len(body)
     finally:
         server.stop()
-    (fam,) = text_string_to_metric_families(body.decode())
+        source.running = False
+    assert body == b"".join(pieces)
     assert ctype.startswith("text/plain; version=0.0.4")
-    assert fam.samples[0].value not in (os.getpid(), 0)
+    (fam,) = text_string_to_metric_families(body.decode())
+    assert [s.value for s in fam.samples] == [1, 2]
+    assert source.rendered_in == {"sending-loop"}
 
 
-def test_render_processes_are_reaped_and_capped():
-    """Render processes are the server's children: reaped once done (none left as zombies, even
-    where the monitor is PID 1), and at most MAX_RENDERS at once (a scrape beyond gets 503)."""
+def test_renders_in_the_loop_are_capped_and_end_with_the_loop():
+    """At most MAX_TASKS renders wait on the loop at once (a scrape beyond gets 503 at once, not
+    a queue that grows while the loop is busy); when the loop stops, a waiting scrape gets 503."""
     import concurrent.futures
     import urllib.error
 
-    from stamp_suite.observability.http import MAX_RENDERS, serve
+    from stamp_suite.observability.http import serve
+    from stamp_suite.sender.sliced import MAX_TASKS
 
-    class Slow:
-        render_apart = True
-
-        def exposition(self) -> bytes:
-            time.sleep(1.0)
-            return b"stamp_x 1\n"
-
-    server = serve(Slow(), "127.0.0.1:0")
+    source = _LoopSource([b"stamp_x 1\n"] * 10, step_s=0.1)
+    server = serve(source, "127.0.0.1:0")
 
     def get() -> int:
         try:
@@ -185,9 +212,13 @@ def test_render_processes_are_reaped_and_capped():
         except urllib.error.HTTPError as exc:
             return exc.code
     try:
-        with concurrent.futures.ThreadPoolExecutor(MAX_RENDERS + 1) as pool:
-            statuses = sorted(pool.map(lambda _: get(), range(MAX_RENDERS + 1)))
-        assert statuses == [200] * MAX_RENDERS + [503]
-        assert wait_for(lambda: not server._renders, 3)
+        with concurrent.futures.ThreadPoolExecutor(MAX_TASKS + 1) as pool:
+            statuses = sorted(pool.map(lambda _: get(), range(MAX_TASKS + 1)))
+        assert statuses == [200] * MAX_TASKS + [503]
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(get)
+            time.sleep(0.3)
+            source.running = False
+            assert waiting.result(5) == 503
     finally:
         server.stop()

@@ -92,9 +92,9 @@ def test_window_gauges_from_a_closed_window():
     st.on_event(Sent(4, T1, b""))
     window = ClosedWindow(10 * 10**9, 170_000_000, True, st)
     x = Exposition()
-    expose_windows(x, [("site-a", 10, window)], [("site-a", True)],
-                   lambda t: label_text(("monitor", "target"), ("vp1", t)))
-    got = parsed(x.text())
+    pieces = list(expose_windows(x, [("site-a", 10, window)], [("site-a", True)],
+                                 lambda t: label_text(("monitor", "target"), ("vp1", t))))
+    got = parsed(b"".join(pieces) + x.text())
     me = L(monitor="vp1", target="site-a", window="10s")
     assert got["stamp_monitor_window_packets_sent"] == {me: 5}
     assert got["stamp_monitor_window_loss_ratio"] == {me: 0.0}  # the fifth is in flight: counts for neither
@@ -102,3 +102,37 @@ def test_window_gauges_from_a_closed_window():
     assert got["stamp_monitor_window_rtt_p50_seconds"] == {me: 200e-6}  # nearest rank
     assert got["stamp_monitor_window_rtt_p99_seconds"] == {me: 800e-6}
     assert got["stamp_monitor_target_up"] == {L(monitor="vp1", target="site-a"): 1}
+
+
+def test_a_big_exposition_comes_in_pieces_that_add_up_to_the_whole():
+    """Rendered in slices by the sending loop (sender/sliced.py): no piece over CHUNK_LINES
+    lines and a session's series, the pieces in order are the exposition, and each step of the
+    window summaries is short too."""
+    from stamp_suite.observability.exposition import CHUNK_LINES
+    from stamp_suite.observability.metrics import WINDOWS_PER_SLICE
+
+    metrics = SenderMetrics(("monitor", "target"))
+    windows = []
+    for i in range(300):
+        stats = SessionStats()
+        hook = metrics.add_session(("vp1", f"t{i}"), stats)
+        for ev in (Sent(0, T1, b""), Reply(sample(0, 100 + i))):
+            stats.on_event(ev)
+            hook(ev)
+        windows.append((f"t{i}", 10, ClosedWindow(10 * 10**9, 1, False, stats)))
+    x = Exposition()
+    pieces = list(metrics.expose(x))
+    steps = list(expose_windows(x, windows, [(t, True) for t, _, _ in windows],
+                                lambda t: metrics.labels(("vp1", t))))
+    pieces += steps + [x.take()]
+    assert len(pieces) > 10
+    assert max(p.count(b"\n") for p in pieces) < CHUNK_LINES + 80  # a piece ends after the session that fills it
+    assert steps.count(b"") >= len(windows) // WINDOWS_PER_SLICE  # the summaries are sliced too
+    whole = b"".join(pieces)
+    x2 = Exposition()
+    assert whole == b"".join([*metrics.expose(x2), *expose_windows(x2, windows, [(t, True) for t, _, _ in windows],
+                                                                    lambda t: metrics.labels(("vp1", t))), x2.take()])
+    got = parsed(whole)
+    assert len(got["stamp_sender_packets_sent_total"]) == 300
+    assert len(got["stamp_monitor_window_rtt_p50_seconds"]) == 300
+    assert got["stamp_sender_rtt_seconds_count"][L(monitor="vp1", target="t299")] == 1

@@ -18,7 +18,8 @@ import json
 import socket
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from concurrent.futures import Future
 from typing import Any, TextIO
 
 from ..config import ConfigError, Settings
@@ -349,18 +350,43 @@ class Monitor:
 
 
 class MonitorExposition:
-    """The monitor's Prometheus view: cumulative per target, plus the latest closed windows."""
-
-    render_apart = True  # up to a million lines: rendered in a child process (observability.http)
+    """The monitor's Prometheus view: cumulative per target, plus the latest closed windows.
+    Up to a million lines, rendered by the sending loop in slices between its sends
+    (sender/sliced.py says why)."""
 
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
 
     def exposition(self) -> bytes:
+        """All at once, here (tests, tools)."""
+        return b"".join(_run_whole(self.render()))
+
+    def exposition_future(self) -> Future | None:
+        """A render by the sending loop: a future of the text's pieces, or None when the loop
+        has its hands full of renders already (the server answers 503)."""
+        return self.monitor.driver.work.submit(self.render())
+
+    def render(self) -> Generator[None, None, list[bytes]]:
+        """The exposition as a task for the sending loop: each step a slice; returns the pieces."""
         m = self.monitor
         x = Exposition()
+        pieces: list[bytes] = []
         expose_build_info(x)
-        m.metrics.expose(x)
+        for piece in m.metrics.expose(x):
+            pieces.append(piece)
+            yield
         expose_schedule(x, m.schedule_error, m.skipped_sends(), label_text(("monitor",), (m.name,)))
-        expose_windows(x, m.windows(), m.targets_up(), lambda target: m.metrics.labels((m.name, target)))
-        return x.text()
+        for piece in expose_windows(x, m.windows(), m.targets_up(), lambda target: m.metrics.labels((m.name, target))):
+            pieces.append(piece)
+            yield
+        pieces.append(x.take())
+        return pieces
+
+
+def _run_whole(task: Generator[None, None, list[bytes]]) -> list[bytes]:
+    """A sliced task's result, every step taken at once."""
+    try:
+        while True:
+            next(task)
+    except StopIteration as done:
+        return done.value

@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CHUNK_LINES = 1000  # lines per piece of a render done in slices (about half a millisecond)
 
 
 def _escape(value: str) -> str:
@@ -35,7 +36,8 @@ def number(value: float) -> str:
 
 
 class Exposition:
-    """Lines of one scrape, joined once at the end."""
+    """Lines of one scrape, joined at the end, or taken a piece at a time by a render done in
+    slices (:meth:`full`, :meth:`take`)."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -59,6 +61,18 @@ class Exposition:
         lines.append(f"{name}_count{braced} {cumulative}")
         lines.append(f"{name}_sum{braced} {number(sum_s)}")
 
-    def text(self) -> bytes:
+    def full(self) -> bool:
+        """Enough lines for a piece (CHUNK_LINES)."""
+        return len(self.lines) >= CHUNK_LINES
+
+    def take(self) -> bytes:
+        """The lines so far, as text (each line ended), and none kept."""
+        if not self.lines:
+            return b""
         self.lines.append("")
-        return "\n".join(self.lines).encode()
+        text = "\n".join(self.lines).encode()
+        self.lines = []
+        return text
+
+    def text(self) -> bytes:
+        return self.take()

@@ -18,13 +18,11 @@ in one thread; the exposition is the source's own (exposition.py) or prometheus_
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
-import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
@@ -35,6 +33,7 @@ from .loop import LoopThread
 
 REQUEST_TIMEOUT_S = 5.0
 WRITE_TIMEOUT_S = 10.0
+RENDER_TIMEOUT_S = 10.0  # Prometheus's default scrape timeout
 MAX_HEAD = 8192
 MAX_CONNECTIONS = 64
 MAX_PER_PEER = 16
@@ -61,9 +60,9 @@ class MetricsServer(LoopThread):
     def __init__(self, source: object, addr: str) -> None:
         super().__init__()
         self.render = _renderer(source)
-        # A source this big renders apart, in a child process (see _answer_from_child)
-        self.exposition = source.exposition if getattr(source, "render_apart", False) else None
-        self._renders: set[int] = set()  # render processes not reaped yet
+        # A source this big (the monitor's) is rendered by its own loop, in slices: see
+        # sender/sliced.py.  Its future is awaited here.
+        self.render_in_loop: Callable[[], Future | None] | None = getattr(source, "exposition_future", None)
         self.addr = addr
         self.sock = _listen(addr)
         self.port = self.sock.getsockname()[1]
@@ -73,23 +72,9 @@ class MetricsServer(LoopThread):
     async def main(self) -> None:
         server = await asyncio.start_server(self._handle, sock=self.sock, backlog=BACKLOG, limit=MAX_HEAD)
         async with server:
-            while not self.stopping.is_set():  # render processes reaped within a second of their end
-                try:
-                    await asyncio.wait_for(self.stopping.wait(), 1.0)
-                except asyncio.TimeoutError:
-                    self._reap()
+            await self.stopping.wait()
         for conn in list(self._connections):
             conn.writer.close()
-        self._reap()
-
-    def _reap(self) -> None:
-        for pid in list(self._renders):
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done = pid
-            if done:
-                self._renders.discard(pid)
 
     def _admit(self, conn: _Connection) -> bool:
         """Room for ``conn``, made if need be by closing a connection that has waited too long."""
@@ -122,18 +107,13 @@ class MetricsServer(LoopThread):
                 return
             conn.answering = True
             status, headers, body = self._respond(head)
-            if body is None:  # rendered by a child process, which writes the response itself
-                self._reap()
-                if len(self._renders) >= MAX_RENDERS:
-                    status, headers, body = "503 Service Unavailable", {"Retry-After": "1"}, b"busy rendering\n"
-                else:
-                    pid = _render_in_child(writer.get_extra_info("socket").fileno(), self.exposition,
-                                           head.startswith(b"HEAD "))
-                    if pid is not None:
-                        self._renders.add(pid)
-                        return
-                    headers, body = {"Content-Type": CONTENT_TYPE}, self.exposition()  # no child now: here
-            writer.write(_response(status, headers, body, head.startswith(b"HEAD ")))
+            if body is None:
+                status, headers, body = await self._render_in_loop()
+            head_only = head.startswith(b"HEAD ")
+            writer.write(_response(status, headers, body, head_only))
+            if not head_only and isinstance(body, list):
+                for piece in body:  # a render in pieces: written as they are, never joined here
+                    writer.write(piece)
             await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
         except (asyncio.TimeoutError, ConnectionError, OSError):
             pass
@@ -142,7 +122,21 @@ class MetricsServer(LoopThread):
                 self._connections.remove(conn)
             writer.close()
 
-    def _respond(self, head: bytes) -> tuple[str, dict[str, str], bytes]:
+    async def _render_in_loop(self) -> tuple[str, dict[str, str], list[bytes] | bytes]:
+        """The source's loop renders (in slices, between its sends); 503 when it has two renders
+        on its hands already, or has stopped, or takes longer than RENDER_TIMEOUT_S."""
+        future = self.render_in_loop()
+        if future is None:
+            return "503 Service Unavailable", {"Retry-After": "1"}, b"busy rendering\n"
+        try:
+            pieces = await asyncio.wait_for(asyncio.wrap_future(future), RENDER_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return "503 Service Unavailable", {"Retry-After": "1"}, b"the render took too long\n"
+        except RuntimeError as exc:  # the loop stopped (SlicedWork.cancel_all)
+            return "503 Service Unavailable", {}, f"{exc}\n".encode()
+        return "200 OK", {"Content-Type": CONTENT_TYPE}, pieces
+
+    def _respond(self, head: bytes) -> tuple[str, dict[str, str], bytes | None]:
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
@@ -153,49 +147,10 @@ class MetricsServer(LoopThread):
         if target not in ("/metrics", "/"):
             return "404 Not Found", {}, b"the metrics are at /metrics\n"
         accept = next((ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("accept:")), "")
-        if self.exposition is not None and _CAN_FORK:
+        if self.render_in_loop is not None:
             return "200 OK", {}, None
         content_type, body = self.render(accept)
         return "200 OK", {"Content-Type": content_type}, body
-
-
-# Linux only: macOS does not support fork() in a process with threads (without an exec);
-# elsewhere the exposition is rendered in the server's thread.
-_CAN_FORK = sys.platform.startswith("linux") and hasattr(os, "fork")
-MAX_RENDERS = 2  # render processes alive at once; a scrape beyond them is answered 503
-
-
-def _render_in_child(fd: int, exposition: Callable[[], bytes], head_only: bool) -> int | None:
-    """Render and write a response in a child process, which has the parent's memory as it
-    was at the fork and a core of its own: a monitor of 10,000 targets renders 770,000 lines,
-    which in a thread of the sending process would take the GIL from the sending loop for as
-    long (and each of the loop's system calls would wait up to a switch interval to get it
-    back: sends 250 ms late, measured).  The parent pays one fork (its page tables: about
-    10 ms at 500 MB) and reaps the child (MetricsServer._reap).  The child closes every other
-    descriptor, ignores the stop signals and ends on its own, within WRITE_TIMEOUT_S.
-    Returns its pid, or None when no process could be made (the caller renders itself)."""
-    try:
-        pid = os.fork()
-    except OSError:  # EAGAIN or ENOMEM
-        return None
-    if pid:
-        return pid
-    try:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
-        os.nice(19)  # the sending loop first, where they share a core
-        gc.disable()  # a collection would touch (and so copy) every page of the heap
-        os.closerange(3, fd)
-        os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
-        body = exposition()
-        with socket.socket(fileno=os.dup(fd)) as sock:
-            sock.settimeout(WRITE_TIMEOUT_S)
-            sock.sendall(_response("200 OK", {"Content-Type": CONTENT_TYPE}, body, head_only))
-    except OSError:
-        pass  # the scraper went away or was too slow: as with an answer from the loop
-    except BaseException as exc:  # noqa: BLE001 - said on stderr: this process has no other voice
-        os.write(2, f"stamp-suite: /metrics could not be rendered: {type(exc).__name__}: {exc}\n".encode())
-    finally:
-        os._exit(0)  # never back into the parent's code, whatever happened
 
 
 def _renderer(source: object) -> Callable[[str], tuple[str, bytes]]:
@@ -213,13 +168,16 @@ def _renderer(source: object) -> Callable[[str], tuple[str, bytes]]:
     return render
 
 
-def _response(status: str, headers: dict[str, str], body: bytes, head_only: bool = False) -> bytes:
-    """The response; to HEAD, the same headers (Content-Length included) without the body."""
-    head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", "Connection: close",
+def _response(status: str, headers: dict[str, str], body: bytes | list[bytes], head_only: bool = False) -> bytes:
+    """The response (its head only when ``body`` is in pieces: they follow as they are); to
+    HEAD, the same headers (Content-Length included) without the body."""
+    length = sum(map(len, body)) if isinstance(body, list) else len(body)
+    head = [f"HTTP/1.1 {status}", f"Content-Length: {length}", "Connection: close",
             *(f"{k}: {v}" for k, v in headers.items())]
     if "Content-Type" not in headers:
         head.append("Content-Type: text/plain; charset=utf-8")
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (b"" if head_only else body)
+    head_text = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+    return head_text if head_only or isinstance(body, list) else head_text + body
 
 
 def _listen(addr: str) -> socket.socket:

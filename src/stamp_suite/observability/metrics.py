@@ -179,22 +179,30 @@ class SenderMetrics:
     def exposition(self) -> bytes:
         x = Exposition()
         expose_build_info(x)
-        self.expose(x)
-        return x.text()
+        return b"".join([*self.expose(x), x.take()])
 
-    def expose(self, x: Exposition) -> None:
+    def expose(self, x: Exposition) -> Iterator[bytes]:
+        """Every session's series into ``x``; a generator that hands out the text a piece at a
+        time whenever ``x`` is full (a render in slices: sender/sliced.py).  The pieces and
+        what is left in ``x`` are the exposition, in order."""
         sessions = list(self._sessions.values())
         for name, attr, doc in SENDER_COUNTERS:
             x.family(name, "counter", doc)
             for m in sessions:
                 x.sample(name, m.labels, getattr(m.stats, attr))
+                if x.full():
+                    yield x.take()
         answered = [m for m in sessions if m.last_rtt is not None]  # nothing about delay until a reply
         x.family("stamp_sender_jitter_seconds", "gauge", "Round-trip interarrival jitter (RFC 3550)")
         for m in answered:
             x.sample("stamp_sender_jitter_seconds", m.labels, m.stats.rtt_var.jitter_ns / 1e9)
+            if x.full():
+                yield x.take()
         x.family("stamp_sender_last_rtt_seconds", "gauge", "Round trip of the latest reply")
         for m in answered:
             x.sample("stamp_sender_last_rtt_seconds", m.labels, m.last_rtt / 1e9)
+            if x.full():
+                yield x.take()
         for name, attr, doc in (("stamp_sender_ttl", "ttl", "TTL/hop limit of the latest packet at each end"),
                                 ("stamp_sender_dscp", "dscp", "DSCP of the latest packet at each end")):
             x.family(name, "gauge", doc)
@@ -203,11 +211,15 @@ class SenderMetrics:
                     value = getattr(m, f"{attr}_{end}")
                     if value is not None:
                         x.sample(name, f'{m.labels},end="{end}"', value)
+                if x.full():
+                    yield x.take()
         for i, (name, doc) in enumerate(SENDER_HISTOGRAMS):
             x.family(name, "histogram", doc)
             for m in sessions:
                 h = m.hist[i]
                 x.histogram(name, m.labels, _BUCKET_BOUNDS, h.counts, h.sum_ns / 1e9)
+                if x.full():
+                    yield x.take()
 
 
 def expose_schedule(x: Exposition, lateness: BucketHistogram, skipped: int, labels: str) -> None:
@@ -221,6 +233,7 @@ def expose_schedule(x: Exposition, lateness: BucketHistogram, skipped: int, labe
     x.sample("stamp_monitor_sends_skipped_total", labels, skipped)
 
 
+WINDOWS_PER_SLICE = 32  # closed windows summarised per slice of a render (about 20 us each)
 WINDOW_GAUGES = (  # (gauge, help); its value from a closed window by window_gauges()
     ("loss_ratio", "Lost / (received + lost) in the latest closed window"),
     ("packets_sent", "Test packets sent in the latest closed window"),
@@ -252,18 +265,28 @@ def window_gauges(window) -> dict[str, float | None]:
             "jitter_seconds": seconds(st.rtt_var.jitter_ns) if st.received else None}
 
 
-def expose_windows(x: Exposition, windows, targets_up, labels: Callable[[str], str]) -> None:
+def expose_windows(x: Exposition, windows, targets_up, labels: Callable[[str], str]) -> Iterator[bytes]:
     """``stamp_monitor_window_*{monitor,target,window}`` gauges from (target, length in s,
     closed window), and ``stamp_monitor_target_up{monitor,target}`` from (target, up);
-    ``labels(target)`` is the target's escaped monitor and target labels."""
-    values = [(f'{labels(target)},window="{length_s}s"', window_gauges(w)) for target, length_s, w in windows]
+    ``labels(target)`` is the target's escaped monitor and target labels.  A generator, as
+    :meth:`SenderMetrics.expose`."""
+    values = []
+    for target, length_s, w in windows:
+        values.append((f'{labels(target)},window="{length_s}s"', window_gauges(w)))
+        if len(values) % WINDOWS_PER_SLICE == 0:
+            yield b""  # a slice's worth of summaries (percentiles sort): the loop's turn
     for key, doc in WINDOW_GAUGES:
         name = f"stamp_monitor_window_{key}"
         x.family(name, "gauge", doc)
         for lv, gauges in values:
             if gauges[key] is not None:
                 x.sample(name, lv, gauges[key])
+                if x.full():
+                    yield x.take()
     x.family("stamp_monitor_target_up", "gauge", "1 when the target answered in its latest closed shortest "
              "window; 0 when nothing came back or ICMP said nothing listens there")
     for target, is_up in targets_up:
         x.sample("stamp_monitor_target_up", labels(target), 1 if is_up else 0)
+        if x.full():
+            yield x.take()
+

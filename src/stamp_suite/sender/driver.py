@@ -27,6 +27,7 @@ from ..net.signals import StopRequest
 from ..net.udp import UdpEndpoint
 from .engine import SessionSender
 from .events import Event, SendFailed, Transmit
+from .sliced import SlicedWork
 
 NS = 1_000_000_000
 # Waiting for a send: select() (millisecond resolution) until PRECISE_WINDOW_NS before the
@@ -89,8 +90,12 @@ class SenderDriver:
         self.on_schedule_error: Callable[[int], None] | None = None  # every send's lateness, in ns
         self._heap: list[tuple[int, int]] = []  # (due, session id); stale entries are skipped
         self._periodic: list[list] = []  # [next due, period, callback]
+        # Work other threads ask of this loop (a /metrics render), done a slice per pass of a
+        # coarse loop, between its sends (see sliced.py).
+        self.work = SlicedWork()
         self._sel = selectors.DefaultSelector()
         self._sel.register(self.stop_request.fileno(), selectors.EVENT_READ, None)
+        self._sel.register(self.work.fileno(), selectors.EVENT_READ, self.work)
 
     # -- sessions ----------------------------------------------------------------------------
     def add(self, session: SenderSession, delay_ns: int = 0) -> None:
@@ -122,7 +127,13 @@ class SenderDriver:
         """Run until every session has finished (with ``until_finished``) or a stop is
         requested; True when stopped by the request."""
         tighten_timer_slack()
-        sel, stop = self._sel, self.stop_request
+        try:
+            return self._loop(until_finished)
+        finally:
+            self.work.cancel_all("the sending loop has stopped")
+
+    def _loop(self, until_finished: bool) -> bool:
+        sel, stop, work = self._sel, self.stop_request, self.work
         while not stop.requested:
             now = time.monotonic_ns()
             self._run_timers(now)
@@ -141,9 +152,12 @@ class SenderDriver:
                 # its Transmit then waits for the due time (wait_until) and goes at once.
                 self._run_timer(heapq.heappop(self._heap), deadline)
             else:
-                ready = sel.select(max(0, deadline - now - (PRECISE_WINDOW_NS if precise else 0)) / NS)
+                wait = max(0, deadline - now - (PRECISE_WINDOW_NS if precise else 0))
+                ready = sel.select(0 if work.pending else wait / NS)
                 if ready:
                     self._ready(ready)
+                if work.pending:
+                    work.step()
         return True
 
     def _next_deadline(self, now: int) -> tuple[int, bool]:
@@ -243,8 +257,13 @@ class SenderDriver:
 
     def _ready(self, ready: list) -> None:
         for key, _ in ready:
-            if key.data is not None:
-                self._drain(key.data)
+            data = key.data
+            if data is None:  # the stop request: seen at the top of the loop
+                continue
+            if data is self.work:
+                self.work.woken()
+            else:
+                self._drain(data)
 
     def _drain(self, session: SenderSession) -> None:
         ep, engine = session.endpoint, session.engine
