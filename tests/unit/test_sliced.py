@@ -81,3 +81,40 @@ def test_the_driver_wakes_for_a_task_and_does_it_between_its_timers():
         loop.join(5)
     with pytest.raises(RuntimeError, match="stopped"):
         never.result(2)
+
+
+def test_a_coarse_driver_runs_a_moved_timer_once_at_its_new_time():
+    """A timer that moved leaves a stale entry in the wheel: skipped, never run early or twice."""
+    from stamp_suite.sender.timers import TICK_NS
+
+    class Engine:
+        finished = False
+
+        def __init__(self) -> None:
+            self.due, self.calls = 5 * TICK_NS, []
+
+        def next_timer(self):
+            return self.due
+
+        def handle_timer(self, now):
+            self.calls.append(now)
+            self.due = None
+            return []
+
+    class Session:
+        id, timer = 1, None
+
+        def __init__(self) -> None:
+            self.engine = Engine()
+
+    driver = SenderDriver(precise=False)
+    session = Session()
+    driver.sessions[1] = session
+    driver._reschedule(session)  # due at 5 ms
+    session.engine.due = 8 * TICK_NS  # moved later (a reply came): the 5 ms entry goes stale
+    driver._reschedule(session)
+    driver._run_timers(6 * TICK_NS)
+    assert session.engine.calls == []
+    driver._run_timers(9 * TICK_NS)
+    driver._run_timers(10 * TICK_NS)
+    assert len(session.engine.calls) == 1 and session.engine.calls[0] >= 8 * TICK_NS

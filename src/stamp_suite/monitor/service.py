@@ -153,9 +153,9 @@ class Monitor:
     def _open(self, name: str, s: Settings, windows: tuple[int, ...]) -> Target:
         windows_ns = tuple(w * NS for w in windows)
         try:  # a fixed local port is still held by the session this one replaces
-            # Lifetime statistics feed counters, means and jitter; percentiles and IPDV are
-            # the windows' (and the histograms'): no values kept, no delays paired for them.
-            lifetime = SessionStats(s.dscp, s.ecn, keep_values=False, ipdv_memory=0)
+            # Lifetime statistics feed counters, means and jitter; percentiles, IPDV, one-way
+            # delays and path facts are the windows' (and the histograms').
+            lifetime = SessionStats.lifetime_counters(s.dscp, s.ecn)
             session, stats = open_session(s, self.clock, name=name, windows_ns=windows_ns,
                                           reuseport=bool(s.local_port), stats=lifetime, skip_missed=True)
         except (ConfigError, SocketSetupError) as exc:

@@ -27,7 +27,8 @@ from ..net.signals import StopRequest
 from ..net.udp import UdpEndpoint
 from .engine import SessionSender
 from .events import Event, SendFailed, Transmit
-from .sliced import SlicedWork
+from .sliced import STEP_BUDGET_NS, SlicedWork
+from .timers import TimerWheel, tick_time
 
 NS = 1_000_000_000
 # Waiting for a send: select() (millisecond resolution) until PRECISE_WINDOW_NS before the
@@ -37,6 +38,9 @@ COARSE_WAIT_NS = PRECISE_WINDOW_NS + 1_000_000
 SPIN_NS = 60_000
 IDLE_WAKEUP_NS = NS
 MAX_DEPARTING = 4096
+# Coarse: timers handled per pass of the loop at most, so that a loop behind its schedule
+# still reads replies and gives sliced work (a /metrics render) its turn every few ms.
+MAX_TIMERS_PER_PASS = 64
 _ids = itertools.count(1)
 
 Consumer = Callable[[Event], None]
@@ -88,7 +92,8 @@ class SenderDriver:
         self.sessions: dict[int, SenderSession] = {}
         self.schedule_error_ns: deque[int] = deque(maxlen=100_000) if record_schedule else deque(maxlen=0)
         self.on_schedule_error: Callable[[int], None] | None = None  # every send's lateness, in ns
-        self._heap: list[tuple[int, int]] = []  # (due, session id); stale entries are skipped
+        self._heap: list[tuple[int, int]] = []  # precise: (due, session id); stale entries are skipped
+        self._wheel = TimerWheel()  # coarse: session ids by millisecond (timers.py)
         self._periodic: list[list] = []  # [next due, period, callback]
         # Work other threads ask of this loop (a /metrics render), done a slice per pass of a
         # coarse loop, between its sends (see sliced.py).
@@ -157,14 +162,18 @@ class SenderDriver:
                 if ready:
                     self._ready(ready)
                 if work.pending:
-                    work.step()
+                    work.step(STEP_BUDGET_NS)
         return True
 
     def _next_deadline(self, now: int) -> tuple[int, bool]:
+        deadline, precise = now + IDLE_WAKEUP_NS, False
+        if not self.precise:
+            first = self._wheel.first()
+            if first is not None and first < deadline:
+                deadline = first
         heap = self._heap
         while heap and self._stale(heap[0]):
             heapq.heappop(heap)
-        deadline, precise = now + IDLE_WAKEUP_NS, False
         if heap and heap[0][0] < deadline:  # a wait never longer than the idle one (huge intervals)
             due, sid = heap[0]
             deadline, precise = due, self.sessions[sid].engine.next_send() == due
@@ -179,15 +188,23 @@ class SenderDriver:
 
     def _run_timers(self, now: int) -> None:
         heap = self._heap
-        while heap and heap[0][0] <= now:
-            # coarse: thousands may be due at once, each handled at its own instant (a send
-            # the loop reached over an interval late is skipped, see SenderConfig.skip_missed)
-            self._run_timer(heapq.heappop(heap), now if self.precise else time.monotonic_ns())
+        if self.precise:
+            while heap and heap[0][0] <= now:
+                self._run_timer(heapq.heappop(heap), now)
+            return
+        # coarse: thousands may be due at once, each handled at its own instant (a send the
+        # loop reached over an interval late is skipped, see SenderConfig.skip_missed)
+        sessions = self.sessions
+        for sid in self._wheel.pop_due(now, MAX_TIMERS_PER_PASS):
+            session = sessions.get(sid)
+            if session is not None and session.timer is not None and tick_time(session.timer) <= now:
+                self._handle_timer(session, time.monotonic_ns())  # else a stale entry: its timer moved
 
     def _run_timer(self, entry: tuple[int, int], now: int) -> None:
-        if self._stale(entry):
-            return
-        session = self.sessions[entry[1]]
+        if not self._stale(entry):
+            self._handle_timer(self.sessions[entry[1]], now)
+
+    def _handle_timer(self, session: SenderSession, now: int) -> None:
         session.timer = None
         self._act(session, session.engine.handle_timer(now))
         self._reschedule(session)
@@ -199,13 +216,16 @@ class SenderDriver:
                 entry[2]()
 
     def _reschedule(self, session: SenderSession) -> None:
-        """Put the session's next timer in the heap; an entry it replaces goes stale (skipped
-        when it comes up), so a timer that moved later (a reply came) costs no wake-up."""
+        """Put the session's next timer in the heap (the wheel, coarse); an entry it replaces
+        goes stale (skipped when it comes up), so a timer that moved later costs no wake-up."""
         due = session.engine.next_timer()
         if due != session.timer:
             session.timer = due
             if due is not None:
-                heapq.heappush(self._heap, (due, session.id))
+                if self.precise:
+                    heapq.heappush(self._heap, (due, session.id))
+                else:
+                    self._wheel.push(due, session.id)
 
     def _clock_changed(self, state: ClockState) -> None:
         for session in self.sessions.values():

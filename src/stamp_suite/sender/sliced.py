@@ -9,18 +9,23 @@ slice (about a millisecond) per pass: sends are never late by more than a slice,
 changes hands, and the render's CPU is counted where it is spent.
 
 A task is a generator: each ``next()`` is one slice, and its return value is the result.
+Each pass of the loop gives the tasks STEP_BUDGET_NS: a loop that has more sends than it can
+make (every pass long) still finishes a render in a second or two, and a loop with time to
+spare finishes it at once, a millisecond at a time.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Generator
 from concurrent.futures import Future
 from typing import Any
 
 MAX_TASKS = 2  # tasks waiting or running at once; a submit beyond them is refused
+STEP_BUDGET_NS = 1_000_000  # slices per pass of the loop until this much time is spent
 
 
 class SlicedWork:
@@ -65,15 +70,20 @@ class SlicedWork:
         except OSError:  # BlockingIOError: empty
             pass
 
-    def step(self) -> None:
-        """One slice of the oldest task (the loop's thread only)."""
-        task, future = self._tasks[0]
-        try:
-            next(task)
-        except StopIteration as done:
-            self._finish(future, done.value, None)
-        except Exception as exc:  # noqa: BLE001 - handed to whoever waits for the result, not lost
-            self._finish(future, None, exc)
+    def step(self, budget_ns: int = 0) -> None:
+        """Slices of the oldest tasks until ``budget_ns`` is spent (at least one slice), or no
+        task is left (the loop's thread only)."""
+        until = time.monotonic_ns() + budget_ns
+        while self._tasks:
+            task, future = self._tasks[0]
+            try:
+                next(task)
+            except StopIteration as done:
+                self._finish(future, done.value, None)
+            except Exception as exc:  # noqa: BLE001 - handed to whoever waits for the result, not lost
+                self._finish(future, None, exc)
+            if time.monotonic_ns() >= until:
+                return
 
     def _finish(self, future: Future, value: Any, exc: BaseException | None) -> None:
         with self._lock:

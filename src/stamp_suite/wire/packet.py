@@ -82,9 +82,11 @@ class SenderPacket:
         return cls.from_bytes(bytes(data) + bytes(OPEN_BASE_LEN - len(data)))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReflectorPacket:
-    """Session-Reflector test packet (RFC 8762 Figs 5 and 6, RFC 8972 Figs 3 and 4)."""
+    """Session-Reflector test packet (RFC 8762 Figs 5 and 6, RFC 8972 Figs 3 and 4).  Not
+    frozen: the sender parses one per reply, and a frozen dataclass costs six times as much
+    to make (sender/events.py)."""
 
     sequence_number: int
     timestamp: int  # T3
