@@ -26,10 +26,9 @@ NS = 1_000_000_000
 # reply a minute out of order still pairs; the single sender's 4,096 would be 1 MB a target.
 IPDV_MEMORY = 64
 FOLD_EVERY = 256  # events a window holds before it folds them (a close never folds more)
-_SENT = Sent(0, 0, b"")  # what a window keeps of a Sent event: SessionStats only counts them
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClosedWindow:
     """A window that is over: its statistics, summarised only when a JSON line asks for it,
     since the gauges need only a few of them (observability.metrics.window_gauges)."""
@@ -49,19 +48,23 @@ class ClosedWindow:
 
 
 class _OpenWindow:
-    __slots__ = ("stats", "events")
+    __slots__ = ("stats", "events", "sent")
 
     def __init__(self) -> None:
         self.stats: SessionStats | None = None
         self.events: list[Event] = []
+        self.sent = 0  # Sent events are only counted (by SessionStats too): not kept
 
     def fold(self, dscp: int, ecn: int) -> SessionStats:
         if self.stats is None:
             self.stats = SessionStats(dscp, ecn, ipdv_memory=IPDV_MEMORY)
+        stats = self.stats
+        stats.sent += self.sent
+        self.sent = 0
         for event in self.events:
-            self.stats.on_event(event)
+            stats.on_event(event)
         self.events.clear()
-        return self.stats
+        return stats
 
 
 class WindowedStats:
@@ -82,7 +85,6 @@ class WindowedStats:
         kind = type(ev)  # events are final dataclasses: the type says it all
         if kind is Sent:
             self._sent_at[ev.sequence_number] = self._latest = sent_at = ev.window_ns
-            ev = _SENT
         elif kind is Reply or kind is Late or kind is Duplicate:
             sent_at = self._sent_at.get(ev.sample.sequence_number)
         elif kind is Lost:
@@ -103,6 +105,9 @@ class WindowedStats:
                 if index <= self._closed.get(length, -1):
                     continue  # a late or duplicate reply to a window already summarised
                 window = open_[index] = _OpenWindow()
+            if kind is Sent:
+                window.sent += 1
+                continue
             window.events.append(ev)
             if len(window.events) >= FOLD_EVERY:
                 window.fold(self.dscp, self.ecn)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import selectors
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
 from ..net.clock import ClockState, ClockWatcher
 from ..net.process import tighten_timer_slack
+from ..net.readiness import Readiness
 from ..net.signals import StopRequest
 from ..net.udp import UdpEndpoint
 from .engine import SessionSender
@@ -98,23 +98,23 @@ class SenderDriver:
         # Work other threads ask of this loop (a /metrics render), done a slice per pass of a
         # coarse loop, between its sends (see sliced.py).
         self.work = SlicedWork()
-        self._sel = selectors.DefaultSelector()
-        self._sel.register(self.stop_request.fileno(), selectors.EVENT_READ, None)
-        self._sel.register(self.work.fileno(), selectors.EVENT_READ, self.work)
+        self._sel = Readiness()
+        self._sel.register(self.stop_request.fileno(), None)
+        self._sel.register(self.work.fileno(), self.work)
 
     # -- sessions ----------------------------------------------------------------------------
     def add(self, session: SenderSession, delay_ns: int = 0) -> None:
         """Start ``session``'s schedule ``delay_ns`` from now."""
         session.endpoint.setblocking(False)
         self.sessions[session.id] = session
-        self._sel.register(session.endpoint.sock, selectors.EVENT_READ, session)
+        self._sel.register(session.endpoint.sock.fileno(), session)
         session.engine.start(time.monotonic_ns(), time.time_ns(), delay_ns)
         self._reschedule(session)
 
     def remove(self, session: SenderSession) -> None:
         """Stop driving ``session`` (its socket stays open: its owner closes it)."""
         if self.sessions.pop(session.id, None) is not None:
-            self._sel.unregister(session.endpoint.sock)
+            self._sel.unregister(session.endpoint.sock.fileno())
 
     def every(self, period_ns: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` every ``period_ns`` while running."""
@@ -150,7 +150,7 @@ class SenderDriver:
             deadline, precise = self._next_deadline(now)
             precise = precise and self.precise
             if precise and deadline - now < COARSE_WAIT_NS:
-                ready = sel.select(0)
+                ready = sel.wait(0)
                 if ready:
                     self._ready(ready)
                 # That session's events for that instant, computed now (time is an argument);
@@ -158,7 +158,7 @@ class SenderDriver:
                 self._run_timer(heapq.heappop(self._heap), deadline)
             else:
                 wait = max(0, deadline - now - (PRECISE_WINDOW_NS if precise else 0))
-                ready = sel.select(0 if work.pending else wait / NS)
+                ready = sel.wait(0 if work.pending else wait / NS)
                 if ready:
                     self._ready(ready)
                 if work.pending:
@@ -276,8 +276,7 @@ class SenderDriver:
                 del departing[key]
 
     def _ready(self, ready: list) -> None:
-        for key, _ in ready:
-            data = key.data
+        for data in ready:
             if data is None:  # the stop request: seen at the top of the loop
                 continue
             if data is self.work:

@@ -125,6 +125,7 @@ class SessionSender:
         self._next_report: int | None = None
         self._reports = 0
         self._windows: dict[int, int] = {}  # window length -> index of the next window to close
+        self._next_window_close: int | None = None  # the earliest of their closes (monotonic)
         self.consecutive_refusals = 0
         self.ssid_not_echoed = 0
         self.learned_reflector_link_id: int | None = None
@@ -152,6 +153,7 @@ class SessionSender:
             self._next_report = start + cfg.report_interval_ns
         for length in cfg.windows_ns:
             self._windows[length] = (wall_ns + delay_ns) // length
+        self._next_window_close = self._earliest_window_close()
 
     def next_timer(self) -> int | None:
         """When :meth:`handle_timer` must next be called (monotonic ns), or None."""
@@ -164,15 +166,17 @@ class SessionSender:
         for t in (self._ar_deadline, self._next_report, self._deadlines[0][0] if self._deadlines else None, end):
             if t is not None and (due is None or t < due):
                 due = t
-        for length, index in self._windows.items():
-            t = self._window_close(length, index)
-            if due is None or t < due:
-                due = t
+        t = self._next_window_close
+        if t is not None and (due is None or t < due):
+            due = t
         return due
 
     def next_send(self) -> int | None:
         """When the next scheduled packet is due (for a driver that waits precisely for sends)."""
         return self._next_send
+
+    def _earliest_window_close(self) -> int | None:
+        return min((self._window_close(length, index) for length, index in self._windows.items()), default=None)
 
     def _window_close(self, length: int, index: int) -> int:
         """After the window's last packet's timeout, and then a delay of the session's own (its
@@ -227,11 +231,13 @@ class SessionSender:
             self._ar_deadline = None  # re-armed by the next packet that carries the TLV
         self._expire(now_ns, events)
         self._forget_old(now_ns)
-        for length, index in self._windows.items():
-            while now_ns >= self._window_close(length, index):
-                events.append(WindowClosed(length, index, index * length < self._start_ns + self._wall_offset))
-                index += 1
-            self._windows[length] = index
+        if self._next_window_close is not None and now_ns >= self._next_window_close:
+            for length, index in self._windows.items():
+                while now_ns >= self._window_close(length, index):
+                    events.append(WindowClosed(length, index, index * length < self._start_ns + self._wall_offset))
+                    index += 1
+                self._windows[length] = index
+            self._next_window_close = self._earliest_window_close()
         self._check_finished(events)
         return events
 
