@@ -39,6 +39,7 @@ def test_reload_applies_windows_jsonl_and_metrics_addr_and_refuses_a_typo(tmp_pa
             assert wait_for(lambda: len(_windows(first)) >= 2, 10)
             line = _windows(first)[-1]
             assert line["dscp_ecn"]["sent"] == {"dscp": 46, "ecn": 0} and line["dscp_ecn"]["forward_remarked"] == 0
+            assert line["ttl"]["at_reflector"] and line["residence_ns"]["count"]  # a line's window is in full
             m = scrape(m1)
             assert any(k[0] == "stamp_sender_forward_delay_seconds_bucket" for k in m)
             # a typo: refused as a whole, one line naming the key, the target goes on

@@ -168,3 +168,31 @@ def test_merging_with_a_distribution_without_values_keeps_moments_only():
     kept.merge(moments)
     assert (kept.count, kept.min, kept.max, kept.mean) == (6, 10, 60, 35.0)
     assert kept.percentile(50) is None and not kept.keeps_values
+
+
+def test_narrower_scopes_read_less_of_each_reply_and_agree_on_what_they_read():
+    """ROUND_TRIP (a monitor's lifetime counters) and DELAYS (a window without JSON lines) give
+    the same counts, order, delays and jitter as ALL, and read nothing else of a reply."""
+    from stamp_suite.monitor.windows import ClosedWindow
+    from stamp_suite.observability.metrics import window_gauges
+    from stamp_suite.sender.stats import DELAYS, ROUND_TRIP
+
+    full, delays, rt = SessionStats(), SessionStats(ipdv_memory=0, scope=DELAYS), SessionStats.lifetime_counters()
+    assert rt.scope == ROUND_TRIP
+    stream = [("sample", sample(0, 10)), ("sample", sample(2, 14, ttl=60)), ("sample", sample(1, 30)),
+              ("duplicate", sample(1, 31)), ("sample", sample(4, 12, refl_seq=3))]
+    d_full, d_delays, d_rt = (feed(st, stream, 5, lost=(3,)) for st in (full, delays, rt))
+    for d in (d_delays, d_rt):
+        assert d["packets"] == d_full["packets"] and d["reordering"] == d_full["reordering"]
+        assert d["rtt_ns"]["mean"] == d_full["rtt_ns"]["mean"]
+    assert rt.rtt_var.jitter_ns == delays.rtt_var.jitter_ns == full.rtt_var.jitter_ns
+    assert d_delays["rtt_ns"] == d_full["rtt_ns"] and d_delays["one_way"] == d_full["one_way"]
+    assert delays.forward_var.jitter_ns == full.forward_var.jitter_ns
+    gauges = [window_gauges(ClosedWindow(10**10, 1, False, st)) for st in (full, delays)]
+    assert gauges[0] == gauges[1]
+    # what they leave out
+    assert full.rtt_raw.count == 4 and full.reflector_ttl and full.stateful_reflector
+    assert delays.rtt_raw.count == rt.rtt_raw.count == 0 and not delays.reflector_ttl and not delays.stateful_reflector
+    assert rt.forward.count == 0 and delays.forward.count == 4
+    with pytest.raises(ValueError):
+        SessionStats(scope="some")

@@ -198,6 +198,8 @@ class Monitor:
             self._stop(self.targets.pop(name))
             self.metrics.remove_session((self.name, name))
         self._switch_outputs(config, outputs)
+        for target in self.targets.values():  # a window's statistics in full only for JSON lines
+            target.windows.full = self.jsonl is not None
         self.config = config
         return added, removed, changed
 

@@ -5,11 +5,12 @@ wall-clock time as it was at the start, advanced by the monotonic clock), so a w
 neither empties windows nor strands packets in windows that never close.
 
 A window keeps its events and folds them into its statistics FOLD_EVERY at a time, and the
-rest when it closes: the same :class:`SessionStats` a sender keeps (IPDV paired over the last
-IPDV_MEMORY packets), fed the same events in the same order, but in passes over one target's
-events instead of one update per packet interleaved with ten thousand other targets' (about
-15 us a packet less for a monitor that size, measured: the per-packet updates spent most of
-their time waiting for memory)."""
+rest when it closes: a :class:`SessionStats` fed the same events in the same order as a
+sender's, but in passes over one target's events instead of one update per packet
+interleaved with ten thousand other targets' (about 15 us a packet less for a monitor that
+size, measured: the per-packet updates spent most of their time waiting for memory).  For a
+window line (``full``) it keeps every statistic, IPDV paired over the last IPDV_MEMORY
+packets; otherwise only what the window gauges need (scope DELAYS)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from ..sender.events import Duplicate, Event, Late, Lost, Refused, Rejected, Reply, Sent, WindowClosed
 from ..sender.report import rfc3339
-from ..sender.stats import SessionStats
+from ..sender.stats import DELAYS, SessionStats
 
 NS = 1_000_000_000
 # Recent delays kept per target to pair consecutive packets for IPDV: at a packet a second, a
@@ -55,9 +56,10 @@ class _OpenWindow:
         self.events: list[Event] = []
         self.sent = 0  # Sent events are only counted (by SessionStats too): not kept
 
-    def fold(self, dscp: int, ecn: int) -> SessionStats:
+    def fold(self, dscp: int, ecn: int, full: bool) -> SessionStats:
         if self.stats is None:
-            self.stats = SessionStats(dscp, ecn, ipdv_memory=IPDV_MEMORY)
+            self.stats = (SessionStats(dscp, ecn, ipdv_memory=IPDV_MEMORY) if full
+                          else SessionStats(dscp, ecn, ipdv_memory=0, scope=DELAYS))
         stats = self.stats
         stats.sent += self.sent
         self.sent = 0
@@ -71,9 +73,13 @@ class WindowedStats:
     """The open windows of each length, and the latest closed; a consumer of a session's events."""
 
     def __init__(self, lengths_ns: tuple[int, ...], dscp: int = 0, ecn: int = 0,
-                 on_close: Callable[[ClosedWindow], None] | None = None) -> None:
+                 on_close: Callable[[ClosedWindow], None] | None = None, full: bool = True) -> None:
         self.lengths_ns = lengths_ns
         self.dscp, self.ecn = dscp, ecn
+        # full: every statistic of a window, for its JSON line; otherwise what its gauges need
+        # (counts, order, delays and jitter: SessionStats scope DELAYS), a window's statistics
+        # made at its first fold as this says then.
+        self.full = full
         self.on_close = on_close
         self.open: dict[int, dict[int, _OpenWindow]] = {length: {} for length in lengths_ns}
         self.last: dict[int, ClosedWindow] = {}  # length -> the latest closed window
@@ -110,10 +116,10 @@ class WindowedStats:
                 continue
             window.events.append(ev)
             if len(window.events) >= FOLD_EVERY:
-                window.fold(self.dscp, self.ecn)
+                window.fold(self.dscp, self.ecn, self.full)
 
     def _close(self, ev: WindowClosed) -> None:
-        st = self.open[ev.length_ns].pop(ev.index, _OpenWindow()).fold(self.dscp, self.ecn)
+        st = self.open[ev.length_ns].pop(ev.index, _OpenWindow()).fold(self.dscp, self.ecn, self.full)
         self._closed[ev.length_ns] = ev.index
         closed = self.last[ev.length_ns] = ClosedWindow(ev.length_ns, ev.index, ev.partial, st)
         if self.on_close is not None:

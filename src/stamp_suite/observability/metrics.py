@@ -233,7 +233,7 @@ def expose_schedule(x: Exposition, lateness: BucketHistogram, skipped: int, labe
     x.sample("stamp_monitor_sends_skipped_total", labels, skipped)
 
 
-WINDOWS_PER_SLICE = 32  # closed windows summarised per slice of a render (about 20 us each)
+WINDOWS_PER_SLICE = 8  # closed windows summarised per slice of a render (20-80 us each)
 WINDOW_GAUGES = (  # (gauge, help); its value from a closed window by window_gauges()
     ("loss_ratio", "Lost / (received + lost) in the latest closed window"),
     ("packets_sent", "Test packets sent in the latest closed window"),

@@ -158,11 +158,13 @@ class SenderDriver:
                 self._run_timer(heapq.heappop(self._heap), deadline)
             else:
                 wait = max(0, deadline - now - (PRECISE_WINDOW_NS if precise else 0))
-                ready = sel.wait(0 if work.pending else wait / NS)
+                if work.pending and (wait or work.overdue(now)):
+                    # sliced work in the time this pass would sleep (all of a pass, once overdue)
+                    work.step(min(wait, STEP_BUDGET_NS) if wait else STEP_BUDGET_NS)
+                    wait = 0
+                ready = sel.wait(wait / NS)
                 if ready:
                     self._ready(ready)
-                if work.pending:
-                    work.step(STEP_BUDGET_NS)
         return True
 
     def _next_deadline(self, now: int) -> tuple[int, bool]:

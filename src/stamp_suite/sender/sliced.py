@@ -9,9 +9,10 @@ slice (about a millisecond) per pass: sends are never late by more than a slice,
 changes hands, and the render's CPU is counted where it is spent.
 
 A task is a generator: each ``next()`` is one slice, and its return value is the result.
-Each pass of the loop gives the tasks STEP_BUDGET_NS: a loop that has more sends than it can
-make (every pass long) still finishes a render in a second or two, and a loop with time to
-spare finishes it at once, a millisecond at a time.
+The loop gives tasks the time it would otherwise sleep (up to STEP_BUDGET_NS a pass), so a
+render never holds back a send that is due; a task that has waited FAIR_AFTER_NS gets
+STEP_BUDGET_NS every pass, so that a loop with no time to spare still finishes a render
+within a scrape's timeout.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 MAX_TASKS = 2  # tasks waiting or running at once; a submit beyond them is refused
 STEP_BUDGET_NS = 1_000_000  # slices per pass of the loop until this much time is spent
+FAIR_AFTER_NS = 2_000_000_000
 
 
 class SlicedWork:
@@ -33,7 +35,7 @@ class SlicedWork:
 
     def __init__(self, max_tasks: int = MAX_TASKS) -> None:
         self.max_tasks = max_tasks
-        self._tasks: deque[tuple[Generator[Any, None, Any], Future]] = deque()
+        self._tasks: deque[tuple[Generator[Any, None, Any], Future, int]] = deque()  # ..., submitted at
         self._lock = threading.Lock()
         # Wakes a loop asleep in its readiness wait when a task comes (fileno() is watched).
         self._wake_r, self._wake_w = socket.socketpair()
@@ -51,7 +53,7 @@ class SlicedWork:
             if len(self._tasks) >= self.max_tasks:
                 task.close()
                 return None
-            self._tasks.append((task, future))
+            self._tasks.append((task, future, time.monotonic_ns()))
         try:
             self._wake_w.send(b"\0")
         except OSError:  # the pair's buffer is full: the loop has wake-ups waiting already
@@ -61,6 +63,10 @@ class SlicedWork:
     @property
     def pending(self) -> bool:
         return bool(self._tasks)
+
+    def overdue(self, now_ns: int) -> bool:
+        """The oldest task has waited FAIR_AFTER_NS: it gets time even from a busy loop."""
+        return bool(self._tasks) and now_ns - self._tasks[0][2] >= FAIR_AFTER_NS
 
     def woken(self) -> None:
         """The wake socket was readable: empty it (level-triggered, it would wake the loop again)."""
@@ -75,7 +81,7 @@ class SlicedWork:
         task is left (the loop's thread only)."""
         until = time.monotonic_ns() + budget_ns
         while self._tasks:
-            task, future = self._tasks[0]
+            task, future, _ = self._tasks[0]
             try:
                 next(task)
             except StopIteration as done:
@@ -97,7 +103,7 @@ class SlicedWork:
     def cancel_all(self, why: str) -> None:
         """The loop is ending: every task still there fails with ``why``."""
         while self._tasks:
-            task, future = self._tasks[0]
+            task, future, _ = self._tasks[0]
             task.close()
             self._finish(future, None, RuntimeError(why))
 

@@ -28,6 +28,12 @@ from ..wire.tlv import TlvType
 
 U32 = 1 << 32
 IPDV_MEMORY = 4096  # recent per-sequence delays kept to pair consecutive packets
+# What a SessionStats reads of each reply (its scope): everything (a sender's report, a window
+# line); the counts, the order and the delays of both directions with their jitter (a window
+# of a monitor that writes no lines: its gauges); or the counts, the order and the round trip
+# (a monitor's lifetime counters).  What is left out costs nothing a reply, where every object
+# a reply touches is a cache miss (a monitor of 10,000 targets: 5 us of its round trip each).
+ALL, DELAYS, ROUND_TRIP = "all", "delays", "round_trip"
 
 
 def unwrap(seq: int, reference: int) -> int:
@@ -78,14 +84,13 @@ class SessionStats:
                  "dscp_sent", "ecn_sent", "tos_at_reflector", "tos_at_sender",
                  "stateful_reflector", "_max_reflector", "_reflector_seqs_received", "direct_measurement",
                  "return_path", "last_sample", "follow_up_shift", "rtt_follow_up", "_by_reflector_seq",
-                 "round_trip_only")
+                 "scope")
 
     def __init__(self, dscp_sent: int = 0, ecn_sent: int = 0, keep_values: bool = True,
-                 ipdv_memory: int = IPDV_MEMORY, round_trip_only: bool = False) -> None:
+                 ipdv_memory: int = IPDV_MEMORY, scope: str = ALL) -> None:
         """``keep_values=False``: moments only, no percentiles (see :class:`Distribution`);
         ``ipdv_memory``: how many recent delays are kept to pair consecutive packets;
-        ``round_trip_only``: of each reply, only the counts, the order and the round trip
-        (see :meth:`lifetime_counters`)."""
+        ``scope``: what is read of each reply (ALL, DELAYS or ROUND_TRIP)."""
         def dist() -> Distribution:
             return Distribution(keep_values=keep_values)
         self.sent = 0
@@ -128,16 +133,16 @@ class SessionStats:
         self.follow_up_shift = dist()  # real departure minus the T3 the reply carried
         self.rtt_follow_up = dist()  # round trip recomputed with the real departure
         self._by_reflector_seq: OrderedDict[int, Sample] | None = None  # made by the first Follow-Up TLV
-        self.round_trip_only = round_trip_only
+        if scope not in (ALL, DELAYS, ROUND_TRIP):
+            raise ValueError(f"scope must be {ALL}, {DELAYS} or {ROUND_TRIP}, not {scope!r}")
+        self.scope = scope
 
     @classmethod
     def lifetime_counters(cls, dscp_sent: int = 0, ecn_sent: int = 0) -> SessionStats:
         """What a monitor keeps of a target for its whole life: the packet counts, reordering,
-        the round trip's moments and jitter (its counters and SNMP row), nothing per packet
-        kept.  The one-way series, the path facts and the TLVs are its windows' to report; left
-        out here they cost nothing a reply (5 us of a monitor's round trip at 10,000 targets,
-        where every object a reply touches is a cache miss)."""
-        return cls(dscp_sent, ecn_sent, keep_values=False, ipdv_memory=0, round_trip_only=True)
+        the round trip's moments and jitter (its counters and SNMP row), no values kept.  The
+        rest is its windows' to report."""
+        return cls(dscp_sent, ecn_sent, keep_values=False, ipdv_memory=0, scope=ROUND_TRIP)
 
     # -- feeding ----------------------------------------------------------------------
     def on_event(self, event) -> None:
@@ -194,15 +199,18 @@ class SessionStats:
         rtt, forward, backward = (t4 - t1) - (t3 - t2), t2 - t1, t4 - t3  # as Sample defines them
         self.rtt.add(rtt)
         self.rtt_var.add(seq, rtt)
-        if self.round_trip_only:
+        scope = self.scope
+        if scope is ROUND_TRIP:
             return
-        self.rtt_raw.add(t4 - t1)
-        self.residence.add(t3 - t2)
         self.forward.add(forward)
         self.backward.add(backward)
         self.forward_var.add(seq, forward)
         self.backward_var.add(seq, backward)
         self.all_synchronized &= s.clocks_synchronized
+        if scope is DELAYS:
+            return
+        self.rtt_raw.add(t4 - t1)
+        self.residence.add(t3 - t2)
         self._on_path(s)
         self._on_reflector_sequence(s, seq)
         if s.tlv or s.tlv_problems:  # most replies carry no TLVs
