@@ -11,6 +11,7 @@ through prometheus_client.
 from __future__ import annotations
 
 import math
+from itertools import accumulate
 from collections.abc import Sequence
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -53,13 +54,11 @@ class Exposition:
         """One series of a histogram family: ``counts`` per bucket (the last is +Inf), so
         ``bounds`` are the upper bounds as text, "+Inf" last."""
         sep, braced = ("," , f"{{{labels}}}") if labels else ("", "")
-        cumulative = 0
-        lines = self.lines
-        for bound, n in zip(bounds, counts):
-            cumulative += n
-            lines.append(f'{name}_bucket{{{labels}{sep}le="{bound}"}} {cumulative}')
-        lines.append(f"{name}_count{braced} {cumulative}")
-        lines.append(f"{name}_sum{braced} {number(sum_s)}")
+        head = f"{name}_bucket{{{labels}{sep}le="
+        cumulative = list(accumulate(counts))
+        self.lines += [f'{head}"{bound}"}} {n}' for bound, n in zip(bounds, cumulative)]
+        self.lines += (f"{name}_count{braced} {cumulative[-1] if cumulative else 0}",
+                       f"{name}_sum{braced} {number(sum_s)}")
 
     def full(self) -> bool:
         """Enough lines for a piece (CHUNK_LINES)."""
