@@ -222,3 +222,30 @@ def test_renders_in_the_loop_are_capped_and_end_with_the_loop():
             assert waiting.result(5) == 503
     finally:
         server.stop()
+
+
+def test_pieces_are_written_whole_and_in_order_whatever_each_call_takes():
+    """The writer of a render's pieces (observability.http._sendall) resumes after any partial
+    write: a socket pair with a small buffer, read slowly, gets every octet in order."""
+    import threading
+
+    from stamp_suite.observability.http import IOV_BATCH, _sendall
+
+    pieces = [bytes([i % 251]) * (1 + (i * 7919) % 5000) for i in range(3 * IOV_BATCH)]
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    a.settimeout(10)
+    got = bytearray()
+
+    def read() -> None:
+        while chunk := b.recv(3000):
+            got.extend(chunk)
+            time.sleep(0.0002)
+    reader = threading.Thread(target=read)
+    reader.start()
+    with a:
+        _sendall(a, pieces)
+        a.shutdown(socket.SHUT_WR)
+        reader.join(20)
+    b.close()
+    assert bytes(got) == b"".join(pieces)
