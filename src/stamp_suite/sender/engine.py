@@ -145,7 +145,7 @@ class SessionSender:
         self._start_ns = start = now_ns + delay_ns
         self._wall_offset = wall_ns - now_ns
         share = min(delay_ns, cfg.interval_ns) / cfg.interval_ns
-        self._window_spread = {length: int(min(length // 2, WINDOW_SPREAD_NS) * share) for length in cfg.windows_ns}
+        self._window_spread = {length: int(min(length, WINDOW_SPREAD_NS) * share) for length in cfg.windows_ns}
         self._next_send = start
         if cfg.duration_ns:
             self._end_ns = start + cfg.duration_ns
@@ -180,9 +180,10 @@ class SessionSender:
 
     def _window_close(self, length: int, index: int) -> int:
         """After the window's last packet's timeout, and then a delay of the session's own (its
-        start delay's share of the interval, times half the window, at most WINDOW_SPREAD_NS),
-        so that the windows of many sessions (a monitor's targets) close spread out, not in
-        the one second their sends are spread over."""
+        start delay's share of the interval, times the window, at most WINDOW_SPREAD_NS), so
+        that the windows of many sessions (a monitor's targets) close spread out, not in the
+        one second their sends are spread over (over half a window, 10,000 summaries a 10 s
+        window made sends up to 12 ms late while they lasted, measured)."""
         return (index + 1) * length + self.config.timeout_ns + self._window_spread[length] - self._wall_offset
 
     def _more_to_send(self, due_ns: int) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 
 MAX_TASKS = 2  # tasks waiting or running at once; a submit beyond them is refused
 STEP_BUDGET_NS = 1_000_000  # slices per pass of the loop until this much time is spent
-FAIR_AFTER_NS = 2_000_000_000
+FAIR_AFTER_NS = 3_000_000_000
 
 
 class SlicedWork:
