@@ -196,3 +196,22 @@ def test_narrower_scopes_read_less_of_each_reply_and_agree_on_what_they_read():
     assert rt.forward.count == 0 and delays.forward.count == 4
     with pytest.raises(ValueError):
         SessionStats(scope="some")
+
+
+def test_target_state_lines_are_limited_to_twenty_a_minute_and_the_rest_summed_up():
+    """Ten thousand targets going down at once (the monitor's own uplink) give twenty lines and
+    one summary a minute, not ten thousand lines."""
+    from stamp_suite.monitor.service import STATE_LINES_PER_MINUTE, StateLines
+
+    lines: list[str] = []
+    states = StateLines(lines.append)
+    for i in range(10_000):
+        states.say(f"target 't{i}' is down", "down")
+    states.say("target 't1' is up again", "up again")
+    assert len(lines) == STATE_LINES_PER_MINUTE == 20
+    states.minute()
+    assert lines[-1] == ("and 9,981 more targets changed state in the last minute (9,980 down, 1 up again): "
+                         "stamp_monitor_target_up has each")
+    states.say("target 't2' is up again", "up again")
+    states.minute()
+    assert lines[-1] == "target 't2' is up again" and len(lines) == 22  # a new minute: said at once, no summary

@@ -18,7 +18,7 @@ import json
 import socket
 import sys
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future
 from typing import Any, TextIO
 
@@ -43,6 +43,7 @@ RELOAD_CHECK_NS = NS // 20
 FREEZE_NS = NS // 10
 SWEEP_NS = 600 * NS
 OVERLOAD_CHECK_NS = 60 * NS
+STATE_LINES_PER_MINUTE = 20  # target up/down lines a minute; the rest are summed up (StateLines)
 OVERLOAD_SHARE = 0.01  # of the scheduled sends skipped in a check's minute: said in the log
 
 
@@ -106,6 +107,33 @@ def _open_jsonl(path: str) -> TextIO:
         raise ConfigError(f"jsonl {path}: {exc.strerror or exc}") from None
 
 
+class StateLines:
+    """Lines saying a target went down or came up again: the first STATE_LINES_PER_MINUTE of a
+    minute as they come, the rest counted and said in one line at the minute's end.  When the
+    monitor's own uplink fails, ten thousand targets go down in one window: ten thousand lines
+    would bury everything else in the log, and stamp_monitor_target_up has each of them."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+        self._said = 0
+        self._held = {"down": 0, "up again": 0}
+
+    def say(self, line: str, state: str) -> None:
+        if self._said < STATE_LINES_PER_MINUTE:
+            self._said += 1
+            self.log(line)
+        else:
+            self._held[state] += 1
+
+    def minute(self) -> None:
+        held = sum(self._held.values())
+        if held:
+            self.log(f"and {held:,} more targets changed state in the last minute ({self._held['down']:,} down, "
+                     f"{self._held['up again']:,} up again): stamp_monitor_target_up has each")
+        self._said = 0
+        self._held = dict.fromkeys(self._held, 0)
+
+
 class Monitor:
     def __init__(self, config_path: str, stop: StopRequest, log: TextIO | None = None,
                  metrics_addr: str | None = None, shard: tuple[int, int] = (1, 1), name: str | None = None,
@@ -136,6 +164,8 @@ class Monitor:
         self.driver.every(FREEZE_NS, _freeze_survivors)
         self.driver.every(SWEEP_NS, _sweep)
         self.driver.every(OVERLOAD_CHECK_NS, self._check_overload)
+        self.state_lines = StateLines(self.log)
+        self.driver.every(60 * NS, self.state_lines.minute)
         self._skipped_by_removed = 0  # sends skipped by targets no longer running (a counter never falls)
         self._skipped_said = self._sent_said = 0
 
@@ -268,8 +298,10 @@ class Monitor:
         if target is not None and window.length_ns == min(target.windows.lengths_ns) and st.sent:
             up = st.received > 0
             if up != target.up and (target.up is not None or not up):  # said when it changes (and a dead start)
-                self.log(f"target {name!r} is {'up again' if up else 'down'}: {st.received} of {st.sent} answered "
-                         f"in the {window.length_s} s window to {rfc3339((window.index + 1) * window.length_ns)}")
+                state = "up again" if up else "down"
+                self.state_lines.say(f"target {name!r} is {state}: {st.received} of {st.sent} answered in the "
+                                     f"{window.length_s} s window to {rfc3339((window.index + 1) * window.length_ns)}",
+                                     state)
             target.up = up
         if self.jsonl is not None:
             self._write_window(name, window.record())
