@@ -124,10 +124,10 @@ class MetricsServer(LoopThread):
 
     @staticmethod
     async def _write_pieces(writer: asyncio.StreamWriter, head: bytes, pieces: list[bytes]) -> None:
-        """A render's pieces (tens of MB for a monitor), written by a blocking sendall in a
-        worker thread: written by this loop instead, each socket buffer's worth cost a pass of
-        Python that took the interpreter lock from the monitor's sending loop (a 61 MB answer
-        held its sends back 200 ms, measured); sendall holds the lock only between its writes."""
+        """A render's pieces (tens of MB for a monitor), written by a worker thread with a
+        blocking socket (_sendall): written by this loop instead, each socket buffer's worth
+        cost a pass of Python that took the interpreter lock from the monitor's sending loop (a
+        61 MB answer held its sends back 200 ms, measured)."""
         sock = socket.socket(fileno=os.dup(writer.get_extra_info("socket").fileno()))
         with sock:
             sock.settimeout(WRITE_TIMEOUT_S)
