@@ -118,9 +118,12 @@ def run_session(remote_addr: str, remote_port: int = 862, *, stop: StopRequest |
     parts = observe(s, session, stats)
     try:
         driver = SenderDriver(stop or StopRequest())
-        driver.add(session)
-        driver.run()
-        driver.close_all()
+        try:
+            driver.add(session)
+            driver.run()
+            driver.close_all()
+        finally:
+            driver.close()
     finally:
         for part in parts:
             part.stop()

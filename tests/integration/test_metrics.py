@@ -5,6 +5,8 @@ import subprocess
 import time
 import urllib.request
 
+import pytest
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import CMD, ENV, ReflectorProcess, run, send, wait_for
@@ -155,7 +157,7 @@ class _LoopSource:
                 self.work.step()
             else:
                 time.sleep(0.001)
-        self.work.cancel_all("the sending loop has stopped")
+        self.work.stop("the sending loop has stopped")
 
     def render(self):
         import threading
@@ -244,8 +246,64 @@ def test_pieces_are_written_whole_and_in_order_whatever_each_call_takes():
     reader = threading.Thread(target=read)
     reader.start()
     with a:
-        _sendall(a, pieces)
+        _sendall(a, pieces, time.monotonic() + 20)
         a.shutdown(socket.SHUT_WR)
         reader.join(20)
     b.close()
     assert bytes(got) == b"".join(pieces)
+
+
+def test_scrapers_that_do_not_read_hold_no_more_than_two_answers_and_a_failed_render_is_a_500():
+    """Answers made by a source's loop count until their last octet is written: two scrapers
+    that send a request and never read hold two, a third scrape gets 503 at once (no queue of
+    60 MB answers in memory); when they go, scrapes are answered again.  A render that raises is
+    answered 500 with its error, not a dropped connection."""
+    import urllib.error
+
+    from stamp_suite.observability.http import MAX_ANSWERS, serve
+
+    source = _LoopSource([b"stamp_x 1\n" + b"# padding\n" * 200_000] * 10)  # 20 MB an answer
+    server = serve(source, "127.0.0.1:0")
+    url = f"http://127.0.0.1:{server.port}/metrics"
+    stalled = []
+    try:
+        for _ in range(MAX_ANSWERS):
+            c = socket.create_connection(("127.0.0.1", server.port))
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            stalled.append(c)
+        time.sleep(1.0)  # both rendered, both writers blocked on a full socket
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            status = 200
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        assert status == 503
+        for c in stalled:
+            c.close()
+
+        def answered() -> bool:
+            try:
+                return urllib.request.urlopen(url, timeout=10).status == 200
+            except urllib.error.HTTPError:  # 503 until the writers have seen their scrapers go
+                return False
+        assert wait_for(answered, 10)
+    finally:
+        for c in stalled:
+            c.close()
+        server.stop()
+        source.running = False
+
+    class Broken(_LoopSource):
+        def render(self):
+            yield
+            raise KeyError("no such target")
+    broken = Broken([])
+    server = serve(broken, "127.0.0.1:0")
+    try:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5)
+        assert err.value.code == 500 and b"KeyError" in err.value.read()
+    finally:
+        server.stop()
+        broken.running = False

@@ -104,7 +104,7 @@ def test_window_gauges_from_a_closed_window():
     assert got["stamp_monitor_target_up"] == {L(monitor="vp1", target="site-a"): 1}
 
 
-def test_a_big_exposition_comes_in_pieces_that_add_up_to_the_whole():
+def test_a_big_exposition_comes_in_pieces_that_add_up_to_the_whole(monkeypatch):
     """Rendered in slices by the sending loop (sender/sliced.py): no piece over CHUNK_LINES
     lines and a session's series, the pieces in order are the exposition, and each step of the
     window summaries is short too."""
@@ -129,9 +129,13 @@ def test_a_big_exposition_comes_in_pieces_that_add_up_to_the_whole():
     assert max(p.count(b"\n") for p in pieces) < CHUNK_LINES + 80  # a piece ends after the session that fills it
     assert steps.count(b"") >= len(windows) // WINDOWS_PER_SLICE  # the summaries are sliced too
     whole = b"".join(pieces)
+    # the same exposition rendered in one piece (no piece is ever full)
+    from stamp_suite.observability import exposition as xmod
+    monkeypatch.setattr(xmod, "CHUNK_LINES", 10**9)
     x2 = Exposition()
-    assert whole == b"".join([*metrics.expose(x2), *expose_windows(x2, windows, [(t, True) for t, _, _ in windows],
-                                                                    lambda t: metrics.labels(("vp1", t))), x2.take()])
+    once = [*metrics.expose(x2), *expose_windows(x2, windows, [(t, True) for t, _, _ in windows],
+                                                 lambda t: metrics.labels(("vp1", t))), x2.take()]
+    assert [p for p in once if p] == [once[-1]] and whole == once[-1]
     got = parsed(whole)
     assert len(got["stamp_sender_packets_sent_total"]) == 300
     assert len(got["stamp_monitor_window_rtt_p50_seconds"]) == 300

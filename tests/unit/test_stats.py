@@ -215,3 +215,24 @@ def test_target_state_lines_are_limited_to_twenty_a_minute_and_the_rest_summed_u
     states.say("target 't2' is up again", "up again")
     states.minute()
     assert lines[-1] == "target 't2' is up again" and len(lines) == 22  # a new minute: said at once, no summary
+
+
+def test_a_window_keeps_the_scope_it_opened_with_and_only_a_full_one_makes_a_line():
+    """jsonl turned on by a reload: a window already open has kept only its gauges' statistics,
+    so it makes no line (one that would report empty TTL, residence and IPDV); the next does."""
+    from stamp_suite.monitor.windows import WindowedStats
+    from stamp_suite.sender.events import WindowClosed
+
+    closed = []
+    windows = WindowedStats((10 * 10**9,), on_close=closed.append, full=False)
+    for seq in range(3):
+        windows(Sent(seq, BASE, b"", window_ns=seq * 10**9))
+        windows(Reply(sample(seq, 10)))
+    windows.full = True  # the reload
+    windows(Sent(10, BASE, b"", window_ns=10 * 10**9))  # the next window opens now
+    windows(Reply(sample(10, 10)))
+    windows(WindowClosed(10 * 10**9, 0, False))
+    windows(WindowClosed(10 * 10**9, 1, False))
+    first, second = closed
+    assert not first.full and first.stats.sent == 3 and first.stats.rtt.count == 3 and not first.stats.reflector_ttl
+    assert second.full and second.stats.reflector_ttl and second.stats.residence.count == 1

@@ -60,8 +60,11 @@ def run(s: Settings, stop: StopRequest, destination: tuple[str, int] | None = No
         if output.progress:
             driver.every(NS, output.show_progress)
         started = time.monotonic_ns()
-        driver.run()
-        driver.close_all()
+        try:
+            driver.run()
+            driver.close_all()
+        finally:
+            driver.close()
         duration_s = (time.monotonic_ns() - started) / NS
     finally:
         for part in parts:

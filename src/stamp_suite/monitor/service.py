@@ -303,7 +303,7 @@ class Monitor:
                                      f"{window.length_s} s window to {rfc3339((window.index + 1) * window.length_ns)}",
                                      state)
             target.up = up
-        if self.jsonl is not None:
+        if self.jsonl is not None and window.full:  # not a window opened before jsonl was on
             self._write_window(name, window.record())
 
     def _write_window(self, name: str, record: dict[str, Any]) -> None:
@@ -361,12 +361,14 @@ class Monitor:
                  f"{len(self.targets)} running")
 
     def close(self) -> None:
-        for target in list(self.targets.values()):
-            self._stop(target)
-        for part in (self.agent, self.metrics_server):
+        for part in (self.agent, self.metrics_server):  # first: no scrape waits on a loop that is gone
             if part is not None:
                 part.stop()
+        for target in list(self.targets.values()):
+            self._stop(target)
+        self.state_lines.minute()  # what was held back is said before the end
         self._close_jsonl()
+        self.driver.close()
 
     def windows(self) -> Iterator[tuple[str, int, ClosedWindow]]:
         """(target, window length in s, its latest closed window) for every target and length."""
@@ -391,10 +393,6 @@ class MonitorExposition:
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
 
-    def exposition(self) -> bytes:
-        """All at once, here (tests, tools)."""
-        return b"".join(_run_whole(self.render()))
-
     def exposition_future(self) -> Future | None:
         """A render by the sending loop: a future of the text's pieces, or None when the loop
         has its hands full of renders already (the server answers 503)."""
@@ -415,12 +413,3 @@ class MonitorExposition:
             yield
         pieces.append(x.take())
         return pieces
-
-
-def _run_whole(task: Generator[None, None, list[bytes]]) -> list[bytes]:
-    """A sliced task's result, every step taken at once."""
-    try:
-        while True:
-            next(task)
-    except StopIteration as done:
-        return done.value

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..sender.events import Duplicate, Event, Late, Lost, Refused, Rejected, Reply, Sent, WindowClosed
 from ..sender.report import rfc3339
-from ..sender.stats import DELAYS, SessionStats
+from ..sender.stats import ALL, DELAYS, SessionStats
 
 NS = 1_000_000_000
 # Recent delays kept per target to pair consecutive packets for IPDV: at a packet a second, a
@@ -40,6 +40,11 @@ class ClosedWindow:
     stats: SessionStats
 
     @property
+    def full(self) -> bool:
+        """Every statistic kept (a window line can be written), not only the gauges'."""
+        return self.stats.scope == ALL
+
+    @property
     def length_s(self) -> int:
         return self.length_ns // NS
 
@@ -49,16 +54,17 @@ class ClosedWindow:
 
 
 class _OpenWindow:
-    __slots__ = ("stats", "events", "sent")
+    __slots__ = ("stats", "events", "sent", "full")
 
-    def __init__(self) -> None:
+    def __init__(self, full: bool) -> None:
         self.stats: SessionStats | None = None
         self.events: list[Event] = []
         self.sent = 0  # Sent events are only counted (by SessionStats too): not kept
+        self.full = full  # as WindowedStats.full was when the window opened
 
-    def fold(self, dscp: int, ecn: int, full: bool) -> SessionStats:
+    def fold(self, dscp: int, ecn: int) -> SessionStats:
         if self.stats is None:
-            self.stats = (SessionStats(dscp, ecn, ipdv_memory=IPDV_MEMORY) if full
+            self.stats = (SessionStats(dscp, ecn, ipdv_memory=IPDV_MEMORY) if self.full
                           else SessionStats(dscp, ecn, ipdv_memory=0, scope=DELAYS))
         stats = self.stats
         stats.sent += self.sent
@@ -77,8 +83,8 @@ class WindowedStats:
         self.lengths_ns = lengths_ns
         self.dscp, self.ecn = dscp, ecn
         # full: every statistic of a window, for its JSON line; otherwise what its gauges need
-        # (counts, order, delays and jitter: SessionStats scope DELAYS), a window's statistics
-        # made at its first fold as this says then.
+        # (counts, order, delays and jitter: SessionStats scope DELAYS), as this says when the
+        # window opens (ClosedWindow.full: a window line is written only for a full window).
         self.full = full
         self.on_close = on_close
         self.open: dict[int, dict[int, _OpenWindow]] = {length: {} for length in lengths_ns}
@@ -110,16 +116,16 @@ class WindowedStats:
             if window is None:
                 if index <= self._closed.get(length, -1):
                     continue  # a late or duplicate reply to a window already summarised
-                window = open_[index] = _OpenWindow()
+                window = open_[index] = _OpenWindow(self.full)
             if kind is Sent:
                 window.sent += 1
                 continue
             window.events.append(ev)
             if len(window.events) >= FOLD_EVERY:
-                window.fold(self.dscp, self.ecn, self.full)
+                window.fold(self.dscp, self.ecn)
 
     def _close(self, ev: WindowClosed) -> None:
-        st = self.open[ev.length_ns].pop(ev.index, _OpenWindow()).fold(self.dscp, self.ecn, self.full)
+        st = self.open[ev.length_ns].pop(ev.index, _OpenWindow(self.full)).fold(self.dscp, self.ecn)
         self._closed[ev.length_ns] = ev.index
         closed = self.last[ev.length_ns] = ClosedWindow(ev.length_ns, ev.index, ev.partial, st)
         if self.on_close is not None:

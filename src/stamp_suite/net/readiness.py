@@ -42,12 +42,8 @@ class Readiness:
         """The data of the descriptors readable within ``timeout_s`` (0: now), in no order."""
         if self._epoll is None:
             return [key.data for key, _ in self._selector.select(timeout_s)]
-        try:
-            events = self._epoll.poll(timeout_s, MAX_EVENTS)
-        except InterruptedError:  # a signal: the caller looks at its stop flag and waits again
-            return []
-        data = self._data
-        return [data[fd] for fd, _ in events]
+        data = self._data  # (a signal does not end the wait: PEP 475; the stop request's socket does)
+        return [data[fd] for fd, _ in self._epoll.poll(timeout_s, MAX_EVENTS)]
 
     def close(self) -> None:
         (self._epoll or self._selector).close()

@@ -22,12 +22,13 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from ..net.udp import SocketSetupError
+from ..sender.sliced import LoopStopped
 from .exposition import CONTENT_TYPE
 from .loop import LoopThread
 
@@ -59,10 +60,13 @@ class MetricsServer(LoopThread):
 
     def __init__(self, source: object, addr: str) -> None:
         super().__init__()
-        self.render = _renderer(source)
         # A source this big (the monitor's) is rendered by its own loop, in slices: see
         # sender/sliced.py.  Its future is awaited here.
         self.render_in_loop: Callable[[], Future | None] | None = getattr(source, "exposition_future", None)
+        self.render = _renderer(source) if self.render_in_loop is None else None
+        self._answering = 0  # answers rendered by the source's loop, from the request to the last octet
+        self._writers: ThreadPoolExecutor | None = None  # made for the first of them
+        self._writing: set[socket.socket] = set()  # their sockets, shut at stop so no writer lingers
         self.addr = addr
         self.sock = _listen(addr)
         self.port = self.sock.getsockname()[1]
@@ -75,6 +79,13 @@ class MetricsServer(LoopThread):
             await self.stopping.wait()
         for conn in list(self._connections):
             conn.writer.close()
+        for sock in list(self._writing):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # a writer blocked on a slow scraper fails at once
+            except OSError:  # the scraper is gone already
+                pass
+        if self._writers is not None:
+            self._writers.shutdown(wait=False, cancel_futures=True)
 
     def _admit(self, conn: _Connection) -> bool:
         """Room for ``conn``, made if need be by closing a connection that has waited too long."""
@@ -107,12 +118,19 @@ class MetricsServer(LoopThread):
                 return
             conn.answering = True
             status, headers, body = self._respond(head)
-            if body is None:
-                status, headers, body = await self._render_in_loop()
             head_only = head.startswith(b"HEAD ")
-            if isinstance(body, list) and not head_only:
-                await self._write_pieces(writer, _response(status, headers, body), body)
-                return
+            if body is None:
+                if self._answering >= MAX_ANSWERS:  # two are being made or written: no queue
+                    status, headers, body = "503 Service Unavailable", {"Retry-After": "1"}, b"busy rendering\n"
+                else:
+                    self._answering += 1
+                    try:
+                        status, headers, body = await self._render_in_loop()
+                        if isinstance(body, list) and not head_only:
+                            await self._write_pieces(writer, _response(status, headers, body), body)
+                            return
+                    finally:
+                        self._answering -= 1
             writer.write(_response(status, headers, body, head_only))
             await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
         except (asyncio.TimeoutError, ConnectionError, OSError):
@@ -122,16 +140,21 @@ class MetricsServer(LoopThread):
                 self._connections.remove(conn)
             writer.close()
 
-    @staticmethod
-    async def _write_pieces(writer: asyncio.StreamWriter, head: bytes, pieces: list[bytes]) -> None:
+    async def _write_pieces(self, writer: asyncio.StreamWriter, head: bytes, pieces: list[bytes]) -> None:
         """A render's pieces (tens of MB for a monitor), written by a worker thread with a
-        blocking socket (_sendall): written by this loop instead, each socket buffer's worth
-        cost a pass of Python that took the interpreter lock from the monitor's sending loop (a
-        61 MB answer held its sends back 200 ms, measured)."""
+        blocking socket (_sendall), all within WRITE_TIMEOUT_S: written by this loop instead,
+        each socket buffer's worth cost a pass of Python that took the interpreter lock from
+        the monitor's sending loop (a 61 MB answer held its sends back 200 ms, measured)."""
+        if self._writers is None:
+            self._writers = ThreadPoolExecutor(MAX_ANSWERS, thread_name_prefix="metrics-write")
         sock = socket.socket(fileno=os.dup(writer.get_extra_info("socket").fileno()))
-        with sock:
-            sock.settimeout(WRITE_TIMEOUT_S)
-            await asyncio.get_running_loop().run_in_executor(None, _sendall, sock, [head, *pieces])
+        self._writing.add(sock)
+        try:
+            deadline = time.monotonic() + WRITE_TIMEOUT_S
+            await asyncio.get_running_loop().run_in_executor(self._writers, _sendall, sock, [head, *pieces], deadline)
+        finally:
+            self._writing.discard(sock)
+            sock.close()
 
     async def _render_in_loop(self) -> tuple[str, dict[str, str], list[bytes] | bytes]:
         """The source's loop renders (in slices, between its sends); 503 when it has two renders
@@ -141,10 +164,12 @@ class MetricsServer(LoopThread):
             return "503 Service Unavailable", {"Retry-After": "1"}, b"busy rendering\n"
         try:
             pieces = await asyncio.wait_for(asyncio.wrap_future(future), RENDER_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError:  # the render is cancelled too: dropped at its next slice
             return "503 Service Unavailable", {"Retry-After": "1"}, b"the render took too long\n"
-        except RuntimeError as exc:  # the loop stopped (SlicedWork.cancel_all)
+        except LoopStopped as exc:
             return "503 Service Unavailable", {}, f"{exc}\n".encode()
+        except Exception as exc:  # noqa: BLE001 - a bug in a render: said to the scraper, not a dropped connection
+            return "500 Internal Server Error", {}, f"the render failed: {type(exc).__name__}: {exc}\n".encode()
         return "200 OK", {"Content-Type": CONTENT_TYPE}, pieces
 
     def _respond(self, head: bytes) -> tuple[str, dict[str, str], bytes | None]:
@@ -165,20 +190,28 @@ class MetricsServer(LoopThread):
 
 
 IOV_BATCH = 256  # pieces per sendmsg (Linux takes up to 1024 buffers a call)
+MAX_ANSWERS = 2  # answers rendered by a source's loop at once, writing included; 503 beyond
 
 
-def _sendall(sock: socket.socket, pieces: list[bytes]) -> None:
-    """Every piece, in order, a few hundred per system call: each call is a moment this
-    thread holds the interpreter lock, and a thread preempted while holding it stops the
-    sending loop until it runs again (a sendall per piece, 3,000 for a monitor of 10,000
-    targets, was measured holding sends back tens of milliseconds)."""
+def _sendall(sock: socket.socket, pieces: list[bytes], deadline: float) -> None:
+    """Every piece, in order, a few hundred per system call, before ``deadline`` (monotonic
+    s; TimeoutError after it): each call is a moment this thread holds the interpreter lock,
+    and a thread preempted while holding it stops the sending loop until it runs again (a
+    sendall per piece, 3,000 for a monitor of 10,000 targets, held sends back tens of ms)."""
+    def time_left() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the scraper did not take the answer in time")
+        return left
     if not hasattr(sock, "sendmsg"):  # Windows
         for piece in pieces:
+            sock.settimeout(time_left())
             sock.sendall(piece)
         return
     views = [memoryview(p) for p in pieces if p]
     i = 0
     while i < len(views):
+        sock.settimeout(time_left())
         sent = sock.sendmsg(views[i:i + IOV_BATCH])
         while sent:  # past what went: whole pieces, then the front of a piece
             if sent >= len(views[i]):

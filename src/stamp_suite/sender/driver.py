@@ -28,7 +28,7 @@ from ..net.udp import UdpEndpoint
 from .engine import SessionSender
 from .events import Event, SendFailed, Transmit
 from .sliced import STEP_BUDGET_NS, SlicedWork
-from .timers import TimerWheel, tick_time
+from .timers import TICK_NS, TimerWheel
 
 NS = 1_000_000_000
 # Waiting for a send: select() (millisecond resolution) until PRECISE_WINDOW_NS before the
@@ -58,7 +58,7 @@ class SenderSession:
         self.destination = destination
         self.consumers: list[Consumer] = list(consumers)
         self.on_clock = on_clock
-        self.timer: int | None = None  # the due time this session has in the driver's heap
+        self.timer: int | None = None  # the due time this session has in the driver's heap or wheel
         self.departing: dict[int, int] = {}  # TX timestamp key -> sequence number
 
     def dispatch(self, event: Event) -> None:
@@ -92,8 +92,8 @@ class SenderDriver:
         self.sessions: dict[int, SenderSession] = {}
         self.schedule_error_ns: deque[int] = deque(maxlen=100_000) if record_schedule else deque(maxlen=0)
         self.on_schedule_error: Callable[[int], None] | None = None  # every send's lateness, in ns
-        self._heap: list[tuple[int, int]] = []  # precise: (due, session id); stale entries are skipped
-        self._wheel = TimerWheel()  # coarse: session ids by millisecond (timers.py)
+        self._heap: list[tuple[int, int]] = []  # (due, session id); stale entries are skipped
+        self._wheel = TimerWheel()  # coarse: session ids by millisecond (timers.py), then the heap
         self._periodic: list[list] = []  # [next due, period, callback]
         # Work other threads ask of this loop (a /metrics render), done a slice per pass of a
         # coarse loop, between its sends (see sliced.py).
@@ -132,10 +132,16 @@ class SenderDriver:
         """Run until every session has finished (with ``until_finished``) or a stop is
         requested; True when stopped by the request."""
         tighten_timer_slack()
+        self.work.start()
         try:
             return self._loop(until_finished)
         finally:
-            self.work.cancel_all("the sending loop has stopped")
+            self.work.stop("the sending loop has stopped")
+
+    def close(self) -> None:
+        """Let go of the loop's own descriptors (the sessions' sockets are their owners')."""
+        self.work.close()
+        self._sel.close()
 
     def _loop(self, until_finished: bool) -> bool:
         sel, stop, work = self._sel, self.stop_request, self.work
@@ -195,12 +201,22 @@ class SenderDriver:
                 self._run_timer(heapq.heappop(heap), now)
             return
         # coarse: thousands may be due at once, each handled at its own instant (a send the
-        # loop reached over an interval late is skipped, see SenderConfig.skip_missed)
+        # loop reached over an interval late is skipped, see SenderConfig.skip_missed).  The
+        # wheel gives a millisecond's timers at its start; those due later in it wait in the
+        # heap, which then says exactly when.
+        while heap and heap[0][0] <= now:
+            self._run_timer(heapq.heappop(heap), time.monotonic_ns())
         sessions = self.sessions
         for sid in self._wheel.pop_due(now, MAX_TIMERS_PER_PASS):
             session = sessions.get(sid)
-            if session is not None and session.timer is not None and tick_time(session.timer) <= now:
-                self._handle_timer(session, time.monotonic_ns())  # else a stale entry: its timer moved
+            due = session.timer if session is not None else None
+            if due is None:
+                continue
+            if due <= now:
+                self._handle_timer(session, time.monotonic_ns())
+            elif due // TICK_NS <= now // TICK_NS:
+                heapq.heappush(heap, (due, sid))
+            # else a stale entry: the timer moved to a later millisecond, which has its entry
 
     def _run_timer(self, entry: tuple[int, int], now: int) -> None:
         if not self._stale(entry):

@@ -4,15 +4,15 @@ A monitor of 10,000 targets renders about 770,000 lines of /metrics per scrape. 
 the HTTP server's thread, it holds the interpreter lock that the sending loop needs, and each
 of the loop's system calls then waits up to a switch interval to get it back (sends 250 ms
 late, measured); rendered in a forked child, the fork and the copy-on-write faults of a
-500 MB heap slow the loop for as long as the child lives.  Here the loop itself renders, one
-slice (about a millisecond) per pass: sends are never late by more than a slice, no lock
-changes hands, and the render's CPU is counted where it is spent.
+500 MB heap slow the loop for as long as the child lives.  Here the loop itself renders, a
+slice (well under a millisecond) at a time: no lock changes hands, and the render's CPU is
+counted where it is spent.
 
 A task is a generator: each ``next()`` is one slice, and its return value is the result.
 The loop gives tasks the time it would otherwise sleep (up to STEP_BUDGET_NS a pass), so a
-render never holds back a send that is due; a task that has waited FAIR_AFTER_NS gets
-STEP_BUDGET_NS every pass, so that a loop with no time to spare still finishes a render
-within a scrape's timeout.
+render holds back no send that is due by more than a slice; a task that has waited
+FAIR_AFTER_NS also gets STEP_BUDGET_NS of every pass of a busy loop, so that a loop with no
+time to spare still finishes a render within a scrape's timeout.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ STEP_BUDGET_NS = 1_000_000  # slices per pass of the loop until this much time i
 FAIR_AFTER_NS = 3_000_000_000
 
 
+class LoopStopped(RuntimeError):
+    """The loop that would have done the task has stopped (or is stopping)."""
+
+
 class SlicedWork:
     """Tasks submitted from any thread, stepped one slice at a time by the loop's thread."""
 
@@ -37,6 +41,7 @@ class SlicedWork:
         self.max_tasks = max_tasks
         self._tasks: deque[tuple[Generator[Any, None, Any], Future, int]] = deque()  # ..., submitted at
         self._lock = threading.Lock()
+        self._stopped: str | None = None  # why tasks are refused: the loop is not running
         # Wakes a loop asleep in its readiness wait when a task comes (fileno() is watched).
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -46,10 +51,15 @@ class SlicedWork:
         return self._wake_r.fileno()
 
     def submit(self, task: Generator[Any, None, Any]) -> Future | None:
-        """Run ``task`` in the loop; its future has the task's return value, or its exception.
-        None when MAX_TASKS are there already (the caller says busy)."""
+        """Run ``task`` in the loop; its future has the task's return value, or its exception
+        (LoopStopped when the loop is not running).  None when MAX_TASKS are there already
+        (the caller says busy).  Cancelling the future drops the task at its next slice."""
         future: Future = Future()
         with self._lock:
+            if self._stopped is not None:
+                task.close()
+                future.set_exception(LoopStopped(self._stopped))
+                return future
             if len(self._tasks) >= self.max_tasks:
                 task.close()
                 return None
@@ -78,10 +88,15 @@ class SlicedWork:
 
     def step(self, budget_ns: int = 0) -> None:
         """Slices of the oldest tasks until ``budget_ns`` is spent (at least one slice), or no
-        task is left (the loop's thread only)."""
+        task is left (the loop's thread only).  A task whose future was cancelled (its scrape
+        gave up) is dropped, not finished."""
         until = time.monotonic_ns() + budget_ns
         while self._tasks:
             task, future, _ = self._tasks[0]
+            if future.cancelled():
+                task.close()
+                self._finish(future, None, None)
+                continue
             try:
                 next(task)
             except StopIteration as done:
@@ -100,14 +115,21 @@ class SlicedWork:
             else:
                 future.set_exception(exc)
 
-    def cancel_all(self, why: str) -> None:
-        """The loop is ending: every task still there fails with ``why``."""
+    def start(self) -> None:
+        """The loop runs (again): tasks are taken."""
+        self._stopped = None
+
+    def stop(self, why: str) -> None:
+        """The loop is ending: every task still there, and every one submitted from now on
+        until :meth:`start`, fails with LoopStopped(``why``)."""
+        with self._lock:
+            self._stopped = why
         while self._tasks:
             task, future, _ = self._tasks[0]
             task.close()
-            self._finish(future, None, RuntimeError(why))
+            self._finish(future, None, LoopStopped(why))
 
     def close(self) -> None:
-        self.cancel_all("closed")
+        self.stop("closed")
         self._wake_r.close()
         self._wake_w.close()

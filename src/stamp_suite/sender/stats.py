@@ -34,6 +34,7 @@ IPDV_MEMORY = 4096  # recent per-sequence delays kept to pair consecutive packet
 # (a monitor's lifetime counters).  What is left out costs nothing a reply, where every object
 # a reply touches is a cache miss (a monitor of 10,000 targets: 5 us of its round trip each).
 ALL, DELAYS, ROUND_TRIP = "all", "delays", "round_trip"
+_SCOPES = {s: s for s in (ALL, DELAYS, ROUND_TRIP)}
 
 
 def unwrap(seq: int, reference: int) -> int:
@@ -133,9 +134,9 @@ class SessionStats:
         self.follow_up_shift = dist()  # real departure minus the T3 the reply carried
         self.rtt_follow_up = dist()  # round trip recomputed with the real departure
         self._by_reflector_seq: OrderedDict[int, Sample] | None = None  # made by the first Follow-Up TLV
-        if scope not in (ALL, DELAYS, ROUND_TRIP):
+        if scope not in _SCOPES:
             raise ValueError(f"scope must be {ALL}, {DELAYS} or {ROUND_TRIP}, not {scope!r}")
-        self.scope = scope
+        self.scope = _SCOPES[scope]  # the constant itself: _on_sample compares by identity
 
     @classmethod
     def lifetime_counters(cls, dscp_sent: int = 0, ecn_sent: int = 0) -> SessionStats:

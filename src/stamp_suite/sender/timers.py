@@ -3,10 +3,11 @@
 A heap of (due, session) tuples is what a precise sender needs, and what the monitor had: at
 10,000 targets it pops 10,000 timers a second, and each pop cost 4 us in the running monitor
 (measured: the heap is cold by the time the loop comes back to it, and each of its ~28
-comparisons reaches a tuple and two ints).  Here a timer goes into the bucket of its tick
-(its due time rounded up to the millisecond: a coarse send leaves at the first wake-up at or
-after its due time anyway), and a heap holds only the ticks that have a bucket: a pop is a
-step along a list, the heap sees one push and one pop a millisecond.
+comparisons reaches a tuple and two ints).  Here a timer goes into the bucket of the
+millisecond it is due in, and a heap holds only the milliseconds that have a bucket: a pop is
+a step along a list, and the heap sees one push and one pop a millisecond.  A bucket comes up
+at the start of its millisecond; the driver holds back what is due later in it (a send never
+leaves early).
 """
 
 from __future__ import annotations
@@ -14,11 +15,6 @@ from __future__ import annotations
 import heapq
 
 TICK_NS = 1_000_000
-
-
-def tick_time(due_ns: int) -> int:
-    """When a timer due at ``due_ns`` comes up: the end of its millisecond."""
-    return -(-due_ns // TICK_NS) * TICK_NS
 
 
 class TimerWheel:
@@ -33,7 +29,7 @@ class TimerWheel:
         return sum(map(len, self._buckets.values()))
 
     def push(self, due_ns: int, session_id: int) -> None:
-        tick = -(-due_ns // TICK_NS)
+        tick = due_ns // TICK_NS
         bucket = self._buckets.get(tick)
         if bucket is None:
             self._buckets[tick] = [session_id]
@@ -42,7 +38,8 @@ class TimerWheel:
             bucket.append(session_id)
 
     def first(self) -> int | None:
-        """When the earliest bucket comes up (monotonic ns), or None when there is none."""
+        """When the earliest bucket comes up (the start of its millisecond, monotonic ns), or
+        None when there is none."""
         return self._ticks[0] * TICK_NS if self._ticks else None
 
     def pop_due(self, now_ns: int, limit: int) -> list[int]:
