@@ -107,6 +107,13 @@ def _open_jsonl(path: str) -> TextIO:
         raise ConfigError(f"jsonl {path}: {exc.strerror or exc}") from None
 
 
+def _shown(value: Any) -> str:
+    """A monitor setting in the reload line: windows as 10s, 60s; an unset output as off."""
+    if isinstance(value, tuple):
+        return ", ".join(f"{w}s" for w in value)
+    return str(value) if value else "off"
+
+
 class StateLines:
     """Lines saying a target went down or came up again: the first STATE_LINES_PER_MINUTE of a
     minute as they come, the rest counted and said in one line at the minute's end.  When the
@@ -349,6 +356,7 @@ class Monitor:
         if not self._reload:
             return
         self._reload = False
+        before = self.config
         try:
             added, removed, changed = self.apply(self._load())
         except (ConfigError, SocketSetupError, OSError) as exc:
@@ -357,8 +365,12 @@ class Monitor:
         except Exception as exc:  # noqa: BLE001 - a reload never stops the monitor; said, with its type
             self.log(f"reload failed, keeping the running targets: {type(exc).__name__}: {exc}")
             return
+        now = self.config
+        outputs = [f"{name} {_shown(getattr(now, key))}" for key, name in
+                   (("windows", "windows"), ("jsonl", "jsonl"), ("metrics_addr", "metrics on"), ("snmp_socket", "snmp"))
+                   if getattr(now, key) != getattr(before, key)]
         self.log(f"reloaded: {len(added)} added, {len(removed)} removed, {len(changed)} changed, "
-                 f"{len(self.targets)} running")
+                 f"{len(self.targets)} running" + (f"; now {', '.join(outputs)}" if outputs else ""))
 
     def close(self) -> None:
         for part in (self.agent, self.metrics_server):  # first: no scrape waits on a loop that is gone
