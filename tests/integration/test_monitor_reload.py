@@ -60,8 +60,8 @@ def test_reload_applies_windows_jsonl_and_metrics_addr_and_refuses_a_typo(tmp_pa
     assert mon.returncode == 0
     refused = [ln for ln in err.splitlines() if "reload failed" in ln]
     assert len(refused) == 1 and "[monitor] windows: expected a list of whole seconds" in refused[0]
-    assert "0 added, 0 removed, 1 changed, 1 running; now windows 2s, jsonl " in err  # what else changed, said
-    assert f"metrics on 127.0.0.1:{m2}" in err
+    assert "0 added, 0 removed, 1 changed, 1 running; windows 2s; jsonl " in err  # what else changed, said
+    assert f"; metrics 127.0.0.1:{m2}" in err
 
 
 def test_a_reload_that_cannot_start_a_target_changes_nothing(tmp_path):

@@ -210,7 +210,7 @@ def test_target_state_lines_are_limited_to_twenty_a_minute_and_the_rest_summed_u
     states.say("target 't1' is up again", "up again")
     assert len(lines) == STATE_LINES_PER_MINUTE == 20
     states.minute()
-    assert lines[-1] == ("and 9,981 more targets changed state in the last minute (9,980 down, 1 up again): "
+    assert lines[-1] == ("and 9,981 more targets changed state since the last such line (9,980 down, 1 up again): "
                          "stamp_monitor_target_up has each")
     states.say("target 't2' is up again", "up again")
     states.minute()

@@ -108,9 +108,9 @@ def _open_jsonl(path: str) -> TextIO:
 
 
 def _shown(value: Any) -> str:
-    """A monitor setting in the reload line: windows as 10s, 60s; an unset output as off."""
+    """A monitor setting in the reload line: windows as 10s/60s; an unset output as off."""
     if isinstance(value, tuple):
-        return ", ".join(f"{w}s" for w in value)
+        return "/".join(f"{w}s" for w in value)
     return str(value) if value else "off"
 
 
@@ -135,7 +135,7 @@ class StateLines:
     def minute(self) -> None:
         held = sum(self._held.values())
         if held:
-            self.log(f"and {held:,} more targets changed state in the last minute ({self._held['down']:,} down, "
+            self.log(f"and {held:,} more targets changed state since the last such line ({self._held['down']:,} down, "
                      f"{self._held['up again']:,} up again): stamp_monitor_target_up has each")
         self._said = 0
         self._held = dict.fromkeys(self._held, 0)
@@ -366,11 +366,11 @@ class Monitor:
             self.log(f"reload failed, keeping the running targets: {type(exc).__name__}: {exc}")
             return
         now = self.config
-        outputs = [f"{name} {_shown(getattr(now, key))}" for key, name in
-                   (("windows", "windows"), ("jsonl", "jsonl"), ("metrics_addr", "metrics on"), ("snmp_socket", "snmp"))
+        outputs = [f"{key.split('_')[0]} {_shown(getattr(now, key))}" for key in ("windows", "jsonl", "metrics_addr",
+                                                                                  "snmp_socket")
                    if getattr(now, key) != getattr(before, key)]
         self.log(f"reloaded: {len(added)} added, {len(removed)} removed, {len(changed)} changed, "
-                 f"{len(self.targets)} running" + (f"; now {', '.join(outputs)}" if outputs else ""))
+                 f"{len(self.targets)} running" + "".join(f"; {o}" for o in outputs))
 
     def close(self) -> None:
         for part in (self.agent, self.metrics_server):  # first: no scrape waits on a loop that is gone

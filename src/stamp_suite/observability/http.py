@@ -35,6 +35,7 @@ from .loop import LoopThread
 REQUEST_TIMEOUT_S = 5.0
 WRITE_TIMEOUT_S = 10.0
 RENDER_TIMEOUT_S = 10.0  # Prometheus's default scrape timeout
+STOP_WAIT_S = 0.3  # for the connections' handlers to finish at stop
 MAX_HEAD = 8192
 MAX_CONNECTIONS = 64
 MAX_PER_PEER = 16
@@ -67,6 +68,7 @@ class MetricsServer(LoopThread):
         self._answering = 0  # answers rendered by the source's loop, from the request to the last octet
         self._writers: ThreadPoolExecutor | None = None  # made for the first of them
         self._writing: set[socket.socket] = set()  # their sockets, shut at stop so no writer lingers
+        self._handlers: set[asyncio.Task] = set()  # connections being answered, finished at stop
         self.addr = addr
         self.sock = _listen(addr)
         self.port = self.sock.getsockname()[1]
@@ -75,15 +77,22 @@ class MetricsServer(LoopThread):
 
     async def main(self) -> None:
         server = await asyncio.start_server(self._handle, sock=self.sock, backlog=BACKLOG, limit=MAX_HEAD)
-        async with server:
+        async with server:  # (from Python 3.12 leaving it waits for every connection: close them first)
             await self.stopping.wait()
-        for conn in list(self._connections):
-            conn.writer.close()
-        for sock in list(self._writing):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # a writer blocked on a slow scraper fails at once
-            except OSError:  # the scraper is gone already
-                pass
+            server.close()
+            for conn in list(self._connections):
+                conn.writer.close()
+            for sock in list(self._writing):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # a writer blocked on a slow scraper fails at once
+                except OSError:  # the scraper is gone already
+                    pass
+            if self._handlers:  # each sees its connection end and finishes; none is left pending
+                await asyncio.wait(list(self._handlers), timeout=STOP_WAIT_S)
+                for task in self._handlers:
+                    task.cancel()  # still waiting for a render
+                if self._handlers:
+                    await asyncio.wait(list(self._handlers), timeout=STOP_WAIT_S)
         if self._writers is not None:
             self._writers.shutdown(wait=False, cancel_futures=True)
 
@@ -106,6 +115,14 @@ class MetricsServer(LoopThread):
         return True
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._handlers.add(task)
+        try:
+            await self._answer(reader, writer)
+        finally:
+            self._handlers.discard(task)
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = _Connection(writer)
         if not self._admit(conn):
             writer.close()
@@ -159,7 +176,10 @@ class MetricsServer(LoopThread):
     async def _render_in_loop(self) -> tuple[str, dict[str, str], list[bytes] | bytes]:
         """The source's loop renders (in slices, between its sends); 503 when it has two renders
         on its hands already, or has stopped, or takes longer than RENDER_TIMEOUT_S."""
-        future = self.render_in_loop()
+        try:
+            future = self.render_in_loop()
+        except Exception as exc:  # noqa: BLE001 - a source that cannot even start a render: said, as below
+            return "500 Internal Server Error", {}, f"the render failed: {type(exc).__name__}: {exc}\n".encode()
         if future is None:
             return "503 Service Unavailable", {"Retry-After": "1"}, b"busy rendering\n"
         try:
