@@ -24,6 +24,7 @@ import re
 import resource
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import OUT, PY, Reflector, build, cpu_seconds  # noqa: E402
+from run import OUT, PY, Reflector, build, children, cpu_seconds  # noqa: E402
 
 SCRAPE_EVERY_S = 15
 SCRAPE_TIMEOUT_S = 30
@@ -120,14 +121,17 @@ def measure(args: argparse.Namespace, ref_port: int, env: dict | None) -> None:
             raise SystemExit(f"the monitor did not start: {log[-3:]}")
         start_s = time.monotonic() - t_start
         time.sleep(WINDOW_S + 5)  # warm-up: the first windows closed, memory at its working size
-        first, c0, t0 = Scrape(mport), cpu_seconds([mon.pid]), time.monotonic()
+        first = Scrape(mport)  # (the first starts the render process)
+        helpers = children(mon.pid)[1:]
+        c0, h0, t0 = cpu_seconds([mon.pid]), cpu_seconds(helpers), time.monotonic()
         scrapes = [first]
         while (left := args.seconds - (time.monotonic() - t0)) > 0:
             time.sleep(min(SCRAPE_EVERY_S, left))
             scrapes.append(Scrape(mport))
         cpu_s, elapsed = cpu_seconds([mon.pid]) - c0, time.monotonic() - t0
-        status = Path(f"/proc/{mon.pid}/status").read_text()
-        rss, hwm = (int(re.search(rf"^{k}:\s+(\d+)", status, re.M).group(1)) / 1024 for k in ("VmRSS", "VmHWM"))
+        helper_s = cpu_seconds(helpers) - h0
+        rss, hwm = memory(mon.pid)
+        helper_hwm = sum(memory(pid)[1] for pid in helpers)
     finally:
         mon.send_signal(signal.SIGTERM)
         mon.wait(60)
@@ -141,11 +145,23 @@ def measure(args: argparse.Namespace, ref_port: int, env: dict | None) -> None:
     sent, received, lost = last.sent - first.sent, last.received - first.received, last.lost - first.lost
     print(f"{args.targets} targets at 1 packet/s, started in {start_s:.1f} s, measured for {elapsed:.0f} s: "
           f"CPU {cpu_s / elapsed:.1%} of one core, {cpu_s / max(sent, 1) * 1e6:.0f} us per round trip; "
-          f"RSS {rss:.0f} MB (peak {hwm:.0f} MB)")
+          f"RSS {rss:.0f} MB (peak {hwm:.0f} MB)"
+          + (f"; its render process {helper_s / elapsed:.1%} of a core, peak {helper_hwm:.0f} MB" if helpers else ""))
     print(f"  {received:.0f} replies to {sent:.0f} packets, {lost:.0f} lost; schedule error: "
           f"{schedule_share(first, last, '0.005')} under 5 ms, p99 {schedule_p99(first, last)}; "
-          f"slowest /metrics scrape {max(s.seconds for s in scrapes[1:]) * 1e3:.0f} ms ({last.lines} lines)"
+          f"/metrics scrape median {statistics.median(s.seconds for s in scrapes[1:]) * 1e3:.0f} ms, slowest "
+          f"{max(s.seconds for s in scrapes[1:]) * 1e3:.0f} ms ({last.lines} lines)"
           + (f", {failed} scrapes unanswered" if failed else ""))
+
+
+def memory(pid: int) -> tuple[float, float]:
+    """RSS and its peak (MB); zeros for a process that is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0, 0.0
+    rss, hwm = (int(re.search(rf"^{k}:\s+(\d+)", status, re.M).group(1)) / 1024 for k in ("VmRSS", "VmHWM"))
+    return rss, hwm
 
 
 def _delta(first: Scrape, last: Scrape) -> dict[str, float]:

@@ -52,8 +52,9 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def children(pid: int) -> list[int]:
+    """``pid`` and its descendants, whichever of its threads started them."""
     try:
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        kids = [k for task in Path(f"/proc/{pid}/task").iterdir() for k in (task / "children").read_text().split()]
     except OSError:
         return [pid]
     return [pid] + [p for k in kids for p in children(int(k))]

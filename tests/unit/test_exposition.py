@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stamp_suite.monitor.windows import ClosedWindow
 from stamp_suite.observability.exposition import Exposition, label_text, number
-from stamp_suite.observability.metrics import SenderMetrics, expose_windows
+from stamp_suite.observability.metrics import SenderMetrics, expose_sessions, expose_windows, window_rows
 from stamp_suite.sender.events import Reply, Sample, Sent
 from stamp_suite.sender.stats import SessionStats
 
@@ -91,9 +91,10 @@ def test_window_gauges_from_a_closed_window():
         st.on_event(Reply(sample(seq, rtt_us)))
     st.on_event(Sent(4, T1, b""))
     window = ClosedWindow(10 * 10**9, 170_000_000, True, st)
+    labels = label_text(("monitor", "target"), ("vp1", "site-a"))
+    (rows,) = window_rows([("site-a", window)], lambda t: label_text(("monitor", "target"), ("vp1", t)))
     x = Exposition()
-    pieces = list(expose_windows(x, [("site-a", 10, window)], [("site-a", True)],
-                                 lambda t: label_text(("monitor", "target"), ("vp1", t))))
+    pieces = list(expose_windows(x, rows, [(labels, 1)]))
     got = parsed(b"".join(pieces) + x.text())
     me = L(monitor="vp1", target="site-a", window="10s")
     assert got["stamp_monitor_window_packets_sent"] == {me: 5}
@@ -109,7 +110,7 @@ def test_a_big_exposition_comes_in_pieces_that_add_up_to_the_whole(monkeypatch):
     lines and a session's series, the pieces in order are the exposition, and each step of the
     window summaries is short too."""
     from stamp_suite.observability.exposition import CHUNK_LINES
-    from stamp_suite.observability.metrics import WINDOWS_PER_SLICE
+    from stamp_suite.observability.metrics import SLICE_WORK, SUMMARY_WORK
 
     metrics = SenderMetrics(("monitor", "target"))
     windows = []
@@ -119,22 +120,24 @@ def test_a_big_exposition_comes_in_pieces_that_add_up_to_the_whole(monkeypatch):
         for ev in (Sent(0, T1, b""), Reply(sample(0, 100 + i))):
             stats.on_event(ev)
             hook(ev)
-        windows.append((f"t{i}", 10, ClosedWindow(10 * 10**9, 1, False, stats)))
+        windows.append((f"t{i}", ClosedWindow(10 * 10**9, 1, False, stats)))
+    session_rows = list(metrics.rows())
+    assert len(session_rows) == 2 and sum(map(len, session_rows)) == 300  # copied out in slices
+    summaries = list(window_rows(windows, lambda t: metrics.labels(("vp1", t))))
+    assert len(summaries) >= len(windows) * SUMMARY_WORK // SLICE_WORK  # the summaries are sliced too
+    assert len(list(window_rows(windows, lambda t: metrics.labels(("vp1", t))))) == 2  # once summarised: labels only
+    rows = [row for rows in summaries for row in rows]
+    up = [(metrics.labels(("vp1", t)), 1) for t, _ in windows]
     x = Exposition()
-    pieces = list(metrics.expose(x))
-    steps = list(expose_windows(x, windows, [(t, True) for t, _, _ in windows],
-                                lambda t: metrics.labels(("vp1", t))))
-    pieces += steps + [x.take()]
+    pieces = [*expose_sessions(x, [r for rs in session_rows for r in rs]), *expose_windows(x, rows, up), x.take()]
     assert len(pieces) > 10
     assert max(p.count(b"\n") for p in pieces) < CHUNK_LINES + 80  # a piece ends after the session that fills it
-    assert steps.count(b"") >= len(windows) // WINDOWS_PER_SLICE  # the summaries are sliced too
     whole = b"".join(pieces)
     # the same exposition rendered in one piece (no piece is ever full)
     from stamp_suite.observability import exposition as xmod
     monkeypatch.setattr(xmod, "CHUNK_LINES", 10**9)
     x2 = Exposition()
-    once = [*metrics.expose(x2), *expose_windows(x2, windows, [(t, True) for t, _, _ in windows],
-                                                 lambda t: metrics.labels(("vp1", t))), x2.take()]
+    once = [*metrics.expose(x2), *expose_windows(x2, rows, up), x2.take()]
     assert [p for p in once if p] == [once[-1]] and whole == once[-1]
     got = parsed(whole)
     assert len(got["stamp_sender_packets_sent_total"]) == 300

@@ -18,17 +18,14 @@ import json
 import socket
 import sys
 import zlib
-from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from ..config import ConfigError, Settings
 from ..net.clock import ClockWatcher, read_clock_state
 from ..net.signals import StopRequest
 from ..net.udp import SocketSetupError
-from ..observability.exposition import Exposition, label_text
-from ..observability.metrics import (DELAY_BUCKETS_S, BucketHistogram, SenderMetrics, expose_build_info,
-                                     expose_schedule, expose_windows)
+from ..observability.metrics import DELAY_BUCKETS_S, BucketHistogram, SenderMetrics, window_row
 from ..say import say
 from ..sender.driver import SenderDriver, SenderSession
 from ..build import load_keys
@@ -36,6 +33,7 @@ from ..sender.session import destination_still, open_session
 from ..sender.report import rfc3339
 from ..sender.stats import SessionStats
 from .config import MonitorConfig, load_config
+from .exposition import MonitorExposition
 from .windows import ClosedWindow, WindowedStats
 
 NS = 1_000_000_000
@@ -310,6 +308,8 @@ class Monitor:
                                      f"{window.length_s} s window to {rfc3339((window.index + 1) * window.length_ns)}",
                                      state)
             target.up = up
+        if self.metrics_server is not None:  # summarised now, between sends: a scrape copies it out
+            window_row(window, self.metrics.labels((self.name, name)))
         if self.jsonl is not None and window.full:  # not a window opened before jsonl was on
             self._write_window(name, window.record())
 
@@ -382,11 +382,11 @@ class Monitor:
         self._close_jsonl()
         self.driver.close()
 
-    def windows(self) -> Iterator[tuple[str, int, ClosedWindow]]:
-        """(target, window length in s, its latest closed window) for every target and length."""
+    def windows(self) -> Iterator[tuple[str, ClosedWindow]]:
+        """(target, its latest closed window) for every target and window length."""
         for t in list(self.targets.values()):
             for window in list(t.windows.last.values()):
-                yield t.name, window.length_s, window
+                yield t.name, window
 
     def targets_up(self) -> Iterator[tuple[str, bool]]:
         """(target, up): up when its latest closed shortest window had a reply; a target with
@@ -395,33 +395,3 @@ class Monitor:
             window = t.windows.last.get(min(t.windows.lengths_ns))
             if window is not None and window.stats.sent:
                 yield t.name, window.stats.received > 0
-
-
-class MonitorExposition:
-    """The monitor's Prometheus view: cumulative per target, plus the latest closed windows.
-    Up to a million lines, rendered by the sending loop in slices between its sends
-    (sender/sliced.py says why)."""
-
-    def __init__(self, monitor: Monitor) -> None:
-        self.monitor = monitor
-
-    def exposition_future(self) -> Future | None:
-        """A render by the sending loop: a future of the text's pieces, or None when the loop
-        has its hands full of renders already (the server answers 503)."""
-        return self.monitor.driver.work.submit(self.render())
-
-    def render(self) -> Generator[None, None, list[bytes]]:
-        """The exposition as a task for the sending loop: each step a slice; returns the pieces."""
-        m = self.monitor
-        x = Exposition()
-        pieces: list[bytes] = []
-        expose_build_info(x)
-        for piece in m.metrics.expose(x):
-            pieces.append(piece)
-            yield
-        expose_schedule(x, m.schedule_error, m.skipped_sends(), label_text(("monitor",), (m.name,)))
-        for piece in expose_windows(x, m.windows(), m.targets_up(), lambda target: m.metrics.labels((m.name, target))):
-            pieces.append(piece)
-            yield
-        pieces.append(x.take())
-        return pieces

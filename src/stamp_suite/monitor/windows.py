@@ -15,7 +15,7 @@ packets; otherwise only what the window gauges need (scope DELAYS)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..sender.events import Duplicate, Event, Late, Lost, Refused, Rejected, Reply, Sent, WindowClosed
@@ -38,6 +38,9 @@ class ClosedWindow:
     index: int
     partial: bool
     stats: SessionStats
+    # Its series as exposition text, made once (observability.metrics.window_row): a closed
+    # window never changes, and a 60 s window is scraped four times.
+    exposed: tuple[str, tuple[str | None, ...]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def full(self) -> bool:

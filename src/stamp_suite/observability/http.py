@@ -61,6 +61,7 @@ class MetricsServer(LoopThread):
 
     def __init__(self, source: object, addr: str) -> None:
         super().__init__()
+        self.source = source
         # A source this big (the monitor's) is rendered by its own loop, in slices: see
         # sender/sliced.py.  Its future is awaited here.
         self.render_in_loop: Callable[[], Future | None] | None = getattr(source, "exposition_future", None)
@@ -95,6 +96,13 @@ class MetricsServer(LoopThread):
                     await asyncio.wait(list(self._handlers), timeout=STOP_WAIT_S)
         if self._writers is not None:
             self._writers.shutdown(wait=False, cancel_futures=True)
+
+    def stop(self, timeout: float = 0.5) -> None:
+        """Stop serving, then close the source's own means of rendering (if it has any)."""
+        super().stop(timeout)
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            close()
 
     def _admit(self, conn: _Connection) -> bool:
         """Room for ``conn``, made if need be by closing a connection that has waited too long."""

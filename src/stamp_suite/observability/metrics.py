@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import sys
+from operator import attrgetter
 from collections.abc import Callable, Iterator
 
 import prometheus_client
@@ -17,7 +18,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily, InfoMetricFamily, Metric)
 
 from .. import __version__
-from .exposition import Exposition, label_text
+from .exposition import Exposition, label_text, number
 from ..reflector.counters import PROCESSING_BUCKETS_S
 from ..sender.events import Event, Reply
 
@@ -131,6 +132,16 @@ class _SessionMetrics:
         self.dscp_reflector = cos["dscp_at_reflector"] if cos else None
         self.dscp_sender = None if s.reply_tos is None else s.reply_tos >> 2
 
+    def row(self) -> tuple:
+        """What the exposition shows of this session, copied into a plain tuple (ints, floats,
+        str and None: marshal can send it to a render process): labels, the SENDER_COUNTERS,
+        jitter and latest round trip (ns), TTL and DSCP at the reflector and here, then each
+        histogram's bucket counts and sum (ns)."""
+        st, (rtt, forward, backward) = self.stats, self.hist
+        return (self.labels, *_COUNTERS(st), st.rtt_var.jitter_ns, self.last_rtt, self.ttl_reflector, self.ttl_sender, self.dscp_reflector,
+                self.dscp_sender, rtt.counts[:], rtt.sum_ns, forward.counts[:], forward.sum_ns, backward.counts[:],
+                backward.sum_ns)
+
 
 SENDER_COUNTERS = (  # (metric, SessionStats attribute, help)
     ("stamp_sender_packets_sent_total", "sent", "Test packets sent"),
@@ -146,6 +157,8 @@ SENDER_HISTOGRAMS = (  # (metric, help): round trip, forward, backward
     ("stamp_sender_backward_delay_seconds", "One-way delay T4-T3 (needs synchronised clocks)"),
 )
 _BUCKET_BOUNDS = (*map(str, DELAY_BUCKETS_S), "+Inf")
+_COUNTERS = attrgetter(*(attr for _, attr, _ in SENDER_COUNTERS))
+_JITTER, _LAST_RTT, _TTL, _DSCP, _HISTOGRAMS = 7, 8, 9, 11, 13  # columns of a session's row
 
 
 def expose_build_info(x: Exposition) -> None:
@@ -182,58 +195,77 @@ class SenderMetrics:
         return b"".join([*self.expose(x), x.take()])
 
     def expose(self, x: Exposition) -> Iterator[bytes]:
-        """Every session's series into ``x``; a generator that hands out the text a piece at a
-        time whenever ``x`` is full (a render in slices: sender/sliced.py).  The pieces and
-        what is left in ``x`` are the exposition, in order."""
+        """Every session's series into ``x``, as :func:`expose_sessions`."""
+        return expose_sessions(x, [m.row() for m in list(self._sessions.values())])
+
+    def rows(self) -> Iterator[list[tuple]]:
+        """Every session's row, ROWS_PER_SLICE at a time: the sending loop marshals each slice
+        of them as it takes it, for a render elsewhere (monitor/exposition.py)."""
         sessions = list(self._sessions.values())
-        for name, attr, doc in SENDER_COUNTERS:
-            x.family(name, "counter", doc)
-            for m in sessions:
-                x.sample(name, m.labels, getattr(m.stats, attr))
-                if x.full():
-                    yield x.take()
-        answered = [m for m in sessions if m.last_rtt is not None]  # nothing about delay until a reply
-        x.family("stamp_sender_jitter_seconds", "gauge", "Round-trip interarrival jitter (RFC 3550)")
-        for m in answered:
-            x.sample("stamp_sender_jitter_seconds", m.labels, m.stats.rtt_var.jitter_ns / 1e9)
-            if x.full():
-                yield x.take()
-        x.family("stamp_sender_last_rtt_seconds", "gauge", "Round trip of the latest reply")
-        for m in answered:
-            x.sample("stamp_sender_last_rtt_seconds", m.labels, m.last_rtt / 1e9)
-            if x.full():
-                yield x.take()
-        for name, attr, doc in (("stamp_sender_ttl", "ttl", "TTL/hop limit of the latest packet at each end"),
-                                ("stamp_sender_dscp", "dscp", "DSCP of the latest packet at each end")):
-            x.family(name, "gauge", doc)
-            for m in answered:
-                for end in ("reflector", "sender"):
-                    value = getattr(m, f"{attr}_{end}")
-                    if value is not None:
-                        x.sample(name, f'{m.labels},end="{end}"', value)
-                if x.full():
-                    yield x.take()
-        for i, (name, doc) in enumerate(SENDER_HISTOGRAMS):
-            x.family(name, "histogram", doc)
-            for m in sessions:
-                h = m.hist[i]
-                x.histogram(name, m.labels, _BUCKET_BOUNDS, h.counts, h.sum_ns / 1e9)
-                if x.full():
-                    yield x.take()
+        for i in range(0, len(sessions), ROWS_PER_SLICE):
+            yield [m.row() for m in sessions[i:i + ROWS_PER_SLICE]]
 
 
-def expose_schedule(x: Exposition, lateness: BucketHistogram, skipped: int, labels: str) -> None:
-    """A monitor's own health: how late its sends leave, and the sends it skipped."""
+ROWS_PER_SLICE = 200  # sessions copied out per slice (about 3 us each, and 2 to marshal them)
+
+
+def expose_sessions(x: Exposition, rows: list[tuple]) -> Iterator[bytes]:
+    """The sessions' series from their rows (_SessionMetrics.row) into ``x``; a generator that
+    hands out the text a piece at a time whenever ``x`` is full (a render in slices:
+    sender/sliced.py).  The pieces and what is left in ``x`` are the exposition, in order."""
+    lines = x.lines
+    for i, (name, _, doc) in enumerate(SENDER_COUNTERS, start=1):
+        x.family(name, "counter", doc)
+        for row in rows:
+            lines.append(f"{name}{{{row[0]}}} {row[i]}")  # counts: ints
+            if x.full():
+                yield x.take()
+                lines = x.lines
+    answered = [row for row in rows if row[_LAST_RTT] is not None]  # nothing about delay until a reply
+    for name, column, doc in (("stamp_sender_jitter_seconds", _JITTER, "Round-trip interarrival jitter (RFC 3550)"),
+                              ("stamp_sender_last_rtt_seconds", _LAST_RTT, "Round trip of the latest reply")):
+        x.family(name, "gauge", doc)
+        for row in answered:
+            x.sample(name, row[0], row[column] / 1e9)
+            if x.full():
+                yield x.take()
+    for name, column, doc in (("stamp_sender_ttl", _TTL, "TTL/hop limit of the latest packet at each end"),
+                              ("stamp_sender_dscp", _DSCP, "DSCP of the latest packet at each end")):
+        x.family(name, "gauge", doc)
+        for row in answered:
+            for end, value in zip(("reflector", "sender"), row[column:column + 2]):
+                if value is not None:
+                    x.sample(name, f'{row[0]},end="{end}"', value)
+            if x.full():
+                yield x.take()
+    for i, (name, doc) in enumerate(SENDER_HISTOGRAMS):
+        x.family(name, "histogram", doc)
+        counts, sums = _HISTOGRAMS + 2 * i, _HISTOGRAMS + 2 * i + 1
+        for row in rows:
+            x.histogram(name, row[0], _BUCKET_BOUNDS, row[counts], row[sums] / 1e9)
+            if x.full():
+                yield x.take()
+
+
+def schedule_row(labels: str, lateness: BucketHistogram, skipped: int) -> tuple:
+    """A monitor's own health as expose_schedule wants it (live, as a session's row)."""
+    return labels, lateness.counts, lateness.sum_ns, skipped
+
+
+def expose_schedule(x: Exposition, row: tuple) -> None:
+    """A monitor's own health (schedule_row): how late its sends leave, and the sends it skipped."""
+    labels, counts, sum_ns, skipped = row
     name = "stamp_monitor_schedule_error_seconds"
     x.family(name, "histogram", "How late the test packets that were sent left against their schedule (sends "
                                 "later still are skipped: stamp_monitor_sends_skipped_total is the overload signal)")
-    x.histogram(name, labels, _BUCKET_BOUNDS, lateness.counts, lateness.sum_ns / 1e9)
+    x.histogram(name, labels, _BUCKET_BOUNDS, counts, sum_ns / 1e9)
     x.family("stamp_monitor_sends_skipped_total", "counter",
              "Scheduled test packets not sent for being over an interval (and 0.1 s) late: an overloaded monitor")
     x.sample("stamp_monitor_sends_skipped_total", labels, skipped)
 
 
-WINDOWS_PER_SLICE = 8  # closed windows summarised per slice of a render (20-80 us each)
+SUMMARY_WORK = 32  # a closed window summarised (20-80 us), against one summarised already (under 1 us)
+SLICE_WORK = 8 * SUMMARY_WORK  # windows' work per slice of a render: 8 summaries, or 256 labels
 WINDOW_GAUGES = (  # (gauge, help); its value from a closed window by window_gauges()
     ("loss_ratio", "Lost / (received + lost) in the latest closed window"),
     ("packets_sent", "Test packets sent in the latest closed window"),
@@ -265,28 +297,49 @@ def window_gauges(window) -> dict[str, float | None]:
             "jitter_seconds": seconds(st.rtt_var.jitter_ns) if st.received else None}
 
 
-def expose_windows(x: Exposition, windows, targets_up, labels: Callable[[str], str]) -> Iterator[bytes]:
-    """``stamp_monitor_window_*{monitor,target,window}`` gauges from (target, length in s,
-    closed window), and ``stamp_monitor_target_up{monitor,target}`` from (target, up);
-    ``labels(target)`` is the target's escaped monitor and target labels.  A generator, as
-    :meth:`SenderMetrics.expose`."""
-    values = []
-    for target, length_s, w in windows:
-        values.append((f'{labels(target)},window="{length_s}s"', window_gauges(w)))
-        if len(values) % WINDOWS_PER_SLICE == 0:
-            yield b""  # a slice's worth of summaries (percentiles sort): the loop's turn
-    for key, doc in WINDOW_GAUGES:
+def window_row(window, labels: str) -> tuple[str, tuple[str | None, ...]]:
+    """A closed window's series: its labels (the target's ``labels`` and its length) and the
+    WINDOW_GAUGES as sample values in exposition text (None: no value).  Worked out at the
+    first call and kept in the window, which never changes: the monitor calls this when a
+    window closes, so that a scrape only copies it out."""
+    if window.exposed is None:
+        gauges = window_gauges(window)
+        window.exposed = (f'{labels},window="{window.length_s}s"',
+                          tuple(None if gauges[key] is None else number(gauges[key]) for key, _ in WINDOW_GAUGES))
+    return window.exposed
+
+
+def window_rows(windows, labels: Callable[[str], str]) -> Iterator[list[tuple[str, tuple[str | None, ...]]]]:
+    """The window_row of each (target, closed window), a slice's worth at a time;
+    ``labels(target)`` is the target's escaped monitor and target labels."""
+    rows, work = [], 0
+    for target, w in windows:
+        if w.exposed is None:
+            work += SUMMARY_WORK
+            window_row(w, labels(target))
+        rows.append(w.exposed)
+        work += 1
+        if work >= SLICE_WORK:
+            yield rows
+            rows, work = [], 0
+    yield rows
+
+
+def expose_windows(x: Exposition, rows, up_rows) -> Iterator[bytes]:
+    """``stamp_monitor_window_*{monitor,target,window}`` gauges from window_rows, and
+    ``stamp_monitor_target_up{monitor,target}`` from (labels, 1 or 0).  A generator, as
+    :func:`expose_sessions`."""
+    for i, (key, doc) in enumerate(WINDOW_GAUGES):
         name = f"stamp_monitor_window_{key}"
         x.family(name, "gauge", doc)
-        for lv, gauges in values:
-            if gauges[key] is not None:
-                x.sample(name, lv, gauges[key])
+        for labels, text in rows:
+            if text[i] is not None:
+                x.lines.append(f"{name}{{{labels}}} {text[i]}")
                 if x.full():
                     yield x.take()
     x.family("stamp_monitor_target_up", "gauge", "1 when the target answered in its latest closed shortest "
              "window; 0 when nothing came back or ICMP said nothing listens there")
-    for target, is_up in targets_up:
-        x.sample("stamp_monitor_target_up", labels(target), 1 if is_up else 0)
+    for labels, is_up in up_rows:
+        x.sample("stamp_monitor_target_up", labels, is_up)
         if x.full():
             yield x.take()
-
