@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import marshal
 import math
+import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from stamp_suite.monitor.windows import ClosedWindow
-from stamp_suite.observability.exposition import Exposition, label_text, number
-from stamp_suite.observability.metrics import SenderMetrics, expose_sessions, expose_windows, window_rows
+from stamp_suite.monitor.exposition import FAMILIES, expose_parts
+from stamp_suite.observability.exposition import CHUNK_LINES, Families, label_text, number
+from stamp_suite.observability.metrics import (ROWS_PER_SLICE, SLICE_WORK, SUMMARY_WORK, UP_FAMILIES, WINDOW_FAMILIES,
+                                               SenderMetrics, build_lines, schedule_lines, session_lines,
+                                               up_lines, window_lines, window_rows)
 from stamp_suite.sender.events import Reply, Sample, Sent
 from stamp_suite.sender.stats import SessionStats
 
@@ -41,10 +46,9 @@ def test_numbers_are_what_go_parses():
 
 
 def test_labels_are_escaped_once_and_read_back_whole():
-    x = Exposition()
-    x.family("stamp_x", "gauge", "a \\ help\nline")
-    x.sample("stamp_x", label_text(("target",), ('a"b\\c\nd',)), 1)
-    (fam,) = text_string_to_metric_families(x.text().decode())
+    f = Families([("stamp_x", "gauge", "a \\ help\nline")])
+    f.sample("stamp_x", label_text(("target",), ('a"b\\c\nd',)), 1)
+    (fam,) = text_string_to_metric_families(f.text().decode())
     assert fam.documentation == "a \\ help\nline"
     assert fam.samples[0].labels == {"target": 'a"b\\c\nd'}
 
@@ -93,9 +97,10 @@ def test_window_gauges_from_a_closed_window():
     window = ClosedWindow(10 * 10**9, 170_000_000, True, st)
     labels = label_text(("monitor", "target"), ("vp1", "site-a"))
     (rows,) = window_rows([("site-a", window)], lambda t: label_text(("monitor", "target"), ("vp1", t)))
-    x = Exposition()
-    pieces = list(expose_windows(x, rows, [(labels, 1)]))
-    got = parsed(b"".join(pieces) + x.text())
+    f = Families(WINDOW_FAMILIES + UP_FAMILIES)
+    window_lines(f, rows)
+    up_lines(f, [(labels, 1)])
+    got = parsed(f.text())
     me = L(monitor="vp1", target="site-a", window="10s")
     assert got["stamp_monitor_window_packets_sent"] == {me: 5}
     assert got["stamp_monitor_window_loss_ratio"] == {me: 0.0}  # the fifth is in flight: counts for neither
@@ -105,13 +110,21 @@ def test_window_gauges_from_a_closed_window():
     assert got["stamp_monitor_target_up"] == {L(monitor="vp1", target="site-a"): 1}
 
 
-def test_a_big_exposition_comes_in_pieces_that_add_up_to_the_whole(monkeypatch):
-    """Rendered in slices by the sending loop (sender/sliced.py): no piece over CHUNK_LINES
-    lines and a session's series, the pieces in order are the exposition, and each step of the
-    window summaries is short too."""
-    from stamp_suite.observability.exposition import CHUNK_LINES
-    from stamp_suite.observability.metrics import SLICE_WORK, SUMMARY_WORK
+def families_in_order(text: bytes) -> list[str]:
+    """The metric family of each sample line, a run of lines of one family counted once."""
+    names = []
+    for line in text.decode().splitlines():
+        if line and not line.startswith("#"):
+            name = re.sub(r"_(bucket|count|sum)$", "", line.split("{")[0].split(" ")[0])
+            if not names or names[-1] != name:
+                names.append(name)
+    return names
 
+
+def test_a_monitor_exposition_made_as_the_slices_come_is_the_one_made_at_once():
+    """The render process formats each slice the sending loop copies out as it comes
+    (monitor/exposition.py): the text is the same as from every row at once, each family's
+    lines together (the text format wants it), and the loop's slices are small."""
     metrics = SenderMetrics(("monitor", "target"))
     windows = []
     for i in range(300):
@@ -121,25 +134,29 @@ def test_a_big_exposition_comes_in_pieces_that_add_up_to_the_whole(monkeypatch):
             stats.on_event(ev)
             hook(ev)
         windows.append((f"t{i}", ClosedWindow(10 * 10**9, 1, False, stats)))
-    session_rows = list(metrics.rows())
-    assert len(session_rows) == 2 and sum(map(len, session_rows)) == 300  # copied out in slices
-    summaries = list(window_rows(windows, lambda t: metrics.labels(("vp1", t))))
-    assert len(summaries) >= len(windows) * SUMMARY_WORK // SLICE_WORK  # the summaries are sliced too
-    assert len(list(window_rows(windows, lambda t: metrics.labels(("vp1", t))))) == 2  # once summarised: labels only
-    rows = [row for rows in summaries for row in rows]
-    up = [(metrics.labels(("vp1", t)), 1) for t, _ in windows]
-    x = Exposition()
-    pieces = [*expose_sessions(x, [r for rs in session_rows for r in rs]), *expose_windows(x, rows, up), x.take()]
-    assert len(pieces) > 10
-    assert max(p.count(b"\n") for p in pieces) < CHUNK_LINES + 80  # a piece ends after the session that fills it
-    whole = b"".join(pieces)
-    # the same exposition rendered in one piece (no piece is ever full)
-    from stamp_suite.observability import exposition as xmod
-    monkeypatch.setattr(xmod, "CHUNK_LINES", 10**9)
-    x2 = Exposition()
-    once = [*metrics.expose(x2), *expose_windows(x2, rows, up), x2.take()]
-    assert [p for p in once if p] == [once[-1]] and whole == once[-1]
-    got = parsed(whole)
+    session_slices = list(metrics.rows())
+    assert [len(rows) for rows in session_slices] == [ROWS_PER_SLICE] * (300 // ROWS_PER_SLICE)
+    labels = lambda t: metrics.labels(("vp1", t))  # noqa: E731
+    window_slices = list(window_rows(windows, labels))
+    assert len(window_slices) >= len(windows) * SUMMARY_WORK // SLICE_WORK  # summaries are sliced too
+    assert len(list(window_rows(windows, labels))) == 2  # once summarised, a window is only copied
+    up = [(labels(t), 1) for t, _ in windows]
+    parts = [*(("sessions", rows) for rows in session_slices), ("schedule", [("monitor=\"vp1\"", [0] * 16, 0, 0)]),
+             *(("windows", rows) for rows in window_slices), ("up", up[:100]), ("up", up[100:])]
+    as_they_come = b"".join(expose_parts(marshal.loads(marshal.dumps(part)) for part in parts))
+
+    f = Families(FAMILIES)
+    build_lines(f)
+    session_lines(f, [row for rows in session_slices for row in rows])
+    schedule_lines(f, parts[len(session_slices)][1])
+    window_lines(f, [row for rows in window_slices for row in rows])
+    up_lines(f, up)
+    pieces = list(f.pieces())
+    assert len(pieces) > 10 and max(p.count(b"\n") for p in pieces) <= CHUNK_LINES + 2  # a family's head
+    assert as_they_come == b"".join(pieces)
+    names = families_in_order(as_they_come)
+    assert len(names) == len(set(names)) == len(FAMILIES)
+    got = parsed(as_they_come)
     assert len(got["stamp_sender_packets_sent_total"]) == 300
     assert len(got["stamp_monitor_window_rtt_p50_seconds"]) == 300
     assert got["stamp_sender_rtt_seconds_count"][L(monitor="vp1", target="t299")] == 1

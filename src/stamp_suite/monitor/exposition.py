@@ -1,38 +1,48 @@
 """The monitor's Prometheus view: cumulative series per target, plus its latest closed windows.
 
-Up to a million lines.  The sending loop copies the numbers out as plain rows, in slices
-between its sends (sender/sliced.py says why), and a render process makes the text on
-another core (observability/render_process.py says why); where that process cannot be
-started, the loop makes the text too, in slices, in the time it would otherwise sleep.
+Up to a million lines.  The sending loop copies the numbers out as plain rows, marshalled a
+slice at a time between its sends (sender/sliced.py says why), and hands them to a render
+process that formats them on another core as they come (observability/render_process.py);
+where that process cannot be started, the loop formats them too, in the time it would
+otherwise sleep.
 """
 
 from __future__ import annotations
 
 import marshal
-from collections.abc import Generator, Iterator
-from concurrent.futures import Future
+import weakref
+from collections.abc import Generator, Iterable, Iterator
+from concurrent.futures import CancelledError, Future
 
-from ..observability.exposition import Exposition, label_text
-from ..observability.metrics import (ROWS_PER_SLICE, expose_build_info, expose_schedule, expose_sessions,
-                                     expose_windows, schedule_row, window_rows)
-from ..observability.render_process import RenderProcess
+from ..observability.exposition import Families, label_text
+from ..observability.metrics import (BUILD_FAMILIES, ROWS_PER_SLICE, SCHEDULE_FAMILIES, SESSION_FAMILIES,
+                                     UP_FAMILIES, WINDOW_FAMILIES, build_lines, schedule_lines, schedule_row,
+                                     session_lines, up_lines, window_lines, window_rows)
+from ..observability.render_process import RenderJob, RenderProcess
 
-Part = tuple[str, list]  # ("sessions" | "schedule" | "windows" | "up", rows)
+Part = tuple[str, list]  # (kind, rows): "sessions", "schedule", "windows" or "up"
+FAMILIES = BUILD_FAMILIES + SESSION_FAMILIES + SCHEDULE_FAMILIES + WINDOW_FAMILIES + UP_FAMILIES
+LINES = {"sessions": session_lines, "schedule": schedule_lines, "windows": window_lines, "up": up_lines}
+BLOBS_PER_HANDOFF = 8  # slices handed to the render process at once (each wakes its thread)
 
 
-def expose_parts(parts: list[Part]) -> Iterator[bytes]:
-    """The exposition of a monitor from what MonitorExposition.snapshot copied out, a piece at
-    a time (at each ``yield``, as SenderMetrics.expose); the render process's work."""
-    rows: dict[str, list] = {"sessions": [], "schedule": [], "windows": [], "up": []}
-    for kind, some in parts:
-        rows[kind] += some
-    x = Exposition()
-    expose_build_info(x)
-    yield from expose_sessions(x, rows["sessions"])
-    for schedule in rows["schedule"]:
-        expose_schedule(x, schedule)
-    yield from expose_windows(x, rows["windows"], rows["up"])
-    yield x.take()
+def expose_parts(parts: Iterable[Part]) -> Iterator[bytes]:
+    """The render process's work: the text of the parts MonitorExposition.snapshot made,
+    formatted as they come."""
+    f = Families(FAMILIES)
+    build_lines(f)
+    for kind, rows in parts:
+        LINES[kind](f, rows)
+    return f.pieces(chunk_lines=10_000)
+
+
+def _copy_ended(copying: Future, job: RenderJob) -> None:
+    """A copy that failed, stopped with the loop or was given up fails its render too (one
+    that finished has ended its job itself)."""
+    if copying.cancelled():
+        job.fail(CancelledError("the scrape gave up"))
+    elif copying.exception() is not None:
+        job.fail(copying.exception())
 
 
 class MonitorExposition:
@@ -52,16 +62,25 @@ class MonitorExposition:
             try:
                 self.process.start()
             except OSError as exc:
-                self.monitor.log(f"metrics: no render process ({exc}); the sending loop renders /metrics, "
-                                 "which takes it longer")
+                self.monitor.log(f"metrics: no render process ({exc}); the sending loop formats /metrics too, "
+                                 "which makes a scrape of many targets slower")
                 self.process = None
         if self.process is None:
             return work.submit(self.render())
-        blobs = work.submit(self.copy_out())
-        return None if blobs is None else self.process.after(blobs)
+        job = RenderJob()
+        copying = work.submit(self.copy_out(job))
+        if copying is None:
+            return None
+        copying.add_done_callback(lambda done: _copy_ended(done, job))
+        self.process.begin(job)
+        # a scrape that gave up stops the copy; weakly, or the two futures would keep each
+        # other (and the text, 88 MB at 10,000 targets) until a full garbage collection
+        copy = weakref.ref(copying)
+        job.answer.add_done_callback(lambda answer: answer.cancelled() and (c := copy()) is not None and c.cancel())
+        return job.answer
 
     def snapshot(self) -> Iterator[Part]:
-        """The numbers of every series, a slice at a time; each slice is marshalled (a copy)
+        """The numbers of every series, a slice at a time; a slice must be marshalled (a copy)
         before the next, as the rows hold live lists."""
         m = self.monitor
 
@@ -76,22 +95,28 @@ class MonitorExposition:
         for i in range(0, len(up), ROWS_PER_SLICE):
             yield "up", [(labels(target), 1 if is_up else 0) for target, is_up in up[i:i + ROWS_PER_SLICE]]
 
-    def copy_out(self) -> Generator[None, None, list[bytes]]:
-        """A task for the sending loop: the snapshot as marshal blobs (for the render process)."""
+    def copy_out(self, job: RenderJob) -> Generator[None, None, None]:
+        """A task for the sending loop: the snapshot, marshalled and handed to ``job``."""
         blobs = []
         for part in self.snapshot():
             blobs.append(marshal.dumps(part))
+            if len(blobs) == BLOBS_PER_HANDOFF:
+                job.put(blobs)
+                blobs = []
             yield
-        return blobs
+        job.put(blobs)
+        job.end()
 
     def render(self) -> Generator[None, None, list[bytes]]:
-        """A task for the sending loop: the whole text, each step a slice; returns the pieces."""
-        parts = []
-        for blob in (yield from self.copy_out()):
-            parts.append(marshal.loads(blob))
+        """A task for the sending loop when there is no render process: the whole text, each
+        step a slice; returns the pieces."""
+        f = Families(FAMILIES)
+        build_lines(f)
+        for kind, rows in self.snapshot():
+            LINES[kind](f, rows)
             yield
         pieces = []
-        for piece in expose_parts(parts):
+        for piece in f.pieces():
             pieces.append(piece)
             yield
         return pieces

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from itertools import accumulate
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 CHUNK_LINES = 250  # lines per piece of a render done in slices (under a millisecond, cache cold)
@@ -36,19 +36,20 @@ def number(value: float) -> str:
     return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
 
 
-class Exposition:
-    """Lines of one scrape, joined at the end, or taken a piece at a time by a render done in
-    slices (:meth:`full`, :meth:`take`)."""
+Family = tuple[str, str, str]  # (name, type, help)
 
-    def __init__(self) -> None:
-        self.lines: list[str] = []
 
-    def family(self, name: str, kind: str, doc: str) -> None:
-        doc = doc.replace("\\", r"\\").replace("\n", r"\n")
-        self.lines += (f"# HELP {name} {doc}", f"# TYPE {name} {kind}")
+class Families:
+    """The lines of an exposition's metric families, added a batch of series at a time and
+    written out family by family: the text format wants each family's lines together, and a
+    render from rows copied out in slices meets its series a slice at a time."""
+
+    def __init__(self, families: Sequence[Family]) -> None:
+        self.families = families
+        self.lines: dict[str, list[str]] = {name: [] for name, _, _ in families}
 
     def sample(self, name: str, labels: str, value: float) -> None:
-        self.lines.append(f"{name}{{{labels}}} {number(value)}" if labels else f"{name} {number(value)}")
+        self.lines[name].append(f"{name}{{{labels}}} {number(value)}" if labels else f"{name} {number(value)}")
 
     def histogram(self, name: str, labels: str, bounds: Sequence[str], counts: Sequence[int], sum_s: float) -> None:
         """One series of a histogram family: ``counts`` per bucket (the last is +Inf), so
@@ -56,22 +57,31 @@ class Exposition:
         sep, braced = ("," , f"{{{labels}}}") if labels else ("", "")
         head = f"{name}_bucket{{{labels}{sep}le="
         cumulative = list(accumulate(counts))
-        self.lines += [f'{head}"{bound}"}} {n}' for bound, n in zip(bounds, cumulative)]
-        self.lines += (f"{name}_count{braced} {cumulative[-1] if cumulative else 0}",
-                       f"{name}_sum{braced} {number(sum_s)}")
+        lines = self.lines[name]
+        lines += [f'{head}"{bound}"}} {n}' for bound, n in zip(bounds, cumulative)]
+        lines += (f"{name}_count{braced} {cumulative[-1] if cumulative else 0}", f"{name}_sum{braced} {number(sum_s)}")
 
-    def full(self) -> bool:
-        """Enough lines for a piece (CHUNK_LINES)."""
-        return len(self.lines) >= CHUNK_LINES
-
-    def take(self) -> bytes:
-        """The lines so far, as text (each line ended), and none kept."""
-        if not self.lines:
-            return b""
-        self.lines.append("")
-        text = "\n".join(self.lines).encode()
-        self.lines = []
-        return text
+    def pieces(self, chunk_lines: int = CHUNK_LINES) -> Iterator[bytes]:
+        """The text, in pieces of about ``chunk_lines`` lines (each line ended)."""
+        out: list[str] = []
+        for name, kind, doc in self.families:
+            doc = doc.replace("\\", r"\\").replace("\n", r"\n")
+            out += (f"# HELP {name} {doc}", f"# TYPE {name} {kind}")
+            lines, i = self.lines[name], 0
+            while i < len(lines):
+                take = max(1, chunk_lines - len(out))
+                out += lines[i:i + take]
+                i += take
+                if len(out) >= chunk_lines:
+                    yield _text(out)
+                    out = []
+        if out:
+            yield _text(out)
 
     def text(self) -> bytes:
-        return self.take()
+        return b"".join(self.pieces())
+
+
+def _text(lines: list[str]) -> bytes:
+    lines.append("")
+    return "\n".join(lines).encode()

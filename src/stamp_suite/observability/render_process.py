@@ -11,8 +11,9 @@ half-gigabyte heap page by page as the loop writes to it, and multiprocessing's 
 run the parent's main script again), in a session of its own so that a Ctrl-C or a signal to
 the monitor's process group is the monitor's alone to handle: the child leaves when its stdin
 closes.  It is stateless: each render gets every row it shows, as marshal blobs.  Messages
-(a 4-octet length, then the octets), in order: to the child, the blobs and an empty message;
-back, the text in pieces, an empty message, and "ok" or what went wrong.
+(a 4-octet length, then the octets), in order: to the child, the blobs as the loop makes
+them and an empty message; back, the text in pieces, an empty message, and "ok" or what
+went wrong.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ import signal
 import socket
 import subprocess
 import sys
+import queue
 import threading
-import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import BinaryIO
 
-Render = Callable[[list], Iterator[bytes]]  # the parts (unmarshalled blobs) -> the text's pieces
+Render = Callable[[Iterator], Iterator[bytes]]  # the parts (unmarshalled blobs) -> the text's pieces
 STOP_WAIT_S = 1.0  # a child that does not leave when its stdin closes is killed after this
 # The text comes back in pieces of this size at least, each read by one system call (a
 # stream socket, MSG_WAITALL): the reading thread takes the interpreter lock once a piece,
@@ -72,33 +73,100 @@ def _receive(read: Callable[[int], bytes]) -> bytes:
     return _read_exactly(read, int.from_bytes(_read_exactly(read, 4), "big"))
 
 
+class _Parts:
+    """The parts of one render, unmarshalled as they come, up to the empty message."""
+
+    def __init__(self, read: Callable[[int], bytes], first: bytes) -> None:
+        self._read, self._first, self.done = read, first, not first
+
+    def _message(self) -> bytes:
+        data = self._first if self._first is not None else _receive(self._read)
+        self._first = None
+        self.done = not data
+        return data
+
+    def __iter__(self) -> Iterator:
+        while not self.done:
+            data = self._message()
+            if data:
+                yield marshal.loads(data)
+
+    def drain(self) -> None:
+        """Read the rest, so that the next render starts at its own first message."""
+        while not self.done:
+            self._message()
+
+
 def serve(render: Render, inp: BinaryIO, out: BinaryIO) -> None:
-    """The child's loop: renders until ``inp`` ends."""
+    """The child's loop: renders until ``inp`` ends (the parent stopped or is gone).
+    ``render`` takes the parts as they come and takes all of them before its first piece."""
     read = lambda n: _read_pipe(inp, n)  # noqa: E731
-    while True:
-        parts = []
-        try:
-            while data := _receive(read):
-                parts.append(marshal.loads(data))
-        except EOFError:  # the parent closed its end (it stopped, or it is gone)
-            return
-        try:
-            piece, size = [], 0
-            for text in render(parts):
-                piece.append(text)
-                size += len(text)
-                if size >= PIECE_OCTETS:
-                    _send(out, b"".join(piece))
-                    piece, size = [], 0
-            if size:
+    try:
+        while True:
+            parts = _Parts(read, _receive(read))
+            status = _render(render, parts, out)
+            parts.drain()
+            _send(out, b"")
+            _send(out, status.encode())
+            out.flush()
+    except (EOFError, BrokenPipeError):
+        return
+
+
+def _render(render: Render, parts: _Parts, out: BinaryIO) -> str:
+    """Send the text of ``parts`` in pieces of PIECE_OCTETS; "ok", or what went wrong."""
+    piece, size = [], 0
+    try:
+        for text in render(iter(parts)):
+            piece.append(text)
+            size += len(text)
+            if size >= PIECE_OCTETS:
                 _send(out, b"".join(piece))
-        except Exception as exc:  # noqa: BLE001 - sent to the parent, whose scraper gets a 500 saying it
-            status = f"{type(exc).__name__}: {exc}"
-        else:
-            status = "ok"
-        _send(out, b"")
-        _send(out, status.encode())
-        out.flush()
+                piece, size = [], 0
+        if size:
+            _send(out, b"".join(piece))
+    except (EOFError, OSError):  # the pipes: the parent is gone
+        raise
+    except Exception as exc:  # noqa: BLE001 - sent to the parent, whose scraper gets a 500 saying it
+        return f"{type(exc).__name__}: {exc}"
+    return "ok"
+
+
+class RenderJob:
+    """One render: the marshal blobs the sending loop hands over (:meth:`put`) until the copy
+    is done (:meth:`end`) or has failed (:meth:`fail`), and a future of the text's pieces."""
+
+    def __init__(self) -> None:
+        self.blobs: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        self.answer: Future = Future()
+        self.failure: BaseException | None = None
+        self._ended = False
+
+    def put(self, blobs: list[bytes]) -> None:
+        if not self._ended:
+            self.blobs.put(blobs)
+
+    def end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self.blobs.put(None)
+
+    def fail(self, exc: BaseException) -> None:
+        """The copy will not finish (``exc``): the answer fails with it."""
+        if self.failure is None:
+            self.failure = exc
+        self.end()
+        self._settle(exc=exc)
+
+    def _rendered(self, done: Future) -> None:
+        exc = done.exception()
+        self._settle(None if exc else done.result(), exc)
+
+    def _settle(self, value: object = None, exc: BaseException | None = None) -> None:
+        try:
+            self.answer.set_result(value) if exc is None else self.answer.set_exception(exc)
+        except InvalidStateError:  # settled or cancelled already: nobody waits for this
+            pass
 
 
 class RenderProcess:
@@ -150,48 +218,25 @@ class RenderProcess:
     def pid(self) -> int | None:
         return self._child.pid if self._child is not None else None
 
-    def after(self, blobs: Future) -> Future:
-        """A future of the text's pieces, rendered by the child once ``blobs`` (a future of
-        the marshal blobs) is done; cancelling it cancels ``blobs`` too."""
-        answer: Future = Future()
+    def begin(self, job: RenderJob) -> None:
+        """Render ``job`` as its blobs come: they go to the child as the loop hands them over,
+        so that it unmarshals and formats them while the loop copies out the next."""
+        try:
+            self._io.submit(self._run, job).add_done_callback(job._rendered)
+        except RuntimeError:  # the I/O thread is shut: the monitor is stopping
+            job.fail(RenderFailed("the metrics render process is closed"))
 
-        def settle(value: object = None, exc: BaseException | None = None) -> None:
-            try:
-                answer.set_result(value) if exc is None else answer.set_exception(exc)
-            except InvalidStateError:  # cancelled meanwhile: nobody waits for it
-                pass
-
-        def rendered(done: Future) -> None:
-            exc = done.exception()
-            settle(None if exc else done.result(), exc)
-
-        def copied(done: Future) -> None:  # in the sending loop's thread: hand over at once
-            if done.cancelled():
-                return
-            if done.exception() is not None:
-                settle(exc=done.exception())
-                return
-            try:
-                self._io.submit(self.run, done.result()).add_done_callback(rendered)
-            except RuntimeError:  # the I/O thread is shut: the monitor is stopping
-                settle(exc=RenderFailed("the metrics render process is closed"))
-
-        blobs.add_done_callback(copied)
-        # Weakly: a future keeps its callbacks, and answer <-> blobs would be a cycle that kept
-        # the text (88 MB at 10,000 targets) until a full garbage collection (measured).
-        copying = weakref.ref(blobs)
-        answer.add_done_callback(lambda a: a.cancelled() and (b := copying()) is not None and b.cancel())
-        return answer
-
-    def run(self, blobs: list[bytes]) -> list[bytes]:
-        """The pieces of the text for ``blobs`` (blocking: the I/O thread's)."""
+    def _run(self, job: RenderJob) -> list[bytes]:
+        """The pieces of the text for ``job`` (blocking: the I/O thread's)."""
         with self._lock:
             if self._closed:
                 raise RenderFailed("the metrics render process is closed")
             self._start()
             try:
-                for blob in blobs:
-                    _send(self._child.stdin, blob)
+                while (blobs := job.blobs.get()) is not None:
+                    for blob in blobs:
+                        _send(self._child.stdin, blob)
+                    self._child.stdin.flush()
                 _send(self._child.stdin, b"")
                 self._child.stdin.flush()
                 pieces = []
@@ -201,6 +246,8 @@ class RenderProcess:
             except (EOFError, OSError) as exc:  # it died (killed, out of memory): a new one next time
                 self._reap()
                 raise RenderFailed(f"the metrics render process ended while rendering ({exc})") from None
+        if job.failure is not None:  # the copy did not finish: what the child made is not the whole
+            raise job.failure
         if status != "ok":
             raise RenderFailed(f"the metrics render process failed: {status}")
         return pieces
