@@ -1,5 +1,6 @@
 """Monitor mode: 50 reflectors on loopback (some behind the impairment relay), one process."""
 
+import os
 import signal
 import statistics
 import subprocess
@@ -178,3 +179,44 @@ def test_example_targets_file_is_valid():
     cfg = load_config(str(Path(__file__).parents[2] / "deploy" / "targets.example.toml"))
     assert list(cfg.targets) == ["fra1", "ams1-ef", "lon1-auth"] and cfg.windows == (60, 300)
     assert cfg.targets["ams1-ef"].dscp == 46 and cfg.targets["fra1"].ssid == 100
+
+
+def render_children(pid):
+    """The render processes the monitor ``pid`` started (observability/render_process.py)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
+        except (OSError, IndexError):
+            continue
+        if int(stat[1]) == pid and b"render_process" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_render_process_comes_back_after_it_dies_and_leaves_with_the_monitor(tmp_path):
+    """/metrics is formatted by a child process: killed, the next scrape starts another; a
+    Ctrl-C to the monitor's process group stops the monitor, and the child with it, quietly."""
+    refl = start_reflector()
+    try:
+        mport = free_tcp_port()
+        cfg = tmp_path / "targets.toml"
+        write_config(cfg, {"a": refl.address}, mport)
+        mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True)
+        try:
+            assert wait_for(lambda: _sent(mport, "a") >= 2, 10)
+            (child,) = render_children(mon.pid)
+            os.kill(child, signal.SIGKILL)  # a scrape it was part of would get a 500
+            assert wait_for(lambda: _sent(mport, "a") >= 2, 10)  # and the next a new render process
+            (again,) = render_children(mon.pid)
+            assert again != child
+        finally:
+            os.killpg(mon.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
+            _, err = mon.communicate(timeout=10)
+        assert mon.returncode == 0 and "Traceback" not in err, err
+        assert not os.path.exists(f"/proc/{again}")
+    finally:
+        refl.stop()

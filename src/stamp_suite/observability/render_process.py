@@ -21,14 +21,15 @@ from __future__ import annotations
 import importlib
 import marshal
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
-import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from pathlib import Path
 from typing import BinaryIO
 
 Render = Callable[[Iterator], Iterator[bytes]]  # the parts (unmarshalled blobs) -> the text's pieces
@@ -181,6 +182,7 @@ class RenderProcess:
         self._read: Callable[[int], bytes] | None = None  # from the child's stdout
         self._close_read: Callable[[], None] | None = None
         self._closed = False
+        self._job: RenderJob | None = None  # the one being rendered
         self._io = ThreadPoolExecutor(1, thread_name_prefix="metrics-render")
 
     def start(self) -> None:
@@ -195,10 +197,13 @@ class RenderProcess:
         if not sys.executable:
             raise OSError("no Python interpreter to start it with (sys.executable is empty)")
         command = [sys.executable, "-m", __name__, self.render]
+        # the package this process runs, whatever put it on sys.path, not one the child finds
+        here = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (here, os.environ.get("PYTHONPATH"))))}
         if os.name == "posix":  # its stdout a stream socket, read a piece a system call
             ours, theirs = socket.socketpair()
             try:
-                self._child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=theirs.fileno(),
+                self._child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=theirs.fileno(), env=env,
                                                start_new_session=True)
             except BaseException:
                 ours.close()
@@ -208,7 +213,7 @@ class RenderProcess:
             self._read = lambda n: _read_socket(ours, n)
             self._close_read = ours.close
         else:  # Windows: a pipe, read a pipe buffer at a time
-            self._child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            self._child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                                            creationflags=subprocess.CREATE_NEW_PROCESS_GROUP)
             stdout = self._child.stdout
             self._read = lambda n: _read_pipe(stdout, n)
@@ -232,6 +237,7 @@ class RenderProcess:
             if self._closed:
                 raise RenderFailed("the metrics render process is closed")
             self._start()
+            self._job = job
             try:
                 while (blobs := job.blobs.get()) is not None:
                     for blob in blobs:
@@ -246,6 +252,8 @@ class RenderProcess:
             except (EOFError, OSError) as exc:  # it died (killed, out of memory): a new one next time
                 self._reap()
                 raise RenderFailed(f"the metrics render process ended while rendering ({exc})") from None
+            finally:
+                self._job = None
         if job.failure is not None:  # the copy did not finish: what the child made is not the whole
             raise job.failure
         if status != "ok":
@@ -272,6 +280,9 @@ class RenderProcess:
         """Stop the child and the I/O thread; a render under way fails (the child is killed)."""
         self._closed = True
         self._io.shutdown(wait=False, cancel_futures=True)
+        job = self._job
+        if job is not None:  # its blobs may never come now: it is over
+            job.fail(RenderFailed("the metrics render process is closed"))
         if not self._lock.acquire(timeout=STOP_WAIT_S):
             child = self._child
             if child is not None:
