@@ -23,6 +23,9 @@ from ..observability.render_process import RenderJob, RenderProcess
 Part = tuple[str, list]  # (kind, rows): "sessions", "schedule", "windows" or "up"
 FAMILIES = BUILD_FAMILIES + SESSION_FAMILIES + SCHEDULE_FAMILIES + WINDOW_FAMILIES + UP_FAMILIES
 LINES = {"sessions": session_lines, "schedule": schedule_lines, "windows": window_lines, "up": up_lines}
+# Lines per piece of the render process's text: about 100 KB, under the allocator's mmap
+# threshold, so each piece reuses memory instead of faulting in fresh pages.
+TEXT_LINES = 1000
 BLOBS_PER_HANDOFF = 8  # slices handed to the render process at once (each wakes its thread)
 
 
@@ -33,7 +36,7 @@ def expose_parts(parts: Iterable[Part]) -> Iterator[bytes]:
     build_lines(f)
     for kind, rows in parts:
         LINES[kind](f, rows)
-    return f.pieces(chunk_lines=10_000)
+    return f.pieces(chunk_lines=TEXT_LINES)
 
 
 def _copy_ended(copying: Future, job: RenderJob) -> None:

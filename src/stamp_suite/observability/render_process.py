@@ -115,22 +115,30 @@ def serve(render: Render, inp: BinaryIO, out: BinaryIO) -> None:
 
 
 def _render(render: Render, parts: _Parts, out: BinaryIO) -> str:
-    """Send the text of ``parts`` in pieces of PIECE_OCTETS; "ok", or what went wrong."""
-    piece, size = [], 0
+    """Send the text of ``parts`` in messages of PIECE_OCTETS or so; "ok", or what went wrong."""
+    message, size = [], 0
     try:
         for text in render(iter(parts)):
-            piece.append(text)
+            message.append(text)
             size += len(text)
             if size >= PIECE_OCTETS:
-                _send(out, b"".join(piece))
-                piece, size = [], 0
+                _send_pieces(out, message, size)
+                message, size = [], 0
         if size:
-            _send(out, b"".join(piece))
+            _send_pieces(out, message, size)
     except (EOFError, OSError):  # the pipes: the parent is gone
         raise
     except Exception as exc:  # noqa: BLE001 - sent to the parent, whose scraper gets a 500 saying it
         return f"{type(exc).__name__}: {exc}"
     return "ok"
+
+
+def _send_pieces(out: BinaryIO, pieces: list[bytes], size: int) -> None:
+    """One message of ``pieces`` (``size`` octets), written piece by piece: joined, a fresh
+    8 MB buffer would be faulted in page by page (a third of the render's time, measured)."""
+    out.write(size.to_bytes(4, "big"))
+    for piece in pieces:
+        out.write(piece)
 
 
 class RenderJob:
