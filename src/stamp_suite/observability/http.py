@@ -62,8 +62,9 @@ class MetricsServer(LoopThread):
     def __init__(self, source: object, addr: str) -> None:
         super().__init__()
         self.source = source
-        # A source this big (the monitor's) is rendered by its own loop, in slices: see
-        # sender/sliced.py.  Its future is awaited here.
+        # A source this big (the monitor's) renders by its own means (its loop copies the
+        # numbers out, a render process formats them: monitor/exposition.py); its future is
+        # awaited here.
         self.render_in_loop: Callable[[], Future | None] | None = getattr(source, "exposition_future", None)
         self.render = _renderer(source) if self.render_in_loop is None else None
         self._answering = 0  # answers rendered by the source's loop, from the request to the last octet

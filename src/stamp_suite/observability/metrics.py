@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import bisect
 import sys
-from operator import attrgetter
 from collections.abc import Callable, Iterator
+from operator import attrgetter
 
 import prometheus_client
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
@@ -133,14 +133,15 @@ class _SessionMetrics:
         self.dscp_sender = None if s.reply_tos is None else s.reply_tos >> 2
 
     def row(self) -> tuple:
-        """What the exposition shows of this session, copied into a plain tuple (ints, floats,
-        str and None: marshal can send it to a render process): labels, the SENDER_COUNTERS,
-        jitter and latest round trip (ns), TTL and DSCP at the reflector and here, then each
-        histogram's bucket counts and sum (ns)."""
+        """What the exposition shows of this session as a plain tuple (ints, floats, str and
+        None: marshal can send it to a render process): labels, the SENDER_COUNTERS, jitter
+        and latest round trip (ns), TTL and DSCP at the reflector and here, then each
+        histogram's bucket counts and sum (ns).  The counts are the live lists, not copies:
+        a row is formatted or marshalled before the session's next packet."""
         st, (rtt, forward, backward) = self.stats, self.hist
-        return (self.labels, *_COUNTERS(st), st.rtt_var.jitter_ns, self.last_rtt, self.ttl_reflector, self.ttl_sender, self.dscp_reflector,
-                self.dscp_sender, rtt.counts[:], rtt.sum_ns, forward.counts[:], forward.sum_ns, backward.counts[:],
-                backward.sum_ns)
+        return (self.labels, *_COUNTERS(st), st.rtt_var.jitter_ns, self.last_rtt, self.ttl_reflector,
+                self.ttl_sender, self.dscp_reflector, self.dscp_sender, rtt.counts, rtt.sum_ns, forward.counts,
+                forward.sum_ns, backward.counts, backward.sum_ns)
 
 
 SENDER_COUNTERS = (  # (metric, SessionStats attribute, help)
@@ -151,9 +152,10 @@ SENDER_COUNTERS = (  # (metric, SessionStats attribute, help)
     ("stamp_sender_reordered_packets_total", "reordered", "Replies out of order"),
     ("stamp_sender_late_packets_total", "late", "Replies after --timeout (counted lost)"),
 )
+_LAST_RTT = 8  # column of a session's row: None until a reply came
 SENDER_GAUGES = (  # (metric, column of a session's row, help): latest values, once a reply came
     ("stamp_sender_jitter_seconds", 7, "Round-trip interarrival jitter (RFC 3550)"),
-    ("stamp_sender_last_rtt_seconds", 8, "Round trip of the latest reply"),
+    ("stamp_sender_last_rtt_seconds", _LAST_RTT, "Round trip of the latest reply"),
 )
 SENDER_PATH = (  # (metric, column of the reflector's value (the sender's is next), help)
     ("stamp_sender_ttl", 9, "TTL/hop limit of the latest packet at each end"),
@@ -223,7 +225,7 @@ def session_lines(f: Families, rows: list[tuple]) -> None:
     """The SESSION_FAMILIES' series of sessions from their rows (_SessionMetrics.row)."""
     for i, (name, _, _) in enumerate(SENDER_COUNTERS, start=1):
         f.lines[name] += [f"{name}{{{row[0]}}} {row[i]}" for row in rows]  # counts: ints
-    answered = [row for row in rows if row[8] is not None]  # nothing about delay until a reply
+    answered = [row for row in rows if row[_LAST_RTT] is not None]  # nothing about delay until a reply
     for name, column, _ in SENDER_GAUGES:
         f.lines[name] += [f"{name}{{{row[0]}}} {number(row[column] / 1e9)}" for row in answered]
     for name, column, _ in SENDER_PATH:
@@ -290,9 +292,11 @@ def window_gauges(window) -> dict[str, float | None]:
             "jitter_seconds": seconds(st.rtt_var.jitter_ns) if st.received else None}
 
 
-WINDOW_FAMILIES: tuple[Family, ...] = tuple((f"stamp_monitor_window_{key}", "gauge", doc) for key, doc in WINDOW_GAUGES)
-UP_FAMILIES: tuple[Family, ...] = (("stamp_monitor_target_up", "gauge", "1 when the target answered in its latest "
-                                    "closed shortest window; 0 when nothing came back or ICMP said nothing listens there"),)
+WINDOW_FAMILIES: tuple[Family, ...] = tuple((f"stamp_monitor_window_{key}", "gauge", doc)
+                                            for key, doc in WINDOW_GAUGES)
+UP_FAMILIES: tuple[Family, ...] = (
+    ("stamp_monitor_target_up", "gauge", "1 when the target answered in its latest closed shortest window; 0 when "
+     "nothing came back or ICMP said nothing listens there"),)
 
 
 def window_row(window, labels: str) -> tuple[str, tuple[str | None, ...]]:
