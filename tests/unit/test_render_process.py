@@ -12,11 +12,27 @@ import time
 import pytest
 
 from stamp_suite.monitor.exposition import MonitorExposition, expose_parts
-from stamp_suite.observability.render_process import STOP_WAIT_S, RenderFailed, RenderJob, RenderProcess
+from stamp_suite.monitor.windows import ClosedWindow
+from stamp_suite.observability.render_process import (STOP_WAIT_S, RenderClosed, RenderDied, RenderFailed,
+                                                      RenderJob, RenderProcess)
+from stamp_suite.sender.events import Reply, Sent
 from stamp_suite.sender.sliced import SlicedWork
+from stamp_suite.sender.stats import SessionStats
+from test_exposition import T1, sample
 
 RENDER = "stamp_suite.monitor.exposition:expose_parts"
 UP = [("up", [(f'monitor="vp1",target="t{i}"', i % 2) for i in range(50)])]
+
+
+def gone(pid: int, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def blobs(parts) -> list[bytes]:
@@ -33,9 +49,10 @@ def render(process: RenderProcess, parts, fail: BaseException | None = None, tim
     return job.answer.result(timeout)
 
 
-@pytest.fixture
-def process():
-    p = RenderProcess(RENDER)
+@pytest.fixture(params=[False, True], ids=["socket", "pipe"])
+def process(request):
+    """The render process with either transport: a stream socket (Linux, macOS), a pipe (Windows)."""
+    p = RenderProcess(RENDER, pipe=request.param)
     yield p
     p.close()
 
@@ -63,20 +80,78 @@ def test_a_copy_that_gives_up_fails_its_render_only(process):
 
 
 def test_a_child_killed_while_rendering_fails_that_render_and_is_started_again(process):
+    died = []
+    process.on_died = died.append
     job = RenderJob()
     process.begin(job)
     job.put(blobs(UP))
-    deadline = time.monotonic() + 10
-    while process.pid is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    first = process.pid
+    first = wait_for_child(process)
     os.kill(first, signal.SIGKILL)
     time.sleep(0.1)
     job.end()
-    with pytest.raises(RenderFailed, match="ended while rendering"):
+    with pytest.raises(RenderDied, match="ended while rendering"):
         job.answer.result(10)
+    assert died == ["the metrics render process ended while rendering (exit status -9)"] and process.died == 1
     assert b"target_up" in b"".join(render(process, UP))
-    assert process.pid not in (None, first)
+    assert process.pid not in (None, first) and process.died == 0
+
+
+def wait_for_child(process: RenderProcess) -> int:
+    deadline = time.monotonic() + 10
+    while process.pid is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return process.pid
+
+
+def test_a_render_that_outlives_its_scrape_kills_a_stuck_child(process):
+    """A scrape that gives up (its timeout) while the child renders: the child is likely
+    stuck (here: stopped), so it is killed, said, and the next render has a new one."""
+    died = []
+    process.on_died = died.append
+    job = RenderJob()
+    process.begin(job)
+    job.put(blobs(UP))
+    child = wait_for_child(process)
+    os.kill(child, signal.SIGSTOP)
+    job.end()
+    time.sleep(0.2)
+    job.answer.cancel()  # as the HTTP server's wait_for does at RENDER_TIMEOUT_S
+    assert gone(child, 5)
+    assert b"".join(render(process, UP)) == b"".join(expose_parts(UP))
+    assert died == ["the metrics render process ended while rendering (killed: its scrape gave up waiting for it)"]
+
+
+def test_a_child_that_cannot_run_fails_each_render_and_says_so():
+    """A child that starts and dies at once (here: its render function cannot be imported):
+    each render fails and says why, never a hang."""
+    died = []
+    process = RenderProcess("stamp_suite.no_such_module:render", on_died=died.append)
+    try:
+        for _ in range(2):
+            with pytest.raises(RenderDied, match="exit status 1"):
+                render(process, UP)
+    finally:
+        process.close()
+    assert len(died) == 2 and process.died == 2
+
+
+def test_close_right_after_a_begin_returns_and_fails_the_render(caplog):
+    """The I/O thread may be anywhere (taking the lock, starting the child, waiting for the
+    loop's blobs): close() neither waits for it nor leaves the render pending, and a render
+    that never ran is no error in the log."""
+    for _ in range(10):
+        process = RenderProcess(RENDER)
+        jobs = [RenderJob(), RenderJob()]  # the second waits behind the first
+        for job in jobs:
+            process.begin(job)
+        closer = threading.Thread(target=process.close)
+        closer.start()
+        closer.join(STOP_WAIT_S + 1)
+        assert not closer.is_alive()
+        for job in jobs:
+            with pytest.raises(RenderClosed):
+                job.answer.result(5)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
 
 
 def test_close_ends_a_render_that_waits_for_its_copy_and_the_child():
@@ -86,17 +161,13 @@ def test_close_ends_a_render_that_waits_for_its_copy_and_the_child():
     job = RenderJob()
     process.begin(job)
     job.put(blobs(UP))  # and never ended
-    deadline = time.monotonic() + 10
-    while process.pid is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    child = process.pid
+    child = wait_for_child(process)
     started = time.monotonic()
     process.close()
     assert time.monotonic() - started < STOP_WAIT_S + 1
-    with pytest.raises(RenderFailed, match="closed"):
+    with pytest.raises(RenderClosed):
         job.answer.result(5)
-    with pytest.raises(ProcessLookupError):
-        os.kill(child, 0)
+    assert gone(child, 5)  # killed, and reaped by the I/O thread
 
 
 class _Monitor:
@@ -109,6 +180,14 @@ class _Monitor:
 
         self.metrics = SenderMetrics(("monitor", "target"))
         self.schedule_error = BucketHistogram(DELAY_BUCKETS_S)
+        self.closed = []
+        for i, target in enumerate(("a", "b")):  # a session each with a reply, and a closed window
+            stats = SessionStats()
+            hook = self.metrics.add_session((self.name, target), stats)
+            for ev in (Sent(0, T1, b""), Reply(sample(0, 100 + 50 * i))):
+                stats.on_event(ev)
+                hook(ev)
+            self.closed.append((target, ClosedWindow(10 * 10**9, 1, False, stats)))
         self.logged: list[str] = []
         self.work = SlicedWork()
         self.driver = self
@@ -127,7 +206,7 @@ class _Monitor:
         return 3
 
     def windows(self):
-        return iter(())
+        return iter(self.closed)
 
     def targets_up(self):
         return iter([("a", True), ("b", False)])
@@ -158,4 +237,28 @@ def test_with_a_render_process_the_text_is_the_same():
         monitor.running = False
         exposition.close()
     assert text == here and b'target="b"} 0\n' in text
+    assert b'stamp_monitor_window_rtt_p50_seconds{monitor="vp1",target="b",window="10s"} 0.00015\n' in text
+    assert b'stamp_sender_rtt_seconds_count{monitor="vp1",target="a"} 1\n' in text
     assert monitor.logged == []
+
+
+def test_after_three_deaths_in_a_row_the_loop_formats_and_says_so():
+    from stamp_suite.monitor.exposition import MAX_DEATHS
+
+    monitor = _Monitor()
+    exposition = MonitorExposition(monitor)
+    exposition.process = RenderProcess("stamp_suite.no_such_module:render", on_died=exposition._died)
+    try:
+        for _ in range(MAX_DEATHS):
+            with pytest.raises(RenderDied):
+                exposition.exposition_future().result(10)
+        text = b"".join(exposition.exposition_future().result(10))
+    finally:
+        monitor.running = False
+        exposition.close()
+    assert b'stamp_sender_rtt_seconds_count{monitor="vp1",target="a"} 1\n' in text
+    assert exposition.process is None
+    assert monitor.logged[:MAX_DEATHS - 1] == ["metrics: the metrics render process ended while rendering (exit "
+                                               "status 1); the next scrape starts another"] * (MAX_DEATHS - 1)
+    assert monitor.logged[-1].endswith(f"(exit status 1), {MAX_DEATHS} times in a row; the sending loop formats "
+                                       "/metrics from now on, which makes a scrape of many targets slower")

@@ -26,14 +26,20 @@ LINES = {"sessions": session_lines, "schedule": schedule_lines, "windows": windo
 # Lines per piece of the render process's text: about 100 KB, under the allocator's mmap
 # threshold, so each piece reuses memory instead of faulting in fresh pages.
 TEXT_LINES = 1000
-BLOBS_PER_HANDOFF = 8  # slices handed to the render process at once (each wakes its thread)
+BLOBS_PER_HANDOFF = 8
+MAX_DEATHS = 3  # renders in a row that end with the render process before the loop formats  # slices handed to the render process at once (each wakes its thread)
+
+
+def monitor_families() -> Families:
+    f = Families(FAMILIES)
+    build_lines(f)
+    return f
 
 
 def expose_parts(parts: Iterable[Part]) -> Iterator[bytes]:
     """The render process's work: the text of the parts MonitorExposition.snapshot made,
     formatted as they come."""
-    f = Families(FAMILIES)
-    build_lines(f)
+    f = monitor_families()
     for kind, rows in parts:
         LINES[kind](f, rows)
     return f.pieces(chunk_lines=TEXT_LINES)
@@ -53,7 +59,7 @@ class MonitorExposition:
 
     def __init__(self, monitor) -> None:
         self.monitor = monitor
-        self.process: RenderProcess | None = RenderProcess(f"{__name__}:expose_parts")
+        self.process: RenderProcess | None = RenderProcess(f"{__name__}:expose_parts", on_died=self._died)
         self._started = False
 
     def exposition_future(self) -> Future | None:
@@ -81,6 +87,19 @@ class MonitorExposition:
         copy = weakref.ref(copying)
         job.answer.add_done_callback(lambda answer: answer.cancelled() and (c := copy()) is not None and c.cancel())
         return job.answer
+
+    def _died(self, why: str) -> None:
+        """Said each time; after MAX_DEATHS in a row, the loop formats the text from then on."""
+        process = self.process
+        if process is None:
+            return
+        if process.died < MAX_DEATHS:
+            self.monitor.log(f"metrics: {why}; the next scrape starts another")
+            return
+        self.process = None
+        process.close()
+        self.monitor.log(f"metrics: {why}, {process.died} times in a row; the sending loop formats /metrics from now "
+                         "on, which makes a scrape of many targets slower")
 
     def snapshot(self) -> Iterator[Part]:
         """The numbers of every series, a slice at a time; a slice must be marshalled (a copy)
@@ -113,8 +132,7 @@ class MonitorExposition:
     def render(self) -> Generator[None, None, list[bytes]]:
         """A task for the sending loop when there is no render process: the whole text, each
         step a slice; returns the pieces."""
-        f = Families(FAMILIES)
-        build_lines(f)
+        f = monitor_families()
         for kind, rows in self.snapshot():
             LINES[kind](f, rows)
             yield

@@ -31,6 +31,7 @@ from ..net.udp import SocketSetupError
 from ..sender.sliced import LoopStopped
 from .exposition import CONTENT_TYPE
 from .loop import LoopThread
+from .render_process import RenderClosed
 
 REQUEST_TIMEOUT_S = 5.0
 WRITE_TIMEOUT_S = 10.0
@@ -65,9 +66,9 @@ class MetricsServer(LoopThread):
         # A source this big (the monitor's) renders by its own means (its loop copies the
         # numbers out, a render process formats them: monitor/exposition.py); its future is
         # awaited here.
-        self.render_in_loop: Callable[[], Future | None] | None = getattr(source, "exposition_future", None)
-        self.render = _renderer(source) if self.render_in_loop is None else None
-        self._answering = 0  # answers rendered by the source's loop, from the request to the last octet
+        self.render_future: Callable[[], Future | None] | None = getattr(source, "exposition_future", None)
+        self.render = _renderer(source) if self.render_future is None else None
+        self._answering = 0  # answers rendered by the source's means, from the request to the last octet
         self._writers: ThreadPoolExecutor | None = None  # made for the first of them
         self._writing: set[socket.socket] = set()  # their sockets, shut at stop so no writer lingers
         self._handlers: set[asyncio.Task] = set()  # connections being answered, finished at stop
@@ -99,11 +100,12 @@ class MetricsServer(LoopThread):
             self._writers.shutdown(wait=False, cancel_futures=True)
 
     def stop(self, timeout: float = 0.5) -> None:
-        """Stop serving, then close the source's own means of rendering (if it has any)."""
-        super().stop(timeout)
+        """Close the source's own means of rendering (if it has any: the renders it has begun
+        fail, and their scrapes get a 503 at once), then stop serving."""
         close = getattr(self.source, "close", None)
         if close is not None:
             close()
+        super().stop(timeout)
 
     def _admit(self, conn: _Connection) -> bool:
         """Room for ``conn``, made if need be by closing a connection that has waited too long."""
@@ -128,6 +130,8 @@ class MetricsServer(LoopThread):
         self._handlers.add(task)
         try:
             await self._answer(reader, writer)
+        except asyncio.CancelledError:  # cancelled at stop: its connection is closed already
+            pass  # (and Python 3.11's streams log a client task that ends cancelled as an error)
         finally:
             self._handlers.discard(task)
 
@@ -151,7 +155,7 @@ class MetricsServer(LoopThread):
                 else:
                     self._answering += 1
                     try:
-                        status, headers, body = await self._render_in_loop()
+                        status, headers, body = await self._render_by_source()
                         if isinstance(body, list) and not head_only:
                             await self._write_pieces(writer, _response(status, headers, body), body)
                             return
@@ -182,11 +186,11 @@ class MetricsServer(LoopThread):
             self._writing.discard(sock)
             sock.close()
 
-    async def _render_in_loop(self) -> tuple[str, dict[str, str], list[bytes] | bytes]:
-        """The source's loop renders (in slices, between its sends); 503 when it has two renders
-        on its hands already, or has stopped, or takes longer than RENDER_TIMEOUT_S."""
+    async def _render_by_source(self) -> tuple[str, dict[str, str], list[bytes] | bytes]:
+        """The source renders by its own means (monitor/exposition.py); 503 when it has two
+        renders on its hands already, or has stopped, or takes longer than RENDER_TIMEOUT_S."""
         try:
-            future = self.render_in_loop()
+            future = self.render_future()
         except Exception as exc:  # noqa: BLE001 - a source that cannot even start a render: said, as below
             return "500 Internal Server Error", {}, f"the render failed: {type(exc).__name__}: {exc}\n".encode()
         if future is None:
@@ -195,7 +199,7 @@ class MetricsServer(LoopThread):
             pieces = await asyncio.wait_for(asyncio.wrap_future(future), RENDER_TIMEOUT_S)
         except asyncio.TimeoutError:  # the render is cancelled too: dropped at its next slice
             return "503 Service Unavailable", {"Retry-After": "1"}, b"the render took too long\n"
-        except LoopStopped as exc:
+        except (LoopStopped, RenderClosed) as exc:
             return "503 Service Unavailable", {}, f"{exc}\n".encode()
         except Exception as exc:  # noqa: BLE001 - a bug in a render: said to the scraper, not a dropped connection
             return "500 Internal Server Error", {}, f"the render failed: {type(exc).__name__}: {exc}\n".encode()
@@ -212,7 +216,7 @@ class MetricsServer(LoopThread):
         if target not in ("/metrics", "/"):
             return "404 Not Found", {}, b"the metrics are at /metrics\n"
         accept = next((ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("accept:")), "")
-        if self.render_in_loop is not None:
+        if self.render_future is not None:
             return "200 OK", {}, None
         content_type, body = self.render(accept)
         return "200 OK", {"Content-Type": content_type}, body

@@ -152,21 +152,21 @@ SENDER_COUNTERS = (  # (metric, SessionStats attribute, help)
     ("stamp_sender_reordered_packets_total", "reordered", "Replies out of order"),
     ("stamp_sender_late_packets_total", "late", "Replies after --timeout (counted lost)"),
 )
-_LAST_RTT = 8  # column of a session's row: None until a reply came
-SENDER_GAUGES = (  # (metric, column of a session's row, help): latest values, once a reply came
-    ("stamp_sender_jitter_seconds", 7, "Round-trip interarrival jitter (RFC 3550)"),
+# Columns of a session's row (_SessionMetrics.row) after the labels and the counters.
+_JITTER, _LAST_RTT, _TTL, _DSCP, _HISTOGRAMS = 7, 8, 9, 11, 13
+SENDER_GAUGES = (  # (metric, column, help): latest values, once a reply came (_LAST_RTT not None)
+    ("stamp_sender_jitter_seconds", _JITTER, "Round-trip interarrival jitter (RFC 3550)"),
     ("stamp_sender_last_rtt_seconds", _LAST_RTT, "Round trip of the latest reply"),
 )
 SENDER_PATH = (  # (metric, column of the reflector's value (the sender's is next), help)
-    ("stamp_sender_ttl", 9, "TTL/hop limit of the latest packet at each end"),
-    ("stamp_sender_dscp", 11, "DSCP of the latest packet at each end"),
+    ("stamp_sender_ttl", _TTL, "TTL/hop limit of the latest packet at each end"),
+    ("stamp_sender_dscp", _DSCP, "DSCP of the latest packet at each end"),
 )
 SENDER_HISTOGRAMS = (  # (metric, help): round trip, forward, backward
     ("stamp_sender_rtt_seconds", "Round-trip delay (T4-T1)-(T3-T2)"),
     ("stamp_sender_forward_delay_seconds", "One-way delay T2-T1 (needs synchronised clocks)"),
     ("stamp_sender_backward_delay_seconds", "One-way delay T4-T3 (needs synchronised clocks)"),
 )
-_HISTOGRAMS = 13  # column of a session's row where the histograms' (counts, sum) pairs start
 _COUNTERS = attrgetter(*(attr for _, attr, _ in SENDER_COUNTERS))
 _BUCKET_BOUNDS = (*map(str, DELAY_BUCKETS_S), "+Inf")
 

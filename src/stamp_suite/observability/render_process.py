@@ -10,7 +10,8 @@ The child is a fresh interpreter (``python -m`` this module: a fork would copy t
 half-gigabyte heap page by page as the loop writes to it, and multiprocessing's spawn would
 run the parent's main script again), in a session of its own so that a Ctrl-C or a signal to
 the monitor's process group is the monitor's alone to handle: the child leaves when its stdin
-closes.  It is stateless: each render gets every row it shows, as marshal blobs.  Messages
+closes (or when it is killed: a render that outlives its scrape's timeout, or a monitor that
+stops during a render).  It is stateless: each render gets every row it shows, as marshal blobs.  Messages
 (a 4-octet length, then the octets), in order: to the child, the blobs as the loop makes
 them and an empty message; back, the text in pieces, an empty message, and "ok" or what
 went wrong.
@@ -42,7 +43,15 @@ PIECE_OCTETS = 8 << 20
 
 
 class RenderFailed(RuntimeError):
-    """The render process failed, or ended while rendering (it is started again next time)."""
+    """The render process made no text for a render (said to the scraper as a 500)."""
+
+
+class RenderDied(RenderFailed):
+    """The render process ended while rendering (killed, out of memory): a new one next time."""
+
+
+class RenderClosed(RenderFailed):
+    """The render process was closed (the monitor stops or moves its metrics address)."""
 
 
 def _send(stream: BinaryIO, data: bytes) -> None:
@@ -74,28 +83,12 @@ def _receive(read: Callable[[int], bytes]) -> bytes:
     return _read_exactly(read, int.from_bytes(_read_exactly(read, 4), "big"))
 
 
-class _Parts:
-    """The parts of one render, unmarshalled as they come, up to the empty message."""
-
-    def __init__(self, read: Callable[[int], bytes], first: bytes) -> None:
-        self._read, self._first, self.done = read, first, not first
-
-    def _message(self) -> bytes:
-        data = self._first if self._first is not None else _receive(self._read)
-        self._first = None
-        self.done = not data
-        return data
-
-    def __iter__(self) -> Iterator:
-        while not self.done:
-            data = self._message()
-            if data:
-                yield marshal.loads(data)
-
-    def drain(self) -> None:
-        """Read the rest, so that the next render starts at its own first message."""
-        while not self.done:
-            self._message()
+def _parts(read: Callable[[int], bytes], data: bytes) -> Iterator:
+    """One render's parts, unmarshalled as they come, from ``data`` (its first message) up to
+    the empty message."""
+    while data:
+        yield marshal.loads(data)
+        data = _receive(read)
 
 
 def serve(render: Render, inp: BinaryIO, out: BinaryIO) -> None:
@@ -104,21 +97,22 @@ def serve(render: Render, inp: BinaryIO, out: BinaryIO) -> None:
     read = lambda n: _read_pipe(inp, n)  # noqa: E731
     try:
         while True:
-            parts = _Parts(read, _receive(read))
+            parts = _parts(read, _receive(read))
             status = _render(render, parts, out)
-            parts.drain()
+            for _ in parts:  # what a failed render left: the next starts at its own first message
+                pass
             _send(out, b"")
             _send(out, status.encode())
             out.flush()
-    except (EOFError, BrokenPipeError):
+    except (EOFError, OSError):  # the parent closed its end, or is gone
         return
 
 
-def _render(render: Render, parts: _Parts, out: BinaryIO) -> str:
+def _render(render: Render, parts: Iterator, out: BinaryIO) -> str:
     """Send the text of ``parts`` in messages of PIECE_OCTETS or so; "ok", or what went wrong."""
     message, size = [], 0
     try:
-        for text in render(iter(parts)):
+        for text in render(parts):
             message.append(text)
             size += len(text)
             if size >= PIECE_OCTETS:
@@ -143,12 +137,11 @@ def _send_pieces(out: BinaryIO, pieces: list[bytes], size: int) -> None:
 
 class RenderJob:
     """One render: the marshal blobs the sending loop hands over (:meth:`put`) until the copy
-    is done (:meth:`end`) or has failed (:meth:`fail`), and a future of the text's pieces."""
+    is done (:meth:`end`) or will not be (:meth:`fail`), and a future of the text's pieces."""
 
     def __init__(self) -> None:
         self.blobs: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
         self.answer: Future = Future()
-        self.failure: BaseException | None = None
         self._ended = False
 
     def put(self, blobs: list[bytes]) -> None:
@@ -161,17 +154,12 @@ class RenderJob:
             self.blobs.put(None)
 
     def fail(self, exc: BaseException) -> None:
-        """The copy will not finish (``exc``): the answer fails with it."""
-        if self.failure is None:
-            self.failure = exc
+        """No text for this render: the answer fails with ``exc`` (the child's, if it is
+        rendering the parts it has, is dropped)."""
         self.end()
-        self._settle(exc=exc)
+        self.settle(exc=exc)
 
-    def _rendered(self, done: Future) -> None:
-        exc = done.exception()
-        self._settle(None if exc else done.result(), exc)
-
-    def _settle(self, value: object = None, exc: BaseException | None = None) -> None:
+    def settle(self, value: object = None, exc: BaseException | None = None) -> None:
         try:
             self.answer.set_result(value) if exc is None else self.answer.set_exception(exc)
         except InvalidStateError:  # settled or cancelled already: nobody waits for this
@@ -181,16 +169,24 @@ class RenderJob:
 class RenderProcess:
     """A child process that renders with ``render`` (named "module:function", importable in
     the child); the talking to it is done by a thread of its own, which waits with the
-    interpreter lock released.  One render at a time."""
+    interpreter lock released.  One render at a time.  ``pipe``: read its text from a pipe
+    (Windows) instead of a stream socket; ``on_died(why)`` is called (by the I/O thread) when
+    the child ended while rendering."""
 
-    def __init__(self, render: str) -> None:
+    def __init__(self, render: str, pipe: bool = sys.platform == "win32",
+                 on_died: Callable[[str], None] | None = None) -> None:
         self.render = render
-        self._lock = threading.Lock()
+        self.pipe = pipe
+        self.on_died = on_died  # told why, when the child ended while rendering
+        self.died = 0  # renders in a row that ended with the child
+        self._killed: str | None = None  # why this process killed the child, if it did
+        self._lock = threading.Lock()  # the child and its pipes
         self._child: subprocess.Popen | None = None
         self._read: Callable[[int], bytes] | None = None  # from the child's stdout
         self._close_read: Callable[[], None] | None = None
         self._closed = False
-        self._job: RenderJob | None = None  # the one being rendered
+        self._jobs: set[RenderJob] = set()  # begun and not finished
+        self._current: RenderJob | None = None  # the one the child renders
         self._io = ThreadPoolExecutor(1, thread_name_prefix="metrics-render")
 
     def start(self) -> None:
@@ -208,24 +204,26 @@ class RenderProcess:
         # the package this process runs, whatever put it on sys.path, not one the child finds
         here = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (here, os.environ.get("PYTHONPATH"))))}
-        if os.name == "posix":  # its stdout a stream socket, read a piece a system call
-            ours, theirs = socket.socketpair()
-            try:
-                self._child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=theirs.fileno(), env=env,
-                                               start_new_session=True)
-            except BaseException:
-                ours.close()
-                raise
-            finally:
-                theirs.close()
-            self._read = lambda n: _read_socket(ours, n)
-            self._close_read = ours.close
-        else:  # Windows: a pipe, read a pipe buffer at a time
+        own_group = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if sys.platform == "win32"
+                     else {"start_new_session": True})
+        if self.pipe:  # a pipe buffer a system call
             self._child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                                           creationflags=subprocess.CREATE_NEW_PROCESS_GROUP)
+                                           **own_group)
             stdout = self._child.stdout
             self._read = lambda n: _read_pipe(stdout, n)
             self._close_read = stdout.close
+            return
+        ours, theirs = socket.socketpair()  # a message a system call
+        try:
+            self._child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=theirs.fileno(), env=env,
+                                           **own_group)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._read = lambda n: _read_socket(ours, n)
+        self._close_read = ours.close
 
     @property
     def pid(self) -> int | None:
@@ -234,72 +232,109 @@ class RenderProcess:
     def begin(self, job: RenderJob) -> None:
         """Render ``job`` as its blobs come: they go to the child as the loop hands them over,
         so that it unmarshals and formats them while the loop copies out the next."""
+        self._jobs.add(job)
+        job.answer.add_done_callback(lambda answer: answer.cancelled() and self._abandon(job))
         try:
-            self._io.submit(self._run, job).add_done_callback(job._rendered)
-        except RuntimeError:  # the I/O thread is shut: the monitor is stopping
-            job.fail(RenderFailed("the metrics render process is closed"))
-
-    def _run(self, job: RenderJob) -> list[bytes]:
-        """The pieces of the text for ``job`` (blocking: the I/O thread's)."""
-        with self._lock:
             if self._closed:
-                raise RenderFailed("the metrics render process is closed")
-            self._start()
-            self._job = job
+                raise RuntimeError("closed")
+            self._io.submit(self._run, job).add_done_callback(lambda done: self._finished(job, done))
+        except RuntimeError:  # the I/O thread is shut: closed
+            self._jobs.discard(job)
+            job.fail(RenderClosed("the metrics render process is closed"))
+
+    def _abandon(self, job: RenderJob) -> None:
+        """The scrape gave up (its timeout): a render the child is still making is past any
+        use, and a child that slow is likely stuck: it is killed, and a new one starts next time."""
+        job.end()
+        child = self._child
+        if self._current is job and child is not None:
+            self._killed = "killed: its scrape gave up waiting for it"
+            child.kill()
+
+    def _finished(self, job: RenderJob, done: Future) -> None:
+        self._jobs.discard(job)
+        if done.cancelled():  # never run: closed
+            job.fail(RenderClosed("the metrics render process is closed"))
+        elif done.exception() is not None:
+            job.settle(exc=done.exception())
+            if isinstance(done.exception(), RenderDied) and self.on_died is not None:
+                self.on_died(str(done.exception()))
+        else:
+            job.settle(done.result())
+
+    def _run(self, job: RenderJob) -> list[bytes] | None:
+        """The pieces of the text for ``job`` (blocking: the I/O thread's)."""
+        if job.answer.done():  # given up, or failed, before its turn: its blobs are dropped
+            return None
+        with self._lock:
             try:
-                while (blobs := job.blobs.get()) is not None:
-                    for blob in blobs:
-                        _send(self._child.stdin, blob)
-                    self._child.stdin.flush()
-                _send(self._child.stdin, b"")
-                self._child.stdin.flush()
-                pieces = []
-                while piece := _receive(self._read):
-                    pieces.append(piece)
-                status = _receive(self._read).decode()
-            except (EOFError, OSError) as exc:  # it died (killed, out of memory): a new one next time
-                self._reap()
-                raise RenderFailed(f"the metrics render process ended while rendering ({exc})") from None
+                if self._closed:
+                    raise RenderClosed("the metrics render process is closed")
+                self._start()
+                self._current = job
+                try:
+                    pieces, status = self._exchange(job)
+                except (EOFError, OSError):  # it died (killed, out of memory): a new one next time
+                    self.died += 1
+                    exit_status = self._reap()
+                    why, self._killed = self._killed or f"exit status {exit_status}", None
+                    raise RenderDied(f"the metrics render process ended while rendering ({why})") from None
+                except BaseException:  # out of step with the child: a new one next time
+                    self._reap()
+                    raise
             finally:
-                self._job = None
-        if job.failure is not None:  # the copy did not finish: what the child made is not the whole
-            raise job.failure
+                self._current = None
+                if self._closed:  # closed while this one rendered
+                    self._reap()
+        self.died = 0
         if status != "ok":
             raise RenderFailed(f"the metrics render process failed: {status}")
         return pieces
 
-    def _reap(self) -> None:
-        """Close the child's stdin (it leaves), and kill it if it does not."""
+    def _exchange(self, job: RenderJob) -> tuple[list[bytes], str]:
+        """Hand the child ``job``'s blobs as they come, then read its text and its status."""
+        stdin = self._child.stdin
+        while (blobs := job.blobs.get()) is not None:
+            for blob in blobs:
+                _send(stdin, blob)
+            stdin.flush()
+        _send(stdin, b"")
+        stdin.flush()
+        pieces = []
+        while piece := _receive(self._read):
+            pieces.append(piece)
+        return pieces, _receive(self._read).decode()
+
+    def _reap(self) -> int | None:
+        """Close the child's stdin (it leaves), and kill it if it does not; its exit status."""
         child, self._child = self._child, None
         if child is None:
-            return
+            return None
         for close in (child.stdin.close, self._close_read):
             try:
                 close()
             except OSError:  # a broken pipe flushing: it is gone already
                 pass
         try:
-            child.wait(STOP_WAIT_S)
+            return child.wait(STOP_WAIT_S)
         except subprocess.TimeoutExpired:
             child.kill()
-            child.wait()
+            return child.wait()
 
     def close(self) -> None:
-        """Stop the child and the I/O thread; a render under way fails (the child is killed)."""
+        """Stop the child and the I/O thread without waiting for a render: those begun fail
+        (RenderClosed), and a child that is rendering is killed (the I/O thread reaps it)."""
         self._closed = True
         self._io.shutdown(wait=False, cancel_futures=True)
-        job = self._job
-        if job is not None:  # its blobs may never come now: it is over
-            job.fail(RenderFailed("the metrics render process is closed"))
-        if not self._lock.acquire(timeout=STOP_WAIT_S):
-            child = self._child
-            if child is not None:
-                child.kill()  # the render's reads end: it fails and lets go of the lock
-            self._lock.acquire()
-        try:
-            self._reap()
-        finally:
-            self._lock.release()
+        for job in list(self._jobs):
+            job.fail(RenderClosed("the metrics render process is closed"))
+        if self._lock.acquire(blocking=False):
+            try:
+                self._reap()
+            finally:
+                self._lock.release()
+        elif (child := self._child) is not None:
+            child.kill()
 
 
 def main(argv: list[str]) -> int:
