@@ -50,8 +50,9 @@ def test_a_port_held_by_any_socket_is_refused():
             assert res.stderr.count("\n") == 1
 
 
-def _traffic(port: int, stop: threading.Event) -> None:
-    """About 2,000 packets/s from a few source addresses at whatever reflector is on ``port``."""
+def _traffic(ports: list[int], lane: int, stop: threading.Event) -> None:
+    """About 2,000 packets/s from a few source addresses at whatever reflector is on the
+    lane's port (``ports[lane]``, which may change)."""
     socks = []
     for a in range(1, 5):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -62,7 +63,7 @@ def _traffic(port: int, stop: threading.Event) -> None:
         while not stop.is_set():
             for s in socks:
                 try:
-                    s.sendto(PACKET, ("127.0.0.1", port))
+                    s.sendto(PACKET, ("127.0.0.1", ports[lane]))
                     while s.recv(2048):
                         pass
                 except OSError:
@@ -134,20 +135,23 @@ def test_stop_is_always_clean_200_cycles_under_traffic():
     rng = random.Random(13)
     ports = [_free_udp_port() for _ in range(4)]
     stop = threading.Event()
-    feeders = [threading.Thread(target=_traffic, args=(p, stop), daemon=True) for p in ports]
+    feeders = [threading.Thread(target=_traffic, args=(ports, i, stop), daemon=True) for i in range(len(ports))]
     for f in feeders:
         f.start()
     failures: list[str] = []
     cycles = 200
 
-    def lane(port: int, n: int, seed: int) -> None:
+    def lane(i: int, n: int, seed: int) -> None:
         r = random.Random(seed)
         for _ in range(n):
-            problem = _one_cycle(r, port)
-            if problem:
+            problem = _one_cycle(r, ports[i])
+            if problem and "address already in use" in problem:  # taken by another program meanwhile
+                ports[i] = _free_udp_port()
+            elif problem:
                 failures.append(problem)
     try:
-        lanes = [threading.Thread(target=lane, args=(p, cycles // len(ports), rng.random())) for p in ports]
+        lanes = [threading.Thread(target=lane, args=(i, cycles // len(ports), rng.random()))
+                 for i in range(len(ports))]
         for t in lanes:
             t.start()
         for t in lanes:
