@@ -73,6 +73,50 @@ def test_a_failed_render_is_said_and_the_next_one_is_whole(process):
     assert b"".join(render(process, UP)) == b"".join(expose_parts(UP))
 
 
+def test_a_part_that_is_not_marshal_data_fails_its_render_only(process):
+    """The child reads the rest of a render whose part it cannot read: the next is in step."""
+    job = RenderJob()
+    process.begin(job)
+    job.put([b"\xff", *blobs([("up", [('monitor="vp1",target="stale"', 1)])])])
+    job.end()
+    with pytest.raises(RenderFailed, match="ValueError"):
+        job.answer.result(10)
+    for _ in range(2):
+        assert b"".join(render(process, UP)) == b"".join(expose_parts(UP))
+
+
+def test_a_scrape_that_gives_up_during_the_copy_leaves_the_child_alone(process):
+    """The loop was slow, not the child: the render ends with what it has, for nobody, and
+    the same child renders the next."""
+    died = []
+    process.on_died = died.append
+    job = RenderJob()
+    process.begin(job)
+    job.put(blobs(UP))  # and the copy goes on...
+    child = wait_for_child(process)
+    job.answer.cancel()  # ... past the scrape's timeout
+    assert b"".join(render(process, UP)) == b"".join(expose_parts(UP))
+    assert process.pid == child and died == [] and process.died == 0
+
+
+def test_close_during_a_render_tells_of_no_death():
+    died = []
+    process = RenderProcess(RENDER, on_died=died.append)
+    job = RenderJob()
+    process.begin(job)
+    job.put(blobs(UP))
+    child = wait_for_child(process)
+    os.kill(child, signal.SIGSTOP)  # a render in the child that will not end by itself
+    job.end()
+    time.sleep(0.2)
+    process.close()
+    with pytest.raises(RenderClosed):
+        job.answer.result(5)
+    assert gone(child, 5)
+    time.sleep(0.2)  # the I/O thread has reaped it
+    assert died == [] and process.died == 0
+
+
 def test_a_copy_that_gives_up_fails_its_render_only(process):
     with pytest.raises(TimeoutError):
         render(process, UP, fail=TimeoutError("the scrape gave up"))
@@ -276,7 +320,9 @@ def test_a_finished_render_keeps_nothing_alive():
     try:
         for _ in range(3):
             assert b"target_up" in b"".join(exposition.exposition_future().result(10))
-        time.sleep(0.1)  # the I/O thread lets go of its last one
+        deadline = time.monotonic() + 5  # the I/O thread lets go of its last one
+        while [o for o in gc.get_objects() if isinstance(o, RenderJob)] and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert not [o for o in gc.get_objects() if isinstance(o, RenderJob)]
     finally:
         gc.enable()

@@ -26,8 +26,8 @@ LINES = {"sessions": session_lines, "schedule": schedule_lines, "windows": windo
 # Lines per piece of the render process's text: about 100 KB, under the allocator's mmap
 # threshold, so each piece reuses memory instead of faulting in fresh pages.
 TEXT_LINES = 1000
-BLOBS_PER_HANDOFF = 8
-MAX_DEATHS = 3  # renders in a row that end with the render process before the loop formats  # slices handed to the render process at once (each wakes its thread)
+BLOBS_PER_HANDOFF = 8  # slices handed to the render process at once (each wakes its thread)
+MAX_DEATHS = 3  # renders in a row that end with the render process before the loop formats
 
 
 def monitor_families() -> Families:
@@ -66,26 +66,28 @@ class MonitorExposition:
         """A future of the text's pieces, or None when the loop has its hands full of renders
         already (the server answers 503)."""
         work = self.monitor.driver.work
-        if self.process is not None and not self._started:
+        process = self.process  # once: _died (the render I/O thread) may set it to None
+        if process is not None and not self._started:
             self._started = True
             try:
-                self.process.start()
+                process.start()
             except OSError as exc:
                 self.monitor.log(f"metrics: no render process ({exc}); the sending loop formats /metrics too, "
                                  "which makes a scrape of many targets slower")
-                self.process = None
-        if self.process is None:
+                self.process = process = None
+        if process is None:
             return work.submit(self.render())
         job = RenderJob()
         copying = work.submit(self.copy_out(job))
         if copying is None:
             return None
         copying.add_done_callback(lambda done: _copy_ended(done, job))
-        self.process.begin(job)
-        # a scrape that gave up stops the copy; weakly, or the two futures would keep each
-        # other (and the text, 88 MB at 10,000 targets) until a full garbage collection
+        process.begin(job)
+        # an answer given up or failed stops the copy; weakly, or the two futures would keep
+        # each other (and the text, 88 MB at 10,000 targets) until a full garbage collection
         copy = weakref.ref(copying)
-        job.answer.add_done_callback(lambda answer: answer.cancelled() and (c := copy()) is not None and c.cancel())
+        job.answer.add_done_callback(lambda answer: (answer.cancelled() or answer.exception() is not None)
+                                     and (c := copy()) is not None and c.cancel())
         return job.answer
 
     def _died(self, why: str) -> None:

@@ -86,9 +86,15 @@ def _receive(read: Callable[[int], bytes]) -> bytes:
 
 def _parts(read: Callable[[int], bytes], data: bytes) -> Iterator:
     """One render's parts, unmarshalled as they come, from ``data`` (its first message) up to
-    the empty message."""
+    the empty message; all of them read even when one is not marshal data."""
     while data:
-        yield marshal.loads(data)
+        try:
+            part = marshal.loads(data)
+        except (ValueError, TypeError):
+            while _receive(read):  # the rest of this render: the next starts at its own first message
+                pass
+            raise
+        yield part
         data = _receive(read)
 
 
@@ -181,19 +187,21 @@ class RenderProcess:
         self.on_died = on_died  # told why, when the child ended while rendering
         self.died = 0  # renders in a row that ended with the child
         self._killed: str | None = None  # why this process killed the child, if it did
+        self._reading: RenderJob | None = None  # the render whose text the child is making
+        self._reading_lock = threading.Lock()  # _reading, and a kill for it
         self._lock = threading.Lock()  # the child and its pipes
         self._child: subprocess.Popen | None = None
         self._read: Callable[[int], bytes] | None = None  # from the child's stdout
         self._close_read: Callable[[], None] | None = None
         self._closed = False
         self._jobs: set[RenderJob] = set()  # begun and not finished
-        self._current: RenderJob | None = None  # the one the child renders
         self._io = ThreadPoolExecutor(1, thread_name_prefix="metrics-render")
 
     def start(self) -> None:
-        """Start the child unless it runs; OSError when it cannot be started."""
+        """Start the child unless it runs (or this is closed); OSError when it cannot be started."""
         with self._lock:
-            self._start()
+            if not self._closed:
+                self._start()
 
     def _start(self) -> None:
         if self._child is not None and self._child.poll() is None:
@@ -248,13 +256,15 @@ class RenderProcess:
             job.fail(RenderClosed("the metrics render process is closed"))
 
     def _abandon(self, job: RenderJob) -> None:
-        """The scrape gave up (its timeout): a render the child is still making is past any
-        use, and a child that slow is likely stuck: it is killed, and a new one starts next time."""
+        """The scrape gave up (its timeout).  A copy still under way ends (the child renders
+        what it has, for nobody); a text the child is still making, with every part in, is past
+        any use, and a child that slow is likely stuck: it is killed, and a new one starts
+        next time."""
         job.end()
-        child = self._child
-        if self._current is job and child is not None:
-            self._killed = "killed: its scrape gave up waiting for it"
-            child.kill()
+        with self._reading_lock:
+            if self._reading is job and self._child is not None:
+                self._killed = "killed: its scrape gave up waiting for it"
+                self._child.kill()
 
     def _finished(self, job: RenderJob, done: Future) -> None:
         self._jobs.discard(job)
@@ -276,19 +286,22 @@ class RenderProcess:
                 if self._closed:
                     raise RenderClosed("the metrics render process is closed")
                 self._start()
-                self._current = job
+                self._killed = None
                 try:
                     pieces, status = self._exchange(job)
                 except (EOFError, OSError):  # it died (killed, out of memory): a new one next time
-                    self.died += 1
                     exit_status = self._reap()
-                    why, self._killed = self._killed or f"exit status {exit_status}", None
+                    if self._closed:  # killed by close(): no death to tell of
+                        raise RenderClosed("the metrics render process is closed") from None
+                    self.died += 1
+                    why = self._killed or f"exit status {exit_status}"
                     raise RenderDied(f"the metrics render process ended while rendering ({why})") from None
                 except BaseException:  # out of step with the child: a new one next time
                     self._reap()
                     raise
             finally:
-                self._current = None
+                with self._reading_lock:
+                    self._reading = None
                 if self._closed:  # closed while this one rendered
                     self._reap()
         self.died = 0
@@ -305,6 +318,8 @@ class RenderProcess:
             stdin.flush()
         _send(stdin, b"")
         stdin.flush()
+        with self._reading_lock:
+            self._reading = job
         pieces = []
         while piece := _receive(self._read):
             pieces.append(piece)
