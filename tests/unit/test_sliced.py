@@ -29,6 +29,24 @@ def test_a_task_runs_one_slice_per_step_and_its_return_value_is_the_result():
     assert steps == 4 and future.result(0) == 3  # three slices, and the step that returns
 
 
+def test_the_loops_own_work_runs_after_submitted_work_and_never_takes_a_busy_loops_time():
+    """Background work (a monitor's window summaries) gets the loop's idle time only: after
+    any submitted task, never as overdue, and a stop drops it."""
+    work, log = SlicedWork(), []
+    work.background(counting(3, log))
+    assert work.pending and not work.overdue(time.monotonic_ns() + 10**12)
+    future = work.submit(counting(2, []))
+    while not future.done():
+        work.step()
+    assert log == []  # the submitted task first
+    while work.pending:
+        work.step()
+    assert log == [0, 1, 2]
+    work.background(counting(10, log))
+    work.stop("stopped")
+    assert not work.pending
+
+
 def test_an_exception_in_a_task_goes_to_its_future_and_the_next_task_runs():
     def broken():
         yield

@@ -40,6 +40,7 @@ class SlicedWork:
     def __init__(self, max_tasks: int = MAX_TASKS) -> None:
         self.max_tasks = max_tasks
         self._tasks: deque[tuple[Generator[Any, None, Any], Future, int]] = deque()  # ..., submitted at
+        self._background: deque[Generator[Any, None, Any]] = deque()  # the loop's own, for its idle time
         self._lock = threading.Lock()
         self._stopped: str | None = None  # why tasks are refused: the loop is not running
         # Wakes a loop asleep in its readiness wait when a task comes (fileno() is watched).
@@ -70,9 +71,14 @@ class SlicedWork:
             pass
         return future
 
+    def background(self, task: Generator[Any, None, Any]) -> None:
+        """Run ``task`` in the loop's idle time only, after any submitted task (the loop's
+        thread only; nobody waits for it, and an exception in it is the loop's)."""
+        self._background.append(task)
+
     @property
     def pending(self) -> bool:
-        return bool(self._tasks)
+        return bool(self._tasks or self._background)
 
     def overdue(self, now_ns: int) -> bool:
         """The oldest task has waited FAIR_AFTER_NS: it gets time even from a busy loop."""
@@ -105,6 +111,13 @@ class SlicedWork:
                 self._finish(future, None, exc)
             if time.monotonic_ns() >= until:
                 return
+        while self._background:
+            try:
+                next(self._background[0])
+            except StopIteration:
+                self._background.popleft()
+            if time.monotonic_ns() >= until:
+                return
 
     def _finish(self, future: Future, value: Any, exc: BaseException | None) -> None:
         with self._lock:
@@ -128,6 +141,8 @@ class SlicedWork:
             task, future, _ = self._tasks[0]
             task.close()
             self._finish(future, None, LoopStopped(why))
+        while self._background:
+            self._background.popleft().close()
 
     def close(self) -> None:
         self.stop("closed")
