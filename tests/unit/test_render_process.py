@@ -35,6 +35,24 @@ def gone(pid: int, within_s: float) -> bool:
     return False
 
 
+def wait_for_child(process: RenderProcess) -> int:
+    deadline = time.monotonic() + 10
+    while process.pid is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return process.pid
+
+
+def rendering(process: RenderProcess) -> tuple[RenderJob, int, list[str]]:
+    """A render begun, its parts handed over but not ended: (job, the child's pid, what
+    on_died is told)."""
+    died: list[str] = []
+    process.on_died = died.append
+    job = RenderJob()
+    process.begin(job)
+    job.put(blobs(UP))
+    return job, wait_for_child(process), died
+
+
 def blobs(parts) -> list[bytes]:
     return [marshal.dumps(part) for part in parts]
 
@@ -88,24 +106,15 @@ def test_a_part_that_is_not_marshal_data_fails_its_render_only(process):
 def test_a_scrape_that_gives_up_during_the_copy_leaves_the_child_alone(process):
     """The loop was slow, not the child: the render ends with what it has, for nobody, and
     the same child renders the next."""
-    died = []
-    process.on_died = died.append
-    job = RenderJob()
-    process.begin(job)
-    job.put(blobs(UP))  # and the copy goes on...
-    child = wait_for_child(process)
+    job, child, died = rendering(process)  # and the copy goes on...
     job.answer.cancel()  # ... past the scrape's timeout
     assert b"".join(render(process, UP)) == b"".join(expose_parts(UP))
     assert process.pid == child and died == [] and process.died == 0
 
 
 def test_close_during_a_render_tells_of_no_death():
-    died = []
-    process = RenderProcess(RENDER, on_died=died.append)
-    job = RenderJob()
-    process.begin(job)
-    job.put(blobs(UP))
-    child = wait_for_child(process)
+    process = RenderProcess(RENDER)
+    job, child, died = rendering(process)
     os.kill(child, signal.SIGSTOP)  # a render in the child that will not end by itself
     job.end()
     time.sleep(0.2)
@@ -124,12 +133,7 @@ def test_a_copy_that_gives_up_fails_its_render_only(process):
 
 
 def test_a_child_killed_while_rendering_fails_that_render_and_is_started_again(process):
-    died = []
-    process.on_died = died.append
-    job = RenderJob()
-    process.begin(job)
-    job.put(blobs(UP))
-    first = wait_for_child(process)
+    job, first, died = rendering(process)
     os.kill(first, signal.SIGKILL)
     time.sleep(0.1)
     job.end()
@@ -140,22 +144,10 @@ def test_a_child_killed_while_rendering_fails_that_render_and_is_started_again(p
     assert process.pid not in (None, first) and process.died == 0
 
 
-def wait_for_child(process: RenderProcess) -> int:
-    deadline = time.monotonic() + 10
-    while process.pid is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return process.pid
-
-
 def test_a_render_that_outlives_its_scrape_kills_a_stuck_child(process):
     """A scrape that gives up (its timeout) while the child renders: the child is likely
     stuck (here: stopped), so it is killed, said, and the next render has a new one."""
-    died = []
-    process.on_died = died.append
-    job = RenderJob()
-    process.begin(job)
-    job.put(blobs(UP))
-    child = wait_for_child(process)
+    job, child, died = rendering(process)
     os.kill(child, signal.SIGSTOP)
     job.end()
     time.sleep(0.2)
@@ -202,10 +194,7 @@ def test_close_ends_a_render_that_waits_for_its_copy_and_the_child():
     """A monitor that stops while a copy is under way: the render fails at once, the child
     leaves, and close() does not wait for blobs that will not come."""
     process = RenderProcess(RENDER)
-    job = RenderJob()
-    process.begin(job)
-    job.put(blobs(UP))  # and never ended
-    child = wait_for_child(process)
+    job, child, _ = rendering(process)  # and never ended
     started = time.monotonic()
     process.close()
     assert time.monotonic() - started < STOP_WAIT_S + 1
