@@ -3,8 +3,8 @@
 Up to a million lines.  The sending loop copies the numbers out as plain rows, marshalled a
 slice at a time between its sends (sender/sliced.py says why), and hands them to a render
 process that formats them on another core as they come (observability/render_process.py);
-where that process cannot be started, the loop formats them too, in the time it would
-otherwise sleep.
+where that process cannot be started, or has died MAX_DEATHS renders in a row, the loop
+formats them too, in the time it would otherwise sleep.
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ from ..config import ConfigError, Settings
 from ..net.clock import ClockWatcher, read_clock_state
 from ..net.signals import StopRequest
 from ..net.udp import SocketSetupError
-from ..observability.metrics import DELAY_BUCKETS_S, BucketHistogram, SenderMetrics, window_row
+from ..observability.metrics import (DELAY_BUCKETS_S, SUMMARIES_PER_SLICE, BucketHistogram, SenderMetrics,
+                                     window_row)
 from ..say import say
 from ..sender.driver import SenderDriver, SenderSession
 from ..build import load_keys
@@ -38,7 +39,6 @@ from .exposition import MonitorExposition
 from .windows import ClosedWindow, WindowedStats
 
 NS = 1_000_000_000
-WINDOWS_PER_SLICE = 8  # closed windows summarised per slice of idle time (20-80 us each)
 RELOAD_CHECK_NS = NS // 20
 FREEZE_NS = NS // 10
 SWEEP_NS = 600 * NS
@@ -319,10 +319,10 @@ class Monitor:
             self._write_window(name, window.record())
 
     def _summarise(self) -> Iterator[None]:
-        """Closed windows' series (window_row), made WINDOWS_PER_SLICE at a time in the time the
+        """Closed windows' series (window_row), made SUMMARIES_PER_SLICE at a time in the time the
         loop would sleep: made as each window closed, they made a busy loop's sends later."""
         while self._unsummarised:
-            for _ in range(min(WINDOWS_PER_SLICE, len(self._unsummarised))):
+            for _ in range(min(SUMMARIES_PER_SLICE, len(self._unsummarised))):
                 name, window = self._unsummarised.popleft()
                 window_row(window, self.metrics.labels((self.name, name)))
             yield

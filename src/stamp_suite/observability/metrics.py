@@ -259,8 +259,9 @@ def schedule_lines(f: Families, rows: list[tuple]) -> None:
         f.sample("stamp_monitor_sends_skipped_total", labels, skipped)
 
 
-SUMMARY_WORK = 32  # a closed window summarised (20-80 us), against one summarised already (under 1 us)
-SLICE_WORK = 8 * SUMMARY_WORK  # windows' work per slice of a render: 8 summaries, or 256 labels
+SUMMARIES_PER_SLICE = 8  # closed windows summarised per slice of the loop (20-80 us each)
+SUMMARY_WORK = 32  # a closed window summarised, against one summarised already (under 1 us)
+SLICE_WORK = SUMMARIES_PER_SLICE * SUMMARY_WORK  # windows' work per slice: 8 summaries, or 256 copies
 WINDOW_GAUGES = (  # (gauge, help); its value from a closed window by window_gauges()
     ("loss_ratio", "Lost / (received + lost) in the latest closed window"),
     ("packets_sent", "Test packets sent in the latest closed window"),
