@@ -1,4 +1,5 @@
-"""Micro-benchmark of the pure reflector engine: receive() + stamp() per second, no sockets.
+"""Micro-benchmark of the pure reflector engine: reflect() + stamp_group() (as the socket loop
+calls them; receive() + stamp(), the API, for one case) per second, no sockets.
 
 Prints packets/s for open, authenticated and TLV-laden packets, and each as a ratio to a
 baseline measured in the same run (the cost of struct-unpacking and re-packing a 44-octet
@@ -42,6 +43,19 @@ def first_packet(cfg: SenderConfig) -> bytes:
 
 
 def case(sender_cfg: SenderConfig, reflector_cfg: ReflectorConfig):
+    """reflect() and stamp_group(), as the socket loop calls them."""
+    pkt = first_packet(sender_cfg)
+    engine = Reflector(reflector_cfg)
+    source, local = ("192.0.2.1", 40000), bytes([192, 0, 2, 2])
+
+    def one() -> None:
+        reply = engine.reflect(pkt, source, local, 862, 64, 0, NOW, 2, NOW)
+        engine.stamp_group((reply,), NOW)
+    return one
+
+
+def api_case(sender_cfg: SenderConfig, reflector_cfg: ReflectorConfig):
+    """receive() and stamp(), the API (PacketMeta in, a list of replies out)."""
     pkt = first_packet(sender_cfg)
     engine = Reflector(reflector_cfg)
     meta = PacketMeta(("192.0.2.1", 40000), bytes([192, 0, 2, 2]), 862, 64, 0, NOW, 2)
@@ -66,6 +80,7 @@ def main() -> None:
     cases = {
         "baseline (unpack + pack only)": baseline,
         "open, stateless": case(SenderConfig(), ReflectorConfig()),
+        "open, stateless, receive() (API)": api_case(SenderConfig(), ReflectorConfig()),
         "open, stateful": case(SenderConfig(), ReflectorConfig(stateful=True)),
         "authenticated": case(SenderConfig(authenticated=True, key=KEY),
                               ReflectorConfig(authenticated=True, keys=KeyStore(KEY))),

@@ -7,7 +7,7 @@ measures on loopback, each figure as the median of --repeat runs:
 - CPU seconds per million packets (the reflector's processes, from /proc);
 for the C floor, the Rust stamp-suite (--rust), stamp-suite's reflector with 1 and 2 workers
 (2 workers get 8 flows, as several senders would give them) on the batched socket path and on
-the standard socket module's, and two bare Python echo loops (the Python floor).
+the standard socket module's, and three bare Python echo loops (the Python floor).
 Then the RSS of the engine holding 100,000 stateful sessions, and the sender's schedule
 error at 1,000 and 10,000 packets/s.  Every rate is also printed as a ratio to the C floor.
 
@@ -75,6 +75,35 @@ s.setsockopt(0, 12, 1); s.setsockopt(0, 13, 1); s.setsockopt(1, 35, 1)  # TTL, T
 print("listening on 127.0.0.1:%d" % s.getsockname()[1], flush=True)
 while True:
     d, anc, f, a = s.recvmsg(2048, 256); t = time.time_ns(); d = bytearray(d); d[24:38] = d[0:14]; s.sendto(d, a)
+"""
+
+# The same over the C extension's recvmmsg/sendmmsg (replies in groups of 8, as the reflector
+# sends them): the least a Python reflector on the batched path can do, no rules at all.
+ECHO_MMSG = """
+import selectors, socket, struct
+from stamp_suite.net._mmsg import Batch
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); s.setblocking(False)
+s.setsockopt(0, 12, 1); s.setsockopt(0, 13, 1); s.setsockopt(0, 8, 1); s.setsockopt(1, 35, 1)
+b = Batch(s.fileno(), 32, 9216)
+IN, OUT = struct.Struct("!IQHH28x"), struct.Struct("!IQHHQIQH2xB3x")
+sel = selectors.DefaultSelector(); sel.register(s, selectors.EVENT_READ)
+print("listening on 127.0.0.1:%d" % s.getsockname()[1], flush=True)
+while True:
+    sel.select()
+    batch = [None] * 32
+    while len(batch) == 32:
+        try:
+            batch = b.recv()
+        except BlockingIOError:
+            break
+        out = []
+        for data, src, ttl, tos, dst, kernel_ns, user_ns, truncated in batch:
+            seq, ts, ee, ssid = IN.unpack_from(data)
+            out.append((bytearray(OUT.pack(seq, 0, ee, ssid, kernel_ns, seq, ts, ee, ttl)), src, None, None))
+            if len(out) == 8:
+                b.send(socket.AF_INET, out, False, False); out = []
+        if out:
+            b.send(socket.AF_INET, out, False, False)
 """
 
 
@@ -196,6 +225,7 @@ def main() -> None:
         ("stamp-suite, 1 worker, stateful", stamp + ["--workers", "1", "--stateful-reflector"], 1),
         ("Python bare echo, recvfrom", [PY, "-c", ECHO_RECVFROM], 1),
         ("Python bare echo, recvmsg+cmsgs", [PY, "-c", ECHO_RECVMSG], 1),
+        ("Python bare echo, C extension", [PY, "-c", ECHO_MMSG], 1),
     ]
     if args.baseline:
         designs[2:2] = [(f"baseline {tag}", cmd, flows, {**os.environ, "PYTHONPATH": args.baseline})

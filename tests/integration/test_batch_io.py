@@ -182,3 +182,26 @@ def test_t3_is_taken_right_before_the_send_in_a_burst(batch):
         ep.close()
         client.close()
     assert sorted(worst)[len(worst) // 2] < 100_000, worst  # ns: the median burst's worst reply
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_a_reply_leaves_from_the_source_it_names_packed_or_text(batch):
+    """A wildcard-bound socket sends each reply from the address it names (4/16 octets, as the
+    kernel reports a destination, or text); one of the other family cannot be used and leaves
+    from the kernel's choice (the batched send stops at it and sends it alone, as the plain path
+    does), and the replies after it still leave."""
+    ep = endpoint(batch, "0.0.0.0")
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.settimeout(1.0)
+    to = client.getsockname()
+    try:
+        failed = ep.send_batch([(b"packed", to, bytes([127, 0, 0, 2]), None), (b"text", to, "127.0.0.3", None),
+                                (b"other family", to, "::1", None), (b"unpinned", to, None, 0x28)])
+        assert failed == []
+        got = dict(client.recvfrom(64) for _ in range(4))
+        assert {data: addr[0] for data, addr in got.items()} == {
+            b"packed": "127.0.0.2", b"text": "127.0.0.3", b"other family": "127.0.0.1", b"unpinned": "127.0.0.1"}
+    finally:
+        ep.close()
+        client.close()

@@ -273,21 +273,19 @@ static int fill_destination(int family, const char *host, int port, struct socka
     return 0;
 }
 
-/* The control messages of one reply: its source address (a wildcard-bound socket's reply
- * leaves from the address the request came to) and its TOS / traffic class.  -1 when the
- * source cannot be used on this socket. */
-static int fill_control(int family, PyObject *source, int tos, int v4_path, struct msghdr *h, char *control)
+/* The control messages of one reply: its source address, srclen (4 or 16) octets at src, none
+ * when srclen is 0 (a wildcard-bound socket's reply leaves from the address the request came
+ * to), and its TOS / traffic class (none when tos < 0).  -1 when the source cannot be used on
+ * this socket. */
+static int fill_control(int family, const unsigned char *src, Py_ssize_t srclen, int tos, int v4_path,
+                        struct msghdr *h, char *control)
 {
     size_t used = 0;
     h->msg_control = control;
     h->msg_controllen = CONTROL_SPACE;
     struct cmsghdr *c = CMSG_FIRSTHDR(h);
-    if (source != Py_None) {
-        char *src;
-        Py_ssize_t srclen;
-        if (!PyBytes_Check(source) || PyBytes_AsStringAndSize(source, &src, &srclen) < 0)
-            return -1;
-        if (family == AF_INET6 && (srclen == 16 || srclen == 4)) {
+    if (srclen) {
+        if (family == AF_INET6) {
             struct in6_pktinfo p;
             memset(&p, 0, sizeof p);
             if (srclen == 16) {
@@ -330,19 +328,50 @@ static int fill_control(int family, PyObject *source, int tos, int v4_path, stru
     return 0;
 }
 
+/* A reply's source address as 4 or 16 octets: packed already, or text (a %scope ignored).
+ * Returns the length, or -1 (no exception set) when it is neither. */
+static Py_ssize_t source_octets(PyObject *source, unsigned char out[16])
+{
+    if (PyBytes_Check(source)) {
+        Py_ssize_t n = PyBytes_GET_SIZE(source);
+        if (n != 4 && n != 16)
+            return -1;
+        memcpy(out, PyBytes_AS_STRING(source), (size_t)n);
+        return n;
+    }
+    if (!PyUnicode_Check(source))
+        return -1;
+    const char *text = PyUnicode_AsUTF8(source);
+    if (!text) {
+        PyErr_Clear();
+        return -1;
+    }
+    char bare[INET6_ADDRSTRLEN];
+    size_t n = strcspn(text, "%");
+    if (n >= sizeof bare)
+        return -1;
+    memcpy(bare, text, n);
+    bare[n] = '\0';
+    if (inet_pton(AF_INET, bare, out) == 1)
+        return 4;
+    return inet_pton(AF_INET6, bare, out) == 1 ? 16 : -1;
+}
+
 /*
- * send(family, replies) -> number sent: replies is a sequence of (data, host, port, source,
- * tos), source None or the packed 4/16-octet local address, tos -1 for the socket's own.
- * One sendmmsg call for the replies up to the first that cannot be sent from this socket (a
- * destination or source of the other family): the count says where the kernel or that reply
- * stopped the batch; OSError when it is the first (the caller sends that one alone to learn
- * why, and goes on after it).
+ * send(family, replies, pin_source, per_packet_tos) -> number sent: replies is a sequence of
+ * tuples that begin (data, (host, port), source, tos), as the reflector's replies do: source None, the packed
+ * 4/16-octet local address or its text, used only when pin_source is true; tos None or the
+ * octet, used only when per_packet_tos is true (else the socket's own).  One sendmmsg call
+ * for the replies up to the first that cannot be sent from this socket (a destination or
+ * source of the other family): the count says where the kernel or that reply stopped the
+ * batch; OSError when it is the first (the caller sends that one alone to learn why, and goes
+ * on after it).
  */
 static PyObject *Batch_send(Batch *self, PyObject *args)
 {
-    int family;
+    int family, pin_source, per_packet_tos;
     PyObject *replies;
-    if (!PyArg_ParseTuple(args, "iO", &family, &replies))
+    if (!PyArg_ParseTuple(args, "iOpp", &family, &replies, &pin_source, &per_packet_tos))
         return NULL;
     PyObject *seq = PySequence_Fast(replies, "replies must be a sequence");
     if (!seq)
@@ -356,15 +385,35 @@ static PyObject *Batch_send(Batch *self, PyObject *args)
     Py_ssize_t held = 0, i;
     for (i = 0; i < total; i++) {
         PyObject *t = PySequence_Fast_GET_ITEM(seq, i);
-        PyObject *data, *source;
+        PyObject *data, *destination, *source, *tos_object;
         const char *host;
-        int port, tos;
-        if (!PyTuple_Check(t)) {
-            PyErr_SetString(PyExc_TypeError, "each reply must be a (data, host, port, source, tos) tuple");
+        int port, tos = -1;
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < 4) {
+            PyErr_SetString(PyExc_TypeError, "each reply must be a (data, (host, port), source, tos, ...) tuple");
             goto fail;
         }
-        if (!PyArg_ParseTuple(t, "OsiOi", &data, &host, &port, &source, &tos))
+        data = PyTuple_GET_ITEM(t, 0);
+        destination = PyTuple_GET_ITEM(t, 1);
+        source = PyTuple_GET_ITEM(t, 2);
+        tos_object = PyTuple_GET_ITEM(t, 3);
+        if (!PyTuple_Check(destination) || PyTuple_GET_SIZE(destination) != 2 ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(destination, 0)) || !PyLong_Check(PyTuple_GET_ITEM(destination, 1))) {
+            PyErr_SetString(PyExc_TypeError, "a reply's destination must be (host, port)");
             goto fail;
+        }
+        host = PyUnicode_AsUTF8(PyTuple_GET_ITEM(destination, 0));
+        port = (int)PyLong_AsLong(PyTuple_GET_ITEM(destination, 1));
+        if (!host || PyErr_Occurred())
+            goto fail;
+        if (per_packet_tos && tos_object != Py_None) {
+            tos = PyLong_AsLong(tos_object) & 0xFF;
+            if (PyErr_Occurred())
+                goto fail;
+        }
+        unsigned char src[16];
+        Py_ssize_t srclen = 0;
+        if (pin_source && source != Py_None && (srclen = source_octets(source, src)) < 0)
+            break; /* not usable as a source: the batch ends before it */
         socklen_t alen;
         struct msghdr *h = &self->msgs[i].msg_hdr;
         memset(h, 0, sizeof *h);
@@ -372,7 +421,7 @@ static PyObject *Batch_send(Batch *self, PyObject *args)
             break; /* not reachable from this socket: the batch ends before it */
         struct in6_addr *dst6 = &((struct sockaddr_in6 *)&self->addrs[i])->sin6_addr;
         int v4_path = family == AF_INET || IN6_IS_ADDR_V4MAPPED(dst6);
-        if (fill_control(family, source, tos, v4_path, h, self->control + i * CONTROL_SPACE) < 0)
+        if (fill_control(family, src, srclen, tos, v4_path, h, self->control + i * CONTROL_SPACE) < 0)
             break;
         if (PyObject_GetBuffer(data, &self->views[i], PyBUF_SIMPLE) < 0)
             goto fail;

@@ -13,6 +13,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
 from . import options as o
@@ -294,11 +295,10 @@ class UdpEndpoint:
                         rx.truncated))
         return out
 
-    def send_batch(self, replies: list[tuple[bytes | bytearray, tuple[str, int], str | bytes | None, int | None]]
-                   ) -> list[tuple[int, OSError]]:
-        """Send ``(data, destination, source_address, tos)`` replies, as :meth:`send` would
-        each: one sendmmsg call on the batched path.  Returns the ones the kernel refused, as
-        (index, error), the others left."""
+    def send_batch(self, replies: Sequence[tuple]) -> list[tuple[int, OSError]]:
+        """Send replies, tuples that begin ``(data, destination, source_address, tos)`` (the
+        reflector's Reply is one), as :meth:`send` would each: one sendmmsg call on the batched
+        path.  Returns the ones the kernel refused, as (index, error), the others left."""
         failed: list[tuple[int, OSError]] = []
         if self._mmsg is None:
             for i in range(len(replies)):
@@ -306,12 +306,10 @@ class UdpEndpoint:
             return failed
         pin = self._wildcard and self.caps.set_source_per_packet
         per_tos = self.caps.set_tos_per_packet
-        items = [(data, dst[0], dst[1], _packed(source) if pin and source else None,
-                  tos if per_tos and tos is not None else -1) for data, dst, source, tos in replies]
         i = 0
-        while i < len(items):
+        while i < len(replies):
             try:
-                sent = self._mmsg.send(self.family, items[i:i + BATCH])
+                sent = self._mmsg.send(self.family, replies[i:i + BATCH], pin, per_tos)
             except OSError:
                 sent = 0
             if sent:
@@ -324,7 +322,7 @@ class UdpEndpoint:
         return failed
 
     def _send_one(self, replies: list, i: int, failed: list[tuple[int, OSError]]) -> None:
-        data, destination, source, tos = replies[i]
+        data, destination, source, tos = replies[i][:4]
         try:
             self._send(data, destination, source, tos, False)
         except OSError as exc:
@@ -431,10 +429,6 @@ _CMSG_KIND = {level << 16 | ctype: v for (level, ctype), v in {
 
 def _is_v4_mapped(host: str | None) -> bool:
     return bool(host) and host.lower().startswith("::ffff:") and "." in host
-
-
-def _packed(source: str | bytes) -> bytes:
-    return source if isinstance(source, bytes) else ipaddress.ip_address(source.split("%", 1)[0]).packed
 
 
 def _source_cmsg(family: int, source: str | bytes) -> tuple[int, int, bytes]:

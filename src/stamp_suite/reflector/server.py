@@ -22,10 +22,10 @@ from typing import TextIO
 from ..net.clock import ClockWatcher
 from ..say import say
 from ..net.signals import StopRequest
-from ..net.udp import UdpEndpoint, format_address
+from ..net.udp import BATCH, UdpEndpoint, format_address
 from ..tlvs import TimestampMethod
 from .counters import DROP_SLOT, RECEIVED, REFLECTED, SEND_ERRORS, DropReason, observe_processing
-from .engine import PacketMeta, Reflector, Reply
+from .engine import Reflector, Reply
 from .sessions import Session
 
 IDLE_WAKEUP_S = 0.5
@@ -53,8 +53,7 @@ def session_records(sessions: Iterator[Session], limit: int = MAX_SESSIONS_REPOR
 
 class ReflectorServer:
     def __init__(self, engine: Reflector, endpoint: UdpEndpoint, *, stop: StopRequest | None = None,
-                 print_packets: bool = False, out: TextIO | None = None, local_addresses: frozenset[str] = frozenset(),
-                 busy_poll_us: int = 0, observe_processing_time: bool = False, clock: ClockWatcher | None = None,
+                 print_packets: bool = False, out: TextIO | None = None, busy_poll_us: int = 0, observe_processing_time: bool = False, clock: ClockWatcher | None = None,
                  control: multiprocessing.connection.Connection | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.engine = engine
@@ -62,7 +61,6 @@ class ReflectorServer:
         self.stop_request = stop or StopRequest()
         self.print_packets = print_packets
         self.out = out or sys.stdout
-        self.local_addresses = local_addresses
         self.busy_poll_ns = busy_poll_us * 1000
         self.observe_processing_time = observe_processing_time
         self.clock = clock
@@ -139,12 +137,13 @@ class ReflectorServer:
                     self._c[_TRUNCATED] += 1
                 # otherwise e.g. ECONNREFUSED queued by an earlier reply: nothing to reflect
                 continue
-            if not batch:
+            if batch:
+                n += len(batch)
+                self._answer(batch)
+            if len(batch) < BATCH:  # the queue was empty: no need for a read that says so
                 if self._awaiting_tx:  # an unread error queue would keep the socket ready
                     self._collect_tx_timestamps()
                 return n
-            n += len(batch)
-            self._answer(batch)
         return n
 
     def _answer(self, batch: list[tuple]) -> None:
@@ -154,9 +153,12 @@ class ReflectorServer:
         a reply that wants its kernel transmit time (Follow-Up Telemetry) or carries a routing
         header, and every reply on the plain path, goes alone with its own T3, in order."""
         engine, c = self.engine, self._c
+        reflect = engine.reflect
         local_port = self.endpoint.local[1]
         group = (2 if engine.config.authenticated else SEND_GROUP) if self.endpoint.batched else 0
-        pending: list[tuple[Reply, tuple]] = []
+        printing = self.print_packets
+        pending: list[Reply] = []
+        shown: list[tuple] = []  # the datagrams pending answers, for --print-packets
         read_at = time.monotonic_ns()  # the batch's: timers need no finer grain than a read
         for rx in batch:
             data, source, ttl, tos, destination, kernel_ns, user_ns, truncated = rx
@@ -166,42 +168,43 @@ class ReflectorServer:
                 continue
             # T2: the kernel's receive time, or the clock read right after the read; timers
             # (sessions, rate limits) run on the monotonic clock, which never steps.
-            kernel = kernel_ns is not None
-            meta = PacketMeta(source, destination, local_port, ttl, tos, kernel_ns if kernel else user_ns,
-                              _SW_LOCAL if kernel else _CONTROL_PLANE, self.local_addresses)
-            for reply in engine.receive(data, meta, read_at):
-                if group and not reply.want_tx_timestamp and reply.routing_header is None:
-                    pending.append((reply, rx))
-                    if len(pending) >= group:
-                        self._send_together(pending, read_at)
-                        pending = []
-                    continue
-                if pending:
-                    self._send_together(pending, read_at)
-                    pending = []
-                self._send_alone(reply, rx, read_at)
+            if kernel_ns is None:
+                reply = reflect(data, source, destination, local_port, ttl, tos, user_ns, _CONTROL_PLANE, read_at)
+            else:
+                reply = reflect(data, source, destination, local_port, ttl, tos, kernel_ns, _SW_LOCAL, read_at)
+            if reply is None:
+                continue
+            if group and not reply.want_tx_timestamp and reply.routing_header is None:
+                pending.append(reply)
+                if printing:
+                    shown.append(rx)
+                if len(pending) >= group:
+                    self._send_together(pending, shown, read_at)
+                    pending, shown = [], []
+                continue
+            if pending:
+                self._send_together(pending, shown, read_at)
+                pending, shown = [], []
+            self._send_alone(reply, rx, read_at)
         if pending:
-            self._send_together(pending, read_at)
+            self._send_together(pending, shown, read_at)
 
-    def _send_together(self, pending: list[tuple[Reply, tuple]], read_at: int) -> None:
+    def _send_together(self, pending: list[Reply], shown: list[tuple], read_at: int) -> None:
         engine, c = self.engine, self._c
-        t3 = time.time_ns()
-        t3_wire = engine.encode_timestamp(t3)
-        out = [(engine.stamp(reply, t3, t3_wire=t3_wire), reply.destination, reply.source_address, reply.tos)
-               for reply, _ in pending]
+        engine.stamp_group(pending, time.time_ns())
         # Counted before the send and taken back if it fails: the sender may read the
         # counters the moment its reply arrives, before this loop runs again.
-        c[REFLECTED] += len(out)
+        c[REFLECTED] += len(pending)
         try:
-            failed = {i for i, _ in self.endpoint.send_batch(out)}
+            failed = [i for i, _ in self.endpoint.send_batch(pending)]
         except Exception:  # noqa: BLE001 - a reply that cannot be sent never stops the worker
-            failed = set(range(len(out)))
-        for i in sorted(failed, reverse=True):  # latest first: each session's count taken back whole
+            failed = list(range(len(pending)))
+        for i in reversed(failed):  # latest first: each session's count taken back whole
             c[REFLECTED] -= 1
             c[SEND_ERRORS] += 1
-            engine.send_failed(pending[i][0])
-        if self.print_packets:
-            for i, (reply, rx) in enumerate(pending):
+            engine.send_failed(pending[i])
+        if shown:
+            for i, (reply, rx) in enumerate(zip(pending, shown)):
                 if i not in failed:
                     self._print(rx, reply)
         if self.observe_processing_time:

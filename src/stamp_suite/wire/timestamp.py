@@ -15,6 +15,8 @@ NS = 1_000_000_000
 NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
 DEFAULT_TAI_UTC_OFFSET = 37  # TAI - UTC in seconds since 2017-01-01 (IERS)
 _U32 = 0xFFFF_FFFF
+_U64 = (1 << 64) - 1
+_NTP_UNIX_OFFSET_HIGH = NTP_UNIX_OFFSET << 32
 _HALF_ERA = 1 << 31
 
 
@@ -31,8 +33,9 @@ def ntp_from_ns(unix_ns: int) -> int:
     The fraction is truncated (digest tricky point 13: our documented choice), so a
     round trip loses at most 1 ns.
     """
-    secs, ns = divmod(unix_ns, NS)
-    return (((secs + NTP_UNIX_OFFSET) & _U32) << 32) | ((ns << 32) // NS)
+    # One division: (s * 10^9 + ns) << 32 // 10^9 is s << 32 plus the truncated fraction; the
+    # mask keeps seconds mod 2^32.  Half the cost of divmod, on every reply's T2 and T3.
+    return ((unix_ns << 32) // NS + _NTP_UNIX_OFFSET_HIGH) & _U64
 
 
 def ntp_to_ns(ts: int, pivot_ns: int | None = None) -> int:
