@@ -33,6 +33,20 @@ def test_authenticated_sender_hmac_from_digest():
     assert p.to_bytes(KEY) == EX_C
 
 
+def test_hmac_without_openssl_gives_the_same_octets(monkeypatch):
+    """The keyed state comes from OpenSSL's HMAC object where Python has one; the hmac module's
+    (the fallback) must give the digest's octets too, and a key's state is reused, not changed."""
+    from stamp_suite.wire import auth
+    for new_state in (auth._new_state, auth._public_state):
+        monkeypatch.setattr(auth, "_new_state", new_state)
+        auth._keyed.cache_clear()
+        for _ in range(2):
+            assert hmac16(KEY, EX_C[:96]).hex() == "874a801fc3dafaa345256e5cf1a7db68"
+        # RFC 4231 test case 2, truncated to 128 bits
+        assert hmac16(b"Jefe", b"what do ya want for nothing?").hex() == "5bdcc146bf60754e6a042426089575c7"
+    auth._keyed.cache_clear()
+
+
 def test_authenticated_reflector_layout_and_hmac():
     r = ReflectorPacket.from_bytes(EX_C2, authenticated=True)
     assert (r.sequence_number, r.sender_sequence_number, r.sender_ttl) == (1, 1, 64)

