@@ -211,7 +211,7 @@ def main() -> None:
     ap.add_argument("--rust", metavar="PATH", help="the Rust stamp-suite binary: its reflector is measured too "
                     "(skipped when not given or not there)")
     ap.add_argument("--baseline", metavar="SRC", help="src/ of an older stamp-suite tree: its reflector is measured "
-                    "too, with 1 and 2 workers, in the same run")
+                    "too, with 1 and 2 workers and unbatched, in the same run")
     args = ap.parse_args()
     count, repeat = (30_000, 1) if args.quick else (200_000, args.repeat)
     build()
@@ -231,6 +231,8 @@ def main() -> None:
         designs[2:2] = [(f"baseline {tag}", cmd, flows, {**os.environ, "PYTHONPATH": args.baseline})
                         for tag, cmd, flows in (("1 worker", stamp + ["--workers", "1"], 1),
                                                 ("2 workers, 8 flows", stamp + ["--workers", "2"], 8))]
+        designs[4:4] = [("baseline 1 worker, unbatched", stamp + ["--workers", "1"], 1,
+                         {**os.environ, "PYTHONPATH": args.baseline, "STAMP_SUITE_BATCH_IO": "off"})]
     if args.rust and Path(args.rust).is_file():
         rust_port = free_udp_port()  # the same flags as ours (the Rust tool's), on a port given to it
         designs[1:1] = [("Rust stamp-suite", [args.rust, "-i", "-S", "127.0.0.1", "-o", str(rust_port)], 1, None,

@@ -15,6 +15,7 @@ import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
+from typing import NamedTuple
 
 from . import options as o
 from . import srv6
@@ -132,21 +133,18 @@ def detect_capabilities(family: int = socket.AF_INET) -> Capabilities:
                         ts and has_recvmsg, tx_ts and send_cmsg, send_cmsg, send_cmsg and dst, reuse)
 
 
-class Received:
-    """One datagram and what the kernel said about it (a plain slotted class: built per packet)."""
+class Received(NamedTuple):
+    """One datagram and what the kernel said about it: the layout the C extension's recvmmsg
+    gives each datagram too, so both paths hand the reflector the same tuples."""
 
-    __slots__ = ("data", "source", "ttl", "tos", "destination", "kernel_ns", "user_ns", "truncated")
-
-    def __init__(self, data: bytes, source: tuple[str, int], ttl: int | None, tos: int | None,
-                 destination: bytes | None, kernel_ns: int | None, user_ns: int, truncated: bool = False) -> None:
-        self.truncated = truncated  # larger than the buffer: ``data`` is only its beginning
-        self.data = data
-        self.source = source
-        self.ttl = ttl
-        self.tos = tos
-        self.destination = destination  # packed 4 or 16 octets
-        self.kernel_ns = kernel_ns
-        self.user_ns = user_ns  # clock read right after the datagram was read
+    data: bytes
+    source: tuple[str, int]
+    ttl: int | None
+    tos: int | None
+    destination: bytes | None  # packed 4 or 16 octets
+    kernel_ns: int | None
+    user_ns: int  # clock read right after the datagram was read
+    truncated: bool = False  # larger than the buffer: ``data`` is only its beginning
 
     @property
     def destination_text(self) -> str | None:
@@ -278,21 +276,19 @@ class UdpEndpoint:
         return self._mmsg_buffers
 
     def recv_batch(self) -> list[tuple]:
-        """The datagrams waiting, up to :data:`BATCH` (BlockingIOError when none), each as
-        ``(data, source, ttl, tos, destination, kernel_ns, user_ns, truncated)``: one
-        recvmmsg call on the batched path, one recvmsg per datagram otherwise."""
+        """The datagrams waiting, up to :data:`BATCH` (BlockingIOError when none), each laid out
+        as :class:`Received`: one recvmmsg call on the batched path (plain tuples), one
+        recvmsg per datagram otherwise."""
         if self._mmsg is not None:
             return self._mmsg.recv()
         out: list[tuple] = []
         while len(out) < BATCH:
             try:
-                rx = self.recv()
+                out.append(self.recv())
             except OSError:
                 if out:  # said by the next call
                     return out
                 raise
-            out.append((rx.data, rx.source, rx.ttl, rx.tos, rx.destination, rx.kernel_ns, rx.user_ns,
-                        rx.truncated))
         return out
 
     def send_batch(self, replies: Sequence[tuple]) -> list[tuple[int, OSError]]:
