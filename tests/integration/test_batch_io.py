@@ -205,3 +205,28 @@ def test_a_reply_leaves_from_the_source_it_names_packed_or_text(batch):
     finally:
         ep.close()
         client.close()
+
+
+def test_a_datagram_carries_one_receive_timestamp():
+    """SO_TIMESTAMPING (asked for TX timestamps) would add a second receive timestamp
+    (SCM_TIMESTAMPING, 48 octets) to every datagram beside SO_TIMESTAMPNS's: a copy per packet
+    for nothing.  Where the kernel has SOF_TIMESTAMPING_OPT_RX_FILTER (6.12+), it is filtered;
+    TX timestamps still come."""
+    from stamp_suite.net import options as o
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        client.setsockopt(o.SOL_SOCKET, o.SO_TIMESTAMPING, o.SOF_TIMESTAMPING_OPT_RX_FILTER)
+    except OSError:
+        client.close()
+        require(False, "this kernel has no SOF_TIMESTAMPING_OPT_RX_FILTER")
+    ep = udp.UdpEndpoint("127.0.0.1", 0)
+    try:
+        client.sendto(b"x" * 44, ep.local)
+        _, ancillary, _, _ = ep.sock.recvmsg(64, 1024)
+        assert [(level, kind) for level, kind, _ in ancillary if level == o.SOL_SOCKET] == [
+            (o.SOL_SOCKET, o.SO_TIMESTAMPNS)]
+        key = ep.send(b"y" * 44, client.getsockname(), None, None, True)
+        assert key is not None and wait_for(lambda: list(ep.read_tx_timestamps()), 1)
+    finally:
+        ep.close()
+        client.close()

@@ -36,6 +36,15 @@ typedef struct {
     struct iovec *iov;
     struct sockaddr_storage *addrs;
     Py_buffer *views;             /* the replies' data, held during a send */
+    /* The last source and destination addresses read, with the objects made for them: a flow's
+     * datagrams come from one address to one address, so most reads reuse both objects (and
+     * the source's string keeps its hash for the session lookup). */
+    struct sockaddr_storage last_peer;
+    socklen_t last_peer_len;
+    PyObject *last_source;        /* (host, port) */
+    unsigned char last_dst[16];
+    Py_ssize_t last_dst_len;
+    PyObject *last_destination;   /* packed 4/16 octets */
 } Batch;
 
 static void Batch_free(Batch *self)
@@ -51,6 +60,8 @@ static void Batch_free(Batch *self)
     self->iov = NULL;
     self->addrs = NULL;
     self->views = NULL;
+    Py_CLEAR(self->last_source);
+    Py_CLEAR(self->last_destination);
 }
 
 static void Batch_dealloc(Batch *self)
@@ -112,6 +123,40 @@ static PyObject *address_tuple(const struct sockaddr_storage *ss)
         return Py_BuildValue("(si)", text, ntohs(a->sin6_port));
     }
     Py_RETURN_NONE;
+}
+
+/* The (host, port) of a source address: the last one's object again when it is the same. */
+static PyObject *source_tuple(Batch *self, const struct sockaddr_storage *ss, socklen_t len)
+{
+    if (self->last_source && len == self->last_peer_len && memcmp(ss, &self->last_peer, len) == 0) {
+        Py_INCREF(self->last_source);
+        return self->last_source;
+    }
+    PyObject *addr = address_tuple(ss);
+    if (!addr)
+        return NULL;
+    Py_INCREF(addr);
+    Py_XSETREF(self->last_source, addr);
+    memcpy(&self->last_peer, ss, len);
+    self->last_peer_len = len;
+    return addr;
+}
+
+/* A destination address as bytes: the last one's object again when it is the same. */
+static PyObject *destination_bytes(Batch *self, const void *octets, Py_ssize_t n)
+{
+    if (self->last_destination && n == self->last_dst_len && memcmp(octets, self->last_dst, (size_t)n) == 0) {
+        Py_INCREF(self->last_destination);
+        return self->last_destination;
+    }
+    PyObject *dst = PyBytes_FromStringAndSize((const char *)octets, n);
+    if (!dst)
+        return NULL;
+    Py_INCREF(dst);
+    Py_XSETREF(self->last_destination, dst);
+    memcpy(self->last_dst, octets, (size_t)n);
+    self->last_dst_len = n;
+    return dst;
 }
 
 static int cmsg_int(const struct cmsghdr *c)
@@ -178,11 +223,11 @@ static PyObject *Batch_recv(Batch *self, PyObject *Py_UNUSED(ignored))
             } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
                 const struct in_pktinfo *p = (const struct in_pktinfo *)CMSG_DATA(c);
                 slot = &dst; /* ipi_addr: the header's destination address */
-                value = PyBytes_FromStringAndSize((const char *)&p->ipi_addr, 4);
+                value = destination_bytes(self, &p->ipi_addr, 4);
             } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
                 const struct in6_pktinfo *p = (const struct in6_pktinfo *)CMSG_DATA(c);
                 slot = &dst;
-                value = PyBytes_FromStringAndSize((const char *)&p->ipi6_addr, 16);
+                value = destination_bytes(self, &p->ipi6_addr, 16);
             } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
                 struct timespec ts;
                 memcpy(&ts, CMSG_DATA(c), sizeof ts);
@@ -201,7 +246,9 @@ static PyObject *Batch_recv(Batch *self, PyObject *Py_UNUSED(ignored))
             PyObject *truncated = (h->msg_flags & MSG_TRUNC) ? Py_True : Py_False;
             if (len > self->bufsize)
                 len = self->bufsize;
-            PyObject *addr = address_tuple(&self->addrs[i]);
+            socklen_t peer_len = h->msg_namelen <= sizeof(struct sockaddr_storage) ? h->msg_namelen
+                                                                                  : sizeof(struct sockaddr_storage);
+            PyObject *addr = source_tuple(self, &self->addrs[i], peer_len);
             PyObject *data = PyBytes_FromStringAndSize(self->iov[i].iov_base, (Py_ssize_t)len);
             PyObject *item = addr && data ? PyTuple_New(8) : NULL;
             if (!item) {

@@ -113,6 +113,15 @@ def _try(sock: socket.socket, level: int, opt: int | None, value: int = 1) -> bo
         return False
 
 
+def _enable_tx_timestamps(sock: socket.socket) -> bool:
+    """SO_TIMESTAMPING for the TX timestamps a send asks for.  Its SOFTWARE report flag would
+    also put a second receive timestamp (SCM_TIMESTAMPING, 48 octets) on every datagram read,
+    beside SO_TIMESTAMPNS's: OPT_RX_FILTER (Linux 6.12+) keeps that one off."""
+    flags = o.SOF_TIMESTAMPING_SOFTWARE | TX_OPT_FLAGS
+    return (_try(sock, o.SOL_SOCKET, o.SO_TIMESTAMPING, flags | o.SOF_TIMESTAMPING_OPT_RX_FILTER)
+            or _try(sock, o.SOL_SOCKET, o.SO_TIMESTAMPING, flags))
+
+
 def detect_capabilities(family: int = socket.AF_INET) -> Capabilities:
     with socket.socket(family, socket.SOCK_DGRAM) as s:
         has_recvmsg = hasattr(s, "recvmsg")
@@ -125,8 +134,7 @@ def detect_capabilities(family: int = socket.AF_INET) -> Capabilities:
             tos = _try(s, o.IPPROTO_IP, o.IP_RECVTOS)
             dst = _try(s, o.IPPROTO_IP, o.IP_PKTINFO) or _try(s, o.IPPROTO_IP, o.IP_RECVDSTADDR)
         ts = _try(s, o.SOL_SOCKET, o.SO_TIMESTAMPNS) or _try(s, o.SOL_SOCKET, o.SO_TIMESTAMP)
-        tx_ts = (o.MSG_ERRQUEUE is not None
-                 and _try(s, o.SOL_SOCKET, o.SO_TIMESTAMPING, o.SOF_TIMESTAMPING_SOFTWARE | TX_OPT_FLAGS))
+        tx_ts = o.MSG_ERRQUEUE is not None and _enable_tx_timestamps(s)
         reuse = _try(s, o.SOL_SOCKET, o.SO_REUSEPORT)
         send_cmsg = has_recvmsg and hasattr(s, "sendmsg") and o.LINUX
     return Capabilities(has_recvmsg, ttl and has_recvmsg, tos and has_recvmsg, dst and has_recvmsg,
@@ -215,7 +223,7 @@ class UdpEndpoint:
         if c.kernel_rx_timestamp:
             _try(s, o.SOL_SOCKET, o.SO_TIMESTAMPNS) or _try(s, o.SOL_SOCKET, o.SO_TIMESTAMP)
         if c.kernel_tx_timestamp:
-            _try(s, o.SOL_SOCKET, o.SO_TIMESTAMPING, o.SOF_TIMESTAMPING_SOFTWARE | TX_OPT_FLAGS)
+            _enable_tx_timestamps(s)
 
     def fileno(self) -> int:
         return self.sock.fileno()
