@@ -8,8 +8,9 @@ measures on loopback, each figure as the median of --repeat runs:
 for the C floor, the Rust stamp-suite (--rust), stamp-suite's reflector with 1 and 2 workers
 (2 workers get 8 flows, as several senders would give them) on the batched socket path and on
 the standard socket module's, and three bare Python echo loops (the Python floor).
-Then the RSS of the engine holding 100,000 stateful sessions, and the sender's schedule
-error at 1,000 and 10,000 packets/s.  Every rate is also printed as a ratio to the C floor.
+Then the RSS of the engine holding 100,000 stateful sessions, the sender's capacity mode
+(--window 64) against the C reflector beside the C load generator's, and the sender's
+schedule error at 1,000 and 10,000 packets/s.  Every rate is also printed as a ratio to the C floor.
 
 Run: python bench/run.py [--quick] [--rust PATH-TO-THE-RUST-stamp-suite]
 """
@@ -198,6 +199,18 @@ print(e[len(e) // 2] / 1e3, e[int(len(e) * 0.99)] / 1e3)
 """
 
 
+def sender_capacity(port: int, count: int, env: dict | None = None) -> tuple[float, float, float]:
+    """stamp-suite's capacity mode (--window 64) against the C reflector: replies/s, loss and
+    the sender's CPU us per reply (every statistic kept, as an operator's run keeps them)."""
+    t0 = os.times()
+    out = subprocess.run([PY, "-m", "stamp_suite", "-r", f"127.0.0.1:{port}", "--window", "64", "-c", str(count),
+                          "--output-format", "json"], capture_output=True, text=True, env=env, timeout=600).stdout
+    t1 = os.times()
+    summary = json.loads(out.strip().splitlines()[-1])
+    cpu = (t1.children_user - t0.children_user) + (t1.children_system - t0.children_system)
+    return summary["session"]["capacity_replies_per_s"], summary["packets"]["loss_ratio"], cpu / count * 1e6
+
+
 def schedule_error(rate: int, seconds: float, port: int, env: dict | None = None) -> tuple[float, float]:
     out = subprocess.run([PY, "-c", SCHEDULE, str(rate), str(seconds), str(port)], capture_output=True, text=True,
                          check=True, env=env).stdout.split()
@@ -258,6 +271,18 @@ def main() -> None:
     print(f"\nEngine with {n:,} stateful sessions: RSS {total:.0f} MB ({grown:.0f} MB for the sessions)")
     ref = Reflector("C floor", [str(OUT / "c_reflector"), "127.0.0.1", "0"])
     try:
+        print(f"\nSenders against the C reflector, 64 packets in flight, 44-octet packets; median of {repeat}")
+        senders = {"C load generator": [], "stamp-suite --window 64": []}
+        for _ in range(repeat):
+            r = loadgen(ref.port, count, 64)
+            senders["C load generator"].append((r["pps"], r["loss"], None))
+            senders["stamp-suite --window 64"].append(sender_capacity(ref.port, count // 4))
+        floor_pps = statistics.median(pps for pps, _, _ in senders["C load generator"])
+        for name, runs in senders.items():
+            pps = statistics.median(r[0] for r in runs)
+            cpu = [r[2] for r in runs if r[2] is not None]
+            print(f"{name:<34} {pps:>10,.0f} {pps / floor_pps:>6.3f} {max(r[1] for r in runs):>7.2%}"
+                  + (f"  {statistics.median(cpu):.1f} us CPU a reply" if cpu else ""))
         trees = [("", None)] + ([("baseline ", {**os.environ, "PYTHONPATH": args.baseline})] if args.baseline else [])
         for rate in (1_000, 10_000):
             for tag, env in trees:

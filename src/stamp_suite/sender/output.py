@@ -38,6 +38,8 @@ class SenderOutput:
             return
         if self.s.report_interval:
             self.interval.on_event(ev)
+        if self.records is None and self.csv is None and not self.per_packet:
+            return  # nothing here writes or keeps this packet: no record to make
         rec = event_record(ev)
         if rec is None:
             return
