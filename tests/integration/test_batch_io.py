@@ -230,3 +230,9 @@ def test_a_datagram_carries_one_receive_timestamp():
     finally:
         ep.close()
         client.close()
+
+
+def test_the_extension_speaks_the_api_this_module_expects():
+    """An extension built from an older source (an editable install not rebuilt) takes other
+    arguments: udp.py uses it only when its API_VERSION is the one it was written for."""
+    assert udp._mmsg.API_VERSION == udp.MMSG_API_VERSION and not udp._STALE

@@ -541,5 +541,11 @@ PyMODINIT_FUNC PyInit__mmsg(void)
         Py_DECREF(m);
         return NULL;
     }
+    /* Raised with every change of what Python passes or gets (stamp_suite/net/udp.py checks
+     * it): 2 = send() takes the replies as they are, with pin_source and per_packet_tos. */
+    if (PyModule_AddIntConstant(m, "API_VERSION", 2) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }

@@ -20,10 +20,15 @@ from typing import NamedTuple
 from . import options as o
 from . import srv6
 
+MMSG_API_VERSION = 2  # what this module expects of the C extension (its API_VERSION)
 try:  # the optional C extension (setup.py): recvmmsg/sendmmsg, Linux
-    from ._mmsg import Batch as _MmsgBatch
+    from . import _mmsg
 except ImportError:
-    _MmsgBatch = None
+    _mmsg = None
+# One built from an older source (an editable install not rebuilt) would take other
+# arguments: it is not used, and -V --verbose says so.
+_STALE = _mmsg is not None and getattr(_mmsg, "API_VERSION", 1) != MMSG_API_VERSION
+_MmsgBatch = None if _mmsg is None or _STALE else _mmsg.Batch
 # STAMP_SUITE_BATCH_IO=off: the standard socket module even where the extension is built
 # (to compare the two paths: bench/run.py, the test suite).
 _BUILT = _MmsgBatch is not None
@@ -45,7 +50,8 @@ def batched_io() -> str:
         return "batched socket I/O: recvmmsg/sendmmsg (C extension)"
     if _BUILT:
         return "batched socket I/O: off (STAMP_SUITE_BATCH_IO)"
-    why = "not built: no C compiler or Python headers at install" if o.LINUX else "Linux only"
+    why = ("built from an older source: rebuild it (pip install .)" if _STALE
+           else "not built: no C compiler or Python headers at install" if o.LINUX else "Linux only")
     return f"batched socket I/O: no (one system call per datagram; the C extension is {why})"
 _MSG_TRUNC = int(getattr(socket, "MSG_TRUNC", 0x20))  # a plain int: enum flags cost a microsecond
 # TX timestamps are asked for per packet (a cmsg); the socket only sets how they come back:
