@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .counters import ACTIVE_SESSIONS, SESSIONS_EVICTED, SESSIONS_EXPIRED, local_block
 
-SessionKey = tuple[str, int, str, int, int]  # source addr, source port, local addr, local port, SSID
+SessionKey = tuple[str, int, str | bytes, int, int]  # source addr, source port, local addr (text or packed), local port, SSID
 
 
 @dataclass(slots=True)
