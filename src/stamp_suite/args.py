@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-L", "--timeout", type=float, help="seconds to wait for a reply [default: 5]")
     t.add_argument("-A", "--auth-mode", type=_auth_mode, help="A = authenticated, O = open [default: O]")
     t.add_argument("-R", action="store_true", dest="print_stats",
-                   help="print every packet (with -v: raw timestamps and every TLV), and every lost one")
+                   help="print every packet (with -v: raw timestamps and every TLV), and every lost one; "
+                        "reflector: every packet received, answered or dropped and why")
     t.add_argument("-q", "--quiet", action="store_true", help="print only the summary at the end (warnings stay on)")
     t.add_argument("-w", "--max-runtime", type=float, metavar="SECONDS",
                    help="stop after this long, whatever --count says (ping's -w) [default: no limit]")

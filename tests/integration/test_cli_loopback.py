@@ -303,3 +303,20 @@ def test_the_default_reflector_serves_ipv4_and_ipv6_on_one_socket():
         assert "dual-stack" in refl.banner and send(refl, count=2).returncode == 0  # over ::1
         v4 = run("-r", "127.0.0.1", "-p", str(refl.port), "-c", "2", "-d", "5", "-L", "1")
         assert v4.returncode == 0 and "Packets received: 2" in v4.stdout
+
+
+def test_reflector_r_prints_each_packet_answered_or_dropped_and_why():
+    """An operator asking "why no reply?" at the reflector: -R prints every packet received,
+    with what became of it (the totals' reason names), on either socket path; the banner says
+    which path it is."""
+    with ReflectorProcess("-R") as refl:
+        assert "socket I/O" in refl.banner
+        assert send(refl, count=1).returncode == 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(bytes(10), (refl.host, refl.port))  # shorter than 14 octets: not answered
+        _, out, _ = refl.stop()
+    lines = [line for line in out.splitlines() if line.startswith("from ")]
+    assert len(lines) == 2, out
+    assert " len=44 " in lines[0] and "-> seq=0 to 127.0.0.1:" in lines[0]
+    assert " len=10 " in lines[1] and lines[1].endswith("-> dropped: short_packet")
+    assert "short_packet: 1" in out

@@ -75,4 +75,4 @@ def _banner(s: Settings, ep: UdpEndpoint, clock: ClockState, workers: int) -> st
     ts = "kernel" if ep.caps.kernel_rx_timestamp else "user-space"
     return (f"{PROG} {__version__} reflector listening on {where}, {mode} mode, {state}, "
             f"TLV mode {s.tlv_mode}, {s.clock_source} timestamps ({ts} receive time), "
-            f"{workers} worker{'s' if workers > 1 else ''}")
+            f"{workers} worker{'s' if workers > 1 else ''}, {ep.io_path}")

@@ -281,6 +281,11 @@ class UdpEndpoint:
         return _new_tuple(Received, (data, addr[:2], ttl, tos, dst, kts, now, bool(flags & _MSG_TRUNC)))
 
     @property
+    def io_path(self) -> str:
+        """How this socket reads and answers, for a banner (without making the batch buffers)."""
+        return "batched socket I/O" if self._batched else "socket I/O one datagram a call"
+
+    @property
     def batched(self) -> bool:
         """Replies go out together (sendmmsg) rather than one system call each."""
         return self._mmsg is not None

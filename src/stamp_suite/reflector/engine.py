@@ -153,6 +153,7 @@ class Reflector:
         self.rate_limiter = (RateLimiter(config.max_pps, config.max_pps_burst or config.max_pps,
                                          config.max_sessions or 100_000) if config.max_pps > 0 else None)
         self.internal_errors: Counter[str] = Counter()  # exception type -> count, for the log
+        self.last_drop: str | None = None  # why the last packet dropped was dropped
         # The mode's layouts, chosen once: the rules read them for every packet.
         self._authenticated = auth = config.authenticated
         self._base_len = AUTH_BASE_LEN if auth else OPEN_BASE_LEN
@@ -201,9 +202,11 @@ class Reflector:
             # Counted, and named for the log by the socket layer: never silent.
             c[DROP_SLOT[DropReason.INTERNAL_ERROR]] += 1
             self.internal_errors[type(exc).__name__] += 1
+            self.last_drop = DropReason.INTERNAL_ERROR
             return None
         if reply is None:
             c[DROP_SLOT[reason]] += 1
+            self.last_drop = reason  # for the socket loop's -R line
         return reply
 
     def stamp(self, reply: Reply, t3_ns: int, tx_method: int = TimestampMethod.CONTROL_PLANE) -> bytearray:

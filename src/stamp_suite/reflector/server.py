@@ -165,6 +165,8 @@ class ReflectorServer:
             if truncated:  # never reflect a partial copy
                 c[RECEIVED] += 1
                 c[_TRUNCATED] += 1
+                if printing:
+                    self._print_drop(rx, DropReason.TRUNCATED)
                 continue
             # T2: the kernel's receive time, or the clock read right after the read; timers
             # (sessions, rate limits) run on the monotonic clock, which never steps.
@@ -173,6 +175,8 @@ class ReflectorServer:
             else:
                 reply = reflect(data, source, destination, local_port, ttl, tos, kernel_ns, _SW_LOCAL, read_at)
             if reply is None:
+                if printing:
+                    self._print_drop(rx, engine.last_drop)
                 continue
             if group and not reply.want_tx_timestamp and reply.routing_header is None:
                 pending.append(reply)
@@ -245,9 +249,16 @@ class ReflectorServer:
                 self.engine.confirm_transmit(reply, tx_ns, TimestampMethod.SW_LOCAL)
 
     def _print(self, rx: tuple, reply: Reply) -> None:
-        data, source, ttl, tos = rx[:4]
-        ttl = "unknown" if ttl is None else ttl
-        tos = "unknown" if tos is None else f"{tos >> 2}/{tos & 3}"
-        print(f"from {format_address(source)} len={len(data)} ttl={ttl} dscp/ecn={tos} "
-              f"-> seq={reply.sequence_number} to {format_address(reply.destination)}"
+        print(f"{_received_text(rx)} -> seq={reply.sequence_number} to {format_address(reply.destination)}"
               + (f" ({'; '.join(reply.notes)})" if reply.notes else ""), file=self.out, flush=True)
+
+    def _print_drop(self, rx: tuple, reason: str | None) -> None:
+        print(f"{_received_text(rx)} -> dropped: {reason}", file=self.out, flush=True)
+
+
+def _received_text(rx: tuple) -> str:
+    """A received datagram for -R: where from, its length, TTL and DSCP/ECN."""
+    data, source, ttl, tos = rx[:4]
+    ttl = "unknown" if ttl is None else ttl
+    tos = "unknown" if tos is None else f"{tos >> 2}/{tos & 3}"
+    return f"from {format_address(source)} len={len(data)} ttl={ttl} dscp/ecn={tos}"
