@@ -227,6 +227,10 @@ def main() -> None:
                     "too, with 1 and 2 workers and unbatched, in the same run")
     args = ap.parse_args()
     count, repeat = (30_000, 1) if args.quick else (200_000, args.repeat)
+    busy = os.getloadavg()[0]
+    if busy > 0.5:  # the figures share two cores with whatever else runs
+        print(f"note: load average {busy:.2f} before the run: other programs are using the CPU, and the "
+              f"figures (the latency ones most) will show it")
     build()
     stamp = [PY, "-m", "stamp_suite", "-i", "-S", "127.0.0.1", "-o", "0"]
     designs = [
@@ -260,7 +264,8 @@ def main() -> None:
         finally:
             ref.stop()
     floor = results[designs[0][0]]
-    print(f"\nReflector on loopback, 44-octet packets; median of {repeat}; ratios to the C floor")
+    print(f"\nReflector on loopback, 44-octet packets; median of {repeat}; ratios to the C floor; "
+          f"p50/p99: round trip with one packet in flight (window 1)")
     print(f"{'design':<34} {'packets/s':>10} {'ratio':>6} {'loss':>7} {'p50 us':>8} {'ratio':>6} "
           f"{'p99 us':>8} {'CPU s/M':>8}")
     for name, r in results.items():
