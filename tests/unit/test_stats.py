@@ -236,3 +236,11 @@ def test_a_window_keeps_the_scope_it_opened_with_and_only_a_full_one_makes_a_lin
     first, second = closed
     assert not first.full and first.stats.sent == 3 and first.stats.rtt.count == 3 and not first.stats.reflector_ttl
     assert second.full and second.stats.reflector_ttl and second.stats.residence.count == 1
+
+
+def test_milliseconds_never_read_minus_zero():
+    """A tiny negative value (an IPDV median of -100 ns) printed as "-0.000 ms" read as a bug."""
+    from stamp_suite.sender.report import ms
+    assert [ms(v) for v in (-100, 0, 499, -600_000, 1_234_567, None)] == [
+        "0.000 ms", "0.000 ms", "0.000 ms", "-0.600 ms", "1.235 ms", "n/a"]
+    assert ms(-400_000, 0) == "0 ms" and ms(-600_000, 0) == "-1 ms"

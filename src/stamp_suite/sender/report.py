@@ -28,7 +28,12 @@ PROBLEM_MARKS = {"not_processed": "U", "malformed": "M", "integrity": "I", "unkn
 
 
 def ms(ns: float | None, digits: int = 3) -> str:
-    return "n/a" if ns is None else f"{ns / 1e6:.{digits}f} ms"
+    if ns is None:
+        return "n/a"
+    value = ns / 1e6
+    if round(value, digits) == 0:
+        value = 0.0  # a tiny negative value (an IPDV median) is not "-0.000 ms"
+    return f"{value:.{digits}f} ms"
 
 
 def remote_label(session: dict[str, Any]) -> str:
