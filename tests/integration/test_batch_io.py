@@ -4,6 +4,7 @@ same replies, byte for byte but for its timestamps (T2, T3)."""
 
 from __future__ import annotations
 
+import errno
 import random
 import socket
 import struct
@@ -236,3 +237,48 @@ def test_the_extension_speaks_the_api_this_module_expects():
     """An extension built from an older source (an editable install not rebuilt) takes other
     arguments: udp.py uses it only when its API_VERSION is the one it was written for."""
     assert udp._mmsg.API_VERSION == udp.MMSG_API_VERSION and not udp._STALE
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_a_destination_that_is_no_address_is_refused_not_sent_elsewhere(batch):
+    """Review finding: the C send cut a port past 2^31 to 32 bits and a host at an embedded
+    NUL, sending those replies to another port or host.  Both paths now refuse them (EINVAL),
+    take an IPv6 (host, port, flowinfo, scope) destination, and leave the TOS alone for -1."""
+    ep = endpoint(batch, "::")
+    client = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    client.bind(("::1", 0))
+    client.settimeout(0.3)
+    to = client.getsockname()  # a 4-tuple
+    try:
+        failed = ep.send_batch([(b"four-tuple", to, None, None), (b"nul", ("::1\x00junk", to[1]), None, None),
+                                (b"wrapped", ("::1", to[1] + 2**32), None, None), (b"tos -1", to[:2], None, -1),
+                                (b"empty source", to[:2], b"", None)])
+        assert [(i, e.errno) for i, e in failed] == [(1, errno.EINVAL), (2, errno.EINVAL)]
+        got = []
+        with pytest.raises(TimeoutError):
+            while True:
+                got.append(client.recv(64))
+        assert got == [b"four-tuple", b"tos -1", b"empty source"]
+    finally:
+        ep.close()
+        client.close()
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_every_datagram_read_has_every_field_of_received(batch):
+    """Received is built with tuple.__new__ on the plain path and as a plain tuple in C: each
+    has every field, in Received's order (the reflector unpacks them by position)."""
+    ep = endpoint(batch)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    try:
+        client.sendto(b"x" * 44, ep.local)
+        (rx,) = drain(ep, 1)
+        assert len(rx) == len(udp.Received._fields)
+        fields = udp.Received(*rx)
+        assert (fields.data, fields.source, fields.ttl, fields.destination, fields.truncated) == (
+            b"x" * 44, client.getsockname(), 64, bytes([127, 0, 0, 1]), False)
+        assert fields.kernel_ns is not None and fields.user_ns >= fields.kernel_ns
+    finally:
+        ep.close()
+        client.close()

@@ -494,3 +494,18 @@ def test_replies_that_failed_together_are_all_taken_back():
     first, second = (r2.receive(EX_A, META, T3_NS)[0] for _ in range(2))
     r2.send_failed(first)  # a later reply was made: the gap stays, as for a reply lost on the way
     assert r2.receive(EX_A, META, T3_NS)[0].sequence_number == 2
+
+
+def test_reflect_and_receive_make_the_same_reply_with_every_field():
+    """reflect() (the socket loop's entry, metadata as arguments) and receive() (PacketMeta)
+    answer alike, with and without TLVs; Reply is built with tuple.__new__, so a field added
+    to it must be added there too: every field is present."""
+    from stamp_suite.reflector.engine import Reply
+    with_tlv = EX_A + ClassOfService(46).to_tlv().to_bytes()
+    for packet in (EX_A, with_tlv):
+        via_meta = Reflector(ReflectorConfig()).receive(packet, META, 0)[0]
+        via_args = Reflector(ReflectorConfig()).reflect(packet, META.source, META.local_address, META.local_port,
+                                                        META.ttl, META.tos, META.rx_timestamp_ns, META.rx_method, 0)
+        assert len(via_args) == len(Reply._fields) == len(via_meta)
+        assert via_args.data == via_meta.data and via_args[1:4] == via_meta[1:4]
+        assert (via_args.sequence_number, via_args.want_tx_timestamp, via_args.transmitted_before) == (1, False, 0)

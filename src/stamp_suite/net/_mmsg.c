@@ -375,24 +375,38 @@ static int fill_control(int family, const unsigned char *src, Py_ssize_t srclen,
     return 0;
 }
 
+/* Text without an embedded NUL as UTF-8 (C's string functions would stop at one), or NULL
+ * with no exception set. */
+static const char *plain_text(PyObject *text)
+{
+    Py_ssize_t n;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &n);
+    if (!utf8 || strlen(utf8) != (size_t)n) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return utf8;
+}
+
 /* A reply's source address as 4 or 16 octets: packed already, or text (a %scope ignored).
- * Returns the length, or -1 (no exception set) when it is neither. */
+ * Returns the length, 0 for an empty one (not pinned, as the standard path takes it), or -1
+ * (no exception set) when it is neither. */
 static Py_ssize_t source_octets(PyObject *source, unsigned char out[16])
 {
     if (PyBytes_Check(source)) {
         Py_ssize_t n = PyBytes_GET_SIZE(source);
-        if (n != 4 && n != 16)
+        if (n != 0 && n != 4 && n != 16)
             return -1;
         memcpy(out, PyBytes_AS_STRING(source), (size_t)n);
         return n;
     }
     if (!PyUnicode_Check(source))
         return -1;
-    const char *text = PyUnicode_AsUTF8(source);
-    if (!text) {
-        PyErr_Clear();
+    const char *text = plain_text(source);
+    if (!text)
         return -1;
-    }
+    if (!*text)
+        return 0;
     char bare[INET6_ADDRSTRLEN];
     size_t n = strcspn(text, "%");
     if (n >= sizeof bare)
@@ -443,19 +457,25 @@ static PyObject *Batch_send(Batch *self, PyObject *args)
         destination = PyTuple_GET_ITEM(t, 1);
         source = PyTuple_GET_ITEM(t, 2);
         tos_object = PyTuple_GET_ITEM(t, 3);
-        if (!PyTuple_Check(destination) || PyTuple_GET_SIZE(destination) != 2 ||
+        /* (host, port), or an IPv6 (host, port, flowinfo, scope_id) as the socket module gives it */
+        if (!PyTuple_Check(destination) || PyTuple_GET_SIZE(destination) < 2 ||
             !PyUnicode_Check(PyTuple_GET_ITEM(destination, 0)) || !PyLong_Check(PyTuple_GET_ITEM(destination, 1))) {
             PyErr_SetString(PyExc_TypeError, "a reply's destination must be (host, port)");
             goto fail;
         }
-        host = PyUnicode_AsUTF8(PyTuple_GET_ITEM(destination, 0));
-        port = (int)PyLong_AsLong(PyTuple_GET_ITEM(destination, 1));
-        if (!host || PyErr_Occurred())
+        long port_value = PyLong_AsLong(PyTuple_GET_ITEM(destination, 1));
+        if (port_value == -1 && PyErr_Occurred())
             goto fail;
+        host = plain_text(PyTuple_GET_ITEM(destination, 0));
+        if (!host || port_value < 0 || port_value > 65535)
+            break; /* not an address: the batch ends before it (sent alone, it says why) */
+        port = (int)port_value;
         if (per_packet_tos && tos_object != Py_None) {
-            tos = PyLong_AsLong(tos_object) & 0xFF;
-            if (PyErr_Occurred())
+            long value = PyLong_AsLong(tos_object);
+            if (value == -1 && PyErr_Occurred())
                 goto fail;
+            if (value >= 0)
+                tos = (int)(value & 0xFF);
         }
         unsigned char src[16];
         Py_ssize_t srclen = 0;

@@ -54,9 +54,9 @@ def batched_io() -> str:
            else "not built: no C compiler or Python headers at install" if o.LINUX else "Linux only")
     return f"batched socket I/O: no (one system call per datagram; the C extension is {why})"
 _MSG_TRUNC = int(getattr(socket, "MSG_TRUNC", 0x20))  # a plain int: enum flags cost a microsecond
+_new_tuple = tuple.__new__
 # TX timestamps are asked for per packet (a cmsg); the socket only sets how they come back:
 # with a counter (OPT_ID) and without the packet itself (OPT_TSONLY).
-_new_tuple = tuple.__new__
 TX_OPT_FLAGS = o.SOF_TIMESTAMPING_OPT_ID | o.SOF_TIMESTAMPING_OPT_TSONLY
 _TX_REQUEST = struct.pack("I", o.SOF_TIMESTAMPING_TX_SOFTWARE)
 _SOCK_EXTENDED_ERR = struct.Struct("IBBBBII")  # errno, origin, type, code, pad, info, data
@@ -332,7 +332,7 @@ class UdpEndpoint:
             if sent:
                 i += sent
                 continue
-            # items[i] stopped the batch (the kernel refused it, or it cannot go from this
+            # replies[i] stopped the batch (the kernel refused it, or it cannot go from this
             # socket): sent alone, which says why.
             self._send_one(replies, i, failed)
             i += 1
@@ -346,6 +346,8 @@ class UdpEndpoint:
             failed.append((i, exc))
         except ValueError as exc:  # an address of the other family
             failed.append((i, OSError(errno.EAFNOSUPPORT, str(exc))))
+        except (TypeError, OverflowError) as exc:  # not an address at all (a NUL in it, a port past 65535)
+            failed.append((i, OSError(errno.EINVAL, str(exc))))
 
     @property
     def srv6_unavailable(self) -> str | None:

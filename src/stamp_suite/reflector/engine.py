@@ -1,8 +1,9 @@
 """The Session-Reflector as a pure state machine: ``receive(datagram, meta, now) -> replies``.
 
 Every reflector rule of RFC 8762 §4.3 and RFC 8972 §4 lives here, and each TLV type's
-in its own module of :mod:`stamp_suite.tlvs`; the socket layer only supplies
-:class:`PacketMeta` and sends what comes back.  Nothing here raises on any input: a datagram is reflected, or dropped and
+in its own module of :mod:`stamp_suite.tlvs`; the socket layer only supplies what it knows of
+a datagram (a :class:`PacketMeta`, or the same as arguments of :meth:`Reflector.reflect`) and
+sends what comes back.  Nothing here raises on any input: a datagram is reflected, or dropped and
 counted under a reason in the reflector's counter block (:mod:`.counters`).
 """
 
@@ -162,10 +163,6 @@ class Reflector:
         self._ts_offset = 16 if auth else 4  # where T3 goes
         self._bound = unmapped_address(config.local_addr) if config.local_addr else None
         self.update_clock(config.clock)
-
-    def encode_timestamp(self, ns: int) -> int:
-        """POSIX ns in this reflector's timestamp format (NTP, or PTP in TAI)."""
-        return self._encode(ns)
 
     def update_clock(self, clock: ClockDescription) -> None:
         """Use a new description of the clock from the next reply on (S bit, sync source,

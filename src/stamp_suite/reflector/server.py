@@ -53,7 +53,8 @@ def session_records(sessions: Iterator[Session], limit: int = MAX_SESSIONS_REPOR
 
 class ReflectorServer:
     def __init__(self, engine: Reflector, endpoint: UdpEndpoint, *, stop: StopRequest | None = None,
-                 print_packets: bool = False, out: TextIO | None = None, busy_poll_us: int = 0, observe_processing_time: bool = False, clock: ClockWatcher | None = None,
+                 print_packets: bool = False, out: TextIO | None = None, busy_poll_us: int = 0,
+                 observe_processing_time: bool = False, clock: ClockWatcher | None = None,
                  control: multiprocessing.connection.Connection | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.engine = engine
@@ -140,7 +141,9 @@ class ReflectorServer:
             if batch:
                 n += len(batch)
                 self._answer(batch)
-            if len(batch) < BATCH:  # the queue was empty: no need for a read that says so
+            # Fewer than BATCH: the queue was empty (or, on the plain path, an error stopped the
+            # read; the socket stays ready and the next wake-up reads it): no read to learn that.
+            if len(batch) < BATCH:
                 if self._awaiting_tx:  # an unread error queue would keep the socket ready
                     self._collect_tx_timestamps()
                 return n

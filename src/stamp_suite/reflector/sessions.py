@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from .counters import ACTIVE_SESSIONS, SESSIONS_EVICTED, SESSIONS_EXPIRED, local_block
 
-SessionKey = tuple[str, int, str | bytes, int, int]  # source addr, source port, local addr (text or packed), local port, SSID
+# source address, source port, local address (text or packed, as the socket gives it), local port, SSID
+SessionKey = tuple[str, int, str | bytes, int, int]
 
 
 @dataclass(slots=True)
