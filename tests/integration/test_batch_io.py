@@ -129,9 +129,11 @@ def test_a_reply_the_socket_cannot_send_is_counted_not_fatal(batch):
     answered."""
     from vectors import EX_A
     import ipaddress
+    import io
     ep = endpoint(batch)
     config = ReflectorConfig(return_address_allow=(ipaddress.ip_network("::/0"),))
-    server = ReflectorServer(Reflector(config), ep)
+    printed = io.StringIO()
+    server = ReflectorServer(Reflector(config), ep, print_packets=True, out=printed)
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -143,6 +145,10 @@ def test_a_reply_the_socket_cannot_send_is_counted_not_fatal(batch):
         assert len(client.recv(2048)) == 44 and thread.is_alive()
         counters = server.engine.counters  # taken back after the group's send: wait for it
         assert wait_for(lambda: (counters.send_errors, counters.reflected) == (1, 1), 2)
+        assert wait_for(lambda: len(printed.getvalue().splitlines()) == 2, 2)  # printed after the send
+        lines = printed.getvalue().splitlines()  # -R says so (review finding: it said nothing)
+        assert len(lines) == 2 and "to [::1]:" in lines[0] and ": not sent (" in lines[0], lines
+        assert lines[1].endswith(f"to 127.0.0.1:{client.getsockname()[1]}")
     finally:
         server.stop()
         thread.join(2)
@@ -188,9 +194,8 @@ def test_t3_is_taken_right_before_the_send_in_a_burst(batch):
 @pytest.mark.parametrize("batch", [True, False])
 def test_a_reply_leaves_from_the_source_it_names_packed_or_text(batch):
     """A wildcard-bound socket sends each reply from the address it names (4/16 octets, as the
-    kernel reports a destination, or text); one of the other family cannot be used and leaves
-    from the kernel's choice (the batched send stops at it and sends it alone, as the plain path
-    does), and the replies after it still leave."""
+    kernel reports a destination, or text); one of the other family is refused (EAFNOSUPPORT;
+    the plain path once pinned its first four octets), and the replies after it still leave."""
     ep = endpoint(batch, "0.0.0.0")
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.bind(("127.0.0.1", 0))
@@ -199,10 +204,10 @@ def test_a_reply_leaves_from_the_source_it_names_packed_or_text(batch):
     try:
         failed = ep.send_batch([(b"packed", to, bytes([127, 0, 0, 2]), None), (b"text", to, "127.0.0.3", None),
                                 (b"other family", to, "::1", None), (b"unpinned", to, None, 0x28)])
-        assert failed == []
-        got = dict(client.recvfrom(64) for _ in range(4))
+        assert [(i, e.errno) for i, e in failed] == [(2, errno.EAFNOSUPPORT)]
+        got = dict(client.recvfrom(64) for _ in range(3))
         assert {data: addr[0] for data, addr in got.items()} == {
-            b"packed": "127.0.0.2", b"text": "127.0.0.3", b"other family": "127.0.0.1", b"unpinned": "127.0.0.1"}
+            b"packed": "127.0.0.2", b"text": "127.0.0.3", b"unpinned": "127.0.0.1"}
     finally:
         ep.close()
         client.close()
@@ -239,29 +244,61 @@ def test_the_extension_speaks_the_api_this_module_expects():
     assert udp._mmsg.API_VERSION == udp.MMSG_API_VERSION and not udp._STALE
 
 
-@pytest.mark.parametrize("batch", [True, False])
-def test_a_destination_that_is_no_address_is_refused_not_sent_elsewhere(batch):
-    """Review finding: the C send cut a port past 2^31 to 32 bits and a host at an embedded
-    NUL, sending those replies to another port or host.  Both paths now refuse them (EINVAL),
-    take an IPv6 (host, port, flowinfo, scope) destination, and leave the TOS alone for -1."""
-    ep = endpoint(batch, "::")
-    client = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    client.bind(("::1", 0))
+def odd_replies(host: str, port: int) -> list[tuple]:
+    """Replies no reflector makes, each a way to be wrong: (name, reply)."""
+    return [("nul", (b"nul", (host + "\x00junk", port), None, None)),
+            ("wrapped", (b"wrapped", (host, port + 2**32), None, None)),
+            ("huge", (b"huge", (host, 2**70), None, None)),
+            ("port text", (b"port text", (host, "1"), None, None)),
+            ("list", (b"list", [host, port], None, None)),
+            ("tos 256", (b"tos 256", (host, port), None, 256)),
+            ("tos -1", (b"tos -1", (host, port), None, -1)),
+            ("text data", ("text data", (host, port), None, None)),
+            ("no data", (None, (host, port), None, None))]
+
+
+def odd_replies_outcome(batch: bool, family: int) -> tuple[list, list]:
+    """send_batch of a good reply, then each odd one followed by a good one, then a short
+    tuple: (failed index and errno, datagrams that arrived)."""
+    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    ep = endpoint(batch, "::" if family == socket.AF_INET6 else "0.0.0.0")
+    client = socket.socket(family, socket.SOCK_DGRAM)
+    client.bind((host, 0))
     client.settimeout(0.3)
-    to = client.getsockname()  # a 4-tuple
+    port = client.getsockname()[1]
+    replies = [(b"first", (host, port), None, None)]
+    for name, reply in odd_replies(host, port):
+        replies += [reply, (b"after " + name.encode(), (host, port), b"", None)]
+    replies.append((b"short",))
     try:
-        failed = ep.send_batch([(b"four-tuple", to, None, None), (b"nul", ("::1\x00junk", to[1]), None, None),
-                                (b"wrapped", ("::1", to[1] + 2**32), None, None), (b"tos -1", to[:2], None, -1),
-                                (b"empty source", to[:2], b"", None)])
-        assert [(i, e.errno) for i, e in failed] == [(1, errno.EINVAL), (2, errno.EINVAL)]
+        failed = [(i, e.errno) for i, e in ep.send_batch(replies)]
         got = []
         with pytest.raises(TimeoutError):
             while True:
                 got.append(client.recv(64))
-        assert got == [b"four-tuple", b"tos -1", b"empty source"]
     finally:
         ep.close()
         client.close()
+    return failed, got
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])
+def test_both_paths_refuse_the_same_odd_replies_and_send_the_rest(family):
+    """Review findings: the C send cut a port past 2^31 to 32 bits and a host at an embedded
+    NUL, sending those replies to another port or host, and raised (every reply of the call
+    lost) on others that the plain path fails one by one.  Now the batched send leaves every
+    reply it cannot send as given to the plain path: the same replies fail with the same errors,
+    and every other one leaves, in order."""
+    batched, plain = odd_replies_outcome(True, family), odd_replies_outcome(False, family)
+    assert batched == plain
+    failed, got = batched
+    names = [name for name, _ in odd_replies("", 0)]
+    bad = {i for i, _ in failed}
+    assert bad >= {1 + 2 * k for k, name in enumerate(names) if name != "tos -1"}  # tos -1: the kernel's call
+    assert len(names) * 2 + 1 in bad and all(i % 2 for i in bad)  # the short one; no good reply failed
+    assert got[0] == b"first" and [g for g in got if g.startswith(b"after")] == [
+        b"after " + name.encode() for name in names]
+    assert all(errno_ in (errno.EINVAL, errno.EAFNOSUPPORT) for _, errno_ in failed), failed
 
 
 @pytest.mark.parametrize("batch", [True, False])

@@ -309,14 +309,20 @@ def test_reflector_r_prints_each_packet_answered_or_dropped_and_why():
     """An operator asking "why no reply?" at the reflector: -R prints every packet received,
     with what became of it (the totals' reason names), on either socket path; the banner says
     which path it is."""
+    test_packet = bytes.fromhex("00000007e93c7f0080000000" "00010000") + bytes(28)  # open mode, seq 7
     with ReflectorProcess("-R") as refl:
         assert "socket I/O" in refl.banner
         assert send(refl, count=1).returncode == 0
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.sendto(bytes(10), (refl.host, refl.port))  # shorter than 14 octets: not answered
+            s.settimeout(2)
+            for datagram in (test_packet, bytes(10), test_packet):  # one burst: one read on the batched path
+                s.sendto(datagram, (refl.host, refl.port))  # (10 octets: too short to answer)
+            s.recv(100), s.recv(100)
         _, out, _ = refl.stop()
     lines = [line for line in out.splitlines() if line.startswith("from ")]
-    assert len(lines) == 2, out
+    assert len(lines) == 4, out
     assert " len=44 " in lines[0] and "-> seq=0 to 127.0.0.1:" in lines[0]
-    assert " len=10 " in lines[1] and lines[1].endswith("-> dropped: short_packet")
+    assert [line.split(" -> ")[1].split(" to ")[0] for line in lines[1:]] == [
+        "seq=7", "dropped: short_packet", "seq=7"]  # in the order they came
+    assert " len=10 " in lines[2]
     assert "short_packet: 1" in out

@@ -418,15 +418,51 @@ static Py_ssize_t source_octets(PyObject *source, unsigned char out[16])
     return inet_pton(AF_INET6, bare, out) == 1 ? 16 : -1;
 }
 
+/* What send() needs of one reply, or -1 (no exception set) when this call cannot send it as
+ * given: the batch ends before it, and the caller sends it alone by the standard socket path,
+ * which sends it or says why not, so that both paths treat every reply alike. */
+static int reply_parts(PyObject *reply, int per_packet_tos, PyObject **data, const char **host, int *port,
+                       PyObject **source, int *tos)
+{
+    int overflow;
+    if (!PyTuple_Check(reply) || PyTuple_GET_SIZE(reply) < 4)
+        return -1;
+    /* (host, port) only: an IPv6 (host, port, flowinfo, scope_id) goes the standard way */
+    PyObject *destination = PyTuple_GET_ITEM(reply, 1);
+    if (!PyTuple_Check(destination) || PyTuple_GET_SIZE(destination) != 2 ||
+        !PyUnicode_Check(PyTuple_GET_ITEM(destination, 0)) || !PyLong_Check(PyTuple_GET_ITEM(destination, 1)))
+        return -1;
+    long port_value = PyLong_AsLongAndOverflow(PyTuple_GET_ITEM(destination, 1), &overflow);
+    if (overflow || port_value < 0 || port_value > 65535)
+        return -1;
+    *host = plain_text(PyTuple_GET_ITEM(destination, 0));
+    if (!*host)
+        return -1;
+    *port = (int)port_value;
+    *tos = -1; /* the socket's own */
+    PyObject *tos_object = PyTuple_GET_ITEM(reply, 3);
+    if (per_packet_tos && tos_object != Py_None) {
+        if (!PyLong_Check(tos_object))
+            return -1;
+        long value = PyLong_AsLongAndOverflow(tos_object, &overflow);
+        if (overflow || value < 0 || value > 255)
+            return -1;
+        *tos = (int)value;
+    }
+    *data = PyTuple_GET_ITEM(reply, 0);
+    *source = PyTuple_GET_ITEM(reply, 2);
+    return 0;
+}
+
 /*
  * send(family, replies, pin_source, per_packet_tos) -> number sent: replies is a sequence of
- * tuples that begin (data, (host, port), source, tos), as the reflector's replies do: source None, the packed
- * 4/16-octet local address or its text, used only when pin_source is true; tos None or the
- * octet, used only when per_packet_tos is true (else the socket's own).  One sendmmsg call
- * for the replies up to the first that cannot be sent from this socket (a destination or
- * source of the other family): the count says where the kernel or that reply stopped the
- * batch; OSError when it is the first (the caller sends that one alone to learn why, and goes
- * on after it).
+ * tuples that begin (data, (host, port), source, tos), as the reflector's replies do: source
+ * None, the packed 4/16-octet local address or its text, used only when pin_source is true;
+ * tos None or the octet, used only when per_packet_tos is true (else the socket's own).  One
+ * sendmmsg call for the replies up to the first that this call cannot send (reply_parts, or a
+ * destination or source of the other family): the count says where the kernel or that reply
+ * stopped the batch; OSError when it is the first (the caller sends that one alone to learn
+ * why, and goes on after it).
  */
 static PyObject *Batch_send(Batch *self, PyObject *args)
 {
@@ -445,53 +481,28 @@ static PyObject *Batch_send(Batch *self, PyObject *args)
     }
     Py_ssize_t held = 0, i;
     for (i = 0; i < total; i++) {
-        PyObject *t = PySequence_Fast_GET_ITEM(seq, i);
-        PyObject *data, *destination, *source, *tos_object;
+        PyObject *data, *source;
         const char *host;
-        int port, tos = -1;
-        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) < 4) {
-            PyErr_SetString(PyExc_TypeError, "each reply must be a (data, (host, port), source, tos, ...) tuple");
-            goto fail;
-        }
-        data = PyTuple_GET_ITEM(t, 0);
-        destination = PyTuple_GET_ITEM(t, 1);
-        source = PyTuple_GET_ITEM(t, 2);
-        tos_object = PyTuple_GET_ITEM(t, 3);
-        /* (host, port), or an IPv6 (host, port, flowinfo, scope_id) as the socket module gives it */
-        if (!PyTuple_Check(destination) || PyTuple_GET_SIZE(destination) < 2 ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(destination, 0)) || !PyLong_Check(PyTuple_GET_ITEM(destination, 1))) {
-            PyErr_SetString(PyExc_TypeError, "a reply's destination must be (host, port)");
-            goto fail;
-        }
-        long port_value = PyLong_AsLong(PyTuple_GET_ITEM(destination, 1));
-        if (port_value == -1 && PyErr_Occurred())
-            goto fail;
-        host = plain_text(PyTuple_GET_ITEM(destination, 0));
-        if (!host || port_value < 0 || port_value > 65535)
-            break; /* not an address: the batch ends before it (sent alone, it says why) */
-        port = (int)port_value;
-        if (per_packet_tos && tos_object != Py_None) {
-            long value = PyLong_AsLong(tos_object);
-            if (value == -1 && PyErr_Occurred())
-                goto fail;
-            if (value >= 0)
-                tos = (int)(value & 0xFF);
-        }
+        int port, tos;
+        if (reply_parts(PySequence_Fast_GET_ITEM(seq, i), per_packet_tos, &data, &host, &port, &source, &tos) < 0)
+            break;
         unsigned char src[16];
         Py_ssize_t srclen = 0;
         if (pin_source && source != Py_None && (srclen = source_octets(source, src)) < 0)
-            break; /* not usable as a source: the batch ends before it */
+            break; /* not usable as a source */
         socklen_t alen;
         struct msghdr *h = &self->msgs[i].msg_hdr;
         memset(h, 0, sizeof *h);
         if (fill_destination(family, host, port, &self->addrs[i], &alen) < 0)
-            break; /* not reachable from this socket: the batch ends before it */
+            break; /* not reachable from this socket */
         struct in6_addr *dst6 = &((struct sockaddr_in6 *)&self->addrs[i])->sin6_addr;
         int v4_path = family == AF_INET || IN6_IS_ADDR_V4MAPPED(dst6);
         if (fill_control(family, src, srclen, tos, v4_path, h, self->control + i * CONTROL_SPACE) < 0)
             break;
-        if (PyObject_GetBuffer(data, &self->views[i], PyBUF_SIMPLE) < 0)
-            goto fail;
+        if (PyObject_GetBuffer(data, &self->views[i], PyBUF_SIMPLE) < 0) {
+            PyErr_Clear(); /* not bytes-like: the standard path says so */
+            break;
+        }
         held = i + 1;
         self->iov[i].iov_base = self->views[i].buf;
         self->iov[i].iov_len = self->views[i].len;
@@ -518,11 +529,6 @@ static PyObject *Batch_send(Batch *self, PyObject *args)
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     return PyLong_FromLong(n);
-fail:
-    for (i = 0; i < held; i++)
-        PyBuffer_Release(&self->views[i]);
-    Py_DECREF(seq);
-    return NULL;
 }
 
 static PyMethodDef Batch_methods[] = {

@@ -338,15 +338,15 @@ class UdpEndpoint:
             i += 1
         return failed
 
-    def _send_one(self, replies: list, i: int, failed: list[tuple[int, OSError]]) -> None:
-        data, destination, source, tos = replies[i][:4]
+    def _send_one(self, replies: Sequence[tuple], i: int, failed: list[tuple[int, OSError]]) -> None:
         try:
+            data, destination, source, tos = replies[i][:4]
             self._send(data, destination, source, tos, False)
         except OSError as exc:
             failed.append((i, exc))
         except ValueError as exc:  # an address of the other family
             failed.append((i, OSError(errno.EAFNOSUPPORT, str(exc))))
-        except (TypeError, OverflowError) as exc:  # not an address at all (a NUL in it, a port past 65535)
+        except (TypeError, OverflowError, struct.error) as exc:  # not a reply (a NUL in a host, port 2^70)
             failed.append((i, OSError(errno.EINVAL, str(exc))))
 
     @property
@@ -456,6 +456,8 @@ def _source_cmsg(family: int, source: str | bytes) -> tuple[int, int, bytes]:
         if ip.version == 4:
             ip = ipaddress.IPv6Address(f"::ffff:{ip}")
         return (o.IPPROTO_IPV6, o.IPV6_PKTINFO, _IN6_PKTINFO.pack(ip.packed, 0))
+    if ip.version == 6:  # packing it into in_pktinfo would pin its first four octets
+        raise ValueError(f"an IPv6 source address ({ip}) on an IPv4 socket")
     return (o.IPPROTO_IP, o.IP_PKTINFO, _IN_PKTINFO.pack(0, ip.packed, bytes(4)))
 
 

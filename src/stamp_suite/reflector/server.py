@@ -154,14 +154,16 @@ class ReflectorServer:
         SEND_GROUP (2 in authenticated mode, where each T3 also needs its HMAC), a group's T3
         read right before it is stamped and sent, so T3 is at most a few microseconds early;
         a reply that wants its kernel transmit time (Follow-Up Telemetry) or carries a routing
-        header, and every reply on the plain path, goes alone with its own T3, in order."""
+        header, and every reply on the plain path, goes alone with its own T3, in order (and
+        with -R every reply, so that its lines keep the order the datagrams came in)."""
         engine, c = self.engine, self._c
         reflect = engine.reflect
         local_port = self.endpoint.local[1]
-        group = (2 if engine.config.authenticated else SEND_GROUP) if self.endpoint.batched else 0
         printing = self.print_packets
+        # -R prints a line as each datagram is handled: one reply a call keeps them in order.
+        group = (1 if printing else 2 if engine.config.authenticated else SEND_GROUP) if self.endpoint.batched else 0
         pending: list[Reply] = []
-        shown: list[tuple] = []  # the datagrams pending answers, for --print-packets
+        shown: list[tuple] = []  # the datagrams pending answers, for -R
         read_at = time.monotonic_ns()  # the batch's: timers need no finer grain than a read
         for rx in batch:
             data, source, ttl, tos, destination, kernel_ns, user_ns, truncated = rx
@@ -203,17 +205,17 @@ class ReflectorServer:
         # counters the moment its reply arrives, before this loop runs again.
         c[REFLECTED] += len(pending)
         try:
-            failed = [i for i, _ in self.endpoint.send_batch(pending)]
-        except Exception:  # noqa: BLE001 - a reply that cannot be sent never stops the worker
-            failed = list(range(len(pending)))
-        for i in reversed(failed):  # latest first: each session's count taken back whole
+            failed: list[tuple[int, Exception]] = self.endpoint.send_batch(pending)
+        except Exception as exc:  # noqa: BLE001 - a reply that cannot be sent never stops the worker
+            failed = [(i, exc) for i in range(len(pending))]
+        for i, _ in reversed(failed):  # latest first: each session's count taken back whole
             c[REFLECTED] -= 1
             c[SEND_ERRORS] += 1
             engine.send_failed(pending[i])
         if shown:
+            errors = dict(failed)
             for i, (reply, rx) in enumerate(zip(pending, shown)):
-                if i not in failed:
-                    self._print(rx, reply)
+                self._print(rx, reply, errors.get(i))
         if self.observe_processing_time:
             done = time.monotonic_ns()
             for _ in pending:
@@ -226,10 +228,12 @@ class ReflectorServer:
         try:
             key = self.endpoint.send(data, reply.destination, reply.source_address, reply.tos,
                                      reply.want_tx_timestamp, reply.routing_header)
-        except (OSError, ValueError):  # ValueError: an address of the other family
+        except (OSError, ValueError) as exc:  # ValueError: an address of the other family
             c[REFLECTED] -= 1
             c[SEND_ERRORS] += 1
             engine.send_failed(reply)
+            if self.print_packets:
+                self._print(rx, reply, exc)
             return
         if key is not None:
             self._await_tx(key, reply)
@@ -251,9 +255,10 @@ class ReflectorServer:
             if reply is not None:
                 self.engine.confirm_transmit(reply, tx_ns, TimestampMethod.SW_LOCAL)
 
-    def _print(self, rx: tuple, reply: Reply) -> None:
+    def _print(self, rx: tuple, reply: Reply, error: Exception | None = None) -> None:
         print(f"{_received_text(rx)} -> seq={reply.sequence_number} to {format_address(reply.destination)}"
-              + (f" ({'; '.join(reply.notes)})" if reply.notes else ""), file=self.out, flush=True)
+              + (f" ({'; '.join(reply.notes)})" if reply.notes else "")
+              + (f": not sent ({error})" if error is not None else ""), file=self.out, flush=True)
 
     def _print_drop(self, rx: tuple, reason: str | None) -> None:
         print(f"{_received_text(rx)} -> dropped: {reason}", file=self.out, flush=True)
@@ -264,4 +269,5 @@ def _received_text(rx: tuple) -> str:
     data, source, ttl, tos = rx[:4]
     ttl = "unknown" if ttl is None else ttl
     tos = "unknown" if tos is None else f"{tos >> 2}/{tos & 3}"
-    return f"from {format_address(source)} len={len(data)} ttl={ttl} dscp/ecn={tos}"
+    size = f">{len(data)}" if rx[7] else f"={len(data)}"  # truncated: only the buffer's worth was read
+    return f"from {format_address(source)} len{size} ttl={ttl} dscp/ecn={tos}"

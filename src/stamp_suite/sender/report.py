@@ -36,6 +36,11 @@ def ms(ns: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f} ms"
 
 
+def _ms_tight(ns: float) -> str:
+    """As :func:`ms`, without the space: per-packet lines (the Rust tool's form)."""
+    return ms(ns).replace(" ", "")
+
+
 def remote_label(session: dict[str, Any]) -> str:
     """``name (address:port)`` when the reflector was given by name, else ``address:port``."""
     remote = session.get("remote", "")
@@ -116,9 +121,9 @@ def packet_text(event: Event, verbose: bool = False, dscp: bool = False) -> str 
     if not isinstance(event, (Reply, Late, Duplicate)):
         return None
     s = event.sample
-    parts = [f"seq={s.sequence_number}", f"rtt={s.rtt_ns / 1e6:.3f}ms", f"ttl={s.reflector_ttl}"]
+    parts = [f"seq={s.sequence_number}", f"rtt={_ms_tight(s.rtt_ns)}", f"ttl={s.reflector_ttl}"]
     if s.clocks_synchronized or verbose:
-        parts += [f"fwd={s.forward_ns / 1e6:.3f}ms", f"bwd={s.backward_ns / 1e6:.3f}ms"]
+        parts += [f"fwd={_ms_tight(s.forward_ns)}", f"bwd={_ms_tight(s.backward_ns)}"]
     cos = s.tlv.get("cos")
     if dscp or cos:
         here = "?" if s.reply_tos is None else str(s.reply_tos >> 2)
@@ -137,7 +142,7 @@ def packet_text(event: Event, verbose: bool = False, dscp: bool = False) -> str 
         parts.append("tlv=" + ",".join(f"{p.tlv_type}:{PROBLEM_MARKS.get(p.kind, '?')}" for p in s.tlv_problems))
     if verbose:
         parts += [f"reflector_seq={s.reflector_sequence_number}", f"reflector_recv_ts={rfc3339(s.t2_ns)}",
-                  f"reflector_send_ts={rfc3339(s.t3_ns)}", f"residence={s.residence_ns / 1e6:.3f}ms",
+                  f"reflector_send_ts={rfc3339(s.t3_ns)}", f"residence={_ms_tight(s.residence_ns)}",
                   f"reply_ttl={'unknown' if s.reply_ttl is None else s.reply_ttl}"]
         if s.reply_tos is not None:
             parts.append(f"reply_dscp={s.reply_tos >> 2} reply_ecn={s.reply_tos & 3}")
