@@ -283,7 +283,7 @@ class UdpEndpoint:
     @property
     def io_path(self) -> str:
         """How this socket reads and answers, for a banner (without making the batch buffers)."""
-        return "batched socket I/O" if self._batched else "socket I/O one datagram a call"
+        return "batched socket I/O" if self._batched else "socket I/O one system call per datagram"
 
     @property
     def batched(self) -> bool:
