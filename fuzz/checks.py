@@ -21,7 +21,7 @@ SENDER_EVENTS = {Reply, Late, Duplicate, Lost, Rejected}
 def make_reflectors() -> list[Reflector]:
     return [Reflector(ReflectorConfig(stateful=True, member_link_id=3, verify_tlv_hmac=True, keys=KeyStore(KEY))),
             Reflector(ReflectorConfig(authenticated=True, keys=KeyStore(KEY), stateful=True)),
-            Reflector(ReflectorConfig(answer_short_packets=False, accept_nonzero_mbz=True))]
+            Reflector(ReflectorConfig(answer_short_packets=False))]
 
 
 def check_packet(data: bytes) -> None:

@@ -139,10 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hardened profile: no reply to packets shorter than 44 octets (by default they get a "
                         "44-octet base packet, RFC 8762 §4.6, for TWAMP-Light senders)")
     r.add_argument("--answer-short-packets", action="store_true", help=argparse.SUPPRESS)  # the default now
-    r.add_argument("--accept-nonzero-mbz", action="store_true",
-                   help="answer packets whose MBZ octets are not zero (TWAMP-Light senders that pad with random "
-                        "octets), unless they come from port 862 or ours or carry two timestamps near our clock, "
-                        "as replies do (docs/security.md)")
+    r.add_argument("--accept-nonzero-mbz", action="store_true", help=argparse.SUPPRESS)  # the default now
     r.add_argument("--busy-poll", type=_int, metavar="USEC",
                    help="keep polling this long after each packet instead of sleeping: lower residence time "
                         "(T3 - T2) for a core's worth of CPU while traffic flows [default: 0]")

@@ -6,6 +6,7 @@ import ipaddress
 
 from .config import ConfigError, Settings
 from .net.clock import ClockState
+from .net.local import LocalAddresses
 from .reflector.engine import ClockDescription, ReflectorConfig
 from .sender.engine import SenderConfig
 from .keys import load_key_directory, load_key_file
@@ -59,10 +60,9 @@ def reflector_config(s: Settings, clock: ClockState, keys: KeyStore, srv6_unavai
         allowed_ssids=frozenset(s.allowed_ssids) if s.allowed_ssids is not None else None,
         return_address_allow=tuple(ipaddress.ip_network(p, strict=False) for p in s.return_address_allow),
         return_srv6_allow=tuple(ipaddress.IPv6Network(p, strict=False) for p in s.return_srv6_allow),
-        srv6_unavailable=srv6_unavailable,
+        srv6_unavailable=srv6_unavailable, own_address=LocalAddresses(),
         session_timeout_s=s.session_timeout, max_sessions=s.max_sessions,
         accept_zero_multiplier=s.accept_zero_multiplier, answer_short_packets=not s.drop_short_packets,
-        accept_nonzero_mbz=s.accept_nonzero_mbz,
         max_pps=s.max_pps, max_pps_burst=s.max_pps_burst)
 
 

@@ -67,7 +67,7 @@ class Settings:
     accept_zero_multiplier: bool = False
     answer_short_packets: bool = False  # the default since RFC 8762 §4.6 says so; kept for old command lines
     drop_short_packets: bool = False  # hardened profile: no reply to packets shorter than the base
-    accept_nonzero_mbz: bool = False
+    accept_nonzero_mbz: bool = False  # the default since RFC 8762 §4.2.1 says so; kept for old command lines
     busy_poll: int = 0  # microseconds
     max_pps: float = 0.0
     max_pps_burst: float = 0.0

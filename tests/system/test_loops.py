@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -96,27 +97,102 @@ def test_two_reflectors_cannot_be_played_against_each_other(ns, mode):
     assert sum(frames.values()) <= 2 + 4, frames  # the replies and a few ARP frames at most
 
 
-SPOOF = textwrap.dedent("""
-    import socket, struct, sys
-    src, sport, dst, dport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-    # A test packet whose T1 is no time at all (zero): a sender that pads with junk
-    payload = bytes.fromhex("00000001" "0000000000000000" "0001" "0000") + bytes(28)
+# One packet sent from namespace "a" with the source address and port of a reflector (a raw
+# socket), or from its own address with a Return Path TLV naming one: T1 now, SSID 1.
+INJECT = textwrap.dedent("""
+    import ipaddress, socket, struct, sys, time
+    from stamp_suite.sender.engine import SenderConfig, SessionSender
+    from stamp_suite.sender.events import Transmit
+    from stamp_suite.tlvs import ReturnPath
+    src, sport, dst, dport, auth, return_address = (sys.argv[1], int(sys.argv[2]), sys.argv[3],
+                                                    int(sys.argv[4]), sys.argv[5] == "A", sys.argv[6])
+    tlvs = (ReturnPath(return_address=ipaddress.ip_address(return_address)),) if return_address != "-" else ()
+    cfg = SenderConfig(authenticated=auth, key=bytes.fromhex("{key}") if auth else None, ssid=1, tlvs=tlvs)
+    payload = bytes(SessionSender(cfg).stamp(Transmit(0), time.time_ns(), 0).data)
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
                      socket.inet_aton(src), socket.inet_aton(dst))
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     s.sendto(ip + udp, (dst, 0))
+""").format(key=KEY)
+
+# A reflector of another implementation, as RFC 8762 §4.3.1 describes one (open, stateless):
+# its own Sequence Number, T3 and Error Estimate, the SSID, T2, the sender's first 14 octets
+# copied, its TTL; or an echo service that returns every datagram as it came.
+FOREIGN = textwrap.dedent("""
+    import signal, socket, struct, sys, time
+    addr, port, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    s.settimeout(0.2)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print("listening on", addr, port, flush=True)
+    sent = 0
+    try:
+        while True:
+            try:
+                data, peer = s.recvfrom(65535)
+            except socket.timeout:
+                continue
+            if kind == "copy" and len(data) >= 14:
+                now = time.time_ns()
+                ntp = (((now // 10**9) + 2208988800) << 32) | (((now % 10**9) << 32) // 10**9)
+                data = (data[:4] + struct.pack("!QH", ntp, 1) + data[14:16] + struct.pack("!Q", ntp)
+                        + data[:14] + bytes(2) + bytes([64]) + bytes(3) + data[44:])
+            s.sendto(data, peer)
+            sent += 1
+    finally:
+        print(f"Packets reflected: {sent}", flush=True)
 """)
 
+# (name, r1's flags, r2's flags or "copy"/"echo" for a foreign one, mode, how the packet comes in)
+PAIRS = [
+    ("open NTP/NTP, spoofed source", [], [], "O", "spoof"),
+    ("open NTP/PTP, spoofed source", [], ["-K", "PTP"], "O", "spoof"),
+    ("open PTP/NTP, Return Address through an allow-list", ["-K", "PTP", "--return-address-allow", "10.99.0.2/32"],
+     [], "O", "return"),
+    ("authenticated NTP/PTP, a replayed packet", [], ["-K", "PTP"], "A", "spoof"),
+    ("authenticated PTP/PTP, Return Address", ["-K", "PTP"], ["-K", "PTP"], "A", "return"),
+    ("ours and a copying reflector", [], "copy", "O", "spoof"),
+    ("ours and an echo service", [], "echo", "O", "spoof"),
+]
 
-def test_accept_nonzero_mbz_still_ends_a_loop_between_reflectors_on_other_ports(ns):
-    """With --accept-nonzero-mbz on both, on ports other than 862 and each other's, one packet
-    spoofed from one reflector to the other: the second reply already carries two timestamps
-    near the clock, and is refused."""
-    ns.add("r1")
-    r1 = _start(ns, "r1", "-S", "127.0.0.1", "-o", "21040", "--accept-nonzero-mbz")
-    r2 = _start(ns, "r1", "-S", "127.0.0.2", "-o", "21041", "--accept-nonzero-mbz")
-    res = ns.run_in("r1", [sys.executable, "-c", SPOOF, "127.0.0.2", "21041", "127.0.0.1", "21040"])
-    assert res.returncode == 0, res.stderr
+
+def test_no_pair_of_reflectors_exchanges_more_than_a_handful(ns):
+    """Every pair above at once, each on its own port: one packet from outside to r1, every
+    packet either side sends in the next 3 s counted (by the processes, and by the kernel)."""
+    for name in ("sw", "r1", "r2", "a"):
+        ns.add(name)
+    ns.run_in("sw", ["ip", "link", "add", "br0", "type", "bridge"], check=True)
+    ns.run_in("sw", ["ip", "link", "set", "br0", "up"], check=True)
+    ifs = {}
+    for name, addr in (("r1", "10.99.0.1/24"), ("r2", "10.99.0.2/24"), ("a", "10.99.0.3/24")):
+        ifs[name], peer = ns.link(name, addr, "sw")
+        ns.ip("sw", "link", "set", peer, "master", "br0")
+    procs = []
+    for i, (_, flags1, flags2, mode, _) in enumerate(PAIRS):
+        port = str(21100 + i)
+        auth = ["-A", "A", "--hmac-key", KEY] if mode == "A" else []
+        r1 = _start(ns, "r1", "-S", "10.99.0.1", "-o", port, *flags1, *auth)
+        if isinstance(flags2, str):
+            r2 = ns.popen("r2", [sys.executable, "-c", FOREIGN, "10.99.0.2", port, flags2],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            assert "listening on" in r2.stdout.readline(), r2.stderr.read()
+        else:
+            r2 = _start(ns, "r2", "-S", "10.99.0.2", "-o", port, *flags2, *auth)
+        procs.append((r1, r2))
+    before = {n: ns.counter(n, ifs[n]) for n in ("r1", "r2")}
+    for i, (_, _, _, mode, how) in enumerate(PAIRS):
+        port = str(21100 + i)
+        if how == "spoof":  # from r2's reflector port, to r1's
+            args = ["10.99.0.2", port, "10.99.0.1", port, mode, "-"]
+        else:  # from the outsider, asking r1 to answer r2's reflector
+            args = ["10.99.0.3", port, "10.99.0.1", port, mode, "10.99.0.2"]
+        res = ns.run_in("a", [sys.executable, "-c", INJECT, *args])
+        assert res.returncode == 0, res.stderr
     time.sleep(3)
-    assert _reflected(r1) + _reflected(r2) <= 2
+    frames = sum(ns.counter(n, ifs[n]) - before[n] for n in ("r1", "r2"))
+    counts = {name: (_reflected(r1), _reflected(r2)) for (name, *_), (r1, r2) in zip(PAIRS, procs)}
+    for name, (a, b) in counts.items():
+        assert a <= 2 and b <= 2 and a + b >= 1, (name, counts)
+    assert frames <= 4 * len(PAIRS) + 6, (frames, counts)  # the replies and a few ARP frames at most

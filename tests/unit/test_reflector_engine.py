@@ -8,7 +8,7 @@ import pytest
 
 from vectors import EX_A, EX_B, EX_C, EX_C2, EX_E, KEY, T2_NS, T3_NS
 from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
-from stamp_suite.wire.auth import KeyStore
+from stamp_suite.wire.auth import KeyStore, hmac16
 from stamp_suite.wire.packet import ReflectorPacket
 from stamp_suite.wire.timestamp import ErrorEstimate
 from stamp_suite.wire.tlv import FLAG_I, FLAG_M, FLAG_U, RawTlv, build_tlvs, parse_tlvs, verify_hmac_tlv
@@ -18,6 +18,7 @@ from stamp_suite.tlvs import (AccessReport, ClassOfService, DestinationNodeAddre
 SYNCED = ErrorEstimate(True, scale=0, multiplier=1)  # 0x8001 as in the worked examples
 META = PacketMeta(("127.0.0.1", 40000), "127.0.0.1", 862, ttl=64, tos=0, rx_timestamp_ns=T2_NS)
 OPEN_HEAD = EX_A  # seq 1, T1, EE 0x8001, SSID 0
+SYNCED_CFG = ReflectorConfig(error_estimate=SYNCED)
 
 
 def reflect(packet, config=None, meta=META, now=T3_NS):
@@ -37,15 +38,26 @@ def reply_tlvs(reply, base=44):
     return parse_tlvs(reply[base:]).tlvs
 
 
+def same_but_t3_tag(reply: bytes, expected: bytes, t3_at: int) -> bool:
+    """``reply`` is ``expected`` except for the lowest ten bits of T3, where the loop tag goes
+    (loop_guard.py): under 240 ns of an NTP timestamp (and the HMAC over it, if any)."""
+    got, want = bytearray(reply), bytearray(expected)
+    for b in (got, want):
+        b[t3_at + 6] &= 0xFC
+        b[t3_at + 7] = 0
+    return got == want
+
+
 def test_open_stateless_reply_is_digest_example_b():
     _, reply, _ = reflect(EX_A)
-    assert reply == EX_B
+    assert same_but_t3_tag(reply, EX_B, 4)
 
 
 def test_authenticated_reply_is_digest_example_c2():
     cfg = ReflectorConfig(authenticated=True, keys=KeyStore(KEY), error_estimate=SYNCED)
     _, reply, _ = reflect(EX_C, cfg)
-    assert reply == EX_C2
+    assert same_but_t3_tag(reply[:96], EX_C2[:96], 16)
+    assert reply[96:] == hmac16(KEY, reply[:96])  # the base HMAC covers the tagged T3
 
 
 def test_authenticated_bad_hmac_is_dropped_and_counted():
@@ -381,48 +393,194 @@ def test_hmac_tlv_is_recomputed_even_when_a_tlv_before_it_is_malformed():
     assert tlvs[6:] == _hmac_tlv(reply[:4], tlvs[:6])
 
 
-def test_a_reply_is_never_reflected():
-    # The digest's worked replies (b) and (c2) carry a Receive Timestamp and a Sender TTL
-    # where a test packet has MBZ: a reflector answering them could be played against
-    # another reflector, or itself, forever.
-    r, reply, _ = reflect(EX_B)
-    assert reply is None and r.counters.dropped["reflected_packet"] == 1
-    auth = ReflectorConfig(authenticated=True, keys=KeyStore(KEY))  # (c2) even carries a valid HMAC
-    r, reply, _ = reflect(EX_C2, auth)
-    assert reply is None and r.counters.dropped["reflected_packet"] == 1
-    only_ttl = bytearray(EX_A)
-    only_ttl[40] = 64
-    r, reply, _ = reflect(bytes(only_ttl))
-    assert reply is None and r.counters.dropped["reflected_packet"] == 1
-
-
-def test_accept_nonzero_mbz_still_refuses_replies():
-    """--accept-nonzero-mbz answers a sender whose padding is not zero, but not a reply: one
-    from a reflector port, or one whose T2 and copied T1 are both near our clock (the digest's
-    reply (b) has both, at the example's time)."""
-    lenient = ReflectorConfig(accept_nonzero_mbz=True, error_estimate=SYNCED)
-    padded = EX_A[:16] + bytes(range(1, 29))  # TWAMP-Light style: arbitrary octets after the EE
-    _, reply, _ = reflect(padded, lenient)
+def test_nonzero_mbz_is_ignored_on_receipt():
+    # RFC 8762 §4.2.1: MBZ "MUST be ignored on receipt".  The digest's replies (b) and (c2)
+    # carry T2 and the Sender TTL in what is MBZ in a test packet: as test packets, answered.
+    _, reply, _ = reflect(EX_B)
+    assert reply is not None and reply[24:38] == EX_B[:14]
+    auth = ReflectorConfig(authenticated=True, keys=KeyStore(KEY))
+    _, reply, _ = reflect(EX_C2, auth)  # (c2) carries a valid HMAC: answered
+    assert reply is not None and reply[48:52] == EX_C2[:4]
+    odd_mbz = bytearray(EX_C)  # MBZ octets 4-15 of an authenticated packet, set and signed
+    odd_mbz[4:16] = b"\xff" * 12
+    odd_mbz[96:112] = hmac16(KEY, bytes(odd_mbz[:96]))
+    _, reply, _ = reflect(bytes(odd_mbz), auth)
     assert reply is not None
-    r, reply, _ = reflect(EX_B, lenient)
-    assert reply is None and r.counters.dropped["reflected_packet"] == 1
-    for port in (862, 40862):
-        meta = PacketMeta(("127.0.0.3", port), "127.0.0.1", 40862, ttl=64, rx_timestamp_ns=T2_NS)
-        r, reply, _ = reflect(padded, lenient, meta)
-        assert reply is None and r.counters.dropped["reflected_packet"] == 1
+
+
+def test_twamp_light_packets_with_random_padding_are_answered():
+    # RFC 4656 §4.1.2 recommends random padding: a 14-octet TWAMP-Light header (EX_A's: seq,
+    # T1, Error Estimate) and 50 random octets, 64 in all, a thousand times.
+    rng = random.Random(8762)
+    r = Reflector(ReflectorConfig(error_estimate=SYNCED))
+    for _ in range(1000):
+        packet = EX_A[:14] + rng.randbytes(50)
+        assert r.receive(packet, META, T3_NS), r.last_drop
+    assert r.counters.dropped == {}
+
+
+def test_zero_padding_of_any_length_is_answered_with_a_reply_of_that_length():
+    # TWAMP-Light and STAMP senders pad with zeros to test the MTU: beyond octet 44 that reads
+    # as empty TLVs of the Reserved Type 0, each answered U = 1 (RFC 8972 §4: unknown type).
+    for size in (48, 176, 200, 500, 1000, 1472, 9000):
+        _, reply, _ = reflect(EX_A + bytes(size - 44), SYNCED_CFG)
+        n, odd = divmod(size - 44, 4)
+        assert same_but_t3_tag(reply[:44], EX_B, 4) and len(reply) == size
+        assert reply[44:] == bytes.fromhex("80000000") * n + bytes(odd)
+    # zeros after a TLV, and a zero TLV before one: each run answered the same way
+    _, reply, _ = reflect(EX_A + bytes.fromhex("00000000" "80040004b8000000") + bytes(1000), SYNCED_CFG)
+    assert reply[44:56] == bytes.fromhex("80000000" "00040004b8000000")
+    assert reply[56:] == bytes.fromhex("80000000") * 250
+
+
+def test_unknown_tlv_comes_back_with_u_only():
+    # RFC 8972 §4: the reflector sets U for a type it does not know, M and I only for what it
+    # found (nothing here), and the R bits are zero on transmission.
+    _, reply, _ = reflect(EX_A + bytes.fromhex("bfc90000"))
+    assert reply[44:] == bytes.fromhex("80c90000")
+    _, reply, _ = reflect(EX_A + bytes.fromhex("ff0400043c000000"))  # CoS with M, I and R set by the sender
+    assert reply[44] == 0
+    _, reply, _ = reflect(EX_A + bytes.fromhex("bf0400010000"))  # CoS of Length 1: malformed
+    assert reply[44:] == bytes.fromhex("400400010000")
+
+
+def test_follow_up_telemetry_with_an_invalid_length_is_zeroed_and_flagged():
+    # RFC 8972 §4.7: Length not 16 -> Sequence Number and Follow-Up Timestamp zeroed, M set.
+    r = Reflector(ReflectorConfig(stateful=True, error_estimate=SYNCED))
+    first = r.receive(EX_A, META, T3_NS)[0]
+    r.stamp(first, T3_NS)  # a previous reply whose departure the TLV could report
+    out = r.receive(EX_A + bytes.fromhex("80070014") + bytes.fromhex("11") * 20, META, T3_NS)
+    reply = bytes(r.stamp(out[0], T3_NS))
+    assert reply[44:] == bytes.fromhex("40070014") + bytes(12) + bytes.fromhex("11") * 8
+    out = r.receive(EX_A + bytes.fromhex("8007000a") + bytes.fromhex("11") * 10, META, T3_NS)
+    assert bytes(r.stamp(out[0], T3_NS))[44:] == bytes.fromhex("4007000a") + bytes(10)
+
+
+BOGUS_HMAC_TLV = bytes.fromhex("80080010") + bytes(range(16))
+
+
+@pytest.mark.parametrize("keys", [KeyStore(), KeyStore(KEY)], ids=["no key", "key"])
+def test_tlvs_under_an_hmac_tlv_that_does_not_verify_are_not_used(keys):
+    # RFC 8972 §4.8: the HMAC TLV is verified before any TLV data is used.  A CoS TLV under an
+    # HMAC TLV that fails (or that this open reflector has no key to check) changes no TOS...
+    cos = bytes.fromhex("80040004b8000000")
+    cfg = ReflectorConfig(keys=keys, error_estimate=SYNCED)
+    r, reply, rep = reflect(EX_A + cos + BOGUS_HMAC_TLV, cfg)
+    assert rep.tos is None
+    assert reply[44:] == bytes.fromhex("20040004b8000000" "20080010") + bytes(range(16))
+    assert r.counters.tlv_integrity_failures == 1
+    # ... and a Return Path Control Code 0 under it suppresses no reply.
+    no_reply = bytes.fromhex("800a0008" "80010004" "00000000")
+    r, reply, rep = reflect(EX_A + no_reply + BOGUS_HMAC_TLV, cfg)
+    assert reply is not None and reply[44] == FLAG_I and "return_path_no_reply" not in r.counters.dropped
+
+
+def _copying_reflector(packet: bytes, t_wire: int = 0x1234567800000000, ee: int = 0x0001) -> bytes:
+    """What any RFC 8762 reflector answers to ``packet`` (open mode, stateless), written from
+    the digest's Figure 5 layout: its own seq, T3, EE, SSID and T2, then the sender's first
+    14 octets copied, MBZ, its TTL."""
+    return (packet[:4] + t_wire.to_bytes(8, "big") + ee.to_bytes(2, "big") + packet[14:16]
+            + t_wire.to_bytes(8, "big") + packet[:14] + bytes(2) + bytes([64]) + bytes(3) + packet[44:])
+
+
+def test_our_reply_sent_back_by_another_reflector_is_refused():
+    # Our reply to EX_A, answered by a reflector that copies it as RFC 8762 §4.3.1 says: it
+    # brings our tagged T3 and our Error Estimate back in octets 28-37.  Refused, once.
+    r = Reflector(ReflectorConfig(error_estimate=SYNCED))
+    ours = bytes(r.stamp(r.receive(EX_A, META, T2_NS)[0], T3_NS))
+    back = _copying_reflector(ours)
+    assert back[28:38] == ours[4:14]
+    assert not r.receive(back, META, T3_NS + 1000) and r.counters.dropped == {"reflected_packet": 1}
+    # the same octets from another reflector (another key), or a day and more later: answered
+    other = Reflector(ReflectorConfig(error_estimate=SYNCED))
+    assert other.receive(back, META, T3_NS + 1000)
+    a_day_later = PacketMeta(("127.0.0.1", 40000), "127.0.0.1", 862, ttl=64, rx_timestamp_ns=T2_NS + 86_401 * 10**9)
+    assert r.receive(back, a_day_later, T3_NS + 86_401 * 10**9)
+
+
+def _ping_pong(a: Reflector, b: Reflector, first: bytes, a_clock: int, b_clock: int, rounds: int = 20) -> int:
+    """One packet from outside to ``a``, then every reply handed to the other reflector, as two
+    reflectors that answer each other's replies would; how many replies were made in all."""
+    made, packet, turn = 0, first, 0
+    for i in range(rounds):
+        engine, clock = (a, a_clock) if turn == 0 else (b, b_clock)
+        now = clock + i * 1_000_000
+        out = engine.receive(packet, PacketMeta(("192.0.2.9", 862), "192.0.2.1", 862, 64, 0, now), now)
+        if not out:
+            break
+        made += 1
+        packet = bytes(engine.stamp(out[0], now + 10_000))
+        turn ^= 1
+    return made
+
+
+YEAR_NS = 365 * 86_400 * 1_000_000_000
+
+
+@pytest.mark.parametrize("formats", [("NTP", "NTP"), ("NTP", "PTP"), ("PTP", "NTP"), ("PTP", "PTP")])
+@pytest.mark.parametrize("auth", [False, True], ids=["open", "authenticated"])
+@pytest.mark.parametrize("skew_years", [0, 7, -30])
+def test_two_reflectors_stop_after_a_handful_whatever_their_clocks_and_formats(formats, auth, skew_years):
+    from stamp_suite.wire.timestamp import TimestampFormat
+    cfgs = [ReflectorConfig(authenticated=auth, keys=KeyStore(KEY), timestamp_format=TimestampFormat[f],
+                            error_estimate=SYNCED) for f in formats]
+    a, b = Reflector(cfgs[0]), Reflector(cfgs[1])
+    first = EX_C if auth else EX_A  # a recorded (replayed) packet in authenticated mode
+    assert _ping_pong(a, b, first, T2_NS, T2_NS + skew_years * YEAR_NS) <= 3
+
+
+def test_a_reflector_sending_our_reply_back_unchanged_stops_after_two():
+    # An echo service returns our reply byte for byte: the second round carries our T3 copied.
+    r = Reflector(ReflectorConfig(error_estimate=SYNCED))
+    packet, made = EX_A, 0
+    for i in range(10):
+        out = r.receive(packet, META, T3_NS + i * 1000)
+        if not out:
+            break
+        made += 1
+        packet = bytes(r.stamp(out[0], T3_NS + i * 1000))
+    assert made == 2
 
 
 def test_a_reply_to_the_reflectors_own_socket_is_dropped():
     # ONE packet from 127.0.0.3 with the reflector's own port, asking (Return Address) for
-    # the reply to go to 127.0.0.1: the reply would arrive at this very socket.
-    allow = ReflectorConfig(return_address_allow=(ipaddress.ip_network("127.0.0.0/8"),), accept_nonzero_mbz=True)
+    # the reply to go to 127.0.0.1: the reply would arrive at this very socket.  The Return
+    # Address is refused, and the reply to the source (our port, a loopback address) dropped.
+    allow = ReflectorConfig(return_address_allow=(ipaddress.ip_network("127.0.0.0/8"),))
     meta = PacketMeta(("127.0.0.3", 20003), "127.0.0.1", 20003, ttl=64, rx_timestamp_ns=T2_NS)
     packet = EX_A + bytes.fromhex("800a0008" "80020004" "7f000001")  # Return Path: Return Address 127.0.0.1
     r, reply, _ = reflect(packet, allow, meta)
     assert reply is None and r.counters.dropped["reply_to_self"] == 1
+    assert r.counters.return_path == {"return_address_not_allowed": 1}
     to_other_port = PacketMeta(("127.0.0.3", 20004), "127.0.0.1", 20003, ttl=64, rx_timestamp_ns=T2_NS)
     _, reply, rep = reflect(packet, allow, to_other_port)
     assert rep.destination == ("127.0.0.1", 20004)
+
+
+@pytest.mark.parametrize("address", ["00000000", "e0000001", "ffffffff", "f0000001",
+                                     "00000000000000000000000000000000", "ff020000000000000000000000000001"])
+def test_return_addresses_that_are_not_one_host_are_refused(address):
+    # 0.0.0.0 and :: reach this host; multicast and broadcast many: never a Return Address,
+    # even inside the allow-list or for an authenticated packet.
+    value = bytes.fromhex(address)
+    rp = bytes.fromhex("800a") + (4 + len(value)).to_bytes(2, "big") + bytes.fromhex("8002") + len(
+        value).to_bytes(2, "big") + value
+    allow = ReflectorConfig(return_address_allow=(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")))
+    meta = PacketMeta(("192.0.2.9", 40000), "192.0.2.1", 862, ttl=64, rx_timestamp_ns=T2_NS)
+    r, reply, rep = reflect(EX_A + rp, allow, meta)
+    assert rep.destination == ("192.0.2.9", 40000) and reply[44] == FLAG_U
+    assert r.counters.return_path == {"return_address_not_allowed": 1}
+
+
+def test_any_address_of_this_host_counts_as_this_reflector_when_bound_to_the_wildcard():
+    own = {ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("2001:db8::1"), ipaddress.ip_address("192.0.2.255")}
+    cfg = ReflectorConfig(own_address=own.__contains__)
+    for source in ("192.0.2.1", "2001:db8::1", "192.0.2.255", "0.0.0.0", "::", "::ffff:192.0.2.1"):
+        meta = PacketMeta((source, 862), None, 862, ttl=64, rx_timestamp_ns=T2_NS)
+        r, reply, _ = reflect(EX_A, cfg, meta)
+        assert reply is None and r.counters.dropped == {"reply_to_self": 1}, source
+    meta = PacketMeta(("192.0.2.7", 862), None, 862, ttl=64, rx_timestamp_ns=T2_NS)
+    assert reflect(EX_A, cfg, meta)[1] is not None  # another host, from port 862 (the Rust sender's habit)
 
 
 def test_tlv_and_sub_tlv_limits():

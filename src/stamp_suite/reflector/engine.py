@@ -19,14 +19,14 @@ from typing import NamedTuple
 
 from ..wire.auth import KeyStore, hmac16, verify16
 from ..wire.packet import (AUTH_BASE_LEN, HMAC_COVERED, OPEN_BASE_LEN, REFLECTOR_AUTH, REFLECTOR_OPEN,
-                           SENDER_AUTH_WITH_REPLY_MARKS, SENDER_OPEN_WITH_REPLY_MARKS)
-from ..wire.timestamp import (DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFormat, from_wire, ntp_from_ns,
-                              ptp_from_ns)
+                           SENDER_AUTH_WITH_COPIED, SENDER_OPEN_WITH_COPIED)
+from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFormat, ntp_from_ns, ptp_from_ns
 from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, HEADER_LEN, MAX_TLVS, MalformedTlv, RawTlv, TlvLimitExceeded,
                         TlvType, compute_hmac_tlv, hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
 from ..tlvs import REGISTRY, ReflectContext, SyncSource, TimestampMethod, unmapped_address
 from .counters import (DROP_SLOT, FLAG_I_SLOT, FLAG_M_SLOT, FLAG_U_SLOT, RECEIVED, RETURN_PATH_SLOT,
                        TLV_INTEGRITY_FAILURES, TLV_TYPE_BASE, DropReason, ReflectorCounters, local_block)
+from .loop_guard import LoopTag, new_key
 from .sessions import RateLimiter, Session, SessionTable
 
 __all__ = ["ClockDescription", "DropReason", "PacketMeta", "Reflector", "ReflectorConfig", "Reply"]
@@ -41,7 +41,13 @@ NS = 1_000_000_000
 # --max-pps counts work: a packet with up to WORK_PER_PACKET TLVs and sub-TLVs (more than any
 # real test packet carries) is one packet; a heavier one counts as n / WORK_PER_PACKET.
 WORK_PER_PACKET = 16
-DAY_NS = 86_400 * NS
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def loopback_only(ip: Address) -> bool:
+    """The host's own addresses as far as an engine knows without asking the system: the
+    service gives the engine the system's answer (:class:`stamp_suite.net.local.LocalAddresses`)."""
+    return ip.is_loopback
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +87,13 @@ class ReflectorConfig:
     # RFC 8762 §4.6: a packet shorter than the base gets a base packet in reply.  The
     # hardened profile (--drop-short-packets) drops them instead.
     answer_short_packets: bool = True
-    # A packet with a Receive Timestamp or Sender TTL set is a reply, not a test packet, and
-    # is not reflected (loop guard).  This switch answers such packets unless they come from
-    # a reflector port (862 or ours), for TWAMP-Light senders that pad with random octets.
-    accept_nonzero_mbz: bool = False
     local_addr: str | None = None  # the address the reflector is bound to; None: the wildcard
+    # Is an address one of this host's own?  A reply to one on our own port would come back
+    # to this socket (reply_to_self), and no Return Address may name one there.
+    own_address: Callable[[Address], bool] = loopback_only
+    # The key of the tag our T3s carry, to recognise them when a loop brings them back
+    # (loop_guard.py): one per reflector, shared by its workers (made with the config).
+    loop_tag_key: int = field(default_factory=new_key, repr=False)
     max_pps: float = 0.0  # per source address; 0 = no limit
     max_pps_burst: float = 0.0  # 0 = one second's worth
 
@@ -158,18 +166,25 @@ class Reflector:
         # The mode's layouts, chosen once: the rules read them for every packet.
         self._authenticated = auth = config.authenticated
         self._base_len = AUTH_BASE_LEN if auth else OPEN_BASE_LEN
-        self._marks = SENDER_AUTH_WITH_REPLY_MARKS if auth else SENDER_OPEN_WITH_REPLY_MARKS
+        self._fields = SENDER_AUTH_WITH_COPIED if auth else SENDER_OPEN_WITH_COPIED
         self._reply_struct = REFLECTOR_AUTH if auth else REFLECTOR_OPEN
         self._ts_offset = 16 if auth else 4  # where T3 goes
         self._bound = unmapped_address(config.local_addr) if config.local_addr else None
+        if self._bound is not None and self._bound.is_unspecified:
+            self._bound = None
+        self._loop_tag = LoopTag(config.loop_tag_key, config.timestamp_format == TimestampFormat.PTP)
         self.update_clock(config.clock)
 
     def update_clock(self, clock: ClockDescription) -> None:
         """Use a new description of the clock from the next reply on (S bit, sync source,
         error, TAI offset), e.g. when the kernel says the clock got or lost synchronisation."""
         fmt = self.config.timestamp_format
+        previous_ee = getattr(self, "_ee", None)
         self.clock = ClockDescription(clock.error_estimate.with_format(fmt), clock.sync_source, clock.tai_offset_s)
         self._ee = self.clock.error_estimate.to_int()
+        # A loop brings back a T3 with the Error Estimate it left with: the one before this
+        # change too, for replies still on their way.
+        self._own_ees = frozenset({self._ee} if previous_ee is None else {self._ee, previous_ee})
         tai = clock.tai_offset_s
         self._encode: Callable[[int], int] = (ntp_from_ns if fmt == TimestampFormat.NTP
                                               else lambda ns: ptp_from_ns(ns, tai))
@@ -214,8 +229,9 @@ class Reflector:
 
     def stamp_group(self, replies: Sequence[Reply], t3_ns: int,
                     tx_method: int = TimestampMethod.CONTROL_PLANE) -> None:
-        """:meth:`stamp` for replies that leave together (one sendmmsg): one T3 for all."""
-        t3_wire = self._encode(t3_ns)
+        """:meth:`stamp` for replies that leave together (one sendmmsg): one T3 for all, with
+        our loop tag in its lowest bits (loop_guard.py)."""
+        t3_wire = self._loop_tag.mark(self._encode(t3_ns))
         at = self._ts_offset
         for reply in replies:
             data = reply.data
@@ -256,32 +272,37 @@ class Reflector:
         base_len = self._base_len
         if self.rate_limiter is not None and not self.rate_limiter.allow(source[0], now_ns):
             return None, DropReason.RATE_LIMITED
-        if auth and any(data[4:16]):  # MBZ in this mode; an open packet's Timestamp is there
-            return None, DropReason.WRONG_MODE
         size = len(data)
         if size < base_len:
-            if auth:  # it cannot carry a verifiable HMAC
-                return None, DropReason.MALFORMED
+            if auth:  # it cannot carry a verifiable HMAC; a Timestamp in octets 4-15: an open packet
+                return None, DropReason.WRONG_MODE if any(data[4:16]) else DropReason.MALFORMED
             if not cfg.answer_short_packets or size < MIN_TWAMP_LIGHT_LEN:
                 return None, DropReason.SHORT_PACKET
             # RFC 8762 §4.6: answer a short (TWAMP-Light) packet with a base packet; the
             # octets it lacks are taken as zero (our choice, docs/protocol.md).
             data = bytes(data) + bytes(OPEN_BASE_LEN - size)
             size = OPEN_BASE_LEN
-        seq, ts, ee, ssid, reply_t2, reply_ttl = self._marks.unpack_from(data)
+        # MBZ octets are ignored on receipt (RFC 8762 §4.2.1): only two of them are read, as
+        # the place where a reflector that answered one of our replies copied our T3.
+        seq, ts, ee, ssid, copied_ts, copied_ee = self._fields.unpack_from(data)
         if not auth and not ts and not ee and not ssid and size >= AUTH_BASE_LEN:
-            # Octets 4-15 are MBZ in authenticated mode, and an open packet's Timestamp is never 0.
+            # An open packet's Timestamp is never 0, nor its Error Estimate: an authenticated
+            # packet, whose octets 4-15 are MBZ (and not to be answered in open mode anyway).
             return None, DropReason.WRONG_MODE
-        if (reply_t2 or reply_ttl) and self._is_reply(data, source[1], local_port, rx_ns, reply_t2):
-            return None, DropReason.REFLECTED_PACKET  # a reply: answering it could start a loop
-        if not ee & 0xFF and not cfg.accept_zero_multiplier:
-            return None, DropReason.ZERO_MULTIPLIER  # RFC 4656 §4.1.2: treat as corrupt
+        t2 = now_ns if rx_ns is None else rx_ns
+        t2_wire = self._encode(t2)
+        if copied_ee in self._own_ees and self._loop_tag.is_ours(copied_ts, t2_wire >> 32):
+            return None, DropReason.REFLECTED_PACKET  # one of our replies, sent back: a loop
         if cfg.allowed_ssids is not None and ssid not in cfg.allowed_ssids:
             return None, DropReason.SSID_MISMATCH  # RFC 8972 §3: discard unmatched sessions
         key = cfg.keys.key_for(ssid) if (auth or size > base_len) else None
         if auth:
             if key is None or not verify16(key, memoryview(data)[:HMAC_COVERED], data[HMAC_COVERED:AUTH_BASE_LEN]):
-                return None, DropReason.HMAC_FAILURE  # RFC 8762 §4.4: reflect only validated packets
+                # RFC 8762 §4.4: reflect only validated packets.  Said as wrong_mode when it is
+                # most likely an open packet (a Timestamp where this mode has MBZ octets).
+                return None, DropReason.WRONG_MODE if any(data[4:16]) else DropReason.HMAC_FAILURE
+        if not ee & 0xFF and not cfg.accept_zero_multiplier:
+            return None, DropReason.ZERO_MULTIPLIER  # RFC 4656 §4.1.2: treat as corrupt
 
         session = self.sessions.touch((source[0], source[1], local_address or "", local_port, ssid), now_ns)
         session.received += 1
@@ -311,8 +332,7 @@ class Reflector:
         if destination[1] == local_port and self._is_self(destination[0], local_address):
             return None, DropReason.REPLY_TO_SELF
 
-        t2 = now_ns if rx_ns is None else rx_ns
-        head = bytearray(self._reply_struct.pack(reply_seq, 0, self._ee, ssid, self._encode(t2), seq, ts, ee,
+        head = bytearray(self._reply_struct.pack(reply_seq, 0, self._ee, ssid, t2_wire, seq, ts, ee,
                                                  TTL_UNKNOWN if ttl is None else ttl))  # T3: written by stamp()
         if auth:
             head += bytes(16)  # the HMAC: written by stamp(), after T3
@@ -324,27 +344,17 @@ class Reflector:
                                   key if auth else None, notes, follow_up and cfg.stateful, routing_header,
                                   session.transmitted - 1)), None
 
-    def _is_reply(self, data: bytes, source_port: int, local_port: int, rx_ns: int | None, t2_wire: int) -> bool:
-        """A packet with a Receive Timestamp or Sender TTL set is a reply, unless
-        --accept-nonzero-mbz: then only one from a reflector port (862 or ours), or one whose
-        Receive Timestamp and copied Session-Sender Timestamp are both within a day of our
-        clock, as a reflector's are (random padding lands there once in 10^9)."""
-        if not self.config.accept_nonzero_mbz or source_port in (STAMP_PORT, local_port):
-            return True
-        if rx_ns is None:
-            return False
-        at = 28 if not self._authenticated else 64  # the copied Session-Sender Timestamp
-        t1_wire = _U64.unpack_from(data, at)[0]
-        return all(abs(_wire_to_ns(w, self.config.timestamp_format) - rx_ns) < DAY_NS for w in (t2_wire, t1_wire))
-
     def _is_self(self, address: str, local_address: str | bytes | None) -> bool:
         """Would a reply to ``address`` (on our own port) come back to this socket?"""
-        return _same_host(address, local_address, self._bound)
+        return _same_host(address, local_address, self._bound, self.config.own_address)
 
     def _process_tlvs(self, area: bytearray, sequence_field: bytes, reply_seq: int, key: bytes | None,
                       ctx: ReflectContext) -> str | None:
         """RFC 8972 §4 reflector procedure on the reply's copy of the TLV area, in place.
-        Returns a drop reason when the packet must not be answered."""
+        Returns a drop reason when the packet must not be answered.
+
+        The reply's flags of every TLV looked at are U, M and I as found here, the R bits
+        zero; the remainder after a malformed TLV is copied unchanged (RFC 8972 §4)."""
         cfg = self.config
         c = self._c
         parsed = parse_tlvs(area, 0, MAX_TLVS)
@@ -353,26 +363,28 @@ class Reflector:
         tlvs = parsed.tlvs
         ctx.work += len(tlvs)
         for t in tlvs:
-            c[TLV_TYPE_BASE + t.type] += 1
+            c[TLV_TYPE_BASE + t.type] += t.count
         has_hmac_tlv = any(t.type == TlvType.HMAC for t in tlvs)
-        must_verify = cfg.authenticated or cfg.verify_tlv_hmac
-        check = (must_verify and (has_hmac_tlv or hmac_tlv_required(tlvs))) or (has_hmac_tlv and key is not None)
+        # RFC 8972 §4.8: an HMAC TLV is verified before any TLV data is used.  One this
+        # reflector cannot verify (no key for the session) fails like a wrong one: nothing
+        # under it is used, so it can change neither the reply's path, its TOS nor whether
+        # there is a reply (docs/protocol.md).
+        check = has_hmac_tlv or ((cfg.authenticated or cfg.verify_tlv_hmac) and hmac_tlv_required(tlvs))
         if check and (key is None or not verify_hmac_tlv(key, sequence_field, bytes(area), tlvs)):
-            # Integrity failure: stop, copy every TLV, set I in each (RFC 8972 §4.8).
+            # Integrity failure: stop, copy every TLV, set I in each (and U in each not understood).
             for t in tlvs:
-                area[t.offset] = (area[t.offset] | FLAG_I)
-            c[FLAG_I_SLOT] += len(tlvs)
+                _set_flags(area, t, FLAG_I if t.type in REGISTRY else FLAG_I | FLAG_U)
+            c[FLAG_I_SLOT] += sum(t.count for t in tlvs)
             c[TLV_INTEGRITY_FAILURES] += 1
             return None
-        verified = check
         for t in tlvs:
-            if t.type == TlvType.HMAC:
-                area[t.offset] = 0 if verified else (t.flags | FLAG_U)
+            if t.type == TlvType.HMAC:  # verified above; its Value is made anew for the reply
+                area[t.offset] = 0
                 continue
             kind = REGISTRY.get(t.type)
-            if kind is None and not t.truncated:  # unknown type: U = 1, copied
-                area[t.offset] = t.flags | FLAG_U
-                c[FLAG_U_SLOT] += 1
+            if kind is None and not t.truncated:  # an unknown type (zero padding among them): U = 1
+                _set_flags(area, t, FLAG_U)
+                c[FLAG_U_SLOT] += t.count
                 continue
             try:
                 if t.truncated:
@@ -383,17 +395,22 @@ class Reflector:
             except TlvLimitExceeded:
                 return DropReason.TOO_MANY_TLVS
             except (MalformedTlv, ValueError):
-                # Malformed: set M, stop processing; the rest is already copied unchanged.
-                area[t.offset] = (t.flags & ~FLAG_U) | FLAG_M
+                # Malformed: set M (and U if not understood), stop processing; what follows is
+                # already copied unchanged.  Some types say what to zero (Follow-Up Telemetry).
+                area[t.offset] = FLAG_M if kind is not None else FLAG_M | FLAG_U
+                if kind is not None:
+                    start = t.offset + HEADER_LEN
+                    area[start:start + len(t.value)] = kind.malformed_value(t.value)
                 c[FLAG_M_SLOT] += 1
                 break
+            flags &= FLAG_U  # a rule says only whether it processed the TLV
             area[t.offset] = flags
             area[t.offset + HEADER_LEN:t.offset + HEADER_LEN + t.length] = value
-            if flags & FLAG_U:
+            if flags:
                 c[FLAG_U_SLOT] += 1
         if ctx.discard_reason is not None:
             return ctx.discard_reason
-        if verified and key is not None:  # on every reply that carries one, whatever else was malformed
+        if check and key is not None:  # on every reply that carries one, whatever else was malformed
             self._rehmac(area, tlvs, reply_seq, key)
         return None
 
@@ -405,24 +422,30 @@ class Reflector:
         area[h.offset:h.offset + HEADER_LEN + 16] = mac.to_bytes()
 
 
-def _wire_to_ns(wire: int, fmt: TimestampFormat) -> int:
-    """A timestamp off the wire in ns, near enough for a plausibility check (era and TAI offset
-    do not matter at a day's tolerance)."""
-    return from_wire(wire, fmt)
+def _set_flags(area: bytearray, tlv: RawTlv, flags: int) -> None:
+    """Write ``flags`` into a TLV's header, or into every header of a run of zero padding."""
+    if tlv.count == 1:
+        area[tlv.offset] = flags
+    else:
+        area[tlv.offset:tlv.offset + tlv.count * HEADER_LEN:HEADER_LEN] = bytes((flags,)) * tlv.count
 
 
-@functools.lru_cache(maxsize=4096)
-def _same_host(address: str, local_address: str | bytes | None, bound) -> bool:
-    """True when ``address`` is where this reflector listens: the address the packet came in
-    on, the bound address, or (bound to the wildcard) a loopback address, which is always
-    this host.  Asked only for replies to our own port number; cached, as Rust senders use
-    862 as their source port too."""
+_unmapped = functools.lru_cache(maxsize=4096)(unmapped_address)  # Rust senders send from 862 too
+
+
+def _same_host(address: str, local_address: str | bytes | None, bound: Address | None,
+               own_address: Callable[[Address], bool]) -> bool:
+    """True when ``address`` is where this reflector listens: the unspecified address (which
+    reaches this host), the address the packet came in on, the bound address, or (bound to
+    the wildcard) any address of this host.  Asked only for replies to our own port number."""
     try:
-        ip = unmapped_address(address)
+        ip = _unmapped(address)
     except ValueError:
         return False
-    if local_address and ip == unmapped_address(local_address):
+    if ip.is_unspecified:
+        return True
+    if local_address and ip == _unmapped(local_address):
         return True
     if bound is not None:
         return ip == bound
-    return ip.is_loopback
+    return ip.is_loopback or own_address(ip)

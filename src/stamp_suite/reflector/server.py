@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from ..net.clock import ClockWatcher
+from ..net.local import REFRESH_S
 from ..say import say
 from ..net.signals import StopRequest
 from ..net.udp import BATCH, UdpEndpoint, format_address
@@ -72,6 +73,7 @@ class ReflectorServer:
         self._c = engine._c
         self._awaiting_tx: dict[int, Reply] = {}  # TX timestamp key -> reply (Follow-Up Telemetry)
         self._errors_logged: set[str] = set()
+        self._next_address_refresh = time.monotonic_ns() + REFRESH_S * 1_000_000_000
 
     def stop(self) -> None:
         self.stop_request.set()
@@ -106,6 +108,11 @@ class ReflectorServer:
 
     def _housekeeping(self, now: int) -> None:
         self.engine.sessions.expire(now)
+        if now >= self._next_address_refresh:  # the host's addresses, for the loop guards
+            self._next_address_refresh = now + REFRESH_S * 1_000_000_000
+            refresh = getattr(self.engine.config.own_address, "refresh", None)
+            if refresh is not None:
+                refresh()
         if len(self.engine.internal_errors) > len(self._errors_logged):
             for name in set(self.engine.internal_errors) - self._errors_logged:
                 self._errors_logged.add(name)

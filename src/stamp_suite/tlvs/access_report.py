@@ -39,7 +39,7 @@ class AccessReport(TlvValue):
     @classmethod
     def reflect(cls, tlv: RawTlv, ctx: ReflectContext) -> tuple[int, bytes]:
         if not cls.from_value(tlv.value).valid_id:  # "MUST be discarded": returned unprocessed (U = 1)
-            return tlv.flags | FLAG_U, tlv.value
+            return FLAG_U, tlv.value
         return PROCESSED, tlv.value
 
     def read(self, ctx: ReadContext) -> None:

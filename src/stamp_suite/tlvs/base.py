@@ -54,7 +54,13 @@ class TlvValue:
         """The reflector's answer: flags and a Value of the received Length.  Raise
         :class:`MalformedTlv` for a Value that cannot be accepted.  By default a type is
         recognised but not processed (U = 1, the Value returned as received)."""
-        return tlv.flags | FLAG_U, tlv.value
+        return FLAG_U, tlv.value
+
+    @classmethod
+    def malformed_value(cls, value: bytes) -> bytes:
+        """The Value a reflector returns in a TLV of this type that it found malformed (M = 1):
+        as received, unless the type's RFC says what to zero (same length)."""
+        return value
 
     def read(self, ctx: ReadContext) -> None:
         """What the sender learns from the reflector's answer (nothing, by default)."""

@@ -45,6 +45,12 @@ class FollowUpTelemetry(TlvValue):
         ts = to_wire(s.last_reply_tx_ns, cfg.timestamp_format, ctx.clock.tai_offset_s)
         return PROCESSED, cls(s.last_reply_sequence, ts, s.last_reply_tx_method).to_value()
 
+    @classmethod
+    def malformed_value(cls, value: bytes) -> bytes:
+        """RFC 8972 §4.7: with an invalid Length the reflector MUST zero the Sequence Number
+        and the Follow-Up Timestamp (the first 12 octets, as far as the Value goes)."""
+        return bytes(min(len(value), 12)) + value[12:]
+
     def read(self, ctx: ReadContext) -> None:
         # Its timestamp is in the format of this reply's Z bit (RFC 8972 §4.7).
         ts = self.follow_up_timestamp

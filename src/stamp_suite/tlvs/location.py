@@ -111,11 +111,11 @@ def _answer(sub: RawTlv, destination: str | bytes | None, source: str) -> RawTlv
         is_dst = sub.type == LocationSubType.DESTINATION_IP
         ip = unmapped_address(destination if is_dst else source)
         if ip is None:  # not known on this platform: leave the request, flagged not processed
-            return RawTlv(sub.flags | FLAG_U, sub.type, length, sub.value)
+            return RawTlv(FLAG_U, sub.type, length, sub.value)
         if ip.version == 4:
             new_type = LocationSubType.DESTINATION_IPV4 if is_dst else LocationSubType.SOURCE_IPV4
         else:
             new_type = LocationSubType.DESTINATION_IPV6 if is_dst else LocationSubType.SOURCE_IPV6
         return RawTlv(0, new_type, length, ip.packed.ljust(length, b"\0"))
     # An answer type or an unknown sub-TLV: nothing to fill, returned as not processed.
-    return RawTlv(sub.flags | FLAG_U, sub.type, length, sub.value)
+    return RawTlv(FLAG_U, sub.type, length, sub.value)

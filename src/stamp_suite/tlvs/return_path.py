@@ -131,7 +131,7 @@ class ReturnPath(TlvValue):
         rp = cls.from_value(tlv.value)
         ctx.work += rp.sub_tlv_count
         if ctx.return_path_seen:
-            return tlv.flags | FLAG_U, tlv.value
+            return FLAG_U, tlv.value
         ctx.return_path_seen = True
         used: set[int] = set()  # sub-TLV types followed
         complete = rp.sub_tlv_count > len(rp.unknown)  # something known was asked for
@@ -145,7 +145,12 @@ class ReturnPath(TlvValue):
             used.add(ReturnPathSubType.CONTROL_CODE)
         else:
             if rp.return_address is not None:
-                if _allowed(ctx, rp.return_address, ctx.config.return_address_allow):
+                refused = _refused_return_address(ctx, rp.return_address)
+                if refused is not None:
+                    ctx.notes.append(f"return address {rp.return_address} refused: {refused}")
+                    ctx.return_path_outcomes.append(ReturnPathOutcome.RETURN_ADDRESS_NOT_ALLOWED)
+                    complete = False
+                elif _allowed(ctx, rp.return_address, ctx.config.return_address_allow):
                     ctx.destination = (str(rp.return_address), ctx.meta.source[1])
                     used.add(ReturnPathSubType.RETURN_ADDRESS)
                     ctx.return_path_outcomes.append(ReturnPathOutcome.RETURN_ADDRESS)
@@ -183,6 +188,18 @@ def _allowed(ctx: ReflectContext, address: ipaddress.IPv4Address | ipaddress.IPv
     return ctx.authenticated_packet or any(address in net for net in allow)
 
 
+def _refused_return_address(ctx: ReflectContext, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why a Return Address can never be used, whoever asks: not one host (unspecified,
+    multicast, broadcast, reserved), or this reflector itself (a local address, on our port:
+    the reply would come back to our own socket).  None when it may be."""
+    address = unmapped_address(address.packed)
+    if address.is_unspecified or address.is_multicast or (address.version == 4 and address.is_reserved):
+        return "not a unicast address"  # IPv4's reserved 240/4 holds the limited broadcast too
+    if ctx.meta.source[1] == ctx.meta.local_port and (address.is_loopback or ctx.config.own_address(address)):
+        return "this reflector's own address and port"
+    return None
+
+
 def _impose_srv6(segments: tuple[ipaddress.IPv6Address, ...], ctx: ReflectContext) -> bool:
     """Ask for a Segment Routing Header on the reply, if this reflector may and can."""
     cfg = ctx.config
@@ -216,5 +233,5 @@ def _with_sub_tlv_flags(value: bytes, used: set[int]) -> bytes:
     for sub in parse_sub_tlvs(value, 0, "Return Path"):
         first = sub.type not in seen
         seen.add(sub.type)
-        out[sub.offset] = (sub.flags & ~FLAG_U) if first and sub.type in used else (sub.flags | FLAG_U)
+        out[sub.offset] = 0 if first and sub.type in used else FLAG_U  # M, I and R zero (RFC 8972 §4)
     return bytes(out)

@@ -23,15 +23,14 @@ SENDER_OPEN = struct.Struct("!IQHH28x")
 REFLECTOR_OPEN = struct.Struct("!IQHHQIQH2xB3x")
 SENDER_AUTH = struct.Struct("!I12xQHH68x")  # HMAC (16) follows at 96
 REFLECTOR_AUTH = struct.Struct("!I12xQHH4xQ8xI12xQH6xB15x")
-# A Session-Sender packet read together with the two fields a Session-Reflector writes
-# into what is MBZ in a test packet: its Receive Timestamp (T2) and the Sender TTL.
-# Both are zero in every test packet a conforming sender sends; both are set in every
-# reply (a reflector always stamps T2, and writes 1..255 as TTL).  The reflector uses
-# them to refuse packets that are themselves replies (docs/security.md: loops).
-SENDER_OPEN_WITH_REPLY_MARKS = struct.Struct("!IQHHQ16xB3x")  # seq, T1, EE, SSID, T2, TTL
-SENDER_AUTH_WITH_REPLY_MARKS = struct.Struct("!I12xQHH4xQ40xB15x")
-assert SENDER_OPEN.size == REFLECTOR_OPEN.size == SENDER_OPEN_WITH_REPLY_MARKS.size == OPEN_BASE_LEN
-assert SENDER_AUTH.size == REFLECTOR_AUTH.size == SENDER_AUTH_WITH_REPLY_MARKS.size == HMAC_COVERED
+# A Session-Sender packet read together with the octets where a Session-Reflector packet
+# carries the Session-Sender Timestamp and Error Estimate it copied (MBZ in a test packet):
+# a reflector that answers one of our replies copies our T3 and Error Estimate there, which
+# is how the reflector recognises its own replies coming back (reflector/loop_guard.py).
+SENDER_OPEN_WITH_COPIED = struct.Struct("!IQHH12xQH6x")  # seq, T1, EE, SSID, copied T3, copied EE
+SENDER_AUTH_WITH_COPIED = struct.Struct("!I12xQHH36xQH22x")
+assert SENDER_OPEN.size == REFLECTOR_OPEN.size == SENDER_OPEN_WITH_COPIED.size == OPEN_BASE_LEN
+assert SENDER_AUTH.size == REFLECTOR_AUTH.size == SENDER_AUTH_WITH_COPIED.size == HMAC_COVERED
 
 
 class MalformedPacket(ValueError):
