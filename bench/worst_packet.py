@@ -3,9 +3,9 @@
     python bench/worst_packet.py                       # this tree
     python bench/worst_packet.py --baseline /path/src  # and an older tree's src/, same run
 
-Each shape is the worst of its kind that fits a 9,216-octet datagram; the figures are
-microseconds of engine time per packet (median of 5 runs) and the work units the
-per-address budget (--max-pps) charges for it.
+Each shape is the worst of its kind that fits a 9,216-octet datagram, or what real senders
+send (zero padding to the MTU); the figures are microseconds of engine time per packet
+(median of 5 runs) and the work units the per-address budget (--max-pps) charges for it.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ SHAPES = {
     "2,000+ empty TLVs (over the TLV limit)": HEAD + fill(tlv(1, b"")),
     "32 TLVs of 280 octets of padding": HEAD + fill(tlv(1, bytes(280)), limit=32),
     "32 Return Path TLVs, 16 sub-TLVs each": HEAD + fill(tlv(10, tlv(2, bytes(4)) * 16), limit=32),
+    "zero padding to 1,472 octets (TWAMP-Light MTU test)": HEAD + bytes(1472 - 44),
+    "zero padding to 9,000 octets": HEAD + bytes(9000 - 44),
+    "a zero TLV, then zeros to 9,000 octets after one octet": HEAD + bytes(4) + b"\x01" + bytes(9000 - 49),
 }
 """
 

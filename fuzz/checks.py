@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
 from stamp_suite.sender.engine import SenderConfig, SessionSender
-from stamp_suite.sender.events import Duplicate, Late, Lost, Rejected, Reply, Transmit
+from stamp_suite.sender.events import Duplicate, Invalid, Late, Lost, Rejected, Reply, Transmit
 from stamp_suite.wire.auth import hmac16
 from stamp_suite.wire.auth import KeyStore
 from stamp_suite.wire.packet import AUTH_BASE_LEN, HMAC_COVERED, OPEN_BASE_LEN, MalformedPacket, ReflectorPacket, SenderPacket
@@ -15,7 +15,7 @@ from stamp_suite.wire.tlv import MalformedTlv, parse_tlvs
 KEY = bytes(range(16))
 NOW = 1_700_000_000_000_000_000
 META = PacketMeta(("192.0.2.1", 40000), bytes([192, 0, 2, 2]), 862, 64, 0xB8, NOW, 2)
-SENDER_EVENTS = {Reply, Late, Duplicate, Lost, Rejected}
+SENDER_EVENTS = {Reply, Invalid, Late, Duplicate, Lost, Rejected}
 
 
 def make_reflectors() -> list[Reflector]:

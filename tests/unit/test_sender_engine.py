@@ -3,11 +3,11 @@ events, and how it reads replies; no socket, no clock (time is an argument)."""
 
 import pytest
 
-from vectors import EX_A, EX_B, EX_C, EX_D, EX_E, KEY, T1_NS, T2_NS, T3_NS
+from vectors import EX_A, EX_B, EX_C, EX_C2, EX_D, EX_E, KEY, T1_NS, T2_NS, T3_NS
 from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
 from stamp_suite.sender.engine import SenderConfig, SessionSender
-from stamp_suite.sender.events import (Duplicate, Finished, Late, Lost, Refused, Rejected, Reply, ReportDue, Sent,
-                                       Transmit, WindowClosed)
+from stamp_suite.sender.events import (Duplicate, Finished, Invalid, Late, Lost, Refused, Rejected, Reply, ReportDue,
+                                       Sent, Transmit, WindowClosed)
 from stamp_suite.tlvs import AccessReport, ClassOfService, DirectMeasurement, MicroSessionId
 from stamp_suite.wire.auth import KeyStore
 from stamp_suite.wire.timestamp import ErrorEstimate, TimestampFormat
@@ -199,13 +199,20 @@ def test_reading_goes_on_past_a_tlv_it_cannot_read():
     assert problem.tlv_type == 2 and problem.kind == "unreadable"
 
 
-def test_not_processed_and_malformed_flags_are_reported_and_reading_goes_on():
+def test_not_processed_is_skipped_and_reading_stops_at_a_malformed_tlv():
+    # RFC 8972 §4: U, skip that TLV; M, "stop processing the remainder of the packet".
     s = SessionSender(SenderConfig(error_estimate=SYNCED))
     packet(s)
-    tlvs = bytes.fromhex("80040004b8000000" "40050004aaaaaaaa" "00040004b8b80000")  # U on CoS, M on type 5, CoS
-    (ev,) = s.receive(EX_B + tlvs, T4_NS, 0)
-    assert [(p.tlv_type, p.kind) for p in ev.sample.tlv_problems] == [(4, "not_processed"), (5, "malformed")]
-    assert ev.sample.tlv["cos"]["dscp_requested"] == 46
+    tlvs = bytes.fromhex("80040004b8000000" "00040004b8b80000" "40050004aaaaaaaa" "00040004b8b80000")
+    (ev,) = s.receive(EX_B + tlvs, T4_NS, 0)  # U on CoS, CoS, M on type 5, CoS
+    assert [(p.tlv_type, p.kind) for p in ev.sample.tlv_problems] == [(4, "not_processed"), (5, "malformed"),
+                                                                      (4, "not_read")]
+    assert ev.sample.tlv["cos"]["dscp_requested"] == 46  # the CoS before the malformed TLV was read
+    s = SessionSender(SenderConfig(error_estimate=SYNCED))
+    packet(s)
+    (ev,) = s.receive(EX_B + bytes.fromhex("40040004b8000000" "0003000401010101"), T4_NS, 0)
+    assert "timestamp_info" not in ev.sample.tlv
+    assert [(p.tlv_type, p.kind) for p in ev.sample.tlv_problems] == [(4, "malformed"), (3, "not_read")]
 
 
 def test_reflector_integrity_flag_discards_all_tlvs():
@@ -216,6 +223,34 @@ def test_reflector_integrity_flag_discards_all_tlvs():
     reply = reply_to(Reflector(ReflectorConfig(authenticated=True, keys=KeyStore(KEY))), bytes(pkt))
     sample = s.receive(reply, T4_NS, 0)[0].sample
     assert {p.kind for p in sample.tlv_problems} == {"integrity"} and not sample.tlv
+
+
+def test_authenticated_replies_need_an_hmac_tlv_over_their_tlvs():
+    # The base HMAC covers octets 0-95, not the TLVs (RFC 8972 §4.8): the digest's signed reply
+    # (c2) with a CoS TLV that says DSCP2 = 10, and no HMAC TLV, could have been rewritten on
+    # the way.  Its TLVs are counted as an integrity problem and not used.
+    s = SessionSender(SenderConfig(authenticated=True, key=KEY, error_estimate=SYNCED, tlvs=(ClassOfService(46),)))
+    assert packet(s) == EX_E
+    (ev,) = s.receive(EX_C2 + bytes.fromhex("00040004b8a00000"), T4_NS, 0)
+    assert isinstance(ev, Reply) and not ev.sample.tlv
+    assert [(p.tlv_type, p.kind) for p in ev.sample.tlv_problems] == [(8, "integrity")]
+
+
+def test_impossible_timestamps_make_an_invalid_reply():
+    # The digest's reply (b) with T3 moved 10 s after T2 (longer at the reflector than the
+    # whole round trip), or before T2: answered in time, so not lost, but no measurement.
+    for t3, reason in (("e93c7f0ac0000000", "T3 - T2 longer than T4 - T1"), ("e93c7f00b0000000", "T3 before T2")):
+        s = SessionSender(SenderConfig(error_estimate=SYNCED))
+        packet(s)
+        (ev,) = s.receive(EX_B[:4] + bytes.fromhex(t3) + EX_B[12:], T4_NS, 0)
+        assert isinstance(ev, Invalid) and ev.reason == reason
+        lost = [e.sequence_number for e in s.handle_timer(10**12) if isinstance(e, Lost)]
+        assert lost == [0]  # seq 0, stamped before seq 1 and never answered: seq 1 is not lost
+    s = SessionSender(SenderConfig(error_estimate=SYNCED))
+    packet(s)
+    (ev,) = s.receive(EX_B, T4_NS, 0)
+    # (b) itself: T4 - T1 = 500.25 ms, T3 - T2 = 249,999 ns (the NTP fraction truncates, digest §5.13)
+    assert isinstance(ev, Reply) and ev.sample.rtt_ns == 500_250_000 - 249_999
 
 
 def test_config_rules():

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from stamp_suite.sender.distribution import RELATIVE_ACCURACY, Distribution
-from stamp_suite.sender.events import Duplicate, Late, Lost, Reply, Sample, Sent
+from stamp_suite.sender.events import Duplicate, Invalid, Late, Lost, Reply, Sample, Sent
 from stamp_suite.sender.report import summary_text
 from stamp_suite.sender.stats import SessionStats, unwrap
 
@@ -76,6 +76,34 @@ def test_clock_offset_shows_in_one_way_not_in_rtt():
     assert d["one_way"]["forward_ns"]["min"] == 105 * MS and d["one_way"]["backward_ns"]["min"] == -95 * MS
     assert d["one_way"]["meaningful"] is False
     assert d["delay_variation"]["ipdv_forward_ns"]["max"] == 0  # variation is offset-free
+
+
+def test_invalid_replies_are_in_no_delay_figure():
+    # A reflector whose T3 is 10 s after its T2: answered (not lost), in no delay figure, counted.
+    bad = sample(1, 10)
+    bad.t3_ns = bad.t2_ns + 10 * 10**9
+    st = SessionStats()
+    feed(st, [("sample", sample(0, 10))], sent=2)
+    st.on_event(Invalid(bad, bad.impossible()))
+    d = st.to_dict()
+    assert (d["packets"]["received"], d["packets"]["invalid"], d["packets"]["lost"]) == (1, 1, 0)
+    assert d["packets"]["loss_ratio"] == 0.0 and st.in_flight == 0
+    assert d["rtt_ns"]["count"] == 1 and d["rtt_ns"]["min"] == 10 * MS and d["residence_ns"]["max"] == 50_000
+    assert "invalid timestamps (kept out of the delays)  1" in summary_text(d, {})
+
+
+def test_no_delay_is_negative_but_offsets_of_unsynchronised_clocks():
+    # Within the stated errors (1 ms each end here) a round trip of -0.5 ms is 0; one-way
+    # values below 0 with clocks that say they are synchronised make them offsets.
+    s = sample(0, 10)
+    s.t3_ns = s.t4_ns - s.t1_ns + s.t2_ns + 500_000  # residence 0.5 ms longer than T4 - T1
+    s.reflector_error_ns = s.sender_error_ns = 1e6
+    assert s.impossible() is None and s.rtt_ns == 0
+    d = feed(SessionStats(), [("sample", s)], sent=1)
+    assert d["rtt_ns"]["min"] == 0 and d["one_way"]["meaningful"] is False
+    assert d["one_way"]["backward_ns"]["min"] < 0  # an offset, said so
+    s.reflector_error_ns = s.sender_error_ns = 0.0
+    assert s.impossible() == "T3 - T2 longer than T4 - T1"
 
 
 def test_sequence_wrap_is_not_reordering():

@@ -304,7 +304,7 @@ class Monitor:
         target = self.targets.get(name)
         st = window.stats
         if target is not None and window.length_ns == min(target.windows.lengths_ns) and st.sent:
-            up = st.received > 0
+            up = st.received + st.invalid > 0  # answered, even with timestamps that cannot be
             if up != target.up and (target.up is not None or not up):  # said when it changes (and a dead start)
                 state = "up again" if up else "down"
                 self.state_lines.say(f"target {name!r} is {state}: {st.received} of {st.sent} answered in the "

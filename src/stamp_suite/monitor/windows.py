@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..sender.events import Duplicate, Event, Late, Lost, Refused, Rejected, Reply, Sent, WindowClosed
+from ..sender.events import Duplicate, Event, Invalid, Late, Lost, Refused, Rejected, Reply, Sent, WindowClosed
 from ..sender.report import rfc3339
 from ..sender.stats import ALL, DELAYS, SessionStats
 
@@ -100,7 +100,7 @@ class WindowedStats:
         kind = type(ev)  # events are final dataclasses: the type says it all
         if kind is Sent:
             self._sent_at[ev.sequence_number] = self._latest = sent_at = ev.window_ns
-        elif kind is Reply or kind is Late or kind is Duplicate:
+        elif kind is Reply or kind is Late or kind is Duplicate or kind is Invalid:
             sent_at = self._sent_at.get(ev.sample.sequence_number)
         elif kind is Lost:
             sent_at = self._sent_at.get(ev.sequence_number)

@@ -124,8 +124,9 @@ class _SessionMetrics:
         s = ev.sample
         rtt, forward, backward = self.hist
         rtt.observe(s.rtt_ns)
-        forward.observe(s.forward_ns)
-        backward.observe(s.backward_ns)
+        if s.clocks_synchronized:  # one-way delays only then: otherwise they are clock offsets
+            forward.observe(s.forward_ns)
+            backward.observe(s.backward_ns)
         self.last_rtt = s.rtt_ns
         self.ttl_reflector, self.ttl_sender = s.reflector_ttl, s.reply_ttl
         cos = s.tlv.get("cos") if s.tlv else None
@@ -151,9 +152,13 @@ SENDER_COUNTERS = (  # (metric, SessionStats attribute, help)
     ("stamp_sender_duplicate_packets_total", "duplicates", "Duplicate replies"),
     ("stamp_sender_reordered_packets_total", "reordered", "Replies out of order"),
     ("stamp_sender_late_packets_total", "late", "Replies after --timeout (counted lost)"),
+    ("stamp_sender_invalid_packets_total", "invalid",
+     "Replies in time with timestamps that cannot be (T3 before T2, or longer at the reflector than the round "
+     "trip): not lost, and in no delay series"),
 )
 # Columns of a session's row (_SessionMetrics.row) after the labels and the counters.
-_JITTER, _LAST_RTT, _TTL, _DSCP, _HISTOGRAMS = 7, 8, 9, 11, 13
+_JITTER = 1 + len(SENDER_COUNTERS)
+_LAST_RTT, _TTL, _DSCP, _HISTOGRAMS = _JITTER + 1, _JITTER + 2, _JITTER + 4, _JITTER + 6
 SENDER_GAUGES = (  # (metric, column, help): latest values, once a reply came (_LAST_RTT not None)
     ("stamp_sender_jitter_seconds", _JITTER, "Round-trip interarrival jitter (RFC 3550)"),
     ("stamp_sender_last_rtt_seconds", _LAST_RTT, "Round trip of the latest reply"),
@@ -164,8 +169,10 @@ SENDER_PATH = (  # (metric, column of the reflector's value (the sender's is nex
 )
 SENDER_HISTOGRAMS = (  # (metric, help): round trip, forward, backward
     ("stamp_sender_rtt_seconds", "Round-trip delay (T4-T1)-(T3-T2)"),
-    ("stamp_sender_forward_delay_seconds", "One-way delay T2-T1 (needs synchronised clocks)"),
-    ("stamp_sender_backward_delay_seconds", "One-way delay T4-T3 (needs synchronised clocks)"),
+    ("stamp_sender_forward_delay_seconds", "One-way delay T2-T1, of replies whose both ends say their clocks are "
+                                           "synchronised (S bits)"),
+    ("stamp_sender_backward_delay_seconds", "One-way delay T4-T3, of replies whose both ends say their clocks are "
+                                            "synchronised (S bits)"),
 )
 _COUNTERS = attrgetter(*(attr for _, attr, _ in SENDER_COUNTERS))
 _BUCKET_BOUNDS = (*map(str, DELAY_BUCKETS_S), "+Inf")
@@ -271,8 +278,10 @@ WINDOW_GAUGES = (  # (gauge, help); its value from a closed window by window_gau
     ("partial", "1 when the latest closed window did not run for its whole span (a target started in it)"),
     ("rtt_p50_seconds", "Round-trip delay p50 in the latest closed window"),
     ("rtt_p99_seconds", "Round-trip delay p99 in the latest closed window"),
-    ("forward_delay_p50_seconds", "One-way forward delay p50 in the latest closed window"),
-    ("backward_delay_p50_seconds", "One-way backward delay p50 in the latest closed window"),
+    ("forward_delay_p50_seconds", "One-way forward delay p50 in the latest closed window (only when both ends "
+                                  "said their clocks were synchronised for every reply of it)"),
+    ("backward_delay_p50_seconds", "One-way backward delay p50 in the latest closed window (only when both ends "
+                                   "said their clocks were synchronised for every reply of it)"),
     ("jitter_seconds", "RFC 3550 round-trip jitter at the end of the latest closed window"),
 )
 
@@ -281,6 +290,7 @@ def window_gauges(window) -> dict[str, float | None]:
     """The WINDOW_GAUGES of one closed window (monitor.windows.ClosedWindow); None: no value
     (a window of packets still in flight has no loss ratio, one without replies no delay)."""
     st = window.stats
+    synchronized = st.received and st.all_synchronized  # one-way delays, not offsets
 
     def seconds(ns: float | None) -> float | None:
         return None if ns is None else ns / 1e9
@@ -288,8 +298,8 @@ def window_gauges(window) -> dict[str, float | None]:
             "duplicate_packets": st.duplicates, "reordered_packets": st.reordered,
             "partial": 1 if window.partial else 0,
             "rtt_p50_seconds": seconds(st.rtt.percentile(50)), "rtt_p99_seconds": seconds(st.rtt.percentile(99)),
-            "forward_delay_p50_seconds": seconds(st.forward.percentile(50)),
-            "backward_delay_p50_seconds": seconds(st.backward.percentile(50)),
+            "forward_delay_p50_seconds": seconds(st.forward.percentile(50)) if synchronized else None,
+            "backward_delay_p50_seconds": seconds(st.backward.percentile(50)) if synchronized else None,
             "jitter_seconds": seconds(st.rtt_var.jitter_ns) if st.received else None}
 
 

@@ -423,11 +423,18 @@ class Reflector:
 
 
 def _set_flags(area: bytearray, tlv: RawTlv, flags: int) -> None:
-    """Write ``flags`` into a TLV's header, or into every header of a run of zero padding."""
+    """Write ``flags`` into a TLV's header, or into every header of a run of zero padding: the
+    run becomes ``flags 00 00 00`` repeated, one copy from a pattern made once per value."""
     if tlv.count == 1:
         area[tlv.offset] = flags
-    else:
-        area[tlv.offset:tlv.offset + tlv.count * HEADER_LEN:HEADER_LEN] = bytes((flags,)) * tlv.count
+        return
+    pattern = _RUN_PATTERNS.get(flags)
+    if pattern is None:
+        pattern = _RUN_PATTERNS[flags] = memoryview(bytes((flags, 0, 0, 0)) * (1 << 14))  # > any datagram
+    area[tlv.offset:tlv.offset + tlv.count * HEADER_LEN] = pattern[:tlv.count * HEADER_LEN]
+
+
+_RUN_PATTERNS: dict[int, memoryview] = {}
 
 
 _unmapped = functools.lru_cache(maxsize=4096)(unmapped_address)  # Rust senders send from 862 too

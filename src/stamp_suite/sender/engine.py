@@ -25,10 +25,10 @@ from ..tlvs import (REGISTRY, AccessReport, DestinationNodeAddress, DirectMeasur
 from ..wire.auth import hmac16, verify16
 from ..wire.packet import AUTH_BASE_LEN, HMAC_COVERED, MalformedPacket, ReflectorPacket, SENDER_AUTH, SENDER_OPEN
 from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFormat, from_wire, to_wire
-from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, MalformedTlv, RawTlv, TlvType, build_tlvs, compute_hmac_tlv, parse_tlvs,
-                        verify_hmac_tlv)
-from .events import (Duplicate, Event, Finished, Late, Lost, Refused, Rejected, Reply, ReportDue, Sample, Sent,
-                     TlvProblem, Transmit, Unanswered, WindowClosed)
+from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, MalformedTlv, RawTlv, TlvType, build_tlvs, compute_hmac_tlv,
+                        hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
+from .events import (Duplicate, Event, Finished, Invalid, Late, Lost, Refused, Rejected, Reply, ReportDue, Sample,
+                     Sent, TlvProblem, Transmit, Unanswered, WindowClosed)
 
 U32 = 0xFFFF_FFFF
 NS = 1_000_000_000
@@ -415,15 +415,17 @@ class SessionSender:
             rec.state = _ANSWERED
             self.outstanding -= 1
             self._drop_answered_deadlines()
-            events.append(Reply(sample))
+            impossible = sample.impossible()
+            events.append(Reply(sample) if impossible is None else Invalid(sample, impossible))
             self._fill_window(now_ns, events)
             self._check_finished(events)
         return events
 
     def _read_tlvs(self, reply: ReflectorPacket, data: bytes, ctx: ReadContext) -> tuple[TlvProblem, ...]:
-        """Read every TLV of the reply that can be read, honouring U (not processed), M
-        (malformed) and I (integrity); a TLV that cannot be read is reported with its type
-        and why, and reading goes on while the outer lengths are sound."""
+        """Read the reply's TLVs as RFC 8972 §4 says a sender does: none when one has I (or the
+        HMAC TLV does not verify, or, where we signed ours, is missing); a TLV with U is
+        skipped; at one with M (or whose Length runs past the reply) reading stops, and the
+        TLVs after it are reported as not read.  Zero padding (Type 0) is passed over."""
         cfg = self.config
         parsed = parse_tlvs(reply.tlvs)
         tlvs = parsed.tlvs
@@ -433,16 +435,21 @@ class SessionSender:
         if cfg.key is not None and any(t.type == TlvType.HMAC for t in tlvs):
             if not verify_hmac_tlv(cfg.key, data[:4], reply.tlvs, tlvs):
                 return (TlvProblem(TlvType.HMAC, "integrity", "the reply's HMAC TLV does not verify"),)
+        elif (cfg.authenticated or cfg.hmac_tlv) and hmac_tlv_required(tlvs):
+            # The base HMAC does not cover TLVs: without an HMAC TLV anyone on the path could
+            # have rewritten them (RFC 8972 §4.8).  Counted, and nothing in them used.
+            return (TlvProblem(TlvType.HMAC, "integrity", "the reply's TLVs carry no HMAC TLV"),)
         problems: list[TlvProblem] = []
-        for t in tlvs:
-            if t.truncated:
-                problems.append(TlvProblem(t.type, "truncated", f"Length {t.length} runs past the end of the reply"))
-                break
-            if t.type == TlvType.HMAC:
+        for i, t in enumerate(tlvs):
+            if t.type == TlvType.HMAC or t.type == TlvType.RESERVED:  # checked above; padding
                 continue
-            if t.flags & FLAG_M:
-                problems.append(TlvProblem(t.type, "malformed", "the reflector found it malformed (M)"))
-                continue
+            if t.truncated or t.flags & FLAG_M:
+                problems.append(TlvProblem(t.type, "truncated", f"Length {t.length} runs past the end of the reply")
+                                if t.truncated else TlvProblem(t.type, "malformed", "the reflector found it malformed (M)"))
+                # RFC 8972 §4: stop processing the remainder of the packet.
+                problems += [TlvProblem(u.type, "not_read", "after a malformed TLV") for u in tlvs[i + 1:]
+                             if u.type != TlvType.HMAC]
+                return tuple(problems)
             if t.flags & FLAG_U:
                 problems.append(TlvProblem(t.type, "not_processed", "the reflector did not process it (U)"))
                 continue

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 @dataclass(slots=True)
 class TlvProblem:
     """A TLV of a reply that told nothing, and why: ``kind`` is not_processed (U flag),
-    malformed (M), integrity (I, or an HMAC TLV that does not verify), unknown, unreadable
-    (its Value does not fit its type) or truncated (its Length runs past the reply)."""
+    malformed (M), integrity (I, or an HMAC TLV that does not verify or is missing), unknown,
+    unreadable (its Value does not fit its type), truncated (its Length runs past the reply) or
+    not_read (after a malformed one: RFC 8972 §4 stops there)."""
 
     tlv_type: int
     kind: str
@@ -46,25 +47,53 @@ class Sample:
     tlv_problems: tuple[TlvProblem, ...] = ()
 
     @property
+    def tolerance_ns(self) -> float:
+        """How far the timestamps may be off, as both ends state it (their Error Estimates)."""
+        return self.reflector_error_ns + self.sender_error_ns
+
+    def impossible(self) -> str | None:
+        """Why these timestamps cannot be (the reply is then :class:`Invalid`), or None: a
+        reflector that left before it received (T3 < T2), or stayed longer than the whole round
+        trip (T3 - T2 > T4 - T1), beyond the stated errors."""
+        tolerance = self.tolerance_ns
+        residence = self.t3_ns - self.t2_ns
+        if residence < -tolerance:
+            return "T3 before T2"
+        if residence > self.t4_ns - self.t1_ns + tolerance:
+            return "T3 - T2 longer than T4 - T1"
+        return None
+
+    @property
     def rtt_ns(self) -> int:
-        """Round trip without the reflector's residence time: (T4 - T1) - (T3 - T2)."""
-        return (self.t4_ns - self.t1_ns) - (self.t3_ns - self.t2_ns)
+        """Round trip without the reflector's residence time: (T4 - T1) - (T3 - T2); 0 when
+        it is below 0 by no more than the stated errors (beyond, the reply is Invalid)."""
+        return max(0, (self.t4_ns - self.t1_ns) - (self.t3_ns - self.t2_ns))
 
     @property
     def residence_ns(self) -> int:
-        return self.t3_ns - self.t2_ns
+        return max(0, self.t3_ns - self.t2_ns)
 
     @property
     def forward_ns(self) -> int:
-        return self.t2_ns - self.t1_ns
+        """T2 - T1: a delay when :attr:`clocks_synchronized` (never below 0 then), else an offset."""
+        d = self.t2_ns - self.t1_ns
+        return max(0, d) if self.clocks_synchronized else d
 
     @property
     def backward_ns(self) -> int:
-        return self.t4_ns - self.t3_ns
+        """T4 - T3: a delay when :attr:`clocks_synchronized` (never below 0 then), else an offset."""
+        d = self.t4_ns - self.t3_ns
+        return max(0, d) if self.clocks_synchronized else d
 
     @property
     def clocks_synchronized(self) -> bool:
-        return self.sender_synchronized and self.reflector_synchronized
+        """Both ends say their clocks are synchronised (S bits), and the one-way delays agree:
+        neither is below 0 by more than the stated errors (a clock that says it is synchronised
+        and is not gives offsets, not delays)."""
+        if not (self.sender_synchronized and self.reflector_synchronized):
+            return False
+        tolerance = self.tolerance_ns
+        return self.t2_ns - self.t1_ns >= -tolerance and self.t4_ns - self.t3_ns >= -tolerance
 
 
 @dataclass(slots=True)
@@ -103,6 +132,15 @@ class Reply:
     """A reply within --timeout: a measurement."""
 
     sample: Sample
+
+
+@dataclass(slots=True)
+class Invalid:
+    """A reply within --timeout whose timestamps cannot be (``reason``: Sample.impossible): the
+    packet was answered, so it is not lost, but the reply is kept out of every delay figure."""
+
+    sample: Sample
+    reason: str
 
 
 @dataclass(slots=True)
@@ -177,5 +215,5 @@ class Finished:
     """Every packet was sent and answered or counted lost: the session is over."""
 
 
-Event = (Transmit | Sent | SendFailed | Reply | Late | Duplicate | Lost | Unanswered | Rejected | Refused | ReportDue
-         | WindowClosed | Finished)
+Event = (Transmit | Sent | SendFailed | Reply | Invalid | Late | Duplicate | Lost | Unanswered | Rejected | Refused
+         | ReportDue | WindowClosed | Finished)

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from ..wire.tlv import TlvType
-from .events import Duplicate, Event, Late, Lost, Rejected, Reply, Sample, TlvProblem, Unanswered
+from .events import Duplicate, Event, Invalid, Late, Lost, Rejected, Reply, Sample, TlvProblem, Unanswered
 
 SCHEMA_VERSION = 2
 # Per-packet records (JSON lines, CSV rows): absolute times t1..t4 are RFC 3339 strings with
@@ -24,7 +24,7 @@ CSV_FIELDS = ["kind", "seq", "reflector_seq", "t1", "t2", "t3", "t4", "rtt_ns", 
               "backward_ns", "residence_ns", "reflector_ttl", "reply_ttl", "reply_dscp", "reply_ecn",
               "reflector_dscp", "reflector_ecn", "late", "detail"]
 PROBLEM_MARKS = {"not_processed": "U", "malformed": "M", "integrity": "I", "unknown": "?", "unreadable": "!",
-                 "truncated": "!"}
+                 "truncated": "!", "not_read": "-"}
 
 
 def ms(ns: float | None, digits: int = 3) -> str:
@@ -85,6 +85,8 @@ def event_record(ev: Event) -> dict[str, Any] | None:
         return sample_record("sample", ev.sample)
     if isinstance(ev, Duplicate):
         return sample_record("duplicate", ev.sample)
+    if isinstance(ev, Invalid):
+        return sample_record("invalid", ev.sample, ev.reason)
     if isinstance(ev, Lost):
         return sample_record("lost", None, seq=ev.sequence_number, t1_ns=ev.t1_ns)
     if isinstance(ev, Unanswered):
@@ -118,6 +120,8 @@ def packet_text(event: Event, verbose: bool = False, dscp: bool = False) -> str 
         return f"seq={event.sequence_number} unanswered (stopped within its --timeout)"
     if isinstance(event, Rejected):
         return f"{event.reason}: {event.detail}"
+    if isinstance(event, Invalid):
+        return f"seq={event.sample.sequence_number} invalid timestamps ({event.reason}): kept out of the delays"
     if not isinstance(event, (Reply, Late, Duplicate)):
         return None
     s = event.sample
@@ -214,7 +218,8 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
         ("late (after --timeout)", str(p["late"])), ("duplicates", str(p["duplicates"])),
         ("reordered", f"{p['reordered']} (max extent {d['reordering']['extent_max'] or 0})"),
         ("malformed / foreign", f"{p['malformed']} / {p['foreign']}"),
-        ("HMAC failures", str(p["hmac_failures"])), ("ICMP refused", str(p["refused"]))]
+        ("HMAC failures", str(p["hmac_failures"])), ("ICMP refused", str(p["refused"])),
+        ("invalid timestamps (kept out of the delays)", str(p["invalid"]))]
         + ([("lost forward / backward / unknown", "{forward} / {backward} / {unknown_direction}".format(
             **d["loss_by_direction"]))] if d["loss_by_direction"] else [])
         + ([("Direct Measurement", "S_TxC {s_txc}  R_RxC {r_rxc}  R_TxC {r_txc}".format(

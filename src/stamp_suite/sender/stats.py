@@ -23,7 +23,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from .distribution import Distribution
-from .events import Duplicate, Late, Lost, Refused, Rejected, Reply, Sample, Sent, Unanswered
+from .events import Duplicate, Invalid, Late, Lost, Refused, Rejected, Reply, Sample, Sent, Unanswered
 from ..wire.tlv import TlvType
 
 U32 = 1 << 32
@@ -77,7 +77,7 @@ class _Ipdv:
 
 class SessionStats:
     # Slots: a monitor holds three of these per target (lifetime, open and latest window).
-    __slots__ = ("sent", "received", "lost", "unanswered", "late", "duplicates", "malformed", "foreign",
+    __slots__ = ("sent", "received", "lost", "unanswered", "late", "duplicates", "invalid", "malformed", "foreign",
                  "hmac_failures", "micro_session_mismatches", "refused", "tlv_integrity_failures",
                  "rtt", "rtt_raw", "residence", "forward", "backward", "rtt_var", "forward_var", "backward_var",
                  "all_synchronized", "reordered", "reorder_extent", "_highest",
@@ -100,6 +100,7 @@ class SessionStats:
         self.unanswered = 0  # within their timeout when the run was stopped: neither received nor lost
         self.late = 0
         self.duplicates = 0
+        self.invalid = 0  # answered in time, with timestamps that cannot be: in no delay figure
         self.malformed = 0
         self.foreign = 0
         self.hmac_failures = 0
@@ -164,6 +165,10 @@ class SessionStats:
     def _duplicate(self, ev: Duplicate) -> None:
         self.duplicates += 1
 
+    def _invalid(self, ev: Invalid) -> None:
+        self.invalid += 1
+        self.last_sample = ev.sample
+
     def _lost(self, ev: Lost) -> None:
         self.lost += 1
 
@@ -183,7 +188,7 @@ class SessionStats:
     def _refused(self, ev: Refused) -> None:
         self.refused += 1
 
-    _HANDLERS = {Sent: _sent, Reply: _reply, Late: _late, Duplicate: _duplicate, Lost: _lost,
+    _HANDLERS = {Sent: _sent, Reply: _reply, Invalid: _invalid, Late: _late, Duplicate: _duplicate, Lost: _lost,
                  Unanswered: _unanswered, Rejected: _rejected, Refused: _refused}
 
     def _on_sample(self, s: Sample) -> None:
@@ -197,21 +202,30 @@ class SessionStats:
         else:
             self._highest = seq
         t1, t2, t3, t4 = s.t1_ns, s.t2_ns, s.t3_ns, s.t4_ns
-        rtt, forward, backward = (t4 - t1) - (t3 - t2), t2 - t1, t4 - t3  # as Sample defines them
+        # As Sample defines them, inline (a monitor's every reply): no delay below 0 (below it
+        # by more than the stated errors, the reply was Invalid); one-way values are delays
+        # only with synchronised clocks, offsets (of any sign) otherwise.
+        rtt = (t4 - t1) - (t3 - t2)
+        if rtt < 0:
+            rtt = 0
         self.rtt.add(rtt)
         self.rtt_var.add(seq, rtt)
         scope = self.scope
         if scope is ROUND_TRIP:
             return
+        synchronized = s.clocks_synchronized
+        forward, backward = t2 - t1, t4 - t3
+        if synchronized:
+            forward, backward = max(0, forward), max(0, backward)
         self.forward.add(forward)
         self.backward.add(backward)
         self.forward_var.add(seq, forward)
         self.backward_var.add(seq, backward)
-        self.all_synchronized &= s.clocks_synchronized
+        self.all_synchronized &= synchronized
         if scope is DELAYS:
             return
         self.rtt_raw.add(t4 - t1)
-        self.residence.add(t3 - t2)
+        self.residence.add(max(0, t3 - t2))
         self._on_path(s)
         self._on_reflector_sequence(s, seq)
         if s.tlv or s.tlv_problems:  # most replies carry no TLVs
@@ -275,11 +289,11 @@ class SessionStats:
     @property
     def in_flight(self) -> int:
         """Sent, and neither answered nor lost yet."""
-        return max(0, self.sent - self.received - self.lost - self.unanswered)
+        return max(0, self.sent - self.received - self.invalid - self.lost - self.unanswered)
 
     @property
     def loss_ratio(self) -> float | None:
-        resolved = self.received + self.lost
+        resolved = self.received + self.invalid + self.lost
         return self.lost / resolved if resolved else None
 
     def directional_loss(self) -> dict | None:
@@ -309,7 +323,7 @@ class SessionStats:
         return {
             "packets": {"sent": self.sent, "received": self.received, "lost": self.lost,
                         "loss_ratio": self.loss_ratio, "unanswered_at_stop": self.unanswered,
-                        "late": self.late, "duplicates": self.duplicates,
+                        "late": self.late, "duplicates": self.duplicates, "invalid": self.invalid,
                         "reordered": self.reordered, "malformed": self.malformed, "foreign": self.foreign,
                         "hmac_failures": self.hmac_failures, "refused": self.refused,
                         "micro_session_mismatches": self.micro_session_mismatches,

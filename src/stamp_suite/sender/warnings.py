@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..say import say
-from .events import Duplicate, Event, Late, Lost, Refused, Rejected, Reply
+from .events import Duplicate, Event, Invalid, Late, Lost, Refused, Rejected, Reply
 
 REFUSALS_BEFORE_WARNING = 3
 
@@ -27,6 +27,10 @@ class EarlyWarnings:
     def __call__(self, ev: Event) -> None:
         if isinstance(ev, (Reply, Late, Duplicate)):
             self.replied = True
+        elif isinstance(ev, Invalid):
+            self.replied = True
+            self._once("invalid", f"replies from {self.where} with timestamps that cannot be ({ev.reason}): "
+                                  f"counted as invalid and kept out of the delays; is the reflector's clock stepping?")
         elif isinstance(ev, Refused):
             self.refused = True
             if ev.consecutive >= REFUSALS_BEFORE_WARNING:
