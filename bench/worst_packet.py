@@ -88,6 +88,8 @@ def main() -> None:
         b = f"{before[name][1]:10.1f}" if before else f"{'':10}"
         u = f"{units:6.1f}" if units is not None else f"{'-':>6}"
         print(f"{name:58} {size:6d} {b} {us:8.1f} {u}  {','.join(dropped) or '-'}")
+    base, padded = now["base packet (44 octets)"][1], now["zero padding to 9,000 octets"][1]
+    print(f"\nzero padding to 9,000 octets against the base packet: {padded / base:.2f}x (the aim: at most 2x)")
 
 
 if __name__ == "__main__":

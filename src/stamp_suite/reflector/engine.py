@@ -314,7 +314,11 @@ class Reflector:
         tlv_area = None
         if size > base_len:
             tlv_area = bytearray(data[base_len:])
-            if cfg.tlv_mode == "echo":
+            if cfg.tlv_mode == "ignore":
+                pass  # copied untouched, as an RFC 8762-only reflector does
+            elif _ZEROS.startswith(tlv_area):  # zero padding only: flagged without parsing (docs/protocol.md)
+                self._answer_zero_padding(tlv_area)
+            else:
                 if meta is None:
                     meta = PacketMeta(source, local_address, local_port, ttl, tos, rx_ns, rx_method)
                 ctx = ReflectContext(cfg, self.clock, meta, session, auth)
@@ -347,6 +351,20 @@ class Reflector:
     def _is_self(self, address: str, local_address: str | bytes | None) -> bool:
         """Would a reply to ``address`` (on our own port) come back to this socket?"""
         return _same_host(address, local_address, self._bound, self.config.own_address)
+
+    def _answer_zero_padding(self, area: bytearray) -> None:
+        """A TLV area of zeros only: what :meth:`_process_tlvs` makes of it (empty TLVs of the
+        Reserved Type 0, each U = 1; with I too where an HMAC TLV is required), without
+        parsing it."""
+        c = self._c
+        count = len(area) // HEADER_LEN
+        integrity = self.config.authenticated or self.config.verify_tlv_hmac
+        _flag_run(area, 0, count, FLAG_I | FLAG_U if integrity else FLAG_U)
+        c[TLV_TYPE_BASE + TlvType.RESERVED] += count
+        c[FLAG_U_SLOT] += count if not integrity else 0
+        if integrity:
+            c[FLAG_I_SLOT] += count
+            c[TLV_INTEGRITY_FAILURES] += 1
 
     def _process_tlvs(self, area: bytearray, sequence_field: bytes, reply_seq: int, key: bytes | None,
                       ctx: ReflectContext) -> str | None:
@@ -423,18 +441,24 @@ class Reflector:
 
 
 def _set_flags(area: bytearray, tlv: RawTlv, flags: int) -> None:
-    """Write ``flags`` into a TLV's header, or into every header of a run of zero padding: the
-    run becomes ``flags 00 00 00`` repeated, one copy from a pattern made once per value."""
+    """Write ``flags`` into a TLV's header, or into every header of a run of zero padding."""
     if tlv.count == 1:
         area[tlv.offset] = flags
-        return
+    else:
+        _flag_run(area, tlv.offset, tlv.count, flags)
+
+
+def _flag_run(area: bytearray, offset: int, count: int, flags: int) -> None:
+    """A run of ``count`` empty Type 0 TLVs at ``offset`` becomes ``flags 00 00 00`` repeated:
+    one copy from a pattern made once per value."""
     pattern = _RUN_PATTERNS.get(flags)
     if pattern is None:
         pattern = _RUN_PATTERNS[flags] = memoryview(bytes((flags, 0, 0, 0)) * (1 << 14))  # > any datagram
-    area[tlv.offset:tlv.offset + tlv.count * HEADER_LEN] = pattern[:tlv.count * HEADER_LEN]
+    area[offset:offset + count * HEADER_LEN] = pattern[:count * HEADER_LEN]
 
 
 _RUN_PATTERNS: dict[int, memoryview] = {}
+_ZEROS = bytes(1 << 16)  # longer than any datagram
 
 
 _unmapped = functools.lru_cache(maxsize=4096)(unmapped_address)  # Rust senders send from 862 too
