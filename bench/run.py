@@ -159,16 +159,18 @@ def measure(ref: Reflector, count: int, repeat: int, flows: int) -> dict:
 def session_memory(n: int = 100_000) -> float:
     code = f"""
 import resource, time
-from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
+from stamp_suite.reflector.engine import Reflector, ReflectorConfig
+from stamp_suite.wire.datagram import Received
 pkt = bytes.fromhex("00000001e93c7f00800000000001") + bytes(30)  # an open test packet, seq 1
 r = Reflector(ReflectorConfig(stateful=True, max_sessions={n}))
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
 before = rss()
 for i in range({n}):
-    r.receive(pkt, PacketMeta(("10.%d.%d.%d" % (i >> 16, (i >> 8) & 255, i & 255), 40000 + i % 20000),
-                              bytes([192, 0, 2, 1]), 862, 64, 0), time.time_ns())
-print(rss(), rss() - before, len(r.sessions))
+    now = time.time_ns()
+    r.reflect(Received(pkt, ("10.%d.%d.%d" % (i >> 16, (i >> 8) & 255, i & 255), 40000 + i % 20000), 64, 0,
+                       bytes([192, 0, 2, 1]), None, now), now)
+print(rss(), rss() - before, r.counters.active_sessions)
 """
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     return float(out[0]), float(out[1]), int(out[2])

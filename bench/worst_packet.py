@@ -45,9 +45,18 @@ SHAPES = {
 
 MEASURE = SHAPES + """
 import json, statistics, sys, time
-from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
+from stamp_suite.reflector.engine import Reflector, ReflectorConfig
 NOW = 1_700_000_000_000_000_000
-meta = PacketMeta(("192.0.2.1", 40000), bytes([192, 0, 2, 2]), 862, 64, 0, NOW, 2)
+SOURCE, LOCAL = ("192.0.2.1", 40000), bytes([192, 0, 2, 2])
+try:
+    from stamp_suite.wire.datagram import Received
+    def receive(r, pkt, now):
+        return r.reflect(Received(pkt, SOURCE, 64, 0, LOCAL, NOW, NOW), now)
+except ImportError:  # an older tree: its engine took the metadata as a PacketMeta
+    from stamp_suite.reflector.engine import PacketMeta
+    meta = PacketMeta(SOURCE, LOCAL, 862, 64, 0, NOW, 2)
+    def receive(r, pkt, now):
+        return r.receive(pkt, meta, now)
 out = {}
 for name, pkt in SHAPES.items():
     r = Reflector(ReflectorConfig(stateful=True))
@@ -56,13 +65,13 @@ for name, pkt in SHAPES.items():
     for _ in range(5):
         t0 = time.perf_counter_ns()
         for i in range(n):
-            r.receive(pkt, meta, NOW + i)
+            receive(r, pkt, NOW + i)
         runs.append((time.perf_counter_ns() - t0) / n / 1000)
     # What --max-pps charges: the tokens one packet takes from a fresh bucket (this tree only).
     limited = Reflector(ReflectorConfig(max_pps=1000))
     units = None
     if hasattr(limited.rate_limiter, "charge"):
-        limited.receive(pkt, meta, NOW)
+        receive(limited, pkt, NOW)
         units = 1000 - next(iter(limited.rate_limiter._buckets.values()))[0]
     out[name] = (len(pkt), statistics.median(runs), units, dict(r.counters.dropped))
 print(json.dumps(out))

@@ -3,18 +3,19 @@ the bounded hypothesis run in CI (tests/fuzz/test_hypothesis_fuzz.py)."""
 
 from __future__ import annotations
 
-from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
+from stamp_suite.reflector.engine import Reflection, Reflector, ReflectorConfig
 from stamp_suite.sender.engine import SenderConfig, SessionSender
 from stamp_suite.sender.events import Duplicate, Invalid, Late, Lost, Rejected, Reply, Transmit
 from stamp_suite.wire.auth import hmac16
 from stamp_suite.wire.auth import KeyStore
 from stamp_suite.wire.packet import AUTH_BASE_LEN, HMAC_COVERED, OPEN_BASE_LEN, MalformedPacket, ReflectorPacket, SenderPacket
 from stamp_suite.tlvs import MicroSessionId, decode
+from stamp_suite.wire.datagram import Received
 from stamp_suite.wire.tlv import MalformedTlv, parse_tlvs
 
 KEY = bytes(range(16))
 NOW = 1_700_000_000_000_000_000
-META = PacketMeta(("192.0.2.1", 40000), bytes([192, 0, 2, 2]), 862, 64, 0xB8, NOW, 2)
+SOURCE, LOCAL = ("192.0.2.1", 40000), bytes([192, 0, 2, 2])
 SENDER_EVENTS = {Reply, Invalid, Late, Duplicate, Lost, Rejected}
 
 
@@ -51,9 +52,11 @@ def check_reflector(reflectors: list[Reflector], data: bytes) -> None:
     for r in reflectors:
         dropped = r.counters.dropped_total
         limit = max(len(data), OPEN_BASE_LEN) if r.config.answer_short_packets else len(data)
-        replies = r.receive(data, META, NOW)
+        reply = r.reflect(Received(data, SOURCE, 64, 0xB8, LOCAL, NOW, NOW), NOW)
+        replies = [reply] if isinstance(reply, Reflection) else []
         for reply in replies:
-            assert len(r.stamp(reply, NOW)) <= limit, "reply larger than allowed"
+            r.stamp((reply,), NOW)
+            assert len(reply.data) <= limit, "reply larger than allowed"
         c = r.counters
         assert len(replies) + (c.dropped_total - dropped) == 1, "drop not counted"
         assert "internal_error" not in c.dropped, r.internal_errors

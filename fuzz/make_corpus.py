@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
+from stamp_suite.reflector.engine import Reflection, Reflector, ReflectorConfig
+from stamp_suite.wire.datagram import Received
 from stamp_suite.sender.engine import SenderConfig, SessionSender
 from stamp_suite.wire.auth import KeyStore
 from stamp_suite.wire.tlv import RawTlv, TlvType
@@ -43,13 +44,14 @@ def seeds() -> dict[str, bytes]:
     }
     reflector = Reflector(ReflectorConfig(keys=KeyStore(KEY), stateful=True, member_link_id=3))
     auth_reflector = Reflector(ReflectorConfig(authenticated=True, keys=KeyStore(KEY), stateful=True))
-    meta = PacketMeta(("192.0.2.1", 40000), bytes([192, 0, 2, 2]), 862, 64, 0, NOW, 2)
     for name, cfg in configs.items():
         pkt = first_packet(cfg)
         out[f"sender-{name}"] = pkt
         r = auth_reflector if cfg.authenticated else reflector
-        for reply in r.receive(pkt, meta, NOW):
-            out[f"reply-{name}"] = bytes(r.stamp(reply, NOW))
+        reply = r.reflect(Received(pkt, ("192.0.2.1", 40000), 64, 0, bytes([192, 0, 2, 2]), NOW, NOW), NOW)
+        if isinstance(reply, Reflection):
+            r.stamp((reply,), NOW)
+            out[f"reply-{name}"] = bytes(reply.data)
     # Replies our reflector does not make here (an IPv6 session, a MAC it learned, sub-TLVs
     # given twice), so that the sender's readers meet every answer form.
     v6 = ipaddress.IPv6Address("2001:db8::2").packed

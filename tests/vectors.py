@@ -1,6 +1,10 @@
-"""Shared test data: the worked examples of shared/spec/STAMP-REFERENCE.md §6, as hex."""
+"""Shared test data: the worked examples of the STAMP digest (§6), as hex, and how a test
+hands a datagram to the reflector engine."""
 
+from dataclasses import dataclass
 
+from stamp_suite.reflector.engine import Reflection
+from stamp_suite.wire.datagram import Received
 
 NS = 1_000_000_000
 # 2024-01-01T00:00:00 UTC in POSIX ns, and the example instants T1, T2, T3.
@@ -36,3 +40,28 @@ EX_D = bytes.fromhex("00000001e93c7f00800000008001123400000000000000000000000000
 EX_E = EX_C + bytes.fromhex("80040004b8000000" "80080010" "3c36cb8a8947826f94ed27b13575b18c")
 
 
+
+
+@dataclass(frozen=True)
+class At:
+    """How a test datagram arrives: what the socket layer would say of it (a ``Received``)."""
+
+    source: tuple[str, int] = ("127.0.0.1", 40000)
+    destination: str | bytes | None = "127.0.0.1"
+    ttl: int | None = 64
+    tos: int | None = 0
+    kernel_ns: int | None = T2_NS  # None: no kernel timestamp, T2 read in user space
+
+    def __call__(self, data: bytes) -> Received:
+        return Received(data, self.source, self.ttl, self.tos, self.destination, self.kernel_ns,
+                        T2_NS if self.kernel_ns is None else self.kernel_ns)
+
+
+def answer(reflector, data: bytes, at: At = At(), now: int = T3_NS):
+    """The reflector's reply to ``data`` arriving ``at``, stamped with T3 = ``now``: (bytes, the
+    Reflection), or (None, the drop reason)."""
+    out = reflector.reflect(at(data), now)
+    if not isinstance(out, Reflection):
+        return None, out
+    reflector.stamp((out,), now)
+    return bytes(out.data), out

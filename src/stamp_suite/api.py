@@ -7,21 +7,14 @@ Settings are the same as the command line's, by their snake_case names (``count`
 from __future__ import annotations
 
 import asyncio
-import threading
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .build import load_keys, reflector_config
+from .assembly import ReflectorThread, collect, open_session, run_session as run_to_end
 from .config import ConfigError, Settings, build_settings, coerce
-from .endpoints import open_reflector_endpoint
 from .net.clock import read_clock_state
 from .net.signals import StopRequest
-from .reflector.counters import ReflectorCounters
-from .reflector.engine import Reflector
-from .reflector.server import ReflectorServer
-from .sender.driver import SenderDriver
-from .sender.events import Event, Lost, Reply, Sample
-from .sender.session import observe, open_session
+from .sender.events import Lost, Reply, Sample
 
 
 @dataclass
@@ -51,42 +44,12 @@ class SessionResult:
         return None if value is None else value / 1e6
 
 
-class ReflectorHandle:
-    """A Session-Reflector running in a background thread of this process."""
-
-    def __init__(self, server: ReflectorServer, thread: threading.Thread) -> None:
-        self._server = server
-        self._thread = thread
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self._server.endpoint.local
-
-    @property
-    def counters(self) -> ReflectorCounters:
-        return self._server.engine.counters
-
-    def stop(self) -> None:
-        self._server.stop()
-        self._thread.join(2)
-        self._server.endpoint.close()
-
-    def __enter__(self) -> ReflectorHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+ReflectorHandle = ReflectorThread  # a reflector in a background thread: .address, .counters, .stop()
 
 
-def start_reflector(local_addr: str = "127.0.0.1", local_port: int = 0, **settings: Any) -> ReflectorHandle:
+def start_reflector(local_addr: str = "127.0.0.1", local_port: int = 0, **settings: Any) -> ReflectorThread:
     """Start a reflector on ``local_addr:local_port`` (0: any free port; see ``.address``)."""
-    s = _settings(is_reflector=True, local_addr=local_addr, local_port=local_port, **settings)
-    endpoint = open_reflector_endpoint(s, local_port)
-    engine = Reflector(reflector_config(s, read_clock_state(s.tai_offset), load_keys(s), endpoint.srv6_unavailable))
-    server = ReflectorServer(engine, endpoint)
-    thread = threading.Thread(target=server.serve, name="stamp-reflector", daemon=True)
-    thread.start()
-    return ReflectorHandle(server, thread)
+    return ReflectorThread(_settings(is_reflector=True, local_addr=local_addr, local_port=local_port, **settings))
 
 
 def _settings(**settings: Any) -> Settings:
@@ -106,29 +69,10 @@ def run_session(remote_addr: str, remote_port: int = 862, *, stop: StopRequest |
     ``stop.set()`` (from any thread) ends it early."""
     s = _settings(remote_addr=remote_addr, remote_port=remote_port, **settings)
     session, stats = open_session(s, read_clock_state(s.tai_offset))
-    samples: list[Sample] = []
-    lost: list[int] = []
-
-    def collect(ev: Event) -> None:
-        if isinstance(ev, Reply):
-            samples.append(ev.sample)
-        elif isinstance(ev, Lost):
-            lost.append(ev.sequence_number)
-    session.consumers.append(collect)
-    parts = observe(s, session, stats)
-    try:
-        driver = SenderDriver(stop or StopRequest())
-        try:
-            driver.add(session)
-            driver.run()
-            driver.close_all()
-        finally:
-            driver.close()
-    finally:
-        for part in parts:
-            part.stop()
-        session.endpoint.close()
-    return SessionResult(stats.to_dict(), samples, sorted(lost))
+    events = collect(session, (Reply, Lost))
+    run_to_end(s, session, stats, stop or StopRequest())
+    return SessionResult(stats.to_dict(), [ev.sample for ev in events if isinstance(ev, Reply)],
+                         sorted(ev.sequence_number for ev in events if isinstance(ev, Lost)))
 
 
 async def run_session_async(remote_addr: str, remote_port: int = 862, **settings: Any) -> SessionResult:

@@ -74,7 +74,8 @@ def test_hostile_datagrams_are_all_counted_and_the_reflector_still_reflects():
 
 FLOOD = """
 import resource, time
-from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
+from stamp_suite.reflector.engine import Reflector, ReflectorConfig
+from stamp_suite.wire.datagram import Received
 pkt = bytes.fromhex("00000001e93c7f00800000000001") + bytes(30)
 r = Reflector(ReflectorConfig(stateful=True, max_sessions=100_000))
 def rss():
@@ -82,10 +83,10 @@ def rss():
 now = time.time_ns()
 peaks = []
 for i in range(1_000_000):
-    r.receive(pkt, PacketMeta(("198.51.100.%d" % (i >> 16), i & 0xFFFF), None, 862), now + i)
+    r.reflect(Received(pkt, ("198.51.100.%d" % (i >> 16), i & 0xFFFF), 64, 0, None, None, now), now + i)
     if i % 250_000 == 249_999:
         peaks.append(rss())
-print(len(r.sessions), r.sessions.evicted, " ".join("%.1f" % p for p in peaks))
+print(r.counters.active_sessions, r.counters.sessions_evicted, " ".join("%.1f" % p for p in peaks))
 """
 
 

@@ -65,13 +65,14 @@ def test_reload_applies_windows_jsonl_and_metrics_addr_and_refuses_a_typo(tmp_pa
 
 
 def test_a_reload_that_cannot_start_a_target_changes_nothing(tmp_path):
+    from stamp_suite.assembly import TargetSessions
     from stamp_suite.config import ConfigError
     from stamp_suite.monitor import Monitor
     from stamp_suite.net.signals import StopRequest
     cfg = tmp_path / "t.toml"
     with start_reflector() as refl:
         _config(cfg, refl)
-        mon = Monitor(str(cfg), StopRequest())
+        mon = Monitor(str(cfg), StopRequest(), TargetSessions())
         mon.start()
         try:
             running = mon.targets["a"]

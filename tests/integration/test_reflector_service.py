@@ -261,22 +261,22 @@ def test_truncated_datagrams_are_dropped_and_counted():
 def test_clock_state_is_live_in_the_replies():
     """An injected clock reader flips unsynchronised -> synchronised -> unsynchronised while the
     reflector runs: the S bit and the Error Estimate of the replies follow, each change logged once."""
-    from stamp_suite.build import clock_description
+    from stamp_suite.assembly import clock_description
     from stamp_suite.config import Settings
     from stamp_suite.net.clock import ClockState, ClockWatcher
     from stamp_suite.net.udp import UdpEndpoint
-    from stamp_suite.reflector.engine import Reflector
+    from stamp_suite.reflector.engine import Reflector, ReflectorConfig
     from stamp_suite.reflector.server import ReflectorServer
-    from stamp_suite.tlvs import SyncSource
+    from stamp_suite.wire.timestamp import SyncSource
 
     unsynced = ClockState(False, SyncSource.LOCAL, 1_000_000_000, 37, "not synchronised")
     synced = ClockState(True, SyncSource.NTP, 2_000, 37, "synchronised by NTP")
     readings = iter([unsynced, synced, synced, synced, unsynced] + [unsynced] * 1000)
     logged: list[str] = []
     s = Settings()
-    engine = Reflector()
+    engine = Reflector(ReflectorConfig(clock_read_ns=150_000_000))
     watcher = ClockWatcher(unsynced, lambda st: engine.update_clock(clock_description(s, st)),
-                           read=lambda: next(readings), log=logged.append, interval_ns=150_000_000)
+                           read=lambda: next(readings), log=logged.append)
     server = ReflectorServer(engine, UdpEndpoint("127.0.0.1", 0), clock=watcher)
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()

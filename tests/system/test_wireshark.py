@@ -513,7 +513,8 @@ def test_tai_offset_preference_moves_ptp_times(tmp_path):
 # Reflectors: name -> (address, flags).  Senders: (reflector, flags).
 NO_REPLY = ["--ssid", "10", "--return-path-cc", "0", "-L", "0.3"]  # Control Code 0: no reply wanted
 REFLECTORS = {
-    "open4": ("127.0.0.1", ["--stateful-reflector", "--return-address-allow", "127.0.0.0/8"]),
+    # The key checks the HMAC TLV of SSID 7 (RFC 8972 §4.8: no TLV under one is used unverified).
+    "open4": ("127.0.0.1", ["--stateful-reflector", "--return-address-allow", "127.0.0.0/8", "--hmac-key", KEY]),
     "open6": ("::1", []),
     "auth4": ("127.0.0.1", ["-A", "A", "--hmac-key", KEY, "-K", "PTP", "--stateful-reflector"]),
     "auth6": ("::1", ["-A", "A", "--hmac-key", KEY]),
@@ -627,8 +628,8 @@ def test_live_capture_decodes_as_the_project_parses_it(live, live_frames):
         exp = expected_fields(payload, authenticated, is_reply)
         assert_decoded_as_encoded(frame, exp)
         compared |= set(exp.fields) | set(exp.errors)
-        # The only expert info on our own traffic: TLVs the reflector did not process (an HMAC
-        # TLV it has no key for, a segment list a UDP socket cannot impose).
+        # The only expert info on our own traffic: TLVs the reflector did not process (an MPLS
+        # label stack or a segment list a UDP socket cannot impose).
         assert frame.stamp_experts <= {"stamp.tlv.unrecognized"}
     assert VALUE_FIELDS <= compared, VALUE_FIELDS - compared
 

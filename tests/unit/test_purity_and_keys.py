@@ -21,7 +21,7 @@ PKG = Path(stamp_suite.__file__).parent
 # The protocol core: bytes, TLVs and both engines, with their statistics.  Everything else
 # (sockets, clocks, files, threads, processes) is the I/O layer's.
 PURE_MODULES = {"stamp_suite.wire", "stamp_suite.tlvs", "stamp_suite.reflector.engine", "stamp_suite.reflector.sessions",
-                "stamp_suite.reflector.counters", "stamp_suite.reflector.loop_guard", "stamp_suite.sender.engine", "stamp_suite.sender.events",
+                "stamp_suite.reflector.counters", "stamp_suite.reflector.loop_guard", "stamp_suite.reflector.tlv_procedure", "stamp_suite.sender.engine", "stamp_suite.sender.events",
                 "stamp_suite.sender.stats", "stamp_suite.sender.distribution"}
 FORBIDDEN = {"socket", "asyncio", "time", "threading", "selectors", "os", "pathlib", "mmap", "subprocess",
              "multiprocessing", "io", "shutil", "tempfile", "signal", "ctypes"}

@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from vectors import EX_A, EX_B, EX_C, EX_C2, EX_E, KEY, T2_NS, T3_NS
-from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
+from vectors import EX_A, EX_B, EX_C, EX_C2, EX_E, KEY, T2_NS, T3_NS, At
+from stamp_suite.reflector.engine import Reflection, Reflector, ReflectorConfig
 from stamp_suite.wire.auth import KeyStore, hmac16
 from stamp_suite.wire.packet import ReflectorPacket
 from stamp_suite.wire.timestamp import ErrorEstimate
@@ -16,15 +16,27 @@ from stamp_suite.tlvs import (AccessReport, ClassOfService, DestinationNodeAddre
                                    FollowUpTelemetry, Location, MicroSessionId, ReturnPath, TimestampInformation)
 
 SYNCED = ErrorEstimate(True, scale=0, multiplier=1)  # 0x8001 as in the worked examples
-META = PacketMeta(("127.0.0.1", 40000), "127.0.0.1", 862, ttl=64, tos=0, rx_timestamp_ns=T2_NS)
+META = At(("127.0.0.1", 40000), "127.0.0.1", ttl=64, tos=0, kernel_ns=T2_NS)
 OPEN_HEAD = EX_A  # seq 1, T1, EE 0x8001, SSID 0
 SYNCED_CFG = ReflectorConfig(error_estimate=SYNCED)
 
 
+def receive(r, packet, meta=META, now=T3_NS):
+    """The reflector's replies to one datagram, as a list (none or one)."""
+    out = r.reflect(meta(packet), now)
+    return [out] if isinstance(out, Reflection) else []
+
+
+def stamp(r, reply, t3=T3_NS, tx_method=3):
+    """``reply`` stamped with T3 (and its HMAC), as bytes."""
+    r.stamp((reply,), t3, tx_method)
+    return bytes(reply.data)
+
+
 def reflect(packet, config=None, meta=META, now=T3_NS):
     r = Reflector(config or ReflectorConfig(error_estimate=SYNCED))
-    out = r.receive(packet, meta, now)
-    return r, (bytes(r.stamp(out[0], now)) if out else None), (out[0] if out else None)
+    out = receive(r, packet, meta, now)
+    return r, (stamp(r, out[0], now) if out else None), (out[0] if out else None)
 
 
 def with_tlvs(*tlvs, head=OPEN_HEAD, ssid=None):
@@ -102,7 +114,7 @@ def test_ssid_filter_discards_unknown_sessions():
 
 
 def test_ttl_unknown_is_255():
-    _, reply, _ = reflect(EX_A, meta=PacketMeta(("127.0.0.1", 1), None, 862))
+    _, reply, _ = reflect(EX_A, meta=At(("127.0.0.1", 1), None, ttl=None, kernel_ns=None))
     assert reply[40] == 255
 
 
@@ -111,12 +123,12 @@ def test_stateful_sequence_counts_per_session():
     seqs = []
     for sender_seq in (10, 11, 13):
         pkt = struct.pack("!I", sender_seq) + EX_A[4:]
-        seqs.append(ReflectorPacket.from_bytes(bytes(r.receive(pkt, META, T3_NS)[0].data)).sequence_number)
-    other = PacketMeta(("127.0.0.1", 40001), "127.0.0.1", 862)
-    seqs.append(ReflectorPacket.from_bytes(bytes(r.receive(EX_A, other, T3_NS)[0].data)).sequence_number)
+        seqs.append(ReflectorPacket.from_bytes(bytes(receive(r, pkt, META, T3_NS)[0].data)).sequence_number)
+    other = At(("127.0.0.1", 40001), "127.0.0.1", kernel_ns=None)
+    seqs.append(ReflectorPacket.from_bytes(bytes(receive(r, EX_A, other, T3_NS)[0].data)).sequence_number)
     assert seqs == [0, 1, 2, 0]
     stateless = Reflector()
-    assert ReflectorPacket.from_bytes(bytes(stateless.receive(EX_A, META, T3_NS)[0].data)).sequence_number == 1
+    assert ReflectorPacket.from_bytes(bytes(receive(stateless, EX_A, META, T3_NS)[0].data)).sequence_number == 1
 
 
 def test_reply_is_symmetric_and_unknown_tlv_gets_u():
@@ -145,7 +157,7 @@ def test_length_past_end_sets_m():
 
 
 def test_class_of_service_fill_and_policy():
-    meta = PacketMeta(("127.0.0.1", 1), "127.0.0.1", 862, 64, tos=(10 << 2) | 1)
+    meta = At(("127.0.0.1", 1), "127.0.0.1", ttl=64, tos=(10 << 2) | 1, kernel_ns=None)
     _, reply, rep = reflect(with_tlvs(ClassOfService(46)), meta=meta)
     cos = ClassOfService.from_value(reply_tlvs(reply)[0].value)
     assert (cos.dscp1, cos.dscp2, cos.ecn, cos.rp) == (46, 10, 1, 0) and rep.tos == 46 << 2
@@ -156,7 +168,7 @@ def test_class_of_service_fill_and_policy():
 
 
 def test_location_is_answered_with_same_length():
-    meta = PacketMeta(("192.0.2.7", 5555), "::ffff:198.51.100.1", 862, 64)
+    meta = At(("192.0.2.7", 5555), "::ffff:198.51.100.1", ttl=64, kernel_ns=None)
     req = with_tlvs(Location.request())
     _, reply, _ = reflect(req, meta=meta)
     loc_tlv = reply_tlvs(reply)[0]
@@ -171,7 +183,7 @@ def test_location_is_answered_with_same_length():
 def test_direct_measurement_counters():
     r = Reflector()
     for i in range(3):
-        out = r.receive(with_tlvs(DirectMeasurement(i + 1)), META, T3_NS)
+        out = receive(r, with_tlvs(DirectMeasurement(i + 1)), META, T3_NS)
     dm = DirectMeasurement.from_value(reply_tlvs(bytes(out[0].data))[0].value)
     assert (dm.sender_tx_count, dm.reflector_rx_count, dm.reflector_tx_count) == (3, 3, 3)
 
@@ -187,8 +199,8 @@ def test_follow_up_telemetry_stateless_zero_stateful_previous():
     _, reply, _ = reflect(with_tlvs(FollowUpTelemetry()))
     assert reply_tlvs(reply)[0].value == bytes(16)
     r = Reflector(ReflectorConfig(stateful=True))
-    r.stamp(r.receive(with_tlvs(FollowUpTelemetry()), META, T3_NS)[0], T3_NS + 5, tx_method=2)
-    second = bytes(r.receive(with_tlvs(FollowUpTelemetry()), META, T3_NS + 1000)[0].data)
+    stamp(r, receive(r, with_tlvs(FollowUpTelemetry()), META, T3_NS)[0], T3_NS + 5, tx_method=2)
+    second = bytes(receive(r, with_tlvs(FollowUpTelemetry()), META, T3_NS + 1000)[0].data)
     fu = FollowUpTelemetry.from_value(reply_tlvs(second)[0].value)
     assert fu.sequence_number == 0 and fu.timestamp_mode == 2
     # T3 + 5 ns: frac = floor(750_250_005 * 2^32 / 10^9) = 0xc0106263
@@ -196,7 +208,7 @@ def test_follow_up_telemetry_stateless_zero_stateful_previous():
 
 
 def test_timestamp_information_filled():
-    meta = PacketMeta(("127.0.0.1", 1), "127.0.0.1", 862, 64, rx_timestamp_ns=T2_NS, rx_method=2)
+    meta = At(("127.0.0.1", 1), "127.0.0.1", ttl=64, kernel_ns=T2_NS)
     _, reply, _ = reflect(with_tlvs(TimestampInformation()), ReflectorConfig(sync_source=1), meta=meta)
     ti = TimestampInformation.from_value(reply_tlvs(reply)[0].value)
     assert (ti.sync_src_in, ti.timestamp_in, ti.sync_src_out, ti.timestamp_out) == (1, 2, 1, 3)
@@ -300,11 +312,11 @@ def test_ignore_mode_copies_tlvs_untouched():
 
 def test_rate_limit_per_source_address():
     r = Reflector(ReflectorConfig(max_pps=10, max_pps_burst=3))
-    answered = [bool(r.receive(EX_A, PacketMeta(("127.0.0.1", 1000 + i), None, 862), T3_NS)) for i in range(5)]
+    answered = [bool(receive(r, EX_A, At(("127.0.0.1", 1000 + i), None, kernel_ns=None), T3_NS)) for i in range(5)]
     assert answered == [True, True, True, False, False]  # burst of 3, from any source port
     assert r.counters.dropped["rate_limited"] == 2
-    assert r.receive(EX_A, PacketMeta(("127.0.0.2", 1), None, 862), T3_NS)  # another host
-    assert r.receive(EX_A, META, T3_NS + 100_000_000)  # 100 ms later: one more token
+    assert receive(r, EX_A, At(("127.0.0.2", 1), None, kernel_ns=None), T3_NS)  # another host
+    assert receive(r, EX_A, META, T3_NS + 100_000_000)  # 100 ms later: one more token
 
 
 def test_rate_limiter_table_is_capped_and_ipv6_hosts_limited_by_64():
@@ -332,10 +344,12 @@ def test_hmac_is_compared_in_constant_time(monkeypatch):
 def test_session_table_cap_and_expiry():
     r = Reflector(ReflectorConfig(max_sessions=3, session_timeout_s=10))
     for port in range(5):
-        r.receive(EX_A, PacketMeta(("127.0.0.1", port), "127.0.0.1", 862), T3_NS)
-    assert len(r.sessions) == 3 and r.sessions.evicted == 2
-    r.receive(EX_A, PacketMeta(("127.0.0.1", 99), "127.0.0.1", 862), T3_NS + 11 * 10**9)
-    assert len(r.sessions) == 1 and r.sessions.expired == 3
+        receive(r, EX_A, At(("127.0.0.1", port), "127.0.0.1", kernel_ns=None), T3_NS)
+    assert r.counters.active_sessions == 3 and r.counters.sessions_evicted == 2
+    r.handle_timer(T3_NS + 11 * 10**9)  # the engine's expiry timer, 11 s idle
+    assert r.counters.active_sessions == 0 and r.counters.sessions_expired == 3
+    receive(r, EX_A, At(("127.0.0.1", 99), "127.0.0.1", kernel_ns=None), T3_NS + 12 * 10**9)
+    assert [s.source for s in r.sessions()] == [("127.0.0.1", 99)]
 
 
 def _mutations(rng, seeds):
@@ -365,7 +379,7 @@ def test_random_and_mutated_datagrams_never_raise(authenticated):
     r = Reflector(cfg)
     n = answered = 0
     for data in _mutations(rng, seeds):
-        replies = r.receive(data, META, T3_NS)
+        replies = receive(r, data, META, T3_NS)
         n += 1
         answered += len(replies)
         for rep in replies:
@@ -415,7 +429,7 @@ def test_twamp_light_packets_with_random_padding_are_answered():
     r = Reflector(ReflectorConfig(error_estimate=SYNCED))
     for _ in range(1000):
         packet = EX_A[:14] + rng.randbytes(50)
-        assert r.receive(packet, META, T3_NS), r.last_drop
+        assert isinstance(r.reflect(META(packet), T3_NS), Reflection)
     assert r.counters.dropped == {}
 
 
@@ -447,13 +461,13 @@ def test_unknown_tlv_comes_back_with_u_only():
 def test_follow_up_telemetry_with_an_invalid_length_is_zeroed_and_flagged():
     # RFC 8972 §4.7: Length not 16 -> Sequence Number and Follow-Up Timestamp zeroed, M set.
     r = Reflector(ReflectorConfig(stateful=True, error_estimate=SYNCED))
-    first = r.receive(EX_A, META, T3_NS)[0]
-    r.stamp(first, T3_NS)  # a previous reply whose departure the TLV could report
-    out = r.receive(EX_A + bytes.fromhex("80070014") + bytes.fromhex("11") * 20, META, T3_NS)
-    reply = bytes(r.stamp(out[0], T3_NS))
+    first = receive(r, EX_A, META, T3_NS)[0]
+    stamp(r, first, T3_NS)  # a previous reply whose departure the TLV could report
+    out = receive(r, EX_A + bytes.fromhex("80070014") + bytes.fromhex("11") * 20, META, T3_NS)
+    reply = bytes(stamp(r, out[0], T3_NS))
     assert reply[44:] == bytes.fromhex("40070014") + bytes(12) + bytes.fromhex("11") * 8
-    out = r.receive(EX_A + bytes.fromhex("8007000a") + bytes.fromhex("11") * 10, META, T3_NS)
-    assert bytes(r.stamp(out[0], T3_NS))[44:] == bytes.fromhex("4007000a") + bytes(10)
+    out = receive(r, EX_A + bytes.fromhex("8007000a") + bytes.fromhex("11") * 10, META, T3_NS)
+    assert bytes(stamp(r, out[0], T3_NS))[44:] == bytes.fromhex("4007000a") + bytes(10)
 
 
 BOGUS_HMAC_TLV = bytes.fromhex("80080010") + bytes(range(16))
@@ -487,15 +501,15 @@ def test_our_reply_sent_back_by_another_reflector_is_refused():
     # Our reply to EX_A, answered by a reflector that copies it as RFC 8762 §4.3.1 says: it
     # brings our tagged T3 and our Error Estimate back in octets 28-37.  Refused, once.
     r = Reflector(ReflectorConfig(error_estimate=SYNCED))
-    ours = bytes(r.stamp(r.receive(EX_A, META, T2_NS)[0], T3_NS))
+    ours = bytes(stamp(r, receive(r, EX_A, META, T2_NS)[0], T3_NS))
     back = _copying_reflector(ours)
     assert back[28:38] == ours[4:14]
-    assert not r.receive(back, META, T3_NS + 1000) and r.counters.dropped == {"reflected_packet": 1}
+    assert not receive(r, back, META, T3_NS + 1000) and r.counters.dropped == {"reflected_packet": 1}
     # the same octets from another reflector (another key), or a day and more later: answered
     other = Reflector(ReflectorConfig(error_estimate=SYNCED))
-    assert other.receive(back, META, T3_NS + 1000)
-    a_day_later = PacketMeta(("127.0.0.1", 40000), "127.0.0.1", 862, ttl=64, rx_timestamp_ns=T2_NS + 86_401 * 10**9)
-    assert r.receive(back, a_day_later, T3_NS + 86_401 * 10**9)
+    assert receive(other, back, META, T3_NS + 1000)
+    a_day_later = At(("127.0.0.1", 40000), "127.0.0.1", ttl=64, kernel_ns=T2_NS + 86_401 * 10**9)
+    assert receive(r, back, a_day_later, T3_NS + 86_401 * 10**9)
 
 
 def _ping_pong(a: Reflector, b: Reflector, first: bytes, a_clock: int, b_clock: int, rounds: int = 20) -> int:
@@ -505,11 +519,11 @@ def _ping_pong(a: Reflector, b: Reflector, first: bytes, a_clock: int, b_clock: 
     for i in range(rounds):
         engine, clock = (a, a_clock) if turn == 0 else (b, b_clock)
         now = clock + i * 1_000_000
-        out = engine.receive(packet, PacketMeta(("192.0.2.9", 862), "192.0.2.1", 862, 64, 0, now), now)
+        out = receive(engine, packet, At(("192.0.2.9", 862), "192.0.2.1", ttl=64, tos=0, kernel_ns=now), now)
         if not out:
             break
         made += 1
-        packet = bytes(engine.stamp(out[0], now + 10_000))
+        packet = bytes(stamp(engine, out[0], now + 10_000))
         turn ^= 1
     return made
 
@@ -534,11 +548,11 @@ def test_a_reflector_sending_our_reply_back_unchanged_stops_after_two():
     r = Reflector(ReflectorConfig(error_estimate=SYNCED))
     packet, made = EX_A, 0
     for i in range(10):
-        out = r.receive(packet, META, T3_NS + i * 1000)
+        out = receive(r, packet, META, T3_NS + i * 1000)
         if not out:
             break
         made += 1
-        packet = bytes(r.stamp(out[0], T3_NS + i * 1000))
+        packet = bytes(stamp(r, out[0], T3_NS + i * 1000))
     assert made == 2
 
 
@@ -546,13 +560,13 @@ def test_a_reply_to_the_reflectors_own_socket_is_dropped():
     # ONE packet from 127.0.0.3 with the reflector's own port, asking (Return Address) for
     # the reply to go to 127.0.0.1: the reply would arrive at this very socket.  The Return
     # Address is refused, and the reply to the source (our port, a loopback address) dropped.
-    allow = ReflectorConfig(return_address_allow=(ipaddress.ip_network("127.0.0.0/8"),))
-    meta = PacketMeta(("127.0.0.3", 20003), "127.0.0.1", 20003, ttl=64, rx_timestamp_ns=T2_NS)
+    allow = ReflectorConfig(return_address_allow=(ipaddress.ip_network("127.0.0.0/8"),), local_port=20003)
+    meta = At(("127.0.0.3", 20003), "127.0.0.1", ttl=64, kernel_ns=T2_NS)
     packet = EX_A + bytes.fromhex("800a0008" "80020004" "7f000001")  # Return Path: Return Address 127.0.0.1
     r, reply, _ = reflect(packet, allow, meta)
     assert reply is None and r.counters.dropped["reply_to_self"] == 1
     assert r.counters.return_path == {"return_address_not_allowed": 1}
-    to_other_port = PacketMeta(("127.0.0.3", 20004), "127.0.0.1", 20003, ttl=64, rx_timestamp_ns=T2_NS)
+    to_other_port = At(("127.0.0.3", 20004), "127.0.0.1", ttl=64, kernel_ns=T2_NS)
     _, reply, rep = reflect(packet, allow, to_other_port)
     assert rep.destination == ("127.0.0.1", 20004)
 
@@ -566,7 +580,7 @@ def test_return_addresses_that_are_not_one_host_are_refused(address):
     rp = bytes.fromhex("800a") + (4 + len(value)).to_bytes(2, "big") + bytes.fromhex("8002") + len(
         value).to_bytes(2, "big") + value
     allow = ReflectorConfig(return_address_allow=(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")))
-    meta = PacketMeta(("192.0.2.9", 40000), "192.0.2.1", 862, ttl=64, rx_timestamp_ns=T2_NS)
+    meta = At(("192.0.2.9", 40000), "192.0.2.1", ttl=64, kernel_ns=T2_NS)
     r, reply, rep = reflect(EX_A + rp, allow, meta)
     assert rep.destination == ("192.0.2.9", 40000) and reply[44] == FLAG_U
     assert r.counters.return_path == {"return_address_not_allowed": 1}
@@ -576,10 +590,10 @@ def test_any_address_of_this_host_counts_as_this_reflector_when_bound_to_the_wil
     own = {ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("2001:db8::1"), ipaddress.ip_address("192.0.2.255")}
     cfg = ReflectorConfig(own_address=own.__contains__)
     for source in ("192.0.2.1", "2001:db8::1", "192.0.2.255", "0.0.0.0", "::", "::ffff:192.0.2.1"):
-        meta = PacketMeta((source, 862), None, 862, ttl=64, rx_timestamp_ns=T2_NS)
+        meta = At((source, 862), None, ttl=64, kernel_ns=T2_NS)
         r, reply, _ = reflect(EX_A, cfg, meta)
         assert reply is None and r.counters.dropped == {"reply_to_self": 1}, source
-    meta = PacketMeta(("192.0.2.7", 862), None, 862, ttl=64, rx_timestamp_ns=T2_NS)
+    meta = At(("192.0.2.7", 862), None, ttl=64, kernel_ns=T2_NS)
     assert reflect(EX_A, cfg, meta)[1] is not None  # another host, from port 862 (the Rust sender's habit)
 
 
@@ -599,12 +613,12 @@ def test_tlv_and_sub_tlv_limits():
 
 def test_clock_changes_reach_the_next_reply():
     from stamp_suite.reflector.engine import ClockDescription
-    from stamp_suite.tlvs import SyncSource
+    from stamp_suite.wire.timestamp import SyncSource
     r = Reflector(ReflectorConfig(error_estimate=ErrorEstimate(False, multiplier=200)))
     ts_info = bytes.fromhex("80030004" "00000000")  # Timestamp Information, as a sender sends it
 
     def one():
-        reply = bytes(r.stamp(r.receive(EX_A + ts_info, META, T3_NS)[0], T3_NS))
+        reply = bytes(stamp(r, receive(r, EX_A + ts_info, META, T3_NS)[0], T3_NS))
         return reply[12:14], reply[44 + 4], reply[44 + 6]
     assert one() == (bytes.fromhex("00c8"), SyncSource.LOCAL, SyncSource.LOCAL)
     r.update_clock(ClockDescription(ErrorEstimate(True, scale=2, multiplier=3), SyncSource.NTP))
@@ -619,10 +633,10 @@ def test_max_pps_charges_heavy_packets_for_their_work():
     location = bytes.fromhex("80020144") + bytes(4) + (bytes.fromhex("80040010") + bytes(16)) * 16
     heavy = EX_A + location * 16
     r = Reflector(ReflectorConfig(max_pps=100, max_pps_burst=100))
-    answered = [bool(r.receive(heavy, META, T3_NS)) for _ in range(8)]
+    answered = [bool(receive(r, heavy, META, T3_NS)) for _ in range(8)]
     assert answered == [True] * 6 + [False] * 2  # 100 tokens: 17 each, then none left
     light = Reflector(ReflectorConfig(max_pps=100, max_pps_burst=100))
-    assert sum(bool(light.receive(EX_A, META, T3_NS)) for _ in range(120)) == 100
+    assert sum(bool(receive(light, EX_A, META, T3_NS)) for _ in range(120)) == 100
 
 
 def test_a_packet_of_the_other_mode_is_counted_as_wrong_mode():
@@ -643,27 +657,45 @@ def test_replies_that_failed_together_are_all_taken_back():
     """Stateful: ten replies of one session fail in one send; given back latest first, the
     session's count returns to 0 and its next reply carries Sequence Number 0 again."""
     r = Reflector(ReflectorConfig(stateful=True, error_estimate=SYNCED))
-    replies = [r.receive(EX_A, META, T3_NS)[0] for _ in range(10)]
+    replies = [receive(r, EX_A, META, T3_NS)[0] for _ in range(10)]
+    r.stamp(replies, T3_NS)
     for reply in reversed(replies):
         r.send_failed(reply)
-    (again,) = r.receive(EX_A, META, T3_NS)
-    assert again.sequence_number == 0
+    (again,) = receive(r, EX_A, META, T3_NS)
+    assert again.sequence_number == 0 and r.counters.reflected == 0 and r.counters.send_errors == 10
     r2 = Reflector(ReflectorConfig(stateful=True, error_estimate=SYNCED))
-    first, second = (r2.receive(EX_A, META, T3_NS)[0] for _ in range(2))
+    first, second = (receive(r2, EX_A, META, T3_NS)[0] for _ in range(2))
+    r2.stamp((first, second), T3_NS)
     r2.send_failed(first)  # a later reply was made: the gap stays, as for a reply lost on the way
-    assert r2.receive(EX_A, META, T3_NS)[0].sequence_number == 2
+    assert receive(r2, EX_A, META, T3_NS)[0].sequence_number == 2
 
 
-def test_reflect_and_receive_make_the_same_reply_with_every_field():
-    """reflect() (the socket loop's entry, metadata as arguments) and receive() (PacketMeta)
-    answer alike, with and without TLVs; Reply is built with tuple.__new__, so a field added
-    to it must be added there too: every field is present."""
-    from stamp_suite.reflector.engine import Reply
+def test_a_reflection_has_every_field_and_begins_as_an_outgoing_datagram():
+    """Reflection is built with tuple.__new__, so a field added to it must be added there too;
+    its first four fields are what the socket layer sends of it, by position."""
+    from stamp_suite.wire.datagram import Outgoing
+    assert Reflection._fields[:4] == Outgoing._fields
     with_tlv = EX_A + ClassOfService(46).to_tlv().to_bytes()
     for packet in (EX_A, with_tlv):
-        via_meta = Reflector(ReflectorConfig()).receive(packet, META, 0)[0]
-        via_args = Reflector(ReflectorConfig()).reflect(packet, META.source, META.local_address, META.local_port,
-                                                        META.ttl, META.tos, META.rx_timestamp_ns, META.rx_method, 0)
-        assert len(via_args) == len(Reply._fields) == len(via_meta)
-        assert via_args.data == via_meta.data and via_args[1:4] == via_meta[1:4]
-        assert (via_args.sequence_number, via_args.want_tx_timestamp, via_args.transmitted_before) == (1, False, 0)
+        reply = Reflector(ReflectorConfig()).reflect(META(packet), 0)
+        assert len(reply) == len(Reflection._fields)
+        assert (reply.sequence_number, reply.want_tx_timestamp, reply.transmitted_before) == (1, False, 0)
+        assert reply.destination == META.source and reply.source_address == META.destination
+
+
+def test_timers_expire_sessions_and_say_when_the_clock_and_addresses_are_due():
+    r = Reflector(ReflectorConfig(session_timeout_s=1, clock_read_ns=3 * 10**9))
+    from stamp_suite.reflector.engine import InternalError, ReadAddresses, ReadClock
+    assert r.next_timer(0) == 10**9  # the first expiry check
+    receive(r, EX_A, META, 0)
+    kinds = []
+    for now in range(10**9, 31 * 10**9, 10**9):
+        assert r.next_timer(now) <= now
+        kinds += [type(ev) for ev in r.handle_timer(now)]
+    assert kinds.count(ReadClock) == 10 and kinds.count(ReadAddresses) == 1
+    assert r.counters.sessions_expired == 1
+    r._reflect = None  # a packet that makes the engine raise: dropped, counted, named once
+    for _ in range(3):
+        assert r.reflect(META(EX_A), 0) == "internal_error"
+    assert r.handle_timer(0) == [InternalError("TypeError")] and r.handle_timer(0) == []
+    assert r.counters.dropped["internal_error"] == 3

@@ -7,8 +7,8 @@ import ipaddress
 
 import pytest
 
-from vectors import EX_A, EX_C, KEY, T2_NS, T3_NS
-from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
+from vectors import EX_A, EX_C, KEY, T3_NS, At
+from stamp_suite.reflector.engine import Reflection, Reflector, ReflectorConfig
 from stamp_suite.wire.auth import KeyStore
 from stamp_suite.wire.srh import segment_routing_header
 from stamp_suite.wire.tlv import compute_hmac_tlv
@@ -17,8 +17,8 @@ V6 = ipaddress.IPv6Address
 SENDER = "fd00:1::1"
 E_SID = "fd000002000000000000000000000002"  # fd00:2::2
 S_SID = "fd000001000000000000000000000001"  # fd00:1::1, the sender itself
-META6 = PacketMeta((SENDER, 40000), "fd00:1::2", 862, ttl=64, rx_timestamp_ns=T2_NS)
-META4 = PacketMeta(("192.0.2.1", 40000), "192.0.2.2", 862, ttl=64, rx_timestamp_ns=T2_NS)
+META6 = At((SENDER, 40000), "fd00:1::2")
+META4 = At(("192.0.2.1", 40000), "192.0.2.2")
 ABLE = dict(srv6_unavailable=None)  # the socket layer said it can send an SRH
 ALLOW_E = dict(ABLE, return_srv6_allow=(ipaddress.IPv6Network("fd00:2::/64"),))
 
@@ -37,8 +37,8 @@ SRH_E_THEN_SENDER = bytes.fromhex("00040401" "01000000" + S_SID + E_SID)
 
 def reflect(packet, meta=META6, **config):
     r = Reflector(ReflectorConfig(**config))
-    (reply,) = r.receive(packet, meta, T3_NS) or (None,)
-    return r, reply
+    reply = r.reflect(meta(packet), T3_NS)
+    return r, reply if isinstance(reply, Reflection) else None
 
 
 def flags_of(reply, base=44):

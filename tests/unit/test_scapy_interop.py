@@ -5,7 +5,8 @@ from ci import require_module
 
 stamp = require_module("scapy.contrib.stamp")
 
-from stamp_suite.reflector.engine import PacketMeta, Reflector  # noqa: E402
+from stamp_suite.reflector.engine import Reflector  # noqa: E402
+from vectors import At, answer  # noqa: E402
 from stamp_suite.sender.engine import SenderConfig, SessionSender  # noqa: E402
 from stamp_suite.wire.timestamp import ErrorEstimate  # noqa: E402
 from stamp_suite.tlvs import ClassOfService, DirectMeasurement  # noqa: E402
@@ -24,8 +25,7 @@ def test_scapy_decodes_sender_and_reflector_packets():
     # (scapy's FlagsField names bits from the LSB, so its 'U' label sits on 0x01: compare octets, not names)
     assert sp.tlv_objects[0].value == bytes.fromhex("b8000000")
 
-    reply = bytes(Reflector().receive(pkt, PacketMeta(("127.0.0.1", 1), "127.0.0.1", 862, ttl=61, tos=0),
-                                      1_704_067_200_600_000_000)[0].data)
+    reply, _ = answer(Reflector(), bytes(pkt), At(("127.0.0.1", 1), ttl=61), 1_704_067_200_600_000_000)
     rp = stamp.STAMPSessionReflectorTestUnauthenticated(reply)
     assert rp.seq == 0 and rp.ssid == 0x1234 and rp.seq_sender == 0 and rp.ttl_sender == 61
     assert [t.type for t in rp.tlv_objects] == [4, 5]

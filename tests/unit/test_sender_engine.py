@@ -3,8 +3,8 @@ events, and how it reads replies; no socket, no clock (time is an argument)."""
 
 import pytest
 
-from vectors import EX_A, EX_B, EX_C, EX_C2, EX_D, EX_E, KEY, T1_NS, T2_NS, T3_NS
-from stamp_suite.reflector.engine import PacketMeta, Reflector, ReflectorConfig
+from vectors import EX_A, EX_B, EX_C, EX_C2, EX_D, EX_E, KEY, T1_NS, T2_NS, T3_NS, At, answer
+from stamp_suite.reflector.engine import Reflector, ReflectorConfig
 from stamp_suite.sender.engine import SenderConfig, SessionSender
 from stamp_suite.sender.events import (Duplicate, Finished, Invalid, Late, Lost, Refused, Rejected, Reply, ReportDue,
                                        Sent, Transmit, WindowClosed)
@@ -14,7 +14,7 @@ from stamp_suite.wire.timestamp import ErrorEstimate, TimestampFormat
 
 SYNCED = ErrorEstimate(True, TimestampFormat.NTP, 0, 1)
 T4_NS = T3_NS + 250_000_000
-META = PacketMeta(("127.0.0.1", 40000), "127.0.0.1", 862, ttl=64, tos=0, rx_timestamp_ns=T2_NS)
+META = At()
 MS = 1_000_000
 
 
@@ -28,7 +28,7 @@ def packet(sender, seq=1, t1=T1_NS, now=0):
 
 def reply_to(r, pkt, meta=META):
     """The reflector engine's reply to ``pkt``, stamped with T3."""
-    return bytes(r.stamp(r.receive(pkt, meta, T3_NS)[0], T3_NS))
+    return answer(r, pkt, meta)[0]
 
 
 def test_open_packet_is_digest_example_a():

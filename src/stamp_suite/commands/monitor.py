@@ -7,6 +7,7 @@ import signal
 import sys
 
 from ..args import OneLineParser
+from ..assembly import TargetSessions
 from ..config import check_metrics_addr
 from ..monitor import Monitor
 from ..net.signals import StopRequest
@@ -54,8 +55,8 @@ def main(argv: list[str], stop: StopRequest) -> int:
         return int(exc.code or 0)
     if args.metrics_addr:
         check_metrics_addr(args.metrics_addr)
-    monitor = Monitor(args.config, stop, metrics_addr=args.metrics_addr, shard=args.shard, name=args.name,
-                      jsonl=args.jsonl)
+    monitor = Monitor(args.config, stop, TargetSessions(), metrics_addr=args.metrics_addr, shard=args.shard,
+                      name=args.name, jsonl=args.jsonl)
     _raise_fd_limit(len(monitor.config.targets) + 256)
     # The threads beside the sending loop (the /metrics server writing a 60 MB answer, the
     # SNMP agent) hand the GIL back to it within 1 ms, not 5 ms.  Not much less: at 0.1 ms the

@@ -4,35 +4,22 @@ from __future__ import annotations
 
 
 from .. import __version__
-from ..build import clock_description, load_keys, reflector_config
+from ..assembly import reflector_service
 from ..config import Settings
 from ..say import note, say
-from ..endpoints import open_reflector_endpoint, reflector_port
-from ..net.clock import ClockState, ClockWatcher, read_clock_state
-from ..net.reuseport import open_port_group
+from ..net.clock import ClockState
 from ..net.signals import StopRequest
 from ..net.udp import UdpEndpoint, format_address
-from ..reflector.engine import Reflector
-from ..reflector.service import ReflectorService, default_workers, format_totals
+from ..reflector.service import format_totals
 
 PROG = "stamp-suite"
 
 
 def run(s: Settings, stop: StopRequest) -> int:
-    keys = load_keys(s)
-    clock = read_clock_state(s.tai_offset)
-    endpoints, why_one = open_port_group(lambda port, reuse: open_reflector_endpoint(s, port, reuse),
-                                         reflector_port(s), s.workers or default_workers())
-    if why_one:
-        note(why_one)
-    config = reflector_config(s, clock, keys, endpoints[0].srv6_unavailable)
-
-    def make_watcher(engine: Reflector, log_changes: bool) -> ClockWatcher:
-        return ClockWatcher(clock, lambda state: engine.update_clock(clock_description(s, state)),
-                            read=lambda: read_clock_state(s.tai_offset), log=note if log_changes else None)
-
-    service = ReflectorService(config, endpoints, stop=stop, make_watcher=make_watcher, print_packets=s.print_stats,
-                               busy_poll_us=s.busy_poll, observe_processing_time=s.metrics)
+    built = reflector_service(s, stop, note)
+    if built.note:
+        note(built.note)
+    service, config = built.service, built.config
     agent = metrics = None
     try:
         if s.metrics:  # its port is bound before the workers exist: a port in use stops everything
@@ -48,8 +35,9 @@ def run(s: Settings, stop: StopRequest) -> int:
             agent = SubAgent(s.snmp_socket, REFLECTOR_SUBTREE, lambda: reflector_objects(service, s),
                              "stamp-suite reflector")
             agent.start()
-        print(_banner(s, endpoints[0], clock, service.workers), flush=True)
-        for line in endpoints[0].caps.notes() + ([clock.how] if s.verbose or not clock.synchronized else []):
+        print(_banner(s, built.endpoint, built.clock, service.workers), flush=True)
+        for line in built.endpoint.caps.notes() + ([built.clock.how] if s.verbose or not built.clock.synchronized
+                                                   else []):
             note(line)
         if s.return_srv6_allow and config.srv6_unavailable:
             note(f"Return Path SRv6 segment lists are flagged U here: {config.srv6_unavailable}")

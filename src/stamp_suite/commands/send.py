@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from .. import __version__
+from ..assembly import open_session, run_session
 from ..config import Settings
 from ..say import note, say
 from ..net.clock import ClockState, ClockWatcher, read_clock_state
 from ..net.signals import StopRequest
 from ..net.udp import format_address
-from ..sender.driver import NS, SenderDriver, SenderSession
+from ..sender.driver import SenderSession
 from ..sender.output import SenderOutput
 from ..sender.report import remote_label
-from ..sender.session import observe, open_session
 from ..sender.stats import SessionStats
 from ..sender.warnings import EarlyWarnings
 from . import plot
@@ -42,9 +41,8 @@ def run(s: Settings, stop: StopRequest, destination: tuple[str, int] | None = No
     output = SenderOutput(s, stats, info)
     where = remote_label(info)
     session.consumers += [output, EarlyWarnings(where, s.timeout)]
-    parts = []
-    try:
-        parts = observe(s, session, stats)
+
+    def banner() -> None:
         if s.output_format == "text" and not s.quiet:
             pace = f"with {s.window} in flight" if s.window else f"every {s.send_delay:g} ms"
             howmany = "packets" if s.count == 0 else f"{s.count} packets"
@@ -55,21 +53,9 @@ def run(s: Settings, stop: StopRequest, destination: tuple[str, int] | None = No
         if not s.quiet:
             for line in session.endpoint.caps.notes():
                 note(line)
-        driver = SenderDriver(stop, ClockWatcher(clock, read=lambda: read_clock_state(s.tai_offset), log=note))
-        driver.add(session)
-        if output.progress:
-            driver.every(NS, output.show_progress)
-        started = time.monotonic_ns()
-        try:
-            driver.run()
-            driver.close_all()
-        finally:
-            driver.close()
-        duration_s = (time.monotonic_ns() - started) / NS
-    finally:
-        for part in parts:
-            part.stop()
-        session.endpoint.close()
+    duration_s = run_session(s, session, stats, stop,
+                             clock=ClockWatcher(clock, read=lambda: read_clock_state(s.tai_offset), log=note),
+                             every_second=output.show_progress if output.progress else None, on_start=banner)
     summary = output.finish(duration_s)
     if s.plot_output:
         plot.write(s, output.records or [], f"STAMP {info['remote']}", summary, info)

@@ -20,18 +20,16 @@ import sys
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from ..config import ConfigError, Settings
-from ..net.clock import ClockWatcher, read_clock_state
+from ..net.clock import ClockState, ClockWatcher, read_clock_state
 from ..net.signals import StopRequest
 from ..net.udp import SocketSetupError
 from ..observability.metrics import (DELAY_BUCKETS_S, SUMMARIES_PER_SLICE, BucketHistogram, SenderMetrics,
                                      window_row)
 from ..say import say
 from ..sender.driver import SenderDriver, SenderSession
-from ..build import load_keys
-from ..sender.session import destination_still, open_session
 from ..sender.report import rfc3339
 from ..sender.stats import SessionStats
 from .config import MonitorConfig, load_config
@@ -45,6 +43,18 @@ SWEEP_NS = 600 * NS
 OVERLOAD_CHECK_NS = 60 * NS
 STATE_LINES_PER_MINUTE = 20  # target up/down lines a minute; the rest are summed up (StateLines)
 OVERLOAD_SHARE = 0.01  # of the scheduled sends skipped in a check's minute: said in the log
+
+
+class Sessions(Protocol):
+    """How the monitor makes its targets' sessions from their settings (the assembly's
+    TargetSessions; injected, so that this service does not build what is above it)."""
+
+    def open(self, s: Settings, clock: ClockState, name: str, windows_ns: tuple[int, ...],
+             stats: SessionStats) -> SenderSession: ...
+
+    def key(self, s: Settings) -> bytes | None: ...
+
+    def still_at(self, s: Settings, destination: tuple[str, int]) -> bool: ...
 
 
 class Target:
@@ -142,10 +152,11 @@ class StateLines:
 
 
 class Monitor:
-    def __init__(self, config_path: str, stop: StopRequest, log: TextIO | None = None,
+    def __init__(self, config_path: str, stop: StopRequest, sessions: Sessions, log: TextIO | None = None,
                  metrics_addr: str | None = None, shard: tuple[int, int] = (1, 1), name: str | None = None,
                  jsonl: str | None = None) -> None:
         self.config_path = config_path
+        self.sessions = sessions
         # --metrics-addr and --jsonl win over the file's, on every reload too (one file, N shards)
         self.overrides = {k: v for k, v in (("metrics_addr", metrics_addr), ("jsonl", jsonl)) if v}
         self.shard = shard  # (K, N): this monitor runs the targets of shard K of N
@@ -193,9 +204,8 @@ class Monitor:
         try:  # a fixed local port is still held by the session this one replaces
             # Lifetime statistics feed counters, means and jitter; percentiles, IPDV, one-way
             # delays and path facts are the windows' (and the histograms').
-            lifetime = SessionStats.lifetime_counters(s.dscp, s.ecn)
-            session, stats = open_session(s, self.clock, name=name, windows_ns=windows_ns,
-                                          reuseport=bool(s.local_port), stats=lifetime, skip_missed=True)
+            stats = SessionStats.lifetime_counters(s.dscp, s.ecn)
+            session = self.sessions.open(s, self.clock, name, windows_ns, stats)
         except (ConfigError, SocketSetupError) as exc:
             raise ConfigError(f"target {name!r}: {exc}") from None
         win = WindowedStats(windows_ns, s.dscp, s.ecn, on_close=lambda rec: self._window_closed(name, rec))
@@ -241,15 +251,14 @@ class Monitor:
         self.config = config
         return added, removed, changed
 
-    @staticmethod
-    def _changed(target: Target, s: Settings, windows_changed: bool) -> bool:
+    def _changed(self, target: Target, s: Settings, windows_changed: bool) -> bool:
         """Restart a target when its settings changed, its key file now holds another key
         (a rotation needs only a reload), or its name no longer resolves to its address."""
         if windows_changed or target.settings != s:
             return True
         try:
-            key = load_keys(s).key_for(s.ssid or 0)
-            return key != target.session.engine.config.key or not destination_still(s, target.destination)
+            key = self.sessions.key(s)
+            return key != target.session.engine.config.key or not self.sessions.still_at(s, target.destination)
         except ConfigError as exc:
             raise ConfigError(f"target {target.name!r}: {exc}") from None
 

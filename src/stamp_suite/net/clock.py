@@ -13,8 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFormat
-from ..tlvs import SyncSource
+from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, SyncSource, TimestampFormat
 from . import options as o
 from .process import libc
 
@@ -119,6 +118,10 @@ class ClockWatcher:
         if now_ns < self._next_ns:
             return
         self._next_ns = now_ns + self.interval_ns
+        self.check()
+
+    def check(self) -> None:
+        """Read the clock state now (the reflector engine's timer says when)."""
         new, old = self.read(), self.state
         if new == old:
             return

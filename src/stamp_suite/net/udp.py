@@ -15,8 +15,8 @@ import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import NamedTuple
 
+from ..wire.datagram import Received
 from . import options as o
 from . import srv6
 
@@ -146,25 +146,6 @@ def detect_capabilities(family: int = socket.AF_INET) -> Capabilities:
         send_cmsg = has_recvmsg and hasattr(s, "sendmsg") and o.LINUX
     return Capabilities(has_recvmsg, ttl and has_recvmsg, tos and has_recvmsg, dst and has_recvmsg,
                         ts and has_recvmsg, tx_ts and send_cmsg, send_cmsg, send_cmsg and dst, reuse)
-
-
-class Received(NamedTuple):
-    """One datagram and what the kernel said about it: the layout the C extension's recvmmsg
-    gives each datagram too, so both paths hand the reflector the same tuples."""
-
-    data: bytes
-    source: tuple[str, int]
-    ttl: int | None
-    tos: int | None
-    destination: bytes | None  # packed 4 or 16 octets
-    kernel_ns: int | None
-    user_ns: int  # clock read right after the datagram was read
-    truncated: bool = False  # larger than the buffer: ``data`` is only its beginning
-
-    @property
-    def destination_text(self) -> str | None:
-        d = self.destination
-        return None if d is None else str(ipaddress.ip_address(d))
 
 
 def _addr_family(host: str) -> int:

@@ -12,14 +12,18 @@ the hot path does ``counters[SLOT] += 1`` on a memoryview and nothing else.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
+from enum import StrEnum
+
+from ..tlvs.base import TlvDiscard
+from ..tlvs.return_path import ReturnPathOutcome
 
 RECEIVED, REFLECTED, SEND_ERRORS, TLV_INTEGRITY_FAILURES, ACTIVE_SESSIONS, SESSIONS_EVICTED, SESSIONS_EXPIRED = range(7)
 
 
-class DropReason:
-    """Why a datagram got no reply; each is a slot and a ``reason`` label in the metrics."""
+class DropReason(StrEnum):
+    """Why the engine gave a datagram no reply; each is a slot and a ``reason`` label in the
+    metrics, with the TLVs' own (:class:`~stamp_suite.tlvs.base.TlvDiscard`)."""
 
     MALFORMED = "malformed"
     SHORT_PACKET = "short_packet"
@@ -28,34 +32,14 @@ class DropReason:
     HMAC_FAILURE = "hmac_failure"
     WRONG_MODE = "wrong_mode"  # an authenticated-mode packet at an open reflector, or the reverse
     SSID_MISMATCH = "ssid_mismatch"
-    MICRO_SESSION_MISMATCH = "micro_session_mismatch"
-    RETURN_PATH_NO_REPLY = "return_path_no_reply"
     RATE_LIMITED = "rate_limited"
-    REFLECTED_PACKET = "reflected_packet"  # a Session-Reflector packet, not a test packet (loop guard)
+    REFLECTED_PACKET = "reflected_packet"  # one of our own replies, sent back (loop guard)
     REPLY_TO_SELF = "reply_to_self"  # the reply would come back to this very socket (loop guard)
     TOO_MANY_TLVS = "too_many_tlvs"
     INTERNAL_ERROR = "internal_error"
 
 
-class ReturnPathOutcome:
-    """What became of an RFC 9503 Return Path request; each is a slot and an ``outcome`` label."""
-
-    NO_REPLY = "no_reply"  # Control Code 0
-    SAME_LINK = "same_link"  # Control Code 1
-    RETURN_ADDRESS = "return_address"
-    RETURN_ADDRESS_NOT_ALLOWED = "return_address_not_allowed"
-    SRV6_IMPOSED = "srv6_imposed"  # the reply left with the Segment Routing Header asked for
-    SRV6_NOT_ALLOWED = "srv6_not_allowed"
-    SRV6_IPV4_SESSION = "srv6_ipv4_session"
-    SRV6_UNAVAILABLE = "srv6_unavailable"  # this platform or socket cannot send an SRH
-    SR_MPLS_UNAVAILABLE = "sr_mpls_unavailable"
-
-
-def _names(cls: type) -> tuple[str, ...]:
-    return tuple(v for k, v in vars(cls).items() if k.isupper())
-
-
-DROP_REASONS: tuple[str, ...] = _names(DropReason)
+DROP_REASONS: tuple[StrEnum, ...] = (*DropReason, *TlvDiscard)
 DROP_BASE = 16
 DROP_SLOT = {reason: DROP_BASE + i for i, reason in enumerate(DROP_REASONS)}
 FLAG_BASE = DROP_BASE + 32
@@ -64,7 +48,7 @@ FLAG_U_SLOT, FLAG_M_SLOT, FLAG_I_SLOT = FLAG_BASE, FLAG_BASE + 1, FLAG_BASE + 2
 TLV_TYPE_BASE = FLAG_BASE + 16  # 256 slots: TLVs received, by Type
 PROCESSING_BUCKETS_S = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2)
 PROCESSING_BOUNDS_NS = [int(b * 1e9) for b in PROCESSING_BUCKETS_S]
-RETURN_PATH_OUTCOMES = _names(ReturnPathOutcome)
+RETURN_PATH_OUTCOMES = tuple(ReturnPathOutcome)
 RETURN_PATH_BASE = TLV_TYPE_BASE + 256
 RETURN_PATH_SLOT = {outcome: RETURN_PATH_BASE + i for i, outcome in enumerate(RETURN_PATH_OUTCOMES)}
 PROCESSING_BASE = RETURN_PATH_BASE + 16  # one slot per bucket and +Inf, then the sum in ns
@@ -77,12 +61,6 @@ assert len(DROP_REASONS) <= 32 and len(RETURN_PATH_OUTCOMES) <= 16
 def local_block() -> memoryview:
     """Counters for a reflector in one process."""
     return memoryview(bytearray(BLOCK_SIZE)).cast("Q")
-
-
-def observe_processing(block: memoryview, ns: int) -> None:
-    """Time from reading a datagram to having sent its reply, into the histogram slots."""
-    block[PROCESSING_BASE + bisect.bisect_left(PROCESSING_BOUNDS_NS, ns)] += 1
-    block[PROCESSING_SUM] += ns
 
 
 class ReflectorCounters:
@@ -117,7 +95,13 @@ class ReflectorCounters:
 
     @property
     def sessions_evicted(self) -> int:
+        """Sessions pushed out of a full table (--max-sessions), oldest activity first."""
         return self._sum(SESSIONS_EVICTED)
+
+    @property
+    def sessions_expired(self) -> int:
+        """Sessions idle past --session-timeout."""
+        return self._sum(SESSIONS_EXPIRED)
 
     def _nonzero(self, slots: dict) -> dict:
         """The sums of the named slots, those that are not 0."""

@@ -1,4 +1,5 @@
-"""Recognise our own replies when another reflector sends them back: the loop guard.
+"""The loop guards: recognise our own replies when another reflector sends them back, and
+never send a reply to our own socket (docs/security.md, reflection loops).
 
 A reflector that answers one of our replies as if it were a test packet copies that reply's
 Timestamp (our T3) and Error Estimate into its own reply's Session-Sender Timestamp and
@@ -17,7 +18,14 @@ packets look like our replies without having seen them.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import secrets
+from collections.abc import Callable
+
+from ..tlvs import unmapped_address
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 TAG_BITS = 10
 TAG_MASK = (1 << TAG_BITS) - 1
@@ -67,3 +75,24 @@ class LoopTag:
         if wire & TAG_MASK != self.tag(secs):
             return False
         return abs(((secs - now_secs + (1 << 31)) & _U32) - (1 << 31)) <= WINDOW_S
+
+
+_unmapped = functools.lru_cache(maxsize=4096)(unmapped_address)  # Rust senders send from 862 too
+
+
+def same_host(address: str, local_address: str | bytes | None, bound: Address | None,
+              own_address: Callable[[Address], bool]) -> bool:
+    """True when a reply to ``address`` on our own port would come back to our socket: the
+    unspecified address (which reaches this host), the address the packet came in on, the
+    bound address, or (bound to the wildcard) any address of this host."""
+    try:
+        ip = _unmapped(address)
+    except ValueError:
+        return False
+    if ip.is_unspecified:
+        return True
+    if local_address and ip == _unmapped(local_address):
+        return True
+    if bound is not None:
+        return ip == bound
+    return ip.is_loopback or own_address(ip)

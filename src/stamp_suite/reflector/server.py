@@ -20,24 +20,22 @@ from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from ..net.clock import ClockWatcher
-from ..net.local import REFRESH_S
-from ..say import say
 from ..net.signals import StopRequest
 from ..net.udp import BATCH, UdpEndpoint, format_address
-from ..tlvs import TimestampMethod
-from .counters import DROP_SLOT, RECEIVED, REFLECTED, SEND_ERRORS, DropReason, observe_processing
-from .engine import Reflector, Reply
+from ..say import say
+from ..wire.datagram import Received
+from ..wire.timestamp import TimestampMethod
+from .engine import Drop, InternalError, ReadAddresses, ReadClock, Reflection, Reflector
 from .sessions import Session
 
-IDLE_WAKEUP_S = 0.5
-HOUSEKEEPING_NS = 1_000_000_000
-_SW_LOCAL, _CONTROL_PLANE = int(TimestampMethod.SW_LOCAL), int(TimestampMethod.CONTROL_PLANE)
+IDLE_WAKEUP_NS = 500_000_000
 MAX_AWAITING_TX = 4096
 DRAIN_BATCH = 512  # datagrams per wake-up before the loop looks at its stop flag again
 SEND_GROUP = 8  # replies per sendmmsg: more would leave T3 earlier than the send by more
 MAX_SESSIONS_REPORTED = 10_000  # per worker, in answers to the parent (SNMP table, totals)
-_TRUNCATED = DROP_SLOT[DropReason.TRUNCATED]
 _SIZE_ERRORS = (errno.EMSGSIZE, 10040)  # Windows reports an oversized datagram as WSAEMSGSIZE
+# What a datagram too large for the buffer is, where the read fails instead of truncating it.
+_TRUNCATED = Received(b"", ("", 0), None, None, None, None, 0, True)
 
 SessionRecord = tuple  # (key, first_seen_ns, last_seen_ns, index, received, transmitted, last_sender_sequence)
 
@@ -56,6 +54,7 @@ class ReflectorServer:
     def __init__(self, engine: Reflector, endpoint: UdpEndpoint, *, stop: StopRequest | None = None,
                  print_packets: bool = False, out: TextIO | None = None, busy_poll_us: int = 0,
                  observe_processing_time: bool = False, clock: ClockWatcher | None = None,
+                 read_addresses: Callable[[], None] | None = None,
                  control: multiprocessing.connection.Connection | None = None,
                  log: Callable[[str], None] | None = None) -> None:
         self.engine = engine
@@ -65,26 +64,23 @@ class ReflectorServer:
         self.out = out or sys.stdout
         self.busy_poll_ns = busy_poll_us * 1000
         self.observe_processing_time = observe_processing_time
-        self.clock = clock
+        self.clock = clock  # re-read when the engine says so
+        self.read_addresses = read_addresses  # likewise: the host's addresses, for the loop guards
         self.control = control  # the parent's pipe, in a forked worker
         self.log = log or (lambda line: say(f"stamp-suite: {line}"))
         self.started_ns = time.time_ns()
         self.running = False
-        self._c = engine._c
-        self._awaiting_tx: dict[int, Reply] = {}  # TX timestamp key -> reply (Follow-Up Telemetry)
-        self._errors_logged: set[str] = set()
-        self._next_address_refresh = time.monotonic_ns() + REFRESH_S * 1_000_000_000
+        self._awaiting_tx: dict[int, Reflection] = {}  # TX timestamp key -> reply (Follow-Up Telemetry)
 
     def stop(self) -> None:
         self.stop_request.set()
 
     def serve(self) -> None:
         """Reflect until the stop request is set."""
-        ep = self.endpoint
+        ep, engine = self.endpoint, self.engine
         ep.setblocking(False)
         stop = self.stop_request
         self.running = True
-        next_housekeeping = time.monotonic_ns() + HOUSEKEEPING_NS
         busy_until = 0  # --busy-poll: keep reading without sleeping until then
         try:
             with selectors.DefaultSelector() as sel:
@@ -94,29 +90,26 @@ class ReflectorServer:
                     sel.register(self.control, selectors.EVENT_READ, self._answer_control)
                 while not stop.requested:
                     now = time.monotonic_ns()
-                    for key, _ in sel.select(0 if now < busy_until else IDLE_WAKEUP_S):
+                    wait = 0 if now < busy_until else min(IDLE_WAKEUP_NS, max(0, engine.next_timer(now) - now))
+                    for key, _ in sel.select(wait / 1e9):
                         if key.data is not None and key.data() and self.busy_poll_ns:
                             busy_until = time.monotonic_ns() + self.busy_poll_ns
                     now = time.monotonic_ns()
-                    if self.clock is not None:
-                        self.clock.poll(now)
-                    if now >= next_housekeeping:
-                        next_housekeeping = now + HOUSEKEEPING_NS
-                        self._housekeeping(now)
+                    if now >= engine.next_timer(now):
+                        self._on_timer(now)
         finally:
             self.running = False
 
-    def _housekeeping(self, now: int) -> None:
-        self.engine.sessions.expire(now)
-        if now >= self._next_address_refresh:  # the host's addresses, for the loop guards
-            self._next_address_refresh = now + REFRESH_S * 1_000_000_000
-            refresh = getattr(self.engine.config.own_address, "refresh", None)
-            if refresh is not None:
-                refresh()
-        if len(self.engine.internal_errors) > len(self._errors_logged):
-            for name in set(self.engine.internal_errors) - self._errors_logged:
-                self._errors_logged.add(name)
-                self.log(f"internal error {name} while processing a packet: dropped and counted as "
+    def _on_timer(self, now: int) -> None:
+        for ev in self.engine.handle_timer(now):
+            if ev.__class__ is ReadClock:
+                if self.clock is not None:
+                    self.clock.check()
+            elif ev.__class__ is ReadAddresses:
+                if self.read_addresses is not None:
+                    self.read_addresses()
+            elif ev.__class__ is InternalError:
+                self.log(f"internal error {ev.name} while processing a packet: dropped and counted as "
                          f"internal_error (please report it)")
 
     def _answer_control(self) -> int:
@@ -124,7 +117,7 @@ class ReflectorServer:
         The parent reads every answer as it comes, so sending one never blocks for long."""
         try:
             _, number = self.control.recv()
-            self.control.send(("sessions", number, session_records(iter(self.engine.sessions))))
+            self.control.send(("sessions", number, session_records(self.engine.sessions())))
         except (EOFError, OSError):
             self.stop_request.set()
         return 0
@@ -141,8 +134,7 @@ class ReflectorServer:
             except OSError as exc:
                 n += 1
                 if exc.errno in _SIZE_ERRORS:
-                    self._c[RECEIVED] += 1
-                    self._c[_TRUNCATED] += 1
+                    self.engine.reflect(_TRUNCATED, time.monotonic_ns())  # counted as truncated
                 # otherwise e.g. ECONNREFUSED queued by an earlier reply: nothing to reflect
                 continue
             if batch:
@@ -156,39 +148,25 @@ class ReflectorServer:
                 return n
         return n
 
-    def _answer(self, batch: list[tuple]) -> None:
+    def _answer(self, batch: list[Received]) -> None:
         """The replies to a batch of datagrams.  On the batched path they leave in groups of
         SEND_GROUP (2 in authenticated mode, where each T3 also needs its HMAC), a group's T3
         read right before it is stamped and sent, so T3 is at most a few microseconds early;
         a reply that wants its kernel transmit time (Follow-Up Telemetry) or carries a routing
         header, and every reply on the plain path, goes alone with its own T3, in order (and
         with -R every reply, so that its lines keep the order the datagrams came in)."""
-        engine, c = self.engine, self._c
-        reflect = engine.reflect
-        local_port = self.endpoint.local[1]
+        reflect = self.engine.reflect
         printing = self.print_packets
         # -R prints a line as each datagram is handled: one reply a call keeps them in order.
-        group = (1 if printing else 2 if engine.config.authenticated else SEND_GROUP) if self.endpoint.batched else 0
-        pending: list[Reply] = []
-        shown: list[tuple] = []  # the datagrams pending answers, for -R
+        group = (1 if printing else 2 if self.engine.config.authenticated else SEND_GROUP) if self.endpoint.batched else 0
+        pending: list[Reflection] = []
+        shown: list[Received] = []  # the datagrams pending answers, for -R
         read_at = time.monotonic_ns()  # the batch's: timers need no finer grain than a read
         for rx in batch:
-            data, source, ttl, tos, destination, kernel_ns, user_ns, truncated = rx
-            if truncated:  # never reflect a partial copy
-                c[RECEIVED] += 1
-                c[_TRUNCATED] += 1
+            reply = reflect(rx, read_at)
+            if reply.__class__ is not Reflection:
                 if printing:
-                    self._print_drop(rx, DropReason.TRUNCATED)
-                continue
-            # T2: the kernel's receive time, or the clock read right after the read; timers
-            # (sessions, rate limits) run on the monotonic clock, which never steps.
-            if kernel_ns is None:
-                reply = reflect(data, source, destination, local_port, ttl, tos, user_ns, _CONTROL_PLANE, read_at)
-            else:
-                reply = reflect(data, source, destination, local_port, ttl, tos, kernel_ns, _SW_LOCAL, read_at)
-            if reply is None:
-                if printing:
-                    self._print_drop(rx, engine.last_drop)
+                    self._print_drop(rx, reply)
                 continue
             if group and not reply.want_tx_timestamp and reply.routing_header is None:
                 pending.append(reply)
@@ -205,19 +183,16 @@ class ReflectorServer:
         if pending:
             self._send_together(pending, shown, read_at)
 
-    def _send_together(self, pending: list[Reply], shown: list[tuple], read_at: int) -> None:
-        engine, c = self.engine, self._c
-        engine.stamp_group(pending, time.time_ns())
-        # Counted before the send and taken back if it fails: the sender may read the
-        # counters the moment its reply arrives, before this loop runs again.
-        c[REFLECTED] += len(pending)
+    def _send_together(self, pending: list[Reflection], shown: list[Received], read_at: int) -> None:
+        engine = self.engine
+        # Counted as reflected when stamped, and taken back if the send fails: the sender may
+        # read the counters the moment its reply arrives, before this loop runs again.
+        engine.stamp(pending, time.time_ns())
         try:
             failed: list[tuple[int, Exception]] = self.endpoint.send_batch(pending)
         except Exception as exc:  # noqa: BLE001 - a reply that cannot be sent never stops the worker
             failed = [(i, exc) for i in range(len(pending))]
         for i, _ in reversed(failed):  # latest first: each session's count taken back whole
-            c[REFLECTED] -= 1
-            c[SEND_ERRORS] += 1
             engine.send_failed(pending[i])
         if shown:
             errors = dict(failed)
@@ -226,18 +201,15 @@ class ReflectorServer:
         if self.observe_processing_time:
             done = time.monotonic_ns()
             for _ in pending:
-                observe_processing(c, max(0, done - read_at))
+                engine.observe_processing(max(0, done - read_at))
 
-    def _send_alone(self, reply: Reply, rx: tuple, read_at: int) -> None:
-        engine, c = self.engine, self._c
-        data = engine.stamp(reply, time.time_ns())
-        c[REFLECTED] += 1
+    def _send_alone(self, reply: Reflection, rx: Received, read_at: int) -> None:
+        engine = self.engine
+        engine.stamp((reply,), time.time_ns())
         try:
-            key = self.endpoint.send(data, reply.destination, reply.source_address, reply.tos,
+            key = self.endpoint.send(reply.data, reply.destination, reply.source_address, reply.tos,
                                      reply.want_tx_timestamp, reply.routing_header)
         except (OSError, ValueError) as exc:  # ValueError: an address of the other family
-            c[REFLECTED] -= 1
-            c[SEND_ERRORS] += 1
             engine.send_failed(reply)
             if self.print_packets:
                 self._print(rx, reply, exc)
@@ -247,9 +219,9 @@ class ReflectorServer:
         if self.print_packets:
             self._print(rx, reply)
         if self.observe_processing_time:
-            observe_processing(c, max(0, time.monotonic_ns() - read_at))
+            engine.observe_processing(max(0, time.monotonic_ns() - read_at))
 
-    def _await_tx(self, key: int, reply: Reply) -> None:
+    def _await_tx(self, key: int, reply: Reflection) -> None:
         if len(self._awaiting_tx) >= MAX_AWAITING_TX:
             self._awaiting_tx.pop(next(iter(self._awaiting_tx)))
         self._awaiting_tx[key] = reply
@@ -262,16 +234,16 @@ class ReflectorServer:
             if reply is not None:
                 self.engine.confirm_transmit(reply, tx_ns, TimestampMethod.SW_LOCAL)
 
-    def _print(self, rx: tuple, reply: Reply, error: Exception | None = None) -> None:
+    def _print(self, rx: Received, reply: Reflection, error: Exception | None = None) -> None:
         print(f"{_received_text(rx)} -> seq={reply.sequence_number} to {format_address(reply.destination)}"
               + (f" ({'; '.join(reply.notes)})" if reply.notes else "")
               + (f": not sent ({error})" if error is not None else ""), file=self.out, flush=True)
 
-    def _print_drop(self, rx: tuple, reason: str | None) -> None:
+    def _print_drop(self, rx: Received, reason: Drop) -> None:
         print(f"{_received_text(rx)} -> dropped: {reason}", file=self.out, flush=True)
 
 
-def _received_text(rx: tuple) -> str:
+def _received_text(rx: Received) -> str:
     """A received datagram for -R: where from, its length, TTL and DSCP/ECN."""
     data, source, ttl, tos = rx[:4]
     ttl = "unknown" if ttl is None else ttl

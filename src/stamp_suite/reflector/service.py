@@ -137,8 +137,8 @@ class _WorkerLink:
 
 class ReflectorService:
     def __init__(self, config: ReflectorConfig, endpoints: list[UdpEndpoint], *, stop: StopRequest,
-                 make_watcher: MakeWatcher | None = None, print_packets: bool = False, busy_poll_us: int = 0,
-                 observe_processing_time: bool = False) -> None:
+                 make_watcher: MakeWatcher | None = None, read_addresses: Callable[[], None] | None = None,
+                 print_packets: bool = False, busy_poll_us: int = 0, observe_processing_time: bool = False) -> None:
         self.config = config
         self.endpoints = endpoints
         self.local = endpoints[0].local
@@ -146,7 +146,7 @@ class ReflectorService:
         self.stop_request = stop
         self.make_watcher = make_watcher
         self.server_options = {"print_packets": print_packets, "busy_poll_us": busy_poll_us,
-                               "observe_processing_time": observe_processing_time}
+                               "observe_processing_time": observe_processing_time, "read_addresses": read_addresses}
         self.blocks = [local_block()] if self.workers == 1 else shared_blocks(self.workers)
         self.counters = ReflectorCounters(self.blocks)
         self.started_ns = time.time_ns()
@@ -165,7 +165,7 @@ class ReflectorService:
 
     def sessions(self) -> Iterator[Session]:
         if self._server is not None:
-            yield from self._server.engine.sessions
+            yield from self._server.engine.sessions()
             return
         for link in self._links:
             for key, first, last, index, received, transmitted, last_seq in link.request_sessions():
@@ -228,7 +228,7 @@ class ReflectorService:
         server = self._server_for(worker, stop, conn)
         try:
             server.serve()
-            conn.send(("final", 0, session_records(iter(server.engine.sessions))))
+            conn.send(("final", 0, session_records(server.engine.sessions())))
         except (OSError, EOFError):  # the parent is gone
             pass
         finally:

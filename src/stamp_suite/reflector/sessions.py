@@ -48,14 +48,6 @@ class SessionTable:
         self._c = counters if counters is not None else local_block()
         self._next_index = 0
 
-    @property
-    def evicted(self) -> int:
-        return self._c[SESSIONS_EVICTED]
-
-    @property
-    def expired(self) -> int:
-        return self._c[SESSIONS_EXPIRED]
-
     def __len__(self) -> int:
         return len(self._sessions)
 

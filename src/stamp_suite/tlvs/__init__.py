@@ -12,11 +12,11 @@ from .location import Location, LocationSubType
 from .micro_session import MicroSessionId
 from .padding import ExtraPadding
 from .return_path import LabelStackEntry, ReturnPath, ReturnPathSubType
-from .timestamp_info import SyncSource, TimestampInformation, TimestampMethod
+from .timestamp_info import TimestampInformation
 
 __all__ = [
     "PROCESSED", "REGISTRY", "ReadContext", "ReflectContext", "TlvValue", "decode", "unmapped_address",
     "AccessReport", "ClassOfService", "DestinationNodeAddress", "DirectMeasurement", "ExtraPadding",
     "FollowUpTelemetry", "HmacTlv", "LabelStackEntry", "Location", "LocationSubType", "MicroSessionId",
-    "ReturnPath", "ReturnPathSubType", "SyncSource", "TimestampInformation", "TimestampMethod",
+    "ReturnPath", "ReturnPathSubType", "TimestampInformation",
 ]

@@ -14,17 +14,81 @@ TLV touches its own module and ``__init__`` only.  Nothing here does I/O.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
 
 from ..wire.timestamp import TimestampFormat
 from ..wire.tlv import FLAG_U, MalformedTlv, RawTlv
 
-if TYPE_CHECKING:
-    from ..reflector.engine import ClockDescription, PacketMeta, ReflectorConfig
-    from ..reflector.sessions import Session
-
 PROCESSED = 0  # the reply's flags for a TLV processed without trouble: U = M = I = 0
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TlvDiscard(StrEnum):
+    """A TLV whose rule says the packet gets no reply (each a drop reason of the reflector)."""
+
+    MICRO_SESSION_MISMATCH = "micro_session_mismatch"  # micro_session.py, RFC 9534 §3.2
+    RETURN_PATH_NO_REPLY = "return_path_no_reply"  # return_path.py, RFC 9503 §4.1.1 Control Code 0
+
+
+# What a reflector rule reads of the engine: read-only views, which the engine's own
+# configuration, clock description, packet metadata and session satisfy.
+
+class ReflectorSettings(Protocol):
+    @property
+    def stateful(self) -> bool: ...
+    @property
+    def timestamp_format(self) -> TimestampFormat: ...
+    @property
+    def cos_allowed_dscp(self) -> frozenset[int] | None: ...
+    @property
+    def member_link_id(self) -> int | None: ...
+    @property
+    def report_location(self) -> bool: ...
+    @property
+    def return_address_allow(self) -> tuple[Network, ...]: ...
+    @property
+    def return_srv6_allow(self) -> tuple[ipaddress.IPv6Network, ...]: ...
+    @property
+    def srv6_unavailable(self) -> str | None: ...
+    @property
+    def own_address(self) -> Callable[[Address], bool]: ...
+
+
+class ClockView(Protocol):
+    @property
+    def sync_source(self) -> int: ...
+    @property
+    def tai_offset_s(self) -> int: ...
+
+
+class PacketView(Protocol):
+    @property
+    def source(self) -> tuple[str, int]: ...
+    @property
+    def local_address(self) -> str | bytes | None: ...
+    @property
+    def local_port(self) -> int: ...
+    @property
+    def tos(self) -> int | None: ...
+    @property
+    def rx_method(self) -> int: ...
+
+
+class SessionView(Protocol):
+    @property
+    def received(self) -> int: ...
+    @property
+    def transmitted(self) -> int: ...
+    @property
+    def last_reply_sequence(self) -> int | None: ...
+    @property
+    def last_reply_tx_ns(self) -> int | None: ...
+    @property
+    def last_reply_tx_method(self) -> int: ...
 
 
 class TlvValue:
@@ -81,16 +145,16 @@ def decode(tlv: RawTlv) -> TlvValue | None:
 class ReflectContext:
     """What a reflector rule may read, and the decisions it may take for the reply."""
 
-    config: ReflectorConfig
-    clock: ClockDescription
-    meta: PacketMeta
-    session: Session
+    config: ReflectorSettings
+    clock: ClockView
+    meta: PacketView
+    session: SessionView
     authenticated_packet: bool
     # decisions
     source_address: str | bytes | None = None
     destination: tuple[str, int] | None = None
     tos: int | None = None
-    discard_reason: str | None = None
+    discard_reason: TlvDiscard | None = None
     return_path_seen: bool = False
     return_path_outcomes: list[str] = field(default_factory=list)  # counted by the engine
     routing_header: bytes | None = None  # an SRH the reply must carry (RFC 9503 SRv6 Segment List)

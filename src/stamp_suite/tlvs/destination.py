@@ -27,14 +27,10 @@ class DestinationNodeAddress(TlvValue):
 
     @classmethod
     def reflect(cls, tlv: RawTlv, ctx: ReflectContext) -> tuple[int, bytes]:
-        """"Ours" is the packet's destination address or one of the configured local ones; then
-        it becomes the reply's source address (RFC 9503 §3)."""
-        wanted = cls.from_value(tlv.value).address
-        ours = {a for a in (unmapped_address(x) for x in ctx.meta.local_addresses) if a is not None}
-        here = unmapped_address(ctx.meta.local_address)
-        if here is not None:
-            ours.add(here)
-        if wanted in ours:
+        """"Ours" is the packet's destination address or any address of this host; then it
+        becomes the reply's source address (RFC 9503 §3)."""
+        wanted = unmapped_address(cls.from_value(tlv.value).address.packed)
+        if wanted == unmapped_address(ctx.meta.local_address) or ctx.config.own_address(wanted):
             ctx.source_address = wanted.packed
             return PROCESSED, tlv.value
         return FLAG_U, tlv.value  # recognised, but we are not the intended node

@@ -6,8 +6,7 @@ import struct
 from dataclasses import dataclass
 
 from ..wire.tlv import RawTlv, TlvType, require_length
-from ..reflector.counters import DropReason
-from .base import PROCESSED, ReadContext, ReflectContext, TlvValue
+from .base import PROCESSED, ReadContext, ReflectContext, TlvDiscard, TlvValue
 
 _IDS = struct.Struct("!HH")
 
@@ -33,9 +32,9 @@ class MicroSessionId(TlvValue):
         ours means the packet arrived on the wrong member link: discard.  Without a configured
         member link the ID is not known: answer 0 ("unknown") and check nothing."""
         ids = cls.from_value(tlv.value)
-        ours = ctx.meta.member_link_id if ctx.meta.member_link_id is not None else ctx.config.member_link_id
+        ours = ctx.config.member_link_id
         if ours is not None and ids.reflector_id not in (0, ours):
-            ctx.discard_reason = DropReason.MICRO_SESSION_MISMATCH
+            ctx.discard_reason = TlvDiscard.MICRO_SESSION_MISMATCH
         return PROCESSED, cls(ids.sender_id, ours or 0).to_value()
 
     def read(self, ctx: ReadContext) -> None:

@@ -10,14 +10,28 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from ..wire.srh import segment_routing_header
 from ..wire.tlv import FLAG_U, MalformedTlv, RawTlv, TlvType, build_tlvs, parse_sub_tlvs
-from ..reflector.counters import DropReason, ReturnPathOutcome
-from .base import PROCESSED, ReadContext, ReflectContext, TlvValue, unmapped_address
+from .base import PROCESSED, ReadContext, ReflectContext, TlvDiscard, TlvValue, unmapped_address
 from .destination import IPAddress
 
 _WORD = struct.Struct("!I")
+
+
+class ReturnPathOutcome(StrEnum):
+    """What became of a Return Path request; each a counter of the reflector (``outcome`` label)."""
+
+    NO_REPLY = "no_reply"  # Control Code 0
+    SAME_LINK = "same_link"  # Control Code 1
+    RETURN_ADDRESS = "return_address"
+    RETURN_ADDRESS_NOT_ALLOWED = "return_address_not_allowed"
+    SRV6_IMPOSED = "srv6_imposed"  # the reply left with the Segment Routing Header asked for
+    SRV6_NOT_ALLOWED = "srv6_not_allowed"
+    SRV6_IPV4_SESSION = "srv6_ipv4_session"
+    SRV6_UNAVAILABLE = "srv6_unavailable"  # this platform or socket cannot send an SRH
+    SR_MPLS_UNAVAILABLE = "sr_mpls_unavailable"
 
 
 class ReturnPathSubType:
@@ -138,7 +152,7 @@ class ReturnPath(TlvValue):
         if rp.control_code is not None:
             no_reply = rp.control_code & CONTROL_REPLY_SAME_LINK == CONTROL_NO_REPLY
             if no_reply:
-                ctx.discard_reason = DropReason.RETURN_PATH_NO_REPLY
+                ctx.discard_reason = TlvDiscard.RETURN_PATH_NO_REPLY
             # The reply leaves from the socket and address the packet came in on: the same
             # link on a host with one route back.
             ctx.return_path_outcomes.append(ReturnPathOutcome.NO_REPLY if no_reply else ReturnPathOutcome.SAME_LINK)

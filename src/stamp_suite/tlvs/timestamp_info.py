@@ -8,32 +8,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from enum import IntEnum
 
+from ..wire.timestamp import TimestampMethod
 from ..wire.tlv import MalformedTlv, RawTlv, TlvType
 from .base import PROCESSED, ReadContext, ReflectContext, TlvValue
 
 _FIXED = struct.Struct("!BBBB")
-
-
-class SyncSource(IntEnum):
-    """Synchronization Sources registry (RFC 8972 §5.4)."""
-
-    RESERVED = 0
-    NTP = 1
-    PTP = 2
-    SSU_BITS = 3
-    GNSS = 4  # GPS/GLONASS/LORAN-C/BDS/Galileo
-    LOCAL = 5  # local free-running
-
-
-class TimestampMethod(IntEnum):
-    """Timestamping Methods registry (RFC 8972 §5.5)."""
-
-    RESERVED = 0
-    HW_ASSIST = 1
-    SW_LOCAL = 2
-    CONTROL_PLANE = 3
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,26 @@ class TimestampFormat(IntEnum):
     PTP = 1
 
 
+class SyncSource(IntEnum):
+    """Synchronization Sources registry (RFC 8972 §5.4)."""
+
+    RESERVED = 0
+    NTP = 1
+    PTP = 2
+    SSU_BITS = 3
+    GNSS = 4  # GPS/GLONASS/LORAN-C/BDS/Galileo
+    LOCAL = 5  # local free-running
+
+
+class TimestampMethod(IntEnum):
+    """Timestamping Methods registry (RFC 8972 §5.5)."""
+
+    RESERVED = 0
+    HW_ASSIST = 1
+    SW_LOCAL = 2
+    CONTROL_PLANE = 3
+
+
 def ntp_from_ns(unix_ns: int) -> int:
     """POSIX ns -> NTP 64-bit (seconds since 1900 mod 2^32, 2^-32 s fraction).
 

@@ -1,0 +1,367 @@
+"""Settings into running parts: the one place that turns validated :class:`Settings` into a
+reflector (its sockets, engine configuration and service, or one in a thread) or a
+Session-Sender session (its engine, socket, statistics and exports, and the run of it).  The
+commands, the Python API and the self-test all build through here."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .config import ConfigError, Settings
+from .keys import load_key_directory, load_key_file
+from .net.clock import ClockState, ClockWatcher, read_clock_state
+from .net.local import LocalAddresses
+from .net.resolve import ResolveError, addresses, resolve
+from .net.reuseport import open_port_group
+from .net.signals import StopRequest
+from .net.udp import SocketSetupError, UdpEndpoint, format_address
+from .reflector.counters import ReflectorCounters
+from .reflector.engine import ClockDescription, Reflector, ReflectorConfig
+from .reflector.server import ReflectorServer
+from .reflector.service import ReflectorService, default_workers
+from .sender.driver import SenderDriver, SenderSession
+from .sender.engine import SenderConfig, SessionSender
+from .sender.events import Event
+from .sender.stats import SessionStats
+from .tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement, FollowUpTelemetry,
+                   Location, MicroSessionId, ReturnPath, TimestampInformation, TlvValue)
+from .wire.auth import KeyLoadError, KeyStore, parse_hex_key
+from .wire.timestamp import ErrorEstimate, TimestampFormat
+
+NS = 1_000_000_000
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+# -- what both roles need ---------------------------------------------------------------------
+def load_keys(s: Settings) -> KeyStore:
+    try:
+        default = None
+        if s.hmac_key:
+            default = parse_hex_key(s.hmac_key)
+        elif s.hmac_key_file:
+            default = load_key_file(s.hmac_key_file)
+        if s.hmac_key_dir:
+            return load_key_directory(s.hmac_key_dir, default)
+        return KeyStore(default)
+    except KeyLoadError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def timestamp_format(s: Settings) -> TimestampFormat:
+    return TimestampFormat.PTP if s.clock_source == "PTP" else TimestampFormat.NTP
+
+
+def error_estimate(s: Settings, clock: ClockState) -> ErrorEstimate:
+    """The measured clock state, unless the operator states it (--clock-synchronized, --error-*)."""
+    measured = clock.error_estimate(timestamp_format(s))
+    return ErrorEstimate(
+        measured.synchronized if s.clock_synchronized is None else s.clock_synchronized,
+        timestamp_format(s),
+        measured.scale if s.error_scale is None else s.error_scale,
+        measured.multiplier if s.error_multiplier is None else s.error_multiplier)
+
+
+def clock_description(s: Settings, clock: ClockState) -> ClockDescription:
+    """What a reflector says about its clock, from the kernel's state and the operator's overrides."""
+    return ClockDescription(error_estimate(s, clock), clock.sync_source, clock.tai_offset_s)
+
+
+def _check_timestamping(endpoint: UdpEndpoint, s: Settings) -> UdpEndpoint:
+    if s.timestamping == "kernel" and not endpoint.caps.kernel_rx_timestamp:
+        endpoint.close()
+        raise SocketSetupError("--timestamping kernel: this platform gives no kernel receive timestamps")
+    return endpoint
+
+
+# -- the reflector ----------------------------------------------------------------------------
+def reflector_port(s: Settings) -> int:
+    return 862 if s.local_port is None else s.local_port
+
+
+def open_reflector_endpoint(s: Settings, port: int, reuseport: bool = False) -> UdpEndpoint:
+    """Bound to --local-addr, or to the dual-stack wildcard (IPv4 only with -4 or no IPv6)."""
+    host, dual = s.local_addr, False
+    if host is None:
+        host, dual = ("0.0.0.0", False) if s.force_ipv4 or not socket.has_ipv6 else ("::", not s.force_ipv6)
+    return _check_timestamping(UdpEndpoint(host, port, dual_stack=dual, kernel_timestamps=s.timestamping != "user",
+                                           reuseport=reuseport), s)
+
+
+def reflector_config(s: Settings, clock: ClockState, keys: KeyStore, endpoint: UdpEndpoint,
+                     own_address: Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], bool]) -> ReflectorConfig:
+    """The engine's configuration for a reflector listening on ``endpoint``."""
+    return ReflectorConfig(
+        authenticated=s.authenticated, keys=keys, stateful=s.stateful_reflector, tlv_mode=s.tlv_mode,
+        verify_tlv_hmac=s.verify_tlv_hmac, timestamp_format=timestamp_format(s), tai_offset_s=clock.tai_offset_s,
+        error_estimate=error_estimate(s, clock), sync_source=clock.sync_source, local_addr=s.local_addr,
+        local_port=endpoint.local[1],
+        cos_allowed_dscp=frozenset(s.cos_allowed_dscp) if s.cos_allowed_dscp is not None else None,
+        member_link_id=s.reflector_member_link_id,
+        allowed_ssids=frozenset(s.allowed_ssids) if s.allowed_ssids is not None else None,
+        return_address_allow=tuple(ipaddress.ip_network(p, strict=False) for p in s.return_address_allow),
+        return_srv6_allow=tuple(ipaddress.IPv6Network(p, strict=False) for p in s.return_srv6_allow),
+        srv6_unavailable=endpoint.srv6_unavailable, own_address=own_address,
+        session_timeout_s=s.session_timeout, max_sessions=s.max_sessions,
+        accept_zero_multiplier=s.accept_zero_multiplier, answer_short_packets=not s.drop_short_packets,
+        max_pps=s.max_pps, max_pps_burst=s.max_pps_burst)
+
+
+@dataclass
+class Reflectors:
+    """A reflector service ready to start, and what its banner says of it."""
+
+    service: ReflectorService
+    endpoint: UdpEndpoint  # the first worker's: its address and capabilities
+    clock: ClockState
+    config: ReflectorConfig
+    note: str | None  # why it runs one worker where more were asked for
+
+
+def reflector_service(s: Settings, stop: StopRequest, log: Callable[[str], None]) -> Reflectors:
+    """The reflector ``stamp-suite -i`` runs: its port group (one socket per worker), the
+    engine configuration, and the clock and the host's addresses read again when due."""
+    keys = load_keys(s)
+    clock = read_clock_state(s.tai_offset)
+    endpoints, why_one = open_port_group(lambda port, reuse: open_reflector_endpoint(s, port, reuse),
+                                         reflector_port(s), s.workers or default_workers())
+    own = LocalAddresses()
+    config = reflector_config(s, clock, keys, endpoints[0], own)
+
+    def make_watcher(engine: Reflector, log_changes: bool) -> ClockWatcher:
+        return ClockWatcher(clock, lambda state: engine.update_clock(clock_description(s, state)),
+                            read=lambda: read_clock_state(s.tai_offset), log=log if log_changes else None)
+
+    service = ReflectorService(config, endpoints, stop=stop, make_watcher=make_watcher, read_addresses=own.refresh,
+                               print_packets=s.print_stats, busy_poll_us=s.busy_poll,
+                               observe_processing_time=s.metrics)
+    return Reflectors(service, endpoints[0], clock, config, why_one)
+
+
+class ReflectorThread:
+    """A Session-Reflector running in a background thread of this process (the API's
+    start_reflector, the self-test)."""
+
+    def __init__(self, s: Settings, name: str = "stamp-reflector") -> None:
+        endpoint = open_reflector_endpoint(s, reflector_port(s))
+        self.own = LocalAddresses()
+        engine = Reflector(reflector_config(s, read_clock_state(s.tai_offset), load_keys(s), endpoint, self.own))
+        self._server = ReflectorServer(engine, endpoint, read_addresses=self.own.refresh)
+        self._thread = threading.Thread(target=self._server.serve, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._server.endpoint.local
+
+    @property
+    def counters(self) -> ReflectorCounters:
+        return self._server.engine.counters
+
+    def stop(self) -> None:
+        self._server.stop()
+        self._thread.join(2)
+        self._server.endpoint.close()
+
+    def __enter__(self) -> ReflectorThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- the sender -------------------------------------------------------------------------------
+def sender_tlvs(s: Settings) -> tuple[TlvValue, ...]:
+    tlvs: list[TlvValue] = []
+    if s.cos:
+        tlvs.append(ClassOfService(s.dscp))
+    if s.location:
+        tlvs.append(Location.request())
+    if s.timestamp_info:
+        tlvs.append(TimestampInformation())
+    if s.direct_measurement:
+        tlvs.append(DirectMeasurement())
+    if s.follow_up_telemetry:
+        tlvs.append(FollowUpTelemetry())
+    if s.access_report is not None:
+        tlvs.append(AccessReport(s.access_report, s.access_return_code))
+    if s.dest_node_addr:
+        tlvs.append(DestinationNodeAddress(ipaddress.ip_address(s.dest_node_addr)))
+    rp = return_path(s)
+    if rp is not None:
+        tlvs.append(rp)
+    if s.micro_session_id is not None:
+        tlvs.append(MicroSessionId(s.micro_session_id, 0))
+    return tuple(tlvs)
+
+
+def return_path(s: Settings) -> ReturnPath | None:
+    if s.return_path_cc is None and not (s.return_address or s.return_sr_mpls_labels or s.return_srv6_sids):
+        return None
+    rp = ReturnPath(
+        control_code=s.return_path_cc,
+        return_address=ipaddress.ip_address(s.return_address) if s.return_address else None,
+        sr_mpls_labels=ReturnPath.label_stack(list(s.return_sr_mpls_labels)) if s.return_sr_mpls_labels else None,
+        srv6_segments=tuple(ipaddress.IPv6Address(x) for x in s.return_srv6_sids) if s.return_srv6_sids else None)
+    rp.validate_for_sending()
+    return rp
+
+
+def sender_config(s: Settings, clock: ClockState, keys: KeyStore, windows_ns: tuple[int, ...] = (),
+                  skip_missed: bool = False) -> SenderConfig:
+    """The engine's configuration: packets, TLVs, keys, the schedule and its timers."""
+    ssid = s.ssid or 0
+    key = keys.key_for(ssid)
+    if s.authenticated and key is None:
+        raise ConfigError(f"no HMAC key for SSID {ssid}")
+    try:
+        return SenderConfig(
+            authenticated=s.authenticated, key=key, ssid=ssid, timestamp_format=timestamp_format(s),
+            tai_offset_s=clock.tai_offset_s, error_estimate=error_estimate(s, clock), tlvs=sender_tlvs(s),
+            padding=s.padding, hmac_tlv=s.hmac_tlv, timeout_ns=int(s.timeout * 1e9),
+            access_report_timer_ns=int(s.access_report_timer * 1e9), access_report_retries=s.access_report_retries,
+            count=s.count, duration_ns=int(s.max_runtime * 1e9), interval_ns=max(1, int(s.send_delay * 1e6)),
+            in_flight=s.window,
+            report_interval_ns=int(s.report_interval * 1e9), windows_ns=windows_ns, skip_missed=skip_missed)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def address_family(s: Settings) -> int:
+    """The family a name is resolved in: -4 or -6, else that of --local-addr, else any."""
+    if s.force_ipv4 or s.force_ipv6:
+        return socket.AF_INET if s.force_ipv4 else socket.AF_INET6
+    if s.local_addr:
+        return socket.AF_INET6 if ":" in s.local_addr else socket.AF_INET
+    return socket.AF_UNSPEC
+
+
+def sender_destination(s: Settings) -> tuple[str, int]:
+    """The reflector's address and port: a name resolved now, in the family asked for."""
+    try:
+        return resolve(*s.remote(), address_family(s))
+    except ResolveError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def destination_still(s: Settings, destination: tuple[str, int]) -> bool:
+    """Is ``destination`` still one of the addresses the settings' reflector has (round-robin
+    DNS answers in turn: any of them keeps a running session)?"""
+    host, port = s.remote()
+    try:
+        return port == destination[1] and destination[0] in addresses(host, port, address_family(s))
+    except (ResolveError, OSError) as exc:
+        raise ConfigError(str(getattr(exc, "strerror", None) or exc)) from None
+
+
+def open_sender_endpoint(s: Settings, destination: tuple[str, int], reuseport: bool = False) -> UdpEndpoint:
+    """Connected to the reflector (so ICMP errors reach us), with --dscp/--ecn on every packet.
+    ``reuseport``: a fixed --local-port that a session being replaced still holds (monitor)."""
+    host = s.local_addr or ("::" if ":" in destination[0] else "0.0.0.0")
+    ep = _check_timestamping(UdpEndpoint(host, s.local_port or 0, kernel_timestamps=s.timestamping != "user",
+                                         connect=destination, reuseport=reuseport), s)
+    if s.dscp or s.ecn:
+        ep.set_default_tos((s.dscp << 2) | s.ecn)
+    return ep
+
+
+def open_session(s: Settings, clock: ClockState, *, name: str | None = None, destination: tuple[str, int] | None = None,
+                 windows_ns: tuple[int, ...] = (), reuseport: bool = False, stats: SessionStats | None = None,
+                 skip_missed: bool = False) -> tuple[SenderSession, SessionStats]:
+    """A session ready for the driver, with its statistics (``stats``, or full ones) as the first
+    consumer of its events; ``windows_ns`` and ``skip_missed``: see SenderConfig."""
+    keys = load_keys(s)
+    engine = SessionSender(sender_config(s, clock, keys, windows_ns, skip_missed))
+    destination = destination or sender_destination(s)
+    endpoint = open_sender_endpoint(s, destination, reuseport)
+    stats = stats or SessionStats(s.dscp, s.ecn)
+    session = SenderSession(name or format_address(destination), engine, endpoint, destination, [stats.on_event],
+                            on_clock=lambda state: engine.update_clock(error_estimate(s, state)))
+    return session, stats
+
+
+def observe(s: Settings, session: SenderSession, stats: SessionStats) -> list[Stoppable]:
+    """--metrics and --snmp for one session; returns what to stop at the end."""
+    parts: list[Stoppable] = []
+    try:
+        if s.metrics:
+            from .observability.http import serve
+            from .observability.metrics import SenderMetrics
+            metrics = SenderMetrics()
+            session.consumers.append(metrics.add_session((format_address(session.destination), str(s.ssid or 0)),
+                                                         stats))
+            parts.append(serve(metrics, s.metrics_addr))
+        if s.snmp:
+            from .observability.mib_values import sender_objects
+            from .observability.snmp import SENDER_SUBTREE, SubAgent
+            local_port = session.endpoint.local[1]
+            agent = SubAgent(s.snmp_socket, SENDER_SUBTREE,
+                             lambda: sender_objects(stats, s, session.destination, local_port), "stamp-suite sender")
+            agent.start()
+            parts.append(agent)
+    except BaseException:
+        for part in parts:
+            part.stop()
+        raise
+    return parts
+
+
+def run_session(s: Settings, session: SenderSession, stats: SessionStats, stop: StopRequest, *,
+                clock: ClockWatcher | None = None, every_second: Callable[[], None] | None = None,
+                on_start: Callable[[], None] | None = None) -> float:
+    """Run one session to its end (or a stop) with its exports, then close it; the seconds it
+    ran.  ``on_start``: called once the exports are up, right before the first packet."""
+    parts: list[Stoppable] = []
+    try:
+        parts = observe(s, session, stats)
+        if on_start is not None:
+            on_start()
+        driver = SenderDriver(stop, clock)
+        driver.add(session)
+        if every_second is not None:
+            driver.every(NS, every_second)
+        started = time.monotonic_ns()
+        try:
+            driver.run()
+            driver.close_all()
+        finally:
+            driver.close()
+        return (time.monotonic_ns() - started) / NS
+    finally:
+        for part in parts:
+            part.stop()
+        session.endpoint.close()
+
+
+def collect(session: SenderSession, kinds: tuple[type, ...]) -> list[Event]:
+    """The session's events of these kinds, as they come (the API keeps its samples so)."""
+    events: list[Event] = []
+    session.consumers.append(lambda ev: events.append(ev) if isinstance(ev, kinds) else None)
+    return events
+
+
+class TargetSessions:
+    """The monitor's targets' sessions (monitor.service.Sessions): sending until the monitor
+    stops, late sends skipped, a fixed --local-port shared with the session it replaces."""
+
+    @staticmethod
+    def open(s: Settings, clock: ClockState, name: str, windows_ns: tuple[int, ...],
+             stats: SessionStats) -> SenderSession:
+        return open_session(s, clock, name=name, windows_ns=windows_ns, reuseport=bool(s.local_port), stats=stats,
+                            skip_missed=True)[0]
+
+    @staticmethod
+    def key(s: Settings) -> bytes | None:
+        return load_keys(s).key_for(s.ssid or 0)
+
+    @staticmethod
+    def still_at(s: Settings, destination: tuple[str, int]) -> bool:
+        return destination_still(s, destination)
