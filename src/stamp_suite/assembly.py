@@ -22,7 +22,7 @@ from .net.reuseport import open_port_group
 from .net.signals import StopRequest
 from .net.udp import SocketSetupError, UdpEndpoint, format_address
 from .reflector.counters import ReflectorCounters
-from .reflector.engine import ClockDescription, Reflector, ReflectorConfig
+from .reflector.engine import ClockDescription, Reflector, ReflectorConfig, TlvMode
 from .reflector.server import ReflectorServer
 from .reflector.service import ReflectorService, default_workers
 from .sender.driver import SenderDriver, SenderSession
@@ -100,7 +100,7 @@ def reflector_config(s: Settings, clock: ClockState, keys: KeyStore, endpoint: U
                      own_address: Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], bool]) -> ReflectorConfig:
     """The engine's configuration for a reflector listening on ``endpoint``."""
     return ReflectorConfig(
-        authenticated=s.authenticated, keys=keys, stateful=s.stateful_reflector, tlv_mode=s.tlv_mode,
+        authenticated=s.authenticated, keys=keys, stateful=s.stateful_reflector, tlv_mode=TlvMode(s.tlv_mode),
         verify_tlv_hmac=s.verify_tlv_hmac, timestamp_format=timestamp_format(s), tai_offset_s=clock.tai_offset_s,
         error_estimate=error_estimate(s, clock), sync_source=clock.sync_source, local_addr=s.local_addr,
         local_port=endpoint.local[1],

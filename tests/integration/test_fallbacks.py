@@ -5,6 +5,7 @@ import pytest
 
 import stamp_suite.net.udp as udp
 from stamp_suite.api import run_session, start_reflector
+from stamp_suite.tlvs import ClassOfService, FollowUpTelemetry, Location, TimestampInformation
 
 REAL = udp.detect_capabilities
 
@@ -28,8 +29,8 @@ def measure(**extra):
 def test_everything_available_baseline():
     s = measure()
     assert s.reflector_ttl == 64 and s.reply_ttl == 64 and s.reply_tos == 46 << 2
-    assert s.tlv["cos"]["dscp_at_reflector"] == 46 and s.tlv["location"]["destination_ip"] == "127.0.0.1"
-    assert s.tlv["timestamp_info"]["timestamp_in"] == 2 and s.tlv["follow_up"]["timestamp_mode"] == 2
+    assert s.tlvs[ClassOfService].dscp2 == 46 and s.tlvs[Location].record()["destination_ip"] == "127.0.0.1"
+    assert s.tlvs[TimestampInformation].timestamp_in == 2 and s.tlvs[FollowUpTelemetry].timestamp_mode == 2
 
 
 def test_no_recvmsg_at_all_windows_like(without):
@@ -38,46 +39,46 @@ def test_no_recvmsg_at_all_windows_like(without):
     s = measure()
     assert s.reflector_ttl == 255  # RFC 5357 §4.2: TTL unknown
     assert s.reply_ttl is None and s.reply_tos is None  # shown as unknown at the sender
-    assert s.tlv["cos"]["dscp_at_reflector"] == 0  # received DSCP unknown: left 0
-    assert "destination_ip" not in s.tlv["location"] and s.tlv["location"]["source_ip"] == "127.0.0.1"
-    assert s.tlv["timestamp_info"]["timestamp_in"] == 3  # user space: Control Plane
-    assert s.tlv["follow_up"]["timestamp_mode"] == 3  # T3 from user space, no TX timestamp
+    assert s.tlvs[ClassOfService].dscp2 == 0  # received DSCP unknown: left 0
+    assert "destination_ip" not in s.tlvs[Location].record() and s.tlvs[Location].record()["source_ip"] == "127.0.0.1"
+    assert s.tlvs[TimestampInformation].timestamp_in == 3  # user space: Control Plane
+    assert s.tlvs[FollowUpTelemetry].timestamp_mode == 3  # T3 from user space, no TX timestamp
 
 
 def test_no_ttl(without):
     without("ttl")
     s = measure()
-    assert s.reflector_ttl == 255 and s.reply_ttl is None and s.tlv["cos"]["dscp_at_reflector"] == 46
+    assert s.reflector_ttl == 255 and s.reply_ttl is None and s.tlvs[ClassOfService].dscp2 == 46
 
 
 def test_no_tos(without):
     without("tos")
     s = measure()
-    assert s.tlv["cos"]["dscp_at_reflector"] == 0 and s.reply_tos is None and s.reflector_ttl == 64
+    assert s.tlvs[ClassOfService].dscp2 == 0 and s.reply_tos is None and s.reflector_ttl == 64
 
 
 def test_no_destination_address_macos_without_pktinfo(without):
     without("destination_address", "set_source_per_packet")
     s = measure()
-    assert "destination_ip" not in s.tlv["location"] and s.tlv["location"]["destination_port"] > 0
+    assert "destination_ip" not in s.tlvs[Location].record() and s.tlvs[Location].destination_port > 0
 
 
 def test_no_kernel_rx_timestamps(without):
     without("kernel_rx_timestamp")
     s = measure()
-    assert s.tlv["timestamp_info"]["timestamp_in"] == 3 and s.rtt_ns > 0
+    assert s.tlvs[TimestampInformation].timestamp_in == 3 and s.rtt_ns > 0
 
 
 def test_no_kernel_tx_timestamps(without):
     without("kernel_tx_timestamp")
     s = measure()
-    assert s.tlv["follow_up"]["timestamp_mode"] == 3 and s.tlv["follow_up"]["tx_ns"] is not None
+    assert s.tlvs[FollowUpTelemetry].timestamp_mode == 3 and s.tlvs[FollowUpTelemetry].tx_ns is not None
 
 
 def test_no_per_packet_tos(without):
     without("set_tos_per_packet")
     s = measure()
-    assert s.tlv["cos"]["dscp_at_reflector"] == 46  # what was received is still read
+    assert s.tlvs[ClassOfService].dscp2 == 46  # what was received is still read
     assert s.reply_tos == 0  # but the reply cannot be sent with the requested DSCP
 
 

@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from vectors import EX_A, EX_B, EX_C, EX_C2, EX_E, KEY, T2_NS, T3_NS, At
-from stamp_suite.reflector.engine import Reflection, Reflector, ReflectorConfig
+from stamp_suite.reflector.engine import Reflection, Reflector, ReflectorConfig, TlvMode
 from stamp_suite.wire.auth import KeyStore, hmac16
 from stamp_suite.wire.packet import ReflectorPacket
 from stamp_suite.wire.timestamp import ErrorEstimate
@@ -306,7 +306,7 @@ def test_hmac_tlv_not_last_is_integrity_failure():
 
 def test_ignore_mode_copies_tlvs_untouched():
     pkt = with_tlvs(ClassOfService(46), RawTlv(0x80, 200, 2, b"zz"))
-    _, reply, _ = reflect(pkt, ReflectorConfig(tlv_mode="ignore"))
+    _, reply, _ = reflect(pkt, ReflectorConfig(tlv_mode=TlvMode.IGNORE))
     assert reply[44:] == pkt[44:]
 
 

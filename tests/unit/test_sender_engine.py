@@ -8,7 +8,7 @@ from stamp_suite.reflector.engine import Reflector, ReflectorConfig
 from stamp_suite.sender.engine import SenderConfig, SessionSender
 from stamp_suite.sender.events import (Duplicate, Finished, Invalid, Late, Lost, Refused, Rejected, Reply, ReportDue,
                                        Sent, Transmit, WindowClosed)
-from stamp_suite.tlvs import AccessReport, ClassOfService, DirectMeasurement, MicroSessionId
+from stamp_suite.tlvs import AccessReport, ClassOfService, DirectMeasurement, MicroSessionId, TimestampInformation
 from stamp_suite.wire.auth import KeyStore
 from stamp_suite.wire.timestamp import ErrorEstimate, TimestampFormat
 
@@ -177,7 +177,7 @@ def test_direct_measurement_counts_sent_packets():
     r = Reflector()
     for seq in range(3):
         reply = reply_to(r, packet(s, seq))
-    assert s.receive(reply, T4_NS, 0)[0].sample.tlv["direct_measurement"] == {"s_txc": 3, "r_rxc": 3, "r_txc": 3}
+    assert s.receive(reply, T4_NS, 0)[0].sample.tlvs[DirectMeasurement].record() == {"s_txc": 3, "r_rxc": 3, "r_txc": 3}
 
 
 def test_micro_session_sender_checks_and_learns():
@@ -194,7 +194,7 @@ def test_reading_goes_on_past_a_tlv_it_cannot_read():
     rust_location = bytes.fromhex("0002000c" "0000" "0000" "0106" "c0000201" "0000")  # type 1, len 6 (theirs)
     cos = bytes.fromhex("00040004" "bae00000")  # DSCP1 46, DSCP2 46 (RFC 8972 §4.4), U = 0
     (ev,) = s.receive(EX_B + rust_location + cos, T4_NS, 0)
-    assert ev.sample.tlv["cos"]["dscp_at_reflector"] == 46
+    assert ev.sample.tlvs[ClassOfService].dscp2 == 46
     (problem,) = ev.sample.tlv_problems
     assert problem.tlv_type == 2 and problem.kind == "unreadable"
 
@@ -207,11 +207,11 @@ def test_not_processed_is_skipped_and_reading_stops_at_a_malformed_tlv():
     (ev,) = s.receive(EX_B + tlvs, T4_NS, 0)  # U on CoS, CoS, M on type 5, CoS
     assert [(p.tlv_type, p.kind) for p in ev.sample.tlv_problems] == [(4, "not_processed"), (5, "malformed"),
                                                                       (4, "not_read")]
-    assert ev.sample.tlv["cos"]["dscp_requested"] == 46  # the CoS before the malformed TLV was read
+    assert ev.sample.tlvs[ClassOfService].dscp1 == 46  # the CoS before the malformed TLV was read
     s = SessionSender(SenderConfig(error_estimate=SYNCED))
     packet(s)
     (ev,) = s.receive(EX_B + bytes.fromhex("40040004b8000000" "0003000401010101"), T4_NS, 0)
-    assert "timestamp_info" not in ev.sample.tlv
+    assert TimestampInformation not in ev.sample.tlvs
     assert [(p.tlv_type, p.kind) for p in ev.sample.tlv_problems] == [(4, "malformed"), (3, "not_read")]
 
 
@@ -222,7 +222,7 @@ def test_reflector_integrity_flag_discards_all_tlvs():
     pkt[-1] ^= 1  # break the HMAC TLV
     reply = reply_to(Reflector(ReflectorConfig(authenticated=True, keys=KeyStore(KEY))), bytes(pkt))
     sample = s.receive(reply, T4_NS, 0)[0].sample
-    assert {p.kind for p in sample.tlv_problems} == {"integrity"} and not sample.tlv
+    assert {p.kind for p in sample.tlv_problems} == {"integrity"} and not sample.tlvs
 
 
 def test_authenticated_replies_need_an_hmac_tlv_over_their_tlvs():
@@ -232,7 +232,7 @@ def test_authenticated_replies_need_an_hmac_tlv_over_their_tlvs():
     s = SessionSender(SenderConfig(authenticated=True, key=KEY, error_estimate=SYNCED, tlvs=(ClassOfService(46),)))
     assert packet(s) == EX_E
     (ev,) = s.receive(EX_C2 + bytes.fromhex("00040004b8a00000"), T4_NS, 0)
-    assert isinstance(ev, Reply) and not ev.sample.tlv
+    assert isinstance(ev, Reply) and not ev.sample.tlvs
     assert [(p.tlv_type, p.kind) for p in ev.sample.tlv_problems] == [(8, "integrity")]
 
 
@@ -276,7 +276,7 @@ def test_access_report_retransmission_timer():
     timeline = drive(s2, 20 * 10**9, lambda sent, now: [reply_to(reflector, sent.data)])
     assert [ev.retransmission for _, ev in timeline if isinstance(ev, Sent)] == [False]
     reply = next(ev for _, ev in timeline if isinstance(ev, Reply))
-    assert reply.sample.tlv["access_report"] == {"access_id": 1, "return_code": 1}
+    assert reply.sample.tlvs[AccessReport].record() == {"access_id": 1, "return_code": 1}
 
 
 NEVER = 10**12

@@ -9,12 +9,13 @@ from stamp_suite.sender.distribution import RELATIVE_ACCURACY, Distribution
 from stamp_suite.sender.events import Duplicate, Invalid, Late, Lost, Reply, Sample, Sent
 from stamp_suite.sender.report import summary_text
 from stamp_suite.sender.stats import SessionStats, unwrap
+from stamp_suite.tlvs import ClassOfService
 
 MS = 1_000_000
 BASE = 1_700_000_000 * 10**9
 
 
-def sample(seq, rtt_ms, *, refl_seq=None, offset_ms=0.0, late=False, ttl=64, synced=True, t1=None):
+def sample(seq, rtt_ms, *, refl_seq=None, offset_ms=0.0, ttl=64, synced=True, t1=None):
     """A sample whose round trip is rtt_ms, half each way, with the reflector clock offset."""
     t1 = BASE + seq * 10 * MS if t1 is None else t1
     half = int(rtt_ms * MS) // 2
@@ -22,7 +23,7 @@ def sample(seq, rtt_ms, *, refl_seq=None, offset_ms=0.0, late=False, ttl=64, syn
     t3 = t2 + 50_000  # 50 us residence, removed from the RTT
     t4 = t3 - int(offset_ms * MS) + (int(rtt_ms * MS) - half)
     return Sample(seq, seq if refl_seq is None else refl_seq, t1, t2, t3, t4, ttl, 63, 0, synced, synced,
-                  0.0, 0.0, 0, late, {})
+                  0.0, 0.0, 0)
 
 
 KINDS = {"sample": Reply, "late": Late, "duplicate": Duplicate}
@@ -116,7 +117,7 @@ def test_sequence_wrap_is_not_reordering():
 
 
 def test_late_replies_are_lost_and_counted():
-    d = feed(SessionStats(), [("sample", sample(0, 10)), ("late", sample(1, 9000, late=True))], sent=2, lost=(1,))
+    d = feed(SessionStats(), [("sample", sample(0, 10)), ("late", sample(1, 9000))], sent=2, lost=(1,))
     assert (d["packets"]["received"], d["packets"]["late"], d["packets"]["lost"]) == (1, 1, 1)
     assert d["rtt_ns"]["max"] == 10 * MS
 
@@ -132,7 +133,7 @@ def test_ttl_and_dscp():
     st = SessionStats(dscp_sent=46)
     s1 = sample(0, 10, ttl=64)
     s2 = sample(1, 10, ttl=62)
-    object.__setattr__(s2, "tlv", {"cos": {"dscp_at_reflector": 0, "ecn_at_reflector": 0}})
+    s2.tlvs = {ClassOfService: ClassOfService(46, 0, 0)}  # the reflector saw DSCP 0: remarked on the way
     d = feed(st, [("sample", s1), ("sample", s2)], sent=2)
     assert d["ttl"]["at_reflector"] == {64: 1, 62: 1} and d["ttl"]["changes"] == 1
     assert d["dscp_ecn"]["forward_remarked"] == 1 and d["dscp_ecn"]["at_reflector"] == {"0/0": 1}
@@ -203,10 +204,10 @@ def test_narrower_scopes_read_less_of_each_reply_and_agree_on_what_they_read():
     the same counts, order, delays and jitter as ALL, and read nothing else of a reply."""
     from stamp_suite.monitor.windows import ClosedWindow
     from stamp_suite.observability.metrics import window_gauges
-    from stamp_suite.sender.stats import DELAYS, ROUND_TRIP
+    from stamp_suite.sender.stats import Scope
 
-    full, delays, rt = SessionStats(), SessionStats(ipdv_memory=0, scope=DELAYS), SessionStats.lifetime_counters()
-    assert rt.scope == ROUND_TRIP
+    full, delays, rt = SessionStats(), SessionStats(ipdv_memory=0, scope=Scope.DELAYS), SessionStats.lifetime_counters()
+    assert rt.scope is Scope.ROUND_TRIP
     stream = [("sample", sample(0, 10)), ("sample", sample(2, 14, ttl=60)), ("sample", sample(1, 30)),
               ("duplicate", sample(1, 31)), ("sample", sample(4, 12, refl_seq=3))]
     d_full, d_delays, d_rt = (feed(st, stream, 5, lost=(3,)) for st in (full, delays, rt))

@@ -1,6 +1,6 @@
 """Early warnings (sender/warnings.py): each said once, as soon as its cause is likely."""
 
-from stamp_suite.sender.events import Lost, Refused, Rejected
+from stamp_suite.sender.events import Lost, Refused, Rejected, RejectReason
 from stamp_suite.sender.warnings import EarlyWarnings
 
 
@@ -19,8 +19,8 @@ def test_the_third_refusal_in_a_row_is_said_once():
 
 
 def test_silence_hmac_and_foreign_datagrams_each_once():
-    said = warnings_for(Lost(0, 0), Lost(1, 0), Rejected("hmac_failure", "x"), Rejected("hmac_failure", "y"),
-                        Rejected("foreign", "not ours"))
+    said = warnings_for(Lost(0, 0), Lost(1, 0), Rejected(RejectReason.HMAC_FAILURE, "x"), Rejected(RejectReason.HMAC_FAILURE, "y"),
+                        Rejected(RejectReason.FOREIGN, "not ours"))
     assert len(said) == 3
     assert "no reply yet" in said[0] and "open or authenticated" in said[0]
     assert "fail HMAC verification" in said[1] and "not replies to our packets (not ours)" in said[2]

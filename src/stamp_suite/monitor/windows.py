@@ -20,7 +20,7 @@ from typing import Any
 
 from ..sender.events import Duplicate, Event, Invalid, Late, Lost, Refused, Rejected, Reply, Sent, WindowClosed
 from ..sender.report import rfc3339
-from ..sender.stats import ALL, DELAYS, SessionStats
+from ..sender.stats import Scope, SessionStats
 
 NS = 1_000_000_000
 # Recent delays kept per target to pair consecutive packets for IPDV: at a packet a second, a
@@ -45,7 +45,7 @@ class ClosedWindow:
     @property
     def full(self) -> bool:
         """Every statistic kept (a window line can be written), not only the gauges'."""
-        return self.stats.scope == ALL
+        return self.stats.scope is Scope.ALL
 
     @property
     def length_s(self) -> int:
@@ -68,7 +68,7 @@ class _OpenWindow:
     def fold(self, dscp: int, ecn: int) -> SessionStats:
         if self.stats is None:
             self.stats = (SessionStats(dscp, ecn, ipdv_memory=IPDV_MEMORY) if self.full
-                          else SessionStats(dscp, ecn, ipdv_memory=0, scope=DELAYS))
+                          else SessionStats(dscp, ecn, ipdv_memory=0, scope=Scope.DELAYS))
         stats = self.stats
         stats.sent += self.sent
         self.sent = 0

@@ -21,6 +21,7 @@ from .. import __version__
 from .exposition import Families, Family, label_text, number
 from ..reflector.counters import PROCESSING_BUCKETS_S
 from ..sender.events import Event, Reply
+from ..tlvs import ClassOfService
 
 prometheus_client.disable_created_metrics()
 
@@ -129,8 +130,8 @@ class _SessionMetrics:
             backward.observe(s.backward_ns)
         self.last_rtt = s.rtt_ns
         self.ttl_reflector, self.ttl_sender = s.reflector_ttl, s.reply_ttl
-        cos = s.tlv.get("cos") if s.tlv else None
-        self.dscp_reflector = cos["dscp_at_reflector"] if cos else None
+        cos = s.tlvs.get(ClassOfService) if s.tlvs else None
+        self.dscp_reflector = cos.dscp2 if cos is not None else None
         self.dscp_sender = None if s.reply_tos is None else s.reply_tos >> 2
 
     def row(self) -> tuple:

@@ -18,6 +18,7 @@ import ipaddress
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import NamedTuple
 
 from ..tlvs import ReflectContext
@@ -57,6 +58,11 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Drop = DropReason | TlvDiscard  # why a datagram got no reply
 
 
+class TlvMode(StrEnum):
+    ECHO = "echo"  # TLVs processed (RFC 8972)
+    IGNORE = "ignore"  # TLVs copied untouched, as an RFC 8762-only reflector does
+
+
 def loopback_only(ip: Address) -> bool:
     """The host's own addresses as far as an engine knows without asking the system: the
     service gives the engine the system's answer (:class:`stamp_suite.net.local.LocalAddresses`)."""
@@ -79,7 +85,7 @@ class ReflectorConfig:
     authenticated: bool = False
     keys: KeyStore = field(default_factory=KeyStore)
     stateful: bool = False
-    tlv_mode: str = "echo"  # "echo" processes TLVs; "ignore" copies them untouched (RFC 8762 only)
+    tlv_mode: TlvMode = TlvMode.ECHO
     verify_tlv_hmac: bool = False
     timestamp_format: TimestampFormat = TimestampFormat.NTP
     tai_offset_s: int = DEFAULT_TAI_UTC_OFFSET
@@ -113,8 +119,6 @@ class ReflectorConfig:
     clock_read_ns: int = CLOCK_READ_NS  # the clock state is due to be read again this often
 
     def __post_init__(self) -> None:
-        if self.tlv_mode not in ("echo", "ignore"):
-            raise ValueError(f"tlv_mode must be echo or ignore, not {self.tlv_mode!r}")
         if self.error_estimate.timestamp_format != self.timestamp_format:
             object.__setattr__(self, "error_estimate", self.error_estimate.with_format(self.timestamp_format))
 
@@ -377,7 +381,7 @@ class Reflector:
         tlv_area = None
         if size > base_len:
             tlv_area = bytearray(data[base_len:])
-            if cfg.tlv_mode == "ignore":
+            if cfg.tlv_mode is TlvMode.IGNORE:
                 pass  # copied untouched, as an RFC 8762-only reflector does
             elif is_zero_padding(tlv_area):  # flagged without parsing (docs/protocol.md)
                 answer_zero_padding(tlv_area, self._c, self._integrity_required)

@@ -27,8 +27,8 @@ from ..wire.packet import AUTH_BASE_LEN, HMAC_COVERED, MalformedPacket, Reflecto
 from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFormat, from_wire, to_wire
 from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, MalformedTlv, RawTlv, TlvType, build_tlvs, compute_hmac_tlv,
                         hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
-from .events import (Duplicate, Event, Finished, Invalid, Late, Lost, Refused, Rejected, Reply, ReportDue, Sample,
-                     Sent, TlvProblem, Transmit, Unanswered, WindowClosed)
+from .events import (Duplicate, Event, Finished, Invalid, Late, Lost, ProblemKind, Refused, Rejected, RejectReason,
+                     Reply, ReportDue, Sample, Sent, TlvProblem, Transmit, Unanswered, WindowClosed)
 
 U32 = 0xFFFF_FFFF
 NS = 1_000_000_000
@@ -374,19 +374,20 @@ class SessionSender:
         try:
             reply = ReflectorPacket.from_bytes(data, cfg.authenticated)
         except MalformedPacket as exc:
-            return events + [Rejected("malformed", str(exc))]
+            return events + [Rejected(RejectReason.MALFORMED, str(exc))]
         if cfg.authenticated and not verify16(cfg.key, memoryview(data)[:HMAC_COVERED], data[96:112]):
-            return events + [Rejected("hmac_failure", "reply base HMAC does not verify")]
+            return events + [Rejected(RejectReason.HMAC_FAILURE, "reply base HMAC does not verify")]
         if reply.ssid != cfg.ssid:
             if reply.ssid != 0:
-                return events + [Rejected("foreign", f"SSID {reply.ssid} is not ours ({cfg.ssid})")]
+                return events + [Rejected(RejectReason.FOREIGN, f"SSID {reply.ssid} is not ours ({cfg.ssid})")]
             if cfg.ssid:
                 self.ssid_not_echoed += 1  # an RFC 8762-only reflector answers 0 (RFC 8972 §3)
         rec = self._sent.get(reply.sender_sequence_number)
         if rec is None:
-            return events + [Rejected("foreign", f"sequence {reply.sender_sequence_number} was not sent by us")]
+            return events + [Rejected(RejectReason.FOREIGN,
+                                      f"sequence {reply.sender_sequence_number} was not sent by us")]
         if rec.t1_wire != reply.sender_timestamp:
-            return events + [Rejected("foreign", "copied timestamp does not match what we sent")]
+            return events + [Rejected(RejectReason.FOREIGN, "copied timestamp does not match what we sent")]
         ee = ErrorEstimate.from_int(reply.error_estimate)
         see = ErrorEstimate.from_int(reply.sender_error_estimate)
         pivot = rec.t1_ns
@@ -394,7 +395,7 @@ class SessionSender:
                           self.learned_reflector_link_id)
         problems = self._read_tlvs(reply, data, ctx) if reply.tlvs else ()
         if ctx.mismatch is not None:  # RFC 9534 §3.2: discard
-            return events + [Rejected("micro_session_mismatch", ctx.mismatch)]
+            return events + [Rejected(RejectReason.MICRO_SESSION_MISMATCH, ctx.mismatch)]
         self.learned_reflector_link_id = ctx.learned_reflector_link_id
         if ctx.access_report_answered:
             self._ar_deadline = None
@@ -406,7 +407,7 @@ class SessionSender:
             from_wire(reply.receive_timestamp, ee.timestamp_format, cfg.tai_offset_s, pivot),
             from_wire(reply.timestamp, ee.timestamp_format, cfg.tai_offset_s, pivot),
             t4_ns, reply.sender_ttl, ttl, tos, see.synchronized, ee.synchronized,
-            ee.error_ns, see.error_ns, reply.ssid, rec.state == _LOST, ctx.values, problems)
+            ee.error_ns, see.error_ns, reply.ssid, ctx.read, problems)
         if rec.replies > 1:
             events.append(Duplicate(sample))
         elif rec.state == _LOST:
@@ -430,37 +431,38 @@ class SessionSender:
         parsed = parse_tlvs(reply.tlvs)
         tlvs = parsed.tlvs
         if any(t.flags & FLAG_I for t in tlvs):  # RFC 8972 §4.8: none of them can be trusted
-            return tuple(TlvProblem(t.type, "integrity", "the reflector's check of the HMAC TLV failed (I)")
+            return tuple(TlvProblem(t.type, ProblemKind.INTEGRITY, "the reflector's check of the HMAC TLV failed (I)")
                          for t in tlvs if t.flags & FLAG_I)
         if cfg.key is not None and any(t.type == TlvType.HMAC for t in tlvs):
             if not verify_hmac_tlv(cfg.key, data[:4], reply.tlvs, tlvs):
-                return (TlvProblem(TlvType.HMAC, "integrity", "the reply's HMAC TLV does not verify"),)
+                return (TlvProblem(TlvType.HMAC, ProblemKind.INTEGRITY, "the reply's HMAC TLV does not verify"),)
         elif (cfg.authenticated or cfg.hmac_tlv) and hmac_tlv_required(tlvs):
             # The base HMAC does not cover TLVs: without an HMAC TLV anyone on the path could
             # have rewritten them (RFC 8972 §4.8).  Counted, and nothing in them used.
-            return (TlvProblem(TlvType.HMAC, "integrity", "the reply's TLVs carry no HMAC TLV"),)
+            return (TlvProblem(TlvType.HMAC, ProblemKind.INTEGRITY, "the reply's TLVs carry no HMAC TLV"),)
         problems: list[TlvProblem] = []
         for i, t in enumerate(tlvs):
             if t.type == TlvType.HMAC or t.type == TlvType.RESERVED:  # checked above; padding
                 continue
             if t.truncated or t.flags & FLAG_M:
-                problems.append(TlvProblem(t.type, "truncated", f"Length {t.length} runs past the end of the reply")
-                                if t.truncated else TlvProblem(t.type, "malformed", "the reflector found it malformed (M)"))
+                problems.append(
+                    TlvProblem(t.type, ProblemKind.TRUNCATED, f"Length {t.length} runs past the end of the reply")
+                    if t.truncated else TlvProblem(t.type, ProblemKind.MALFORMED, "the reflector found it malformed (M)"))
                 # RFC 8972 §4: stop processing the remainder of the packet.
-                problems += [TlvProblem(u.type, "not_read", "after a malformed TLV") for u in tlvs[i + 1:]
+                problems += [TlvProblem(u.type, ProblemKind.NOT_READ, "after a malformed TLV") for u in tlvs[i + 1:]
                              if u.type != TlvType.HMAC]
                 return tuple(problems)
             if t.flags & FLAG_U:
-                problems.append(TlvProblem(t.type, "not_processed", "the reflector did not process it (U)"))
+                problems.append(TlvProblem(t.type, ProblemKind.NOT_PROCESSED, "the reflector did not process it (U)"))
                 continue
             kind = REGISTRY.get(t.type)
             if kind is None:
-                problems.append(TlvProblem(t.type, "unknown", "a type this sender does not know"))
+                problems.append(TlvProblem(t.type, ProblemKind.UNKNOWN, "a type this sender does not know"))
                 continue
             try:
                 kind.from_value(t.value).read(ctx)
             except (MalformedTlv, ValueError) as exc:
-                problems.append(TlvProblem(t.type, "unreadable", str(exc)))
+                problems.append(TlvProblem(t.type, ProblemKind.UNREADABLE, str(exc)))
         if parsed.trailing:
-            problems.append(TlvProblem(0, "truncated", f"{len(parsed.trailing)} octets after the last TLV"))
+            problems.append(TlvProblem(0, ProblemKind.TRUNCATED, f"{len(parsed.trailing)} octets after the last TLV"))
         return tuple(problems)

@@ -10,17 +10,38 @@ The engine returns them from ``handle_timer``, ``receive``, ``stamp`` and ``clos
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+from ..tlvs import TlvValue
+
+
+class ProblemKind(StrEnum):
+    """Why a TLV of a reply told nothing."""
+
+    NOT_PROCESSED = "not_processed"  # the reflector set U
+    MALFORMED = "malformed"  # the reflector set M
+    INTEGRITY = "integrity"  # I set, or an HMAC TLV that does not verify or is missing
+    UNKNOWN = "unknown"  # a type this sender does not know
+    UNREADABLE = "unreadable"  # its Value does not fit its type
+    TRUNCATED = "truncated"  # its Length runs past the reply
+    NOT_READ = "not_read"  # after a malformed one: RFC 8972 §4 stops there
+
+
+class RejectReason(StrEnum):
+    """Why a datagram is not a usable reply to us."""
+
+    MALFORMED = "malformed"
+    FOREIGN = "foreign"  # not a reply to a packet of ours (SSID, sequence number, copied T1)
+    HMAC_FAILURE = "hmac_failure"
+    MICRO_SESSION_MISMATCH = "micro_session_mismatch"  # RFC 9534 §3.2
 
 
 @dataclass(slots=True)
 class TlvProblem:
-    """A TLV of a reply that told nothing, and why: ``kind`` is not_processed (U flag),
-    malformed (M), integrity (I, or an HMAC TLV that does not verify or is missing), unknown,
-    unreadable (its Value does not fit its type), truncated (its Length runs past the reply) or
-    not_read (after a malformed one: RFC 8972 §4 stops there)."""
+    """A TLV of a reply that told nothing, and why."""
 
     tlv_type: int
-    kind: str
+    kind: ProblemKind
     detail: str
 
 
@@ -42,8 +63,9 @@ class Sample:
     reflector_error_ns: float
     sender_error_ns: float
     ssid: int
-    late: bool = False
-    tlv: dict = field(default_factory=dict)  # what was read from the reflector's TLVs, by TLV name
+    # What was read of the reflector's TLVs: the typed values, by type (made plain values only
+    # at the edges: JSON, per-packet lines, metrics), and the TLVs that told nothing.
+    tlvs: dict[type[TlvValue], TlvValue] = field(default_factory=dict)
     tlv_problems: tuple[TlvProblem, ...] = ()
 
     @property
@@ -176,10 +198,9 @@ class Unanswered:
 
 @dataclass(slots=True)
 class Rejected:
-    """A datagram that is not a usable reply to us: ``reason`` is malformed, foreign,
-    hmac_failure or micro_session_mismatch."""
+    """A datagram that is not a usable reply to us."""
 
-    reason: str
+    reason: RejectReason
     detail: str
 
 

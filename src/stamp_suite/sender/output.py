@@ -51,7 +51,7 @@ class SenderOutput:
             return
         elif self.s.output_format == "json":
             sample = getattr(ev, "sample", None)
-            print(json.dumps({"type": "packet", **rec, "tlv": tlv_record(sample.tlv) if sample else {},
+            print(json.dumps({"type": "packet", **rec, "tlv": tlv_record(sample.tlvs) if sample else {},
                               "tlv_problems": problems_record(sample.tlv_problems) if sample else []}), file=self.out)
         else:
             self.clear_progress()

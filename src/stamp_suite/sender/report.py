@@ -13,6 +13,7 @@ import io
 import json
 from typing import Any
 
+from ..tlvs import ClassOfService, FollowUpTelemetry, ReturnPath, TlvValue
 from ..wire.tlv import TlvType
 from .events import Duplicate, Event, Invalid, Late, Lost, Rejected, Reply, Sample, TlvProblem, Unanswered
 
@@ -63,26 +64,28 @@ def parse_rfc3339(text: str) -> int:
 
 
 def sample_record(kind: str, s: Sample | None, detail: str = "", seq: int | None = None,
-                  t1_ns: int | None = None) -> dict[str, Any]:
+                  t1_ns: int | None = None, late: bool = False) -> dict[str, Any]:
     """One packet as a flat dict: the JSON-lines object and the CSV row."""
     rec: dict[str, Any] = {k: None for k in CSV_FIELDS}
     rec.update(kind=kind, detail=detail or None, seq=seq, t1=rfc3339(t1_ns))
     if s is not None:
-        cos = s.tlv.get("cos") or {}
+        cos = s.tlvs.get(ClassOfService)
         rec.update(seq=s.sequence_number, reflector_seq=s.reflector_sequence_number, t1=rfc3339(s.t1_ns),
                    t2=rfc3339(s.t2_ns), t3=rfc3339(s.t3_ns), t4=rfc3339(s.t4_ns), rtt_ns=s.rtt_ns,
                    rtt_raw_ns=s.t4_ns - s.t1_ns, forward_ns=s.forward_ns, backward_ns=s.backward_ns,
-                   residence_ns=s.residence_ns, reflector_ttl=s.reflector_ttl, reply_ttl=s.reply_ttl, late=s.late,
+                   residence_ns=s.residence_ns, reflector_ttl=s.reflector_ttl, reply_ttl=s.reply_ttl, late=late,
                    reply_dscp=None if s.reply_tos is None else s.reply_tos >> 2,
                    reply_ecn=None if s.reply_tos is None else s.reply_tos & 3,
-                   reflector_dscp=cos.get("dscp_at_reflector"), reflector_ecn=cos.get("ecn_at_reflector"))
+                   reflector_dscp=cos and cos.dscp2, reflector_ecn=cos and cos.ecn)
     return rec
 
 
 def event_record(ev: Event) -> dict[str, Any] | None:
     """The per-packet record of an event (JSON line, CSV row, plot point), or None."""
-    if isinstance(ev, (Reply, Late)):
+    if isinstance(ev, Reply):
         return sample_record("sample", ev.sample)
+    if isinstance(ev, Late):
+        return sample_record("sample", ev.sample, late=True)
     if isinstance(ev, Duplicate):
         return sample_record("duplicate", ev.sample)
     if isinstance(ev, Invalid):
@@ -96,13 +99,13 @@ def event_record(ev: Event) -> dict[str, Any] | None:
     return None
 
 
-def tlv_record(tlv: dict[str, Any]) -> dict[str, Any]:
-    """What was read from the TLVs, for JSON: the Follow-Up Telemetry time as RFC 3339."""
-    fu = tlv.get("follow_up")
-    if fu is None:
-        return tlv
-    fu = {k: v for k, v in fu.items() if k != "tx_ns"} | {"tx": rfc3339(fu["tx_ns"])}
-    return {**tlv, "follow_up": fu}
+def tlv_record(tlvs: dict[type, TlvValue]) -> dict[str, Any]:
+    """What was read from the TLVs, for JSON, by name: the Follow-Up Telemetry time as RFC 3339."""
+    out = {value.KEY: value.record() for value in tlvs.values()}
+    fu = out.get(FollowUpTelemetry.KEY)
+    if fu is not None:
+        out[FollowUpTelemetry.KEY] = {k: v for k, v in fu.items() if k != "tx_ns"} | {"tx": rfc3339(fu["tx_ns"])}
+    return out
 
 
 def problems_record(problems: tuple[TlvProblem, ...]) -> list[dict[str, Any]]:
@@ -128,14 +131,14 @@ def packet_text(event: Event, verbose: bool = False, dscp: bool = False) -> str 
     parts = [f"seq={s.sequence_number}", f"rtt={_ms_tight(s.rtt_ns)}", f"ttl={s.reflector_ttl}"]
     if s.clocks_synchronized or verbose:
         parts += [f"fwd={_ms_tight(s.forward_ns)}", f"bwd={_ms_tight(s.backward_ns)}"]
-    cos = s.tlv.get("cos")
+    cos = s.tlvs.get(ClassOfService)
     if dscp or cos:
         here = "?" if s.reply_tos is None else str(s.reply_tos >> 2)
-        parts.append(f"dscp={cos['dscp_at_reflector'] if cos else '?'}/{here}")
-    rp = s.tlv.get("return_path")
+        parts.append(f"dscp={cos.dscp2 if cos else '?'}/{here}")
+    rp = s.tlvs.get(ReturnPath)
     if rp is not None or any(p.tlv_type == TlvType.RETURN_PATH for p in s.tlv_problems):
         # the path the reply was asked to take: whether it did, and the hop limit it arrived with
-        parts.append(f"return_path={'+'.join(rp['followed']) if rp else 'not_used'}")
+        parts.append(f"return_path={'+'.join(rp.followed) if rp else 'not_used'}")
         if not verbose:
             parts.append(f"reply_ttl={'unknown' if s.reply_ttl is None else s.reply_ttl}")
     if isinstance(event, Late):
@@ -150,7 +153,7 @@ def packet_text(event: Event, verbose: bool = False, dscp: bool = False) -> str 
                   f"reply_ttl={'unknown' if s.reply_ttl is None else s.reply_ttl}"]
         if s.reply_tos is not None:
             parts.append(f"reply_dscp={s.reply_tos >> 2} reply_ecn={s.reply_tos & 3}")
-        parts += [f"{k}={_compact(v)}" for k, v in s.tlv.items()]
+        parts += [f"{k}={_compact(v)}" for k, v in tlv_record(s.tlvs).items()]
     return " ".join(parts)
 
 

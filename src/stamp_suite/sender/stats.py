@@ -21,20 +21,23 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+from enum import Enum
 
 from .distribution import Distribution
-from .events import Duplicate, Invalid, Late, Lost, Refused, Rejected, Reply, Sample, Sent, Unanswered
+from .events import (Duplicate, Invalid, Late, Lost, ProblemKind, Refused, Rejected, RejectReason, Reply, Sample, Sent,
+                     Unanswered)
+from ..tlvs import ClassOfService, DirectMeasurement, FollowUpTelemetry, ReturnPath
 from ..wire.tlv import TlvType
 
 U32 = 1 << 32
 IPDV_MEMORY = 4096  # recent per-sequence delays kept to pair consecutive packets
-# What a SessionStats reads of each reply (its scope): everything (a sender's report, a window
-# line); the counts, the order and the delays of both directions with their jitter (a window
-# of a monitor that writes no lines: its gauges); or the counts, the order and the round trip
-# (a monitor's lifetime counters).  What is left out costs nothing a reply, where every object
-# a reply touches is a cache miss (a monitor of 10,000 targets: 5 us of its round trip each).
-ALL, DELAYS, ROUND_TRIP = "all", "delays", "round_trip"
-_SCOPES = {s: s for s in (ALL, DELAYS, ROUND_TRIP)}
+class Scope(Enum):
+    """What a SessionStats reads of each reply.  What is left out costs nothing a reply, where
+    every object a reply touches is a cache miss (a monitor of 10,000 targets)."""
+
+    ALL = "all"  # everything: a sender's report, a window's line
+    DELAYS = "delays"  # the counts, the order, both directions' delays and jitter: a window's gauges
+    ROUND_TRIP = "round_trip"  # the counts, the order and the round trip: a monitor's lifetime counters
 
 
 def unwrap(seq: int, reference: int) -> int:
@@ -88,10 +91,10 @@ class SessionStats:
                  "scope")
 
     def __init__(self, dscp_sent: int = 0, ecn_sent: int = 0, keep_values: bool = True,
-                 ipdv_memory: int = IPDV_MEMORY, scope: str = ALL) -> None:
+                 ipdv_memory: int = IPDV_MEMORY, scope: Scope = Scope.ALL) -> None:
         """``keep_values=False``: moments only, no percentiles (see :class:`Distribution`);
         ``ipdv_memory``: how many recent delays are kept to pair consecutive packets;
-        ``scope``: what is read of each reply (ALL, DELAYS or ROUND_TRIP)."""
+        ``scope``: what is read of each reply (Scope.ALL, Scope.DELAYS or Scope.ROUND_TRIP)."""
         def dist() -> Distribution:
             return Distribution(keep_values=keep_values)
         self.sent = 0
@@ -127,7 +130,7 @@ class SessionStats:
         self.stateful_reflector = False
         self._max_reflector: tuple[int, int] | None = None  # (reflector seq, sender seq) of the latest reply
         self._reflector_seqs_received = 0
-        self.direct_measurement: dict | None = None
+        self.direct_measurement: DirectMeasurement | None = None  # the latest reply's
         # RFC 9503 Return Path: replies that say it was used (and which sub-TLVs), or not
         self.return_path: Counter[str] = Counter()
         self.last_sample: Sample | None = None
@@ -135,16 +138,14 @@ class SessionStats:
         self.follow_up_shift = dist()  # real departure minus the T3 the reply carried
         self.rtt_follow_up = dist()  # round trip recomputed with the real departure
         self._by_reflector_seq: OrderedDict[int, Sample] | None = None  # made by the first Follow-Up TLV
-        if scope not in _SCOPES:
-            raise ValueError(f"scope must be {ALL}, {DELAYS} or {ROUND_TRIP}, not {scope!r}")
-        self.scope = _SCOPES[scope]  # the constant itself: _on_sample compares by identity
+        self.scope = Scope(scope)
 
     @classmethod
     def lifetime_counters(cls, dscp_sent: int = 0, ecn_sent: int = 0) -> SessionStats:
         """What a monitor keeps of a target for its whole life: the packet counts, reordering,
         the round trip's moments and jitter (its counters and SNMP row), no values kept.  The
         rest is its windows' to report."""
-        return cls(dscp_sent, ecn_sent, keep_values=False, ipdv_memory=0, scope=ROUND_TRIP)
+        return cls(dscp_sent, ecn_sent, keep_values=False, ipdv_memory=0, scope=Scope.ROUND_TRIP)
 
     # -- feeding ----------------------------------------------------------------------
     def on_event(self, event) -> None:
@@ -176,11 +177,12 @@ class SessionStats:
         self.unanswered += 1
 
     def _rejected(self, ev: Rejected) -> None:
-        if ev.reason == "malformed":
+        reason = ev.reason
+        if reason is RejectReason.MALFORMED:
             self.malformed += 1
-        elif ev.reason == "hmac_failure":
+        elif reason is RejectReason.HMAC_FAILURE:
             self.hmac_failures += 1
-        elif ev.reason == "micro_session_mismatch":
+        elif reason is RejectReason.MICRO_SESSION_MISMATCH:
             self.micro_session_mismatches += 1
         else:
             self.foreign += 1
@@ -211,7 +213,7 @@ class SessionStats:
         self.rtt.add(rtt)
         self.rtt_var.add(seq, rtt)
         scope = self.scope
-        if scope is ROUND_TRIP:
+        if scope is Scope.ROUND_TRIP:
             return
         synchronized = s.clocks_synchronized
         forward, backward = t2 - t1, t4 - t3
@@ -222,35 +224,36 @@ class SessionStats:
         self.forward_var.add(seq, forward)
         self.backward_var.add(seq, backward)
         self.all_synchronized &= synchronized
-        if scope is DELAYS:
+        if scope is Scope.DELAYS:
             return
         self.rtt_raw.add(t4 - t1)
         self.residence.add(max(0, t3 - t2))
         self._on_path(s)
         self._on_reflector_sequence(s, seq)
-        if s.tlv or s.tlv_problems:  # most replies carry no TLVs
+        if s.tlvs or s.tlv_problems:  # most replies carry no TLVs
             self._on_tlvs(s)
 
     def _on_tlvs(self, s: Sample) -> None:
-        if any(p.kind == "integrity" for p in s.tlv_problems):
+        if any(p.kind is ProblemKind.INTEGRITY for p in s.tlv_problems):
             self.tlv_integrity_failures += 1
-        if "direct_measurement" in s.tlv:
-            self.direct_measurement = s.tlv["direct_measurement"]
+        dm = s.tlvs.get(DirectMeasurement)
+        if dm is not None:
+            self.direct_measurement = dm
         self._on_return_path(s)
         self._on_follow_up(s)
 
     def _on_follow_up(self, s: Sample) -> None:
         """RFC 8972 §4.7: this reply reports when the previous one really left."""
-        fu = s.tlv.get("follow_up")
+        fu = s.tlvs.get(FollowUpTelemetry)
         if fu is None:
             return
         recent = self._by_reflector_seq
         if recent is None:
             recent = self._by_reflector_seq = OrderedDict()
-        if fu and fu.get("tx_ns") is not None:
-            prev = recent.get(fu["sequence_number"])
+        if fu.tx_ns is not None:
+            prev = recent.get(fu.sequence_number)
             if prev is not None:
-                shift = fu["tx_ns"] - prev.t3_ns
+                shift = fu.tx_ns - prev.t3_ns
                 self.follow_up_shift.add(shift)
                 self.rtt_follow_up.add(prev.rtt_ns - shift)
         recent[s.reflector_sequence_number] = s
@@ -266,16 +269,16 @@ class SessionStats:
             self.reply_ttl[s.reply_ttl] += 1
         if s.reply_tos is not None:
             self.tos_at_sender[s.reply_tos] += 1
-        cos = s.tlv.get("cos")
-        if cos:
-            self.tos_at_reflector[(cos["dscp_at_reflector"], cos["ecn_at_reflector"])] += 1
+        cos = s.tlvs.get(ClassOfService)
+        if cos is not None:
+            self.tos_at_reflector[(cos.dscp2, cos.ecn)] += 1
 
     def _on_return_path(self, s: Sample) -> None:
-        rp = s.tlv.get("return_path")
+        rp = s.tlvs.get(ReturnPath)
         if rp is not None:
             self.return_path["honoured"] += 1
-            self.return_path.update(rp["followed"])
-        elif any(p.tlv_type == TlvType.RETURN_PATH and p.kind == "not_processed" for p in s.tlv_problems):
+            self.return_path.update(rp.followed)
+        elif any(p.tlv_type == TlvType.RETURN_PATH and p.kind is ProblemKind.NOT_PROCESSED for p in s.tlv_problems):
             self.return_path["not_honoured"] += 1
 
     def _on_reflector_sequence(self, s: Sample, seq: int) -> None:
@@ -329,7 +332,7 @@ class SessionStats:
                         "micro_session_mismatches": self.micro_session_mismatches,
                         "tlv_integrity_failures": self.tlv_integrity_failures},
             "loss_by_direction": self.directional_loss(),
-            "direct_measurement": self.direct_measurement,
+            "direct_measurement": self.direct_measurement.record() if self.direct_measurement else None,
             "reordering": {"ratio": self.reordered / self.received if self.received else None,
                            "extent_max": self.reorder_extent.max, "extent_mean": self.reorder_extent.mean},
             "rtt_ns": self.rtt.summary(),

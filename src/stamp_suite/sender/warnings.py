@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..say import say
-from .events import Duplicate, Event, Invalid, Late, Lost, Refused, Rejected, Reply
+from .events import Duplicate, Event, Invalid, Late, Lost, Refused, Rejected, RejectReason, Reply
 
 REFUSALS_BEFORE_WARNING = 3
 
@@ -39,8 +39,8 @@ class EarlyWarnings:
         elif isinstance(ev, Lost) and not self.replied and not self.refused:
             self._once("silent", f"no reply yet from {self.where} within --timeout {self.timeout_s:g} s: is a "
                                  f"reflector there, and in which mode (open or authenticated, -A)?")
-        elif isinstance(ev, Rejected) and ev.reason == "hmac_failure":
+        elif isinstance(ev, Rejected) and ev.reason is RejectReason.HMAC_FAILURE:
             self._once("hmac", f"replies from {self.where} fail HMAC verification: the same key and mode (-A A) "
                                f"at both ends?")
-        elif isinstance(ev, Rejected) and ev.reason in ("foreign", "malformed"):
+        elif isinstance(ev, Rejected) and ev.reason in (RejectReason.FOREIGN, RejectReason.MALFORMED):
             self._once("foreign", f"datagrams from {self.where} that are not replies to our packets ({ev.detail})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from ..wire.tlv import FLAG_U, RawTlv, TlvType, require_length
 from .base import PROCESSED, ReadContext, ReflectContext, TlvValue
@@ -43,5 +44,8 @@ class AccessReport(TlvValue):
         return PROCESSED, tlv.value
 
     def read(self, ctx: ReadContext) -> None:
-        ctx.values[self.KEY] = {"access_id": self.access_id, "return_code": self.return_code}
+        TlvValue.read(self, ctx)  # (no zero-argument super() in a slots dataclass)
         ctx.access_report_answered = True  # a reply carried it back: the retransmission timer stops
+
+    def record(self) -> dict[str, Any]:
+        return {"access_id": self.access_id, "return_code": self.return_code}

@@ -95,7 +95,7 @@ class TlvValue:
     """Base of the typed TLV Values: one subclass per Type, registered by ``TYPE``."""
 
     TYPE: ClassVar[int]
-    KEY: ClassVar[str] = ""  # the name of what the sender reads from it (JSON, per-packet lines)
+    KEY: ClassVar[str] = ""  # the name of what a sender reads of it (JSON, per-packet lines); "": nothing
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -127,7 +127,14 @@ class TlvValue:
         return value
 
     def read(self, ctx: ReadContext) -> None:
-        """What the sender learns from the reflector's answer (nothing, by default)."""
+        """A sender reads the reflector's answer: by default it keeps the typed value (a type
+        with a KEY), in ``ctx.read``; a type may check it first (Micro-session ID)."""
+        if self.KEY:
+            ctx.read[type(self)] = self
+
+    def record(self) -> dict[str, Any]:
+        """What a sender read of it, as plain values for JSON and per-packet lines (the edge)."""
+        raise NotImplementedError  # pragma: no cover - every type with a KEY has one
 
 
 REGISTRY: dict[int, type[TlvValue]] = {}
@@ -172,7 +179,7 @@ class ReadContext:
     pivot_ns: int  # a time near the reply's, to place NTP/PTP timestamps in their era
     micro_session: Any = None  # the MicroSessionId the sender sent, if any
     learned_reflector_link_id: int | None = None
-    values: dict[str, Any] = field(default_factory=dict)  # KEY -> what was read
+    read: dict[type[TlvValue], TlvValue] = field(default_factory=dict)  # what was read, by type
     access_report_answered: bool = False
     mismatch: str | None = None  # a reason to discard the reply (RFC 9534 §3.2)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from ..wire.tlv import RawTlv, TlvType, require_length
-from .base import PROCESSED, ReadContext, ReflectContext, TlvValue
+from .base import PROCESSED, ReflectContext, TlvValue
 
 _WORD = struct.Struct("!I")
 
@@ -55,6 +56,6 @@ class ClassOfService(TlvValue):
             rp = 1
         return PROCESSED, cls(cos.dscp1, dscp2, ecn, rp).to_value()
 
-    def read(self, ctx: ReadContext) -> None:
-        ctx.values[self.KEY] = {"dscp_requested": self.dscp1, "dscp_at_reflector": self.dscp2,
-                                "ecn_at_reflector": self.ecn, "reverse_path_refused": bool(self.rp)}
+    def record(self) -> dict[str, Any]:
+        return {"dscp_requested": self.dscp1, "dscp_at_reflector": self.dscp2, "ecn_at_reflector": self.ecn,
+                "reverse_path_refused": bool(self.rp)}

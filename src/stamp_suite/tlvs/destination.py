@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 from ..wire.tlv import FLAG_U, RawTlv, TlvType, require_length
-from .base import PROCESSED, ReadContext, ReflectContext, TlvValue, unmapped_address
+from .base import PROCESSED, ReflectContext, TlvValue, unmapped_address
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -35,5 +36,5 @@ class DestinationNodeAddress(TlvValue):
             return PROCESSED, tlv.value
         return FLAG_U, tlv.value  # recognised, but we are not the intended node
 
-    def read(self, ctx: ReadContext) -> None:
-        ctx.values[self.KEY] = {"address": str(self.address), "accepted": True}
+    def record(self) -> dict[str, Any]:
+        return {"address": str(self.address), "accepted": True}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from ..wire.tlv import RawTlv, TlvType, require_length
-from .base import PROCESSED, ReadContext, ReflectContext, TlvValue
+from .base import PROCESSED, ReflectContext, TlvValue
 
 _COUNTERS = struct.Struct("!III")
 
@@ -35,6 +36,5 @@ class DirectMeasurement(TlvValue):
         # R_TxC counts this reply too: R_RxC - R_TxC is then what the reflector itself lost.
         return PROCESSED, cls(dm.sender_tx_count, s.received, s.transmitted + 1).to_value()
 
-    def read(self, ctx: ReadContext) -> None:
-        ctx.values[self.KEY] = {"s_txc": self.sender_tx_count, "r_rxc": self.reflector_rx_count,
-                                "r_txc": self.reflector_tx_count}
+    def record(self) -> dict[str, Any]:
+        return {"s_txc": self.sender_tx_count, "r_rxc": self.reflector_rx_count, "r_txc": self.reflector_tx_count}

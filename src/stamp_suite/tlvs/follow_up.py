@@ -7,7 +7,8 @@ reply in this session, in the format of this reply's Z bit, and how it was taken
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..wire.timestamp import from_wire, to_wire
 from ..wire.tlv import RawTlv, TlvType, require_length
@@ -23,6 +24,8 @@ class FollowUpTelemetry(TlvValue):
     sequence_number: int = 0
     follow_up_timestamp: int = 0
     timestamp_mode: int = 0
+    # Read by a sender: the Follow-Up Timestamp in POSIX ns (not on the wire; None when 0).
+    tx_ns: int | None = field(default=None, compare=False)
 
     @classmethod
     def from_value(cls, value: bytes) -> FollowUpTelemetry:
@@ -54,6 +57,8 @@ class FollowUpTelemetry(TlvValue):
     def read(self, ctx: ReadContext) -> None:
         # Its timestamp is in the format of this reply's Z bit (RFC 8972 §4.7).
         ts = self.follow_up_timestamp
-        ctx.values[self.KEY] = {
-            "sequence_number": self.sequence_number, "timestamp_mode": self.timestamp_mode,
-            "tx_ns": from_wire(ts, ctx.timestamp_format, ctx.tai_offset_s, ctx.pivot_ns) if ts else None}
+        tx_ns = from_wire(ts, ctx.timestamp_format, ctx.tai_offset_s, ctx.pivot_ns) if ts else None
+        ctx.read[FollowUpTelemetry] = replace(self, tx_ns=tx_ns)
+
+    def record(self) -> dict[str, Any]:
+        return {"sequence_number": self.sequence_number, "timestamp_mode": self.timestamp_mode, "tx_ns": self.tx_ns}

@@ -10,9 +10,10 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from ..wire.tlv import FLAG_U, MalformedTlv, RawTlv, TlvType, build_tlvs, parse_sub_tlvs
-from .base import PROCESSED, ReadContext, ReflectContext, TlvValue, unmapped_address
+from .base import PROCESSED, ReflectContext, TlvValue, unmapped_address
 
 _PORTS = struct.Struct("!HH")
 
@@ -95,9 +96,8 @@ class Location(TlvValue):
         answers = tuple(_answer(sub, meta.local_address, meta.source[0]) for sub in loc.sub_tlvs)
         return PROCESSED, cls(meta.local_port, meta.source[1], answers).to_value()
 
-    def read(self, ctx: ReadContext) -> None:
-        ctx.values[self.KEY] = {"destination_port": self.destination_port, "source_port": self.source_port,
-                                **self.answers()}
+    def record(self) -> dict[str, Any]:
+        return {"destination_port": self.destination_port, "source_port": self.source_port, **self.answers()}
 
 
 def _answer(sub: RawTlv, destination: str | bytes | None, source: str) -> RawTlv:

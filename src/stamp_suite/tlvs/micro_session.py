@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from ..wire.tlv import RawTlv, TlvType, require_length
 from .base import PROCESSED, ReadContext, ReflectContext, TlvDiscard, TlvValue
@@ -40,7 +41,7 @@ class MicroSessionId(TlvValue):
     def read(self, ctx: ReadContext) -> None:
         """The Sender ID must be ours and the Reflector ID the expected one (learned from the
         first reply when the sender did not know it), or the reply is discarded."""
-        ctx.values[self.KEY] = {"sender_id": self.sender_id, "reflector_id": self.reflector_id}
+        TlvValue.read(self, ctx)  # (no zero-argument super() in a slots dataclass)
         ours = ctx.micro_session
         if ours is None:
             return
@@ -52,3 +53,6 @@ class MicroSessionId(TlvValue):
             ctx.mismatch = f"reflector member link {self.reflector_id}, expected {expected}"
         elif not expected and self.reflector_id:
             ctx.learned_reflector_link_id = self.reflector_id
+
+    def record(self) -> dict[str, Any]:
+        return {"sender_id": self.sender_id, "reflector_id": self.reflector_id}

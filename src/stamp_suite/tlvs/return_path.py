@@ -10,11 +10,12 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 from enum import StrEnum
 
 from ..wire.srh import segment_routing_header
 from ..wire.tlv import FLAG_U, MalformedTlv, RawTlv, TlvType, build_tlvs, parse_sub_tlvs
-from .base import PROCESSED, ReadContext, ReflectContext, TlvDiscard, TlvValue, unmapped_address
+from .base import PROCESSED, ReflectContext, TlvDiscard, TlvValue, unmapped_address
 from .destination import IPAddress
 
 _WORD = struct.Struct("!I")
@@ -183,11 +184,14 @@ class ReturnPath(TlvValue):
                 complete = False
         return (PROCESSED if complete else FLAG_U), _with_sub_tlv_flags(tlv.value, used)
 
-    def read(self, ctx: ReadContext) -> None:
-        """U = 0 on the TLV: the return path asked for was used.  Which sub-TLVs the reflector
-        followed (U = 0 on each) is kept, e.g. that an SRv6 segment list was imposed."""
-        followed = [_SUB_NAMES.get(t, str(t)) for t, flags in self.sub_flags if not flags & FLAG_U]
-        ctx.values[self.KEY] = {"honoured": True, "followed": followed}
+    @property
+    def followed(self) -> list[str]:
+        """In a reply read with U = 0 (the return path asked for was used): the sub-TLVs the
+        reflector followed (U = 0 on each), e.g. that an SRv6 segment list was imposed."""
+        return [_SUB_NAMES.get(t, str(t)) for t, flags in self.sub_flags if not flags & FLAG_U]
+
+    def record(self) -> dict[str, Any]:
+        return {"honoured": True, "followed": self.followed}
 
 
 _SUB_NAMES = {ReturnPathSubType.CONTROL_CODE: "control_code", ReturnPathSubType.RETURN_ADDRESS: "return_address",

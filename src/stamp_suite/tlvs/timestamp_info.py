@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from ..wire.timestamp import TimestampMethod
 from ..wire.tlv import MalformedTlv, RawTlv, TlvType
-from .base import PROCESSED, ReadContext, ReflectContext, TlvValue
+from .base import PROCESSED, ReflectContext, TlvValue
 
 _FIXED = struct.Struct("!BBBB")
 
@@ -44,6 +45,6 @@ class TimestampInformation(TlvValue):
         filled = cls(sync, ctx.meta.rx_method, sync, TimestampMethod.CONTROL_PLANE, received.sub_tlvs)
         return PROCESSED, filled.to_value()
 
-    def read(self, ctx: ReadContext) -> None:
-        ctx.values[self.KEY] = {"sync_src_in": self.sync_src_in, "timestamp_in": self.timestamp_in,
-                                "sync_src_out": self.sync_src_out, "timestamp_out": self.timestamp_out}
+    def record(self) -> dict[str, Any]:
+        return {"sync_src_in": self.sync_src_in, "timestamp_in": self.timestamp_in,
+                "sync_src_out": self.sync_src_out, "timestamp_out": self.timestamp_out}
