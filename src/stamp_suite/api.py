@@ -7,11 +7,11 @@ Settings are the same as the command line's, by their snake_case names (``count`
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from .assembly import ReflectorThread, collect, open_session, run_session as run_to_end
-from .config import ConfigError, Settings, build_settings, coerce
+from .config import Settings, build_settings
 from .net.clock import read_clock_state
 from .net.signals import StopRequest
 from .sender.events import Lost, Reply, Sample
@@ -53,11 +53,8 @@ def start_reflector(local_addr: str = "127.0.0.1", local_port: int = 0, **settin
 
 
 def _settings(**settings: Any) -> Settings:
-    """Keyword settings checked as a file's are: known names, the setting's type (None: the default)."""
-    unknown = sorted(set(settings) - {f.name for f in fields(Settings)})
-    if unknown:
-        raise ConfigError(f"unknown setting {unknown[0]!r} (settings are the long flag names in snake_case)")
-    return build_settings({k: coerce(k, v, "setting") for k, v in settings.items() if v is not None})
+    """Keyword settings checked as the command line's are (None: the default)."""
+    return build_settings({k: v for k, v in settings.items() if v is not None}, where="setting")
 
 
 def run_session(remote_addr: str, remote_port: int = 862, *, stop: StopRequest | None = None,
@@ -68,7 +65,7 @@ def run_session(remote_addr: str, remote_port: int = 862, *, stop: StopRequest |
     ``metrics``, ``force_ipv6``, TLVs, keys, ...), through the same driver the CLI uses;
     ``stop.set()`` (from any thread) ends it early."""
     s = _settings(remote_addr=remote_addr, remote_port=remote_port, **settings)
-    session, stats = open_session(s, read_clock_state(s.tai_offset))
+    session, stats = open_session(s, read_clock_state(s.common.tai_offset))
     events = collect(session, (Reply, Lost))
     run_to_end(s, session, stats, stop or StopRequest())
     return SessionResult(stats.to_dict(), [ev.sample for ev in events if isinstance(ev, Reply)],

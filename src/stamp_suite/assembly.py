@@ -11,9 +11,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from .config import ConfigError, Settings
+from .config import ClockSource, ConfigError, Settings, Timestamping
 from .keys import load_key_directory, load_key_file
 from .net.clock import ClockState, ClockWatcher, read_clock_state
 from .net.local import LocalAddresses
@@ -22,7 +22,7 @@ from .net.reuseport import open_port_group
 from .net.signals import StopRequest
 from .net.udp import SocketSetupError, UdpEndpoint, format_address
 from .reflector.counters import ReflectorCounters
-from .reflector.engine import ClockDescription, Reflector, ReflectorConfig, TlvMode
+from .reflector.engine import ClockDescription, Reflector, ReflectorConfig
 from .reflector.server import ReflectorServer
 from .reflector.service import ReflectorService, default_workers
 from .sender.driver import SenderDriver, SenderSession
@@ -43,31 +43,32 @@ class Stoppable(Protocol):
 
 # -- what both roles need ---------------------------------------------------------------------
 def load_keys(s: Settings) -> KeyStore:
+    c = s.common
     try:
         default = None
-        if s.hmac_key:
-            default = parse_hex_key(s.hmac_key)
-        elif s.hmac_key_file:
-            default = load_key_file(s.hmac_key_file)
-        if s.hmac_key_dir:
-            return load_key_directory(s.hmac_key_dir, default)
+        if c.hmac_key:
+            default = parse_hex_key(c.hmac_key)
+        elif c.hmac_key_file:
+            default = load_key_file(c.hmac_key_file)
+        if c.hmac_key_dir:
+            return load_key_directory(c.hmac_key_dir, default)
         return KeyStore(default)
     except KeyLoadError as exc:
         raise ConfigError(str(exc)) from None
 
 
 def timestamp_format(s: Settings) -> TimestampFormat:
-    return TimestampFormat.PTP if s.clock_source == "PTP" else TimestampFormat.NTP
+    return TimestampFormat.PTP if s.common.clock_source is ClockSource.PTP else TimestampFormat.NTP
 
 
 def error_estimate(s: Settings, clock: ClockState) -> ErrorEstimate:
     """The measured clock state, unless the operator states it (--clock-synchronized, --error-*)."""
-    measured = clock.error_estimate(timestamp_format(s))
+    c, fmt = s.common, timestamp_format(s)
+    measured = clock.error_estimate(fmt)
     return ErrorEstimate(
-        measured.synchronized if s.clock_synchronized is None else s.clock_synchronized,
-        timestamp_format(s),
-        measured.scale if s.error_scale is None else s.error_scale,
-        measured.multiplier if s.error_multiplier is None else s.error_multiplier)
+        measured.synchronized if c.clock_synchronized is None else c.clock_synchronized, fmt,
+        measured.scale if c.error_scale is None else c.error_scale,
+        measured.multiplier if c.error_multiplier is None else c.error_multiplier)
 
 
 def clock_description(s: Settings, clock: ClockState) -> ClockDescription:
@@ -75,8 +76,10 @@ def clock_description(s: Settings, clock: ClockState) -> ClockDescription:
     return ClockDescription(error_estimate(s, clock), clock.sync_source, clock.tai_offset_s)
 
 
-def _check_timestamping(endpoint: UdpEndpoint, s: Settings) -> UdpEndpoint:
-    if s.timestamping == "kernel" and not endpoint.caps.kernel_rx_timestamp:
+def _endpoint(s: Settings, host: str, port: int, **options: Any) -> UdpEndpoint:
+    """A socket with the receive timestamps --timestamping asks for (kernel: or none at all)."""
+    endpoint = UdpEndpoint(host, port, kernel_timestamps=s.common.timestamping is not Timestamping.USER, **options)
+    if s.common.timestamping is Timestamping.KERNEL and not endpoint.caps.kernel_rx_timestamp:
         endpoint.close()
         raise SocketSetupError("--timestamping kernel: this platform gives no kernel receive timestamps")
     return endpoint
@@ -84,35 +87,36 @@ def _check_timestamping(endpoint: UdpEndpoint, s: Settings) -> UdpEndpoint:
 
 # -- the reflector ----------------------------------------------------------------------------
 def reflector_port(s: Settings) -> int:
-    return 862 if s.local_port is None else s.local_port
+    return 862 if s.common.local_port is None else s.common.local_port
 
 
 def open_reflector_endpoint(s: Settings, port: int, reuseport: bool = False) -> UdpEndpoint:
     """Bound to --local-addr, or to the dual-stack wildcard (IPv4 only with -4 or no IPv6)."""
-    host, dual = s.local_addr, False
+    c = s.common
+    host, dual = c.local_addr, False
     if host is None:
-        host, dual = ("0.0.0.0", False) if s.force_ipv4 or not socket.has_ipv6 else ("::", not s.force_ipv6)
-    return _check_timestamping(UdpEndpoint(host, port, dual_stack=dual, kernel_timestamps=s.timestamping != "user",
-                                           reuseport=reuseport), s)
+        host, dual = ("0.0.0.0", False) if c.force_ipv4 or not socket.has_ipv6 else ("::", not c.force_ipv6)
+    return _endpoint(s, host, port, dual_stack=dual, reuseport=reuseport)
 
 
 def reflector_config(s: Settings, clock: ClockState, keys: KeyStore, endpoint: UdpEndpoint,
-                     own_address: Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], bool]) -> ReflectorConfig:
+                     host: LocalAddresses) -> ReflectorConfig:
     """The engine's configuration for a reflector listening on ``endpoint``."""
+    r = s.reflector
     return ReflectorConfig(
-        authenticated=s.authenticated, keys=keys, stateful=s.stateful_reflector, tlv_mode=TlvMode(s.tlv_mode),
-        verify_tlv_hmac=s.verify_tlv_hmac, timestamp_format=timestamp_format(s), tai_offset_s=clock.tai_offset_s,
-        error_estimate=error_estimate(s, clock), sync_source=clock.sync_source, local_addr=s.local_addr,
+        authenticated=s.common.authenticated, keys=keys, stateful=r.stateful_reflector, tlv_mode=r.tlv_mode,
+        verify_tlv_hmac=r.verify_tlv_hmac, timestamp_format=timestamp_format(s), tai_offset_s=clock.tai_offset_s,
+        error_estimate=error_estimate(s, clock), sync_source=clock.sync_source, local_addr=s.common.local_addr,
         local_port=endpoint.local[1],
-        cos_allowed_dscp=frozenset(s.cos_allowed_dscp) if s.cos_allowed_dscp is not None else None,
-        member_link_id=s.reflector_member_link_id,
-        allowed_ssids=frozenset(s.allowed_ssids) if s.allowed_ssids is not None else None,
-        return_address_allow=tuple(ipaddress.ip_network(p, strict=False) for p in s.return_address_allow),
-        return_srv6_allow=tuple(ipaddress.IPv6Network(p, strict=False) for p in s.return_srv6_allow),
-        srv6_unavailable=endpoint.srv6_unavailable, own_address=own_address,
-        session_timeout_s=s.session_timeout, max_sessions=s.max_sessions,
-        accept_zero_multiplier=s.accept_zero_multiplier, answer_short_packets=not s.drop_short_packets,
-        max_pps=s.max_pps, max_pps_burst=s.max_pps_burst)
+        cos_allowed_dscp=frozenset(r.cos_allowed_dscp) if r.cos_allowed_dscp is not None else None,
+        member_link_id=r.reflector_member_link_id,
+        allowed_ssids=frozenset(r.allowed_ssids) if r.allowed_ssids is not None else None,
+        return_address_allow=tuple(ipaddress.ip_network(p, strict=False) for p in r.return_address_allow),
+        return_srv6_allow=tuple(ipaddress.IPv6Network(p, strict=False) for p in r.return_srv6_allow),
+        srv6_unavailable=endpoint.srv6_unavailable, host=host,
+        session_timeout_s=r.session_timeout, max_sessions=r.max_sessions,
+        accept_zero_multiplier=r.accept_zero_multiplier, answer_short_packets=not r.drop_short_packets,
+        max_pps=r.max_pps, max_pps_burst=r.max_pps_burst)
 
 
 @dataclass
@@ -130,19 +134,19 @@ def reflector_service(s: Settings, stop: StopRequest, log: Callable[[str], None]
     """The reflector ``stamp-suite -i`` runs: its port group (one socket per worker), the
     engine configuration, and the clock and the host's addresses read again when due."""
     keys = load_keys(s)
-    clock = read_clock_state(s.tai_offset)
+    clock = read_clock_state(s.common.tai_offset)
     endpoints, why_one = open_port_group(lambda port, reuse: open_reflector_endpoint(s, port, reuse),
-                                         reflector_port(s), s.workers or default_workers())
+                                         reflector_port(s), s.reflector.workers or default_workers())
     own = LocalAddresses()
     config = reflector_config(s, clock, keys, endpoints[0], own)
 
     def make_watcher(engine: Reflector, log_changes: bool) -> ClockWatcher:
         return ClockWatcher(clock, lambda state: engine.update_clock(clock_description(s, state)),
-                            read=lambda: read_clock_state(s.tai_offset), log=log if log_changes else None)
+                            read=lambda: read_clock_state(s.common.tai_offset), log=log if log_changes else None)
 
     service = ReflectorService(config, endpoints, stop=stop, make_watcher=make_watcher, read_addresses=own.refresh,
-                               print_packets=s.print_stats, busy_poll_us=s.busy_poll,
-                               observe_processing_time=s.metrics)
+                               print_packets=s.output.print_stats, busy_poll_us=s.reflector.busy_poll,
+                               observe_processing_time=s.export.metrics)
     return Reflectors(service, endpoints[0], clock, config, why_one)
 
 
@@ -153,7 +157,7 @@ class ReflectorThread:
     def __init__(self, s: Settings, name: str = "stamp-reflector") -> None:
         endpoint = open_reflector_endpoint(s, reflector_port(s))
         self.own = LocalAddresses()
-        engine = Reflector(reflector_config(s, read_clock_state(s.tai_offset), load_keys(s), endpoint, self.own))
+        engine = Reflector(reflector_config(s, read_clock_state(s.common.tai_offset), load_keys(s), endpoint, self.own))
         self._server = ReflectorServer(engine, endpoint, read_addresses=self.own.refresh)
         self._thread = threading.Thread(target=self._server.serve, name=name, daemon=True)
         self._thread.start()
@@ -180,37 +184,39 @@ class ReflectorThread:
 
 # -- the sender -------------------------------------------------------------------------------
 def sender_tlvs(s: Settings) -> tuple[TlvValue, ...]:
+    t = s.tlvs
     tlvs: list[TlvValue] = []
-    if s.cos:
-        tlvs.append(ClassOfService(s.dscp))
-    if s.location:
+    if t.cos:
+        tlvs.append(ClassOfService(s.sender.dscp))
+    if t.location:
         tlvs.append(Location.request())
-    if s.timestamp_info:
+    if t.timestamp_info:
         tlvs.append(TimestampInformation())
-    if s.direct_measurement:
+    if t.direct_measurement:
         tlvs.append(DirectMeasurement())
-    if s.follow_up_telemetry:
+    if t.follow_up_telemetry:
         tlvs.append(FollowUpTelemetry())
-    if s.access_report is not None:
-        tlvs.append(AccessReport(s.access_report, s.access_return_code))
-    if s.dest_node_addr:
-        tlvs.append(DestinationNodeAddress(ipaddress.ip_address(s.dest_node_addr)))
+    if t.access_report is not None:
+        tlvs.append(AccessReport(t.access_report, t.access_return_code))
+    if t.dest_node_addr:
+        tlvs.append(DestinationNodeAddress(ipaddress.ip_address(t.dest_node_addr)))
     rp = return_path(s)
     if rp is not None:
         tlvs.append(rp)
-    if s.micro_session_id is not None:
-        tlvs.append(MicroSessionId(s.micro_session_id, 0))
+    if t.micro_session_id is not None:
+        tlvs.append(MicroSessionId(t.micro_session_id, 0))
     return tuple(tlvs)
 
 
 def return_path(s: Settings) -> ReturnPath | None:
-    if s.return_path_cc is None and not (s.return_address or s.return_sr_mpls_labels or s.return_srv6_sids):
+    t = s.tlvs
+    if t.return_path_cc is None and not (t.return_address or t.return_sr_mpls_labels or t.return_srv6_sids):
         return None
     rp = ReturnPath(
-        control_code=s.return_path_cc,
-        return_address=ipaddress.ip_address(s.return_address) if s.return_address else None,
-        sr_mpls_labels=ReturnPath.label_stack(list(s.return_sr_mpls_labels)) if s.return_sr_mpls_labels else None,
-        srv6_segments=tuple(ipaddress.IPv6Address(x) for x in s.return_srv6_sids) if s.return_srv6_sids else None)
+        control_code=t.return_path_cc,
+        return_address=ipaddress.ip_address(t.return_address) if t.return_address else None,
+        sr_mpls_labels=ReturnPath.label_stack(list(t.return_sr_mpls_labels)) if t.return_sr_mpls_labels else None,
+        srv6_segments=tuple(ipaddress.IPv6Address(x) for x in t.return_srv6_sids) if t.return_srv6_sids else None)
     rp.validate_for_sending()
     return rp
 
@@ -218,36 +224,38 @@ def return_path(s: Settings) -> ReturnPath | None:
 def sender_config(s: Settings, clock: ClockState, keys: KeyStore, windows_ns: tuple[int, ...] = (),
                   skip_missed: bool = False) -> SenderConfig:
     """The engine's configuration: packets, TLVs, keys, the schedule and its timers."""
-    ssid = s.ssid or 0
+    snd, t = s.sender, s.tlvs
+    ssid = snd.ssid or 0
     key = keys.key_for(ssid)
-    if s.authenticated and key is None:
+    if s.common.authenticated and key is None:
         raise ConfigError(f"no HMAC key for SSID {ssid}")
     try:
         return SenderConfig(
-            authenticated=s.authenticated, key=key, ssid=ssid, timestamp_format=timestamp_format(s),
+            authenticated=s.common.authenticated, key=key, ssid=ssid, timestamp_format=timestamp_format(s),
             tai_offset_s=clock.tai_offset_s, error_estimate=error_estimate(s, clock), tlvs=sender_tlvs(s),
-            padding=s.padding, hmac_tlv=s.hmac_tlv, timeout_ns=int(s.timeout * 1e9),
-            access_report_timer_ns=int(s.access_report_timer * 1e9), access_report_retries=s.access_report_retries,
-            count=s.count, duration_ns=int(s.max_runtime * 1e9), interval_ns=max(1, int(s.send_delay * 1e6)),
-            in_flight=s.window,
-            report_interval_ns=int(s.report_interval * 1e9), windows_ns=windows_ns, skip_missed=skip_missed)
+            padding=snd.padding, hmac_tlv=t.hmac_tlv, timeout_ns=int(snd.timeout * NS),
+            access_report_timer_ns=int(t.access_report_timer * NS), access_report_retries=t.access_report_retries,
+            count=snd.count, duration_ns=int(snd.max_runtime * NS), interval_ns=max(1, int(snd.send_delay * 1e6)),
+            in_flight=snd.window, report_interval_ns=int(s.output.report_interval * NS), windows_ns=windows_ns,
+            skip_missed=skip_missed)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
 
 def address_family(s: Settings) -> int:
     """The family a name is resolved in: -4 or -6, else that of --local-addr, else any."""
-    if s.force_ipv4 or s.force_ipv6:
-        return socket.AF_INET if s.force_ipv4 else socket.AF_INET6
-    if s.local_addr:
-        return socket.AF_INET6 if ":" in s.local_addr else socket.AF_INET
+    c = s.common
+    if c.force_ipv4 or c.force_ipv6:
+        return socket.AF_INET if c.force_ipv4 else socket.AF_INET6
+    if c.local_addr:
+        return socket.AF_INET6 if ":" in c.local_addr else socket.AF_INET
     return socket.AF_UNSPEC
 
 
 def sender_destination(s: Settings) -> tuple[str, int]:
     """The reflector's address and port: a name resolved now, in the family asked for."""
     try:
-        return resolve(*s.remote(), address_family(s))
+        return resolve(*s.sender.remote(), address_family(s))
     except ResolveError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -255,7 +263,7 @@ def sender_destination(s: Settings) -> tuple[str, int]:
 def destination_still(s: Settings, destination: tuple[str, int]) -> bool:
     """Is ``destination`` still one of the addresses the settings' reflector has (round-robin
     DNS answers in turn: any of them keeps a running session)?"""
-    host, port = s.remote()
+    host, port = s.sender.remote()
     try:
         return port == destination[1] and destination[0] in addresses(host, port, address_family(s))
     except (ResolveError, OSError) as exc:
@@ -265,11 +273,11 @@ def destination_still(s: Settings, destination: tuple[str, int]) -> bool:
 def open_sender_endpoint(s: Settings, destination: tuple[str, int], reuseport: bool = False) -> UdpEndpoint:
     """Connected to the reflector (so ICMP errors reach us), with --dscp/--ecn on every packet.
     ``reuseport``: a fixed --local-port that a session being replaced still holds (monitor)."""
-    host = s.local_addr or ("::" if ":" in destination[0] else "0.0.0.0")
-    ep = _check_timestamping(UdpEndpoint(host, s.local_port or 0, kernel_timestamps=s.timestamping != "user",
-                                         connect=destination, reuseport=reuseport), s)
-    if s.dscp or s.ecn:
-        ep.set_default_tos((s.dscp << 2) | s.ecn)
+    c, snd = s.common, s.sender
+    host = c.local_addr or ("::" if ":" in destination[0] else "0.0.0.0")
+    ep = _endpoint(s, host, c.local_port or 0, connect=destination, reuseport=reuseport)
+    if snd.dscp or snd.ecn:
+        ep.set_default_tos((snd.dscp << 2) | snd.ecn)
     return ep
 
 
@@ -282,7 +290,7 @@ def open_session(s: Settings, clock: ClockState, *, name: str | None = None, des
     engine = SessionSender(sender_config(s, clock, keys, windows_ns, skip_missed))
     destination = destination or sender_destination(s)
     endpoint = open_sender_endpoint(s, destination, reuseport)
-    stats = stats or SessionStats(s.dscp, s.ecn)
+    stats = stats or SessionStats(s.sender.dscp, s.sender.ecn)
     session = SenderSession(name or format_address(destination), engine, endpoint, destination, [stats.on_event],
                             on_clock=lambda state: engine.update_clock(error_estimate(s, state)))
     return session, stats
@@ -292,18 +300,18 @@ def observe(s: Settings, session: SenderSession, stats: SessionStats) -> list[St
     """--metrics and --snmp for one session; returns what to stop at the end."""
     parts: list[Stoppable] = []
     try:
-        if s.metrics:
+        if s.export.metrics:
             from .observability.http import serve
             from .observability.metrics import SenderMetrics
             metrics = SenderMetrics()
-            session.consumers.append(metrics.add_session((format_address(session.destination), str(s.ssid or 0)),
+            session.consumers.append(metrics.add_session((format_address(session.destination), str(s.sender.ssid or 0)),
                                                          stats))
-            parts.append(serve(metrics, s.metrics_addr))
-        if s.snmp:
+            parts.append(serve(metrics, s.export.metrics_addr))
+        if s.export.snmp:
             from .observability.mib_values import sender_objects
             from .observability.snmp import SENDER_SUBTREE, SubAgent
             local_port = session.endpoint.local[1]
-            agent = SubAgent(s.snmp_socket, SENDER_SUBTREE,
+            agent = SubAgent(s.export.snmp_socket, SENDER_SUBTREE,
                              lambda: sender_objects(stats, s, session.destination, local_port), "stamp-suite sender")
             agent.start()
             parts.append(agent)
@@ -355,12 +363,12 @@ class TargetSessions:
     @staticmethod
     def open(s: Settings, clock: ClockState, name: str, windows_ns: tuple[int, ...],
              stats: SessionStats) -> SenderSession:
-        return open_session(s, clock, name=name, windows_ns=windows_ns, reuseport=bool(s.local_port), stats=stats,
-                            skip_missed=True)[0]
+        return open_session(s, clock, name=name, windows_ns=windows_ns, reuseport=bool(s.common.local_port),
+                            stats=stats, skip_missed=True)[0]
 
     @staticmethod
     def key(s: Settings) -> bytes | None:
-        return load_keys(s).key_for(s.ssid or 0)
+        return load_keys(s).key_for(s.sender.ssid or 0)
 
     @staticmethod
     def still_at(s: Settings, destination: tuple[str, int]) -> bool:

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         settings = build_settings(flags, config_path)
-        if settings.plot:
+        if settings.output.plot:
             from .commands import plot
             return plot.run_saved(settings)
         if settings.self_test:

@@ -179,7 +179,7 @@ def test_example_targets_file_is_valid():
     from stamp_suite.monitor import load_config
     cfg = load_config(str(Path(__file__).parents[2] / "deploy" / "targets.example.toml"))
     assert list(cfg.targets) == ["fra1", "ams1-ef", "lon1-auth"] and cfg.windows == (60, 300)
-    assert cfg.targets["ams1-ef"].dscp == 46 and cfg.targets["fra1"].ssid == 100
+    assert cfg.targets["ams1-ef"].sender.dscp == 46 and cfg.targets["fra1"].sender.ssid == 100
 
 
 def render_children(pid):

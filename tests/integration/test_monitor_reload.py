@@ -192,7 +192,7 @@ def test_a_rotated_key_restarts_its_target_and_a_bad_number_changes_nothing(tmp_
             assert "0 changed" in _reload_until(mon, lines, "reloaded")  # same key again: nothing to do
             cfg.write_text(cfg.read_text() + "timeout = inf\n")
             failed = _reload_until(mon, lines, "reload failed")
-            assert "--timeout must be a finite number" in failed and "target 'a'" in failed
+            assert "key timeout must be a finite number" in failed and "target 'a'" in failed
             assert mon.poll() is None  # still running
         finally:
             mon.send_signal(signal.SIGTERM)

@@ -273,7 +273,7 @@ def test_clock_state_is_live_in_the_replies():
     synced = ClockState(True, SyncSource.NTP, 2_000, 37, "synchronised by NTP")
     readings = iter([unsynced, synced, synced, synced, unsynced] + [unsynced] * 1000)
     logged: list[str] = []
-    s = Settings()
+    s = Settings(is_reflector=True)
     engine = Reflector(ReflectorConfig(clock_read_ns=150_000_000))
     watcher = ClockWatcher(unsynced, lambda st: engine.update_clock(clock_description(s, st)),
                            read=lambda: next(readings), log=logged.append)

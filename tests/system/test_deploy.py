@@ -56,7 +56,7 @@ def test_reflector_unit_command_line_parses():
     flags = vars(build_parser().parse_args(args))  # a renamed or removed flag fails here
     flags.pop("show_version", None), flags.pop("config", None)
     s = build_settings(flags)
-    assert s.is_reflector and s.metrics and s.metrics_addr == "127.0.0.1:9862"
+    assert s.is_reflector and s.export.metrics and s.export.metrics_addr == "127.0.0.1:9862"
 
 
 def test_monitor_unit_command_line_parses_and_the_example_fits_it():

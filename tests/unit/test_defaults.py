@@ -15,14 +15,14 @@ def settings(*argv):
 
 def test_sender_defaults_are_the_rust_tools():
     s = settings("-r", "192.0.2.1")
-    assert (s.count, s.send_delay, s.remote()[1]) == (1000, 1000.0, 862)  # 1000 packets, one a second, port 862
-    assert s.access_report_timer == 3.0 and s.access_report_retries == 4  # RFC 8972 §4.6
-    assert settings("-r", "192.0.2.1", "-d", "0.1").send_delay == 0.1  # fractional milliseconds
+    assert (s.sender.count, s.sender.send_delay, s.sender.remote()[1]) == (1000, 1000.0, 862)  # 1000 packets, one a second, port 862
+    assert s.tlvs.access_report_timer == 3.0 and s.tlvs.access_report_retries == 4  # RFC 8972 §4.6
+    assert settings("-r", "192.0.2.1", "-d", "0.1").sender.send_delay == 0.1  # fractional milliseconds
 
 
 def test_reflector_and_metrics_defaults():
     s = settings("-i")
-    assert s.metrics_addr == "127.0.0.1:9090" and s.local_addr is None  # None: the dual-stack wildcard
-    assert not s.drop_short_packets  # short packets answered (RFC 8762 §4.6)
-    assert s.max_sessions == 100_000 and s.workers is None
+    assert s.export.metrics_addr == "127.0.0.1:9090" and s.common.local_addr is None  # None: the dual-stack wildcard
+    assert not s.reflector.drop_short_packets  # short packets answered (RFC 8762 §4.6)
+    assert s.reflector.max_sessions == 100_000 and s.reflector.workers is None
     assert default_workers() == max(1, min(len(os.sched_getaffinity(0)), 8))  # one per CPU, at most 8

@@ -586,15 +586,36 @@ def test_return_addresses_that_are_not_one_host_are_refused(address):
     assert r.counters.return_path == {"return_address_not_allowed": 1}
 
 
+class Host:
+    """This host's addresses as the socket layer would give them (net/local.py reads them)."""
+
+    LOCAL = {ipaddress.ip_address(a) for a in ("192.0.2.1", "2001:db8::1")}
+    BROADCAST = {ipaddress.ip_address("192.0.2.255")}
+
+    def is_local(self, ip):
+        return ip.is_loopback or ip in self.LOCAL or ip in self.BROADCAST
+
+    def is_broadcast(self, ip):
+        return ip in self.BROADCAST
+
+
 def test_any_address_of_this_host_counts_as_this_reflector_when_bound_to_the_wildcard():
-    own = {ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("2001:db8::1"), ipaddress.ip_address("192.0.2.255")}
-    cfg = ReflectorConfig(own_address=own.__contains__)
+    cfg = ReflectorConfig(host=Host())
     for source in ("192.0.2.1", "2001:db8::1", "192.0.2.255", "0.0.0.0", "::", "::ffff:192.0.2.1"):
         meta = At((source, 862), None, ttl=64, kernel_ns=T2_NS)
         r, reply, _ = reflect(EX_A, cfg, meta)
         assert reply is None and r.counters.dropped == {"reply_to_self": 1}, source
     meta = At(("192.0.2.7", 862), None, ttl=64, kernel_ns=T2_NS)
     assert reflect(EX_A, cfg, meta)[1] is not None  # another host, from port 862 (the Rust sender's habit)
+
+
+def test_a_broadcast_address_of_this_host_is_never_a_return_address():
+    # 192.0.2.255 is a broadcast address of this host's network: refused on any port.
+    allow = ReflectorConfig(host=Host(), return_address_allow=(ipaddress.ip_network("0.0.0.0/0"),))
+    packet = EX_A + bytes.fromhex("800a0008" "80020004" "c00002ff")
+    r, reply, rep = reflect(packet, allow, At(("192.0.2.9", 40000), "192.0.2.1"))
+    assert rep.destination == ("192.0.2.9", 40000) and r.counters.return_path == {"return_address_not_allowed": 1}
+    assert "not a unicast address" in rep.notes[0]
 
 
 def test_tlv_and_sub_tlv_limits():
@@ -699,3 +720,14 @@ def test_timers_expire_sessions_and_say_when_the_clock_and_addresses_are_due():
         assert r.reflect(META(EX_A), 0) == "internal_error"
     assert r.handle_timer(0) == [InternalError("TypeError")] and r.handle_timer(0) == []
     assert r.counters.dropped["internal_error"] == 3
+
+
+def test_zero_sub_tlvs_are_each_answered_not_understood():
+    # Runs of zero padding are a packet's, not a TLV's: three empty sub-TLVs of Type 0 in a
+    # Location or Return Path TLV are three unknown sub-TLVs, each answered U = 1.
+    location = bytes.fromhex("8002000c" "00000000" "00000000" "00000000")  # ports 0, then 2 sub-TLVs
+    _, reply, _ = reflect(EX_A + location)
+    assert reply[44:48] == bytes.fromhex("0002000c") and reply[52:] == bytes.fromhex("80000000") * 2
+    return_path = bytes.fromhex("800a000c") + bytes(12)
+    _, reply, _ = reflect(EX_A + return_path)
+    assert reply[44:] == bytes.fromhex("800a000c") + bytes.fromhex("80000000") * 3

@@ -94,17 +94,30 @@ def test_invalid_replies_are_in_no_delay_figure():
 
 
 def test_no_delay_is_negative_but_offsets_of_unsynchronised_clocks():
-    # Within the stated errors (1 ms each end here) a round trip of -0.5 ms is 0; one-way
-    # values below 0 with clocks that say they are synchronised make them offsets.
+    # A residence 1.5 us longer than T4 - T1 is within the granularity allowed (2 us): the
+    # round trip reads 0, never below; 11.5 us longer is not (over 10 ms of residence the two
+    # clocks may differ by 5 us more).  One-way values below 0 with
+    # clocks that say they are synchronised (errors of 1 us each) make them offsets.
     s = sample(0, 10)
-    s.t3_ns = s.t4_ns - s.t1_ns + s.t2_ns + 500_000  # residence 0.5 ms longer than T4 - T1
-    s.reflector_error_ns = s.sender_error_ns = 1e6
+    s.t3_ns = s.t4_ns - s.t1_ns + s.t2_ns + 1_500
+    s.reflector_error_ns = s.sender_error_ns = 1_000.0
     assert s.impossible() is None and s.rtt_ns == 0
     d = feed(SessionStats(), [("sample", s)], sent=1)
     assert d["rtt_ns"]["min"] == 0 and d["one_way"]["meaningful"] is False
     assert d["one_way"]["backward_ns"]["min"] < 0  # an offset, said so
-    s.reflector_error_ns = s.sender_error_ns = 0.0
+    s.t3_ns += 10_000
     assert s.impossible() == "T3 - T2 longer than T4 - T1"
+
+
+def test_impossible_timestamps_are_found_whatever_the_clocks_say_of_their_error():
+    # An unsynchronised host states an error of seconds (the kernel's maxerror): it describes
+    # the clock's offset, which cancels out of T3 - T2 and T4 - T1; 0.5 s off is still caught.
+    s = sample(0, 10, synced=False)
+    s.reflector_error_ns = s.sender_error_ns = 16e9
+    s.t3_ns = s.t2_ns + 500_000_000
+    assert s.impossible() == "T3 - T2 longer than T4 - T1"
+    s.t3_ns = s.t2_ns - 500_000_000
+    assert s.impossible() == "T3 before T2"
 
 
 def test_sequence_wrap_is_not_reordering():

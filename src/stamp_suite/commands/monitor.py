@@ -8,7 +8,7 @@ import sys
 
 from ..args import OneLineParser
 from ..assembly import TargetSessions
-from ..config import check_metrics_addr
+from ..config import ConfigError, check_metrics_addr
 from ..monitor import Monitor
 from ..net.signals import StopRequest
 
@@ -54,7 +54,10 @@ def main(argv: list[str], stop: StopRequest) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     if args.metrics_addr:
-        check_metrics_addr(args.metrics_addr)
+        try:
+            check_metrics_addr(args.metrics_addr)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     monitor = Monitor(args.config, stop, TargetSessions(), metrics_addr=args.metrics_addr, shard=args.shard,
                       name=args.name, jsonl=args.jsonl)
     _raise_fd_limit(len(monitor.config.targets) + 256)

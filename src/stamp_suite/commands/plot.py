@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,15 @@ __all__ = ["check_available", "run_saved", "write"]  # check_available: before a
 
 def write(s: Settings, records: list[dict[str, Any]], title: str, summary: dict[str, Any] | None = None,
           session: dict[str, Any] | None = None) -> None:
-    assert s.plot_output is not None
-    render_png(records, s.plot_output, title)
-    if s.plot_html:
-        render_html(s.plot_output, s.plot_html, title, summary_text(summary, session) if summary else "")
+    assert s.output.plot_output is not None
+    render_png(records, s.output.plot_output, title)
+    if s.output.plot_html:
+        render_html(s.output.plot_output, s.output.plot_html, title, summary_text(summary, session) if summary else "")
 
 
 def run_saved(s: Settings) -> int:
-    records = load_records(s.plot)
-    out = s.plot_output or str(Path(s.plot).with_suffix(".png"))
-    write(replace(s, plot_output=out), records, f"STAMP run {Path(s.plot).name}")
-    print(f"wrote {out}" + (f" and {s.plot_html}" if s.plot_html else ""))
+    records = load_records(s.output.plot)
+    out = s.output.plot_output or str(Path(s.output.plot).with_suffix(".png"))
+    write(s.replace(plot_output=out), records, f"STAMP run {Path(s.output.plot).name}")
+    print(f"wrote {out}" + (f" and {s.output.plot_html}" if s.output.plot_html else ""))
     return 0

@@ -22,24 +22,24 @@ def run(s: Settings, stop: StopRequest) -> int:
     service, config = built.service, built.config
     agent = metrics = None
     try:
-        if s.metrics:  # its port is bound before the workers exist: a port in use stops everything
+        if s.export.metrics:  # its port is bound before the workers exist: a port in use stops everything
             from ..observability.http import bind
             from ..observability.metrics import ReflectorCollector
-            metrics = bind(ReflectorCollector(service), s.metrics_addr)
+            metrics = bind(ReflectorCollector(service), s.export.metrics_addr)
         service.start((metrics.sock,) if metrics else ())  # forks the workers: before any thread starts
         if metrics:
             metrics.start()
-        if s.snmp:
+        if s.export.snmp:
             from ..observability.mib_values import reflector_objects
             from ..observability.snmp import REFLECTOR_SUBTREE, SubAgent
-            agent = SubAgent(s.snmp_socket, REFLECTOR_SUBTREE, lambda: reflector_objects(service, s),
+            agent = SubAgent(s.export.snmp_socket, REFLECTOR_SUBTREE, lambda: reflector_objects(service, s),
                              "stamp-suite reflector")
             agent.start()
         print(_banner(s, built.endpoint, built.clock, service.workers), flush=True)
-        for line in built.endpoint.caps.notes() + ([built.clock.how] if s.verbose or not built.clock.synchronized
+        for line in built.endpoint.caps.notes() + ([built.clock.how] if s.output.verbose or not built.clock.synchronized
                                                    else []):
             note(line)
-        if s.return_srv6_allow and config.srv6_unavailable:
+        if s.reflector.return_srv6_allow and config.srv6_unavailable:
             note(f"Return Path SRv6 segment lists are flagged U here: {config.srv6_unavailable}")
         service.run()
     finally:
@@ -58,9 +58,9 @@ def run(s: Settings, stop: StopRequest) -> int:
 
 def _banner(s: Settings, ep: UdpEndpoint, clock: ClockState, workers: int) -> str:
     where = format_address(ep.local) + (" (dual-stack IPv6+IPv4)" if ep.dual_stack else "")
-    mode = "authenticated" if s.authenticated else "open"
-    state = "stateful" if s.stateful_reflector else "stateless"
+    mode = "authenticated" if s.common.authenticated else "open"
+    state = "stateful" if s.reflector.stateful_reflector else "stateless"
     ts = "kernel" if ep.caps.kernel_rx_timestamp else "user-space"
     return (f"{PROG} {__version__} reflector listening on {where}, {mode} mode, {state}, "
-            f"TLV mode {s.tlv_mode}, {s.clock_source} timestamps ({ts} receive time), "
+            f"TLV mode {s.reflector.tlv_mode}, {s.common.clock_source} timestamps ({ts} receive time), "
             f"{workers} worker{'s' if workers > 1 else ''}, {ep.io_path}")

@@ -3,10 +3,8 @@ measurement of it with the settings given (a quick check that everything works h
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..assembly import ReflectorThread
-from ..config import Settings
+from ..config import OutputFormat, Settings
 from ..net.signals import StopRequest
 from ..net.udp import format_address
 from . import send
@@ -15,12 +13,12 @@ QUICK = {"count": 20, "send_delay": 50.0, "timeout": 1.0}  # unless given
 
 
 def run(s: Settings, stop: StopRequest, given: set[str]) -> int:
-    reflector_settings = replace(s, stateful_reflector=True, local_addr="::1" if s.force_ipv6 else "127.0.0.1",
-                                 local_port=0)
+    reflector_settings = s.replace(stateful_reflector=True, local_addr="::1" if s.common.force_ipv6 else "127.0.0.1",
+                                   local_port=0)
     with ReflectorThread(reflector_settings, "self-test-reflector") as reflector:
         host, port = reflector.address
-        sender = replace(s, **{k: v for k, v in QUICK.items() if k not in given}, self_test=False,
-                         remote_addr=host, remote_port=port)
-        if sender.output_format == "text":
+        sender = s.replace(**{k: v for k, v in QUICK.items() if k not in given}, self_test=False,
+                           remote_addr=host, remote_port=port)
+        if sender.output.output_format is OutputFormat.TEXT:
             print(f"self-test: reflector started on {format_address(reflector.address)} (stateful, in this process)")
         return send.run(sender, stop)

@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import __version__
 from ..assembly import open_session, run_session
-from ..config import Settings
+from ..config import OutputFormat, Settings
 from ..say import note, say
 from ..net.clock import ClockState, ClockWatcher, read_clock_state
 from ..net.signals import StopRequest
@@ -24,40 +24,40 @@ PROG = "stamp-suite"
 def session_info(s: Settings, session: SenderSession, clock: ClockState) -> dict[str, Any]:
     """The summary's "session" object."""
     ep = session.endpoint
-    name = s.remote()[0]
+    name = s.sender.remote()[0]
     return {"remote": format_address(session.destination), "local": format_address(ep.local),
             **({"remote_name": name} if name != session.destination[0] else {}),
-            "auth_mode": "authenticated" if s.authenticated else "open", "ssid": s.ssid or 0,
-            "clock_source": s.clock_source, "count": s.count, "send_delay_ms": s.send_delay,
+            "auth_mode": "authenticated" if s.common.authenticated else "open", "ssid": s.sender.ssid or 0,
+            "clock_source": s.common.clock_source, "count": s.sender.count, "send_delay_ms": s.sender.send_delay,
             "timestamping": "kernel" if ep.caps.kernel_rx_timestamp else "user-space", "clock": clock.how}
 
 
 def run(s: Settings, stop: StopRequest, destination: tuple[str, int] | None = None) -> int:
-    if s.plot_output:
+    if s.output.plot_output:
         plot.check_available()  # before the run, not after it
-    clock = read_clock_state(s.tai_offset)
+    clock = read_clock_state(s.common.tai_offset)
     session, stats = open_session(s, clock, destination=destination)
     info = session_info(s, session, clock)
     output = SenderOutput(s, stats, info)
     where = remote_label(info)
-    session.consumers += [output, EarlyWarnings(where, s.timeout)]
+    session.consumers += [output, EarlyWarnings(where, s.sender.timeout)]
 
     def banner() -> None:
-        if s.output_format == "text" and not s.quiet:
-            pace = f"with {s.window} in flight" if s.window else f"every {s.send_delay:g} ms"
-            howmany = "packets" if s.count == 0 else f"{s.count} packets"
-            until = " until interrupted" if s.count == 0 and not s.max_runtime else ""
-            limit = f" for {s.max_runtime:g} s" if s.max_runtime else ""
+        if s.output.output_format is OutputFormat.TEXT and not s.output.quiet:
+            pace = f"with {s.sender.window} in flight" if s.sender.window else f"every {s.sender.send_delay:g} ms"
+            howmany = "packets" if s.sender.count == 0 else f"{s.sender.count} packets"
+            until = " until interrupted" if s.sender.count == 0 and not s.sender.max_runtime else ""
+            limit = f" for {s.sender.max_runtime:g} s" if s.sender.max_runtime else ""
             print(f"{PROG} {__version__} sending to {where} from {info['local']}: {howmany} {pace}{until}{limit}, "
                   f"{info['auth_mode']} mode", flush=True)
-        if not s.quiet:
+        if not s.output.quiet:
             for line in session.endpoint.caps.notes():
                 note(line)
     duration_s = run_session(s, session, stats, stop,
-                             clock=ClockWatcher(clock, read=lambda: read_clock_state(s.tai_offset), log=note),
+                             clock=ClockWatcher(clock, read=lambda: read_clock_state(s.common.tai_offset), log=note),
                              every_second=output.show_progress if output.progress else None, on_start=banner)
     summary = output.finish(duration_s)
-    if s.plot_output:
+    if s.output.plot_output:
         plot.write(s, output.records or [], f"STAMP {info['remote']}", summary, info)
     return exit_status(stats, s)
 
@@ -73,7 +73,7 @@ def exit_status(stats: SessionStats, s: Settings) -> int:
         why = f"{stats.foreign} foreign and {stats.malformed} malformed replies, none matching our packets"
     elif stats.sent == 0:
         why = "nothing was sent"
-    elif s.authenticated:
+    elif s.common.authenticated:
         why = ("timed out; a reflector drops authenticated packets silently when their HMAC fails or when "
                "it runs in open mode: check that both ends use -A A and the same key")
     else:

@@ -10,12 +10,10 @@ refused as a whole (at start-up: exit 2; on reload: the running targets go on).
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, Settings, build_settings, check_metrics_addr, coerce
+from ..config import ConfigError, Settings, build_settings, check_metrics_addr, read_toml
 
 DEFAULT_WINDOWS = (60, 300)
 # What a target may set: where and how it measures (the sender's packet, TLV, key, clock and
@@ -49,12 +47,7 @@ def _check(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> 
 
 def load_config(path: str) -> MonitorConfig:
     where = f"--config {path}"
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{where}: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    data = read_toml(path, where)
     unknown = set(data) - {"monitor", "defaults", "targets"}
     if unknown:
         raise ConfigError(f"{where}: unknown table {sorted(unknown)[0]!r} (expected [monitor], [defaults], "
@@ -75,7 +68,7 @@ def load_config(path: str) -> MonitorConfig:
         _check(metrics_addr, str, f"{where}: [monitor] metrics_addr", "ADDRESS:PORT")
         try:
             check_metrics_addr(metrics_addr)
-        except ConfigError as exc:
+        except ValueError as exc:
             raise ConfigError(f"{where}: [monitor] {exc}") from None
     snmp = _check(mon.get("snmp", False), bool, f"{where}: [monitor] snmp", "true or false")
     snmp_socket = _check(mon.get("snmp_socket", SNMP_SOCKET), str, f"{where}: [monitor] snmp_socket", "a path")
@@ -100,8 +93,7 @@ def _target(where: str, name: str, merged: dict[str, Any]) -> Settings:
     """A target's settings: defaults < its own table; it sends until the monitor stops."""
     _known_keys(merged, f"{where}: target {name!r}")
     try:
-        values = {k: coerce(k, v, "key") for k, v in merged.items()}
-        return build_settings({**values, "count": 0})
+        return build_settings({**merged, "count": 0}, where="key")
     except ConfigError as exc:
         raise ConfigError(f"{where}: target {name!r}: {exc}") from None
 

@@ -204,11 +204,12 @@ class Monitor:
         try:  # a fixed local port is still held by the session this one replaces
             # Lifetime statistics feed counters, means and jitter; percentiles, IPDV, one-way
             # delays and path facts are the windows' (and the histograms').
-            stats = SessionStats.lifetime_counters(s.dscp, s.ecn)
+            stats = SessionStats.lifetime_counters(s.sender.dscp, s.sender.ecn)
             session = self.sessions.open(s, self.clock, name, windows_ns, stats)
         except (ConfigError, SocketSetupError) as exc:
             raise ConfigError(f"target {name!r}: {exc}") from None
-        win = WindowedStats(windows_ns, s.dscp, s.ecn, on_close=lambda rec: self._window_closed(name, rec))
+        win = WindowedStats(windows_ns, s.sender.dscp, s.sender.ecn,
+                            on_close=lambda rec: self._window_closed(name, rec))
         session.consumers.append(win)
         return Target(name, s, session, stats, win, self._rows.setdefault(name, len(self._rows) + 1))
 

@@ -20,32 +20,36 @@ REFRESH_S = 30  # how often the reflector re-reads them: an address added meanwh
 _FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
-def host_addresses() -> frozenset[Address]:
-    """Every unicast and broadcast address of this host's interfaces."""
-    out: set[Address] = set()
+def host_addresses() -> tuple[frozenset[Address], frozenset[Address]]:
+    """This host's interfaces' unicast addresses, and their broadcast addresses."""
+    local: set[Address] = set()
+    broadcast: set[Address] = set()
     for addrs in psutil.net_if_addrs().values():
         for a in addrs:
             if a.family not in _FAMILIES:
                 continue
-            for text in (a.address, a.broadcast):
+            for text, into in ((a.address, local), (a.broadcast, broadcast)):
                 if text:
                     try:
-                        out.add(ipaddress.ip_address(text.split("%", 1)[0]))
+                        into.add(ipaddress.ip_address(text.split("%", 1)[0]))
                     except ValueError:  # not an address (some platforms list odd entries)
                         continue
-    return frozenset(out)
+    return frozenset(local), frozenset(broadcast)
 
 
 class LocalAddresses:
-    """A callable ``ip -> bool``: is ``ip`` one of this host's addresses (as last read)?"""
+    """This host's addresses as last read (the reflector engine's HostAddresses)."""
 
-    __slots__ = ("_addresses",)
+    __slots__ = ("_local", "_broadcast")
 
     def __init__(self) -> None:
-        self._addresses = host_addresses()
+        self.refresh()
 
     def refresh(self) -> None:
-        self._addresses = host_addresses()
+        self._local, self._broadcast = host_addresses()
 
-    def __call__(self, ip: Address) -> bool:
-        return ip in self._addresses
+    def is_local(self, ip: Address) -> bool:
+        return ip.is_loopback or ip in self._local or ip in self._broadcast
+
+    def is_broadcast(self, ip: Address) -> bool:
+        return ip in self._broadcast

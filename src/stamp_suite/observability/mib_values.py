@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from ..reflector.engine import TlvMode
 from .agentx import VarType as T
 from .snmp import REFLECTOR_SUBTREE, SENDER_SUBTREE, Objects
 
@@ -27,10 +28,10 @@ def reflector_objects(service: ReflectorService, s: Settings) -> Objects:
         (cfg + (1, 0), T.INTEGER, 1 if service.running else 2),
         (cfg + (2, 0), T.OCTET_STRING, host),
         (cfg + (3, 0), T.GAUGE32, port),
-        (cfg + (4, 0), T.INTEGER, 2 if s.authenticated else 1),
-        (cfg + (5, 0), T.INTEGER, 1 if s.tlv_mode == "echo" else 2),
-        (cfg + (6, 0), T.INTEGER, TRUE if s.stateful_reflector else FALSE),
-        (cfg + (7, 0), T.GAUGE32, s.session_timeout),
+        (cfg + (4, 0), T.INTEGER, 2 if s.common.authenticated else 1),
+        (cfg + (5, 0), T.INTEGER, 1 if s.reflector.tlv_mode is TlvMode.ECHO else 2),
+        (cfg + (6, 0), T.INTEGER, TRUE if s.reflector.stateful_reflector else FALSE),
+        (cfg + (7, 0), T.GAUGE32, s.reflector.session_timeout),
         (stats + (1, 0), T.COUNTER64, c.received),
         (stats + (2, 0), T.COUNTER64, c.reflected),
         (stats + (3, 0), T.COUNTER64, c.dropped_total),
@@ -86,9 +87,9 @@ def sender_objects(stats: SessionStats, s: Settings, remote: tuple[str, int], lo
         (cfg + (1, 0), T.OCTET_STRING, remote[0]),
         (cfg + (2, 0), T.GAUGE32, remote[1]),
         (cfg + (3, 0), T.GAUGE32, local_port),
-        (cfg + (4, 0), T.GAUGE32, s.count),
-        (cfg + (5, 0), T.GAUGE32, min(U32, int(s.send_delay * 1000))),
-        (cfg + (6, 0), T.INTEGER, 2 if s.authenticated else 1),
+        (cfg + (4, 0), T.GAUGE32, s.sender.count),
+        (cfg + (5, 0), T.GAUGE32, min(U32, int(s.sender.send_delay * 1000))),
+        (cfg + (6, 0), T.INTEGER, 2 if s.common.authenticated else 1),
         (st + (1, 0), T.COUNTER64, stats.sent),
         (st + (2, 0), T.COUNTER64, stats.received),
         (st + (3, 0), T.GAUGE32, stats.lost),

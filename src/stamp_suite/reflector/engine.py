@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from ..tlvs import ReflectContext
-from ..tlvs.base import TlvDiscard
+from ..tlvs.base import HostAddresses, TlvDiscard
 from ..wire.auth import KeyStore, hmac16, verify16
 from ..wire.datagram import Received
 from ..wire.packet import (AUTH_BASE_LEN, HMAC_COVERED, OPEN_BASE_LEN, REFLECTOR_AUTH, REFLECTOR_OPEN,
@@ -63,10 +63,17 @@ class TlvMode(StrEnum):
     IGNORE = "ignore"  # TLVs copied untouched, as an RFC 8762-only reflector does
 
 
-def loopback_only(ip: Address) -> bool:
-    """The host's own addresses as far as an engine knows without asking the system: the
+class LoopbackOnly:
+    """This host's addresses as far as an engine knows without asking the system: the
     service gives the engine the system's answer (:class:`stamp_suite.net.local.LocalAddresses`)."""
-    return ip.is_loopback
+
+    @staticmethod
+    def is_local(ip: Address) -> bool:
+        return ip.is_loopback
+
+    @staticmethod
+    def is_broadcast(ip: Address) -> bool:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +117,7 @@ class ReflectorConfig:
     local_port: int = STAMP_PORT  # the port it listens on
     # Is an address one of this host's own?  A reply to one on our own port would come back
     # to this socket (reply_to_self), and no Return Address may name one there.
-    own_address: Callable[[Address], bool] = loopback_only
+    host: HostAddresses = LoopbackOnly()
     # The key of the tag our T3s carry, to recognise them when a loop brings them back
     # (loop_guard.py): one per reflector, shared by its workers (made with the config).
     loop_tag_key: int = field(default_factory=new_key, repr=False)
@@ -378,14 +385,15 @@ class Reflector:
 
         destination, source_address, reply_tos, notes, follow_up, routing_header = (
             source, local_address, None, _NO_NOTES, False, None)
-        tlv_area = None
+        tlv_area: bytes | bytearray | memoryview = b""  # the reply's TLVs
         if size > base_len:
-            tlv_area = bytearray(data[base_len:])
+            tlv_area = memoryview(data)[base_len:]
             if cfg.tlv_mode is TlvMode.IGNORE:
                 pass  # copied untouched, as an RFC 8762-only reflector does
-            elif is_zero_padding(tlv_area):  # flagged without parsing (docs/protocol.md)
-                answer_zero_padding(tlv_area, self._c, self._integrity_required)
+            elif is_zero_padding(tlv_area):  # answered without parsing (docs/protocol.md)
+                tlv_area = answer_zero_padding(len(tlv_area), self._c, self._integrity_required)
             else:
+                tlv_area = bytearray(tlv_area)
                 meta = PacketMeta(source, local_address, local_port, ttl, tos, rx_method)
                 ctx = ReflectContext(cfg, self.clock, meta, session, auth)
                 discard = process_tlvs(tlv_area, data[:4], reply_seq, key, self._integrity_required, ctx, self._c)
@@ -399,7 +407,7 @@ class Reflector:
                 source_address = ctx.source_address or source_address
                 reply_tos, notes, follow_up, routing_header = (ctx.tos, ctx.notes, ctx.follow_up_requested,
                                                                ctx.routing_header)
-        if destination[1] == local_port and same_host(destination[0], local_address, self._bound, cfg.own_address):
+        if destination[1] == local_port and same_host(destination[0], local_address, self._bound, cfg.host):
             return DropReason.REPLY_TO_SELF
 
         head = bytearray(self._reply_struct.pack(reply_seq, 0, self._ee, ssid, t2_wire, seq, ts, ee,

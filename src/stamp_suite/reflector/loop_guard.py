@@ -11,7 +11,7 @@ We write a keyed tag into the lowest ten bits of every T3 (under a microsecond: 
 accuracy of a T3 read in Python) and refuse a packet that carries, in those octets, a T3 with
 our tag, within a day of our clock, beside our own Error Estimate.  A test packet has zeros
 there (MBZ); random octets pass all three tests by chance once in about 2^10 * 2^16 *
-2^32 / (2 * 86,400) = 5 * 10^13 packets, so a TWAMP-Light sender's random padding is answered.
+2^32 / (2 * 86,400) = 1.7 * 10^12 packets, so a TWAMP-Light sender's random padding is answered.
 The key is random per reflector (shared by its workers), so no one can make a sender's
 packets look like our replies without having seen them.
 """
@@ -21,9 +21,9 @@ from __future__ import annotations
 import functools
 import ipaddress
 import secrets
-from collections.abc import Callable
 
 from ..tlvs import unmapped_address
+from ..tlvs.base import HostAddresses
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -63,7 +63,8 @@ class LoopTag:
     def mark(self, wire: int) -> int:
         """``wire`` (a 64-bit NTP or PTP timestamp) with its lowest bits replaced by our tag."""
         secs = wire >> 32
-        low = (wire & _U32 & ~TAG_MASK) | self.tag(secs)
+        tag = self._tag if secs == self._secs else self.tag(secs)  # every reply: the call only once a second
+        low = (wire & _U32 & ~TAG_MASK) | tag
         if self._ptp and low >= _NS:  # keep a valid nanosecond count; the low bits stay the tag
             low -= TAG_MASK + 1
         return (secs << 32) | low
@@ -81,7 +82,7 @@ _unmapped = functools.lru_cache(maxsize=4096)(unmapped_address)  # Rust senders 
 
 
 def same_host(address: str, local_address: str | bytes | None, bound: Address | None,
-              own_address: Callable[[Address], bool]) -> bool:
+              host: HostAddresses) -> bool:
     """True when a reply to ``address`` on our own port would come back to our socket: the
     unspecified address (which reaches this host), the address the packet came in on, the
     bound address, or (bound to the wildcard) any address of this host."""
@@ -95,4 +96,4 @@ def same_host(address: str, local_address: str | bytes | None, bound: Address | 
         return True
     if bound is not None:
         return ip == bound
-    return ip.is_loopback or own_address(ip)
+    return host.is_local(ip)

@@ -6,30 +6,31 @@ from __future__ import annotations
 
 from ..tlvs import REGISTRY, ReflectContext
 from ..tlvs.base import TlvDiscard
-from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, HEADER_LEN, MAX_TLVS, MalformedTlv, RawTlv, TlvLimitExceeded,
+from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, HEADER_LEN, MAX_TLVS, ZEROS, MalformedTlv, RawTlv, TlvLimitExceeded,
                         TlvType, compute_hmac_tlv, hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
 from .counters import FLAG_I_SLOT, FLAG_M_SLOT, FLAG_U_SLOT, TLV_INTEGRITY_FAILURES, TLV_TYPE_BASE, DropReason
 
-_ZEROS = bytes(1 << 16)  # longer than any datagram
 _RUN_PATTERNS: dict[int, memoryview] = {}
 
 
-def is_zero_padding(area: bytearray) -> bool:
+def is_zero_padding(area: bytes | memoryview) -> bool:
     """Zeros only: empty TLVs of the Reserved Type 0, which real senders pad with (one compare)."""
-    return _ZEROS.startswith(area)
+    return ZEROS.startswith(area)
 
 
-def answer_zero_padding(area: bytearray, c: memoryview, integrity_required: bool) -> None:
-    """What :func:`process_tlvs` makes of zero padding, without parsing it: every empty TLV
-    U = 1 (an unknown type), with I too where an HMAC TLV is required and so missing."""
-    count = len(area) // HEADER_LEN
-    _flag_run(area, 0, count, FLAG_I | FLAG_U if integrity_required else FLAG_U)
+def answer_zero_padding(length: int, c: memoryview, integrity_required: bool) -> memoryview | bytes:
+    """The reply's TLV area for ``length`` octets of zero padding, as :func:`process_tlvs` would
+    make it but without parsing or copying the request: every empty TLV U = 1 (an unknown
+    type), with I too where an HMAC TLV is required and so missing; 1-3 octets left over stay."""
+    count, odd = divmod(length, HEADER_LEN)
+    answer = _pattern(FLAG_I | FLAG_U if integrity_required else FLAG_U)[:count * HEADER_LEN]
     c[TLV_TYPE_BASE + TlvType.RESERVED] += count
     if integrity_required:
         c[FLAG_I_SLOT] += count
         c[TLV_INTEGRITY_FAILURES] += 1
     else:
         c[FLAG_U_SLOT] += count
+    return answer if not odd else bytes(answer) + bytes(odd)
 
 
 def process_tlvs(area: bytearray, sequence_field: bytes, reply_seq: int, key: bytes | None,
@@ -113,7 +114,12 @@ def _set_flags(area: bytearray, tlv: RawTlv, flags: int) -> None:
 def _flag_run(area: bytearray, offset: int, count: int, flags: int) -> None:
     """A run of ``count`` empty Type 0 TLVs at ``offset`` becomes ``flags 00 00 00`` repeated:
     one copy from a pattern made once per value."""
+    area[offset:offset + count * HEADER_LEN] = _pattern(flags)[:count * HEADER_LEN]
+
+
+def _pattern(flags: int) -> memoryview:
+    """``flags 00 00 00`` repeated, longer than any datagram (made once per value)."""
     pattern = _RUN_PATTERNS.get(flags)
     if pattern is None:
-        pattern = _RUN_PATTERNS[flags] = memoryview(bytes((flags, 0, 0, 0)) * (len(_ZEROS) // HEADER_LEN))
-    area[offset:offset + count * HEADER_LEN] = pattern[:count * HEADER_LEN]
+        pattern = _RUN_PATTERNS[flags] = memoryview(bytes((flags, 0, 0, 0)) * (len(ZEROS) // HEADER_LEN))
+    return pattern

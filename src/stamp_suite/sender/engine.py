@@ -445,9 +445,8 @@ class SessionSender:
             if t.type == TlvType.HMAC or t.type == TlvType.RESERVED:  # checked above; padding
                 continue
             if t.truncated or t.flags & FLAG_M:
-                problems.append(
-                    TlvProblem(t.type, ProblemKind.TRUNCATED, f"Length {t.length} runs past the end of the reply")
-                    if t.truncated else TlvProblem(t.type, ProblemKind.MALFORMED, "the reflector found it malformed (M)"))
+                problems.append(TlvProblem(t.type, ProblemKind.TRUNCATED, f"Length {t.length} runs past the reply")
+                                if t.truncated else TlvProblem(t.type, ProblemKind.MALFORMED, "the reflector set M"))
                 # RFC 8972 §4: stop processing the remainder of the packet.
                 problems += [TlvProblem(u.type, ProblemKind.NOT_READ, "after a malformed TLV") for u in tlvs[i + 1:]
                              if u.type != TlvType.HMAC]

@@ -45,6 +45,13 @@ class TlvProblem:
     detail: str
 
 
+# How far an interval measured on one clock may be off: a reflector's T2 and T3 may come from a
+# microsecond clock (and ours carry the loop tag in their lowest bits), and the two clocks may
+# run at rates 500 ppm apart (two uncorrected crystals at 250 ppm each, over the residence).
+INTERVAL_GRANULARITY_NS = 2_000
+RATE_DIFFERENCE = 500e-6
+
+
 @dataclass(slots=True)
 class Sample:
     """One matched reply: the four timestamps and what each end saw."""
@@ -68,27 +75,23 @@ class Sample:
     tlvs: dict[type[TlvValue], TlvValue] = field(default_factory=dict)
     tlv_problems: tuple[TlvProblem, ...] = ()
 
-    @property
-    def tolerance_ns(self) -> float:
-        """How far the timestamps may be off, as both ends state it (their Error Estimates)."""
-        return self.reflector_error_ns + self.sender_error_ns
-
     def impossible(self) -> str | None:
         """Why these timestamps cannot be (the reply is then :class:`Invalid`), or None: a
         reflector that left before it received (T3 < T2), or stayed longer than the whole round
-        trip (T3 - T2 > T4 - T1), beyond the stated errors."""
-        tolerance = self.tolerance_ns
+        trip (T3 - T2 > T4 - T1).  Both are intervals on one clock each, so the clocks' offsets
+        (what their Error Estimates state) cancel out; allowed are the timestamps' granularity
+        and the two clocks' different rates over the residence time (docs/protocol.md)."""
         residence = self.t3_ns - self.t2_ns
-        if residence < -tolerance:
+        if residence < -INTERVAL_GRANULARITY_NS:
             return "T3 before T2"
-        if residence > self.t4_ns - self.t1_ns + tolerance:
+        if residence > self.t4_ns - self.t1_ns + INTERVAL_GRANULARITY_NS + residence * RATE_DIFFERENCE:
             return "T3 - T2 longer than T4 - T1"
         return None
 
     @property
     def rtt_ns(self) -> int:
         """Round trip without the reflector's residence time: (T4 - T1) - (T3 - T2); 0 when
-        it is below 0 by no more than the stated errors (beyond, the reply is Invalid)."""
+        it is below 0 within what impossible() allows (beyond, the reply is Invalid)."""
         return max(0, (self.t4_ns - self.t1_ns) - (self.t3_ns - self.t2_ns))
 
     @property
@@ -114,8 +117,8 @@ class Sample:
         and is not gives offsets, not delays)."""
         if not (self.sender_synchronized and self.reflector_synchronized):
             return False
-        tolerance = self.tolerance_ns
-        return self.t2_ns - self.t1_ns >= -tolerance and self.t4_ns - self.t3_ns >= -tolerance
+        offset = self.reflector_error_ns + self.sender_error_ns  # how far apart the clocks may be, as stated
+        return self.t2_ns - self.t1_ns >= -offset and self.t4_ns - self.t3_ns >= -offset
 
 
 @dataclass(slots=True)

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from ..config import Settings
+from ..config import OutputFormat, Settings
 from .events import Event, ReportDue
 from .report import (CsvWriter, event_record, interim_text, ms, packet_text, problems_record, summary_json,
                      summary_text, tlv_record)
@@ -25,18 +25,19 @@ class SenderOutput:
         self.session = session  # the summary's "session" object
         self.out = out or sys.stdout
         self.err = err or sys.stderr
-        self.csv = CsvWriter(self.out) if s.output_format == "csv" else None
-        self.records: list[dict[str, Any]] | None = [] if s.plot_output else None
-        self.per_packet = s.print_stats and not s.quiet
-        self.progress = s.output_format == "text" and not s.print_stats and not s.quiet and self.err.isatty()
-        self.interval = SessionStats(s.dscp, s.ecn)  # what happened since the last interim report
+        self.csv = CsvWriter(self.out) if s.output.output_format is OutputFormat.CSV else None
+        self.records: list[dict[str, Any]] | None = [] if s.output.plot_output else None
+        self.per_packet = s.output.print_stats and not s.output.quiet
+        out = s.output
+        self.progress = out.output_format is OutputFormat.TEXT and not (out.print_stats or out.quiet) and self.err.isatty()
+        self.interval = SessionStats(s.sender.dscp, s.sender.ecn)  # what happened since the last interim report
         self._intervals = (0, 0.0)  # (index, end in s) of the last interim report
 
     def __call__(self, ev: Event) -> None:
         if isinstance(ev, ReportDue):
             self._interim(ev)
             return
-        if self.s.report_interval:
+        if self.s.output.report_interval:
             self.interval.on_event(ev)
         if self.records is None and self.csv is None and not self.per_packet:
             return  # nothing here writes or keeps this packet: no record to make
@@ -49,26 +50,26 @@ class SenderOutput:
             self.csv.row(rec)
         elif not self.per_packet:
             return
-        elif self.s.output_format == "json":
+        elif self.s.output.output_format is OutputFormat.JSON:
             sample = getattr(ev, "sample", None)
             print(json.dumps({"type": "packet", **rec, "tlv": tlv_record(sample.tlvs) if sample else {},
                               "tlv_problems": problems_record(sample.tlv_problems) if sample else []}), file=self.out)
         else:
             self.clear_progress()
-            print(packet_text(ev, self.s.verbose, bool(self.s.dscp or self.s.cos)), file=self.out)
+            print(packet_text(ev, self.s.output.verbose, bool(self.s.sender.dscp or self.s.tlvs.cos)), file=self.out)
         self.out.flush()
 
     def _interim(self, ev: ReportDue) -> None:
-        self._report_interval(ev.index, ev.elapsed_ns / 1e9 - self.s.report_interval, ev.elapsed_ns / 1e9)
+        self._report_interval(ev.index, ev.elapsed_ns / 1e9 - self.s.output.report_interval, ev.elapsed_ns / 1e9)
 
     def _report_interval(self, index: int, start_s: float, end_s: float) -> None:
         """What one --report-interval saw, on its own line (text) or object (JSON); CSV keeps
         stdout for its rows, so its interim lines go to stderr."""
         self._intervals = (index, end_s)
-        d, self.interval = self.interval.to_dict(), SessionStats(self.s.dscp, self.s.ecn)
-        if self.s.quiet:
+        d, self.interval = self.interval.to_dict(), SessionStats(self.s.sender.dscp, self.s.sender.ecn)
+        if self.s.output.quiet:
             return
-        if self.s.output_format == "json":
+        if self.s.output.output_format is OutputFormat.JSON:
             print(summary_json(d, self.session, kind="interim",
                                interval={"index": index, "start_s": start_s, "end_s": end_s}),
                   file=self.out, flush=True)
@@ -94,23 +95,23 @@ class SenderOutput:
         """The summary, in the chosen format; returns it (a dict) for the plot and the exit status."""
         self.clear_progress()
         index, end_s = self._intervals
-        if self.s.report_interval and self.interval.sent and duration_s > end_s:
+        if self.s.output.report_interval and self.interval.sent and duration_s > end_s:
             self._report_interval(index + 1, end_s, duration_s)  # the last, shorter one: the lines add up
         self.session["duration_s"] = duration_s
-        if self.s.window:
+        if self.s.sender.window:
             self.session["capacity_replies_per_s"] = self.stats.received / max(duration_s, 1e-9)
         summary = self.stats.to_dict()
         if self.csv is not None:
             self.out.flush()
             print(summary_text(summary, self.session), end="", file=self.err)
-        elif self.s.output_format == "json":
+        elif self.s.output.output_format is OutputFormat.JSON:
             print(summary_json(summary, self.session), file=self.out)
         else:
             if self.per_packet:
                 print(file=self.out)
             print(summary_text(summary, self.session), end="", file=self.out)
-            if self.s.window:
-                print(f"\nCapacity: {self.session['capacity_replies_per_s']:,.0f} replies/s with {self.s.window} "
+            if self.s.sender.window:
+                print(f"\nCapacity: {self.session['capacity_replies_per_s']:,.0f} replies/s with {self.s.sender.window} "
                       f"packets in flight, loss {(summary['packets']['loss_ratio'] or 0):.3%}", file=self.out)
         self.out.flush()
         return summary

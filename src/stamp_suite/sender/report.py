@@ -200,7 +200,10 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
              f"Packets sent: {p['sent']}",
              f"Packets received: {p['received']}",
              f"Packets lost: {p['lost']} ({loss_pct:.1f}%)"
-             + (f", {p['unanswered_at_stop']} unanswered when stopped (not counted)" if p["unanswered_at_stop"] else ""),
+             + (f", {p['unanswered_at_stop']} unanswered when stopped (not counted)" if p["unanswered_at_stop"]
+                else ""),
+             *([f"Packets invalid: {p['invalid']} (answered, with timestamps that cannot be: in no delay)"]
+               if p["invalid"] else []),
              f"Min RTT: {ms(rtt['min'])}",
              f"Max RTT: {ms(rtt['max'])}",
              f"Avg RTT: {ms(rtt['mean'])}",

@@ -14,7 +14,6 @@ TLV touches its own module and ``__init__`` only.  Nothing here does I/O.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
@@ -37,6 +36,17 @@ class TlvDiscard(StrEnum):
 # What a reflector rule reads of the engine: read-only views, which the engine's own
 # configuration, clock description, packet metadata and session satisfy.
 
+class HostAddresses(Protocol):
+    """This host's addresses, as the reflector knows them (the socket layer asks the system)."""
+
+    def is_local(self, ip: Address) -> bool:
+        """One of this host's addresses, loopback and broadcast ones included: a datagram
+        sent there reaches this host."""
+
+    def is_broadcast(self, ip: Address) -> bool:
+        """A broadcast address of one of this host's networks."""
+
+
 class ReflectorSettings(Protocol):
     @property
     def stateful(self) -> bool: ...
@@ -55,7 +65,7 @@ class ReflectorSettings(Protocol):
     @property
     def srv6_unavailable(self) -> str | None: ...
     @property
-    def own_address(self) -> Callable[[Address], bool]: ...
+    def host(self) -> HostAddresses: ...
 
 
 class ClockView(Protocol):

@@ -31,7 +31,7 @@ class DestinationNodeAddress(TlvValue):
         """"Ours" is the packet's destination address or any address of this host; then it
         becomes the reply's source address (RFC 9503 §3)."""
         wanted = unmapped_address(cls.from_value(tlv.value).address.packed)
-        if wanted == unmapped_address(ctx.meta.local_address) or ctx.config.own_address(wanted):
+        if wanted == unmapped_address(ctx.meta.local_address) or ctx.config.host.is_local(wanted):
             ctx.source_address = wanted.packed
             return PROCESSED, tlv.value
         return FLAG_U, tlv.value  # recognised, but we are not the intended node

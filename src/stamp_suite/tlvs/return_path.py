@@ -211,9 +211,11 @@ def _refused_return_address(ctx: ReflectContext, address: ipaddress.IPv4Address 
     multicast, broadcast, reserved), or this reflector itself (a local address, on our port:
     the reply would come back to our own socket).  None when it may be."""
     address = unmapped_address(address.packed)
-    if address.is_unspecified or address.is_multicast or (address.version == 4 and address.is_reserved):
+    host = ctx.config.host
+    if (address.is_unspecified or address.is_multicast or (address.version == 4 and address.is_reserved)
+            or host.is_broadcast(address)):
         return "not a unicast address"  # IPv4's reserved 240/4 holds the limited broadcast too
-    if ctx.meta.source[1] == ctx.meta.local_port and (address.is_loopback or ctx.config.own_address(address)):
+    if ctx.meta.source[1] == ctx.meta.local_port and host.is_local(address):
         return "this reflector's own address and port"
     return None
 

@@ -100,29 +100,30 @@ class TlvList:
         return not self.trailing and not any(t.truncated for t in self.tlvs)
 
 
-_ZEROS = bytes(1 << 16)  # longer than any UDP payload
+ZEROS = bytes(1 << 16)  # longer than any UDP payload
 
 
 def _zero_blocks(view: memoryview, pos: int, end: int) -> int:
     """How many whole 4-octet blocks of zeros start at ``pos`` (the first one is known to be).
     One memory compare when the rest is all zeros, as padding is; a binary search otherwise."""
     n = (end - pos) // HEADER_LEN
-    if _ZEROS.startswith(view[pos:pos + n * HEADER_LEN]):
+    if ZEROS.startswith(view[pos:pos + n * HEADER_LEN]):
         return n
     lo, hi = 1, n - 1  # block n - 1 or an earlier one holds the first non-zero octet
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if _ZEROS.startswith(view[pos:pos + mid * HEADER_LEN]):
+        if ZEROS.startswith(view[pos:pos + mid * HEADER_LEN]):
             lo = mid
         else:
             hi = mid - 1
     return lo
 
 
-def parse_tlvs(data: bytes | bytearray | memoryview, start: int = 0, limit: int = 0) -> TlvList:
+def parse_tlvs(data: bytes | bytearray | memoryview, start: int = 0, limit: int = 0, runs: bool = True) -> TlvList:
     """Split ``data[start:]`` into TLVs, stopping at the first one that runs past the end,
-    or after ``limit`` entries (0: no limit) with ``over_limit`` set when more follow.  A run
-    of zero padding is one entry (:attr:`RawTlv.count`)."""
+    or after ``limit`` entries (0: no limit) with ``over_limit`` set when more follow.  With
+    ``runs`` (a packet's TLVs, not a TLV's sub-TLVs) a run of zero padding is one entry
+    (:attr:`RawTlv.count`)."""
     tlvs: list[RawTlv] = []
     end = len(data)
     pos = start
@@ -133,7 +134,7 @@ def parse_tlvs(data: bytes | bytearray | memoryview, start: int = 0, limit: int 
         if end - pos < HEADER_LEN:
             return TlvList(tlvs, bytes(data[pos:]))
         flags, tlv_type, length = TLV_HEADER.unpack_from(data, pos)
-        if not (flags or tlv_type or length):
+        if runs and not (flags or tlv_type or length):
             if view is None:
                 view = memoryview(data)
             run = _zero_blocks(view, pos, end)
@@ -151,7 +152,7 @@ def parse_tlvs(data: bytes | bytearray | memoryview, start: int = 0, limit: int 
 
 def parse_sub_tlvs(value: bytes, start: int, what: str) -> list[RawTlv]:
     """The sub-TLVs of a TLV's Value: well formed and at most :data:`MAX_SUB_TLVS`, or raise."""
-    parsed = parse_tlvs(value, start, MAX_SUB_TLVS)
+    parsed = parse_tlvs(value, start, MAX_SUB_TLVS, runs=False)
     if parsed.over_limit:
         raise TlvLimitExceeded(f"{what}: more than {MAX_SUB_TLVS} sub-TLVs")
     if not parsed.well_formed:
