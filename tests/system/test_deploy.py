@@ -69,9 +69,9 @@ def test_monitor_unit_command_line_parses_and_the_example_fits_it():
     # every key file a target names is a credential the unit loads
     credentials = {c.split(":")[0] for c in unit.get("LoadCredential", [])}
     for target in cfg.targets.values():
-        if target.hmac_key_file:
-            name = re.fullmatch(r"\$CREDENTIALS_DIRECTORY/(.+)", target.hmac_key_file)
-            assert name and name.group(1) in credentials, target.hmac_key_file
+        if target.common.hmac_key_file:
+            name = re.fullmatch(r"\$CREDENTIALS_DIRECTORY/(.+)", target.common.hmac_key_file)
+            assert name and name.group(1) in credentials, target.common.hmac_key_file
 
 
 def test_one_set_of_addresses_across_units_examples_and_readme():
