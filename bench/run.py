@@ -183,11 +183,11 @@ from stamp_suite.sender.engine import SenderConfig, SessionSender
 rate, seconds, port = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 n = int(rate * seconds)
 try:  # this tree: the one sender driver
-    from stamp_suite.sender.driver import SenderDriver, SenderSession
+    from stamp_suite.sender.driver import SenderDriver, Probe
     ep = UdpEndpoint("127.0.0.1", 0, connect=("127.0.0.1", port))
     engine = SessionSender(SenderConfig(count=n, interval_ns=10**9 // rate, timeout_ns=10**9))
     driver = SenderDriver(record_schedule=True)
-    driver.add(SenderSession("bench", engine, ep, ("127.0.0.1", port)))
+    driver.add(Probe("bench", engine, ep, ("127.0.0.1", port)))
     driver.run()
     e = sorted(driver.schedule_error_ns)
 except ImportError:  # an older tree (--baseline): its runner

@@ -1,5 +1,9 @@
-"""Shared test data: the worked examples of the STAMP digest (§6), as hex, and how a test
-hands a datagram to the reflector engine."""
+"""Shared test data, and how a test hands a datagram to the reflector engine.
+
+The worked examples (a) to (e) are packets computed from the RFC 8762 and RFC 8972 layouts
+with Python's struct and hmac alone, independently of this package, in the STAMP reference
+digest the project was started from (its §6; "the digest" in the tests): bytes no encoder of
+ours made."""
 
 from dataclasses import dataclass
 

@@ -10,7 +10,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from .assembly import ReflectorThread, collect, open_session, run_session as run_to_end
+from .assembly import ReflectorThread, collect, open_session
+from .assembly import run_session as run_to_end
 from .config import Settings, build_settings
 from .net.clock import read_clock_state
 from .net.signals import StopRequest

@@ -17,20 +17,30 @@ from .config import ClockSource, ConfigError, Settings, Timestamping
 from .keys import load_key_directory, load_key_file
 from .net.clock import ClockState, ClockWatcher, read_clock_state
 from .net.local import LocalAddresses
-from .net.resolve import ResolveError, addresses, resolve
+from .net.resolve import ResolveError, addresses, format_address, resolve
 from .net.reuseport import open_port_group
 from .net.signals import StopRequest
-from .net.udp import SocketSetupError, UdpEndpoint, format_address
+from .net.udp import SocketSetupError, UdpEndpoint
 from .reflector.counters import ReflectorCounters
 from .reflector.engine import ClockDescription, Reflector, ReflectorConfig
 from .reflector.server import ReflectorServer
 from .reflector.service import ReflectorService, default_workers
-from .sender.driver import SenderDriver, SenderSession
+from .sender.driver import SenderDriver, Probe
 from .sender.engine import SenderConfig, SessionSender
 from .sender.events import Event
 from .sender.stats import SessionStats
-from .tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement, FollowUpTelemetry,
-                   Location, MicroSessionId, ReturnPath, TimestampInformation, TlvValue)
+from .tlvs import (
+    AccessReport,
+    ClassOfService,
+    DestinationNodeAddress,
+    DirectMeasurement,
+    FollowUpTelemetry,
+    Location,
+    MicroSessionId,
+    ReturnPath,
+    TimestampInformation,
+    TlvValue,
+)
 from .wire.auth import KeyLoadError, KeyStore, parse_hex_key
 from .wire.timestamp import ErrorEstimate, TimestampFormat
 
@@ -283,7 +293,7 @@ def open_sender_endpoint(s: Settings, destination: tuple[str, int], reuseport: b
 
 def open_session(s: Settings, clock: ClockState, *, name: str | None = None, destination: tuple[str, int] | None = None,
                  windows_ns: tuple[int, ...] = (), reuseport: bool = False, stats: SessionStats | None = None,
-                 skip_missed: bool = False) -> tuple[SenderSession, SessionStats]:
+                 skip_missed: bool = False) -> tuple[Probe, SessionStats]:
     """A session ready for the driver, with its statistics (``stats``, or full ones) as the first
     consumer of its events; ``windows_ns`` and ``skip_missed``: see SenderConfig."""
     keys = load_keys(s)
@@ -291,12 +301,12 @@ def open_session(s: Settings, clock: ClockState, *, name: str | None = None, des
     destination = destination or sender_destination(s)
     endpoint = open_sender_endpoint(s, destination, reuseport)
     stats = stats or SessionStats(s.sender.dscp, s.sender.ecn)
-    session = SenderSession(name or format_address(destination), engine, endpoint, destination, [stats.on_event],
+    session = Probe(name or format_address(destination), engine, endpoint, destination, [stats.on_event],
                             on_clock=lambda state: engine.update_clock(error_estimate(s, state)))
     return session, stats
 
 
-def observe(s: Settings, session: SenderSession, stats: SessionStats) -> list[Stoppable]:
+def observe(s: Settings, session: Probe, stats: SessionStats) -> list[Stoppable]:
     """--metrics and --snmp for one session; returns what to stop at the end."""
     parts: list[Stoppable] = []
     try:
@@ -322,7 +332,7 @@ def observe(s: Settings, session: SenderSession, stats: SessionStats) -> list[St
     return parts
 
 
-def run_session(s: Settings, session: SenderSession, stats: SessionStats, stop: StopRequest, *,
+def run_session(s: Settings, session: Probe, stats: SessionStats, stop: StopRequest, *,
                 clock: ClockWatcher | None = None, every_second: Callable[[], None] | None = None,
                 on_start: Callable[[], None] | None = None) -> float:
     """Run one session to its end (or a stop) with its exports, then close it; the seconds it
@@ -349,7 +359,7 @@ def run_session(s: Settings, session: SenderSession, stats: SessionStats, stop: 
         session.endpoint.close()
 
 
-def collect(session: SenderSession, kinds: tuple[type, ...]) -> list[Event]:
+def collect(session: Probe, kinds: tuple[type, ...]) -> list[Event]:
     """The session's events of these kinds, as they come (the API keeps its samples so)."""
     events: list[Event] = []
     session.consumers.append(lambda ev: events.append(ev) if isinstance(ev, kinds) else None)
@@ -362,7 +372,7 @@ class TargetSessions:
 
     @staticmethod
     def open(s: Settings, clock: ClockState, name: str, windows_ns: tuple[int, ...],
-             stats: SessionStats) -> SenderSession:
+             stats: SessionStats) -> Probe:
         return open_session(s, clock, name=name, windows_ns=windows_ns, reuseport=bool(s.common.local_port),
                             stats=stats, skip_missed=True)[0]
 

@@ -1,8 +1,8 @@
 """Bounded fuzzing in CI: hypothesis drives the properties atheris checks for long (fuzz/)."""
 
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from checks import check_packet, check_reflector, check_sender, check_tlv, make_reflectors, make_senders
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from make_corpus import seeds
 
 SEEDS = list(seeds().values())

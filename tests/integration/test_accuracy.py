@@ -1,8 +1,8 @@
 """Timestamps: from the kernel when asked (and the fallback said), follow-up TX times, honest TLVs."""
 
 import pytest
-
 from helpers import ReflectorProcess, json_lines, send
+
 from stamp_suite.net.clock import read_clock_state
 from stamp_suite.sender.report import parse_rfc3339
 

@@ -23,9 +23,11 @@ def test_api_validates_settings():
 
 def test_api_honours_every_sender_setting():
     """The API runs the CLI's own session: capacity mode, metrics, the address family."""
-    from stamp_suite.api import start_reflector
-    from test_metrics import free_tcp_port, scrape
     import threading
+
+    from test_metrics import free_tcp_port, scrape
+
+    from stamp_suite.api import start_reflector
     with start_reflector() as refl:
         result = run_session(*refl.address, count=200, window=8, timeout=1)
         assert result.received == 200 and result.summary["packets"]["lost"] == 0
@@ -63,6 +65,7 @@ def test_api_errors_are_one_line_and_the_run_settings_hold():
     import asyncio
     import threading
     import time
+
     from stamp_suite.api import run_session_async, start_reflector
     with pytest.raises(ConfigError, match="setting count: expected an integer, got a string"):
         run_session("127.0.0.1", 9, count="3")

@@ -11,11 +11,12 @@ import threading
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from ci import require
 from helpers import wait_for
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from make_corpus import seeds
+
 from stamp_suite.net import udp
 from stamp_suite.reflector.engine import Reflector, ReflectorConfig
 from stamp_suite.reflector.server import ReflectorServer
@@ -126,9 +127,10 @@ def test_a_reply_the_socket_cannot_send_is_counted_not_fatal(batch):
     """Review finding: a Return Address of the other family (::1 at an IPv4 reflector) raised
     out of the batched send and ended the worker.  Now a send error; the next packet is
     answered."""
-    from vectors import EX_A
-    import ipaddress
     import io
+    import ipaddress
+
+    from vectors import EX_A
     ep = endpoint(batch)
     config = ReflectorConfig(return_address_allow=(ipaddress.ip_network("::/0"),))
     printed = io.StringIO()
@@ -162,8 +164,9 @@ def test_t3_is_taken_right_before_the_send_in_a_burst(batch):
     together (SEND_GROUP on the batched path, one reply on the plain one), so a burst's replies
     carry at least 32 / SEND_GROUP distinct T3s, in the order they were sent (a structural
     check: how early a T3 is in microseconds depends on this machine's load)."""
-    from stamp_suite.reflector.server import SEND_GROUP
     from vectors import EX_A
+
+    from stamp_suite.reflector.server import SEND_GROUP
     ep = endpoint(batch)
     server = ReflectorServer(Reflector(ReflectorConfig()), ep)
     thread = threading.Thread(target=server.serve, daemon=True)

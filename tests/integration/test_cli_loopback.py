@@ -4,8 +4,8 @@ import json
 import socket
 
 import pytest
-
 from helpers import ReflectorProcess, check_report, json_lines, run, send
+
 from stamp_suite.sender.report import parse_rfc3339
 
 pytestmark = pytest.mark.usefixtures("reflector_io")  # both socket paths (tests/conftest.py)

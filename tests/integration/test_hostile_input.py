@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import ReflectorProcess, send, wait_for
 from test_metrics import free_tcp_port, scrape
 

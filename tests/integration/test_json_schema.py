@@ -6,7 +6,6 @@ import subprocess
 
 import jsonschema
 import pytest
-
 from ci import have_tool
 from helpers import SCHEMA, ReflectorProcess, check_report, run, send
 

@@ -6,10 +6,8 @@ import time
 import urllib.request
 
 import pytest
-
-from prometheus_client.parser import text_string_to_metric_families
-
 from helpers import CMD, ENV, ReflectorProcess, run, send, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def free_tcp_port():

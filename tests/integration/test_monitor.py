@@ -9,11 +9,11 @@ import threading
 import time
 
 import pytest
-
 from helpers import CMD, ENV, wait_for
 from relay import Impairment, ImpairmentRelay
-from stamp_suite.api import start_reflector
 from test_metrics import free_tcp_port, scrape
+
+from stamp_suite.api import start_reflector
 
 MS = 1e-3
 
@@ -176,6 +176,7 @@ def test_monitor_config_errors_are_one_line(tmp_path):
 
 def test_example_targets_file_is_valid():
     from pathlib import Path
+
     from stamp_suite.monitor import load_config
     cfg = load_config(str(Path(__file__).parents[2] / "deploy" / "targets.example.toml"))
     assert list(cfg.targets) == ["fra1", "ams1-ef", "lon1-auth"] and cfg.windows == (60, 300)

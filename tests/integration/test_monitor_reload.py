@@ -7,8 +7,9 @@ import subprocess
 import time
 
 from helpers import CMD, ENV, check_report, wait_for
-from stamp_suite.api import start_reflector
 from test_metrics import free_tcp_port, scrape
+
+from stamp_suite.api import start_reflector
 
 
 def _config(path, reflector, *, windows="[1]", jsonl=None, mport=None, extra="", name="a"):

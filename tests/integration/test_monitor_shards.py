@@ -7,9 +7,10 @@ import signal
 import subprocess
 
 from helpers import CMD, ENV, wait_for
-from stamp_suite.api import start_reflector
-from stamp_suite.monitor.service import shard_of
 from test_metrics import free_tcp_port, scrape
+
+from stamp_suite.api import start_reflector
+from stamp_suite.monitor.targets import shard_of
 
 
 def test_shards_are_stable_and_move_few_targets_when_added_to():

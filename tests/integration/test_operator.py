@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from ci import have_tool
 from helpers import CMD, ENV, ReflectorProcess, run
 from relay import Impairment, ImpairmentRelay

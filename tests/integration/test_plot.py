@@ -2,9 +2,7 @@
 
 import struct
 
-
 from ci import require_module
-
 from helpers import ReflectorProcess, run, send
 
 require_module("matplotlib")
@@ -41,6 +39,7 @@ def test_plot_of_a_bad_file_is_one_line(tmp_path):
 def test_a_version_1_file_plots_its_points(tmp_path):
     """schema_version 1 wrote t1_ns integers where version 2 writes RFC 3339 text: both read."""
     import json
+
     from stamp_suite.sender.plot import load_records
     from stamp_suite.sender.report import parse_rfc3339
     with ReflectorProcess() as refl:

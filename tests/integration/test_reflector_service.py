@@ -13,7 +13,6 @@ import threading
 import time
 
 import pytest
-
 from helpers import CMD, ENV, ReflectorProcess, run, send, wait_for
 from test_metrics import free_tcp_port, scrape
 

@@ -12,8 +12,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from ci import require, require_tool
+
 from stamp_suite.args import build_parser
 from stamp_suite.commands import monitor as monitor_command
 from stamp_suite.config import build_settings

@@ -16,7 +16,6 @@ import textwrap
 import time
 
 import pytest
-
 from netns import Namespaces
 
 KEY = "00112233445566778899aabbccddeeff"

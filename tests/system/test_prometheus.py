@@ -13,12 +13,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from ci import require_tool
 from helpers import CMD, ENV, ReflectorProcess, send, wait_for
 from relay import Impairment, ImpairmentRelay
-from stamp_suite.api import start_reflector
 from test_metrics import free_tcp_port
+
+from stamp_suite.api import start_reflector
 
 pytestmark = pytest.mark.system
 

@@ -4,7 +4,6 @@ import subprocess
 import time
 
 import pytest
-
 from ci import require, require_tool
 from helpers import CMD, ENV, ReflectorProcess, send, wait_for
 from snmpd import BASE_MIBS, OUR_MIBS, Snmpd, have_snmpd

@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import pytest
-
 from netns import Namespaces
 
 pytestmark = pytest.mark.system

@@ -26,17 +26,28 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
-import stamp_suite
 from ci import require, require_tool
 from helpers import CMD, ENV, ReflectorProcess
-from stamp_suite.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement, ExtraPadding,
-                              FollowUpTelemetry, HmacTlv, Location, MicroSessionId, ReturnPath, TimestampInformation,
-                              decode)
+from vectors import BASE_NS, EX_A, EX_B, EX_C, EX_C2, EX_D, EX_E
+
+import stamp_suite
+from stamp_suite.tlvs import (
+    AccessReport,
+    ClassOfService,
+    DestinationNodeAddress,
+    DirectMeasurement,
+    ExtraPadding,
+    FollowUpTelemetry,
+    HmacTlv,
+    Location,
+    MicroSessionId,
+    ReturnPath,
+    TimestampInformation,
+    decode,
+)
 from stamp_suite.wire.packet import ReflectorPacket, SenderPacket
 from stamp_suite.wire.timestamp import NS, ErrorEstimate, TimestampFormat, from_wire
 from stamp_suite.wire.tlv import RawTlv, build_tlvs, parse_tlvs
-from vectors import BASE_NS, EX_A, EX_B, EX_C, EX_C2, EX_D, EX_E
 
 pytestmark = pytest.mark.system  # tshark and dumpcap, installed by .ci/run
 

@@ -8,12 +8,20 @@ import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from stamp_suite.monitor.windows import ClosedWindow
 from stamp_suite.monitor.exposition import FAMILIES, expose_parts
+from stamp_suite.monitor.metrics import (
+    SLICE_WORK,
+    SUMMARY_WORK,
+    UP_FAMILIES,
+    WINDOW_FAMILIES,
+    schedule_lines,
+    up_lines,
+    window_lines,
+    window_rows,
+)
+from stamp_suite.monitor.windows import ClosedWindow
 from stamp_suite.observability.exposition import CHUNK_LINES, Families, label_text, number
-from stamp_suite.observability.metrics import (ROWS_PER_SLICE, SLICE_WORK, SUMMARY_WORK, UP_FAMILIES, WINDOW_FAMILIES,
-                                               SenderMetrics, build_lines, schedule_lines, session_lines,
-                                               up_lines, window_lines, window_rows)
+from stamp_suite.observability.metrics import ROWS_PER_SLICE, SenderMetrics, build_lines, session_lines
 from stamp_suite.sender.events import Reply, Sample, Sent
 from stamp_suite.sender.stats import SessionStats
 

@@ -3,7 +3,8 @@ alarm on what real senders send."""
 
 import random
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stamp_suite.reflector.loop_guard import TAG_MASK, WINDOW_S, LoopTag
 

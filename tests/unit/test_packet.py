@@ -1,10 +1,10 @@
 """Base packets against the digest's worked examples (bytes not made by our encoder)."""
 
-from hypothesis import given, strategies as st
-
 import pytest
-
+from hypothesis import given
+from hypothesis import strategies as st
 from vectors import EX_A, EX_B, EX_C, EX_C2, EX_D, KEY, T1_NS
+
 from stamp_suite.wire.auth import hmac16, verify16
 from stamp_suite.wire.packet import MalformedPacket, ReflectorPacket, SenderPacket
 from stamp_suite.wire.timestamp import ntp_from_ns, ntp_to_ns

@@ -6,16 +6,28 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import stamp_suite
 from stamp_suite.keys import load_key_directory, load_key_file
+from stamp_suite.tlvs import (
+    AccessReport,
+    ClassOfService,
+    DestinationNodeAddress,
+    DirectMeasurement,
+    ExtraPadding,
+    FollowUpTelemetry,
+    HmacTlv,
+    LabelStackEntry,
+    Location,
+    MicroSessionId,
+    ReturnPath,
+    TimestampInformation,
+    decode,
+)
 from stamp_suite.wire.auth import KeyLoadError, parse_hex_key
-from stamp_suite.tlvs import decode
 from stamp_suite.wire.tlv import parse_tlvs
-from stamp_suite.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement,
-                                   ExtraPadding, FollowUpTelemetry, HmacTlv, LabelStackEntry, Location,
-                                   MicroSessionId, ReturnPath, TimestampInformation)
 
 PKG = Path(stamp_suite.__file__).parent
 # The protocol core: bytes, TLVs and both engines, with their statistics.  Everything else

@@ -5,15 +5,24 @@ import random
 import struct
 
 import pytest
-
 from vectors import EX_A, EX_B, EX_C, EX_C2, EX_E, KEY, T2_NS, T3_NS, At
+
 from stamp_suite.reflector.engine import Reflection, Reflector, ReflectorConfig, TlvMode
+from stamp_suite.tlvs import (
+    AccessReport,
+    ClassOfService,
+    DestinationNodeAddress,
+    DirectMeasurement,
+    FollowUpTelemetry,
+    Location,
+    MicroSessionId,
+    ReturnPath,
+    TimestampInformation,
+)
 from stamp_suite.wire.auth import KeyStore, hmac16
 from stamp_suite.wire.packet import ReflectorPacket
 from stamp_suite.wire.timestamp import ErrorEstimate
 from stamp_suite.wire.tlv import FLAG_I, FLAG_M, FLAG_U, RawTlv, build_tlvs, parse_tlvs, verify_hmac_tlv
-from stamp_suite.tlvs import (AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement,
-                                   FollowUpTelemetry, Location, MicroSessionId, ReturnPath, TimestampInformation)
 
 SYNCED = ErrorEstimate(True, scale=0, multiplier=1)  # 0x8001 as in the worked examples
 META = At(("127.0.0.1", 40000), "127.0.0.1", ttl=64, tos=0, kernel_ns=T2_NS)
@@ -332,6 +341,7 @@ def test_rate_limiter_table_is_capped_and_ipv6_hosts_limited_by_64():
 
 def test_hmac_is_compared_in_constant_time(monkeypatch):
     import hmac
+
     from stamp_suite.wire import auth
     calls = []
     real = hmac.compare_digest

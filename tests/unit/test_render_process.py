@@ -10,15 +10,21 @@ import threading
 import time
 
 import pytest
+from test_exposition import T1, sample
 
 from stamp_suite.monitor.exposition import MonitorExposition, expose_parts
 from stamp_suite.monitor.windows import ClosedWindow
-from stamp_suite.observability.render_process import (STOP_WAIT_S, RenderClosed, RenderDied, RenderFailed,
-                                                      RenderJob, RenderProcess)
+from stamp_suite.observability.render_process import (
+    STOP_WAIT_S,
+    RenderClosed,
+    RenderDied,
+    RenderFailed,
+    RenderJob,
+    RenderProcess,
+)
 from stamp_suite.sender.events import Reply, Sent
 from stamp_suite.sender.sliced import SlicedWork
 from stamp_suite.sender.stats import SessionStats
-from test_exposition import T1, sample
 
 RENDER = "stamp_suite.monitor.exposition:expose_parts"
 UP = [("up", [(f'monitor="vp1",target="t{i}"', i % 2) for i in range(50)])]

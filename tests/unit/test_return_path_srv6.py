@@ -6,8 +6,8 @@ sub-TLVs with the same header), on the digest's open packet (a) (EX_A), not made
 import ipaddress
 
 import pytest
-
 from vectors import EX_A, EX_C, KEY, T3_NS, At
+
 from stamp_suite.reflector.engine import Reflection, Reflector, ReflectorConfig
 from stamp_suite.wire.auth import KeyStore
 from stamp_suite.wire.srh import segment_routing_header

@@ -5,11 +5,12 @@ from ci import require_module
 
 stamp = require_module("scapy.contrib.stamp")
 
-from stamp_suite.reflector.engine import Reflector  # noqa: E402
 from vectors import At, answer  # noqa: E402
+
+from stamp_suite.reflector.engine import Reflector  # noqa: E402
 from stamp_suite.sender.engine import SenderConfig, SessionSender  # noqa: E402
-from stamp_suite.wire.timestamp import ErrorEstimate  # noqa: E402
 from stamp_suite.tlvs import ClassOfService, DirectMeasurement  # noqa: E402
+from stamp_suite.wire.timestamp import ErrorEstimate  # noqa: E402
 
 
 def test_scapy_decodes_sender_and_reflector_packets():

@@ -215,8 +215,8 @@ def test_merging_with_a_distribution_without_values_keeps_moments_only():
 def test_narrower_scopes_read_less_of_each_reply_and_agree_on_what_they_read():
     """ROUND_TRIP (a monitor's lifetime counters) and DELAYS (a window without JSON lines) give
     the same counts, order, delays and jitter as ALL, and read nothing else of a reply."""
+    from stamp_suite.monitor.metrics import window_gauges
     from stamp_suite.monitor.windows import ClosedWindow
-    from stamp_suite.observability.metrics import window_gauges
     from stamp_suite.sender.stats import Scope
 
     full, delays, rt = SessionStats(), SessionStats(ipdv_memory=0, scope=Scope.DELAYS), SessionStats.lifetime_counters()
@@ -243,7 +243,7 @@ def test_narrower_scopes_read_less_of_each_reply_and_agree_on_what_they_read():
 def test_target_state_lines_are_limited_to_twenty_a_minute_and_the_rest_summed_up():
     """Ten thousand targets going down at once (the monitor's own uplink) give twenty lines and
     one summary a minute, not ten thousand lines."""
-    from stamp_suite.monitor.service import STATE_LINES_PER_MINUTE, StateLines
+    from stamp_suite.monitor.state_lines import STATE_LINES_PER_MINUTE, StateLines
 
     lines: list[str] = []
     states = StateLines(lines.append)

@@ -1,10 +1,17 @@
-from hypothesis import given, strategies as st
-
 import pytest
-
+from hypothesis import given
+from hypothesis import strategies as st
 from vectors import NS, T1_NS, T3_NS
-from stamp_suite.wire.timestamp import (ErrorEstimate, TimestampFormat, from_wire, ntp_from_ns, ntp_to_ns,
-                                        ptp_from_ns, ptp_to_ns)
+
+from stamp_suite.wire.timestamp import (
+    ErrorEstimate,
+    TimestampFormat,
+    from_wire,
+    ntp_from_ns,
+    ntp_to_ns,
+    ptp_from_ns,
+    ptp_to_ns,
+)
 
 
 def test_ntp_worked_example_values():

@@ -3,14 +3,38 @@
 import ipaddress
 
 import pytest
-from hypothesis import given, strategies as st
-
+from hypothesis import given
+from hypothesis import strategies as st
 from vectors import EX_E, KEY
-from stamp_suite.tlvs import (REGISTRY, AccessReport, ClassOfService, DestinationNodeAddress, DirectMeasurement,
-                              ExtraPadding, FollowUpTelemetry, HmacTlv, LabelStackEntry, Location, MicroSessionId,
-                              ReturnPath, TimestampInformation, decode)
-from stamp_suite.wire.tlv import (FLAG_I, FLAG_M, FLAG_U, MalformedTlv, RawTlv, build_tlvs, hmac_tlv_position_ok,
-                                  hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
+
+from stamp_suite.tlvs import (
+    REGISTRY,
+    AccessReport,
+    ClassOfService,
+    DestinationNodeAddress,
+    DirectMeasurement,
+    ExtraPadding,
+    FollowUpTelemetry,
+    HmacTlv,
+    LabelStackEntry,
+    Location,
+    MicroSessionId,
+    ReturnPath,
+    TimestampInformation,
+    decode,
+)
+from stamp_suite.wire.tlv import (
+    FLAG_I,
+    FLAG_M,
+    FLAG_U,
+    MalformedTlv,
+    RawTlv,
+    build_tlvs,
+    hmac_tlv_position_ok,
+    hmac_tlv_required,
+    parse_tlvs,
+    verify_hmac_tlv,
+)
 
 
 def test_flag_masks_msb_first():

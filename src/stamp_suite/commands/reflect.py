@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-
 from .. import __version__
 from ..assembly import reflector_service
 from ..config import Settings
-from ..say import note, say
 from ..net.clock import ClockState
+from ..net.resolve import format_address
 from ..net.signals import StopRequest
-from ..net.udp import UdpEndpoint, format_address
+from ..net.udp import UdpEndpoint
 from ..reflector.service import format_totals
+from ..say import note, say
 
 PROG = "stamp-suite"
 

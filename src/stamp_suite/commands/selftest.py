@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from ..assembly import ReflectorThread
 from ..config import OutputFormat, Settings
+from ..net.resolve import format_address
 from ..net.signals import StopRequest
-from ..net.udp import format_address
 from . import send
 
 QUICK = {"count": 20, "send_delay": 50.0, "timeout": 1.0}  # unless given

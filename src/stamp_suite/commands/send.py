@@ -7,11 +7,11 @@ from typing import Any
 from .. import __version__
 from ..assembly import open_session, run_session
 from ..config import OutputFormat, Settings
-from ..say import note, say
 from ..net.clock import ClockState, ClockWatcher, read_clock_state
+from ..net.resolve import format_address
 from ..net.signals import StopRequest
-from ..net.udp import format_address
-from ..sender.driver import SenderSession
+from ..say import note, say
+from ..sender.driver import Probe
 from ..sender.output import SenderOutput
 from ..sender.report import remote_label
 from ..sender.stats import SessionStats
@@ -21,7 +21,7 @@ from . import plot
 PROG = "stamp-suite"
 
 
-def session_info(s: Settings, session: SenderSession, clock: ClockState) -> dict[str, Any]:
+def session_info(s: Settings, session: Probe, clock: ClockState) -> dict[str, Any]:
     """The summary's "session" object."""
     ep = session.endpoint
     name = s.sender.remote()[0]

@@ -15,10 +15,18 @@ from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 
 from ..observability.exposition import Families, label_text
-from ..observability.metrics import (BUILD_FAMILIES, ROWS_PER_SLICE, SCHEDULE_FAMILIES, SESSION_FAMILIES,
-                                     UP_FAMILIES, WINDOW_FAMILIES, build_lines, schedule_lines, schedule_row,
-                                     session_lines, up_lines, window_lines, window_rows)
+from ..observability.metrics import BUILD_FAMILIES, ROWS_PER_SLICE, SESSION_FAMILIES, build_lines, session_lines
 from ..observability.render_process import RenderJob, RenderProcess
+from .metrics import (
+    SCHEDULE_FAMILIES,
+    UP_FAMILIES,
+    WINDOW_FAMILIES,
+    schedule_lines,
+    schedule_row,
+    up_lines,
+    window_lines,
+    window_rows,
+)
 
 Part = tuple[str, list]  # (kind, rows): "sessions", "schedule", "windows" or "up"
 FAMILIES = BUILD_FAMILIES + SESSION_FAMILIES + SCHEDULE_FAMILIES + WINDOW_FAMILIES + UP_FAMILIES

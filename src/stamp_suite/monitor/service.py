@@ -12,102 +12,34 @@ nothing.
 from __future__ import annotations
 
 import dataclasses
-import gc
-import hashlib
 import json
 import socket
 import sys
-import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol, TextIO
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 from ..config import ConfigError, Settings
-from ..net.clock import ClockState, ClockWatcher, read_clock_state
+from ..net.clock import ClockWatcher, read_clock_state
 from ..net.signals import StopRequest
 from ..net.udp import SocketSetupError
-from ..observability.metrics import (DELAY_BUCKETS_S, SUMMARIES_PER_SLICE, BucketHistogram, SenderMetrics,
-                                     window_row)
+from ..observability.metrics import DELAY_BUCKETS_S, BucketHistogram, SenderMetrics
 from ..say import say
-from ..sender.driver import SenderDriver, SenderSession
+from ..sender.driver import SenderDriver
 from ..sender.report import rfc3339
 from ..sender.stats import SessionStats
 from .config import MonitorConfig, load_config
 from .exposition import MonitorExposition
+from .gc_policy import FREEZE_NS, SWEEP_NS, freeze_survivors, sweep
+from .metrics import SUMMARIES_PER_SLICE, window_row
+from .state_lines import StateLines
+from .targets import Sessions, Target, shard_of
 from .windows import ClosedWindow, WindowedStats
 
 NS = 1_000_000_000
 RELOAD_CHECK_NS = NS // 20
-FREEZE_NS = NS // 10
-SWEEP_NS = 600 * NS
 OVERLOAD_CHECK_NS = 60 * NS
-STATE_LINES_PER_MINUTE = 20  # target up/down lines a minute; the rest are summed up (StateLines)
 OVERLOAD_SHARE = 0.01  # of the scheduled sends skipped in a check's minute: said in the log
-
-
-class Sessions(Protocol):
-    """How the monitor makes its targets' sessions from their settings (the assembly's
-    TargetSessions; injected, so that this service does not build what is above it)."""
-
-    def open(self, s: Settings, clock: ClockState, name: str, windows_ns: tuple[int, ...],
-             stats: SessionStats) -> SenderSession: ...
-
-    def key(self, s: Settings) -> bytes | None: ...
-
-    def still_at(self, s: Settings, destination: tuple[str, int]) -> bool: ...
-
-
-class Target:
-    """One monitored reflector: its session, cumulative statistics and windows."""
-
-    def __init__(self, name: str, settings: Settings, session: SenderSession, stats: SessionStats,
-                 windows: WindowedStats, index: int) -> None:
-        self.name = name
-        self.settings = settings
-        self.session = session
-        self.stats = stats
-        self.windows = windows
-        self.index = index  # SNMP row, stable while the monitor runs
-        self.up: bool | None = None  # as of its latest closed shortest window
-
-    @property
-    def destination(self) -> tuple[str, int]:
-        return self.session.destination
-
-    def phase_ns(self) -> int:
-        """Targets are spread over their interval (a fixed phase per name), so that a thousand
-        of them are not measured in one burst every second."""
-        return zlib.crc32(self.name.encode()) % 1000 * self.session.engine.config.interval_ns // 1000
-
-    def close(self) -> None:
-        self.session.endpoint.close()
-
-
-def shard_of(target: str, shards: int) -> int:
-    """The shard (1..``shards``) a target belongs to: highest random weight (rendezvous)
-    hashing of its name, so each target's shard depends only on its name and the shard count,
-    adding targets moves none, and going from N to N+1 shards moves about 1/(N+1) of them."""
-    def weight(k: int) -> bytes:
-        return hashlib.blake2b(f"{k}\0{target}".encode(), digest_size=8).digest()
-    return max(range(1, shards + 1), key=weight)
-
-
-def _freeze_survivors() -> None:
-    """Keep what has lived a while out of the collector's scans.  Ten thousand targets hold
-    millions of objects; a full collection walking them took about 170 ms, twenty times in
-    25 s (17 % of the run, and sends that late), measured.  Freezing this often keeps the
-    young generations small (a collection that walked a second's survivors held the loop
-    15-30 ms).  Frozen objects are still freed by reference counting; cycles among them (the
-    metrics server's asyncio objects: about 3 KB a scrape) wait for _sweep."""
-    gc.freeze()
-
-
-def _sweep() -> None:
-    """Collect everything, frozen or not, now and then: the frozen cycles are freed within
-    SWEEP_NS, at the cost of one full collection (about 0.2 s at 10,000 targets)."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
 
 
 def _open_jsonl(path: str) -> TextIO:
@@ -122,33 +54,6 @@ def _shown(value: Any) -> str:
     if isinstance(value, tuple):
         return "/".join(f"{w}s" for w in value)
     return str(value) if value else "off"
-
-
-class StateLines:
-    """Lines saying a target went down or came up again: the first STATE_LINES_PER_MINUTE of a
-    minute as they come, the rest counted and said in one line at the minute's end.  When the
-    monitor's own uplink fails, ten thousand targets go down in one window: ten thousand lines
-    would bury everything else in the log, and stamp_monitor_target_up has each of them."""
-
-    def __init__(self, log: Callable[[str], None]) -> None:
-        self.log = log
-        self._said = 0
-        self._held = {"down": 0, "up again": 0}
-
-    def say(self, line: str, state: str) -> None:
-        if self._said < STATE_LINES_PER_MINUTE:
-            self._said += 1
-            self.log(line)
-        else:
-            self._held[state] += 1
-
-    def minute(self) -> None:
-        held = sum(self._held.values())
-        if held:
-            self.log(f"and {held:,} more targets changed state since the last such line ({self._held['down']:,} down, "
-                     f"{self._held['up again']:,} up again): stamp_monitor_target_up has each")
-        self._said = 0
-        self._held = dict.fromkeys(self._held, 0)
 
 
 class Monitor:
@@ -180,8 +85,8 @@ class Monitor:
         self._rows: dict[str, int] = {}  # target name -> SNMP row index
         self._reload = False
         self.driver.every(RELOAD_CHECK_NS, self._check_reload)
-        self.driver.every(FREEZE_NS, _freeze_survivors)
-        self.driver.every(SWEEP_NS, _sweep)
+        self.driver.every(FREEZE_NS, freeze_survivors)
+        self.driver.every(SWEEP_NS, sweep)
         self.driver.every(OVERLOAD_CHECK_NS, self._check_overload)
         self.state_lines = StateLines(self.log)
         self.driver.every(60 * NS, self.state_lines.minute)
@@ -368,7 +273,7 @@ class Monitor:
     def start(self) -> None:
         current, self.config = self.config, MonitorConfig((), None, None, None, {})
         self.apply(current)
-        _sweep()
+        sweep()
 
     def run(self) -> None:
         self.driver.run(until_finished=False)

@@ -7,8 +7,7 @@ neither empties windows nor strands packets in windows that never close.
 A window keeps its events and folds them into its statistics FOLD_EVERY at a time, and the
 rest when it closes: a :class:`SessionStats` fed the same events in the same order as a
 sender's, but in passes over one target's events instead of one update per packet
-interleaved with ten thousand other targets' (about 15 us a packet less for a monitor that
-size, measured: the per-packet updates spent most of their time waiting for memory).  For a
+interleaved with ten thousand other targets' (memory stays warm: bench/README.md).  For a
 window line (``full``) it keeps every statistic, IPDV paired over the last IPDV_MEMORY
 packets; otherwise only what the window gauges need (scope DELAYS)."""
 
@@ -32,13 +31,13 @@ FOLD_EVERY = 256  # events a window holds before it folds them (a close never fo
 @dataclass(slots=True)
 class ClosedWindow:
     """A window that is over: its statistics, summarised only when a JSON line asks for it,
-    since the gauges need only a few of them (observability.metrics.window_gauges)."""
+    since the gauges need only a few of them (monitor.metrics.window_gauges)."""
 
     length_ns: int
     index: int
     partial: bool
     stats: SessionStats
-    # Its series as exposition text, made once (observability.metrics.window_row): a closed
+    # Its series as exposition text, made once (monitor.metrics.window_row): a closed
     # window never changes, and a 60 s window is scraped four times.
     exposed: tuple[str, tuple[str | None, ...]] | None = field(default=None, repr=False, compare=False)
 

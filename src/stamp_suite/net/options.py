@@ -1,8 +1,8 @@
 """Socket option numbers, with the values Python's ``socket`` module lacks on some versions.
 
-This is the only module that knows platform-specific constants (PLATFORM-NOTES.md lists
-the Linux values missing from Python 3.11).  Every name is ``None`` where the platform
-has no such option, so callers test for it instead of guessing.
+This is the only module that knows platform-specific constants (Python 3.11 lacks some
+Linux ones: IP_PKTINFO, IP_RECVTTL, SO_TIMESTAMPNS, SO_TIMESTAMPING among them).  Every name
+is ``None`` where the platform has no such option, so callers test for it instead of guessing.
 """
 
 from __future__ import annotations

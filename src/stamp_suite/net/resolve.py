@@ -67,3 +67,9 @@ def resolve(host: str, port: int, family: int = socket.AF_UNSPEC) -> tuple[str, 
     if not infos:
         raise ResolveError(f"cannot resolve {host!r}: no address")
     return infos[0][4][0], port
+
+
+def format_address(addr: tuple[str, int]) -> str:
+    """``host:port``, an IPv6 host in brackets: ``[2001:db8::1]:862``."""
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

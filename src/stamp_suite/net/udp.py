@@ -1,8 +1,9 @@
 """UDP sockets with per-packet metadata: TTL/hop limit, TOS/traffic class, destination
-address and kernel receive timestamp in; DSCP/ECN and source address per packet out.
+address and kernel receive timestamp in; DSCP/ECN and source address per packet out; many
+datagrams a system call where the optional C extension is built.
 
-What the platform can do is detected once (:func:`detect_capabilities`); a missing
-capability turns the matching field into ``None`` and is reported at start-up.
+What the platform can do is detected once (:mod:`.capabilities`); a missing capability turns
+the matching field into ``None`` and is reported at start-up.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import socket
 import struct
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
 
 from ..wire.datagram import Received
 from . import options as o
 from . import srv6
+from .capabilities import Capabilities, detect_capabilities, enable_tx_timestamps, try_option
+from .resolve import format_address
 
 MMSG_API_VERSION = 2  # what this module expects of the C extension (its API_VERSION)
 try:  # the optional C extension (setup.py): recvmmsg/sendmmsg, Linux
@@ -55,9 +57,6 @@ def batched_io() -> str:
     return f"batched socket I/O: no (one system call per datagram; the C extension is {why})"
 _MSG_TRUNC = int(getattr(socket, "MSG_TRUNC", 0x20))  # a plain int: enum flags cost a microsecond
 _new_tuple = tuple.__new__
-# TX timestamps are asked for per packet (a cmsg); the socket only sets how they come back:
-# with a counter (OPT_ID) and without the packet itself (OPT_TSONLY).
-TX_OPT_FLAGS = o.SOF_TIMESTAMPING_OPT_ID | o.SOF_TIMESTAMPING_OPT_TSONLY
 _TX_REQUEST = struct.pack("I", o.SOF_TIMESTAMPING_TX_SOFTWARE)
 _SOCK_EXTENDED_ERR = struct.Struct("IBBBBII")  # errno, origin, type, code, pad, info, data
 SO_EE_ORIGIN_TIMESTAMPING = 4
@@ -65,87 +64,6 @@ SO_EE_ORIGIN_TIMESTAMPING = 4
 
 class SocketSetupError(OSError):
     """A socket could not be opened or bound; the message is one line, fit for the operator."""
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What this platform's UDP sockets can report and set, per address family."""
-
-    recvmsg: bool = False
-    ttl: bool = False
-    tos: bool = False
-    destination_address: bool = False
-    kernel_rx_timestamp: bool = False
-    kernel_tx_timestamp: bool = False
-    set_tos_per_packet: bool = False
-    set_source_per_packet: bool = False
-    reuseport: bool = False
-
-    def missing(self) -> list[str]:
-        return [f.name for f in fields(self) if not getattr(self, f.name)]
-
-    def describe(self) -> str:
-        on = [f.name for f in fields(self) if getattr(self, f.name)]
-        return "capabilities: " + (", ".join(on) if on else "none")
-
-    def notes(self) -> list[str]:
-        """What this platform cannot measure, and what is reported instead (said once at start)."""
-        notes = []
-        if not self.ttl:
-            notes.append("TTL/hop limit cannot be read here: reflector reports 255 (RFC 5357 §4.2), sender 'unknown'")
-        if not self.tos:
-            notes.append("DSCP/ECN of received packets cannot be read here: CoS TLV reports 0")
-        if not self.destination_address:
-            notes.append("destination address cannot be read here: Location and Destination Node Address "
-                         "use the bound address")
-        if not self.kernel_rx_timestamp:
-            notes.append("no kernel receive timestamps: taken in user space right after recvmsg "
-                         "(Timestamp Information says Control Plane)")
-        if not self.set_tos_per_packet:
-            notes.append("DSCP cannot be set per packet here: CoS-requested DSCP is not applied to replies")
-        return notes
-
-    def without(self, *names: str) -> Capabilities:
-        """A copy with the named capabilities switched off (tests, and --timestamping user)."""
-        return replace(self, **{n: False for n in names})
-
-
-def _try(sock: socket.socket, level: int, opt: int | None, value: int = 1) -> bool:
-    if opt is None:
-        return False
-    try:
-        sock.setsockopt(level, opt, value)
-        return True
-    except OSError:
-        return False
-
-
-def _enable_tx_timestamps(sock: socket.socket) -> bool:
-    """SO_TIMESTAMPING for the TX timestamps a send asks for.  Its SOFTWARE report flag would
-    also put a second receive timestamp (SCM_TIMESTAMPING, 48 octets) on every datagram read,
-    beside SO_TIMESTAMPNS's: OPT_RX_FILTER (Linux 6.12+) keeps that one off."""
-    flags = o.SOF_TIMESTAMPING_SOFTWARE | TX_OPT_FLAGS
-    return (_try(sock, o.SOL_SOCKET, o.SO_TIMESTAMPING, flags | o.SOF_TIMESTAMPING_OPT_RX_FILTER)
-            or _try(sock, o.SOL_SOCKET, o.SO_TIMESTAMPING, flags))
-
-
-def detect_capabilities(family: int = socket.AF_INET) -> Capabilities:
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        has_recvmsg = hasattr(s, "recvmsg")
-        if family == socket.AF_INET6:
-            ttl = _try(s, o.IPPROTO_IPV6, o.IPV6_RECVHOPLIMIT)
-            tos = _try(s, o.IPPROTO_IPV6, o.IPV6_RECVTCLASS)
-            dst = _try(s, o.IPPROTO_IPV6, o.IPV6_RECVPKTINFO)
-        else:
-            ttl = _try(s, o.IPPROTO_IP, o.IP_RECVTTL)
-            tos = _try(s, o.IPPROTO_IP, o.IP_RECVTOS)
-            dst = _try(s, o.IPPROTO_IP, o.IP_PKTINFO) or _try(s, o.IPPROTO_IP, o.IP_RECVDSTADDR)
-        ts = _try(s, o.SOL_SOCKET, o.SO_TIMESTAMPNS) or _try(s, o.SOL_SOCKET, o.SO_TIMESTAMP)
-        tx_ts = o.MSG_ERRQUEUE is not None and _enable_tx_timestamps(s)
-        reuse = _try(s, o.SOL_SOCKET, o.SO_REUSEPORT)
-        send_cmsg = has_recvmsg and hasattr(s, "sendmsg") and o.LINUX
-    return Capabilities(has_recvmsg, ttl and has_recvmsg, tos and has_recvmsg, dst and has_recvmsg,
-                        ts and has_recvmsg, tx_ts and send_cmsg, send_cmsg, send_cmsg and dst, reuse)
 
 
 def _addr_family(host: str) -> int:
@@ -174,7 +92,7 @@ class UdpEndpoint:
                 s.setsockopt(o.IPPROTO_IPV6, o.IPV6_V6ONLY, 0 if dual_stack else 1)
             if reuseport and self.caps.reuseport:
                 s.setsockopt(o.SOL_SOCKET, o.SO_REUSEPORT, 1)
-            _try(s, o.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            try_option(s, o.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             self._enable_receive_options(dual_stack)
             s.bind((host, port))
             if connect is not None:
@@ -182,11 +100,11 @@ class UdpEndpoint:
         except OSError as exc:
             s.close()
             if exc.errno == errno.EADDRINUSE:
-                raise SocketSetupError(f"cannot bind {_fmt(host, port)}: address already in use") from None
+                raise SocketSetupError(f"cannot bind {format_address((host, port))}: address already in use") from None
             if exc.errno in (errno.EACCES, errno.EPERM):
-                raise SocketSetupError(f"cannot bind {_fmt(host, port)}: permission denied "
+                raise SocketSetupError(f"cannot bind {format_address((host, port))}: permission denied "
                                        "(ports below 1024 need root or CAP_NET_BIND_SERVICE)") from None
-            raise SocketSetupError(f"cannot use {_fmt(host, port)}: {exc.strerror or exc}") from None
+            raise SocketSetupError(f"cannot use {format_address((host, port))}: {exc.strerror or exc}") from None
         self.local = s.getsockname()[:2]
         self._wildcard = ipaddress.ip_address(host.split("%", 1)[0]).is_unspecified
         # The batch buffers (BATCH x RECV_BUFFER octets) are made on first use: a sender's
@@ -200,18 +118,18 @@ class UdpEndpoint:
         s, c = self.sock, self.caps
         v6 = self.family == socket.AF_INET6
         if v6:
-            c.ttl and _try(s, o.IPPROTO_IPV6, o.IPV6_RECVHOPLIMIT)
-            c.tos and _try(s, o.IPPROTO_IPV6, o.IPV6_RECVTCLASS)
-            c.destination_address and _try(s, o.IPPROTO_IPV6, o.IPV6_RECVPKTINFO)
+            c.ttl and try_option(s, o.IPPROTO_IPV6, o.IPV6_RECVHOPLIMIT)
+            c.tos and try_option(s, o.IPPROTO_IPV6, o.IPV6_RECVTCLASS)
+            c.destination_address and try_option(s, o.IPPROTO_IPV6, o.IPV6_RECVPKTINFO)
         if not v6 or dual_stack:  # IP_* options also apply to v4-mapped packets on a dual-stack socket
-            c.ttl and _try(s, o.IPPROTO_IP, o.IP_RECVTTL)
-            c.tos and _try(s, o.IPPROTO_IP, o.IP_RECVTOS)
+            c.ttl and try_option(s, o.IPPROTO_IP, o.IP_RECVTTL)
+            c.tos and try_option(s, o.IPPROTO_IP, o.IP_RECVTOS)
             if c.destination_address:
-                _try(s, o.IPPROTO_IP, o.IP_PKTINFO) or _try(s, o.IPPROTO_IP, o.IP_RECVDSTADDR)
+                try_option(s, o.IPPROTO_IP, o.IP_PKTINFO) or try_option(s, o.IPPROTO_IP, o.IP_RECVDSTADDR)
         if c.kernel_rx_timestamp:
-            _try(s, o.SOL_SOCKET, o.SO_TIMESTAMPNS) or _try(s, o.SOL_SOCKET, o.SO_TIMESTAMP)
+            try_option(s, o.SOL_SOCKET, o.SO_TIMESTAMPNS) or try_option(s, o.SOL_SOCKET, o.SO_TIMESTAMP)
         if c.kernel_tx_timestamp:
-            _enable_tx_timestamps(s)
+            enable_tx_timestamps(s)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -225,9 +143,9 @@ class UdpEndpoint:
     def set_default_tos(self, tos: int) -> None:
         """DSCP/ECN for every packet of this socket (the sender's --dscp/--ecn)."""
         if self.family == socket.AF_INET6:
-            _try(self.sock, o.IPPROTO_IPV6, o.IPV6_TCLASS, tos)
+            try_option(self.sock, o.IPPROTO_IPV6, o.IPV6_TCLASS, tos)
         if self.family == socket.AF_INET or self.sock.getsockopt(o.IPPROTO_IPV6, o.IPV6_V6ONLY) == 0:
-            _try(self.sock, o.IPPROTO_IP, o.IP_TOS, tos)
+            try_option(self.sock, o.IPPROTO_IP, o.IP_TOS, tos)
 
     def recv(self, bufsize: int = RECV_BUFFER) -> Received:
         """Read one datagram (raises BlockingIOError on a non-blocking socket with none).
@@ -440,11 +358,3 @@ def _source_cmsg(family: int, source: str | bytes) -> tuple[int, int, bytes]:
     if ip.version == 6:  # packing it into in_pktinfo would pin its first four octets
         raise ValueError(f"an IPv6 source address ({ip}) on an IPv4 socket")
     return (o.IPPROTO_IP, o.IP_PKTINFO, _IN_PKTINFO.pack(0, ip.packed, bytes(4)))
-
-
-def _fmt(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def format_address(addr: tuple[str, int]) -> str:
-    return _fmt(addr[0], addr[1])

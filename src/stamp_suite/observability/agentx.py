@@ -1,8 +1,9 @@
 """AgentX (RFC 2741) PDUs: the subset a read-only sub-agent needs, as bytes <-> values.
 
-Written here because no Python AgentX library on PyPI is fit to depend on (see
-PLATFORM-NOTES.md: Python-2-only, unrelated imports, timers instead of live values, no
-reconnection).  We always send in network byte order (flag 0x10) and read either order.
+Written here because no Python AgentX library on PyPI is fit to depend on (pyagentx is
+Python 2 only, pyagentx2 imports MySQLdb, pyagentx3 serves values refreshed on a timer
+without GetBulk, netsnmpagent needs libnetsnmp and one agent per process, snmpkit does not
+reconnect after snmpd restarts).  We always send in network byte order (flag 0x10) and read either order.
 """
 
 from __future__ import annotations

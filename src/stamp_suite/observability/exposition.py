@@ -11,8 +11,8 @@ through prometheus_client.
 from __future__ import annotations
 
 import math
-from itertools import accumulate
 from collections.abc import Iterator, Sequence
+from itertools import accumulate
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 CHUNK_LINES = 250  # lines per piece of a render done in slices (under a millisecond, cache cold)

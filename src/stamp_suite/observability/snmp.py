@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from . import agentx as ax
 from ..say import say
+from . import agentx as ax
 from .loop import LoopThread
 
 ENTERPRISE = (1, 3, 6, 1, 4, 1, 65134)

@@ -21,17 +21,41 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
-from ..tlvs import ReflectContext
+from ..tlvs import ReflectContext, unmapped_address
 from ..tlvs.base import HostAddresses, TlvDiscard
 from ..wire.auth import KeyStore, hmac16, verify16
 from ..wire.datagram import Received
-from ..wire.packet import (AUTH_BASE_LEN, HMAC_COVERED, OPEN_BASE_LEN, REFLECTOR_AUTH, REFLECTOR_OPEN,
-                           SENDER_AUTH_WITH_COPIED, SENDER_OPEN_WITH_COPIED)
-from ..wire.timestamp import (DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, SyncSource, TimestampFormat, TimestampMethod,
-                              ntp_from_ns, ptp_from_ns)
-from ..tlvs import unmapped_address
-from .counters import (DROP_SLOT, PROCESSING_BASE, PROCESSING_BOUNDS_NS, PROCESSING_SUM, RECEIVED, REFLECTED,
-                       RETURN_PATH_SLOT, SEND_ERRORS, DropReason, ReflectorCounters, local_block)
+from ..wire.packet import (
+    AUTH_BASE_LEN,
+    HMAC_COVERED,
+    OPEN_BASE_LEN,
+    REFLECTOR_AUTH,
+    REFLECTOR_OPEN,
+    SENDER_AUTH_WITH_COPIED,
+    SENDER_OPEN_WITH_COPIED,
+)
+from ..wire.timestamp import (
+    DEFAULT_TAI_UTC_OFFSET,
+    ErrorEstimate,
+    SyncSource,
+    TimestampFormat,
+    TimestampMethod,
+    ntp_from_ns,
+    ptp_from_ns,
+)
+from .counters import (
+    DROP_SLOT,
+    PROCESSING_BASE,
+    PROCESSING_BOUNDS_NS,
+    PROCESSING_SUM,
+    RECEIVED,
+    REFLECTED,
+    RETURN_PATH_SLOT,
+    SEND_ERRORS,
+    DropReason,
+    ReflectorCounters,
+    local_block,
+)
 from .loop_guard import LoopTag, new_key, same_host
 from .sessions import RateLimiter, Session, SessionTable
 from .tlv_procedure import answer_zero_padding, is_zero_padding, process_tlvs

@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from ..net.clock import ClockWatcher
+from ..net.resolve import format_address
 from ..net.signals import StopRequest
-from ..net.udp import BATCH, UdpEndpoint, format_address
+from ..net.udp import BATCH, UdpEndpoint
 from ..say import say
 from ..wire.datagram import Received
 from ..wire.timestamp import TimestampMethod

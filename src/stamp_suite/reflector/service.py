@@ -33,8 +33,9 @@ from collections.abc import Callable, Iterator
 from ..net import signals
 from ..net.clock import ClockWatcher
 from ..net.process import die_with_parent
+from ..net.resolve import format_address
 from ..net.signals import STOP_SIGNALS, StopRequest
-from ..net.udp import UdpEndpoint, format_address
+from ..net.udp import UdpEndpoint
 from .counters import BLOCK_SIZE, ReflectorCounters, local_block
 from .engine import Reflector, ReflectorConfig
 from .server import ReflectorServer, SessionRecord, session_records

@@ -6,8 +6,22 @@ from __future__ import annotations
 
 from ..tlvs import REGISTRY, ReflectContext
 from ..tlvs.base import TlvDiscard
-from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, HEADER_LEN, MAX_TLVS, ZEROS, MalformedTlv, RawTlv, TlvLimitExceeded,
-                        TlvType, compute_hmac_tlv, hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
+from ..wire.tlv import (
+    FLAG_I,
+    FLAG_M,
+    FLAG_U,
+    HEADER_LEN,
+    MAX_TLVS,
+    ZEROS,
+    MalformedTlv,
+    RawTlv,
+    TlvLimitExceeded,
+    TlvType,
+    compute_hmac_tlv,
+    hmac_tlv_required,
+    parse_tlvs,
+    verify_hmac_tlv,
+)
 from .counters import FLAG_I_SLOT, FLAG_M_SLOT, FLAG_U_SLOT, TLV_INTEGRITY_FAILURES, TLV_TYPE_BASE, DropReason
 
 _RUN_PATTERNS: dict[int, memoryview] = {}

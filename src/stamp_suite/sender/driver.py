@@ -46,8 +46,9 @@ _ids = itertools.count(1)
 Consumer = Callable[[Event], None]
 
 
-class SenderSession:
-    """One engine, its connected socket, and the consumers of its events."""
+class Probe:
+    """A measurement stream as the driver runs it: one Session-Sender engine (the protocol),
+    its connected socket, and the consumers of its events (statistics, outputs, metrics)."""
 
     def __init__(self, name: str, engine: SessionSender, endpoint: UdpEndpoint, destination: tuple[str, int],
                  consumers: Iterable[Consumer] = (), on_clock: Callable[[ClockState], None] | None = None) -> None:
@@ -89,7 +90,7 @@ class SenderDriver:
         self.clock = clock
         if clock is not None:
             clock.on_change = self._clock_changed
-        self.sessions: dict[int, SenderSession] = {}
+        self.sessions: dict[int, Probe] = {}
         self.schedule_error_ns: deque[int] = deque(maxlen=100_000) if record_schedule else deque(maxlen=0)
         self.on_schedule_error: Callable[[int], None] | None = None  # every send's lateness, in ns
         self._heap: list[tuple[int, int]] = []  # (due, session id); stale entries are skipped
@@ -103,7 +104,7 @@ class SenderDriver:
         self._sel.register(self.work.fileno(), self.work)
 
     # -- sessions ----------------------------------------------------------------------------
-    def add(self, session: SenderSession, delay_ns: int = 0) -> None:
+    def add(self, session: Probe, delay_ns: int = 0) -> None:
         """Start ``session``'s schedule ``delay_ns`` from now."""
         session.endpoint.setblocking(False)
         self.sessions[session.id] = session
@@ -111,7 +112,7 @@ class SenderDriver:
         session.engine.start(time.monotonic_ns(), time.time_ns(), delay_ns)
         self._reschedule(session)
 
-    def remove(self, session: SenderSession) -> None:
+    def remove(self, session: Probe) -> None:
         """Stop driving ``session`` (its socket stays open: its owner closes it)."""
         if self.sessions.pop(session.id, None) is not None:
             self._sel.unregister(session.endpoint.sock.fileno())
@@ -222,7 +223,7 @@ class SenderDriver:
         if not self._stale(entry):
             self._handle_timer(self.sessions[entry[1]], now)
 
-    def _handle_timer(self, session: SenderSession, now: int) -> None:
+    def _handle_timer(self, session: Probe, now: int) -> None:
         session.timer = None
         self._act(session, session.engine.handle_timer(now))
         self._reschedule(session)
@@ -233,7 +234,7 @@ class SenderDriver:
                 entry[0] += entry[1] * max(1, (now - entry[0]) // entry[1] + 1)
                 entry[2]()
 
-    def _reschedule(self, session: SenderSession) -> None:
+    def _reschedule(self, session: Probe) -> None:
         """Put the session's next timer in the heap (the wheel, coarse); an entry it replaces
         goes stale (skipped when it comes up), so a timer that moved later costs no wake-up."""
         due = session.engine.next_timer()
@@ -251,14 +252,14 @@ class SenderDriver:
                 session.on_clock(state)
 
     # -- moving bytes ---------------------------------------------------------------------------
-    def _act(self, session: SenderSession, events: list[Event]) -> None:
+    def _act(self, session: Probe, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, Transmit):
                 self._transmit(session, event)
             else:
                 session.dispatch(event)
 
-    def _transmit(self, session: SenderSession, transmit: Transmit) -> None:
+    def _transmit(self, session: Probe, transmit: Transmit) -> None:
         if transmit.due_ns > time.monotonic_ns():
             wait_until(transmit.due_ns)
         now = time.monotonic_ns()
@@ -271,7 +272,7 @@ class SenderDriver:
             key = session.endpoint.send(sent.data, None, tx_timestamp=True)
         except ConnectionRefusedError:  # ICMP port unreachable from an earlier packet
             session.dispatch(sent)
-            self._act(session, session.engine.icmp_refused(now))
+            self._act(session, session.engine.icmp_refused())
             return
         except OSError as exc:
             session.dispatch(sent)
@@ -282,7 +283,7 @@ class SenderDriver:
             session.departing[key] = sent.sequence_number
             self._collect_departures(session)
 
-    def _collect_departures(self, session: SenderSession) -> None:
+    def _collect_departures(self, session: Probe) -> None:
         """Kernel TX timestamps of the test packets become their T1 (SessionSender.departed)."""
         departing = session.departing
         for key, tx_ns in session.endpoint.read_tx_timestamps(limit=len(departing)):
@@ -302,7 +303,7 @@ class SenderDriver:
             else:
                 self._drain(data)
 
-    def _drain(self, session: SenderSession) -> None:
+    def _drain(self, session: Probe) -> None:
         ep, engine = session.endpoint, session.engine
         if session.departing:
             self._collect_departures(session)
@@ -312,7 +313,7 @@ class SenderDriver:
             except BlockingIOError:
                 break
             except ConnectionRefusedError:
-                self._act(session, engine.icmp_refused(time.monotonic_ns()))
+                self._act(session, engine.icmp_refused())
                 continue
             self._act(session, engine.receive(rx.data, rx.kernel_ns if rx.kernel_ns is not None else rx.user_ns,
                                               time.monotonic_ns(), rx.ttl, rx.tos))

@@ -20,15 +20,53 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ..tlvs import (REGISTRY, AccessReport, DestinationNodeAddress, DirectMeasurement, ExtraPadding, MicroSessionId,
-                    ReadContext, ReturnPath, TlvValue)
+from ..tlvs import (
+    REGISTRY,
+    AccessReport,
+    DestinationNodeAddress,
+    DirectMeasurement,
+    ExtraPadding,
+    MicroSessionId,
+    ReadContext,
+    ReturnPath,
+    TlvValue,
+)
 from ..wire.auth import hmac16, verify16
-from ..wire.packet import AUTH_BASE_LEN, HMAC_COVERED, MalformedPacket, ReflectorPacket, SENDER_AUTH, SENDER_OPEN
+from ..wire.packet import AUTH_BASE_LEN, HMAC_COVERED, SENDER_AUTH, SENDER_OPEN, MalformedPacket, ReflectorPacket
 from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFormat, from_wire, to_wire
-from ..wire.tlv import (FLAG_I, FLAG_M, FLAG_U, MalformedTlv, RawTlv, TlvType, build_tlvs, compute_hmac_tlv,
-                        hmac_tlv_required, parse_tlvs, verify_hmac_tlv)
-from .events import (Duplicate, Event, Finished, Invalid, Late, Lost, ProblemKind, Refused, Rejected, RejectReason,
-                     Reply, ReportDue, Sample, Sent, TlvProblem, Transmit, Unanswered, WindowClosed)
+from ..wire.tlv import (
+    FLAG_I,
+    FLAG_M,
+    FLAG_U,
+    MalformedTlv,
+    RawTlv,
+    TlvType,
+    build_tlvs,
+    compute_hmac_tlv,
+    hmac_tlv_required,
+    parse_tlvs,
+    verify_hmac_tlv,
+)
+from .events import (
+    Duplicate,
+    Event,
+    Finished,
+    Invalid,
+    Late,
+    Lost,
+    ProblemKind,
+    Refused,
+    Rejected,
+    RejectReason,
+    Reply,
+    ReportDue,
+    Sample,
+    Sent,
+    TlvProblem,
+    Transmit,
+    Unanswered,
+    WindowClosed,
+)
 
 U32 = 0xFFFF_FFFF
 NS = 1_000_000_000
@@ -360,7 +398,7 @@ class SessionSender:
         if rec is not None:
             rec.t1_ns = tx_ns
 
-    def icmp_refused(self, now_ns: int) -> list[Event]:
+    def icmp_refused(self) -> list[Event]:
         self.consecutive_refusals += 1
         return [Refused(self.consecutive_refusals)]
 

@@ -10,8 +10,17 @@ from typing import Any, TextIO
 
 from ..config import OutputFormat, Settings
 from .events import Event, ReportDue
-from .report import (CsvWriter, event_record, interim_text, ms, packet_text, problems_record, summary_json,
-                     summary_text, tlv_record)
+from .report import (
+    CsvWriter,
+    event_record,
+    interim_text,
+    ms,
+    packet_text,
+    problems_record,
+    summary_json,
+    summary_text,
+    tlv_record,
+)
 from .stats import SessionStats
 
 PLOT_MAX_POINTS = 1_000_000

@@ -1,12 +1,8 @@
 """Work done by the sending loop in slices between its sends, asked for by other threads.
 
-A monitor of 10,000 targets renders about 770,000 lines of /metrics per scrape.  Rendered in
-the HTTP server's thread, it holds the interpreter lock that the sending loop needs, and each
-of the loop's system calls then waits up to a switch interval to get it back (sends 250 ms
-late, measured); rendered in a forked child, the fork and the copy-on-write faults of a
-500 MB heap slow the loop for as long as the child lives.  Here the loop itself renders, a
-slice (well under a millisecond) at a time: no lock changes hands, and the render's CPU is
-counted where it is spent.
+Work on the loop's own data (a monitor's /metrics rows) done in another thread would hold the
+interpreter lock that the sending loop needs for every send; done by the loop itself, a slice
+(well under a millisecond) at a time, no lock changes hands (bench/README.md has the figures).
 
 A task is a generator: each ``next()`` is one slice, and its return value is the result.
 The loop gives tasks the time it would otherwise sleep (up to STEP_BUDGET_NS a pass), so a

@@ -23,11 +23,23 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .distribution import Distribution
-from .events import (Duplicate, Invalid, Late, Lost, ProblemKind, Refused, Rejected, RejectReason, Reply, Sample, Sent,
-                     Unanswered)
 from ..tlvs import ClassOfService, DirectMeasurement, FollowUpTelemetry, ReturnPath
 from ..wire.tlv import TlvType
+from .distribution import Distribution
+from .events import (
+    Duplicate,
+    Invalid,
+    Late,
+    Lost,
+    ProblemKind,
+    Refused,
+    Rejected,
+    RejectReason,
+    Reply,
+    Sample,
+    Sent,
+    Unanswered,
+)
 
 U32 = 1 << 32
 IPDV_MEMORY = 4096  # recent per-sequence delays kept to pair consecutive packets
@@ -87,7 +99,7 @@ class SessionStats:
                  "reflector_ttl", "reply_ttl", "ttl_changes", "_last_ttl",
                  "dscp_sent", "ecn_sent", "tos_at_reflector", "tos_at_sender",
                  "stateful_reflector", "_max_reflector", "_reflector_seqs_received", "direct_measurement",
-                 "return_path", "last_sample", "follow_up_shift", "rtt_follow_up", "_by_reflector_seq",
+                 "return_path", "follow_up_shift", "rtt_follow_up", "_by_reflector_seq",
                  "scope")
 
     def __init__(self, dscp_sent: int = 0, ecn_sent: int = 0, keep_values: bool = True,
@@ -133,7 +145,6 @@ class SessionStats:
         self.direct_measurement: DirectMeasurement | None = None  # the latest reply's
         # RFC 9503 Return Path: replies that say it was used (and which sub-TLVs), or not
         self.return_path: Counter[str] = Counter()
-        self.last_sample: Sample | None = None
         # Follow-Up Telemetry: the reflector's real departure time of its previous reply
         self.follow_up_shift = dist()  # real departure minus the T3 the reply carried
         self.rtt_follow_up = dist()  # round trip recomputed with the real departure
@@ -161,14 +172,12 @@ class SessionStats:
 
     def _late(self, ev: Late) -> None:
         self.late += 1
-        self.last_sample = ev.sample
 
     def _duplicate(self, ev: Duplicate) -> None:
         self.duplicates += 1
 
     def _invalid(self, ev: Invalid) -> None:
         self.invalid += 1
-        self.last_sample = ev.sample
 
     def _lost(self, ev: Lost) -> None:
         self.lost += 1
@@ -194,7 +203,6 @@ class SessionStats:
                  Unanswered: _unanswered, Rejected: _rejected, Refused: _refused}
 
     def _on_sample(self, s: Sample) -> None:
-        self.last_sample = s
         self.received += 1
         highest = self._highest
         seq = s.sequence_number if highest is None else unwrap(s.sequence_number, highest)

@@ -2,7 +2,8 @@
 
 Value bits: DSCP1(6) DSCP2(6) ECN(2) RP(2) Reserved(16).  DSCP1 is what the sender asks
 for in the reply; DSCP2 and ECN are what the reflector received; RP=1 says the reflector
-refused DSCP1.  There is no "ECN1": that field comes from a draft (digest §2.6.4, §7).
+refused DSCP1.  There is no "ECN1": that field comes from draft-ietf-ippm-stamp-cos-ecn,
+which the Rust tool follows (README, "Differences from the Rust stamp-suite").
 """
 
 from __future__ import annotations

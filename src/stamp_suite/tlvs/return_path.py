@@ -10,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass, field
-from typing import Any
 from enum import StrEnum
+from typing import Any
 
 from ..wire.srh import segment_routing_header
 from ..wire.tlv import FLAG_U, MalformedTlv, RawTlv, TlvType, build_tlvs, parse_sub_tlvs

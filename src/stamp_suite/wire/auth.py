@@ -12,7 +12,7 @@ import hmac as _hmac
 from dataclasses import dataclass, field
 
 HMAC_LEN = 16
-MIN_KEY_LEN = 16  # local policy: RFC 8762 sets no minimum (digest §1.9)
+MIN_KEY_LEN = 16  # local policy: RFC 8762 §4.4 sets no minimum
 
 
 class KeyLoadError(ValueError):
@@ -76,6 +76,3 @@ class KeyStore:
     def key_for(self, ssid: int) -> bytes | None:
         return self.by_ssid.get(ssid, self.default)
 
-    @property
-    def empty(self) -> bool:
-        return self.default is None and not self.by_ssid

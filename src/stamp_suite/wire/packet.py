@@ -37,10 +37,6 @@ class MalformedPacket(ValueError):
     """The datagram cannot be a STAMP packet of the expected kind."""
 
 
-def base_length(authenticated: bool) -> int:
-    return AUTH_BASE_LEN if authenticated else OPEN_BASE_LEN
-
-
 @dataclass(frozen=True, slots=True)
 class SenderPacket:
     """Session-Sender test packet (RFC 8762 Figs 3 and 4, RFC 8972 Figs 1 and 2)."""
@@ -76,7 +72,7 @@ class SenderPacket:
     def from_short(cls, data: bytes) -> SenderPacket:
         """A packet shorter than the open base (TWAMP-Light senders send 14 octets or so).
 
-        The missing octets are taken as zero (RFC 8762 §4.6 leaves this open: digest §8).
+        The missing octets are taken as zero (RFC 8762 §4.6 leaves this open: docs/protocol.md).
         """
         return cls.from_bytes(bytes(data) + bytes(OPEN_BASE_LEN - len(data)))
 

@@ -50,7 +50,7 @@ class TimestampMethod(IntEnum):
 def ntp_from_ns(unix_ns: int) -> int:
     """POSIX ns -> NTP 64-bit (seconds since 1900 mod 2^32, 2^-32 s fraction).
 
-    The fraction is truncated (digest tricky point 13: our documented choice), so a
+    The fraction is truncated (RFC 8877 leaves it open: our choice, docs/protocol.md), so a
     round trip loses at most 1 ns.
     """
     # One division: (s * 10^9 + ns) << 32 // 10^9 is s << 32 plus the truncated fraction; the
