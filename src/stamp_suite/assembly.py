@@ -25,7 +25,7 @@ from .reflector.counters import ReflectorCounters
 from .reflector.engine import ClockDescription, Reflector, ReflectorConfig
 from .reflector.server import ReflectorServer
 from .reflector.service import ReflectorService, default_workers
-from .sender.driver import SenderDriver, Probe
+from .sender.driver import Probe, SenderDriver
 from .sender.engine import SenderConfig, SessionSender
 from .sender.events import Event
 from .sender.stats import SessionStats

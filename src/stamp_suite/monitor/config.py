@@ -10,8 +10,11 @@ refused as a whole (at start-up: exit 2; on reload: the running targets go on).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from ..config import ConfigError, Settings, build_settings, check_metrics_addr, read_toml
 
@@ -39,54 +42,75 @@ class MonitorConfig:
     targets: dict[str, Settings]
 
 
-def _check(value: Any, kind: type | tuple[type, ...], where: str, what: str) -> Any:
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise ConfigError(f"{where}: expected {what}")
-    return value
+class _MonitorTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[monitor]: checked by its types, as a sender's settings are (config.py)."""
+
+    windows: Annotated[tuple[Annotated[int, msgspec.Meta(ge=1)], ...], msgspec.Meta(min_length=1)] = DEFAULT_WINDOWS
+    jsonl: str | None = None
+    metrics_addr: str | None = None
+    snmp: bool = False
+    snmp_socket: str = SNMP_SOCKET
+
+    def __post_init__(self) -> None:
+        if self.metrics_addr is not None:
+            check_metrics_addr(self.metrics_addr)
+
+
+class _TargetsFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    monitor: _MonitorTable = _MonitorTable()
+    defaults: dict[str, Any] = {}
+    targets: tuple[dict[str, Any], ...] = ()
+
+
+# what each [monitor] key takes, said when it is given something else
+_EXPECTED = {"windows": "a list of whole seconds, 1 or more, such as [60, 300]", "jsonl": 'a file name or "-"',
+             "metrics_addr": "ADDRESS:PORT", "snmp": "true or false", "snmp_socket": "a path"}
+_UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
+
+
+def _explain(message: str, where: str) -> str:
+    """msgspec's complaint about the file as one line naming the table and key."""
+    what, _, path = message.partition(" - at `$")
+    path = path.rstrip("`")
+    unknown = _UNKNOWN.match(what)
+    if path in ("", ".") and unknown:
+        return (f"{where}: unknown table {unknown['name']!r} (expected [monitor], [defaults], [[targets]])")
+    if path == ".monitor" and unknown:
+        return f"{where}: unknown key {unknown['name']!r} in [monitor]"
+    if path == ".monitor" and not what.startswith("Expected"):  # a rule of the table's own
+        return f"{where}: [monitor] {what}"
+    if path.startswith(".monitor."):
+        key = path.removeprefix(".monitor.").split("[")[0]
+        return f"{where}: [monitor] {key}: expected {_EXPECTED[key]}" if "Expected" in what else f"{where}: {what}"
+    if path.startswith(".targets["):
+        return f"{where}: target {int(path[9:].split(']')[0]) + 1}: expected a table"
+    if path == ".monitor" or path == ".defaults" or path == ".targets":
+        return f"{where}: [{path[1:]}]: expected {'[[targets]] tables' if path == '.targets' else 'a table'}"
+    return f"{where}: {what}"
 
 
 def load_config(path: str) -> MonitorConfig:
     where = f"--config {path}"
-    data = read_toml(path, where)
-    unknown = set(data) - {"monitor", "defaults", "targets"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown table {sorted(unknown)[0]!r} (expected [monitor], [defaults], "
-                          "[[targets]])")
-    mon = _check(data.get("monitor", {}), dict, f"{where}: [monitor]", "a table")
-    known = {"windows", "jsonl", "metrics_addr", "snmp", "snmp_socket"}
-    if set(mon) - known:
-        raise ConfigError(f"{where}: unknown key {sorted(set(mon) - known)[0]!r} in [monitor]")
-    windows = _check(mon.get("windows", list(DEFAULT_WINDOWS)), list, f"{where}: [monitor] windows",
-                     "a list of whole seconds, such as [60, 300]")
-    if not windows or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in windows):
-        raise ConfigError(f"{where}: [monitor] windows: expected a list of whole seconds, 1 or more, such as [60, 300]")
-    jsonl = mon.get("jsonl")
-    if jsonl is not None:
-        _check(jsonl, str, f"{where}: [monitor] jsonl", 'a file name or "-"')
-    metrics_addr = mon.get("metrics_addr")
-    if metrics_addr is not None:
-        _check(metrics_addr, str, f"{where}: [monitor] metrics_addr", "ADDRESS:PORT")
-        try:
-            check_metrics_addr(metrics_addr)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: [monitor] {exc}") from None
-    snmp = _check(mon.get("snmp", False), bool, f"{where}: [monitor] snmp", "true or false")
-    snmp_socket = _check(mon.get("snmp_socket", SNMP_SOCKET), str, f"{where}: [monitor] snmp_socket", "a path")
-    defaults = _check(data.get("defaults", {}), dict, f"{where}: [defaults]", "a table")
-    _known_keys(defaults, f"{where}: [defaults]")
+    try:
+        data = msgspec.convert(read_toml(path, where), _TargetsFile)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(str(exc), where)) from None
+    _known_keys(data.defaults, f"{where}: [defaults]")
     targets: dict[str, Settings] = {}
-    for i, t in enumerate(_check(data.get("targets", []), list, f"{where}: targets", "[[targets]] tables")):
-        t = dict(_check(t, dict, f"{where}: target {i + 1}", "a table"))
+    for i, t in enumerate(data.targets):
+        t = dict(t)
         name = t.pop("name", None)
         if not name:
             raise ConfigError(f"{where}: target {i + 1} has no name")
-        _check(name, str, f"{where}: target {i + 1}: name", "a string")
+        if not isinstance(name, str):
+            raise ConfigError(f"{where}: target {i + 1}: name: expected a string")
         if name in targets:
             raise ConfigError(f"{where}: two targets are named {name!r}")
-        targets[name] = _target(where, name, {**defaults, **t})
+        targets[name] = _target(where, name, {**data.defaults, **t})
     if not targets:
         raise ConfigError(f"{where}: no [[targets]]")
-    return MonitorConfig(tuple(windows), jsonl, metrics_addr, snmp_socket if snmp else None, targets)
+    mon = data.monitor
+    return MonitorConfig(mon.windows, mon.jsonl, mon.metrics_addr, mon.snmp_socket if mon.snmp else None, targets)
 
 
 def _target(where: str, name: str, merged: dict[str, Any]) -> Settings:
