@@ -8,11 +8,12 @@ from helpers import ReflectorProcess, check_report, json_lines, run, send
 
 from stamp_suite.sender.report import parse_rfc3339
 
-pytestmark = pytest.mark.usefixtures("reflector_io")  # both socket paths (tests/conftest.py)
+BOTH_PATHS = pytest.mark.usefixtures("reflector_io")  # a test of traffic: on both socket paths (tests/conftest.py)
 
 KEY = "00112233445566778899aabbccddeeff"
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 @pytest.mark.parametrize("auth", [False, True])
 @pytest.mark.parametrize("stateful", [False, True])
@@ -33,6 +34,7 @@ def test_sender_against_reflector(host, auth, stateful):
         assert "received=5 reflected=5" in out  # per-client totals
 
 
+@BOTH_PATHS
 def test_text_output_keeps_rust_lines():
     with ReflectorProcess() as refl:
         res = send(refl, count=3)
@@ -42,6 +44,7 @@ def test_text_output_keeps_rust_lines():
         assert any(line.startswith(prefix) for line in lines), prefix
 
 
+@BOTH_PATHS
 def test_stateful_reflector_reveals_directional_loss_fields():
     with ReflectorProcess("--stateful-reflector") as refl:
         res = send(refl, "--output-format", "json", "-R", count=4)
@@ -57,6 +60,7 @@ def tlv_run(*flags, reflector_args=(), count=3):
         return packets, summary, refl
 
 
+@BOTH_PATHS
 def test_cos_tlv_reports_dscp_and_sets_reply_dscp():
     packets, summary, _ = tlv_run("--cos", "--dscp", "46", "--ecn", "1")
     cos = packets[-1]["tlv"]["cos"]
@@ -66,12 +70,14 @@ def test_cos_tlv_reports_dscp_and_sets_reply_dscp():
     assert summary["dscp_ecn"]["at_reflector"] == {"46/1": 3}
 
 
+@BOTH_PATHS
 def test_cos_refused_by_policy():
     packets, _, _ = tlv_run("--cos", "--dscp", "46", reflector_args=("--cos-allowed-dscp", "0,10"))
     assert packets[-1]["tlv"]["cos"]["reverse_path_refused"] is True
     assert packets[-1]["reply_dscp"] == 46  # refused: the reply keeps the DSCP it was received with
 
 
+@BOTH_PATHS
 def test_location_tlv():
     packets, _, refl = tlv_run("--location")
     loc = packets[0]["tlv"]["location"]
@@ -79,6 +85,7 @@ def test_location_tlv():
     assert loc["source_ip"] == "127.0.0.1" and loc["source_port"] > 0
 
 
+@BOTH_PATHS
 def test_timestamp_info_tlv_says_kernel_or_user():
     packets, _, _ = tlv_run("--timestamp-info")
     assert packets[0]["tlv"]["timestamp_info"]["timestamp_in"] == 2  # SW local: kernel receive timestamp
@@ -86,11 +93,13 @@ def test_timestamp_info_tlv_says_kernel_or_user():
     assert packets[0]["tlv"]["timestamp_info"]["timestamp_in"] == 3  # control plane: user space
 
 
+@BOTH_PATHS
 def test_direct_measurement_tlv():
     packets, summary, _ = tlv_run("--direct-measurement", count=4)
     assert packets[-1]["tlv"]["direct_measurement"] == {"s_txc": 4, "r_rxc": 4, "r_txc": 4}
 
 
+@BOTH_PATHS
 def test_follow_up_telemetry_needs_stateful_reflector():
     packets, _, _ = tlv_run("--follow-up-telemetry", reflector_args=("--stateful-reflector",))
     fu = packets[-1]["tlv"]["follow_up"]
@@ -100,6 +109,7 @@ def test_follow_up_telemetry_needs_stateful_reflector():
     assert packets[-1]["tlv"]["follow_up"]["tx"] is None  # stateless: zeros
 
 
+@BOTH_PATHS
 def test_access_report_tlv():
     packets, _, _ = tlv_run("--access-report", "2", "--access-return-code", "2")
     assert packets[0]["tlv"]["access_report"] == {"access_id": 2, "return_code": 2}
@@ -108,6 +118,7 @@ def test_access_report_tlv():
                                            "detail": "the reflector did not process it (U)"}]
 
 
+@BOTH_PATHS
 def test_destination_node_address_tlv():
     packets, _, _ = tlv_run("--ssid", "9", "--dest-node-addr", "127.0.0.1")
     assert packets[0]["tlv"]["destination_node"]["accepted"] is True
@@ -115,6 +126,7 @@ def test_destination_node_address_tlv():
     assert (9, "not_processed") in [(p["type"], p["kind"]) for p in packets[0]["tlv_problems"]]
 
 
+@BOTH_PATHS
 def test_return_path_no_reply_suppresses_replies():
     with ReflectorProcess() as refl:
         res = send(refl, "--return-path-cc", "0", count=2)
@@ -123,6 +135,7 @@ def test_return_path_no_reply_suppresses_replies():
         assert "return_path_no_reply: 2" in out
 
 
+@BOTH_PATHS
 def test_return_address_refused_without_allow_list_and_honoured_with_it():
     packets, _, _ = tlv_run("--return-address", "127.0.0.1")
     assert (10, "not_processed") in [(p["type"], p["kind"]) for p in packets[0]["tlv_problems"]]
@@ -130,11 +143,13 @@ def test_return_address_refused_without_allow_list_and_honoured_with_it():
     assert packets[0]["tlv"]["return_path"] == {"honoured": True, "followed": ["return_address"]}
 
 
+@BOTH_PATHS
 def test_micro_session_tlv():
     packets, _, _ = tlv_run("--micro-session-id", "3", reflector_args=("--reflector-member-link-id", "7"))
     assert packets[0]["tlv"]["micro_session"] == {"sender_id": 3, "reflector_id": 7}
 
 
+@BOTH_PATHS
 def test_hmac_tlv_in_open_mode_verified():
     packets, _, _ = tlv_run("--cos", "--hmac-tlv", "--hmac-key", KEY,
                             reflector_args=("--verify-tlv-hmac", "--hmac-key", KEY))
@@ -146,6 +161,7 @@ def test_hmac_tlv_in_open_mode_verified():
     assert summary["packets"]["tlv_integrity_failures"] == 3
 
 
+@BOTH_PATHS
 def test_padding_and_ptp():
     packets, _, _ = tlv_run("--padding", "100", "-K", "PTP")
     assert packets[0]["rtt_ns"] > 0 and abs(packets[0]["forward_ns"]) < 10**9  # TAI offset applied both ends
@@ -159,6 +175,7 @@ def test_csv_output_has_header_and_rows():
     assert "Packets sent: 3" in res.stderr
 
 
+@BOTH_PATHS
 def test_wrong_key_gives_total_loss_with_reason():
     with ReflectorProcess("-A", "A", "--hmac-key", KEY) as refl:
         res = send(refl, "-A", "A", "--hmac-key", "ff" * 16, count=2)
@@ -170,6 +187,7 @@ def test_wrong_key_gives_total_loss_with_reason():
         assert "hmac_failure: 2" in out
 
 
+@BOTH_PATHS
 def test_no_reflector_says_icmp_refused():
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
@@ -243,6 +261,7 @@ def test_version():
     assert res.returncode == 0 and "stamp-suite" in res.stdout and "IPv4 capabilities:" in res.stdout
 
 
+@BOTH_PATHS
 def test_capacity_mode_reports_replies_per_second():
     with ReflectorProcess() as refl:
         res = send(refl, "--window", "16", "--output-format", "json", count=3000)
@@ -251,6 +270,7 @@ def test_capacity_mode_reports_replies_per_second():
     assert summary["session"]["capacity_replies_per_s"] > 1000
 
 
+@BOTH_PATHS
 def test_capacity_mode_writes_off_losses_and_finishes():
     from relay import Impairment, ImpairmentRelay
     with ReflectorProcess() as refl, ImpairmentRelay((refl.host, refl.port),
@@ -259,6 +279,7 @@ def test_capacity_mode_writes_off_losses_and_finishes():
     assert res.returncode == 0 and "Packets lost: 4 (0.8%)" in res.stdout and "Capacity:" in res.stdout
 
 
+@BOTH_PATHS
 def test_access_report_is_retransmitted_until_answered():
     # nobody answers on this port: 1 packet + 4 retransmissions, 0.2 s apart
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -273,6 +294,7 @@ def test_access_report_is_retransmitted_until_answered():
     assert check_report(json.loads(res.stdout))["packets"]["sent"] == 1
 
 
+@BOTH_PATHS
 def test_address_family_flags_are_honoured():
     res = run("-4", "-r", "::1", "-c", "1")
     assert res.returncode == 2 and "-4 was given, but ::1 is an IPv6 address" in res.stderr
@@ -283,6 +305,7 @@ def test_address_family_flags_are_honoured():
     assert res.returncode == 0 and "sending to [::1]" in res.stdout
 
 
+@BOTH_PATHS
 def test_the_reflector_answers_short_packets_by_default_and_not_when_hardened():
     """RFC 8762 §4.6 through the real CLI: a 14-octet TWAMP-Light packet (the digest's packet
     (a) cut short) gets a 44-octet base reply; --drop-short-packets gets it none."""
@@ -298,6 +321,7 @@ def test_the_reflector_answers_short_packets_by_default_and_not_when_hardened():
         assert got == expected, flags
 
 
+@BOTH_PATHS
 def test_the_default_reflector_serves_ipv4_and_ipv6_on_one_socket():
     with ReflectorProcess(host=None) as refl:  # no -S: the reflector's default bind
         assert "dual-stack" in refl.banner and send(refl, count=2).returncode == 0  # over ::1
@@ -305,6 +329,7 @@ def test_the_default_reflector_serves_ipv4_and_ipv6_on_one_socket():
         assert v4.returncode == 0 and "Packets received: 2" in v4.stdout
 
 
+@BOTH_PATHS
 def test_reflector_r_prints_each_packet_answered_or_dropped_and_why():
     """An operator asking "why no reply?" at the reflector: -R prints every packet received,
     with what became of it (the totals' reason names), on either socket path; the banner says

@@ -11,7 +11,7 @@ import pytest
 from helpers import ReflectorProcess, send, wait_for
 from test_metrics import free_tcp_port, scrape
 
-pytestmark = pytest.mark.usefixtures("reflector_io")  # both socket paths (tests/conftest.py)
+BOTH_PATHS = pytest.mark.usefixtures("reflector_io")  # a test of traffic: on both socket paths (tests/conftest.py)
 
 KEY_HDR = struct.Struct("!BBH")
 
@@ -40,6 +40,7 @@ def hostile(rng: random.Random, base: bytes) -> bytes:
     return bytes(data)
 
 
+@BOTH_PATHS
 def test_hostile_datagrams_are_all_counted_and_the_reflector_still_reflects():
     rng = random.Random(7)
     base = bytes.fromhex("00000001e93c7f00800000000001") + bytes(30) + bytes.fromhex("80040004b8000000")

@@ -16,7 +16,7 @@ import pytest
 from helpers import CMD, ENV, ReflectorProcess, run, send, wait_for
 from test_metrics import free_tcp_port, scrape
 
-pytestmark = pytest.mark.usefixtures("reflector_io")  # both socket paths (tests/conftest.py)
+BOTH_PATHS = pytest.mark.usefixtures("reflector_io")  # a test of traffic: on both socket paths (tests/conftest.py)
 
 PACKET = bytes.fromhex("00000001e93c7f008000000080010000") + bytes(28)  # digest example (a), seq 1
 
@@ -195,6 +195,7 @@ def _flood(port: int, sources: int, rate: float, seconds: float, tail: float = 0
     return replies
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("workers", [2, 4])
 def test_max_pps_holds_per_address_with_workers(workers):
     limit, seconds = 40, 2.0
@@ -205,6 +206,7 @@ def test_max_pps_holds_per_address_with_workers(workers):
     assert replies >= 0.9 * allowed
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("workers", [2, 4])
 def test_counters_are_live_for_the_whole_reflector(workers):
     mport = free_tcp_port()
@@ -244,6 +246,7 @@ def test_max_sessions_is_the_reflectors_total():
         assert scrape(mport)[("stamp_reflector_active_sessions", ())] <= 10
 
 
+@BOTH_PATHS
 def test_truncated_datagrams_are_dropped_and_counted():
     mport = free_tcp_port()
     with ReflectorProcess("--metrics", "--metrics-addr", f"127.0.0.1:{mport}") as refl:
@@ -257,6 +260,7 @@ def test_truncated_datagrams_are_dropped_and_counted():
         assert m[("stamp_reflector_packets_reflected_total", ())] == 0
 
 
+@BOTH_PATHS
 def test_clock_state_is_live_in_the_replies():
     """An injected clock reader flips unsynchronised -> synchronised -> unsynchronised while the
     reflector runs: the S bit and the Error Estimate of the replies follow, each change logged once."""
@@ -294,6 +298,7 @@ def test_clock_state_is_live_in_the_replies():
     assert logged == ["clock state changed: synchronised by NTP", "clock state changed: not synchronised"]
 
 
+@BOTH_PATHS
 def test_session_lists_never_stall_a_busy_worker():
     """Big session lists asked of busy-polling workers (as SNMP walks do) while a sender
     measures: every request answered, no reply lost (issue found in review: a late answer
