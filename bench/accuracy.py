@@ -68,7 +68,8 @@ def main() -> None:
                     for ts in ("kernel", "user"):
                         r = ours(ref.port, args.packets, ts)
                         res = f"{r['res_p50']:>11.1f} us" if "stamp" in name else f"{'n/a':>14}"
-                        print(f"{name:<22} {'yes' if load else 'idle':<5} {c['rtt_p50_us']:>8.1f}/{c['rtt_p99_us']:<8.1f}"
+                        print(f"{name:<22} {'yes' if load else 'idle':<5} "
+                              f"{c['rtt_p50_us']:>8.1f}/{c['rtt_p99_us']:<8.1f}"
                               f" | {ts:<6} {r['rtt_p50']:>7.1f}/{r['rtt_p99']:<8.1f} "
                               f"{r['rtt_p50'] / c['rtt_p50_us']:>6.2f}/{r['rtt_p99'] / c['rtt_p99_us']:<7.2f} "
                               f"{r['raw_p50']:>8.1f} {res}")

@@ -238,7 +238,8 @@ def main() -> None:
     designs = [
         ("C floor (recvmmsg/sendmmsg)", [str(OUT / "c_reflector"), "127.0.0.1", "0"], 1),
         ("stamp-suite, 1 worker", stamp + ["--workers", "1"], 1),
-        ("stamp-suite, 1 worker, unbatched", stamp + ["--workers", "1"], 1, {**os.environ, "STAMP_SUITE_BATCH_IO": "off"}),
+        ("stamp-suite, 1 worker, unbatched", stamp + ["--workers", "1"], 1,
+         {**os.environ, "STAMP_SUITE_BATCH_IO": "off"}),
         ("stamp-suite, 1 worker, 8 flows", stamp + ["--workers", "1"], 8),
         ("stamp-suite, 2 workers, 8 flows", stamp + ["--workers", "2"], 8),
         ("stamp-suite, 1 worker, stateful", stamp + ["--workers", "1", "--stateful-reflector"], 1),

@@ -13,11 +13,12 @@ IN_CI = os.environ.get("STAMP_CI") == "1"
 
 
 def require(condition: bool, reason: str) -> None:
+    """Works in a test and at a module's top level (a whole module that needs one thing)."""
     if condition:
         return
     if IN_CI:
         pytest.fail(f"CI needs this and does not have it: {reason}", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def require_tool(*names: str) -> None:

@@ -1,6 +1,9 @@
-"""Make tests/vectors.py and tests/integration/helpers.py importable from every test, and run
-the reflector's tests on both socket paths (``reflector_io``)."""
+"""Make tests/vectors.py and tests/integration/helpers.py importable from every test, run
+the reflector's tests on both socket paths (``reflector_io``), and run a test marked
+``alone`` with no other test beside it."""
 
+import fcntl
+import os
 import sys
 from pathlib import Path
 
@@ -34,3 +37,26 @@ def reflector_io(request, monkeypatch):
         monkeypatch.setattr(udp, "_MmsgBatch", None)
     return request.param
 
+
+
+@pytest.fixture(autouse=True)
+def _alone_when_marked(request, tmp_path_factory):
+    """The suite runs on several pytest-xdist workers; a test marked ``alone`` (it judges
+    timing or a schedule) runs while no other test does.  A readers-writer lock over two
+    flock(2) files that every worker sees: the gate is held by whoever is queuing for the
+    lock, so a waiting ``alone`` test is not starved by the other workers' stream of tests."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        yield
+        return
+    shared = tmp_path_factory.getbasetemp().parent  # one directory for all workers of a run
+    alone = request.node.get_closest_marker("alone") is not None
+    with open(shared / "alone.gate", "a") as gate, open(shared / "alone.lock", "a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(gate, fcntl.LOCK_UN)

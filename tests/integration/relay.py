@@ -2,9 +2,10 @@
 
 It acts on chosen sequence numbers in each direction (forward: the test packet's
 Sequence Number; backward: the reply's Session-Sender Sequence Number): drop, delay by a
-given time, duplicate, corrupt (the last octet flipped: in authenticated mode, the HMAC).  Reordering is a delay longer than the packet interval.  It
-records what it really did (the hold time measured on its own clock) so tests compare
-the tool's figures with the truth, not with the intent.
+given time, duplicate, corrupt (the last octet flipped: in authenticated mode, the HMAC).
+Reordering is a delay longer than the packet interval.  It records what it really did
+(the hold time measured on its own clock) so tests compare the tool's figures with the
+truth, not with the intent.
 """
 
 from __future__ import annotations

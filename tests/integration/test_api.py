@@ -42,7 +42,8 @@ def test_api_honours_every_sender_setting():
         t.start()
         run_session(*refl.address, count=20, send_delay=30, metrics=True, metrics_addr=f"127.0.0.1:{port}")
         t.join()
-        assert seen[("stamp_sender_packets_sent_total", (("remote", f"127.0.0.1:{refl.address[1]}"), ("ssid", "0")))] > 3
+        labels = (("remote", f"127.0.0.1:{refl.address[1]}"), ("ssid", "0"))
+        assert seen[("stamp_sender_packets_sent_total", labels)] > 3
     with pytest.raises(ConfigError, match="-6 was given"):
         run_session("127.0.0.1", 862, force_ipv6=True)
     with start_reflector(local_addr="::1") as refl6:

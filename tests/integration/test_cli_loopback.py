@@ -104,7 +104,8 @@ def test_follow_up_telemetry_needs_stateful_reflector():
     packets, _, _ = tlv_run("--follow-up-telemetry", reflector_args=("--stateful-reflector",))
     fu = packets[-1]["tlv"]["follow_up"]
     assert fu["sequence_number"] == 1
-    assert parse_rfc3339(packets[1]["t3"]) - 1 <= parse_rfc3339(fu["tx"]) <= parse_rfc3339(packets[1]["t4"])  # when the previous reply left
+    # when the previous reply left
+    assert parse_rfc3339(packets[1]["t3"]) - 1 <= parse_rfc3339(fu["tx"]) <= parse_rfc3339(packets[1]["t4"])
     packets, _, _ = tlv_run("--follow-up-telemetry")
     assert packets[-1]["tlv"]["follow_up"]["tx"] is None  # stateless: zeros
 

@@ -63,6 +63,7 @@ def quick_gil():
     sys.setswitchinterval(old)
 
 
+@pytest.mark.alone  # its schedule and delay figures need the CPU to itself
 def test_fifty_targets_loss_and_delay_as_the_relays_made_them(tmp_path, quick_gil):
     farm = ReflectorFarm(50)
     addresses = farm.addresses

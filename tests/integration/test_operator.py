@@ -73,6 +73,7 @@ def _stderr_lines_with_times(args: list[str], timeout: float = 20) -> tuple[floa
     return started, lines, proc.returncode
 
 
+@pytest.mark.alone  # a deadline of one second
 def test_no_reflector_is_said_within_a_second_of_the_third_refusal():
     _, lines, code = _stderr_lines_with_times(["-r", "127.0.0.1", "-p", str(_dead_port()), "-c", "8", "-d", "200",
                                                "-L", "1"])

@@ -128,6 +128,7 @@ def _one_cycle(rng: random.Random, port: int) -> str | None:
     return None
 
 
+@pytest.mark.alone  # stopping within 3 s; it brings its own load
 def test_stop_is_always_clean_200_cycles_under_traffic():
     """SIGINT or SIGTERM to the whole process group, once or several times, at random moments
     (starting up, serving, stopping), with traffic flowing: nothing hangs, nothing survives."""

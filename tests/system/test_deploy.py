@@ -86,8 +86,10 @@ def test_one_set_of_addresses_across_units_examples_and_readme():
 
 
 def test_the_sharded_template_command_line_parses():
-    args = [a.replace("%I", "1/2").replace("%i", "1-2").replace("%H", "host").replace("${METRICS_ADDR}", "127.0.0.1:9871")
-            for a in exec_args("stamp-monitor@.service")]
+    specifiers = {"%I": "1/2", "%i": "1-2", "%H": "host", "${METRICS_ADDR}": "127.0.0.1:9871"}
+    args = exec_args("stamp-monitor@.service")
+    for specifier, value in specifiers.items():
+        args = [a.replace(specifier, value) for a in args]
     ns = monitor_command.build_parser().parse_args(args[1:])
     assert args[0] == "monitor" and ns.shard == (1, 2) and ns.name == "host-1-2"
     assert ns.jsonl.startswith("/var/log/stamp/") and directives("stamp-monitor@.service")["LogsDirectory"] == ["stamp"]

@@ -215,11 +215,13 @@ class Expected:
             self.put("stamp.tlv.location.src_port", value.source_port)
             for sub in value.sub_tlvs:
                 self.sub_tlv(sub)
-                name = {2: "eui48", 3: "eui64", 5: "dst_ipv4", 6: "dst_ipv6", 8: "src_ipv4", 9: "src_ipv6"}.get(sub.type)
+                name = {2: "eui48", 3: "eui64", 5: "dst_ipv4", 6: "dst_ipv6",
+                        8: "src_ipv4", 9: "src_ipv6"}.get(sub.type)
                 if name in ("eui48", "eui64"):
                     self.put(f"stamp.tlv.location.{name}", colon_hex(sub.value[:6 if name == "eui48" else 8]))
                 elif name:
-                    self.put(f"stamp.tlv.location.{name}", ipaddress.ip_address(sub.value[:4 if "ipv4" in name else 16]))
+                    address = ipaddress.ip_address(sub.value[:4 if "ipv4" in name else 16])
+                    self.put(f"stamp.tlv.location.{name}", address)
         elif isinstance(value, TimestampInformation):
             for name in ("sync_src_in", "timestamp_in", "sync_src_out", "timestamp_out"):
                 self.put(f"stamp.tlv.tsinfo.{name}", getattr(value, name))

@@ -15,7 +15,8 @@ def settings(*argv):
 
 def test_sender_defaults_are_the_rust_tools():
     s = settings("-r", "192.0.2.1")
-    assert (s.sender.count, s.sender.send_delay, s.sender.remote()[1]) == (1000, 1000.0, 862)  # 1000 packets, one a second, port 862
+    # 1000 packets, one a second, port 862
+    assert (s.sender.count, s.sender.send_delay, s.sender.remote()[1]) == (1000, 1000.0, 862)
     assert s.tlvs.access_report_timer == 3.0 and s.tlvs.access_report_retries == 4  # RFC 8972 §4.6
     assert settings("-r", "192.0.2.1", "-d", "0.1").sender.send_delay == 0.1  # fractional milliseconds
 

@@ -81,8 +81,8 @@ def test_sender_series_carry_the_statistics():
     assert got["stamp_sender_dscp"] == {at("sender"): 46}  # no CoS TLV: the reflector's is unknown
     rtt = got["stamp_sender_rtt_seconds_bucket"]
     # 80 us, 300 us and 3 ms: cumulative counts at the bucket bounds
-    assert [rtt[L(monitor="vp1", target="site-a", le=le)] for le in ("0.0001", "0.00025", "0.0005", "0.0025", "0.005", "+Inf")] == \
-        [1, 1, 2, 2, 3, 3]
+    bounds = ("0.0001", "0.00025", "0.0005", "0.0025", "0.005", "+Inf")
+    assert [rtt[L(monitor="vp1", target="site-a", le=le)] for le in bounds] == [1, 1, 2, 2, 3, 3]
     assert got["stamp_sender_rtt_seconds_count"] == {me: 3}
     assert math.isclose(got["stamp_sender_rtt_seconds_sum"][me], 3380e-6)
     assert got["stamp_build_info"]  # the version line

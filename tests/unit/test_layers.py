@@ -116,7 +116,7 @@ def test_the_engines_and_below_touch_no_operating_system():
     """The protocol core reads no socket, clock, file or thread (sans-I/O): time and bytes
     are arguments."""
     forbidden = {"socket", "asyncio", "time", "threading", "selectors", "os", "pathlib", "mmap", "subprocess",
-                 "multiprocessing", "io", "shutil", "tempfile", "signal", "ctypes", "psutil"}
+                 "multiprocessing", "io", "shutil", "tempfile", "signal", "ctypes", "psutil", "importlib"}
     for module, path in MODULES.items():
         if rank(module) > RANK["reflector.engine"]:
             continue
@@ -125,3 +125,22 @@ def test_the_engines_and_below_touch_no_operating_system():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{module} imports {name}"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id not in ("open", "__import__"), f"{module} calls {node.func.id}"
+
+
+def test_the_import_graph_sees_relative_and_function_level_imports():
+    """The checks above are only as good as the graph: known edges of each kind are in it."""
+    assert "tlvs.base" in GRAPH["reflector.engine"]  # from ..tlvs.base import HostAddresses
+    assert "tlvs.cos" in GRAPH["tlvs"]  # from .cos import ClassOfService (in a package's __init__)
+    assert "commands.monitor" in GRAPH["cli"]  # from .commands import monitor, inside a function
+
+
+def test_no_platform_constants_outside_net():
+    """Socket options and their platform differences live in net/ alone."""
+    for module, path in MODULES.items():
+        if module.startswith("net"):
+            continue
+        text = path.read_text()
+        for name in ("IP_RECVTTL", "IP_PKTINFO", "SO_TIMESTAMPNS", "IPV6_RECVPKTINFO", "MSG_ERRQUEUE"):
+            assert name not in text, f"{name} used in {module}"

@@ -213,3 +213,31 @@ def test_decode_raises_only_malformed(tlv_type, value):
         decode(RawTlv(0, tlv_type, len(value), value))
     except MalformedTlv:
         pass
+
+
+u8, u16, u32 = st.integers(0, 255), st.integers(0, 0xFFFF), st.integers(0, 2**32 - 1)
+ipv4 = st.builds(ipaddress.IPv4Address, u32)
+ipv6 = st.builds(ipaddress.IPv6Address, st.integers(0, 2**128 - 1))
+TYPED = st.one_of(
+    st.builds(ExtraPadding, st.binary(max_size=64)),
+    st.builds(Location.request, st.booleans(), st.booleans(), st.booleans()),
+    st.builds(TimestampInformation, u8, u8, u8, u8, st.just(b"")),
+    st.builds(ClassOfService, st.integers(0, 63), st.integers(0, 63), st.integers(0, 3), st.integers(0, 3)),
+    st.builds(DirectMeasurement, u32, u32, u32),
+    st.builds(AccessReport, st.integers(0, 15), u8),
+    st.builds(FollowUpTelemetry, u32, st.integers(0, 2**64 - 1), u8),
+    st.builds(HmacTlv, st.binary(min_size=16, max_size=16)),
+    st.builds(DestinationNodeAddress, st.one_of(ipv4, ipv6)),
+    st.builds(ReturnPath, control_code=u32),
+    st.builds(lambda a, labels: ReturnPath(return_address=a, sr_mpls_labels=tuple(
+        LabelStackEntry(lab, tc, s, ttl) for lab, tc, s, ttl in labels)),
+        st.one_of(ipv4, ipv6), st.lists(st.tuples(st.integers(0, 0xFFFFF), st.integers(0, 7), st.booleans(), u8),
+                                        min_size=1, max_size=4)),
+    st.builds(lambda segs: ReturnPath(srv6_segments=tuple(segs)), st.lists(ipv6, min_size=1, max_size=3)),
+    st.builds(MicroSessionId, u16, u16),
+)
+
+
+@given(TYPED)
+def test_every_typed_tlv_round_trips(value):
+    assert decode(parse_tlvs(value.to_tlv().to_bytes()).tlvs[0]) == value

@@ -19,7 +19,8 @@ def test_the_third_refusal_in_a_row_is_said_once():
 
 
 def test_silence_hmac_and_foreign_datagrams_each_once():
-    said = warnings_for(Lost(0, 0), Lost(1, 0), Rejected(RejectReason.HMAC_FAILURE, "x"), Rejected(RejectReason.HMAC_FAILURE, "y"),
+    said = warnings_for(Lost(0, 0), Lost(1, 0),
+                        Rejected(RejectReason.HMAC_FAILURE, "x"), Rejected(RejectReason.HMAC_FAILURE, "y"),
                         Rejected(RejectReason.FOREIGN, "not ours"))
     assert len(said) == 3
     assert "no reply yet" in said[0] and "open or authenticated" in said[0]

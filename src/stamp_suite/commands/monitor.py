@@ -32,7 +32,8 @@ def build_parser() -> OneLineParser:
                               "'overloaded: ...', stamp_monitor_sends_skipped_total; split the targets with --shard.")
     ap.add_argument("--config", required=True, help="TOML file with [monitor], [defaults] and [[targets]]")
     ap.add_argument("--metrics-addr", help="serve Prometheus metrics here (overrides [monitor] metrics_addr)")
-    ap.add_argument("--jsonl", metavar="FILE", help='write the window lines here ("-": stdout; overrides [monitor] jsonl)')
+    ap.add_argument("--jsonl", metavar="FILE",
+                    help='write the window lines here ("-": stdout; overrides [monitor] jsonl)')
     ap.add_argument("--shard", metavar="K/N", type=_shard, default=(1, 1),
                     help="run only shard K of N of the file's targets (by a hash of each name), for N monitor "
                          "processes on one or more hosts sharing one targets file")
@@ -79,6 +80,7 @@ def main(argv: list[str], stop: StopRequest) -> int:
         monitor.close()
     errs = sorted(monitor.driver.schedule_error_ns)
     if errs:
-        monitor.log(f"stopped; schedule error over the last {len(errs)} sends: p50 {errs[len(errs) // 2] / 1e3:.1f} us, "
+        monitor.log(f"stopped; schedule error over the last {len(errs)} sends: "
+                    f"p50 {errs[len(errs) // 2] / 1e3:.1f} us, "
                     f"p99 {errs[int(len(errs) * 0.99)] / 1e3:.1f} us")
     return 0

@@ -97,7 +97,8 @@ class Monitor:
         config = load_config(self.config_path)
         k, n = self.shard
         if n > 1:
-            config = dataclasses.replace(config, targets={t: s for t, s in config.targets.items() if shard_of(t, n) == k})
+            mine = {t: s for t, s in config.targets.items() if shard_of(t, n) == k}
+            config = dataclasses.replace(config, targets=mine)
         return dataclasses.replace(config, **self.overrides)
 
     def log(self, line: str) -> None:

@@ -159,7 +159,8 @@ class ReflectorServer:
         reflect = self.engine.reflect
         printing = self.print_packets
         # -R prints a line as each datagram is handled: one reply a call keeps them in order.
-        group = 0 if not self.endpoint.batched else 1 if printing else 2 if self.engine.config.authenticated else SEND_GROUP
+        group = (0 if not self.endpoint.batched else 1 if printing
+                 else 2 if self.engine.config.authenticated else SEND_GROUP)
         pending: list[Reflection] = []
         shown: list[Received] = []  # the datagrams pending answers, for -R
         read_at = time.monotonic_ns()  # the batch's: timers need no finer grain than a read

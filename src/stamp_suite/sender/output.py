@@ -38,7 +38,8 @@ class SenderOutput:
         self.records: list[dict[str, Any]] | None = [] if s.output.plot_output else None
         self.per_packet = s.output.print_stats and not s.output.quiet
         out = s.output
-        self.progress = out.output_format is OutputFormat.TEXT and not (out.print_stats or out.quiet) and self.err.isatty()
+        self.progress = (out.output_format is OutputFormat.TEXT and not (out.print_stats or out.quiet)
+                         and self.err.isatty())
         self.interval = SessionStats(s.sender.dscp, s.sender.ecn)  # what happened since the last interim report
         self._intervals = (0, 0.0)  # (index, end in s) of the last interim report
 
@@ -120,7 +121,8 @@ class SenderOutput:
                 print(file=self.out)
             print(summary_text(summary, self.session), end="", file=self.out)
             if self.s.sender.window:
-                print(f"\nCapacity: {self.session['capacity_replies_per_s']:,.0f} replies/s with {self.s.sender.window} "
+                print(f"\nCapacity: {self.session['capacity_replies_per_s']:,.0f} replies/s "
+                      f"with {self.s.sender.window} "
                       f"packets in flight, loss {(summary['packets']['loss_ratio'] or 0):.3%}", file=self.out)
         self.out.flush()
         return summary
