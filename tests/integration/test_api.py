@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import wait_for
 
 from stamp_suite.api import run_session
 from stamp_suite.config import ConfigError
@@ -85,5 +86,4 @@ def test_api_errors_are_one_line_and_the_run_settings_hold():
                 await task
         before = threading.active_count()
         asyncio.run(cancel_soon())
-        time.sleep(0.5)
-        assert threading.active_count() <= before  # the session's thread ended
+        assert wait_for(lambda: threading.active_count() <= before), "the session's thread did not end"

@@ -3,7 +3,7 @@
 import subprocess
 import urllib.request
 
-from helpers import CMD, ENV, ReflectorProcess, json_lines
+from helpers import CMD, ENV, ReflectorProcess, json_lines, wait_for
 from test_metrics import free_tcp_port
 
 
@@ -21,9 +21,9 @@ def test_two_workers_serve_many_senders_statefully():
             assert summary["packets"]["received"] == 30, err
             # each flow stays on one worker, so its stateful numbering has no gaps
             assert [p["reflector_seq"] for p in packets] == list(range(30))
-        import time
-        time.sleep(1.2)  # let the other worker report
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        assert "stamp_reflector_packets_received_total 180.0" in text
+        def scrape() -> str:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        # the other worker reports its counters within a second
+        assert wait_for(lambda: "stamp_reflector_packets_received_total 180.0" in scrape(), 5), scrape()
         code, out, _ = refl.stop()
     assert code == 0 and "Packets received: 180" in out and "Clients: 6" in out
