@@ -8,6 +8,7 @@ ours made."""
 from dataclasses import dataclass
 
 from stamp_suite.reflector.engine import Reflection
+from stamp_suite.sender.events import Sample
 from stamp_suite.wire.datagram import Received
 
 NS = 1_000_000_000
@@ -69,3 +70,13 @@ def answer(reflector, data: bytes, at: At = At(), now: int = T3_NS):
         return None, out
     reflector.stamp((out,), now)
     return bytes(out.data), out
+
+
+# A sender's reply for the statistics and metrics tests: sent at T1 (2023-11-14 UTC).
+T1 = 1_700_000_000 * NS
+
+
+def sample(seq: int, rtt_us: int, tos: int | None = 0xB8) -> Sample:
+    """A reply whose round trip is ``rtt_us`` (no residence time): T2 = T3 at half way."""
+    half = rtt_us * 500
+    return Sample(seq, seq, T1, T1 + half, T1 + half, T1 + 2 * half, 61, 58, tos, True, True, 0.0, 0.0, 0)

@@ -6,12 +6,15 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import jsonschema
+from prometheus_client.parser import text_string_to_metric_families
 
 CMD = [sys.executable, "-m", "stamp_suite"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -100,3 +103,27 @@ def wait_for(pred, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def free_tcp_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port, monitors=None):
+    """Samples as {(name, sorted labels): value}.  A monitor's ``monitor`` label (its vantage
+    point) is left out of the keys, after checking that one endpoint has one; ``monitors``
+    (a set) collects the values seen."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    values, seen = {}, set()
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            labels = dict(smp.labels)
+            if "monitor" in labels:
+                seen.add(labels.pop("monitor"))
+            values[(smp.name, tuple(sorted(labels.items())))] = smp.value
+    assert len(seen) <= 1, seen
+    if monitors is not None:
+        monitors.update(seen)
+    return values

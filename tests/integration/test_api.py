@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import wait_for
+from helpers import free_tcp_port, scrape, wait_for
 
 from stamp_suite.api import run_session
 from stamp_suite.config import ConfigError
@@ -25,8 +25,6 @@ def test_api_validates_settings():
 def test_api_honours_every_sender_setting():
     """The API runs the CLI's own session: capacity mode, metrics, the address family."""
     import threading
-
-    from test_metrics import free_tcp_port, scrape
 
     from stamp_suite.api import start_reflector
     with start_reflector() as refl:

@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ReflectorProcess, send, wait_for
-from test_metrics import free_tcp_port, scrape
+from helpers import ReflectorProcess, free_tcp_port, scrape, send, wait_for
 
 BOTH_PATHS = pytest.mark.usefixtures("reflector_io")  # a test of traffic: on both socket paths (tests/conftest.py)
 

@@ -6,32 +6,8 @@ import time
 import urllib.request
 
 import pytest
-from helpers import CMD, ENV, ReflectorProcess, run, send, wait_for
+from helpers import CMD, ENV, ReflectorProcess, free_tcp_port, run, scrape, send, wait_for
 from prometheus_client.parser import text_string_to_metric_families
-
-
-def free_tcp_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def scrape(port, monitors=None):
-    """Samples as {(name, sorted labels): value}.  A monitor's ``monitor`` label (its vantage
-    point) is left out of the keys, after checking that one endpoint has one; ``monitors``
-    (a set) collects the values seen."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    values, seen = {}, set()
-    for fam in text_string_to_metric_families(text):
-        for smp in fam.samples:
-            labels = dict(smp.labels)
-            if "monitor" in labels:
-                seen.add(labels.pop("monitor"))
-            values[(smp.name, tuple(sorted(labels.items())))] = smp.value
-    assert len(seen) <= 1, seen
-    if monitors is not None:
-        monitors.update(seen)
-    return values
 
 
 def test_reflector_counters_move_by_exactly_the_packets_sent():

@@ -9,9 +9,8 @@ import threading
 import time
 
 import pytest
-from helpers import CMD, ENV, wait_for
+from helpers import CMD, ENV, free_tcp_port, scrape, wait_for
 from relay import Impairment, ImpairmentRelay
-from test_metrics import free_tcp_port, scrape
 
 from stamp_suite.api import start_reflector
 

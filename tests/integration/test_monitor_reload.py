@@ -6,8 +6,7 @@ import signal
 import subprocess
 import time
 
-from helpers import CMD, ENV, check_report, wait_for
-from test_metrics import free_tcp_port, scrape
+from helpers import CMD, ENV, check_report, free_tcp_port, scrape, wait_for
 
 from stamp_suite.api import start_reflector
 

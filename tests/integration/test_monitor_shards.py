@@ -6,8 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 
-from helpers import CMD, ENV, wait_for
-from test_metrics import free_tcp_port, scrape
+from helpers import CMD, ENV, free_tcp_port, scrape, wait_for
 
 from stamp_suite.api import start_reflector
 from stamp_suite.monitor.targets import shard_of

@@ -13,8 +13,7 @@ import threading
 import time
 
 import pytest
-from helpers import CMD, ENV, ReflectorProcess, run, send, wait_for
-from test_metrics import free_tcp_port, scrape
+from helpers import CMD, ENV, ReflectorProcess, free_tcp_port, run, scrape, send, wait_for
 
 BOTH_PATHS = pytest.mark.usefixtures("reflector_io")  # a test of traffic: on both socket paths (tests/conftest.py)
 

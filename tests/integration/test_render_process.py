@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from test_exposition import T1, sample
+from vectors import T1, sample
 
 from stamp_suite.monitor.exposition import MonitorExposition, expose_parts
 from stamp_suite.monitor.windows import ClosedWindow

@@ -3,8 +3,7 @@
 import subprocess
 import urllib.request
 
-from helpers import CMD, ENV, ReflectorProcess, json_lines, wait_for
-from test_metrics import free_tcp_port
+from helpers import CMD, ENV, ReflectorProcess, free_tcp_port, json_lines, wait_for
 
 
 def test_two_workers_serve_many_senders_statefully():

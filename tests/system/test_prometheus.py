@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 from ci import require_tool
-from helpers import CMD, ENV, ReflectorProcess, send, wait_for
+from helpers import CMD, ENV, ReflectorProcess, free_tcp_port, send, wait_for
 from relay import Impairment, ImpairmentRelay
-from test_metrics import free_tcp_port
 
 from stamp_suite.api import start_reflector
 

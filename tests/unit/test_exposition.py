@@ -7,6 +7,7 @@ import math
 import re
 
 from prometheus_client.parser import text_string_to_metric_families
+from vectors import T1, sample
 
 from stamp_suite.monitor.exposition import FAMILIES, expose_parts
 from stamp_suite.monitor.metrics import (
@@ -22,10 +23,8 @@ from stamp_suite.monitor.metrics import (
 from stamp_suite.monitor.windows import ClosedWindow
 from stamp_suite.observability.exposition import CHUNK_LINES, Families, label_text, number
 from stamp_suite.observability.metrics import ROWS_PER_SLICE, SenderMetrics, build_lines, session_lines
-from stamp_suite.sender.events import Reply, Sample, Sent
+from stamp_suite.sender.events import Reply, Sent
 from stamp_suite.sender.stats import SessionStats
-
-T1 = 1_700_000_000 * 10**9
 
 
 def parsed(text: bytes) -> dict[str, dict[tuple, float]]:
@@ -39,12 +38,6 @@ def parsed(text: bytes) -> dict[str, dict[tuple, float]]:
 
 def L(**labels: str) -> tuple:
     return tuple(sorted(labels.items()))
-
-
-def sample(seq: int, rtt_us: int, tos: int | None = 0xB8) -> Sample:
-    """A reply whose round trip is ``rtt_us`` (no residence time): T2 = T3 at half way."""
-    half = rtt_us * 500
-    return Sample(seq, seq, T1, T1 + half, T1 + half, T1 + 2 * half, 61, 58, tos, True, True, 0.0, 0.0, 0)
 
 
 def test_numbers_are_what_go_parses():
