@@ -170,9 +170,9 @@ def test_authenticated_reply_hmac_checked():
 
 def test_refusals_are_counted_until_a_reply():
     s = SessionSender(SenderConfig())
-    assert [e.consecutive for e in s.icmp_refused() + s.icmp_refused()] == [1, 2]
+    assert [e.consecutive for e in s.icmp_error("port unreachable") + s.icmp_error("host unreachable")] == [1, 2]
     s.receive(reply_to(Reflector(), packet(s, 0)), T4_NS, 0)
-    assert s.icmp_refused() == [Refused(1)]
+    assert s.icmp_error("network unreachable") == [Refused(1, "network unreachable")]
 
 
 def test_ssid_zero_from_rfc8762_reflector_is_counted():

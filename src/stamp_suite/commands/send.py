@@ -66,7 +66,9 @@ def exit_status(stats: SessionStats, s: Settings) -> int:
     if stats.received or stats.late:
         return 0
     if stats.refused:
-        why = f"ICMP port unreachable ({stats.refused}x): is a reflector listening there?"
+        why = (f"ICMP port unreachable ({stats.refused}x): is a reflector listening there?"
+               if stats.last_icmp_error == "port unreachable" else
+               f"ICMP errors ({stats.refused}x, the last: {stats.last_icmp_error}): is the host reachable?")
     elif stats.hmac_failures:
         why = f"{stats.hmac_failures} replies failed HMAC verification: wrong key or mode (-A)?"
     elif stats.foreign or stats.malformed:

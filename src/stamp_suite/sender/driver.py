@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from ..net.clock import ClockState, ClockWatcher
+from ..net.icmp import icmp_error
 from ..net.process import tighten_timer_slack
 from ..net.readiness import Readiness
 from ..net.signals import StopRequest
@@ -270,13 +271,13 @@ class SenderDriver:
         sent = session.engine.stamp(transmit, time.time_ns(), now)
         try:
             key = session.endpoint.send(sent.data, None, tx_timestamp=True)
-        except ConnectionRefusedError:  # ICMP port unreachable from an earlier packet
-            session.dispatch(sent)
-            self._act(session, session.engine.icmp_refused())
-            return
         except OSError as exc:
             session.dispatch(sent)
-            session.dispatch(SendFailed(sent.sequence_number, exc.strerror or str(exc)))
+            icmp = icmp_error(exc)  # about an earlier packet: this one left
+            if icmp is not None:
+                self._act(session, session.engine.icmp_error(icmp))
+            else:
+                session.dispatch(SendFailed(sent.sequence_number, exc.strerror or str(exc)))
             return
         session.dispatch(sent)
         if key is not None:
@@ -312,8 +313,11 @@ class SenderDriver:
                 rx = ep.recv()
             except BlockingIOError:
                 break
-            except ConnectionRefusedError:
-                self._act(session, engine.icmp_refused())
+            except OSError as exc:
+                icmp = icmp_error(exc)
+                if icmp is None:
+                    raise
+                self._act(session, engine.icmp_error(icmp))  # one error per ICMP message: read on
                 continue
             self._act(session, engine.receive(rx.data, rx.kernel_ns if rx.kernel_ns is not None else rx.user_ns,
                                               time.monotonic_ns(), rx.ttl, rx.tos))

@@ -398,9 +398,10 @@ class SessionSender:
         if rec is not None:
             rec.t1_ns = tx_ns
 
-    def icmp_refused(self) -> list[Event]:
+    def icmp_error(self, meaning: str) -> list[Event]:
+        """The socket reported an ICMP error (``meaning``: "port unreachable", ...)."""
         self.consecutive_refusals += 1
-        return [Refused(self.consecutive_refusals)]
+        return [Refused(self.consecutive_refusals, meaning)]
 
     # -- receiving ------------------------------------------------------------------------
     def receive(self, data: bytes, t4_ns: int, now_ns: int, ttl: int | None = None,

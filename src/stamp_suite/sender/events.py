@@ -208,10 +208,12 @@ class Rejected:
 
 @dataclass(slots=True)
 class Refused:
-    """ICMP port unreachable came back (nothing listens there); ``consecutive`` counts the
-    refusals since the last reply."""
+    """An ICMP error came back for a test packet: ``icmp`` says which ("port unreachable":
+    nothing listens there; "host unreachable", ...); ``consecutive`` counts them since the last
+    reply."""
 
     consecutive: int
+    icmp: str = "port unreachable"
 
 
 @dataclass(slots=True)

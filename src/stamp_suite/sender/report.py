@@ -224,7 +224,7 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
         ("late (after --timeout)", str(p["late"])), ("duplicates", str(p["duplicates"])),
         ("reordered", f"{p['reordered']} (max extent {d['reordering']['extent_max'] or 0})"),
         ("malformed / foreign", f"{p['malformed']} / {p['foreign']}"),
-        ("HMAC failures", str(p["hmac_failures"])), ("ICMP refused", str(p["refused"])),
+        ("HMAC failures", str(p["hmac_failures"])), ("ICMP errors", str(p["refused"])),
         ("invalid timestamps (kept out of the delays)", str(p["invalid"]))]
         + ([("lost forward / backward / unknown", "{forward} / {backward} / {unknown_direction}".format(
             **d["loss_by_direction"]))] if d["loss_by_direction"] else [])

@@ -93,7 +93,7 @@ class _Ipdv:
 class SessionStats:
     # Slots: a monitor holds three of these per target (lifetime, open and latest window).
     __slots__ = ("sent", "received", "lost", "unanswered", "late", "duplicates", "invalid", "malformed", "foreign",
-                 "hmac_failures", "micro_session_mismatches", "refused", "tlv_integrity_failures",
+                 "hmac_failures", "micro_session_mismatches", "refused", "last_icmp_error", "tlv_integrity_failures",
                  "rtt", "rtt_raw", "residence", "forward", "backward", "rtt_var", "forward_var", "backward_var",
                  "all_synchronized", "reordered", "reorder_extent", "_highest",
                  "reflector_ttl", "reply_ttl", "ttl_changes", "_last_ttl",
@@ -120,7 +120,8 @@ class SessionStats:
         self.foreign = 0
         self.hmac_failures = 0
         self.micro_session_mismatches = 0
-        self.refused = 0  # ICMP port unreachable seen by the socket
+        self.refused = 0  # ICMP errors (port, host or network unreachable, ...) seen by the socket
+        self.last_icmp_error = ""
         self.tlv_integrity_failures = 0
         self.rtt = dist()
         self.rtt_raw = dist()
@@ -198,6 +199,7 @@ class SessionStats:
 
     def _refused(self, ev: Refused) -> None:
         self.refused += 1
+        self.last_icmp_error = ev.icmp
 
     _HANDLERS = {Sent: _sent, Reply: _reply, Invalid: _invalid, Late: _late, Duplicate: _duplicate, Lost: _lost,
                  Unanswered: _unanswered, Rejected: _rejected, Refused: _refused}

@@ -34,8 +34,9 @@ class EarlyWarnings:
         elif isinstance(ev, Refused):
             self.refused = True
             if ev.consecutive >= REFUSALS_BEFORE_WARNING:
-                self._once("refused", f"no reflector on {self.where}: ICMP port unreachable ({ev.consecutive} in "
-                                      f"a row); still trying")
+                what = "no reflector on" if ev.icmp == "port unreachable" else "cannot reach"
+                self._once("refused", f"{what} {self.where}: ICMP {ev.icmp} ({ev.consecutive} in a row); "
+                                      f"still trying")
         elif isinstance(ev, Lost) and not self.replied and not self.refused:
             self._once("silent", f"no reply yet from {self.where} within --timeout {self.timeout_s:g} s: is a "
                                  f"reflector there, and in which mode (open or authenticated, -A)?")
