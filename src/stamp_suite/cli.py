@@ -34,14 +34,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     flags: dict[str, Any] = vars(ns)
     if "print_completion" in flags or flags.get("print_man_page"):
-        return _print_docs(flags.get("print_completion"))
+        return _printed(lambda: _print_docs(flags.get("print_completion")))
     if flags.get("wireshark_dissector"):  # installed with the package (docs/wireshark.md)
-        print(Path(__file__).parent / "data" / "stamp.lua")
-        return 0
+        return _printed(lambda: print(Path(__file__).parent / "data" / "stamp.lua"))
     show_version = flags.pop("show_version", False)
     config_path = flags.pop("config", None)
     if show_version:
-        return _version(flags.get("verbose", False))
+        return _printed(lambda: _version(flags.get("verbose", False)))
 
     def run() -> int:
         settings = build_settings(flags, config_path)
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             return plot.run_saved(settings)
         if settings.self_test:
             from .commands import selftest
-            return selftest.run(settings, signals.STOP, set(flags))
+            return selftest.run(settings, signals.STOP)
         if settings.is_reflector:
             from .commands import reflect
             return reflect.run(settings, signals.STOP)
@@ -85,6 +84,17 @@ def _guarded(run) -> int:
         return 130
 
 
+def _printed(write) -> int:
+    """Print a text (a completion script, the man page, the version): a reader that stops
+    early (| head) is no error."""
+    try:
+        write()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+    return 0
+
+
 def _quiet_stdout() -> None:
     """stdout was closed under us (a pipe reader went away): stop writing to it silently."""
     try:
@@ -94,21 +104,20 @@ def _quiet_stdout() -> None:
         pass
 
 
-def _print_docs(shell: str | None) -> int:
+def _print_docs(shell: str | None) -> None:
     """A shell completion script (shtab) or the manual page (argparse-manpage), both made
     from the parser itself, so they never disagree with --help."""
     if shell:
         import shtab
         print(shtab.complete(build_parser(), shell=shell))
-        return 0
+        return
     from argparse_manpage.manpage import Manpage
     print(Manpage(build_parser(), {"project_name": PROG, "version": __version__, "manual_title": "stamp-suite manual",
                                    "description": "STAMP (RFC 8762, 8972, 9503, 9534) Session-Sender and "
                                                   "Session-Reflector"}))
-    return 0
 
 
-def _version(verbose: bool) -> int:
+def _version(verbose: bool) -> None:
     print(f"{PROG} {__version__} (Python {sys.version.split()[0]}, {sys.platform})")
     if verbose:
         for fam, name in ((socket.AF_INET, "IPv4"), (socket.AF_INET6, "IPv6")):
@@ -124,4 +133,3 @@ def _version(verbose: bool) -> int:
         for line in srv6.return_path_support():
             print(line)
         print(read_clock_state().how)
-    return 0

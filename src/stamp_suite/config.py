@@ -292,6 +292,8 @@ SECTIONS = {"common": Common, "sender": Sender, "reflector": Reflector, "tlvs": 
 # Which section each flat key (a long flag's name) belongs to.
 SECTION_OF = {name: section for section, kind in SECTIONS.items() for name in kind.__struct_fields__}
 TOP_KEYS = {"is_reflector", "self_test"}
+# A self-test's measurement is short unless the flags or the file say otherwise.
+SELF_TEST_SENDER = {"count": 20, "send_delay": 50.0, "timeout": 1.0}
 FILE_KEYS = (set(SECTION_OF) | TOP_KEYS) - {"hmac_key", "self_test"}
 
 
@@ -302,7 +304,8 @@ def build_settings(flags: dict[str, Any], config_path: str | None = None, where:
     error in a value that came from the file names the file."""
     file = load_file(config_path) if config_path else {}
     from_file = {name: f"--config {config_path}: key {name}" for name in file if name not in flags}
-    return _convert({**file, **flags}, where, from_file)
+    quick = SELF_TEST_SENDER if flags.get("self_test") else {}
+    return _convert({**quick, **file, **flags}, where, from_file)
 
 
 def _convert(flat: dict[str, Any], where: str, labels: dict[str, str] | None = None) -> Settings:
@@ -343,18 +346,14 @@ def _explain(message: str, flat: dict[str, Any], where: str, labels: dict[str, s
     if what.startswith("Invalid enum value"):
         choices = _choices(name)
         return f"{label}: expected one of {', '.join(choices)}" if choices else f"{label}: not a valid value"
-    bounds = _bounds(name)
+    allowed = _allowed(name)
     value = flat.get(name)
     if isinstance(value, float) and not math.isfinite(value):
         return f"{label} must be a finite number"
-    if bounds and isinstance(value, (int, float)) and not isinstance(value, bool):
-        lo, hi = bounds
-        if hi is None:
-            return f"{label} {value} must be {lo} or more"
-        return f"{label} {value} is outside {lo}..{hi}"
-    if bounds:
-        lo, hi = bounds
-        return f"{label}: each must be {lo}..{hi}" if hi is not None else f"{label}: each must be {lo} or more"
+    if allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{label} {value} is outside {allowed}" if ".." in allowed else f"{label} {value} must be {allowed}"
+    if allowed:
+        return f"{label}: each must be {allowed}"
     return f"{label}: {what}"
 
 
@@ -369,15 +368,18 @@ def _choices(name: str) -> list[str]:
     return []
 
 
-def _bounds(name: str) -> tuple[float, float | None] | None:
-    """The range a field's type states (in its Meta), looked for through Optional and tuples."""
+def _allowed(name: str) -> str | None:
+    """The range a field's type states (in its Meta; looked for through Optional and tuples)
+    in words: "0..63", "1 or more", "more than 0", "more than 0 and at most 1000"."""
     todo = [_field_type(name)]
     while todo:
         hint = todo.pop()
         for meta in getattr(hint, "__metadata__", ()):
             if isinstance(meta, Meta):
-                lo = meta.ge if meta.ge is not None else meta.gt
-                return (_num(lo), _num(meta.le))
+                hi = _num(meta.le)
+                if meta.gt is not None:
+                    return f"more than {_num(meta.gt)}" + (f" and at most {hi}" if hi is not None else "")
+                return f"{_num(meta.ge)}..{hi}" if hi is not None else f"{_num(meta.ge)} or more"
         todo.extend(typing.get_args(hint))
     return None
 

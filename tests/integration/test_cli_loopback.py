@@ -202,6 +202,7 @@ def test_no_reflector_says_icmp_refused():
     (["--bogus"], "unrecognized arguments"),
     (["-c", "abc"], "not an integer"),
     (["--dscp", "64"], "--dscp 64 is outside 0..63"),
+    (["-L", "0"], "--timeout 0.0 must be more than 0"),
     (["-A", "A"], "needs --hmac-key"),
     (["-r", "127.0.0.1", "--hmac-key", "xyz"], "not a hexadecimal key"),
     (["--return-path-cc", "1", "--return-address", "127.0.0.1"], "cannot be combined"),
@@ -252,9 +253,15 @@ def test_wrong_types_and_misplaced_keys_are_one_line_that_never_shows_a_key(tmp_
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and KEY not in res.stderr
 
 
-def test_self_test_runs():
+def test_self_test_runs_short_unless_the_flags_or_the_file_say_otherwise(tmp_path):
+    res = run("--self-test")
+    assert res.returncode == 0 and "Packets received: 20" in res.stdout
     res = run("--self-test", "-c", "3")
     assert res.returncode == 0 and "Packets received: 3" in res.stdout
+    cfg = tmp_path / "s.toml"
+    cfg.write_text("count = 4\nsend_delay = 5\n")
+    res = run("--self-test", "--config", str(cfg))
+    assert res.returncode == 0 and "Packets received: 4" in res.stdout, res.stdout
 
 
 def test_version():

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import time
 
+import pytest
 from helpers import CMD, ENV, ReflectorProcess, json_lines, run, send
 
 
@@ -71,6 +72,17 @@ def test_closed_stdout_is_one_line():
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1 and err.strip().splitlines()[-1] == "stamp-suite: output closed (broken pipe); stopped"
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("flags", [["--print-completion", "bash"], ["--print-man-page"], ["-V", "--verbose"]])
+def test_a_text_read_only_in_part_is_no_error(flags):
+    """stamp-suite --print-completion bash | head -2: the reader stops early, and that is fine."""
+    r, w = os.pipe()
+    os.close(r)
+    proc = subprocess.Popen([*CMD, *flags], stdout=w, stderr=subprocess.PIPE, text=True, env=ENV)
+    os.close(w)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and err == ""
 
 
 def test_full_disk_is_one_line():

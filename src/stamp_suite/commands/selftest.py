@@ -9,16 +9,13 @@ from ..net.resolve import format_address
 from ..net.signals import StopRequest
 from . import send
 
-QUICK = {"count": 20, "send_delay": 50.0, "timeout": 1.0}  # unless given
 
-
-def run(s: Settings, stop: StopRequest, given: set[str]) -> int:
+def run(s: Settings, stop: StopRequest) -> int:
     reflector_settings = s.replace(stateful_reflector=True, local_addr="::1" if s.common.force_ipv6 else "127.0.0.1",
                                    local_port=0)
     with ReflectorThread(reflector_settings, "self-test-reflector") as reflector:
         host, port = reflector.address
-        sender = s.replace(**{k: v for k, v in QUICK.items() if k not in given}, self_test=False,
-                           remote_addr=host, remote_port=port)
+        sender = s.replace(self_test=False, remote_addr=host, remote_port=port)
         if sender.output.output_format is OutputFormat.TEXT:
             print(f"self-test: reflector started on {format_address(reflector.address)} (stateful, in this process)")
         return send.run(sender, stop)

@@ -56,6 +56,11 @@ def _shown(value: Any) -> str:
     return str(value) if value else "off"
 
 
+
+def answered(stats: SessionStats) -> bool:
+    """A target is up in a window with a reply in it, even one whose timestamps cannot be."""
+    return stats.received + stats.invalid > 0
+
 class Monitor:
     def __init__(self, config_path: str, stop: StopRequest, sessions: Sessions, log: TextIO | None = None,
                  metrics_addr: str | None = None, shard: tuple[int, int] = (1, 1), name: str | None = None,
@@ -220,7 +225,7 @@ class Monitor:
         target = self.targets.get(name)
         st = window.stats
         if target is not None and window.length_ns == min(target.windows.lengths_ns) and st.sent:
-            up = st.received + st.invalid > 0  # answered, even with timestamps that cannot be
+            up = answered(st)
             if up != target.up and (target.up is not None or not up):  # said when it changes (and a dead start)
                 state = "up again" if up else "down"
                 self.state_lines.say(f"target {name!r} is {state}: {st.received} of {st.sent} answered in the "
@@ -324,4 +329,4 @@ class Monitor:
         for t in list(self.targets.values()):
             window = t.windows.last.get(min(t.windows.lengths_ns))
             if window is not None and window.stats.sent:
-                yield t.name, window.stats.received > 0
+                yield t.name, answered(window.stats)
