@@ -291,18 +291,18 @@ def open_sender_endpoint(s: Settings, destination: tuple[str, int], reuseport: b
     return ep
 
 
-def open_session(s: Settings, clock: ClockState, *, name: str | None = None, destination: tuple[str, int] | None = None,
-                 windows_ns: tuple[int, ...] = (), reuseport: bool = False, stats: SessionStats | None = None,
+def open_session(s: Settings, clock: ClockState, *, name: str | None = None, windows_ns: tuple[int, ...] = (),
+                 reuseport: bool = False, stats: SessionStats | None = None,
                  skip_missed: bool = False) -> tuple[Probe, SessionStats]:
     """A session ready for the driver, with its statistics (``stats``, or full ones) as the first
     consumer of its events; ``windows_ns`` and ``skip_missed``: see SenderConfig."""
     keys = load_keys(s)
     engine = SessionSender(sender_config(s, clock, keys, windows_ns, skip_missed))
-    destination = destination or sender_destination(s)
+    destination = sender_destination(s)
     endpoint = open_sender_endpoint(s, destination, reuseport)
     stats = stats or SessionStats(s.sender.dscp, s.sender.ecn)
     session = Probe(name or format_address(destination), engine, endpoint, destination, [stats.on_event],
-                            on_clock=lambda state: engine.update_clock(error_estimate(s, state)))
+                    on_clock=lambda state: engine.update_clock(error_estimate(s, state)))
     return session, stats
 
 

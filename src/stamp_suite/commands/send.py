@@ -32,11 +32,11 @@ def session_info(s: Settings, session: Probe, clock: ClockState) -> dict[str, An
             "timestamping": "kernel" if ep.caps.kernel_rx_timestamp else "user-space", "clock": clock.how}
 
 
-def run(s: Settings, stop: StopRequest, destination: tuple[str, int] | None = None) -> int:
+def run(s: Settings, stop: StopRequest) -> int:
     if s.output.plot_output:
         plot.check_available()  # before the run, not after it
     clock = read_clock_state(s.common.tai_offset)
-    session, stats = open_session(s, clock, destination=destination)
+    session, stats = open_session(s, clock)
     info = session_info(s, session, clock)
     output = SenderOutput(s, stats, info)
     where = remote_label(info)

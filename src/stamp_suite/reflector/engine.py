@@ -132,7 +132,6 @@ class ReflectorConfig:
     srv6_unavailable: str | None = "no socket able to send a Segment Routing Header was given"
     session_timeout_s: int = 300
     max_sessions: int = 100_000  # this engine's share of the reflector's --max-sessions
-    report_location: bool = True
     accept_zero_multiplier: bool = False  # compatibility switch for senders that send 0
     # RFC 8762 §4.6: a packet shorter than the base gets a base packet in reply.  The
     # hardened profile (--drop-short-packets) drops them instead.

@@ -56,8 +56,7 @@ class ReflectorServer:
                  print_packets: bool = False, out: TextIO | None = None, busy_poll_us: int = 0,
                  observe_processing_time: bool = False, clock: ClockWatcher | None = None,
                  read_addresses: Callable[[], None] | None = None,
-                 control: multiprocessing.connection.Connection | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 control: multiprocessing.connection.Connection | None = None) -> None:
         self.engine = engine
         self.endpoint = endpoint
         self.stop_request = stop or StopRequest()
@@ -68,9 +67,6 @@ class ReflectorServer:
         self.clock = clock  # re-read when the engine says so
         self.read_addresses = read_addresses  # likewise: the host's addresses, for the loop guards
         self.control = control  # the parent's pipe, in a forked worker
-        self.log = log or (lambda line: say(f"stamp-suite: {line}"))
-        self.started_ns = time.time_ns()
-        self.running = False
         self._awaiting_tx: dict[int, Reflection] = {}  # TX timestamp key -> reply (Follow-Up Telemetry)
 
     def stop(self) -> None:
@@ -81,25 +77,21 @@ class ReflectorServer:
         ep, engine = self.endpoint, self.engine
         ep.setblocking(False)
         stop = self.stop_request
-        self.running = True
         busy_until = 0  # --busy-poll: keep reading without sleeping until then
-        try:
-            with selectors.DefaultSelector() as sel:
-                sel.register(ep.sock, selectors.EVENT_READ, self._drain)
-                sel.register(stop.fileno(), selectors.EVENT_READ, None)
-                if self.control is not None:
-                    sel.register(self.control, selectors.EVENT_READ, self._answer_control)
-                while not stop.requested:
-                    now = time.monotonic_ns()
-                    wait = 0 if now < busy_until else min(IDLE_WAKEUP_NS, max(0, engine.next_timer(now) - now))
-                    for key, _ in sel.select(wait / 1e9):
-                        if key.data is not None and key.data() and self.busy_poll_ns:
-                            busy_until = time.monotonic_ns() + self.busy_poll_ns
-                    now = time.monotonic_ns()
-                    if now >= engine.next_timer(now):
-                        self._on_timer(now)
-        finally:
-            self.running = False
+        with selectors.DefaultSelector() as sel:
+            sel.register(ep.sock, selectors.EVENT_READ, self._drain)
+            sel.register(stop.fileno(), selectors.EVENT_READ, None)
+            if self.control is not None:
+                sel.register(self.control, selectors.EVENT_READ, self._answer_control)
+            while not stop.requested:
+                now = time.monotonic_ns()
+                wait = 0 if now < busy_until else min(IDLE_WAKEUP_NS, max(0, engine.next_timer(now) - now))
+                for key, _ in sel.select(wait / 1e9):
+                    if key.data is not None and key.data() and self.busy_poll_ns:
+                        busy_until = time.monotonic_ns() + self.busy_poll_ns
+                now = time.monotonic_ns()
+                if now >= engine.next_timer(now):
+                    self._on_timer(now)
 
     def _on_timer(self, now: int) -> None:
         for ev in self.engine.handle_timer(now):
@@ -110,7 +102,7 @@ class ReflectorServer:
                 if self.read_addresses is not None:
                     self.read_addresses()
             elif ev.__class__ is InternalError:
-                self.log(f"internal error {ev.name} while processing a packet: dropped and counted as "
+                say(f"stamp-suite: internal error {ev.name} while processing a packet: dropped and counted as "
                          f"internal_error (please report it)")
 
     def _answer_control(self) -> int:

@@ -87,12 +87,10 @@ class Location(TlvValue):
     @classmethod
     def reflect(cls, tlv: RawTlv, ctx: ReflectContext) -> tuple[int, bytes]:
         """The ports as received, and each request sub-TLV answered with one of the same
-        length (RFC 8972 §4.2.2); local policy may leave everything unreported (zero)."""
+        length (RFC 8972 §4.2.2)."""
         loc = cls.from_value(tlv.value)
         ctx.work += len(loc.sub_tlvs)
         meta = ctx.meta
-        if not ctx.config.report_location:
-            return PROCESSED, tlv.value
         answers = tuple(_answer(sub, meta.local_address, meta.source[0]) for sub in loc.sub_tlvs)
         return PROCESSED, cls(meta.local_port, meta.source[1], answers).to_value()
 
