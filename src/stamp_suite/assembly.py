@@ -165,10 +165,16 @@ class ReflectorThread:
     start_reflector, the self-test)."""
 
     def __init__(self, s: Settings, name: str = "stamp-reflector") -> None:
+        if (s.reflector.workers or 1) > 1:
+            raise ConfigError("a reflector in this process runs one worker: --workers is for stamp-suite -i")
+        if s.is_reflector and (s.export.metrics or s.export.snmp):  # a self-test's belong to its sender
+            raise ConfigError("a reflector in this process exports nothing: --metrics and --snmp are for "
+                              "stamp-suite -i")
         endpoint = open_reflector_endpoint(s, reflector_port(s))
         self.own = LocalAddresses()
         engine = Reflector(reflector_config(s, read_clock_state(s.common.tai_offset), load_keys(s), endpoint, self.own))
-        self._server = ReflectorServer(engine, endpoint, read_addresses=self.own.refresh)
+        self._server = ReflectorServer(engine, endpoint, read_addresses=self.own.refresh,
+                                       print_packets=s.output.print_stats, busy_poll_us=s.reflector.busy_poll)
         self._thread = threading.Thread(target=self._server.serve, name=name, daemon=True)
         self._thread.start()
 

@@ -114,7 +114,9 @@ class Common(Struct, **_SECTION):
         _need(not (self.force_ipv4 and self.force_ipv6), "-4 and -6 cannot be used together")
         _need(not (self.hmac_key and self.hmac_key_file), "give either --hmac-key or --hmac-key-file, not both")
         if self.local_addr is not None:
-            _ip(self.local_addr, "--local-addr")
+            family = _ip(self.local_addr, "--local-addr").version
+            _need(not (self.force_ipv4 and family == 6 or self.force_ipv6 and family == 4),
+                  f"--local-addr {self.local_addr} is IPv{family}, but -{10 - family} was given")
 
     @property
     def authenticated(self) -> bool:
@@ -305,7 +307,33 @@ def build_settings(flags: dict[str, Any], config_path: str | None = None, where:
     file = load_file(config_path) if config_path else {}
     from_file = {name: f"--config {config_path}: key {name}" for name in file if name not in flags}
     quick = SELF_TEST_SENDER if flags.get("self_test") else {}
-    return _convert({**quick, **file, **flags}, where, from_file)
+    given = {**file, **flags}
+    s = _convert({**quick, **given}, where, from_file)
+    _check_role(s, given, where, from_file)
+    return s
+
+
+# What each role reads besides the common settings: a setting given for the other role would
+# be ignored without a word, so it is refused (a self-test plays both roles).
+_REFLECTOR_READS = {"reflector", "export", "print_stats", "verbose"}
+_SENDER_READS = {"sender", "tlvs", "output", "export"}
+
+
+def _check_role(s: Settings, given: dict[str, Any], where: str, labels: dict[str, str]) -> None:
+    if s.self_test or s.output.plot:
+        return
+    reads, role = (_REFLECTOR_READS, "a reflector (-i)") if s.is_reflector else (_SENDER_READS, "a sender")
+    for name in given:
+        section = SECTION_OF.get(name)
+        if section is None or section == "common" or section in reads or name in reads:
+            continue
+        label = labels.get(name) or (f"--{name.replace('_', '-')}" if where == "flag" else f"{where} {name}")
+        other = "sender" if s.is_reflector else "reflector"
+        raise ConfigError(f"{label} is a {other} setting, and {role} does not use it")
+    c = s.common
+    if not s.is_reflector and c.has_key and not (c.authenticated or s.tlvs.hmac_tlv):
+        raise ConfigError("an HMAC key is given, but neither -A A nor --hmac-tlv: this run would be open mode, "
+                          "the key unused")
 
 
 def _convert(flat: dict[str, Any], where: str, labels: dict[str, str] | None = None) -> Settings:

@@ -71,6 +71,12 @@ def test_api_errors_are_one_line_and_the_run_settings_hold():
         run_session("127.0.0.1", 9, count="3")
     with pytest.raises(ConfigError, match="unknown setting 'R'"):
         run_session("127.0.0.1", 9, R=True)
+    with pytest.raises(ConfigError, match="setting workers is a reflector setting"):
+        run_session("127.0.0.1", 9, workers=2)
+    with pytest.raises(ConfigError, match="runs one worker"):
+        start_reflector(workers=2)
+    with pytest.raises(ConfigError, match="exports nothing"):
+        start_reflector(metrics=True)
     with start_reflector() as refl:
         t0 = time.monotonic()
         result = run_session(*refl.address, count=0, send_delay=50, max_runtime=0.5, timeout=0.5)

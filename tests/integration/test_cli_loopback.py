@@ -204,7 +204,7 @@ def test_no_reflector_says_icmp_refused():
     (["--dscp", "64"], "--dscp 64 is outside 0..63"),
     (["-L", "0"], "--timeout 0.0 must be more than 0"),
     (["-A", "A"], "needs --hmac-key"),
-    (["-r", "127.0.0.1", "--hmac-key", "xyz"], "not a hexadecimal key"),
+    (["-r", "127.0.0.1", "-A", "A", "--hmac-key", "xyz"], "not a hexadecimal key"),
     (["--return-path-cc", "1", "--return-address", "127.0.0.1"], "cannot be combined"),
     (["--dest-node-addr", "127.0.0.1"], "requires --ssid"),
     (["-r", "not-an-ip.invalid"], "cannot resolve 'not-an-ip.invalid'"),
