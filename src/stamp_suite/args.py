@@ -8,6 +8,8 @@ import argparse
 import sys
 from typing import NoReturn
 
+from .keys import hide_keys
+
 PROG = "stamp-suite"
 
 
@@ -16,7 +18,7 @@ class OneLineParser(argparse.ArgumentParser):
         if message.endswith("expected one argument") and any(_negative(a) for a in sys.argv[1:]):
             # -4 and -6 exist, so argparse takes "-1" for an option, not for a value
             message += " (negative values are not accepted)"
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {hide_keys(message)} (see --help)\n")
 
 
 def _negative(text: str) -> bool:

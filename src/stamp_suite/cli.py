@@ -17,6 +17,7 @@ from typing import Any
 from . import __version__
 from .args import PROG, build_parser
 from .config import ConfigError, build_settings
+from .keys import hide_keys
 from .net import signals, srv6
 from .net.clock import read_clock_state
 from .net.udp import SocketSetupError, batched_io, detect_capabilities
@@ -62,8 +63,8 @@ def _guarded(run) -> int:
     """Run a command; every failure is one line on stderr and an exit status, never a traceback."""
     try:
         return run()
-    except ConfigError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # it may quote what was typed: never a key
+        print(f"{PROG}: error: {hide_keys(str(exc))}", file=sys.stderr)
         return 2
     except SocketSetupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

@@ -116,7 +116,8 @@ class Common(Struct, **_SECTION):
         if self.local_addr is not None:
             family = _ip(self.local_addr, "--local-addr").version
             _need(not (self.force_ipv4 and family == 6 or self.force_ipv6 and family == 4),
-                  f"--local-addr {self.local_addr} is IPv{family}, but -{10 - family} was given")
+                  f"--local-addr {self.local_addr} is IPv{family}, but --force-ipv{10 - family} (-{10 - family}) "
+                  f"was given")
 
     @property
     def authenticated(self) -> bool:
@@ -272,9 +273,6 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         _need(not (self.tlvs.hmac_tlv and not c.has_key), "--hmac-tlv needs an HMAC key")
         _need(not (self.tlvs.dest_node_addr and not self.sender.ssid), "--dest-node-addr requires --ssid (RFC 9503 §3)")
         sending = not (self.is_reflector or self.self_test or self.output.plot)
-        _need(self.sender.remote_addr is not None or not sending,
-              "no reflector to measure: give -r HOST[:PORT] (or -i to be the reflector, or --self-test to try "
-              "both here)")
         _need(self.sender.remote_port != 0 or not sending, "--remote-port 0 is not a port to send to")
 
     def replace(self, **flat: Any) -> Settings:
@@ -322,6 +320,10 @@ _SENDER_READS = {"sender", "tlvs", "output", "export"}
 def _check_role(s: Settings, given: dict[str, Any], where: str, labels: dict[str, str]) -> None:
     if s.self_test or s.output.plot:
         return
+    if not s.is_reflector and s.sender.remote_addr is None:
+        raise ConfigError("no reflector to measure: give -r HOST[:PORT] (or -i to be the reflector, or --self-test "
+                          "to try both here)" if where == "flag" else f"no reflector to measure: give {where} "
+                          "remote_addr")
     reads, role = (_REFLECTOR_READS, "a reflector (-i)") if s.is_reflector else (_SENDER_READS, "a sender")
     for name in given:
         section = SECTION_OF.get(name)
@@ -351,6 +353,24 @@ def _convert(flat: dict[str, Any], where: str, labels: dict[str, str] | None = N
         raise ConfigError(_explain(str(exc), flat, where, labels or {})) from None
 
 
+_FLAG = re.compile(r"--(?P<long>[a-z][a-z0-9-]*)")
+
+
+def _flag_names(message: str) -> list[str]:
+    return [m["long"].replace("-", "_") for m in _FLAG.finditer(message)]
+
+
+def _given_as(m: re.Match, where: str, labels: dict[str, str]) -> str:
+    """A flag named in a rule's message, as the user gave that setting: the flag, the file's
+    key (the file is named once, before the message) or the API's setting."""
+    name = m["long"].replace("-", "_")
+    if name not in SECTION_OF:
+        return m[0]
+    if name in labels:
+        return f"key {name}"
+    return m[0] if where == "flag" else name
+
+
 _AT = re.compile(r"^(?P<what>.*) - at `\$(?P<path>[^`]*)`$")
 _TYPE = re.compile(r"^Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`$")
 _WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false", "array": "a list",
@@ -364,8 +384,10 @@ def _explain(message: str, flat: dict[str, Any], where: str, labels: dict[str, s
     what, path = (m["what"], re.sub(r"\[\d+\]", "", m["path"])) if m else (message, "")
     fields = [p for p in path.split(".") if p]
     name = fields[-1] if fields and fields[-1] in SECTION_OF else None
-    if name is None:  # a rule across fields: its message names the flags itself
-        return what
+    if name is None:  # a rule across fields: its message names the flags, said here as they were given
+        files = {labels[n].split(": key ")[0] for n in _flag_names(what) if n in labels}
+        said = _FLAG.sub(lambda m: _given_as(m, where, labels), what)
+        return f"{files.pop()}: {said}" if len(files) == 1 else said
     label = labels.get(name) or (f"--{name.replace('_', '-')}" if where == "flag" else f"{where} {name}")
     t = _TYPE.match(what)
     if t:

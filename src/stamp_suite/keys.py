@@ -14,6 +14,14 @@ from pathlib import Path
 from .wire.auth import KeyLoadError, KeyStore, parse_hex_key
 
 _HEX = re.compile(r"[0-9a-fA-F]{16,}")
+_HEX_IN_TEXT = re.compile(r"(?<![0-9a-zA-Z])(?:0[xX])?[0-9a-fA-F]{16,}(?![0-9a-zA-Z])")
+HIDDEN = "<a value that looks like a hex key, not shown>"
+
+
+def hide_keys(message: str) -> str:
+    """``message`` with every run of 16 or more hex digits (what could be a key, or a part of
+    one) replaced: for any error text that quotes what the user typed."""
+    return _HEX_IN_TEXT.sub(HIDDEN, message)
 
 
 def _shown(path: str | os.PathLike[str]) -> str:

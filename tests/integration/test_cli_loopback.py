@@ -253,6 +253,15 @@ def test_wrong_types_and_misplaced_keys_are_one_line_that_never_shows_a_key(tmp_
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and KEY not in res.stderr
 
 
+@pytest.mark.parametrize("flags", [["--hmac_key", KEY], [f"--hmac-ke={KEY}"], ["-r", "127.0.0.1", "--ssid", KEY],
+                                   ["-r", "127.0.0.1", "--return-address", KEY], ["-i", "--allowed-ssids", KEY],
+                                   ["-r", KEY * 2], ["-r", "127.0.0.1", "-c", KEY]])
+def test_no_flag_error_shows_a_key(flags):
+    res = run(*flags)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and KEY not in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+
+
 def test_self_test_runs_short_unless_the_flags_or_the_file_say_otherwise(tmp_path):
     res = run("--self-test")
     assert res.returncode == 0 and "Packets received: 20" in res.stdout
@@ -305,9 +314,9 @@ def test_access_report_is_retransmitted_until_answered():
 @BOTH_PATHS
 def test_address_family_flags_are_honoured():
     res = run("-4", "-r", "::1", "-c", "1")
-    assert res.returncode == 2 and "-4 was given, but ::1 is an IPv6 address" in res.stderr
+    assert res.returncode == 2 and "::1 is an IPv6 address, but IPv4 is asked for" in res.stderr
     res = run("-6", "-r", "127.0.0.1", "-c", "1")
-    assert res.returncode == 2 and "-6 was given, but 127.0.0.1 is an IPv4 address" in res.stderr
+    assert res.returncode == 2 and "127.0.0.1 is an IPv4 address, but IPv6 is asked for" in res.stderr
     with ReflectorProcess(host="::1") as refl:
         res = run("-6", "-r", "::1", "-p", str(refl.port), "-c", "2", "-d", "5", "-L", "1")
     assert res.returncode == 0 and "sending to [::1]" in res.stdout

@@ -66,3 +66,14 @@ def test_key_paths_under_systemd_credentials(tmp_path, monkeypatch):
         load_key_file("$CREDENTIALS_DIRECTORY/lon1.key")
     with pytest.raises(KeyLoadError, match=r"\$HOME/k: No such file"):
         load_key_file("$HOME/k")  # any other variable is part of the name
+
+
+def test_no_error_quotes_a_value_that_could_be_a_key():
+    """issue 34: --ssid, --return-address, -r or a misspelt --hmac_key given a key: the
+    error says what is wrong without the value."""
+    from stamp_suite.keys import HIDDEN, hide_keys
+    key = "00112233445566778899aabbccddeeff"
+    assert hide_keys(f"unrecognized arguments: --hmac_key {key}") == f"unrecognized arguments: --hmac_key {HIDDEN}"
+    assert hide_keys(f"'0x{key}' is not an integer") == f"'{HIDDEN}' is not an integer"
+    assert hide_keys("fe80::1 port 862, 2001:db8::1, /etc/stamp/site-a.key") == \
+        "fe80::1 port 862, 2001:db8::1, /etc/stamp/site-a.key"  # addresses and names stay

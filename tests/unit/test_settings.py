@@ -22,8 +22,8 @@ def settings(*argv, config=None):
     (["-i", "--output-format", "json"], "--output-format is a sender setting"),
     (["-r", "127.0.0.1", "--workers", "2"], "--workers is a reflector setting, and a sender does not use it"),
     (["-r", "127.0.0.1", "--stateful-reflector"], "--stateful-reflector is a reflector setting"),
-    (["-i", "-6", "-S", "127.0.0.1"], "--local-addr 127.0.0.1 is IPv4, but -6 was given"),
-    (["-i", "-4", "-S", "::1"], "--local-addr ::1 is IPv6, but -4 was given"),
+    (["-i", "-6", "-S", "127.0.0.1"], "--local-addr 127.0.0.1 is IPv4, but --force-ipv6 (-6) was given"),
+    (["-i", "-4", "-S", "::1"], "--local-addr ::1 is IPv6, but --force-ipv4 (-4) was given"),
     (["-r", "127.0.0.1", "--hmac-key", KEY], "neither -A A nor --hmac-tlv"),
 ])
 def test_a_setting_the_role_would_ignore_is_refused(argv, message):
@@ -50,3 +50,14 @@ def test_a_file_setting_for_the_other_role_names_the_file(tmp_path):
 def test_an_exclusive_bound_is_said_as_one():
     with pytest.raises(ConfigError, match="--timeout 0.0 must be more than 0"):
         settings("-r", "127.0.0.1", "-L", "0")
+
+
+def test_a_rule_across_settings_names_them_as_they_were_given(tmp_path):
+    f = tmp_path / "r.toml"
+    f.write_text("force_ipv6 = true\n")
+    with pytest.raises(ConfigError) as exc:
+        settings("-i", "-S", "127.0.0.1", config=str(f))
+    assert str(exc.value) == (f"--config {f}: --local-addr 127.0.0.1 is IPv4, but key force_ipv6 (-6) was given")
+    from stamp_suite.api import start_reflector
+    with pytest.raises(ConfigError, match="^local_addr 127.0.0.1 is IPv4, but force_ipv6 \\(-6\\) was given$"):
+        start_reflector("127.0.0.1", force_ipv6=True)

@@ -55,7 +55,8 @@ def resolve(host: str, port: int, family: int = socket.AF_UNSPEC) -> tuple[str, 
     if ip is not None:
         want = {socket.AF_INET: 4, socket.AF_INET6: 6}.get(family)
         if want and ip.version != want:
-            raise ResolveError(f"-{want} was given, but {host} is an IPv{ip.version} address")
+            raise ResolveError(f"{host} is an IPv{ip.version} address, but IPv{want} is asked for "
+                               f"(-{want}, or a --local-addr of that family)")
         return host, port
     if literal.count(":") >= 2:  # not an IPv6 address, and no name has colons
         raise ResolveError(f"{host!r} is not an IPv6 address (with a port, write [ADDRESS]:PORT)")
@@ -64,6 +65,8 @@ def resolve(host: str, port: int, family: int = socket.AF_UNSPEC) -> tuple[str, 
         infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
     except socket.gaierror as exc:
         raise ResolveError(f"cannot resolve {host!r}{as_family}: {exc.strerror}") from None
+    except UnicodeError:  # the IDNA codec: a label over 63 characters, or an empty one
+        raise ResolveError(f"{host!r} is not a host name (a label is empty or over 63 characters)") from None
     if not infos:
         raise ResolveError(f"cannot resolve {host!r}: no address")
     return infos[0][4][0], port
