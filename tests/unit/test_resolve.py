@@ -14,6 +14,8 @@ from stamp_suite.net.resolve import ResolveError, addresses, resolve, split_host
     ("2001:db8::1", ("2001:db8::1", None)),  # a bare IPv6 address: no port
     ("[2001:db8::1]", ("2001:db8::1", None)),
     ("[2001:db8::1]:8622", ("2001:db8::1", 8622)),
+    ("[::1:8620]", ("::1:8620", None)),  # bracketed: the address, whatever its last group
+    ("2001:db8::1:a", ("2001:db8::1:a", None)),  # a last group that is no port
 ])
 def test_host_and_port_forms(text, expected):
     assert split_host_port(text) == expected
@@ -24,6 +26,12 @@ def test_host_and_port_forms(text, expected):
 def test_bad_forms_are_one_line(text):
     with pytest.raises(ResolveError):
         split_host_port(text)
+
+
+def test_a_bare_ipv6_address_ending_in_what_could_be_a_port_is_ambiguous():
+    with pytest.raises(ResolveError, match=r"'::1:8620' is ambiguous: write \[::1\]:8620 for port 8620 of ::1, "
+                                           r"or \[::1:8620\] for that address"):
+        split_host_port("::1:8620")
 
 
 def test_literals_need_no_resolver_and_the_family_is_checked():

@@ -2,7 +2,8 @@
 
 Accepted everywhere a remote address is taken (the command line, monitor targets, the
 API): ``reflector.example.net``, ``localhost``, ``192.0.2.1``, ``192.0.2.1:8620``,
-``2001:db8::1``, ``[2001:db8::1]:8622``.  A name is resolved once, when the session
+``2001:db8::1``, ``[2001:db8::1]:8622``; ``::1:8620`` (a port, or the last group of an
+address?) is refused as ambiguous, ``[::1]:8620`` and ``[::1:8620]`` are not.  A name is resolved once, when the session
 starts (the monitor again on every reload), in the address family -4 or -6 asks for.
 """
 
@@ -26,7 +27,18 @@ def split_host_port(text: str) -> tuple[str, int | None]:
     if text.count(":") == 1:
         host, _, port = text.partition(":")
         return host, _port(port, text)
+    head, _, last = text.rpartition(":")
+    if 3 <= len(last) <= 5 and last.isdigit() and _is_ipv6(head):
+        raise ResolveError(f"{text!r} is ambiguous: write [{head}]:{last} for port {last} of {head}, "
+                           f"or [{text}] for that address")
     return text, None
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 6
+    except ValueError:
+        return False
 
 
 def _port(text: str, whole: str) -> int:
