@@ -43,7 +43,7 @@ def test_api_honours_every_sender_setting():
         t.join()
         labels = (("remote", f"127.0.0.1:{refl.address[1]}"), ("ssid", "0"))
         assert seen[("stamp_sender_packets_sent_total", labels)] > 3
-    with pytest.raises(ConfigError, match="-6 was given"):
+    with pytest.raises(ConfigError, match="IPv6 is asked for"):
         run_session("127.0.0.1", 862, force_ipv6=True)
     with start_reflector(local_addr="::1") as refl6:
         result = run_session("::1", refl6.address[1], count=3, send_delay=5, force_ipv6=True)
