@@ -42,6 +42,7 @@ from .tlvs import (
     TlvValue,
 )
 from .wire.auth import KeyLoadError, KeyStore, parse_hex_key
+from .wire.packet import STAMP_PORT
 from .wire.timestamp import ErrorEstimate, TimestampFormat
 
 NS = 1_000_000_000
@@ -97,7 +98,7 @@ def _endpoint(s: Settings, host: str, port: int, **options: Any) -> UdpEndpoint:
 
 # -- the reflector ----------------------------------------------------------------------------
 def reflector_port(s: Settings) -> int:
-    return 862 if s.common.local_port is None else s.common.local_port
+    return STAMP_PORT if s.common.local_port is None else s.common.local_port
 
 
 def open_reflector_endpoint(s: Settings, port: int, reuseport: bool = False) -> UdpEndpoint:

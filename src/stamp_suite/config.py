@@ -28,6 +28,7 @@ from msgspec import Meta, Struct
 
 from .net.resolve import ResolveError, split_host_port
 from .reflector.engine import TlvMode
+from .wire.packet import STAMP_PORT
 
 
 class ConfigError(ValueError):
@@ -132,7 +133,7 @@ class Sender(Struct, **_SECTION):
     """The test session a sender runs (names, short flags and defaults of the Rust tool)."""
 
     remote_addr: str | None = None  # HOST, HOST:PORT, [V6]:PORT or an address; a sender needs one
-    remote_port: Port = 862
+    remote_port: Port = STAMP_PORT
     send_delay: Annotated[float, _range(0, 10**9)] = 1000.0  # ms between test packets
     count: Annotated[int, _range(0)] = 1000  # 0 = until interrupted
     timeout: Annotated[float, Meta(gt=0, le=10**9)] = 5.0  # s to wait for a reply before it counts as lost
@@ -152,7 +153,7 @@ class Sender(Struct, **_SECTION):
             except ResolveError as exc:
                 raise ValueError(f"--remote-addr: {exc}") from None
             _need(bool(host), f"--remote-addr {self.remote_addr!r}: no host")
-            _need(port is None or self.remote_port in (862, port),
+            _need(port is None or self.remote_port in (STAMP_PORT, port),
                   f"the reflector's port is given twice: {self.remote_addr} and --remote-port {self.remote_port}")
 
     def remote(self) -> tuple[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import __version__
+from ..args import PROG
 from ..assembly import reflector_service
 from ..config import Settings
 from ..net.clock import ClockState
@@ -11,8 +12,6 @@ from ..net.signals import StopRequest
 from ..net.udp import UdpEndpoint
 from ..reflector.service import format_totals
 from ..say import note, say
-
-PROG = "stamp-suite"
 
 
 def run(s: Settings, stop: StopRequest) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
+from ..args import PROG
 from ..assembly import open_session, run_session
 from ..config import OutputFormat, Settings
 from ..net.clock import ClockState, ClockWatcher, read_clock_state
@@ -17,8 +18,6 @@ from ..sender.report import remote_label
 from ..sender.stats import SessionStats
 from ..sender.warnings import EarlyWarnings
 from . import plot
-
-PROG = "stamp-suite"
 
 
 def session_info(s: Settings, session: Probe, clock: ClockState) -> dict[str, Any]:
@@ -45,7 +44,7 @@ def run(s: Settings, stop: StopRequest) -> int:
     def banner() -> None:
         if s.output.output_format is OutputFormat.TEXT and not s.output.quiet:
             pace = f"with {s.sender.window} in flight" if s.sender.window else f"every {s.sender.send_delay:g} ms"
-            howmany = "packets" if s.sender.count == 0 else f"{s.sender.count} packets"
+            howmany = "packets" if s.sender.count == 0 else f"{s.sender.count} packet{'' if s.sender.count == 1 else 's'}"
             until = " until interrupted" if s.sender.count == 0 and not s.sender.max_runtime else ""
             limit = f" for {s.sender.max_runtime:g} s" if s.sender.max_runtime else ""
             print(f"{PROG} {__version__} sending to {where} from {info['local']}: {howmany} {pace}{until}{limit}, "

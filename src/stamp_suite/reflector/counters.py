@@ -28,7 +28,7 @@ class DropReason(StrEnum):
     MALFORMED = "malformed"
     SHORT_PACKET = "short_packet"
     TRUNCATED = "truncated"  # larger than the receive buffer: never reflect a partial copy
-    ZERO_MULTIPLIER = "error_estimate_invalid"
+    ERROR_ESTIMATE_INVALID = "error_estimate_invalid"  # a zero Multiplier
     HMAC_FAILURE = "hmac_failure"
     WRONG_MODE = "wrong_mode"  # an authenticated-mode packet at an open reflector, or the reverse
     SSID_MISMATCH = "ssid_mismatch"

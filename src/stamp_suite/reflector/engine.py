@@ -33,6 +33,7 @@ from ..wire.packet import (
     REFLECTOR_OPEN,
     SENDER_AUTH_WITH_COPIED,
     SENDER_OPEN_WITH_COPIED,
+    STAMP_PORT,
 )
 from ..wire.timestamp import (
     DEFAULT_TAI_UTC_OFFSET,
@@ -67,7 +68,6 @@ _new_tuple = tuple.__new__
 _NO_NOTES: tuple[str, ...] = ()
 TTL_UNKNOWN = 255  # RFC 5357 §4.2 (TWAMP): a reflector that cannot read the TTL sends 255
 MIN_TWAMP_LIGHT_LEN = 14  # Sequence Number, Timestamp, Error Estimate: the least worth answering
-STAMP_PORT = 862
 NS = 1_000_000_000
 # --max-pps counts work: a packet with up to WORK_PER_PACKET TLVs and sub-TLVs (more than any
 # real test packet carries) is one packet; a heavier one counts as n / WORK_PER_PACKET.
@@ -398,7 +398,7 @@ class Reflector:
                 # most likely an open packet (a Timestamp where this mode has MBZ octets).
                 return DropReason.WRONG_MODE if any(data[4:16]) else DropReason.HMAC_FAILURE
         if not ee & 0xFF and not cfg.accept_zero_multiplier:
-            return DropReason.ZERO_MULTIPLIER  # RFC 4656 §4.1.2: treat as corrupt
+            return DropReason.ERROR_ESTIMATE_INVALID  # RFC 4656 §4.1.2: treat as corrupt
 
         local_port = self._local_port
         session = self._sessions.touch((source[0], source[1], local_address or "", local_port, ssid), now_ns)

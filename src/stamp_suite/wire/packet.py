@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .auth import HMAC_LEN, hmac16
 
+STAMP_PORT = 862  # the well-known port (RFC 8762 §4.1)
 OPEN_BASE_LEN = 44
 AUTH_BASE_LEN = 112
 HMAC_COVERED = 96  # octets 0-95 (RFC 8762 §4.4)
