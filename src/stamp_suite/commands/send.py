@@ -44,8 +44,9 @@ def run(s: Settings, stop: StopRequest) -> int:
     def banner() -> None:
         if s.output.output_format is OutputFormat.TEXT and not s.output.quiet:
             pace = f"with {s.sender.window} in flight" if s.sender.window else f"every {s.sender.send_delay:g} ms"
-            howmany = "packets" if s.sender.count == 0 else f"{s.sender.count} packet{'' if s.sender.count == 1 else 's'}"
-            until = " until interrupted" if s.sender.count == 0 and not s.sender.max_runtime else ""
+            n = s.sender.count
+            howmany = "packets" if n == 0 else "1 packet" if n == 1 else f"{n} packets"
+            until = " until interrupted" if n == 0 and not s.sender.max_runtime else ""
             limit = f" for {s.sender.max_runtime:g} s" if s.sender.max_runtime else ""
             print(f"{PROG} {__version__} sending to {where} from {info['local']}: {howmany} {pace}{until}{limit}, "
                   f"{info['auth_mode']} mode", flush=True)
