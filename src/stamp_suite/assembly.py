@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import ClockSource, ConfigError, Settings, Timestamping
 from .keys import load_key_directory, load_key_file
@@ -44,6 +44,9 @@ from .tlvs import (
 from .wire.auth import KeyLoadError, KeyStore, parse_hex_key
 from .wire.packet import STAMP_PORT
 from .wire.timestamp import ErrorEstimate, TimestampFormat
+
+if TYPE_CHECKING:  # imported when --metrics asks for it: the start of every run does not pay for it
+    from .observability.http import MetricsServer
 
 NS = 1_000_000_000
 
@@ -132,13 +135,44 @@ def reflector_config(s: Settings, clock: ClockState, keys: KeyStore, endpoint: U
 
 @dataclass
 class Reflectors:
-    """A reflector service ready to start, and what its banner says of it."""
+    """A reflector service ready to start (with its --metrics and --snmp), and what its banner
+    says of it."""
 
+    settings: Settings
     service: ReflectorService
     endpoint: UdpEndpoint  # the first worker's: its address and capabilities
     clock: ClockState
     config: ReflectorConfig
     note: str | None  # why it runs one worker where more were asked for
+    metrics: MetricsServer | None = None
+    agent: Stoppable | None = None
+
+    def start(self) -> None:
+        """Fork the workers, then start the exporters.  The metrics port is bound first, so
+        that a port in use stops everything before any worker exists; the workers close it."""
+        s, service = self.settings, self.service
+        if s.export.metrics:
+            from .observability.http import bind
+            from .observability.metrics import ReflectorCollector
+            self.metrics = bind(ReflectorCollector(service), s.export.metrics_addr)
+        service.start((self.metrics.sock,) if self.metrics else ())  # forks: before any thread starts
+        if self.metrics:
+            self.metrics.start()
+        if s.export.snmp:
+            from .observability.mib_values import reflector_objects
+            from .observability.snmp import REFLECTOR_SUBTREE, SubAgent
+            self.agent = SubAgent(s.export.snmp_socket, REFLECTOR_SUBTREE, lambda: reflector_objects(service, s),
+                                  "stamp-suite reflector")
+            self.agent.start()
+
+    def shutdown(self) -> None:
+        """Stop the exporters and the workers (whatever start() got to)."""
+        for part in (self.agent, self.metrics):
+            if part is not None:
+                part.stop()
+        self.service.shutdown()
+        if self.metrics is not None:
+            self.metrics.sock.close()
 
 
 def reflector_service(s: Settings, stop: StopRequest, log: Callable[[str], None]) -> Reflectors:
@@ -158,7 +192,7 @@ def reflector_service(s: Settings, stop: StopRequest, log: Callable[[str], None]
     service = ReflectorService(config, endpoints, stop=stop, make_watcher=make_watcher, read_addresses=own.refresh,
                                print_packets=s.output.print_stats, busy_poll_us=s.reflector.busy_poll,
                                observe_processing_time=s.export.metrics)
-    return Reflectors(service, endpoints[0], clock, config, why_one)
+    return Reflectors(s, service, endpoints[0], clock, config, why_one)
 
 
 class ReflectorThread:

@@ -19,21 +19,8 @@ def run(s: Settings, stop: StopRequest) -> int:
     if built.note:
         note(built.note)
     service, config = built.service, built.config
-    agent = metrics = None
     try:
-        if s.export.metrics:  # its port is bound before the workers exist: a port in use stops everything
-            from ..observability.http import bind
-            from ..observability.metrics import ReflectorCollector
-            metrics = bind(ReflectorCollector(service), s.export.metrics_addr)
-        service.start((metrics.sock,) if metrics else ())  # forks the workers: before any thread starts
-        if metrics:
-            metrics.start()
-        if s.export.snmp:
-            from ..observability.mib_values import reflector_objects
-            from ..observability.snmp import REFLECTOR_SUBTREE, SubAgent
-            agent = SubAgent(s.export.snmp_socket, REFLECTOR_SUBTREE, lambda: reflector_objects(service, s),
-                             "stamp-suite reflector")
-            agent.start()
+        built.start()
         print(_banner(s, built.endpoint, built.clock, service.workers), flush=True)
         for line in built.endpoint.caps.notes() + ([built.clock.how] if s.output.verbose or not built.clock.synchronized
                                                    else []):
@@ -42,12 +29,7 @@ def run(s: Settings, stop: StopRequest) -> int:
             note(f"Return Path SRv6 segment lists are flagged U here: {config.srv6_unavailable}")
         service.run()
     finally:
-        for part in (agent, metrics):
-            if part is not None:
-                part.stop()
-        service.shutdown()
-        if metrics:
-            metrics.sock.close()
+        built.shutdown()
     print(format_totals(service), end="", flush=True)
     if service.failure:
         say(f"{PROG}: {service.failure}")
