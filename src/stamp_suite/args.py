@@ -28,9 +28,15 @@ def _negative(text: str) -> bool:
         return False
 
 
+def _integer(text: str) -> int:
+    """Decimal (leading zeros too: --dscp 046), or 0x, 0o, 0b."""
+    text = text.strip()
+    return int(text, 10) if text.lstrip("+-").isdigit() else int(text, 0)
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(x, 0) for x in text.split(",") if x.strip())
+        return tuple(_integer(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
 
@@ -45,7 +51,7 @@ def _auth_mode(text: str) -> str:
 
 def _int(text: str) -> int:
     try:
-        return int(text, 0)
+        return _integer(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 

@@ -14,6 +14,7 @@ imports in about 20 ms, which every start of the program pays.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import re
@@ -345,7 +346,7 @@ def _convert(flat: dict[str, Any], where: str, labels: dict[str, str] | None = N
         if name in TOP_KEYS:
             nested[name] = value
         elif name in SECTION_OF:
-            nested.setdefault(SECTION_OF[name], {})[name] = value
+            nested.setdefault(SECTION_OF[name], {})[name] = _case_of_choice(name, value)
         else:
             raise ConfigError(f"unknown {where} {name!r} (settings are the long flag names in snake_case)")
     try:
@@ -408,10 +409,21 @@ def _explain(message: str, flat: dict[str, Any], where: str, labels: dict[str, s
     return f"{label}: {what}"
 
 
+def _case_of_choice(name: str, value: Any) -> Any:
+    """A mode's value in any case ("ptp", "PTP"), as the command line takes it."""
+    if isinstance(value, str):
+        for choice in _choices(name):
+            if choice.lower() == value.lower():
+                return choice
+    return value
+
+
+@functools.cache  # a monitor converts thousands of targets
 def _field_type(name: str) -> Any:
     return typing.get_type_hints(SECTIONS[SECTION_OF[name]], include_extras=True)[name]
 
 
+@functools.cache
 def _choices(name: str) -> list[str]:
     for arg in typing.get_args(_field_type(name)) or (_field_type(name),):
         if isinstance(arg, type) and issubclass(arg, StrEnum):
@@ -456,8 +468,10 @@ def load_file(path: str) -> dict[str, Any]:
     data = read_toml(path, where)
     if "hmac_key" in data:
         raise ConfigError(f"{where}: hmac_key is not accepted in a file; use hmac_key_file")
-    unknown = sorted(set(data) - FILE_KEYS - {"targets"})
+    if "targets" in data or "monitor" in data:
+        raise ConfigError(f"{where}: a monitor's targets file: run stamp-suite monitor --config {path}")
+    unknown = sorted(set(data) - FILE_KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (keys are the long flag names in snake_case)")
-    data.pop("targets", None)
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (keys are the long flag names in snake_case, "
+                          f"at the top of the file)")
     return data

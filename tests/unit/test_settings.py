@@ -61,3 +61,13 @@ def test_a_rule_across_settings_names_them_as_they_were_given(tmp_path):
     from stamp_suite.api import start_reflector
     with pytest.raises(ConfigError, match="^local_addr 127.0.0.1 is IPv4, but force_ipv6 \\(-6\\) was given$"):
         start_reflector("127.0.0.1", force_ipv6=True)
+
+
+def test_a_file_takes_modes_in_any_case_as_the_command_line_does(tmp_path):
+    f = tmp_path / "s.toml"
+    f.write_text('remote_addr = "127.0.0.1:8620"\nclock_source = "ptp"\noutput_format = "JSON"\n')
+    s = settings(config=str(f))
+    assert (s.common.clock_source.value, s.output.output_format.value) == ("PTP", "json")
+    f.write_text('[[targets]]\nname = "a"\n')
+    with pytest.raises(ConfigError, match="a monitor's targets file: run stamp-suite monitor --config"):
+        settings(config=str(f))
