@@ -6,9 +6,10 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 
 import pytest
-from helpers import ReflectorProcess, free_tcp_port, scrape, send, wait_for
+from helpers import CMD, ENV, ReflectorProcess, free_tcp_port, json_lines, scrape, send, wait_for
 
 BOTH_PATHS = pytest.mark.usefixtures("reflector_io")  # a test of traffic: on both socket paths (tests/conftest.py)
 
@@ -69,6 +70,36 @@ def test_hostile_datagrams_are_all_counted_and_the_reflector_still_reflects():
         assert res.returncode == 0 and "Packets received: 3" in res.stdout
         print(f"\n100,000 hostile datagrams: reflected {reflected:.0f}, dropped by reason "
               f"{json.dumps(dropped, sort_keys=True)}")
+
+
+@pytest.mark.alone  # no loss under a flood: a figure of capacity
+def test_a_flood_of_dropped_packets_takes_no_session_from_a_legitimate_sender():
+    """issue 34: 9,216-octet packets of 2,290 TLVs (dropped as too_many_tlvs) from many
+    source ports filled the session table; a legitimate stateful session was evicted and lost
+    packets.  Now a dropped packet makes no session: its numbering runs unbroken."""
+    mport = free_tcp_port()
+    bomb = bytes.fromhex("00000001e93c7f00800000000001") + bytes(30) + bytes.fromhex("80010000") * 2293
+    with ReflectorProcess("--stateful-reflector", "--max-sessions", "20", "--workers", "1",
+                          "--metrics", "--metrics-addr", f"127.0.0.1:{mport}") as refl:
+        sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(200)]
+        sender = subprocess.Popen([*CMD, "-r", refl.host, "-p", str(refl.port), "-c", "100", "-d", "10",
+                                   "--output-format", "json", "-R"], stdout=subprocess.PIPE, text=True, env=ENV)
+        try:
+            while sender.poll() is None:
+                for s in sockets:  # 200 spoofed clients, each a new session to a naive reflector
+                    s.sendto(bomb, (refl.host, refl.port))
+                time.sleep(0.05)  # 4,000 packets/s: within what it drops without losing others
+        finally:
+            for s in sockets:
+                s.close()
+        out, _ = sender.communicate(timeout=30)
+        m = scrape(mport)
+    packets, summary = json_lines(out)
+    assert summary["packets"]["lost"] == 0
+    assert [p["reflector_seq"] for p in packets if p["kind"] == "sample"] == list(range(100))
+    assert m[("stamp_reflector_active_sessions", ())] == 1  # the sender's, and no other
+    dropped = {dict(k[1])["reason"]: v for k, v in m.items() if k[0] == "stamp_reflector_packets_dropped_total"}
+    assert dropped["too_many_tlvs"] > 1000
 
 
 FLOOD = """

@@ -362,6 +362,28 @@ def test_session_table_cap_and_expiry():
     assert [s.source for s in r.sessions()] == [("127.0.0.1", 99)]
 
 
+def test_a_dropped_packet_leaves_no_session():
+    """issue 34: spoofed packets that are dropped (too many TLVs, a reply to ourselves, a bad
+    HMAC TLV) took sessions and evicted a legitimate sender's; now only an answered packet
+    makes one."""
+    r = Reflector(ReflectorConfig(max_sessions=2, error_estimate=SYNCED))
+    legit = At(("192.0.2.7", 5000), "127.0.0.1")
+    assert receive(r, EX_A, legit)
+    too_many = EX_A + bytes.fromhex("80010000") * 33
+    to_self = with_tlvs(ReturnPath(return_address=ipaddress.ip_address("127.0.0.1")))
+    for port in range(1000, 1500):
+        spoofed = At(("198.51.100.1", port), "127.0.0.1")
+        assert not receive(r, too_many, spoofed)
+    c = r.counters
+    assert c.active_sessions == 1 and c.sessions_evicted == 0 and c.dropped["too_many_tlvs"] == 500
+    assert [s.source for s in r.sessions()] == [("192.0.2.7", 5000)]
+    assert receive(r, EX_A, legit)[0].session.received == 2  # its own session, whole
+    r2 = Reflector(ReflectorConfig(error_estimate=SYNCED, local_port=862,
+                                   return_address_allow=(ipaddress.ip_network("127.0.0.0/8"),)))
+    assert not receive(r2, to_self, At(("127.0.0.1", 862), "127.0.0.1"))
+    assert r2.counters.active_sessions == 0
+
+
 def _mutations(rng, seeds):
     for _ in range(3000):
         base = bytearray(rng.choice(seeds))

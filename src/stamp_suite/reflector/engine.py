@@ -432,6 +432,8 @@ class Reflector:
                                                                ctx.routing_header)
         if destination[1] == local_port and same_host(destination[0], local_address, self._bound, cfg.host):
             return DropReason.REPLY_TO_SELF
+        if not session.index:  # answered: now it is a session
+            self._sessions.admit(session, now_ns)
 
         head = bytearray(self._reply_struct.pack(reply_seq, 0, self._ee, ssid, t2_wire, seq, ts, ee,
                                                  TTL_UNKNOWN if ttl is None else ttl))  # T3: written by stamp()

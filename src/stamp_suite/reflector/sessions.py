@@ -58,21 +58,27 @@ class SessionTable:
         return self._sessions.get(key)
 
     def touch(self, key: SessionKey, now_ns: int) -> Session:
-        """The session for ``key``, created if new, marked active at ``now_ns``."""
-        sessions = self._sessions
-        session = sessions.get(key)
+        """The session for ``key``, marked active at ``now_ns``.  A new one stays out of the
+        table until :meth:`admit` puts it there: a packet that is dropped leaves no state, so
+        spoofed packets that are never answered cannot evict anyone's session."""
+        session = self._sessions.get(key)
         if session is None:
-            self.expire(now_ns)
-            if self.max_sessions and len(sessions) >= self.max_sessions:
-                sessions.popitem(last=False)
-                self._c[SESSIONS_EVICTED] += 1
-            self._next_index = self._next_index % 0xFFFF_FFFF + 1
-            session = sessions[key] = Session(key, now_ns, now_ns, self._next_index)
-            self._c[ACTIVE_SESSIONS] = len(sessions)
-        else:
-            sessions.move_to_end(key)
-            session.last_seen_ns = now_ns
+            return Session(key, now_ns, now_ns)  # index 0: not in the table
+        self._sessions.move_to_end(key)
+        session.last_seen_ns = now_ns
         return session
+
+    def admit(self, session: Session, now_ns: int) -> None:
+        """Put a new session in the table, the least recently active one evicted if it is full."""
+        sessions = self._sessions
+        self.expire(now_ns)
+        if self.max_sessions and len(sessions) >= self.max_sessions:
+            sessions.popitem(last=False)
+            self._c[SESSIONS_EVICTED] += 1
+        self._next_index = self._next_index % 0xFFFF_FFFF + 1
+        session.index = self._next_index
+        sessions[session.key] = session
+        self._c[ACTIVE_SESSIONS] = len(sessions)
 
     def expire(self, now_ns: int) -> int:
         """Drop sessions idle for longer than the timeout (0 disables expiry)."""
