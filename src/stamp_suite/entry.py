@@ -2,10 +2,10 @@
 
 SIGINT and SIGTERM are taken over before anything else is even imported, with the builtin
 ``_signal`` module (no import work of its own), so a signal that arrives while the program
-starts is remembered and honoured once it runs, instead of killing it half-way, printing a
-traceback from an import, or raising KeyboardInterrupt inside an import's clean-up, where
-the interpreter drops it.  (A signal before this module runs, while Python itself starts,
-is Python's to handle.)  Only the program imports this module.
+imports ends it with one line, instead of a traceback from an import, or a KeyboardInterrupt
+raised inside an import's clean-up, where the interpreter drops it.  (A signal before this
+module runs, while Python itself starts, is Python's to handle.)  Only the program imports
+this module.
 """
 
 import _signal
@@ -26,10 +26,11 @@ import sys  # noqa: E402
 
 
 def main() -> int:
-    from .net.signals import STOP, STOP_SIGNALS
-    STOP.install()
+    from .net.signals import STOP, STOP_SIGNALS, stopped_while_starting
     if _early:
-        STOP.set()
+        stopped_while_starting(_early[0])
+    STOP.starting = True  # until a command has started (StopRequest.started)
+    STOP.install()
     if hasattr(signal, "SIGUSR1"):  # kill -USR1: every thread's stack on stderr, for a stuck process
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     from .cli import main as cli_main

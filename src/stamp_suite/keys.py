@@ -14,6 +14,7 @@ from pathlib import Path
 from .wire.auth import KeyLoadError, KeyStore, parse_hex_key
 
 _HEX = re.compile(r"[0-9a-fA-F]{16,}")
+MAX_KEY_FILE = 4096  # octets: a key in hex, white space and a 0x; anything larger is not a key file
 _HEX_IN_TEXT = re.compile(r"(?<![0-9a-zA-Z])(?:0[xX])?[0-9a-fA-F]{16,}(?![0-9a-zA-Z])")
 HIDDEN = "<a value that looks like a hex key, not shown>"
 
@@ -55,16 +56,21 @@ def load_key_file(path: str | os.PathLike[str], flag: str = "--hmac-key-file") -
     """Read a hex key from a file that only its owner may read (keys are never logged)."""
     path = _credentials(path, flag)
     shown = _shown(path)
-    try:
-        fd = os.open(path, os.O_RDONLY)
+    try:  # non-blocking: a FIFO or a device where the key file should be must not hang us
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         raise KeyLoadError(f"{flag}: cannot read key file {shown}: {exc.strerror}") from None
-    try:  # the mode of the very file read, not of whatever the name points to later
+    try:  # the type, size and mode of the very file read, not of whatever the name points to later
         with os.fdopen(fd, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise KeyLoadError(f"{flag}: key file {shown} is not a regular file")
+            if st.st_size > MAX_KEY_FILE:
+                raise KeyLoadError(f"{flag}: key file {shown} is {st.st_size:,} octets: too large for a key "
+                                   f"(at most {MAX_KEY_FILE:,})")
+            if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
                 raise KeyLoadError(f"key file {shown} is readable by group or others; run: chmod 600 {shown}")
-            raw = f.read(4096)
+            raw = f.read(MAX_KEY_FILE)
     except OSError as exc:
         raise KeyLoadError(f"{flag}: cannot read key file {shown}: {exc.strerror}") from None
     try:

@@ -4,6 +4,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -97,3 +98,29 @@ def test_full_disk_is_one_line():
 def test_ipv6_refused_and_unreachable_are_counted_not_fatal():
     res = run("-r", "::1", "-p", "9", "-c", "3", "-d", "5", "-L", "0.3")
     assert res.returncode == 1 and "ICMP port unreachable" in res.stderr
+
+
+def test_a_stop_signal_while_starting_ends_the_program_at_once():
+    """issue 34: start-up may block (a name to resolve, a file to open) where a stop flag would
+    wait; until a command has started, SIGTERM and SIGINT end the process with one line."""
+    code = ("from stamp_suite.net.signals import StopRequest\n"
+            "import time\n"
+            "StopRequest(starting=True).install()\n"
+            "print('starting', flush=True)\n"
+            "time.sleep(30)  # blocked, as in a resolver call\n")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=ENV)
+        assert proc.stdout.readline() == "starting\n"
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=5)
+        assert time.monotonic() - t0 < 1 and proc.returncode == 128 + sig
+        assert err == "stamp-suite: stopped while starting\n"
+
+
+def test_a_fifo_for_a_key_file_is_one_line_not_a_hang(tmp_path):
+    fifo = tmp_path / "k"
+    os.mkfifo(fifo, 0o600)
+    res = run("-i", "-A", "A", "--hmac-key-file", str(fifo), timeout=10)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "is not a regular file" in res.stderr

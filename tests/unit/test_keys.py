@@ -77,3 +77,18 @@ def test_no_error_quotes_a_value_that_could_be_a_key():
     assert hide_keys(f"'0x{key}' is not an integer") == f"'{HIDDEN}' is not an integer"
     assert hide_keys("fe80::1 port 862, 2001:db8::1, /etc/stamp/site-a.key") == \
         "fe80::1 port 862, 2001:db8::1, /etc/stamp/site-a.key"  # addresses and names stay
+
+
+def test_a_key_file_must_be_a_small_regular_file(tmp_path):
+    """issue 34: a FIFO where the key file belongs hung the program in open() for good."""
+    fifo = tmp_path / "k"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(KeyLoadError, match="is not a regular file"):
+        load_key_file(fifo)  # at once: nobody will ever write to it
+    big = tmp_path / "big"
+    big.write_text("00" * 16 + " " * 5000)
+    os.chmod(big, 0o600)
+    with pytest.raises(KeyLoadError, match="too large for a key"):
+        load_key_file(big)
+    with pytest.raises(KeyLoadError, match="is not a regular file"):
+        load_key_file("/dev/zero")

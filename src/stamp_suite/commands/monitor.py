@@ -68,6 +68,7 @@ def main(argv: list[str], stop: StopRequest) -> int:
     sys.setswitchinterval(0.001)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, lambda *_: monitor.request_reload())
+    stop.started()
     try:
         monitor.start()
         cfg = monitor.config

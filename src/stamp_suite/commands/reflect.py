@@ -19,6 +19,7 @@ def run(s: Settings, stop: StopRequest) -> int:
     if built.note:
         note(built.note)
     service, config = built.service, built.config
+    stop.started()  # before the workers are forked: from here a stop winds them down
     try:
         built.start()
         print(_banner(s, built.endpoint, built.clock, service.workers), flush=True)

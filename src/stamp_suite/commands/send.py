@@ -53,6 +53,7 @@ def run(s: Settings, stop: StopRequest) -> int:
         if not s.output.quiet:
             for line in session.endpoint.caps.notes():
                 note(line)
+    stop.started()
     duration_s = run_session(s, session, stats, stop,
                              clock=ClockWatcher(clock, read=lambda: read_clock_state(s.common.tai_offset), log=note),
                              every_second=output.show_progress if output.progress else None, on_start=banner)

@@ -6,12 +6,15 @@ while the first is being handled, which is what ``systemctl stop`` and a Ctrl-C 
 process group do.  Here the handler stores a bool and writes one octet to a socket pair
 that the loop watches, so the loop wakes at once and stops at a point of its choosing.
 
-Installed first thing at start-up (:mod:`stamp_suite.entry`), so a signal that arrives
-while the program is still starting is remembered and honoured as soon as it runs.
+Installed first thing at start-up (:mod:`stamp_suite.entry`).  Until the program says it
+has started (:meth:`StopRequest.started`), a stop signal ends the process at once: start-up
+has nothing to wind down, and may be blocked where a flag would wait (a name that does not
+resolve, a key file that never opens).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -22,8 +25,9 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 class StopRequest:
     """A stop flag with a file descriptor that becomes readable when the flag is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, starting: bool = False) -> None:
         self.requested = False
+        self.starting = starting  # a stop signal now ends the process at once
         self._pair: tuple[socket.socket, socket.socket] | None = None
 
     def _sockets(self) -> tuple[socket.socket, socket.socket]:
@@ -54,13 +58,25 @@ class StopRequest:
         return self
 
     def _handler(self, signum: int, frame: object) -> None:
+        if self.starting:
+            stopped_while_starting(signum)
         self.set()
+
+    def started(self) -> None:
+        """Start-up is over: from now on a stop signal sets the flag, for the loop to stop."""
+        self.starting = False
 
     def close(self) -> None:
         if self._pair is not None:
             for sock in self._pair:
                 sock.close()
             self._pair = None
+
+
+def stopped_while_starting(signum: int) -> None:
+    """End the process as a stop signal does, with one line (what is safe in a handler)."""
+    os.write(2, b"stamp-suite: stopped while starting\n")
+    os._exit(128 + signum)
 
 
 # The process's stop request, installed at start-up by stamp_suite.entry.  A forked
