@@ -128,3 +128,50 @@ def test_flood_of_a_million_clients_keeps_memory_bounded():
     # once the table is full (first quarter), RSS stays bounded: allocator slack, not growth
     assert rss[-1] < rss[0] * 1.3 and rss[-1] < 200, rss
     print(f"\n1,000,000 distinct clients: {sessions} sessions kept, {evicted} evicted, RSS MB by quarter {rss}")
+
+
+def test_an_agentx_master_announcing_a_huge_pdu_gets_its_session_closed(tmp_path):
+    """issue 34: a peer on the AgentX socket that announced a huge PDU and streamed data grew
+    the process to 1.7 GB.  Now a PDU over agentx.MAX_PAYLOAD closes the session (counted,
+    said once) and nothing beyond it is read."""
+    import threading
+
+    from stamp_suite.observability import agentx as ax
+    from stamp_suite.observability.snmp import SubAgent
+    path = str(tmp_path / "master")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+    streamed: list[int] = []
+
+    def hostile_master() -> None:
+        conn, _ = server.accept()
+        with conn:
+            for _ in range(2):  # answer Open (session 1) and Register
+                header = ax.parse_header(conn.recv(ax.HEADER_LEN, socket.MSG_WAITALL))
+                conn.recv(header.payload_length, socket.MSG_WAITALL)
+                reply = ax.response_pdu(header, [])
+                conn.sendall(reply[:4] + (1).to_bytes(4, "big") + reply[8:])
+            conn.sendall(ax.encode_pdu(ax.PduType.GET)[:16] + (100 << 20).to_bytes(4, "big"))  # 100 MB to come
+            sent, chunk = 0, bytes(1 << 16)
+            try:
+                while sent < 100 << 20:
+                    sent += conn.send(chunk)
+            except OSError:  # closed by the sub-agent
+                pass
+            streamed.append(sent)
+
+    master = threading.Thread(target=hostile_master, daemon=True)
+    master.start()
+    said = []
+    agent = SubAgent(path, (1, 3, 6, 1, 4, 1, 65134, 9), lambda: [], "test", log=None)
+    agent.log = type("Log", (), {"write": lambda self, text: said.append(text), "flush": lambda self: None})()
+    agent.start()
+    try:
+        master.join(10)
+        assert not master.is_alive() and streamed and streamed[0] < 100 << 20  # it stopped reading
+        assert wait_for(lambda: agent.oversized_pdus == 1, 5)
+        assert sum("over the 65,536 accepted" in line for line in said) == 1
+    finally:
+        agent.stop()
+        server.close()

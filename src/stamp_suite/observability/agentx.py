@@ -14,6 +14,9 @@ from enum import IntEnum
 
 VERSION = 1
 HEADER_LEN = 20
+# RFC 2741 sets no limit.  A master's request carries the search ranges of one SNMP message,
+# which its transport bounds at 65,507 octets (UDP); net-snmp's own PDUs are far smaller.
+MAX_PAYLOAD = 65_536
 FLAG_INSTANCE_REGISTRATION = 0x01
 FLAG_NON_DEFAULT_CONTEXT = 0x08
 FLAG_NETWORK_BYTE_ORDER = 0x10
@@ -74,6 +77,10 @@ class AgentXError(ValueError):
     """A PDU that cannot be parsed."""
 
 
+class OversizedPdu(AgentXError):
+    """A header announcing more than MAX_PAYLOAD octets: the session is closed, not buffered."""
+
+
 OID = tuple[int, ...]
 
 
@@ -99,6 +106,8 @@ def parse_header(data: bytes) -> Header:
         raise AgentXError(f"AgentX version {version}")
     bo = "!" if flags & FLAG_NETWORK_BYTE_ORDER else "<"
     sid, tid, pid, length = struct.unpack_from(bo + "IIII", data, 4)
+    if length > MAX_PAYLOAD:
+        raise OversizedPdu(f"an AgentX PDU of {length:,} octets, over the {MAX_PAYLOAD:,} accepted")
     return Header(ptype, flags, sid, tid, pid, length)
 
 

@@ -109,6 +109,7 @@ class SubAgent(LoopThread):
         self.log = log or sys.stderr
         self.connected = threading.Event()
         self.registrations = 0
+        self.oversized_pdus = 0  # sessions closed for a PDU over agentx.MAX_PAYLOAD
         self._warned = False
         self._writer: asyncio.StreamWriter | None = None
         self._session_id = 0
@@ -140,6 +141,11 @@ class SubAgent(LoopThread):
             try:
                 await self._session(reader, writer)
                 backoff = BACKOFF_START_S
+            except ax.OversizedPdu as exc:
+                self.oversized_pdus += 1
+                if self.oversized_pdus == 1:  # said once: a hostile master could repeat it forever
+                    say(f"warning: SNMP: {exc} from the AgentX master; session closed, reconnecting "
+                        f"(said once)", self.log)
             except (OSError, ax.AgentXError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
                 if self.connected.is_set():
                     say(f"warning: SNMP: lost the AgentX master ({type(exc).__name__}); reconnecting", self.log)
@@ -175,7 +181,7 @@ class SubAgent(LoopThread):
             if self._warned:
                 say(f"SNMP: registered with the AgentX master {self.socket_spec}", self.log)
             while not self.stopping.is_set():
-                await self._sleep(PING_INTERVAL_S)
+                await self._idle(reading)
                 if self.stopping.is_set():
                     break
                 await self._request(ax.ping_pdu(self._session_id, self._next_packet_id()), reading)
@@ -184,6 +190,17 @@ class SubAgent(LoopThread):
             reading.cancel()
             if reading.done() and not reading.cancelled() and reading.exception():
                 raise reading.exception()
+
+    async def _idle(self, reading: asyncio.Future) -> None:
+        """Wait for the next ping, a stop, or the end of the reading (an error the master
+        caused: the session ends at once, not at the next ping)."""
+        stopping = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({reading, stopping}, timeout=PING_INTERVAL_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if reading.done():
+            raise reading.exception() or ax.AgentXError("the master stopped talking")
 
     def _next_packet_id(self) -> int:
         self._packet_id = (self._packet_id + 1) & 0xFFFF_FFFF
