@@ -161,3 +161,11 @@ def test_a_monitor_exposition_made_as_the_slices_come_is_the_one_made_at_once():
     assert len(got["stamp_sender_packets_sent_total"]) == 300
     assert len(got["stamp_monitor_window_rtt_p50_seconds"]) == 300
     assert got["stamp_sender_rtt_seconds_count"][L(monitor="vp1", target="t299")] == 1
+
+
+def test_a_peer_is_an_ipv4_address_or_an_ipv6_64():
+    from stamp_suite.observability.http import peer_of
+    assert peer_of("192.0.2.7") == "192.0.2.7"
+    assert peer_of("::ffff:192.0.2.7") == "192.0.2.7"  # a dual-stack socket's IPv4 peer
+    assert peer_of("2001:db8:1:2:aaaa::1") == peer_of("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert peer_of("fe80::1%lo") == "fe80::/64"
