@@ -5,6 +5,7 @@ commands, the Python API and the self-test all build through here."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import socket
 import threading
@@ -19,10 +20,10 @@ from .net.clock import ClockState, ClockWatcher, read_clock_state
 from .net.local import LocalAddresses
 from .net.resolve import ResolveError, addresses, format_address, resolve
 from .net.reuseport import open_port_group
-from .net.signals import StopRequest
+from .net.signals import ReloadRequest, StopRequest
 from .net.udp import SocketSetupError, UdpEndpoint
 from .reflector.counters import ReflectorCounters
-from .reflector.engine import ClockDescription, Reflector, ReflectorConfig
+from .reflector.engine import RELOADABLE, ClockDescription, Reflector, ReflectorConfig
 from .reflector.server import ReflectorServer
 from .reflector.service import ReflectorService, default_workers
 from .sender.driver import Probe, SenderDriver
@@ -175,9 +176,11 @@ class Reflectors:
             self.metrics.sock.close()
 
 
-def reflector_service(s: Settings, stop: StopRequest, log: Callable[[str], None]) -> Reflectors:
+def reflector_service(s: Settings, stop: StopRequest, log: Callable[[str], None],
+                      reread: Callable[[], Settings] | None = None) -> Reflectors:
     """The reflector ``stamp-suite -i`` runs: its port group (one socket per worker), the
-    engine configuration, and the clock and the host's addresses read again when due."""
+    engine configuration, and the clock and the host's addresses read again when due;
+    ``reread``: the settings as they are now (flags and file), for a reload on SIGHUP."""
     keys = load_keys(s)
     clock = read_clock_state(s.common.tai_offset)
     endpoints, why_one = open_port_group(lambda port, reuse: open_reflector_endpoint(s, port, reuse),
@@ -189,10 +192,47 @@ def reflector_service(s: Settings, stop: StopRequest, log: Callable[[str], None]
         return ClockWatcher(clock, lambda state: engine.update_clock(clock_description(s, state)),
                             read=lambda: read_clock_state(s.common.tai_offset), log=log if log_changes else None)
 
+    reload = None
+    if reread is not None:
+        reload = (ReloadRequest().install(), ReflectorReload(s, config, reread, clock, endpoints[0], own, log))
     service = ReflectorService(config, endpoints, stop=stop, make_watcher=make_watcher, read_addresses=own.refresh,
                                print_packets=s.output.print_stats, busy_poll_us=s.reflector.busy_poll,
-                               observe_processing_time=s.export.metrics)
+                               observe_processing_time=s.export.metrics, reload=reload)
     return Reflectors(s, service, endpoints[0], clock, config, why_one)
+
+
+# What a reload cannot change in a running reflector: a restart can.
+RESTART_ONLY = ("local_addr", "local_port", "force_ipv4", "force_ipv6", "clock_source", "auth_mode", "tai_offset",
+                "clock_synchronized", "error_scale", "error_multiplier", "timestamping", "stateful_reflector",
+                "workers", "busy_poll", "metrics", "metrics_addr", "snmp", "snmp_socket", "print_stats")
+
+
+class ReflectorReload:
+    """SIGHUP: the settings read again (flags, file, key files), checked whole and turned into
+    the engine's reloadable part (RELOADABLE), or refused in one line with the running ones
+    kept.  Called in the loop that applies the result, never in the signal handler."""
+
+    def __init__(self, s: Settings, config: ReflectorConfig, reread: Callable[[], Settings], clock: ClockState,
+                 endpoint: UdpEndpoint, host: LocalAddresses, log: Callable[[str], None]) -> None:
+        self.started, self.config, self.reread = s, config, reread
+        self.clock, self.endpoint, self.host, self.log = clock, endpoint, host, log
+
+    def __call__(self) -> dict[str, Any] | None:
+        try:
+            new = self.reread()
+            config = reflector_config(new, self.clock, load_keys(new), self.endpoint, self.host)
+        except ConfigError as exc:
+            self.log(f"reload refused, the running settings kept: {exc}")
+            return None
+        was, now = self.started.flat(), new.flat()
+        kept = [name for name in RESTART_ONLY if was[name] != now[name]]
+        changes = {f: getattr(config, f) for f in sorted(RELOADABLE) if getattr(config, f) != getattr(self.config, f)}
+        self.config = dataclasses.replace(self.config, **changes)
+        said = f"reloaded: {', '.join(changes) if changes else 'nothing changed'}"
+        if kept:
+            said += f"; {', '.join(kept)} {'changes' if len(kept) == 1 else 'change'} only at a restart"
+        self.log(said)
+        return changes
 
 
 class ReflectorThread:

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             return selftest.run(settings, signals.STOP)
         if settings.is_reflector:
             from .commands import reflect
-            return reflect.run(settings, signals.STOP)
+            return reflect.run(settings, signals.STOP, reread=lambda: build_settings(flags, config_path))
         from .commands import send
         return send.run(settings, signals.STOP)
     return _guarded(run)

@@ -57,6 +57,8 @@ def test_reflector_unit_command_line_parses():
     flags.pop("show_version", None), flags.pop("config", None)
     s = build_settings(flags)
     assert s.is_reflector and s.export.metrics and s.export.metrics_addr == "127.0.0.1:9862"
+    # systemctl reload is SIGHUP, which the reflector takes as a reload (tests/integration/test_reload.py)
+    assert directives("stamp-reflector.service")["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
 
 
 def test_monitor_unit_command_line_parses_and_the_example_fits_it():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .. import __version__
 from ..args import PROG
 from ..assembly import reflector_service
@@ -14,8 +16,9 @@ from ..reflector.service import format_totals
 from ..say import note, say
 
 
-def run(s: Settings, stop: StopRequest) -> int:
-    built = reflector_service(s, stop, note)
+def run(s: Settings, stop: StopRequest, reread: Callable[[], Settings] | None = None) -> int:
+    """Reflect until stopped; ``reread``: the settings as they are now, for SIGHUP's reload."""
+    built = reflector_service(s, stop, note, reread)
     if built.note:
         note(built.note)
     service, config = built.service, built.config

@@ -73,6 +73,29 @@ class StopRequest:
             self._pair = None
 
 
+class ReloadRequest(StopRequest):
+    """SIGHUP's flag: set by the handler, taken by the loop that reloads (which may be asked
+    again later, unlike a stop)."""
+
+    def install(self) -> ReloadRequest:
+        if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+            self._sockets()
+            signal.signal(signal.SIGHUP, lambda signum, frame: self.set())
+        return self
+
+    def take(self) -> bool:
+        """Was a reload asked for since the last take?  Each request leaves an octet in the
+        pair (or finds it full): reading them away is the answer, with no flag to race."""
+        asked = False
+        try:
+            while self._sockets()[0].recv(64):
+                asked = True
+        except BlockingIOError:
+            pass
+        self.requested = False
+        return asked
+
+
 def stopped_while_starting(signum: int) -> None:
     """End the process as a stop signal does, with one line (what is safe in a handler)."""
     os.write(2, b"stamp-suite: stopped while starting\n")

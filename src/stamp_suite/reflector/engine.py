@@ -14,12 +14,13 @@ counter block (:mod:`.counters`).
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import ipaddress
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..tlvs import ReflectContext, unmapped_address
 from ..tlvs.base import HostAddresses, TlvDiscard
@@ -214,6 +215,19 @@ class InternalError:
 TimerEvent = ReadClock | ReadAddresses | InternalError
 
 
+# What a reload (SIGHUP) may change in a running engine; the rest (the port, the mode, the
+# timestamp format, the worker count) needs a restart.
+RELOADABLE = frozenset({
+    "keys", "verify_tlv_hmac", "tlv_mode", "cos_allowed_dscp", "member_link_id", "allowed_ssids",
+    "return_address_allow", "return_srv6_allow", "session_timeout_s", "max_sessions", "accept_zero_multiplier",
+    "answer_short_packets", "max_pps", "max_pps_burst"})
+
+
+def _rate_limiter(config: ReflectorConfig) -> RateLimiter | None:
+    if config.max_pps <= 0:
+        return None
+    return RateLimiter(config.max_pps, config.max_pps_burst or config.max_pps, config.max_sessions or 100_000)
+
 class Reflector:
     """Session-Reflector engine: no sockets, no clocks; time comes in as arguments.
 
@@ -225,8 +239,7 @@ class Reflector:
         self._c = counters if counters is not None else local_block()
         self.counters = ReflectorCounters([self._c])
         self._sessions = SessionTable(config.session_timeout_s * NS, config.max_sessions, self._c)
-        self.rate_limiter = (RateLimiter(config.max_pps, config.max_pps_burst or config.max_pps,
-                                         config.max_sessions or 100_000) if config.max_pps > 0 else None)
+        self.rate_limiter = _rate_limiter(config)
         self._errors_seen: set[str] = set()
         self._new_errors: list[str] = []
         self._timers: dict[type, int] | None = None  # kind of timer -> when due (monotonic ns)
@@ -243,6 +256,20 @@ class Reflector:
             self._bound = None
         self._loop_tag = LoopTag(config.loop_tag_key, config.timestamp_format == TimestampFormat.PTP)
         self.update_clock(config.clock)
+
+    def reconfigure(self, **policy: Any) -> None:
+        """New values of the settings a reload may change (:data:`RELOADABLE`: keys, the
+        allow-lists, the limits), from the next packet on; the sessions are kept."""
+        unknown = set(policy) - RELOADABLE
+        if unknown:
+            raise ValueError(f"not reloadable: {', '.join(sorted(unknown))}")
+        previous = self.config
+        self.config = cfg = dataclasses.replace(previous, **policy)
+        self._integrity_required = cfg.authenticated or cfg.verify_tlv_hmac
+        self._sessions.idle_timeout_ns = cfg.session_timeout_s * NS
+        self._sessions.max_sessions = cfg.max_sessions
+        if (cfg.max_pps, cfg.max_pps_burst) != (previous.max_pps, previous.max_pps_burst):
+            self.rate_limiter = _rate_limiter(cfg)
 
     def update_clock(self, clock: ClockDescription) -> None:
         """Use a new description of the clock from the next reply on (S bit, sync source,

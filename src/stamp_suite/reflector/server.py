@@ -21,7 +21,7 @@ from typing import TextIO
 
 from ..net.clock import ClockWatcher
 from ..net.resolve import format_address
-from ..net.signals import StopRequest
+from ..net.signals import ReloadRequest, StopRequest
 from ..net.udp import BATCH, UdpEndpoint
 from ..say import say
 from ..wire.datagram import Received
@@ -56,7 +56,8 @@ class ReflectorServer:
                  print_packets: bool = False, out: TextIO | None = None, busy_poll_us: int = 0,
                  observe_processing_time: bool = False, clock: ClockWatcher | None = None,
                  read_addresses: Callable[[], None] | None = None,
-                 control: multiprocessing.connection.Connection | None = None) -> None:
+                 control: multiprocessing.connection.Connection | None = None,
+                 reload: tuple[ReloadRequest, Callable[[], dict | None]] | None = None) -> None:
         self.engine = engine
         self.endpoint = endpoint
         self.stop_request = stop or StopRequest()
@@ -67,6 +68,7 @@ class ReflectorServer:
         self.clock = clock  # re-read when the engine says so
         self.read_addresses = read_addresses  # likewise: the host's addresses, for the loop guards
         self.control = control  # the parent's pipe, in a forked worker
+        self.reload = reload  # SIGHUP's request, and what makes the new settings (one worker)
         self._awaiting_tx: dict[int, Reflection] = {}  # TX timestamp key -> reply (Follow-Up Telemetry)
 
     def stop(self) -> None:
@@ -83,6 +85,8 @@ class ReflectorServer:
             sel.register(stop.fileno(), selectors.EVENT_READ, None)
             if self.control is not None:
                 sel.register(self.control, selectors.EVENT_READ, self._answer_control)
+            if self.reload is not None:
+                sel.register(self.reload[0].fileno(), selectors.EVENT_READ, self._reload)
             while not stop.requested:
                 now = time.monotonic_ns()
                 wait = 0 if now < busy_until else min(IDLE_WAKEUP_NS, max(0, engine.next_timer(now) - now))
@@ -106,13 +110,26 @@ class ReflectorServer:
                          f"internal_error (please report it)")
 
     def _answer_control(self) -> int:
-        """The parent asks for this worker's sessions (totals, SNMP); EOF means it is gone.
-        The parent reads every answer as it comes, so sending one never blocks for long."""
+        """The parent asks for this worker's sessions (totals, SNMP), or hands it the settings
+        of a reload; EOF means it is gone.  The parent reads every answer as it comes, so
+        sending one never blocks for long."""
         try:
-            _, number = self.control.recv()
-            self.control.send(("sessions", number, session_records(self.engine.sessions())))
+            kind, payload = self.control.recv()
+            if kind == "reload":
+                self.engine.reconfigure(**payload)
+            else:
+                self.control.send(("sessions", payload, session_records(self.engine.sessions())))
         except (EOFError, OSError):
             self.stop_request.set()
+        return 0
+
+    def _reload(self) -> int:
+        """SIGHUP, with one worker: the new settings made here, between packets."""
+        request, make = self.reload
+        if request.take():
+            changes = make()
+            if changes:
+                self.engine.reconfigure(**changes)
         return 0
 
     def _drain(self) -> int:

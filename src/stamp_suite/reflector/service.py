@@ -34,7 +34,7 @@ from ..net import signals
 from ..net.clock import ClockWatcher
 from ..net.process import die_with_parent
 from ..net.resolve import format_address
-from ..net.signals import STOP_SIGNALS, StopRequest
+from ..net.signals import STOP_SIGNALS, ReloadRequest, StopRequest
 from ..net.udp import UdpEndpoint
 from .counters import BLOCK_SIZE, ReflectorCounters, local_block
 from .engine import Reflector, ReflectorConfig
@@ -124,6 +124,13 @@ class _WorkerLink:
             self._news.wait_for(lambda: self._answered >= number or self.final or self._closed, timeout)
             return self.sessions
 
+    def send_reload(self, changes: dict) -> None:
+        with self._send:
+            try:
+                self.conn.send(("reload", changes))
+            except OSError:  # the worker is gone: its end is seen by run()
+                pass
+
     def stop_reading(self) -> None:
         """Close the pipe once its reader has seen the worker's end (closing it under a reader
         blocked in recv() would break that read with a TypeError from multiprocessing)."""
@@ -139,12 +146,14 @@ class _WorkerLink:
 class ReflectorService:
     def __init__(self, config: ReflectorConfig, endpoints: list[UdpEndpoint], *, stop: StopRequest,
                  make_watcher: MakeWatcher | None = None, read_addresses: Callable[[], None] | None = None,
-                 print_packets: bool = False, busy_poll_us: int = 0, observe_processing_time: bool = False) -> None:
+                 print_packets: bool = False, busy_poll_us: int = 0, observe_processing_time: bool = False,
+                 reload: tuple[ReloadRequest, Callable[[], dict | None]] | None = None) -> None:
         self.config = config
         self.endpoints = endpoints
         self.local = endpoints[0].local
         self.workers = len(endpoints)
         self.stop_request = stop
+        self.reload = reload  # SIGHUP's request, and what makes the new settings (None: refused)
         self.make_watcher = make_watcher
         self.server_options = {"print_packets": print_packets, "busy_poll_us": busy_poll_us,
                                "observe_processing_time": observe_processing_time, "read_addresses": read_addresses}
@@ -190,6 +199,7 @@ class ReflectorService:
         ``not_for_workers``: sockets of this process (the metrics port) that workers close."""
         if self.workers == 1:
             self._server = self._server_for(0, self.stop_request)
+            self._server.reload = self.reload  # made and applied between packets, in its loop
             return
         ctx = multiprocessing.get_context("fork")
         parent = os.getpid()
@@ -215,6 +225,8 @@ class ReflectorService:
     def _worker_main(self, worker: int, conn: multiprocessing.connection.Connection, parent: int,
                      mask: set[signal.Signals], not_for_workers: tuple) -> None:
         stop = signals.renew_after_fork()
+        if hasattr(signal, "SIGHUP"):  # a hangup of the whole group: the parent reloads, and tells us
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # signals that came meanwhile arrive now
         die_with_parent()
         if os.getppid() != parent:  # the parent died before PDEATHSIG was armed
@@ -244,15 +256,34 @@ class ReflectorService:
         stop = self.stop_request
         with selectors.DefaultSelector() as sel:
             sel.register(stop.fileno(), selectors.EVENT_READ, None)
+            if self.reload is not None:
+                sel.register(self.reload[0].fileno(), selectors.EVENT_READ, self.reload)
             for link in self._links:
                 sel.register(link.process.sentinel, selectors.EVENT_READ, link)
             while not stop.requested:
                 for key, _ in sel.select(1.0):
-                    if key.data is not None and not stop.requested:
+                    if key.data is self.reload:
+                        self._reload_workers()
+                    elif key.data is not None and not stop.requested:
                         key.data.process.join(0.1)
                         self.failure = (f"worker {key.data.index} ended while the reflector ran "
                                         f"({_exit_reason(key.data.process.exitcode)}); stopping the reflector")
                         stop.set()
+
+    def _reload_workers(self) -> None:
+        """SIGHUP with N workers: the settings made once here, then handed to each worker
+        (its share of --max-sessions), which applies them between its packets."""
+        request, make = self.reload
+        if not request.take():
+            return
+        changes = make()
+        if not changes:
+            return
+        for link in self._links:
+            share = dict(changes)
+            if "max_sessions" in share:
+                share["max_sessions"] = worker_share(changes["max_sessions"], self.workers, link.index)
+            link.send_reload(share)
 
     def shutdown(self) -> None:
         """Stop every worker within STOP_GRACE_S (then kill it) and keep their last sessions."""
