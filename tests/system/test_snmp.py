@@ -117,3 +117,38 @@ def test_monitor_targets_are_rows_of_the_sender_session_table(snmpd, tmp_path):
         finally:
             mon.terminate()
             mon.communicate(timeout=10)
+
+
+@pytest.mark.alone  # answers within a second while flooded: a figure of timing
+def test_snmp_answers_within_a_second_while_the_reflector_is_flooded(snmpd):
+    """issue 34: the reflector's loop under a flood of test packets must leave the AgentX
+    thread time to answer snmpd: each walk of the counters within 1 s, the counters moving."""
+    import socket
+    import threading
+    with ReflectorProcess("--snmp", "--snmp-socket", snmpd.socket) as refl:
+        assert wait_for(lambda: snmpd.get(REFL + ".1.1.0") == "1", 10), "reflector did not register"
+        stop = threading.Event()
+
+        def flood() -> None:
+            packet = bytes.fromhex("00000001e93c7f00800000000001") + bytes(30)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)  # replies nobody reads
+                while not stop.is_set():
+                    for _ in range(200):
+                        s.sendto(packet, (refl.host, refl.port))
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        try:
+            time.sleep(0.5)
+            seen, times = [], []
+            for _ in range(5):
+                t0 = time.monotonic()
+                table = snmpd.walk(REFL + ".2")
+                times.append(time.monotonic() - t0)
+                seen.append(int(table[REFL + ".2.1.0"]))
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            flooder.join(2)
+    assert max(times) < 1.0, times
+    assert seen == sorted(seen) and seen[-1] > seen[0] > 0  # live counters, read under the flood
