@@ -262,9 +262,11 @@ class ReflectorService:
                 sel.register(link.process.sentinel, selectors.EVENT_READ, link)
             while not stop.requested:
                 for key, _ in sel.select(1.0):
+                    if key.data is None:  # the stop request: seen by the loop's test
+                        continue
                     if key.data is self.reload:
                         self._reload_workers()
-                    elif key.data is not None and not stop.requested:
+                    elif not stop.requested:
                         key.data.process.join(0.1)
                         self.failure = (f"worker {key.data.index} ended while the reflector ran "
                                         f"({_exit_reason(key.data.process.exitcode)}); stopping the reflector")
