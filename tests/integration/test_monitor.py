@@ -1,12 +1,15 @@
 """Monitor mode: 50 reflectors on loopback (some behind the impairment relay), one process."""
 
 import os
+import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import pytest
 from helpers import CMD, ENV, free_tcp_port, scrape, wait_for
@@ -237,3 +240,63 @@ def test_the_render_process_comes_back_after_it_dies_and_leaves_with_the_monitor
         assert not os.path.exists(f"/proc/{again}")
     finally:
         refl.stop()
+
+
+def _schedule(mport: int, bound: str = "0.0025") -> tuple[float, float]:
+    """(sends, sends later than ``bound`` s) from the monitor's schedule histogram, read from
+    the text (parsing the whole answer of 1,000 targets would take the test seconds)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read().decode()
+    buckets = {m[1]: float(m[2]) for m in re.finditer(
+        r'^stamp_monitor_schedule_error_seconds_bucket\{[^}]*le="([^"]+)"\} (\S+)$', text, re.MULTILINE)}
+    return buckets["+Inf"], buckets["+Inf"] - buckets[bound]
+
+
+def _sends_so_far(mport: int) -> float:
+    try:
+        return _schedule(mport)[0]
+    except OSError:  # not listening yet
+        return 0
+
+
+@pytest.mark.alone  # the schedule error is the figure
+def test_a_slow_reader_of_a_large_answer_stalls_neither_the_sends_nor_other_scrapes(tmp_path):
+    """issue 34: a scraper that reads a monitor's multi-megabyte answer a few kB at a time:
+    the sends keep their schedule (no more late than before it) and other scrapes are answered
+    (the slow one is cut off at WRITE_TIMEOUT_S, observability/http.py)."""
+    targets = {f"t{i:04d}": ("127.0.0.1", 9) for i in range(1000)}  # port 9: nothing listens (ICMP errors)
+    mport = free_tcp_port()
+    cfg = tmp_path / "targets.toml"
+    write_config(cfg, targets, mport)
+    cfg.write_text(cfg.read_text().replace("send_delay = 50", "send_delay = 1000"))
+    mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert wait_for(lambda: _sends_so_far(mport) > 1000, 20), "the monitor did not start sending"
+        before = _schedule(mport)
+        time.sleep(2)
+        base = _schedule(mport)
+        slow = socket.create_connection(("127.0.0.1", mport))
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = slow.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200")
+        t0, times, got = time.monotonic(), [], len(first)
+        while time.monotonic() - t0 < 2.5:
+            got += len(slow.recv(4096))
+            time.sleep(0.05)  # about 80 kB/s: a 10,000-target answer would take minutes
+            if len(times) < 2 and time.monotonic() - t0 > len(times) + 0.5:
+                t1 = time.monotonic()  # another scraper, meanwhile (the fetch, not our parsing)
+                answer = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read()
+                times.append(time.monotonic() - t1)
+                assert answer.endswith(b"# EOF\n") or b"stamp_monitor_schedule_error_seconds_count" in answer
+        during = _schedule(mport)
+        slow.close()
+    finally:
+        mon.send_signal(signal.SIGTERM)
+        mon.communicate(timeout=20)
+    sends_base, late_base = base[0] - before[0], base[1] - before[1]
+    sends_during, late_during = during[0] - base[0], during[1] - base[1]
+    assert sends_during > 2000 and got < 1_000_000  # it was sending, and the reader was slow
+    assert late_during / sends_during <= late_base / sends_base + 0.01, (late_base, sends_base, late_during,
+                                                                          sends_during)
+    assert len(times) == 2 and max(times) < 5, times
