@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -62,6 +63,26 @@ class ReflectorProcess:
         if self.host in ("::", "0.0.0.0"):  # a wildcard: reach it on loopback
             self.host = "::1" if self.host == "::" else "127.0.0.1"
         self.banner = line
+        self._err = b""
+
+    def next_stderr_line(self, containing: str, timeout: float = 8.0) -> str:
+        """The reflector's next stderr line holding ``containing`` (other lines skipped).
+
+        Reads the pipe's descriptor itself: select() on the text wrapper would miss lines
+        that an earlier readline() already pulled into the wrapper's buffer."""
+        fd = self.proc.stderr.fileno()
+        end = time.monotonic() + timeout
+        while True:
+            while b"\n" in self._err:
+                line, self._err = self._err.split(b"\n", 1)
+                if containing in (text := line.decode(errors="replace")):
+                    return text.strip()
+            left = end - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(left, 0))
+            assert ready, f"no line with {containing!r} within {timeout} s"
+            chunk = os.read(fd, 65536)
+            assert chunk, "the reflector ended"
+            self._err += chunk
 
     def stop(self) -> tuple[int, str, str]:
         self.proc.send_signal(signal.SIGTERM)

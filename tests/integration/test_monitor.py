@@ -270,33 +270,38 @@ def test_a_slow_reader_of_a_large_answer_stalls_neither_the_sends_nor_other_scra
     cfg.write_text(cfg.read_text().replace("send_delay = 50", "send_delay = 1000"))
     mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, env=ENV)
+
+    def window(slow: socket.socket | None) -> tuple[float, float, list[float], int]:
+        """2.5 s with two full scrapes by another client, and ``slow`` read a few kB at a
+        time meanwhile: (sends, late sends, the scrapes' times, octets the slow one got)."""
+        start, t0, times, got = _schedule(mport), time.monotonic(), [], 0
+        while time.monotonic() - t0 < 2.5:
+            if slow is not None:
+                got += len(slow.recv(4096))
+            time.sleep(0.05)  # about 80 kB/s: a 10,000-target answer would take minutes
+            if len(times) < 2 and time.monotonic() - t0 > len(times) + 0.5:
+                t1 = time.monotonic()  # the fetch, not our parsing
+                answer = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read()
+                times.append(time.monotonic() - t1)
+                assert b"stamp_monitor_schedule_error_seconds_count" in answer
+        end = _schedule(mport)
+        return end[0] - start[0], end[1] - start[1], times, got
+
     try:
         assert wait_for(lambda: _sends_so_far(mport) > 1000, 20), "the monitor did not start sending"
-        before = _schedule(mport)
-        time.sleep(2)
-        base = _schedule(mport)
+        sends_base, late_base, _, _ = window(None)  # the same scrapes, no slow reader: the baseline
         slow = socket.create_connection(("127.0.0.1", mport))
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         slow.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        first = slow.recv(4096)
-        assert first.startswith(b"HTTP/1.1 200")
-        t0, times, got = time.monotonic(), [], len(first)
-        while time.monotonic() - t0 < 2.5:
-            got += len(slow.recv(4096))
-            time.sleep(0.05)  # about 80 kB/s: a 10,000-target answer would take minutes
-            if len(times) < 2 and time.monotonic() - t0 > len(times) + 0.5:
-                t1 = time.monotonic()  # another scraper, meanwhile (the fetch, not our parsing)
-                answer = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read()
-                times.append(time.monotonic() - t1)
-                assert answer.endswith(b"# EOF\n") or b"stamp_monitor_schedule_error_seconds_count" in answer
-        during = _schedule(mport)
+        assert slow.recv(4096).startswith(b"HTTP/1.1 200")
+        sends_during, late_during, times, got = window(slow)
         slow.close()
     finally:
         mon.send_signal(signal.SIGTERM)
         mon.communicate(timeout=20)
-    sends_base, late_base = base[0] - before[0], base[1] - before[1]
-    sends_during, late_during = during[0] - base[0], during[1] - base[1]
     assert sends_during > 2000 and got < 1_000_000  # it was sending, and the reader was slow
-    assert late_during / sends_during <= late_base / sends_base + 0.01, (late_base, sends_base, late_during,
+    # A slow reader costs the loop a few GIL handoffs to the writing thread: a late send in
+    # fifty at most, beside the same window without it (measured: 0.1-2 % under no load).
+    assert late_during / sends_during <= late_base / sends_base + 0.02, (late_base, sends_base, late_during,
                                                                           sends_during)
     assert len(times) == 2 and max(times) < 5, times

@@ -2,7 +2,6 @@
 transaction; a broken file keeps the running settings, said in one line; sessions carry on."""
 
 import os
-import select
 import signal
 
 import pytest
@@ -11,16 +10,9 @@ from helpers import ReflectorProcess, send
 KEY1, KEY2 = "11" * 16, "22" * 16
 
 
-def next_reload_line(refl: ReflectorProcess, timeout: float = 5.0) -> str:
+def next_reload_line(refl: ReflectorProcess) -> str:
     """The reflector's next stderr line about a reload (other notes skipped)."""
-    fd = refl.proc.stderr
-    while True:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        assert ready, "no reload line"
-        line = fd.readline()
-        assert line, "the reflector ended"
-        if "reload" in line:
-            return line.strip()
+    return refl.next_stderr_line("reload")
 
 
 def write(path, text: str) -> None:

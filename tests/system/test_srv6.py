@@ -62,7 +62,8 @@ def measure(ns: Namespaces, *flags: str, count: int = REPLIES) -> tuple[list[dic
 def test_replies_follow_the_segment_list_through_the_endpoint(triangle):
     direct, e_direct = measure(triangle)
     assert len(direct) == REPLIES and {p["reply_ttl"] for p in direct} == {64}
-    assert e_direct == {"E_in": 0, "E_out": 0}  # nothing went near E
+    # none of the replies went near E (its counters also see neighbour discovery: a packet or two)
+    assert e_direct["E_in"] <= 2 and e_direct["E_out"] <= 2, e_direct
 
     routed, e_routed = measure(triangle, "--return-srv6-sids", f"{E_SID},{S_ADDR}")
     assert len(routed) == REPLIES

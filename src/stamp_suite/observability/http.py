@@ -38,6 +38,7 @@ from .render_process import RenderClosed
 
 REQUEST_TIMEOUT_S = 5.0
 WRITE_TIMEOUT_S = 10.0
+SEND_BUFFER = 1 << 20  # octets the kernel holds for one answer's writer
 RENDER_TIMEOUT_S = 10.0  # Prometheus's default scrape timeout
 STOP_WAIT_S = 0.3  # for the connections' handlers to finish at stop
 MAX_HEAD = 8192
@@ -199,6 +200,9 @@ class MetricsServer(LoopThread):
         if self._writers is None:
             self._writers = ThreadPoolExecutor(MAX_ANSWERS, thread_name_prefix="metrics-write")
         sock = socket.socket(fileno=os.dup(writer.get_extra_info("socket").fileno()))
+        # A large buffer: the writing thread wakes (and takes the interpreter lock) less often
+        # for a reader that takes the answer a little at a time.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         self._writing.add(sock)
         try:
             deadline = time.monotonic() + WRITE_TIMEOUT_S
