@@ -9,6 +9,7 @@ import sys
 from typing import NoReturn
 
 from .keys import hide_keys
+from .units import parse_duration
 
 PROG = "stamp-suite"
 
@@ -47,6 +48,16 @@ def _str_list(text: str) -> tuple[str, ...]:
 
 def _auth_mode(text: str) -> str:
     return text.upper()
+
+
+def _duration(unit: str):
+    def convert(text: str) -> float:
+        try:
+            return parse_duration(text, unit)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = "duration"  # argparse names the type in its errors
+    return convert
 
 
 def _int(text: str) -> int:
@@ -91,15 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = p.add_argument_group("test session")
     t.add_argument("-K", "--clock-source", type=str.upper, help="timestamp format NTP or PTP [default: NTP]")
-    t.add_argument("-d", "--send-delay", type=float, help="ms between packets, fractions allowed [default: 1000]")
+    t.add_argument("-d", "--send-delay", type=_duration("ms"), metavar="TIME",
+                   help="time between packets: 20ms, 0.5s, 200us; a bare number is ms [default: 1000]")
     t.add_argument("-c", "--count", type=_int, help="packets to send, 0 = until interrupted [default: 1000]")
-    t.add_argument("-L", "--timeout", type=float, help="seconds to wait for a reply [default: 5]")
+    t.add_argument("-L", "--timeout", type=_duration("s"), metavar="TIME",
+                   help="wait this long for a reply; a bare number is seconds [default: 5]")
     t.add_argument("-A", "--auth-mode", type=_auth_mode, help="A = authenticated, O = open [default: O]")
     t.add_argument("-R", action="store_true", dest="print_stats",
                    help="print every packet (with -v: raw timestamps and every TLV), and every lost one; "
                         "reflector: every packet received, answered or dropped and why")
-    t.add_argument("-q", "--quiet", action="store_true", help="print only the summary at the end (warnings stay on)")
-    t.add_argument("-w", "--max-runtime", type=float, metavar="SECONDS",
+    t.add_argument("-q", "--quiet", action="store_true",
+                   help="print only ping's closing lines at the end (warnings stay on)")
+    t.add_argument("--full", action="store_true", help="the summary with every figure (percentiles, one-way, "
+                   "delay variation, path), not the screenful")
+    t.add_argument("-w", "--max-runtime", type=_duration("s"), metavar="TIME",
                    help="stop after this long, whatever --count says (ping's -w) [default: no limit]")
     t.add_argument("--window", type=_int, metavar="N",
                    help="capacity mode: keep N packets in flight, the next sent as each reply arrives; "
@@ -109,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dscp", type=_int, help="DSCP of test packets (and requested for replies with --cos)")
     t.add_argument("--ecn", type=_int, help="ECN of test packets 0..3")
     t.add_argument("--output-format", choices=["text", "json", "csv"], help="report format [default: text]")
-    t.add_argument("--report-interval", type=float, help="interim summary every N seconds (0 = off)")
+    t.add_argument("--report-interval", type=_duration("s"), metavar="TIME",
+                   help="interim summary this often, e.g. 10s; a bare number is seconds (0 = off)")
     t.add_argument("--plot", metavar="JSONL", help="plot a run saved with --output-format json -R, then exit")
     t.add_argument("--plot-output", metavar="PNG", help="write a PNG plot of this run (or of --plot)")
     t.add_argument("--plot-html", metavar="HTML", help="also write a self-contained HTML page with the plot")
@@ -165,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--follow-up-telemetry", action="store_true", help="Follow-Up Telemetry TLV")
     x.add_argument("--access-report", type=_int, metavar="ID", help="Access Report TLV with this Access ID")
     x.add_argument("--access-return-code", type=_int, help="Access Report Return Code [default: 1]")
-    x.add_argument("--access-report-timer", type=float, metavar="SECONDS",
+    x.add_argument("--access-report-timer", type=_duration("s"), metavar="TIME",
                    help="retransmit the Access Report when no reply carried it back this long [default: 3]")
     x.add_argument("--access-report-retries", type=_int, help="Access Report retransmissions before giving up "
                    "[default: 4]")

@@ -29,6 +29,7 @@ from msgspec import Meta, Struct
 
 from .net.resolve import ResolveError, split_host_port
 from .reflector.engine import TlvMode
+from .units import DURATIONS, parse_duration
 from .wire.packet import STAMP_PORT
 
 
@@ -234,7 +235,8 @@ class Output(Struct, **_SECTION):
     output_format: OutputFormat = OutputFormat.TEXT
     report_interval: Seconds = 0.0
     print_stats: bool = False  # -R
-    quiet: bool = False  # -q: the summary only
+    quiet: bool = False  # -q: ping's closing lines only
+    full: bool = False  # every figure of the summary, not the screenful
     verbose: bool = False
     plot: str | None = None  # render a saved JSON-lines run and exit
     plot_output: str | None = None  # PNG of this run (or of --plot)
@@ -331,7 +333,7 @@ def _check_role(s: Settings, given: dict[str, Any], where: str, labels: dict[str
         section = SECTION_OF.get(name)
         if section is None or section == "common" or section in reads or name in reads:
             continue
-        label = labels.get(name) or (f"--{name.replace('_', '-')}" if where == "flag" else f"{where} {name}")
+        label = _label(name, where, labels)
         other = "sender" if s.is_reflector else "reflector"
         raise ConfigError(f"{label} is a {other} setting, and {role} does not use it")
     c = s.common
@@ -346,6 +348,11 @@ def _convert(flat: dict[str, Any], where: str, labels: dict[str, str] | None = N
         if name in TOP_KEYS:
             nested[name] = value
         elif name in SECTION_OF:
+            if name in DURATIONS and isinstance(value, str):  # "10ms" in a file or from the API
+                try:
+                    value = parse_duration(value, DURATIONS[name])
+                except ValueError as exc:
+                    raise ConfigError(f"{_label(name, where, labels or {})}: {exc}") from None
             nested.setdefault(SECTION_OF[name], {})[name] = _case_of_choice(name, value)
         else:
             raise ConfigError(f"unknown {where} {name!r} (settings are the long flag names in snake_case)")
@@ -360,6 +367,11 @@ _FLAG = re.compile(r"--(?P<long>[a-z][a-z0-9-]*)")
 
 def _flag_names(message: str) -> list[str]:
     return [m["long"].replace("-", "_") for m in _FLAG.finditer(message)]
+
+
+def _label(name: str, where: str, labels: dict[str, str]) -> str:
+    """A setting as the user gave it: the file's key, the flag, or the API's setting."""
+    return labels.get(name) or (f"--{name.replace('_', '-')}" if where == "flag" else f"{where} {name}")
 
 
 def _given_as(m: re.Match, where: str, labels: dict[str, str]) -> str:
@@ -390,7 +402,7 @@ def _explain(message: str, flat: dict[str, Any], where: str, labels: dict[str, s
         files = {labels[n].split(": key ")[0] for n in _flag_names(what) if n in labels}
         said = _FLAG.sub(lambda m: _given_as(m, where, labels), what)
         return f"{files.pop()}: {said}" if len(files) == 1 else said
-    label = labels.get(name) or (f"--{name.replace('_', '-')}" if where == "flag" else f"{where} {name}")
+    label = _label(name, where, labels)
     t = _TYPE.match(what)
     if t:
         want = " or ".join(_WORDS.get(w, w) for w in t["want"].split(" | ") if w != "null")

@@ -53,7 +53,8 @@ def test_sigint_and_sigterm_print_statistics():
         with ReflectorProcess() as refl:
             proc = subprocess.Popen([*CMD, "-r", refl.host, "-p", str(refl.port), "-c", "0", "-d", "10"],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-            time.sleep(1.0)
+            assert "sending to" in proc.stdout.readline()  # started: a signal before it ends the start (130)
+            time.sleep(0.5)
             proc.send_signal(sig)
             out, err = proc.communicate(timeout=10)
             assert proc.returncode == 0, err

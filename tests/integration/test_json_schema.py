@@ -50,7 +50,9 @@ def test_interim_lost_records_and_empty_run_validate():
     assert objs[-1]["type"] == "summary"
     res = run("-r", "127.0.0.1", "-p", "9", "-c", "2", "-d", "5", "-L", "0.2", "--output-format", "json", "-R")
     objs = validate_lines(res.stdout)
-    assert [o["kind"] for o in objs[:-1]] == ["lost", "lost"] and objs[-1]["rtt_ns"]["min"] is None
+    # each packet refused when its ICMP error came, then lost at its timeout
+    assert sorted(o["kind"] for o in objs[:-1]) == ["lost", "lost", "refused", "refused"]
+    assert objs[-1]["rtt_ns"]["min"] is None
 
 
 def test_the_strict_schema_refuses_renamed_and_unknown_fields():

@@ -111,7 +111,8 @@ def test_per_packet_lines_read_well_and_keep_the_rust_start():
     (line,) = [ln for ln in verbose.stdout.splitlines() if ln.startswith("seq=")]
     assert re.search(r"reflector_recv_ts=\S+Z reflector_send_ts=\S+Z", line)
     lost = run("-r", "127.0.0.1", "-p", str(_dead_port()), "-c", "2", "-d", "5", "-L", "0.2", "-R")
-    assert [ln for ln in lost.stdout.splitlines() if ln.startswith("seq=")] == ["seq=0 lost", "seq=1 lost"]
+    assert [ln for ln in lost.stdout.splitlines() if ln.startswith("seq=")] == [
+        "seq=0 refused (ICMP port unreachable)", "seq=1 refused (ICMP port unreachable)"]
 
 
 def test_interim_reports_come_every_interval_on_time_and_add_up():
@@ -152,10 +153,14 @@ def test_a_stop_leaves_packets_in_flight_unanswered_not_lost():
     assert "Packets lost: 0 (0.0%)," in out and "unanswered when stopped (not counted)" in out, out
 
 
-def test_quiet_prints_the_summary_only():
+def test_quiet_prints_pings_closing_lines_only():
     with ReflectorProcess() as refl:
         res = run("-q", "-r", refl.host, "-p", str(refl.port), "-c", "3", "-d", "5", "-L", "1", "-R")
-    assert res.stdout.startswith("--- STAMP Statistics ---") and "seq=" not in res.stdout and res.stderr == ""
+    lines = res.stdout.splitlines()
+    assert lines[0] == f"--- {refl.host}:{refl.port} STAMP statistics ---" and len(lines) == 3, res.stdout
+    assert re.fullmatch(r"3 packets transmitted, 3 received, 0% packet loss, time \d+ms", lines[1])
+    assert re.fullmatch(r"rtt min/avg/max/mdev = [0-9.]+/[0-9.]+/[0-9.]+/[0-9.]+ ms", lines[2])
+    assert res.stderr == ""
 
 
 def test_a_plot_without_matplotlib_stops_before_the_run(tmp_path):

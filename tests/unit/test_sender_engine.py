@@ -7,6 +7,8 @@ from vectors import EX_A, EX_B, EX_C, EX_C2, EX_D, EX_E, KEY, T1_NS, T2_NS, T3_N
 from stamp_suite.reflector.engine import Reflector, ReflectorConfig
 from stamp_suite.sender.engine import SenderConfig, SessionSender
 from stamp_suite.sender.events import (
+    WRONG_KEY,
+    WRONG_MODE,
     Duplicate,
     Finished,
     Invalid,
@@ -14,6 +16,7 @@ from stamp_suite.sender.events import (
     Lost,
     Refused,
     Rejected,
+    RejectReason,
     Reply,
     ReportDue,
     Sent,
@@ -173,6 +176,27 @@ def test_refusals_are_counted_until_a_reply():
     assert [e.consecutive for e in s.icmp_error("port unreachable") + s.icmp_error("host unreachable")] == [1, 2]
     s.receive(reply_to(Reflector(), packet(s, 0)), T4_NS, 0)
     assert s.icmp_error("network unreachable") == [Refused(1, "network unreachable")]
+
+
+def test_an_icmp_error_is_the_answer_to_the_last_packet_sent_and_its_loss_is_said_once():
+    s = SessionSender(SenderConfig())
+    packet(s, 0)
+    assert s.icmp_error("port unreachable") == [Refused(1, "port unreachable", 0)]
+    assert s.icmp_error("port unreachable") == [Refused(2, "port unreachable")]  # a second names no packet
+    (lost,) = [e for e in s.handle_timer(10**12) if isinstance(e, Lost)]
+    assert lost == Lost(0, lost.t1_ns, refused=True)
+
+
+def test_a_reply_with_a_failing_hmac_says_whether_the_reflector_runs_open_mode():
+    # The digest's authenticated reply (c2) read with another key: HMAC fails, MBZ 4-15 zero;
+    # and its open reply (b), padded to the authenticated length, as an open-mode reflector
+    # answers a 112-octet packet: its T3 where the authenticated layout has MBZ.
+    s = SessionSender(SenderConfig(authenticated=True, key=bytes(16)))
+    packet(s, 0)
+    (ev,) = s.receive(EX_C2, T4_NS, 0)
+    assert ev.reason == RejectReason.HMAC_FAILURE and ev.detail == WRONG_KEY
+    (ev,) = s.receive(EX_B + bytes(len(EX_C2) - len(EX_B)), T4_NS, 0)
+    assert ev.reason == RejectReason.HMAC_FAILURE and ev.detail == WRONG_MODE
 
 
 def test_ssid_zero_from_rfc8762_reflector_is_counted():

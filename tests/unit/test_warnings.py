@@ -42,3 +42,23 @@ def test_silence_hmac_and_foreign_datagrams_each_once():
 def test_no_silence_warning_once_refusals_explain_it():
     said = warnings_for(Refused(1), Lost(0, 0))
     assert said == []
+
+
+def test_the_reflector_says_why_it_drops_authenticated_packets_at_most_once_a_minute_of_each_kind():
+    from stamp_suite.reflector.auth_log import INTERVAL_NS, AuthDropLog
+    from stamp_suite.reflector.counters import DropReason
+    lines: list[str] = []
+    log = AuthDropLog(authenticated=True, write=lines.append)
+    src = ("192.0.2.1", 4000)
+    log(DropReason.HMAC_FAILURE, src, 0)
+    log(DropReason.RATE_LIMITED, src, 1)  # not an authentication matter: never said here
+    for t in range(2, 12):
+        log(DropReason.HMAC_FAILURE, src, t)
+    log(DropReason.WRONG_MODE, src, 20)  # another kind: said at once
+    log(DropReason.HMAC_FAILURE, src, INTERVAL_NS)
+    assert lines == ["stamp-suite: no reply to 192.0.2.1:4000: HMAC does not verify: the sender's key differs "
+                     "from ours",
+                     "stamp-suite: no reply to 192.0.2.1:4000: an open-mode packet, and this reflector runs "
+                     "authenticated mode (-A A)",
+                     "stamp-suite: no reply to 192.0.2.1:4000: HMAC does not verify: the sender's key differs "
+                     "from ours (11 such drops since the last line)"]

@@ -71,7 +71,7 @@ def exit_status(stats: SessionStats, s: Settings) -> int:
                if stats.last_icmp_error == "port unreachable" else
                f"ICMP errors ({stats.refused}x, the last: {stats.last_icmp_error}): is the host reachable?")
     elif stats.hmac_failures:
-        why = f"{stats.hmac_failures} replies failed HMAC verification: wrong key or mode (-A)?"
+        why = f"{stats.hmac_failures} replies failed HMAC verification: {stats.last_hmac_failure}"
     elif stats.foreign or stats.malformed:
         why = f"{stats.foreign} foreign and {stats.malformed} malformed replies, none matching our packets"
     elif stats.sent == 0:

@@ -26,6 +26,7 @@ from ..net.udp import BATCH, UdpEndpoint
 from ..say import say
 from ..wire.datagram import Received
 from ..wire.timestamp import TimestampMethod
+from .auth_log import AuthDropLog
 from .engine import Drop, InternalError, ReadAddresses, ReadClock, Reflection, Reflector
 from .sessions import Session
 
@@ -70,6 +71,7 @@ class ReflectorServer:
         self.control = control  # the parent's pipe, in a forked worker
         self.reload = reload  # SIGHUP's request, and what makes the new settings (one worker)
         self._awaiting_tx: dict[int, Reflection] = {}  # TX timestamp key -> reply (Follow-Up Telemetry)
+        self._auth_drops = AuthDropLog(engine.config.authenticated, say)
 
     def stop(self) -> None:
         self.stop_request.set()
@@ -178,6 +180,7 @@ class ReflectorServer:
             if reply.__class__ is not Reflection:
                 if printing:
                     self._print_drop(rx, reply)
+                self._auth_drops(reply, rx[1], read_at)
                 continue
             if group and not reply.want_tx_timestamp and reply.routing_header is None:
                 pending.append(reply)

@@ -48,6 +48,8 @@ from ..wire.tlv import (
     verify_hmac_tlv,
 )
 from .events import (
+    WRONG_KEY,
+    WRONG_MODE,
     Duplicate,
     Event,
     Finished,
@@ -127,6 +129,7 @@ class _Sent:
     t1_ns: int  # the best known departure time: the kernel's TX timestamp when we have it
     state: int = _OUTSTANDING
     replies: int = 0
+    refused: bool = False  # an ICMP error came back for it
 
 
 @dataclass(slots=True)
@@ -289,7 +292,7 @@ class SessionSender:
             if rec is not None and rec.state == _OUTSTANDING:
                 rec.state = _LOST
                 self.outstanding -= 1
-                events.append(Lost(seq, rec.t1_ns))
+                events.append(Lost(seq, rec.t1_ns, rec.refused))
                 self._fill_window(now_ns, events)
         self._drop_answered_deadlines()
 
@@ -399,9 +402,16 @@ class SessionSender:
             rec.t1_ns = tx_ns
 
     def icmp_error(self, meaning: str) -> list[Event]:
-        """The socket reported an ICMP error (``meaning``: "port unreachable", ...)."""
+        """The socket reported an ICMP error (``meaning``: "port unreachable", ...).  It names no
+        packet; it is taken as the answer to the last one sent, which it is at any pace slower
+        than the round trip (a second error for that packet names none)."""
         self.consecutive_refusals += 1
-        return [Refused(self.consecutive_refusals, meaning)]
+        seq = self._prepared.sequence_number - 1
+        rec = self._sent.get(seq)
+        if rec is None or rec.refused or rec.state != _OUTSTANDING:
+            return [Refused(self.consecutive_refusals, meaning)]
+        rec.refused = True
+        return [Refused(self.consecutive_refusals, meaning, seq)]
 
     # -- receiving ------------------------------------------------------------------------
     def receive(self, data: bytes, t4_ns: int, now_ns: int, ttl: int | None = None,
@@ -415,7 +425,7 @@ class SessionSender:
         except MalformedPacket as exc:
             return events + [Rejected(RejectReason.MALFORMED, str(exc))]
         if cfg.authenticated and not verify16(cfg.key, memoryview(data)[:HMAC_COVERED], data[96:112]):
-            return events + [Rejected(RejectReason.HMAC_FAILURE, "reply base HMAC does not verify")]
+            return events + [Rejected(RejectReason.HMAC_FAILURE, WRONG_MODE if any(data[4:16]) else WRONG_KEY)]
         if reply.ssid != cfg.ssid:
             if reply.ssid != 0:
                 return events + [Rejected(RejectReason.FOREIGN, f"SSID {reply.ssid} is not ours ({cfg.ssid})")]

@@ -35,6 +35,12 @@ class RejectReason(StrEnum):
     MICRO_SESSION_MISMATCH = "micro_session_mismatch"  # RFC 9534 §3.2
 
 
+# Why a reply's HMAC failed, as far as its octets tell: a reflector in open mode answers an
+# authenticated packet in the open layout, whose T3 sits where ours has MBZ (RFC 8762 §4.2.2).
+WRONG_MODE = "the reply has the open mode's layout: the reflector runs open mode"
+WRONG_KEY = "the reply's HMAC does not verify with our key"
+
+
 @dataclass(slots=True)
 class TlvProblem:
     """A TLV of a reply that told nothing, and why."""
@@ -183,10 +189,11 @@ class Duplicate:
 
 @dataclass(slots=True)
 class Lost:
-    """No valid reply within --timeout."""
+    """No valid reply within --timeout (``refused``: an ICMP error was reported for it)."""
 
     sequence_number: int
     t1_ns: int
+    refused: bool = False
 
 
 @dataclass(slots=True)
@@ -214,6 +221,7 @@ class Refused:
 
     consecutive: int
     icmp: str = "port unreachable"
+    sequence_number: int | None = None  # the packet it answers, taken as the last one sent
 
 
 @dataclass(slots=True)

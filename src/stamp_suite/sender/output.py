@@ -18,6 +18,8 @@ from .report import (
     packet_text,
     problems_record,
     summary_json,
+    summary_ping,
+    summary_short,
     summary_text,
     tlv_record,
 )
@@ -65,8 +67,11 @@ class SenderOutput:
             print(json.dumps({"type": "packet", **rec, "tlv": tlv_record(sample.tlvs) if sample else {},
                               "tlv_problems": problems_record(sample.tlv_problems) if sample else []}), file=self.out)
         else:
+            line = packet_text(ev, self.s.output.verbose, bool(self.s.sender.dscp or self.s.tlvs.cos))
+            if line is None:
+                return
             self.clear_progress()
-            print(packet_text(ev, self.s.output.verbose, bool(self.s.sender.dscp or self.s.tlvs.cos)), file=self.out)
+            print(line, file=self.out)
         self.out.flush()
 
     def _interim(self, ev: ReportDue) -> None:
@@ -111,15 +116,17 @@ class SenderOutput:
         if self.s.sender.window:
             self.session["capacity_replies_per_s"] = self.stats.received / max(duration_s, 1e-9)
         summary = self.stats.to_dict()
+        out = self.s.output
+        text = summary_text if out.full else summary_ping if out.quiet else summary_short
         if self.csv is not None:
             self.out.flush()
-            print(summary_text(summary, self.session), end="", file=self.err)
-        elif self.s.output.output_format is OutputFormat.JSON:
+            print(text(summary, self.session), end="", file=self.err)
+        elif out.output_format is OutputFormat.JSON:
             print(summary_json(summary, self.session), file=self.out)
         else:
             if self.per_packet:
                 print(file=self.out)
-            print(summary_text(summary, self.session), end="", file=self.out)
+            print(text(summary, self.session), end="", file=self.out)
             if self.s.sender.window:
                 print(f"\nCapacity: {self.session['capacity_replies_per_s']:,.0f} replies/s "
                       f"with {self.s.sender.window} "

@@ -15,7 +15,19 @@ from typing import Any
 
 from ..tlvs import ClassOfService, FollowUpTelemetry, ReturnPath, TlvValue
 from ..wire.tlv import TlvType
-from .events import Duplicate, Event, Invalid, Late, Lost, Rejected, Reply, Sample, TlvProblem, Unanswered
+from .events import (
+    Duplicate,
+    Event,
+    Invalid,
+    Late,
+    Lost,
+    Refused,
+    Rejected,
+    Reply,
+    Sample,
+    TlvProblem,
+    Unanswered,
+)
 
 SCHEMA_VERSION = 2
 # Per-packet records (JSON lines, CSV rows): absolute times t1..t4 are RFC 3339 strings with
@@ -96,6 +108,8 @@ def event_record(ev: Event) -> dict[str, Any] | None:
         return sample_record("unanswered", None, "stopped within its --timeout", ev.sequence_number, ev.t1_ns)
     if isinstance(ev, Rejected):
         return sample_record(ev.reason, None, ev.detail)
+    if isinstance(ev, Refused) and ev.sequence_number is not None:  # when the ICMP error came; lost later
+        return sample_record("refused", None, f"ICMP {ev.icmp}", ev.sequence_number)
     return None
 
 
@@ -117,8 +131,10 @@ def packet_text(event: Event, verbose: bool = False, dscp: bool = False) -> str 
     ttl=N``): one-way delays when both clocks are synchronised, DSCP when asked (at the
     reflector / of the reply here), TLV problems (type:U/M/I); with ``verbose`` the raw
     timestamps (``reflector_recv_ts=``, ``reflector_send_ts=``) and every TLV read."""
-    if isinstance(event, Lost):
-        return f"seq={event.sequence_number} lost"
+    if isinstance(event, Lost):  # a refused one was said when its ICMP error came
+        return None if event.refused else f"seq={event.sequence_number} lost"
+    if isinstance(event, Refused):
+        return None if event.sequence_number is None else f"seq={event.sequence_number} refused (ICMP {event.icmp})"
     if isinstance(event, Unanswered):
         return f"seq={event.sequence_number} unanswered (stopped within its --timeout)"
     if isinstance(event, Rejected):
@@ -192,22 +208,88 @@ def summary_json(summary: dict[str, Any], session: dict[str, Any], kind: str = "
     return json.dumps({"type": kind, "schema_version": SCHEMA_VERSION, "session": session, **extra, **summary})
 
 
+def _rust_block(d: dict[str, Any]) -> list[str]:
+    """The Rust stamp-suite's summary lines, first in every text summary: scripts parse them."""
+    p, rtt = d["packets"], d["rtt_ns"]
+    return ["--- STAMP Statistics ---",
+            f"Packets sent: {p['sent']}",
+            f"Packets received: {p['received']}",
+            f"Packets lost: {p['lost']} ({_loss_pct(p):.1f}%)"
+            + (f", {p['unanswered_at_stop']} unanswered when stopped (not counted)" if p["unanswered_at_stop"]
+               else ""),
+            *([f"Packets invalid: {p['invalid']} (answered, with timestamps that cannot be: in no delay)"]
+              if p["invalid"] else []),
+            f"Min RTT: {ms(rtt['min'])}",
+            f"Max RTT: {ms(rtt['max'])}",
+            f"Avg RTT: {ms(rtt['mean'])}",
+            ""]
+
+
+def _loss_pct(p: dict[str, Any]) -> float:
+    return 100.0 * p["loss_ratio"] if p["loss_ratio"] is not None else 0.0
+
+
+# The counters of things that went wrong besides loss, as the short summary names them.
+TROUBLE = (("late", "late"), ("duplicates", "duplicates"), ("reordered", "reordered"), ("refused", "refused (ICMP)"),
+           ("hmac_failures", "HMAC failures"), ("malformed", "malformed"), ("foreign", "foreign"))
+
+
+def summary_short(d: dict[str, Any], session: dict[str, Any]) -> str:
+    """The default summary: the Rust tool's block, then each other figure once, in a screen."""
+    lines = _rust_block(d)
+    p, rtt = d["packets"], d["rtt_ns"]
+    lines.append(f"{remote_label(session)}: {session.get('auth_mode', '')} mode, "
+                 f"{session.get('clock_source', '')} timestamps from the {session.get('timestamping', '')}, "
+                 f"{session.get('duration_s', 0):.3f} s")
+    rows: list[tuple[str, str]] = []
+    if rtt["count"]:
+        pc, dv = rtt["percentiles"], d["delay_variation"]
+        rows.append(("round trip", f"p50 {ms(pc['p50'])}  p99 {ms(pc['p99'])}  stddev {ms(rtt['stddev'])}  "
+                                   f"jitter {ms(dv['ipdv_rtt_ns']['jitter_rfc3550'])}"))
+        ow = d["one_way"]
+        rows.append(("one-way p50", f"forward {ms(ow['forward_ns']['percentiles']['p50'])}  backward "
+                                    f"{ms(ow['backward_ns']['percentiles']['p50'])}"
+                     + ("" if ow["meaningful"] else "  (clocks not synchronised: offsets included)")))
+    ttl, dscp = d["ttl"], d["dscp_ecn"]
+    if ttl["at_reflector"]:
+        here = _counts(ttl["at_sender"]) or "unknown"
+        rows.append(("TTL", f"at the reflector {_counts(ttl['at_reflector'], unknown=255)}, here {here}"))
+        rows.append(("DSCP/ECN", f"sent {dscp['sent']['dscp']}/{dscp['sent']['ecn']}"
+                                 + (f", at the reflector {_counts(dscp['at_reflector'])}" if dscp["at_reflector"]
+                                    else "") + f", here {_counts(dscp['at_sender']) or 'unknown'}"))
+    if d.get("return_path"):
+        rows.append(("Return Path", _return_path_text(d["return_path"])))
+    if d["loss_by_direction"]:
+        rows.append(("lost", "forward {forward}, backward {backward}, unknown {unknown_direction}".format(
+            **d["loss_by_direction"])))
+    trouble = ", ".join(f"{label} {p[key]}" for key, label in TROUBLE if p[key])
+    if trouble:
+        rows.append(("also", trouble))
+    width = max((len(k) for k, _ in rows), default=0)
+    lines.extend(f"  {k:<{width}}  {v}" for k, v in rows)
+    lines.append("(every figure: --full; every packet: -R)")
+    return "\n".join(lines) + "\n"
+
+
+def summary_ping(d: dict[str, Any], session: dict[str, Any]) -> str:
+    """-q: ping's closing lines."""
+    p, rtt = d["packets"], d["rtt_ns"]
+    extra = "".join(f", +{p[key]} {label}" for key, label in (("duplicates", "duplicates"), ("refused", "refused"))
+                    if p[key])
+    lines = [f"--- {remote_label(session)} STAMP statistics ---",
+             f"{p['sent']} packets transmitted, {p['received']} received{extra}, {_loss_pct(p):g}% packet loss, "
+             f"time {session.get('duration_s', 0) * 1000:.0f}ms"]
+    if rtt["count"]:
+        figures = "/".join(f"{(rtt[k] or 0) / 1e6:.3f}" for k in ("min", "mean", "max", "stddev"))
+        lines.append(f"rtt min/avg/max/mdev = {figures} ms")
+    return "\n".join(lines) + "\n"
+
+
 def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
+    """--full: every figure, in sections."""
     p = d["packets"]
     rtt = d["rtt_ns"]
-    loss_pct = 100.0 * p["loss_ratio"] if p["loss_ratio"] is not None else 0.0
-    lines = ["--- STAMP Statistics ---",
-             f"Packets sent: {p['sent']}",
-             f"Packets received: {p['received']}",
-             f"Packets lost: {p['lost']} ({loss_pct:.1f}%)"
-             + (f", {p['unanswered_at_stop']} unanswered when stopped (not counted)" if p["unanswered_at_stop"]
-                else ""),
-             *([f"Packets invalid: {p['invalid']} (answered, with timestamps that cannot be: in no delay)"]
-               if p["invalid"] else []),
-             f"Min RTT: {ms(rtt['min'])}",
-             f"Max RTT: {ms(rtt['max'])}",
-             f"Avg RTT: {ms(rtt['mean'])}",
-             ""]
+    lines = _rust_block(d)
 
     def section(title: str, rows: list[tuple[str, str]]) -> None:
         lines.append(title)
@@ -233,8 +315,7 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
     if rtt["count"]:
         pc = rtt["percentiles"]
         section("Round-trip delay  (T4-T1)-(T3-T2)", [
-            ("min / mean / max", f"{ms(rtt['min'])} / {ms(rtt['mean'])} / {ms(rtt['max'])}"),
-            ("stddev", ms(rtt["stddev"])),
+            ("stddev", ms(rtt["stddev"])),  # min, mean and max: in the first lines
             ("p50 / p90 / p95", f"{ms(pc['p50'])} / {ms(pc['p90'])} / {ms(pc['p95'])}"),
             ("p99 / p99.9", f"{ms(pc['p99'])} / {ms(pc['p99.9'])}"),
             ("raw T4-T1 p50", ms(d["rtt_raw_ns"]["percentiles"]["p50"])),

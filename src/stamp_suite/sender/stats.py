@@ -93,7 +93,8 @@ class _Ipdv:
 class SessionStats:
     # Slots: a monitor holds three of these per target (lifetime, open and latest window).
     __slots__ = ("sent", "received", "lost", "unanswered", "late", "duplicates", "invalid", "malformed", "foreign",
-                 "hmac_failures", "micro_session_mismatches", "refused", "last_icmp_error", "tlv_integrity_failures",
+                 "hmac_failures", "micro_session_mismatches", "refused", "last_icmp_error", "last_hmac_failure",
+                 "tlv_integrity_failures",
                  "rtt", "rtt_raw", "residence", "forward", "backward", "rtt_var", "forward_var", "backward_var",
                  "all_synchronized", "reordered", "reorder_extent", "_highest",
                  "reflector_ttl", "reply_ttl", "ttl_changes", "_last_ttl",
@@ -122,6 +123,7 @@ class SessionStats:
         self.micro_session_mismatches = 0
         self.refused = 0  # ICMP errors (port, host or network unreachable, ...) seen by the socket
         self.last_icmp_error = ""
+        self.last_hmac_failure = ""  # why, as far as the reply's octets tell (events.WRONG_MODE, WRONG_KEY)
         self.tlv_integrity_failures = 0
         self.rtt = dist()
         self.rtt_raw = dist()
@@ -192,6 +194,7 @@ class SessionStats:
             self.malformed += 1
         elif reason is RejectReason.HMAC_FAILURE:
             self.hmac_failures += 1
+            self.last_hmac_failure = ev.detail
         elif reason is RejectReason.MICRO_SESSION_MISMATCH:
             self.micro_session_mismatches += 1
         else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..say import say
-from .events import Duplicate, Event, Invalid, Late, Lost, Refused, Rejected, RejectReason, Reply
+from .events import WRONG_MODE, Duplicate, Event, Invalid, Late, Lost, Refused, Rejected, RejectReason, Reply
 
 REFUSALS_BEFORE_WARNING = 3
 
@@ -41,7 +41,8 @@ class EarlyWarnings:
             self._once("silent", f"no reply yet from {self.where} within --timeout {self.timeout_s:g} s: is a "
                                  f"reflector there, and in which mode (open or authenticated, -A)?")
         elif isinstance(ev, Rejected) and ev.reason is RejectReason.HMAC_FAILURE:
-            self._once("hmac", f"replies from {self.where} fail HMAC verification: the same key and mode (-A A) "
-                               f"at both ends?")
+            hint = ("give it -A A and the same key" if ev.detail == WRONG_MODE else
+                    "both ends are in authenticated mode with different keys")
+            self._once("hmac", f"replies from {self.where} fail HMAC verification: {ev.detail}; {hint}")
         elif isinstance(ev, Rejected) and ev.reason in (RejectReason.FOREIGN, RejectReason.MALFORMED):
             self._once("foreign", f"datagrams from {self.where} that are not replies to our packets ({ev.detail})")
