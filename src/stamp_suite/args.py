@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the version (with --verbose: the platform capabilities) and exit")
     g.add_argument("-v", "--verbose", action="store_true", help="more detail at start-up")
     g.add_argument("--config", metavar="FILE", help="TOML settings file (defaults < file < flags)")
-    g.add_argument("--print-completion", choices=["bash", "zsh", "tcsh"], metavar="SHELL",
+    g.add_argument("--print-completion", choices=["bash", "zsh", "tcsh", "fish"], metavar="SHELL",
                    help="print a completion script for bash, zsh or tcsh and exit "
                         "(e.g. > /etc/bash_completion.d/stamp-suite)")
     g.add_argument("--print-man-page", action="store_true",

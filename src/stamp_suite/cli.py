@@ -107,15 +107,13 @@ def _quiet_stdout() -> None:
 
 def _print_docs(shell: str | None) -> None:
     """A shell completion script (shtab) or the manual page (argparse-manpage), both made
-    from the parser itself, so they never disagree with --help."""
+    from the parsers themselves, so they never disagree with --help."""
     if shell:
-        import shtab
-        print(shtab.complete(build_parser(), shell=shell))
+        from .completion import script
+        print(script(shell))
         return
-    from argparse_manpage.manpage import Manpage
-    print(Manpage(build_parser(), {"project_name": PROG, "version": __version__, "manual_title": "stamp-suite manual",
-                                   "description": "STAMP (RFC 8762, 8972, 9503, 9534) Session-Sender and "
-                                                  "Session-Reflector"}))
+    from .manpage import page
+    print(page(), end="")
 
 
 def _version(verbose: bool) -> None:

@@ -65,3 +65,32 @@ def test_the_strict_schema_refuses_renamed_and_unknown_fields():
                    {**packet, "tlv": {"cos": {**packet["tlv"]["cos"], "dscp": 1}}}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, SCHEMA)
+
+
+def _statistics(obj: dict, path: str = ""):
+    """Every statistics object of a summary (rtt_ns, one_way.forward_ns, ...), by its path."""
+    for key, value in obj.items():
+        if isinstance(value, dict) and "percentile_method" in value:
+            yield f"{path}{key}", value
+        elif isinstance(value, dict):
+            yield from _statistics(value, f"{path}{key}.")
+
+
+def test_numbers_have_the_types_the_schema_and_readme_give():
+    """count, min, max: integers; exact percentiles: integers (values seen); mean, stddev and
+    jitter: numbers (fractions of a ns), as the README's Reports section says."""
+    with ReflectorProcess() as refl:
+        res = send(refl, "--output-format", "json", count=5)
+    summary = validate_lines(res.stdout)[-1]
+    stats = dict(_statistics(summary))
+    assert {"rtt_ns", "rtt_raw_ns", "residence_ns", "one_way.forward_ns", "delay_variation.ipdv_rtt_ns"} <= set(stats)
+    for path, s in stats.items():
+        if not s["count"]:
+            continue
+        assert all(type(s[k]) is int for k in ("count", "min", "max")), path
+        assert all(type(v) is int for v in s["percentiles"].values()), path  # exact: 5 values
+        assert all(isinstance(s[k], (int, float)) for k in ("mean", "stddev")), path
+    for name in ("rtt_ns", "residence_ns"):  # and the schema says so
+        props = SCHEMA["$defs"]["summary"]["properties"][name]["properties"]
+        assert props["min"]["type"] == props["max"]["type"] == ["integer", "null"]
+        assert props["mean"]["type"] == ["number", "null"]

@@ -181,10 +181,15 @@ def test_completion_and_man_page_come_from_the_parser():
         assert subprocess.run(["bash", "-n"], input=bash.stdout, text=True).returncode == 0
     man = run("--print-man-page")
     assert man.returncode == 0 and man.stdout.startswith(".TH STAMP") and "max\\-runtime" in man.stdout
-    if have_tool("groff"):
-        out = subprocess.run(["groff", "-man", "-Tutf8"], input=man.stdout, capture_output=True, text=True)
+    for section in ("MONITOR", "EXIT STATUS", "SIGNALS", "FILES", "EXAMPLES"):
+        assert f"\n.SH {section}\n" in man.stdout
+    if have_tool("groff"):  # -ww: every warning, and none may come
+        out = subprocess.run(["groff", "-man", "-Tutf8", "-ww"], input=man.stdout, capture_output=True, text=True)
         plain = re.sub(".\b", "", out.stdout).replace("‐", "-")  # without overstrike bold and hyphens
-        assert out.returncode == 0 and "max-runtime" in plain
+        assert out.returncode == 0 and out.stderr == "" and "max-runtime" in plain
+        assert "stamp-suite monitor --config FILE" in plain and "--shard K/N" in plain  # the monitor's own parser
+        assert "130 for SIGINT" in plain and "/var/agentx/master" in plain
+        assert "stamp-suite -r 192.0.2.1 -A A --hmac-key-file /etc/stamp/key" in plain
 
 
 def test_the_wireshark_dissector_path_is_printed_and_installed():

@@ -23,7 +23,7 @@ from stamp_suite.monitor.metrics import (
 from stamp_suite.monitor.windows import ClosedWindow
 from stamp_suite.observability.exposition import CHUNK_LINES, Families, label_text, number
 from stamp_suite.observability.metrics import ROWS_PER_SLICE, SenderMetrics, build_lines, session_lines
-from stamp_suite.sender.events import Reply, Sent
+from stamp_suite.sender.events import Refused, Reply, Sent
 from stamp_suite.sender.stats import SessionStats
 
 
@@ -63,11 +63,13 @@ def test_sender_series_carry_the_statistics():
             stats.on_event(ev)
             hook(ev)
     stats.on_event(Sent(3, T1, b""))
+    stats.on_event(Refused(1))
     got = parsed(metrics.exposition())
     me = L(monitor="vp1", target="site-a")
     assert got["stamp_sender_packets_sent_total"] == {me: 4}
     assert got["stamp_sender_packets_received_total"] == {me: 3}
     assert got["stamp_sender_packets_lost_total"] == {me: 0}
+    assert got["stamp_sender_refused_packets_total"] == {me: 1}  # an ICMP error, as in JSON's packets.refused
     assert got["stamp_sender_last_rtt_seconds"] == {me: 3000e-6}
     at = lambda end: L(monitor="vp1", target="site-a", end=end)  # noqa: E731
     assert got["stamp_sender_ttl"] == {at("reflector"): 61, at("sender"): 58}

@@ -20,6 +20,7 @@ LAYERS = [
     ("monitor",),
     ("assembly",),
     ("commands", "api", "args"),
+    ("completion", "manpage"),
     ("cli", "entry", "__main__"),
 ]
 RANK = {prefix: rank for rank, prefixes in enumerate(LAYERS) for prefix in prefixes}

@@ -161,6 +161,8 @@ SENDER_COUNTERS = (  # (metric, SessionStats attribute, help)
     ("stamp_sender_invalid_packets_total", "invalid",
      "Replies in time with timestamps that cannot be (T3 before T2, or longer at the reflector than the round "
      "trip): not lost, and in no delay series"),
+    ("stamp_sender_refused_packets_total", "refused",
+     "ICMP errors (port, host or network unreachable) the socket reported for test packets: nothing answers there"),
 )
 # Columns of a session's row (_SessionMetrics.row) after the labels and the counters.
 _JITTER = 1 + len(SENDER_COUNTERS)
