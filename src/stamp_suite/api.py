@@ -16,7 +16,6 @@ from .config import Settings, build_settings
 from .net.clock import read_clock_state
 from .net.signals import StopRequest
 from .sender.events import Lost, Reply, Sample
-from .wire.packet import STAMP_PORT
 
 
 @dataclass
@@ -59,7 +58,7 @@ def _settings(**settings: Any) -> Settings:
     return build_settings({k: v for k, v in settings.items() if v is not None}, where="setting")
 
 
-def run_session(remote_addr: str, remote_port: int = STAMP_PORT, *, stop: StopRequest | None = None,
+def run_session(remote_addr: str, remote_port: int | None = None, *, stop: StopRequest | None = None,
                 **settings: Any) -> SessionResult:
     """Run one Session-Sender session to completion (blocking) and return its results.
 
@@ -74,7 +73,7 @@ def run_session(remote_addr: str, remote_port: int = STAMP_PORT, *, stop: StopRe
                          sorted(ev.sequence_number for ev in events if isinstance(ev, Lost)))
 
 
-async def run_session_async(remote_addr: str, remote_port: int = STAMP_PORT, **settings: Any) -> SessionResult:
+async def run_session_async(remote_addr: str, remote_port: int | None = None, **settings: Any) -> SessionResult:
     """The same, without blocking the event loop (the session runs in a worker thread, which
     a cancellation stops too)."""
     stop = StopRequest()

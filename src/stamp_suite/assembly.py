@@ -387,20 +387,23 @@ def open_session(s: Settings, clock: ClockState, *, name: str | None = None, win
     return session, stats
 
 
-def observe(s: Settings, session: Probe, stats: SessionStats) -> list[Stoppable]:
-    """--metrics and --snmp for one session; returns what to stop at the end."""
+def observe(s: Settings, probes: list[tuple[Probe, SessionStats]]) -> list[Stoppable]:
+    """--metrics (every session on one server) and --snmp (one session's objects); returns
+    what to stop at the end."""
     parts: list[Stoppable] = []
     try:
         if s.export.metrics:
             from .observability.http import serve
             from .observability.metrics import SenderMetrics
             metrics = SenderMetrics()
-            session.consumers.append(metrics.add_session((format_address(session.destination), str(s.sender.ssid or 0)),
-                                                         stats))
+            for session, stats in probes:
+                session.consumers.append(metrics.add_session(
+                    (format_address(session.destination), str(s.sender.ssid or 0)), stats))
             parts.append(serve(metrics, s.export.metrics_addr))
         if s.export.snmp:
             from .observability.mib_values import sender_objects
             from .observability.snmp import SENDER_SUBTREE, SubAgent
+            (session, stats), = probes  # the sender's MIB objects describe one session (refused before)
             local_port = session.endpoint.local[1]
             agent = SubAgent(s.export.snmp_socket, SENDER_SUBTREE,
                              lambda: sender_objects(stats, s, session.destination, local_port), "stamp-suite sender")
@@ -413,18 +416,27 @@ def observe(s: Settings, session: Probe, stats: SessionStats) -> list[Stoppable]
     return parts
 
 
-def run_session(s: Settings, session: Probe, stats: SessionStats, stop: StopRequest, *,
-                clock: ClockWatcher | None = None, every_second: Callable[[], None] | None = None,
-                on_start: Callable[[], None] | None = None) -> float:
-    """Run one session to its end (or a stop) with its exports, then close it; the seconds it
-    ran.  ``on_start``: called once the exports are up, right before the first packet."""
+def run_session(s: Settings, session: Probe, stats: SessionStats, stop: StopRequest, **options: Any) -> float:
+    """Run one session to its end (or a stop); see :func:`run_sessions`."""
+    return run_sessions(s, [(session, stats)], stop, **options)
+
+
+def run_sessions(s: Settings, probes: list[tuple[Probe, SessionStats]], stop: StopRequest, *,
+                 clock: ClockWatcher | None = None, every_second: Callable[[], None] | None = None,
+                 on_start: Callable[[], None] | None = None) -> float:
+    """Run sessions together in one driver (several targets: each starts a moment after the
+    one before, so their sends do not all fall at once) with their exports, to their end or a
+    stop, then close them; the seconds they ran.  ``on_start``: called once the exports are
+    up, right before the first packet."""
     parts: list[Stoppable] = []
     try:
-        parts = observe(s, session, stats)
+        parts = observe(s, probes)
         if on_start is not None:
             on_start()
         driver = SenderDriver(stop, clock)
-        driver.add(session)
+        spread_ns = int(s.sender.send_delay * 1e6) // max(1, len(probes))
+        for i, (session, _) in enumerate(probes):
+            driver.add(session, i * spread_ns)
         if every_second is not None:
             driver.every(NS, every_second)
         started = time.monotonic_ns()
@@ -437,7 +449,8 @@ def run_session(s: Settings, session: Probe, stats: SessionStats, stop: StopRequ
     finally:
         for part in parts:
             part.stop()
-        session.endpoint.close()
+        for session, _ in probes:
+            session.endpoint.close()
 
 
 def collect(session: Probe, kinds: tuple[type, ...]) -> list[Event]:

@@ -43,8 +43,19 @@ def main(argv: list[str] | None = None) -> int:
     if show_version:
         return _printed(lambda: _version(flags.get("verbose", False)))
 
+    # The reflectors to measure: -r's and the HOST arguments, one session each.
+    hosts = [*([flags.pop("remote_addr")] if "remote_addr" in flags else []), *flags.pop("targets", [])]
+
     def run() -> int:
-        settings = build_settings(flags, config_path)
+        if hosts and flags.get("is_reflector"):
+            raise ConfigError(f"{hosts[0]}: a reflector (-i) measures no HOST (to listen on an address: -S ADDR)")
+        targets = [build_settings({**flags, "remote_addr": host}, config_path) for host in hosts] or \
+                  [build_settings(flags, config_path)]
+        settings = targets[0]
+        if len(targets) > 1:
+            _check_several(settings)
+            from .commands import send
+            return send.run_all(targets, signals.STOP)
         if settings.output.plot:
             from .commands import plot
             return plot.run_saved(settings)
@@ -57,6 +68,17 @@ def main(argv: list[str] | None = None) -> int:
         from .commands import send
         return send.run(settings, signals.STOP)
     return _guarded(run)
+
+
+def _check_several(s) -> None:
+    """What cannot be shared by several targets' sessions, refused before any is opened."""
+    for given, what in ((s.common.local_port, "--local-port (each session needs a port of its own)"),
+                        (s.export.snmp, "--snmp (the sender's MIB describes one session)"),
+                        (s.output.plot_output or s.output.plot_html, "--plot-output (a plot shows one session)"),
+                        (s.output.output_format.value == "csv", "--output-format csv (use json: a 'target' each)"),
+                        (s.self_test, "--self-test")):
+        if given:
+            raise ConfigError(f"several reflectors cannot be measured with {what}")
 
 
 def _guarded(run) -> int:

@@ -29,6 +29,11 @@ def script(shell: str) -> str:
 def completion_parser() -> argparse.ArgumentParser:
     """The main parser with ``monitor`` as a first word, and paths marked for completion."""
     parser = build_parser()
+    # The HOST arguments have nothing to offer (host names are the shell's own business) and
+    # would take the first word from ``monitor``.
+    for action in [a for a in parser._actions if a.dest == "targets"]:
+        parser._remove_action(action)
+        parser._positionals._group_actions.remove(action)
     mon = monitor.build_parser()
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     # add_help=False: the monitor's parser brings its own -h, --help as a parent

@@ -135,7 +135,7 @@ class Sender(Struct, **_SECTION):
     """The test session a sender runs (names, short flags and defaults of the Rust tool)."""
 
     remote_addr: str | None = None  # HOST, HOST:PORT, [V6]:PORT or an address; a sender needs one
-    remote_port: Port = STAMP_PORT
+    remote_port: Port | None = None  # 862 unless remote_addr names one
     send_delay: Annotated[float, _range(0, 10**9)] = 1000.0  # ms between test packets
     count: Annotated[int, _range(0)] = 1000  # 0 = until interrupted
     timeout: Annotated[float, Meta(gt=0, le=10**9)] = 5.0  # s to wait for a reply before it counts as lost
@@ -155,13 +155,15 @@ class Sender(Struct, **_SECTION):
             except ResolveError as exc:
                 raise ValueError(f"--remote-addr: {exc}") from None
             _need(bool(host), f"--remote-addr {self.remote_addr!r}: no host")
-            _need(port is None or self.remote_port in (STAMP_PORT, port),
+            _need(port is None or self.remote_port in (None, port),
                   f"the reflector's port is given twice: {self.remote_addr} and --remote-port {self.remote_port}")
 
     def remote(self) -> tuple[str, int]:
         """The reflector's host (a name or an address) and port (from -r HOST:PORT, or -p)."""
         host, port = split_host_port(self.remote_addr or "")
-        return host, port if port is not None else self.remote_port
+        if port is None:
+            port = STAMP_PORT if self.remote_port is None else self.remote_port
+        return host, port
 
 
 class Reflector(Struct, **_SECTION):

@@ -74,3 +74,47 @@ def test_the_reflector_says_why_it_drops_authenticated_packets_while_it_runs(tmp
         run("-r", f"{refl.host}:{refl.port}", "-c", "1", "-L", "300ms")
         assert "an open-mode packet, and this reflector runs authenticated mode" in refl.next_stderr_line(
             "no reply to")
+
+
+def test_the_host_is_an_argument_as_with_ping_and_several_are_measured_at_once():
+    with ReflectorProcess() as r4, ReflectorProcess(host="::1") as r6:
+        one = run(f"{r4.host}:{r4.port}", "-c", "2", "-d", "5ms")
+        assert one.returncode == 0 and "Packets received: 2" in one.stdout, one.stderr
+        dead = _dead_port()
+        res = run(f"{r4.host}:{r4.port}", "-c", "4", "-d", "20ms", f"[::1]:{r6.port}", f"127.0.0.1:{dead}", "-L", "1")
+        lines = res.stdout.splitlines()
+        assert lines[0].endswith("sending to 3 reflectors (127.0.0.1:%d, [::1]:%d, 127.0.0.1:%d): 4 packets every "
+                                 "20 ms each, open mode" % (r4.port, r6.port, dead)), lines[0]
+        assert lines[1].split() == ["target", "sent", "recv", "lost", "loss", "min", "avg", "max", "p99", "jitter"]
+        rows = {line.split()[0]: line.split()[1:5] for line in lines[2:5]}
+        assert rows == {f"127.0.0.1:{r4.port}": ["4", "4", "0", "0.0%"], f"[::1]:{r6.port}": ["4", "4", "0", "0.0%"],
+                        f"127.0.0.1:{dead}": ["4", "0", "4", "100.0%"]}, res.stdout
+        assert res.returncode == 1 and f"no replies from 127.0.0.1:{dead}: ICMP port unreachable" in res.stderr
+        res = run("-r", f"{r4.host}:{r4.port}", f"[::1]:{r6.port}", "-c", "2", "-d", "5ms", "-R",
+                  "--output-format", "json")
+        objs = [json.loads(line) for line in res.stdout.splitlines()]
+        targets = {o["target"] for o in objs if o["type"] == "packet"}
+        assert res.returncode == 0 and targets == {f"127.0.0.1:{r4.port}", f"[::1]:{r6.port}"}
+        assert sorted(o["session"]["remote"] for o in objs if o["type"] == "summary") == sorted(targets)
+
+
+def test_what_the_hosts_cannot_share_and_a_host_for_a_reflector_are_refused_in_one_line():
+    for args, needle in ((["127.0.0.1", "::1", "-o", "5000"], "--local-port"),
+                         (["127.0.0.1", "::1", "--output-format", "csv"], "--output-format csv"),
+                         (["-i", "127.0.0.1"], "a reflector (-i) measures no HOST"),
+                         (["-r", "127.0.0.1:8620", "-p", "862"], "the reflector's port is given twice")):
+        res = run(*args)
+        assert res.returncode == 2 and needle in res.stderr and res.stderr.count("\n") == 1, (args, res.stderr)
+
+
+def test_help_is_by_role_and_fits_a_screen():
+    sender, reflector, everything = run("--help"), run("-i", "--help"), run("--help", "all")
+    assert sender.returncode == 0 and len(sender.stdout.splitlines()) < 80
+    assert "--stateful-reflector" not in sender.stdout and "--count" in sender.stdout
+    assert len(reflector.stdout.splitlines()) < 80 and "--stateful-reflector" in reflector.stdout
+    assert "--count" not in reflector.stdout
+    assert "--cos" in run("--help", "tlvs").stdout and "--cos" not in sender.stdout
+    for flag in ("--count", "--stateful-reflector", "--cos", "--print-man-page", "--metrics"):
+        assert flag in everything.stdout
+    bad = run("--help", "colours")
+    assert bad.returncode == 2 and "the topics are sender, reflector, tlvs, all" in bad.stderr

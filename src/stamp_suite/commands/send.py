@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import __version__
 from ..args import PROG
-from ..assembly import open_session, run_session
+from ..assembly import open_session, run_sessions
 from ..config import OutputFormat, Settings
 from ..net.clock import ClockState, ClockWatcher, read_clock_state
 from ..net.resolve import format_address
@@ -14,7 +14,7 @@ from ..net.signals import StopRequest
 from ..say import note, say
 from ..sender.driver import Probe
 from ..sender.output import SenderOutput
-from ..sender.report import remote_label
+from ..sender.report import remote_label, summary_table
 from ..sender.stats import SessionStats
 from ..sender.warnings import EarlyWarnings
 from . import plot
@@ -32,14 +32,29 @@ def session_info(s: Settings, session: Probe, clock: ClockState) -> dict[str, An
 
 
 def run(s: Settings, stop: StopRequest) -> int:
+    return run_all([s], stop)
+
+
+def run_all(targets: list[Settings], stop: StopRequest) -> int:
+    """One session per target (the settings differ only in the reflector), in one driver."""
+    s = targets[0]
+    several = len(targets) > 1
     if s.output.plot_output:
         plot.check_available()  # before the run, not after it
     clock = read_clock_state(s.common.tai_offset)
-    session, stats = open_session(s, clock)
-    info = session_info(s, session, clock)
-    output = SenderOutput(s, stats, info)
-    where = remote_label(info)
-    session.consumers += [output, EarlyWarnings(where, s.sender.timeout)]
+    runs: list[tuple[Probe, SessionStats, SenderOutput]] = []
+    try:
+        for t in targets:
+            session, stats = open_session(t, clock)
+            info = session_info(t, session, clock)
+            where = remote_label(info)
+            output = SenderOutput(t, stats, info, target=where if several else None)
+            session.consumers += [output, EarlyWarnings(where, t.sender.timeout)]
+            runs.append((session, stats, output))
+    except BaseException:
+        for session, _, _ in runs:
+            session.endpoint.close()
+        raise
 
     def banner() -> None:
         if s.output.output_format is OutputFormat.TEXT and not s.output.quiet:
@@ -48,22 +63,32 @@ def run(s: Settings, stop: StopRequest) -> int:
             howmany = "packets" if n == 0 else "1 packet" if n == 1 else f"{n} packets"
             until = " until interrupted" if n == 0 and not s.sender.max_runtime else ""
             limit = f" for {s.sender.max_runtime:g} s" if s.sender.max_runtime else ""
-            print(f"{PROG} {__version__} sending to {where} from {info['local']}: {howmany} {pace}{until}{limit}, "
-                  f"{info['auth_mode']} mode", flush=True)
+            where = (f"{len(runs)} reflectors ({', '.join(o.target or '' for _, _, o in runs)})" if several
+                     else f"{remote_label(runs[0][2].session)} from {runs[0][2].session['local']}")
+            print(f"{PROG} {__version__} sending to {where}: {howmany} {pace}{until}{limit}"
+                  f"{' each' if several else ''}, {runs[0][2].session['auth_mode']} mode", flush=True)
         if not s.output.quiet:
-            for line in session.endpoint.caps.notes():
+            for line in runs[0][0].endpoint.caps.notes():
                 note(line)
+
+    def every_second() -> None:
+        for _, _, output in runs:
+            output.show_progress()
     stop.started()
-    duration_s = run_session(s, session, stats, stop,
-                             clock=ClockWatcher(clock, read=lambda: read_clock_state(s.common.tai_offset), log=note),
-                             every_second=output.show_progress if output.progress else None, on_start=banner)
-    summary = output.finish(duration_s)
+    duration_s = run_sessions(s, [(session, stats) for session, stats, _ in runs], stop,
+                              clock=ClockWatcher(clock, read=lambda: read_clock_state(s.common.tai_offset), log=note),
+                              every_second=every_second if runs[0][2].progress else None, on_start=banner)
+    summaries = [output.finish(duration_s) for _, _, output in runs]
+    if runs[0][2].in_table:
+        print(summary_table([(output.target or "", d) for (_, _, output), d in zip(runs, summaries)]), end="")
     if s.output.plot_output:
-        plot.write(s, output.records or [], f"STAMP {info['remote']}", summary, info)
-    return exit_status(stats, s)
+        output, summary = runs[0][2], summaries[0]
+        plot.write(s, output.records or [], f"STAMP {output.session['remote']}", summary, output.session)
+    statuses = [exit_status(stats, t, output.target) for t, (_, stats, output) in zip(targets, runs)]
+    return max(statuses)
 
 
-def exit_status(stats: SessionStats, s: Settings) -> int:
+def exit_status(stats: SessionStats, s: Settings, target: str | None = None) -> int:
     if stats.received or stats.late:
         return 0
     if stats.refused:
@@ -81,5 +106,5 @@ def exit_status(stats: SessionStats, s: Settings) -> int:
                "it runs in open mode: check that both ends use -A A and the same key")
     else:
         why = "timed out: no reply within --timeout"
-    say(f"{PROG}: no replies: {why}")
+    say(f"{PROG}: no replies{f' from {target}' if target else ''}: {why}")
     return 1

@@ -30,8 +30,12 @@ PLOT_MAX_POINTS = 1_000_000
 
 class SenderOutput:
     def __init__(self, s: Settings, stats: SessionStats, session: dict[str, Any], out: TextIO | None = None,
-                 err: TextIO | None = None) -> None:
+                 err: TextIO | None = None, target: str | None = None) -> None:
+        """``target``: this session is one of several, named so on each line (text) or object
+        (JSON); their text summary is one table at the end (summary_table), not this one's."""
         self.s = s
+        self.target = target
+        self.prefix = f"{target}: " if target else ""
         self.stats = stats
         self.session = session  # the summary's "session" object
         self.out = out or sys.stdout
@@ -41,7 +45,8 @@ class SenderOutput:
         self.per_packet = s.output.print_stats and not s.output.quiet
         out = s.output
         self.progress = (out.output_format is OutputFormat.TEXT and not (out.print_stats or out.quiet)
-                         and self.err.isatty())
+                         and self.err.isatty() and target is None)
+        self.in_table = target is not None and out.output_format is OutputFormat.TEXT and not out.full
         self.interval = SessionStats(s.sender.dscp, s.sender.ecn)  # what happened since the last interim report
         self._intervals = (0, 0.0)  # (index, end in s) of the last interim report
 
@@ -64,14 +69,15 @@ class SenderOutput:
             return
         elif self.s.output.output_format is OutputFormat.JSON:
             sample = getattr(ev, "sample", None)
-            print(json.dumps({"type": "packet", **rec, "tlv": tlv_record(sample.tlvs) if sample else {},
+            target = {"target": self.target} if self.target else {}
+            print(json.dumps({"type": "packet", **target, **rec, "tlv": tlv_record(sample.tlvs) if sample else {},
                               "tlv_problems": problems_record(sample.tlv_problems) if sample else []}), file=self.out)
         else:
             line = packet_text(ev, self.s.output.verbose, bool(self.s.sender.dscp or self.s.tlvs.cos))
             if line is None:
                 return
             self.clear_progress()
-            print(line, file=self.out)
+            print(self.prefix + line, file=self.out)
         self.out.flush()
 
     def _interim(self, ev: ReportDue) -> None:
@@ -90,7 +96,8 @@ class SenderOutput:
                   file=self.out, flush=True)
         else:
             self.clear_progress()
-            print(interim_text(index, start_s, end_s, d), file=self.out if self.csv is None else self.err, flush=True)
+            print(self.prefix + interim_text(index, start_s, end_s, d), file=self.out if self.csv is None else self.err,
+                  flush=True)
 
     def show_progress(self) -> None:
         """The progress line on a terminal (once a second)."""
@@ -123,7 +130,7 @@ class SenderOutput:
             print(text(summary, self.session), end="", file=self.err)
         elif out.output_format is OutputFormat.JSON:
             print(summary_json(summary, self.session), file=self.out)
-        else:
+        elif not self.in_table:
             if self.per_packet:
                 print(file=self.out)
             print(text(summary, self.session), end="", file=self.out)

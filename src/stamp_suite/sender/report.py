@@ -285,6 +285,22 @@ def summary_ping(d: dict[str, Any], session: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """Several targets (fping's habit): one line each, the figures in milliseconds."""
+    head = ("target", "sent", "recv", "lost", "loss", "min", "avg", "max", "p99", "jitter")
+    lines = [head]
+    for target, d in rows:
+        p, rtt = d["packets"], d["rtt_ns"]
+        figures = [rtt["min"], rtt["mean"], rtt["max"], rtt["percentiles"]["p99"],
+                   d["delay_variation"]["ipdv_rtt_ns"]["jitter_rfc3550"]]
+        lines.append((target, str(p["sent"]), str(p["received"]), str(p["lost"]), f"{_loss_pct(p):.1f}%",
+                      *("-" if v is None else f"{v / 1e6:.3f}" for v in figures)))
+    width = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    text = ["  ".join(cell.ljust(width[0]) if i == 0 else cell.rjust(width[i]) for i, cell in enumerate(line))
+            for line in lines]
+    return "\n".join(text) + "\n(min to jitter in ms; every figure: --full)\n"
+
+
 def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
     """--full: every figure, in sections."""
     p = d["packets"]
