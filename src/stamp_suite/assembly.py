@@ -18,7 +18,7 @@ from .config import ClockSource, ConfigError, Settings, Timestamping
 from .keys import load_key_directory, load_key_file
 from .net.clock import ClockState, ClockWatcher, read_clock_state
 from .net.local import LocalAddresses
-from .net.resolve import ResolveError, addresses, format_address, resolve
+from .net.resolve import NameNotResolved, ResolveError, addresses, format_address, resolve
 from .net.reuseport import open_port_group
 from .net.signals import ReloadRequest, StopRequest
 from .net.udp import SocketSetupError, UdpEndpoint
@@ -357,6 +357,8 @@ def destination_still(s: Settings, destination: tuple[str, int]) -> bool:
     host, port = s.sender.remote()
     try:
         return port == destination[1] and destination[0] in addresses(host, port, address_family(s))
+    except NameNotResolved:  # the caller decides what a name without an address now means
+        raise
     except (ResolveError, OSError) as exc:
         raise ConfigError(str(getattr(exc, "strerror", None) or exc)) from None
 
@@ -373,13 +375,14 @@ def open_sender_endpoint(s: Settings, destination: tuple[str, int], reuseport: b
 
 
 def open_session(s: Settings, clock: ClockState, *, name: str | None = None, windows_ns: tuple[int, ...] = (),
-                 reuseport: bool = False, stats: SessionStats | None = None,
-                 skip_missed: bool = False) -> tuple[Probe, SessionStats]:
+                 reuseport: bool = False, stats: SessionStats | None = None, skip_missed: bool = False,
+                 destination: tuple[str, int] | None = None) -> tuple[Probe, SessionStats]:
     """A session ready for the driver, with its statistics (``stats``, or full ones) as the first
-    consumer of its events; ``windows_ns`` and ``skip_missed``: see SenderConfig."""
+    consumer of its events; ``windows_ns`` and ``skip_missed``: see SenderConfig;
+    ``destination``: the reflector's address resolved already (else resolved now)."""
     keys = load_keys(s)
     engine = SessionSender(sender_config(s, clock, keys, windows_ns, skip_missed))
-    destination = sender_destination(s)
+    destination = destination or sender_destination(s)
     endpoint = open_sender_endpoint(s, destination, reuseport)
     stats = stats or SessionStats(s.sender.dscp, s.sender.ecn)
     session = Probe(name or format_address(destination), engine, endpoint, destination, [stats.on_event],
@@ -462,13 +465,27 @@ def collect(session: Probe, kinds: tuple[type, ...]) -> list[Event]:
 
 class TargetSessions:
     """The monitor's targets' sessions (monitor.service.Sessions): sending until the monitor
-    stops, late sends skipped, a fixed --local-port shared with the session it replaces."""
+    stops, late sends skipped, a fixed --local-port shared with the session it replaces.
+    ``resolver``: how a name becomes an address (net.resolve.resolve; a test's own)."""
+
+    def __init__(self, resolver: Callable[[str, int, int], tuple[str, int]] = resolve) -> None:
+        self.resolver = resolver
+
+    def destination(self, s: Settings) -> tuple[str, int]:
+        """The reflector's address now: NameNotResolved when the resolver has none for its name
+        (the monitor retries it), ConfigError for an address that can never be used."""
+        try:
+            return self.resolver(*s.sender.remote(), address_family(s))
+        except NameNotResolved:
+            raise
+        except ResolveError as exc:
+            raise ConfigError(str(exc)) from None
 
     @staticmethod
-    def open(s: Settings, clock: ClockState, name: str, windows_ns: tuple[int, ...],
-             stats: SessionStats) -> Probe:
+    def open(s: Settings, clock: ClockState, name: str, windows_ns: tuple[int, ...], stats: SessionStats,
+             destination: tuple[str, int]) -> Probe:
         return open_session(s, clock, name=name, windows_ns=windows_ns, reuseport=bool(s.common.local_port),
-                            stats=stats, skip_missed=True)[0]
+                            stats=stats, skip_missed=True, destination=destination)[0]
 
     @staticmethod
     def key(s: Settings) -> bytes | None:

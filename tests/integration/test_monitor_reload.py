@@ -158,7 +158,7 @@ def _started(mon, stderr_lines):
     """Wait for the monitor's first line (its targets are running): changes made after it are
     changes to the running configuration."""
     stderr_lines.append(mon.stderr.readline())
-    assert "targets" in stderr_lines[-1], stderr_lines
+    assert " 1 target, " in stderr_lines[-1], stderr_lines
 
 
 def _reload_until(mon, stderr_lines, needle, timeout=5.0):

@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from stamp_suite.net.resolve import ResolveError, addresses, resolve, split_host_port
+from stamp_suite.net.resolve import NameNotResolved, ResolveError, addresses, resolve, split_host_port
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -43,3 +43,12 @@ def test_literals_need_no_resolver_and_the_family_is_checked():
         resolve("::1:18700", 862)  # a port glued to an IPv6 address
     with pytest.raises(ResolveError, match="cannot resolve 'no-such-host.invalid'"):
         resolve("no-such-host.invalid", 862)  # .invalid never resolves (RFC 2606)
+
+
+def test_a_name_without_an_address_is_told_from_an_address_that_can_never_work():
+    """The monitor waits for the one (NameNotResolved) and refuses the other at its start."""
+    with pytest.raises(NameNotResolved):
+        resolve("no-such-host.invalid", 862)
+    with pytest.raises(ResolveError) as refused:
+        resolve("::1", 862, socket.AF_INET)
+    assert not isinstance(refused.value, NameNotResolved)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -11,6 +12,7 @@ from ..assembly import TargetSessions
 from ..config import ConfigError, check_metrics_addr
 from ..monitor import Monitor
 from ..net.signals import StopRequest
+from ..say import count, time_lines
 
 
 def _raise_fd_limit(needed: int) -> None:
@@ -59,6 +61,16 @@ def main(argv: list[str], stop: StopRequest) -> int:
             check_metrics_addr(args.metrics_addr)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+    # Log lines start with their time, unless systemd's journal takes them (it sets JOURNAL_STREAM
+    # for a unit's stderr) and adds its own.
+    time_lines(not os.environ.get("JOURNAL_STREAM"))
+    try:
+        return _run(args, stop)
+    finally:
+        time_lines(False)
+
+
+def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     monitor = Monitor(args.config, stop, TargetSessions(), metrics_addr=args.metrics_addr, shard=args.shard,
                       name=args.name, jsonl=args.jsonl)
     _raise_fd_limit(len(monitor.config.targets) + 256)
@@ -73,7 +85,8 @@ def main(argv: list[str], stop: StopRequest) -> int:
         monitor.start()
         cfg = monitor.config
         shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard[1] > 1 else ""
-        monitor.log(f"{monitor.name}: {len(cfg.targets)} targets{shard}, windows "
+        waiting = f" ({len(monitor.unresolved):,} not resolved yet)" if monitor.unresolved else ""
+        monitor.log(f"{monitor.name}: {count(len(cfg.targets), 'target')}{waiting}{shard}, windows "
                     f"{', '.join(f'{w}s' for w in cfg.windows)}"
                     + (f", metrics on {cfg.metrics_addr}" if cfg.metrics_addr else ""))
         monitor.run()
@@ -81,7 +94,7 @@ def main(argv: list[str], stop: StopRequest) -> int:
         monitor.close()
     errs = sorted(monitor.driver.schedule_error_ns)
     if errs:
-        monitor.log(f"stopped; schedule error over the last {len(errs)} sends: "
+        monitor.log(f"stopped; schedule error over the last {count(len(errs), 'send')}: "
                     f"p50 {errs[len(errs) // 2] / 1e3:.1f} us, "
                     f"p99 {errs[int(len(errs) * 0.99)] / 1e3:.1f} us")
     return 0

@@ -17,6 +17,7 @@ from concurrent.futures import CancelledError, Future
 from ..observability.exposition import Families, label_text
 from ..observability.metrics import BUILD_FAMILIES, ROWS_PER_SLICE, SESSION_FAMILIES, build_lines, session_lines
 from ..observability.render_process import RenderJob, RenderProcess
+from ..say import count
 from .metrics import (
     SCHEDULE_FAMILIES,
     UP_FAMILIES,
@@ -108,8 +109,8 @@ class MonitorExposition:
             return
         self.process = None
         process.close()
-        self.monitor.log(f"metrics: {why}, {process.died} times in a row; the sending loop formats /metrics from now "
-                         "on, which makes a scrape of many targets slower")
+        self.monitor.log(f"metrics: {why}, {count(process.died, 'time')} in a row; the sending loop formats "
+                         "/metrics from now on, which makes a scrape of many targets slower")
 
     def snapshot(self) -> Iterator[Part]:
         """The numbers of every series, a slice at a time; a slice must be marshalled (a copy)

@@ -6,25 +6,30 @@ sender's), and tumbling windows of each configured length (:mod:`.windows`), pub
 gauges and as one JSON line per target and window.  SIGHUP re-reads the file as one
 transaction: it is checked whole, new and changed targets start before removed ones stop,
 and changes of windows, jsonl and metrics_addr are applied; a file with an error changes
-nothing.
+nothing.  A target whose name has no address (at the start or a reload) is down and looked
+up again until it has one (:mod:`.unresolved`): what the DNS says never stops the monitor.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import json
 import socket
 import sys
+import time
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
 from ..config import ConfigError, Settings
 from ..net.clock import ClockWatcher, read_clock_state
+from ..net.resolve import NameNotResolved, format_address
 from ..net.signals import StopRequest
 from ..net.udp import SocketSetupError
 from ..observability.metrics import DELAY_BUCKETS_S, BucketHistogram, SenderMetrics
-from ..say import say
+from ..say import count, say
 from ..sender.driver import SenderDriver
 from ..sender.report import rfc3339
 from ..sender.stats import SessionStats
@@ -34,10 +39,12 @@ from .gc_policy import FREEZE_NS, SWEEP_NS, freeze_survivors, sweep
 from .metrics import SUMMARIES_PER_SLICE, window_row
 from .state_lines import StateLines
 from .targets import Sessions, Target, shard_of
+from .unresolved import LOOKUP_THREADS, RetrySchedule, Unresolved
 from .windows import ClosedWindow, WindowedStats
 
 NS = 1_000_000_000
 RELOAD_CHECK_NS = NS // 20
+RETRY_CHECK_NS = NS // 10  # lookups of unresolved names handed out, and their answers taken
 OVERLOAD_CHECK_NS = 60 * NS
 OVERLOAD_SHARE = 0.01  # of the scheduled sends skipped in a check's minute: said in the log
 
@@ -64,7 +71,7 @@ def answered(stats: SessionStats) -> bool:
 class Monitor:
     def __init__(self, config_path: str, stop: StopRequest, sessions: Sessions, log: TextIO | None = None,
                  metrics_addr: str | None = None, shard: tuple[int, int] = (1, 1), name: str | None = None,
-                 jsonl: str | None = None) -> None:
+                 jsonl: str | None = None, retry: RetrySchedule = RetrySchedule()) -> None:
         self.config_path = config_path
         self.sessions = sessions
         # --metrics-addr and --jsonl win over the file's, on every reload too (one file, N shards)
@@ -88,8 +95,16 @@ class Monitor:
         self._jsonl_failed = False
         self.targets: dict[str, Target] = {}
         self._rows: dict[str, int] = {}  # target name -> SNMP row index
+        # Targets whose name has no address yet, when each is looked up again, and the lookups
+        # that have ended (appended by the lookup threads, taken by the loop).
+        self.unresolved: dict[str, Unresolved] = {}
+        self.retry = retry
+        self._retry_due: list[tuple[int, str]] = []  # a heap of (due, name); stale entries skipped
+        self._looked_up: deque[Unresolved] = deque()
+        self._lookups: ThreadPoolExecutor | None = None
         self._reload = False
         self.driver.every(RELOAD_CHECK_NS, self._check_reload)
+        self.driver.every(RETRY_CHECK_NS, self._retry_unresolved)
         self.driver.every(FREEZE_NS, freeze_survivors)
         self.driver.every(SWEEP_NS, sweep)
         self.driver.every(OVERLOAD_CHECK_NS, self._check_overload)
@@ -110,19 +125,28 @@ class Monitor:
         say(f"stamp-suite monitor: {line}", self.log_to)
 
     # -- targets ------------------------------------------------------------------------------
-    def _open(self, name: str, s: Settings, windows: tuple[int, ...]) -> Target:
+    def _open(self, name: str, s: Settings, windows: tuple[int, ...],
+              destination: tuple[str, int] | None = None) -> Target:
+        """A target's session, to ``destination`` or its name resolved now.  Raises
+        NameNotResolved (down: looked up again), ConfigError or SocketSetupError."""
         windows_ns = tuple(w * NS for w in windows)
-        try:  # a fixed local port is still held by the session this one replaces
-            # Lifetime statistics feed counters, means and jitter; percentiles, IPDV, one-way
-            # delays and path facts are the windows' (and the histograms').
-            stats = SessionStats.lifetime_counters(s.sender.dscp, s.sender.ecn)
-            session = self.sessions.open(s, self.clock, name, windows_ns, stats)
-        except (ConfigError, SocketSetupError) as exc:
-            raise ConfigError(f"target {name!r}: {exc}") from None
+        # Lifetime statistics feed counters, means and jitter; percentiles, IPDV, one-way
+        # delays and path facts are the windows' (and the histograms').
+        stats = SessionStats.lifetime_counters(s.sender.dscp, s.sender.ecn)
+        # a fixed local port is still held by the session this one replaces: shared (reuseport)
+        session = self.sessions.open(s, self.clock, name, windows_ns, stats,
+                                     destination or self.sessions.destination(s))
         win = WindowedStats(windows_ns, s.sender.dscp, s.sender.ecn,
                             on_close=lambda rec: self._window_closed(name, rec))
         session.consumers.append(win)
         return Target(name, s, session, stats, win, self._rows.setdefault(name, len(self._rows) + 1))
+
+    def _run(self, target: Target) -> None:
+        """Measure ``target`` from now on (its metrics, its schedule on the driver)."""
+        target.session.consumers.append(self.metrics.add_session((self.name, target.name), target.stats))
+        target.windows.full = self.jsonl is not None  # a window's statistics in full only for JSON lines
+        self.targets[target.name] = target
+        self.driver.add(target.session, target.phase_ns())
 
     def _stop(self, target: Target) -> None:
         self.driver.remove(target.session)
@@ -131,48 +155,139 @@ class Monitor:
 
     def apply(self, config: MonitorConfig) -> tuple[list[str], list[str], list[str]]:
         """Make ``config`` the running one, or change nothing and raise (ConfigError,
-        SocketSetupError, OSError).  New and changed targets start before removed ones stop."""
+        SocketSetupError, OSError).  New and changed targets start before removed ones stop;
+        a target whose name has no address is down and waits for one (not an error), and one
+        waiting already is looked up again now.  Returns the names added, removed and changed."""
         windows_changed = config.windows != self.config.windows
-        added = [n for n in config.targets if n not in self.targets]
-        removed = [n for n in self.targets if n not in config.targets]
+        known = self.targets.keys() | self.unresolved.keys()
+        added = [n for n in config.targets if n not in known]
+        removed = [n for n in known if n not in config.targets]
+        unresolvable: list[tuple[Target, str]] = []  # running, name without an address now: kept
         changed = [n for n in config.targets if n in self.targets
-                   and self._changed(self.targets[n], config.targets[n], windows_changed)]
+                   and self._changed(self.targets[n], config.targets[n], windows_changed, unresolvable)]
+        waiting_before = [n for n in config.targets if n in self.unresolved]
+        changed += [n for n in waiting_before if self.unresolved[n].settings != config.targets[n]]
+        waited = [n for n in waiting_before if n not in changed]  # looked up again now, as at a start
         opened: dict[str, Target] = {}
+        waiting: dict[str, str] = {}  # name -> why it has no address
         outputs = None
         try:
-            for name in added + changed:
-                opened[name] = self._open(name, config.targets[name], config.windows)
+            for name in added + changed + waited:
+                try:
+                    opened[name] = self._open(name, config.targets[name], config.windows)
+                except NameNotResolved as exc:
+                    waiting[name] = str(exc)
+                except (ConfigError, SocketSetupError) as exc:
+                    raise ConfigError(f"target {name!r}: {exc}") from None
             outputs = self._prepare_outputs(config)
         except BaseException:
             for t in opened.values():
                 t.close()
             raise
-        for name, target in opened.items():  # from here on nothing can fail
+        # from here on nothing can fail
+        self._switch_outputs(config, outputs)
+        self.config = config
+        for name, target in opened.items():
             old = self.targets.get(name)
-            target.session.consumers.append(self.metrics.add_session((self.name, name), target.stats))
-            self.targets[name] = target
-            self.driver.add(target.session, target.phase_ns())
+            if self.unresolved.pop(name, None) is not None:
+                self._resolved(target)
+            self._run(target)
             if old is not None:
                 self._stop(old)
+        for name, reason in waiting.items():
+            old = self.targets.pop(name, None)
+            if old is not None:  # changed, to a name without an address: down until it has one
+                self._stop(old)
+                self.metrics.remove_session((self.name, name))
+            self._wait(name, config.targets[name], reason)
         for name in removed:
-            self._stop(self.targets.pop(name))
-            self.metrics.remove_session((self.name, name))
-        self._switch_outputs(config, outputs)
+            self.unresolved.pop(name, None)
+            if name in self.targets:
+                self._stop(self.targets.pop(name))
+                self.metrics.remove_session((self.name, name))
         for target in self.targets.values():  # a window's statistics in full only for JSON lines
             target.windows.full = self.jsonl is not None
-        self.config = config
+        if unresolvable:
+            target, why = unresolvable[0]
+            more = len(unresolvable) - 1
+            self.log(f"target {target.name!r} goes on at {format_address(target.destination)}: {why}"
+                     + (f"; so {'does' if more == 1 else 'do'} {count(more, 'more target')} whose name has no "
+                        "address now" if more else ""))
         return added, removed, changed
 
-    def _changed(self, target: Target, s: Settings, windows_changed: bool) -> bool:
+    def _changed(self, target: Target, s: Settings, windows_changed: bool,
+                 unresolvable: list[tuple[Target, str]]) -> bool:
         """Restart a target when its settings changed, its key file now holds another key
-        (a rotation needs only a reload), or its name no longer resolves to its address."""
+        (a rotation needs only a reload), or its name resolves elsewhere now.  A name without
+        an address now is not a change: the target goes on at the address it has (noted in
+        ``unresolvable``), rather than stop because the DNS fails for a moment."""
         if windows_changed or target.settings != s:
             return True
         try:
-            key = self.sessions.key(s)
-            return key != target.session.engine.config.key or not self.sessions.still_at(s, target.destination)
+            if self.sessions.key(s) != target.session.engine.config.key:
+                return True
+            return not self.sessions.still_at(s, target.destination)
+        except NameNotResolved as exc:
+            unresolvable.append((target, str(exc)))
+            return False
         except ConfigError as exc:
             raise ConfigError(f"target {target.name!r}: {exc}") from None
+
+    # -- targets whose name has no address yet ----------------------------------------------------
+    def _wait(self, name: str, s: Settings, reason: str) -> None:
+        """``name`` has no address now: down, looked up again later.  One waiting already with
+        these settings goes on from where it was (its count of failures, what was said)."""
+        entry = self.unresolved.get(name)
+        if entry is None or entry.settings != s:
+            entry = self.unresolved[name] = Unresolved(name, s)
+        self._failed(entry, reason)
+
+    def _failed(self, entry: Unresolved, reason: str) -> None:
+        """Another lookup (or start) failed: the next one later still; the reason said once."""
+        entry.failures += 1
+        delay = self.retry.delay_ns(entry.failures)
+        entry.due_ns = time.monotonic_ns() + delay
+        heapq.heappush(self._retry_due, (entry.due_ns, entry.name))
+        if reason != entry.said:  # said when it is new, never again at every retry
+            entry.said = reason
+            self.state_lines.say(f"target {entry.name!r} is down: {reason}; tried again in {delay / NS:g} s, "
+                                 f"then less and less often (every {self.retry.most_s:g} s at most)", "down")
+
+    def _resolved(self, target: Target) -> None:
+        """A target that waited for its name starts: down until a window says it answers."""
+        target.up = False
+        self.state_lines.say(f"target {target.name!r} resolves now, to {format_address(target.destination)}: "
+                             "measuring it", "resolved")
+
+    def _retry_unresolved(self) -> None:
+        """Hand out the lookups that are due (to threads: a lookup can take seconds), and start
+        the targets whose name now has an address."""
+        due = self._retry_due
+        now = time.monotonic_ns()
+        while due and due[0][0] <= now:
+            at, name = heapq.heappop(due)
+            entry = self.unresolved.get(name)
+            if entry is None or entry.due_ns != at or entry.lookup is not None:
+                continue  # started, removed or rescheduled since, or a lookup under way
+            if self._lookups is None:
+                self._lookups = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="stamp-lookup")
+            entry.lookup = self._lookups.submit(self.sessions.destination, entry.settings)
+            entry.lookup.add_done_callback(lambda _, e=entry: self._looked_up.append(e))
+        while self._looked_up:
+            entry = self._looked_up.popleft()
+            if self.unresolved.get(entry.name) is entry:  # not started, removed or changed by a reload since
+                self._lookup_ended(entry)
+
+    def _lookup_ended(self, entry: Unresolved) -> None:
+        lookup, entry.lookup = entry.lookup, None
+        try:
+            target = self._open(entry.name, entry.settings, self.config.windows, lookup.result())
+        except (NameNotResolved, ConfigError, SocketSetupError) as exc:  # down still, for this reason
+            self._failed(entry, str(exc))
+            return
+        del self.unresolved[entry.name]
+        self._resolved(target)
+        self._run(target)
 
     def _prepare_outputs(self, config: MonitorConfig) -> dict[str, Any]:
         """The metrics server and JSON-lines file a new file asks for, opened before anything
@@ -304,8 +419,9 @@ class Monitor:
         outputs = [f"{key.split('_')[0]} {_shown(getattr(now, key))}" for key in ("windows", "jsonl", "metrics_addr",
                                                                                   "snmp_socket")
                    if getattr(now, key) != getattr(before, key)]
-        self.log(f"reloaded: {len(added)} added, {len(removed)} removed, {len(changed)} changed, "
-                 f"{len(self.targets)} running" + "".join(f"; {o}" for o in outputs))
+        waiting = f", {len(self.unresolved):,} not resolved yet" if self.unresolved else ""
+        self.log(f"reloaded: {len(added):,} added, {len(removed):,} removed, {len(changed):,} changed, "
+                 f"{len(self.targets):,} running{waiting}" + "".join(f"; {o}" for o in outputs))
 
     def close(self) -> None:
         for part in (self.agent, self.metrics_server):  # first: no scrape waits on a loop that is gone
@@ -313,6 +429,8 @@ class Monitor:
                 part.stop()
         for target in list(self.targets.values()):
             self._stop(target)
+        if self._lookups is not None:  # lookups not begun are dropped; one under way ends by itself
+            self._lookups.shutdown(wait=False, cancel_futures=True)
         self.state_lines.minute()  # what was held back is said before the end
         self._close_jsonl()
         self.driver.close()
@@ -325,8 +443,13 @@ class Monitor:
 
     def targets_up(self) -> Iterator[tuple[str, bool]]:
         """(target, up): up when its latest closed shortest window had a reply; a target with
-        no closed window yet, or none it sent in, is not listed (unknown, not down)."""
+        no closed window yet, or none it sent in, is not listed (unknown, not down), unless it
+        was down before it started: its name had no address (as one that still has none)."""
         for t in list(self.targets.values()):
             window = t.windows.last.get(min(t.windows.lengths_ns))
             if window is not None and window.stats.sent:
                 yield t.name, answered(window.stats)
+            elif t.up is False:
+                yield t.name, False
+        for name in list(self.unresolved):
+            yield name, False

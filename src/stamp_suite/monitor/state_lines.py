@@ -1,22 +1,25 @@
-"""Lines saying a target went down or came up again, kept to a readable number a minute."""
+"""Lines saying a target went down, came up again or resolved, kept to a readable number a minute."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..say import count
+
 STATE_LINES_PER_MINUTE = 20  # target up/down lines a minute; the rest are summed up
 
 
 class StateLines:
-    """Lines saying a target went down or came up again: the first STATE_LINES_PER_MINUTE of a
-    minute as they come, the rest counted and said in one line at the minute's end.  When the
+    """Lines saying a target went down, came up again or (its name) resolved: the first
+    STATE_LINES_PER_MINUTE of a minute as they come, the rest counted and said in one line at
+    the minute's end.  When the
     monitor's own uplink fails, ten thousand targets go down in one window: ten thousand lines
     would bury everything else in the log, and stamp_monitor_target_up has each of them."""
 
     def __init__(self, log: Callable[[str], None]) -> None:
         self.log = log
         self._said = 0
-        self._held = {"down": 0, "up again": 0}
+        self._held = {"down": 0, "up again": 0, "resolved": 0}
 
     def say(self, line: str, state: str) -> None:
         if self._said < STATE_LINES_PER_MINUTE:
@@ -28,7 +31,8 @@ class StateLines:
     def minute(self) -> None:
         held = sum(self._held.values())
         if held:
-            self.log(f"and {held:,} more targets changed state since the last such line ({self._held['down']:,} down, "
-                     f"{self._held['up again']:,} up again): stamp_monitor_target_up has each")
+            states = ", ".join(f"{n:,} {state}" for state, n in self._held.items() if n)
+            self.log(f"and {count(held, 'more target')} changed state since the last such line ({states}): "
+                     "stamp_monitor_target_up has each")
         self._said = 0
         self._held = dict.fromkeys(self._held, 0)

@@ -17,8 +17,14 @@ class Sessions(Protocol):
     """How the monitor makes its targets' sessions from their settings (the assembly's
     TargetSessions; injected, so that this service does not build what is above it)."""
 
+    def destination(self, s: Settings) -> tuple[str, int]:
+        """The reflector's address now (a name looked up: it may block for seconds); raises
+        net.resolve.NameNotResolved when the name has none now, ConfigError when it can never
+        be used."""
+        ...
+
     def open(self, s: Settings, clock: ClockState, name: str, windows_ns: tuple[int, ...],
-             stats: SessionStats) -> Probe: ...
+             stats: SessionStats, destination: tuple[str, int]) -> Probe: ...
 
     def key(self, s: Settings) -> bytes | None: ...
 
@@ -36,7 +42,9 @@ class Target:
         self.stats = stats
         self.windows = windows
         self.index = index  # SNMP row, stable while the monitor runs
-        self.up: bool | None = None  # as of its latest closed shortest window
+        # as of its latest closed shortest window; False before the first for a target that
+        # was down before it started (its name had no address)
+        self.up: bool | None = None
 
     @property
     def destination(self) -> tuple[str, int]:

@@ -4,7 +4,8 @@ Accepted everywhere a remote address is taken (the command line, monitor targets
 API): ``reflector.example.net``, ``localhost``, ``192.0.2.1``, ``192.0.2.1:8620``,
 ``2001:db8::1``, ``[2001:db8::1]:8622``; ``::1:8620`` (a port, or the last group of an
 address?) is refused as ambiguous, ``[::1]:8620`` and ``[::1:8620]`` are not.  A name is resolved once, when the session
-starts (the monitor again on every reload), in the address family -4 or -6 asks for.
+starts (the monitor again on every reload, and again and again while it has no address:
+:class:`NameNotResolved`), in the address family -4 or -6 asks for.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ import socket
 
 class ResolveError(ValueError):
     """The address cannot be used; the message is one line."""
+
+
+class NameNotResolved(ResolveError):
+    """The resolver has no address for a name now: it may have one later (a name not yet in
+    the DNS, a resolver that does not answer), unlike a malformed address."""
 
 
 def split_host_port(text: str) -> tuple[str, int | None]:
@@ -52,7 +58,10 @@ def addresses(host: str, port: int, family: int = socket.AF_UNSPEC) -> list[str]
     first = resolve(host, port, family)[0]
     if first == host:
         return [host]
-    infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
+    try:
+        infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
+    except socket.gaierror as exc:  # it resolved a moment ago: the resolver has just failed
+        raise NameNotResolved(f"cannot resolve {host!r}: {exc.strerror}") from None
     return list(dict.fromkeys(info[4][0] for info in infos))
 
 
@@ -76,11 +85,11 @@ def resolve(host: str, port: int, family: int = socket.AF_UNSPEC) -> tuple[str, 
     try:
         infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
     except socket.gaierror as exc:
-        raise ResolveError(f"cannot resolve {host!r}{as_family}: {exc.strerror}") from None
+        raise NameNotResolved(f"cannot resolve {host!r}{as_family}: {exc.strerror}") from None
     except UnicodeError:  # the IDNA codec: a label over 63 characters, or an empty one
         raise ResolveError(f"{host!r} is not a host name (a label is empty or over 63 characters)") from None
     if not infos:
-        raise ResolveError(f"cannot resolve {host!r}: no address")
+        raise NameNotResolved(f"cannot resolve {host!r}: no address")
     return infos[0][4][0], port
 
 
