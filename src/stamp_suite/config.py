@@ -18,6 +18,7 @@ import functools
 import ipaddress
 import math
 import re
+import socket
 import tomllib
 import typing
 from enum import StrEnum
@@ -27,7 +28,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta, Struct
 
-from .net.resolve import ResolveError, split_host_port
+from .net.resolve import ResolveError, resolve, split_host_port
 from .reflector.engine import TlvMode
 from .units import DURATIONS, parse_duration
 from .wire.packet import STAMP_PORT
@@ -85,6 +86,14 @@ def _ip(text: str, flag: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         raise ValueError(f"{flag}: {text!r} is not an IP address") from None
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.split("%", 1)[0])
+        return True
+    except ValueError:
+        return False
+
+
 def _range(lo: float, hi: float | None = None) -> Meta:
     return Meta(ge=lo) if hi is None else Meta(ge=lo, le=hi)
 
@@ -116,7 +125,7 @@ class Common(Struct, **_SECTION):
     def __post_init__(self) -> None:
         _need(not (self.force_ipv4 and self.force_ipv6), "-4 and -6 cannot be used together")
         _need(not (self.hmac_key and self.hmac_key_file), "give either --hmac-key or --hmac-key-file, not both")
-        if self.local_addr is not None:
+        if self.local_addr is not None and _is_ip(self.local_addr):  # a name: resolved in build_settings
             family = _ip(self.local_addr, "--local-addr").version
             _need(not (self.force_ipv4 and family == 6 or self.force_ipv6 and family == 4),
                   f"--local-addr {self.local_addr} is IPv{family}, but --force-ipv{10 - family} (-{10 - family}) "
@@ -314,7 +323,20 @@ def build_settings(flags: dict[str, Any], config_path: str | None = None, where:
     given = {**file, **flags}
     s = _convert({**quick, **given}, where, from_file)
     _check_role(s, given, where, from_file)
-    return s
+    return _local_address(s, where, from_file)
+
+
+def _local_address(s: Settings, where: str, labels: dict[str, str]) -> Settings:
+    """--local-addr as a name (-S localhost), as -r takes one: its address in the family -4 or
+    -6 asks for, so that everything after sees an address."""
+    c = s.common
+    if c.local_addr is None or _is_ip(c.local_addr):
+        return s
+    family = socket.AF_INET if c.force_ipv4 else socket.AF_INET6 if c.force_ipv6 else socket.AF_UNSPEC
+    try:
+        return s.replace(local_addr=resolve(c.local_addr, 0, family)[0])
+    except ResolveError as exc:
+        raise ConfigError(f"{_label('local_addr', where, labels)}: {exc}") from None
 
 
 # What each role reads besides the common settings: a setting given for the other role would

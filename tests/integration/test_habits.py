@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 
-from helpers import ReflectorProcess, run
+from helpers import CMD, ENV, ReflectorProcess, run
 
 KEY1, KEY2 = "11" * 16, "22" * 16
 
@@ -118,3 +119,31 @@ def test_help_is_by_role_and_fits_a_screen():
         assert flag in everything.stdout
     bad = run("--help", "colours")
     assert bad.returncode == 2 and "the topics are sender, reflector, tlvs, all" in bad.stderr
+
+
+def test_an_unwritable_plot_path_is_refused_before_the_first_packet(tmp_path):
+    for out in (str(tmp_path / "no" / "such" / "dir" / "x.png"), str(tmp_path)):
+        res = run("-r", "127.0.0.1:9", "-c", "50", "-d", "1s", "--plot-output", out, timeout=10)  # 50 s if it ran
+        assert res.returncode == 2 and res.stderr.startswith(f"stamp-suite: error: cannot write {out}"), res.stderr
+        assert "sending to" not in res.stdout
+
+
+def test_local_addresses_take_names_and_banners_say_where_exports_and_how_long():
+    with ReflectorProcess("--metrics", "--metrics-addr", "127.0.0.1:0", host="localhost") as refl:
+        assert refl.host in ("127.0.0.1", "::1") and "Prometheus metrics at http://127.0.0.1:0/metrics" in refl.banner
+    res = run("-r", "127.0.0.1:9", "-S", "localhost", "-4", "-c", "30", "-d", "1s", "-w", "300ms")
+    assert "from 127.0.0.1:" in res.stdout.splitlines()[0] and "for 0.3 s" in res.stdout
+    with subprocess.Popen([*CMD, "-r", "127.0.0.1:9"], stdout=subprocess.PIPE, text=True, env=ENV) as proc:
+        banner = proc.stdout.readline()  # the defaults: a quarter of an hour, said at once
+        proc.terminate()
+    assert "1000 packets every 1000 ms (about 16 min 44 s)" in banner, banner
+    res = run("-i", "-S", "no-such-host.invalid")
+    assert res.returncode == 2 and "--local-addr: cannot resolve 'no-such-host.invalid'" in res.stderr
+
+
+def test_verbose_packet_lines_name_the_registry_codes():
+    res = run("--self-test", "-c", "1", "-R", "-v", "--timestamp-info", "--follow-up-telemetry")
+    (line,) = [ln for ln in res.stdout.splitlines() if ln.startswith("seq=")]
+    assert "timestamp_info=sync_src_in:" in line and ("timestamp_in:sw_local" in line or "timestamp_in:control_plane"
+                                                      in line)
+    assert "None" not in line and "tx:" in line

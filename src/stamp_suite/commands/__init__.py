@@ -1,1 +1,12 @@
 """One module per command: send, reflect, monitor, self-test, plot.  ``cli`` dispatches here."""
+
+from __future__ import annotations
+
+from ..config import Settings
+
+
+def exports_text(s: Settings) -> str:
+    """Where --metrics and --snmp put what they export, for a banner (empty when neither)."""
+    parts = ([f"Prometheus metrics at http://{s.export.metrics_addr}/metrics"] if s.export.metrics else []) + \
+            ([f"SNMP through the AgentX master at {s.export.snmp_socket}"] if s.export.snmp else [])
+    return "".join(f"; {p}" for p in parts)

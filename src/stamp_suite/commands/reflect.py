@@ -14,6 +14,7 @@ from ..net.signals import StopRequest
 from ..net.udp import UdpEndpoint
 from ..reflector.service import format_totals
 from ..say import note, say
+from . import exports_text
 
 
 def run(s: Settings, stop: StopRequest, reread: Callable[[], Settings] | None = None) -> int:
@@ -48,4 +49,4 @@ def _banner(s: Settings, ep: UdpEndpoint, clock: ClockState, workers: int) -> st
     ts = "kernel" if ep.caps.kernel_rx_timestamp else "user-space"
     return (f"{PROG} {__version__} reflector listening on {where}, {mode} mode, {state}, "
             f"TLV mode {s.reflector.tlv_mode}, {s.common.clock_source} timestamps ({ts} receive time), "
-            f"{workers} worker{'s' if workers > 1 else ''}, {ep.io_path}")
+            f"{workers} worker{'s' if workers > 1 else ''}, {ep.io_path}{exports_text(s)}")

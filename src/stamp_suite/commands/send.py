@@ -17,7 +17,7 @@ from ..sender.output import SenderOutput
 from ..sender.report import remote_label, summary_table
 from ..sender.stats import SessionStats
 from ..sender.warnings import EarlyWarnings
-from . import plot
+from . import exports_text, plot
 
 
 def session_info(s: Settings, session: Probe, clock: ClockState) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def run_all(targets: list[Settings], stop: StopRequest) -> int:
     s = targets[0]
     several = len(targets) > 1
     if s.output.plot_output:
-        plot.check_available()  # before the run, not after it
+        plot.check_available(s.output.plot_output, s.output.plot_html)  # before the run, not after it
     clock = read_clock_state(s.common.tai_offset)
     runs: list[tuple[Probe, SessionStats, SenderOutput]] = []
     try:
@@ -62,11 +62,11 @@ def run_all(targets: list[Settings], stop: StopRequest) -> int:
             n = s.sender.count
             howmany = "packets" if n == 0 else "1 packet" if n == 1 else f"{n} packets"
             until = " until interrupted" if n == 0 and not s.sender.max_runtime else ""
-            limit = f" for {s.sender.max_runtime:g} s" if s.sender.max_runtime else ""
+            limit = f" for {s.sender.max_runtime:g} s" if s.sender.max_runtime else _lasting(s)
             where = (f"{len(runs)} reflectors ({', '.join(o.target or '' for _, _, o in runs)})" if several
                      else f"{remote_label(runs[0][2].session)} from {runs[0][2].session['local']}")
             print(f"{PROG} {__version__} sending to {where}: {howmany} {pace}{until}{limit}"
-                  f"{' each' if several else ''}, {runs[0][2].session['auth_mode']} mode", flush=True)
+                  f"{' each' if several else ''}, {runs[0][2].session['auth_mode']} mode{exports_text(s)}", flush=True)
         if not s.output.quiet:
             for line in runs[0][0].endpoint.caps.notes():
                 note(line)
@@ -86,6 +86,20 @@ def run_all(targets: list[Settings], stop: StopRequest) -> int:
         plot.write(s, output.records or [], f"STAMP {output.session['remote']}", summary, output.session)
     statuses = [exit_status(stats, t, output.target) for t, (_, stats, output) in zip(targets, runs)]
     return max(statuses)
+
+
+def _lasting(s: Settings) -> str:
+    """How long a paced run will take, when it is long enough for someone to wonder (the
+    default, 1000 packets a second apart, takes a quarter of an hour)."""
+    if s.sender.window or not s.sender.count:
+        return ""
+    seconds = (s.sender.count - 1) * s.sender.send_delay / 1000 + s.sender.timeout
+    if seconds < 10:
+        return ""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return " (about " + (f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s" if minutes
+                         else f"{secs} s") + ")"
 
 
 def exit_status(stats: SessionStats, s: Settings, target: str | None = None) -> int:

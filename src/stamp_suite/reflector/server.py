@@ -249,12 +249,15 @@ class ReflectorServer:
                 self.engine.confirm_transmit(reply, tx_ns, TimestampMethod.SW_LOCAL)
 
     def _print(self, rx: Received, reply: Reflection, error: Exception | None = None) -> None:
-        print(f"{_received_text(rx)} -> seq={reply.sequence_number} to {format_address(reply.destination)}"
-              + (f" ({'; '.join(reply.notes)})" if reply.notes else "")
-              + (f": not sent ({error})" if error is not None else ""), file=self.out, flush=True)
+        # one write a line: print() writes the newline apart, and a self-test's sender prints too
+        self.out.write(f"{_received_text(rx)} -> seq={reply.sequence_number} to {format_address(reply.destination)}"
+                       + (f" ({'; '.join(reply.notes)})" if reply.notes else "")
+                       + (f": not sent ({error})" if error is not None else "") + "\n")
+        self.out.flush()
 
     def _print_drop(self, rx: Received, reason: Drop) -> None:
-        print(f"{_received_text(rx)} -> dropped: {reason}", file=self.out, flush=True)
+        self.out.write(f"{_received_text(rx)} -> dropped: {reason}\n")
+        self.out.flush()
 
 
 def _received_text(rx: Received) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,20 @@ NEEDS_MATPLOTLIB = ("plotting needs matplotlib: install it into stamp-suite's en
                     "matplotlib, or from the source tree: pip install '.[plot]')")
 
 
-def check_available() -> None:
-    """Before a run that will plot: is matplotlib there?  (Not after an hour of measuring.)"""
+def check_available(*outputs: str | None) -> None:
+    """Before a run that will plot: is matplotlib there, and can its files be written?  (Not
+    after an hour of measuring.)  Nothing is created: a run that fails leaves no empty file."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         raise PlotError(NEEDS_MATPLOTLIB) from None
+    for out in filter(None, outputs):
+        path = Path(out)
+        folder = path.parent
+        if not folder.is_dir():
+            raise PlotError(f"cannot write {out}: no directory {folder}")
+        if path.is_dir() or not os.access(path if path.exists() else folder, os.W_OK):
+            raise PlotError(f"cannot write {out}: " + ("a directory" if path.is_dir() else "permission denied"))
 
 
 class PlotError(RuntimeError):

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from ..tlvs import ClassOfService, FollowUpTelemetry, ReturnPath, TlvValue
+from ..wire.timestamp import SyncSource, TimestampMethod
 from ..wire.tlv import TlvType
 from .events import (
     Duplicate,
@@ -186,12 +187,29 @@ def interim_text(index: int, start_s: float, end_s: float, d: dict[str, Any]) ->
             f"p99 {ms(rtt['percentiles']['p99'])} jitter {ms(jitter)}")
 
 
+# Codes of the RFC 8972 registries that -v names rather than numbers.
+_CODE_NAMES = {"sync_src_in": SyncSource, "sync_src_out": SyncSource, "timestamp_in": TimestampMethod,
+               "timestamp_out": TimestampMethod, "timestamp_mode": TimestampMethod}
+
+
 def _compact(v: Any) -> str:
+    """A TLV's record in a -v line: codes by name, n/a for nothing, lowercase booleans."""
     if isinstance(v, dict):
-        return ",".join(f"{k}:{x}" for k, x in v.items())
+        return ",".join(f"{k}:{_word(k, x)}" for k, x in v.items())
     if isinstance(v, list):
         return ",".join(map(str, v))
     return str(v)
+
+
+def _word(key: str, x: Any) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool):
+        return str(x).lower()
+    names = _CODE_NAMES.get(key)
+    if names is not None and x in names._value2member_map_:
+        return names(x).name.lower()
+    return str(x)
 
 
 class CsvWriter:
