@@ -22,12 +22,12 @@ import socket
 import tomllib
 import typing
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta, Struct
 
+from .files import FileRefused, read_regular_file
 from .net.resolve import ResolveError, resolve, split_host_port
 from .reflector.engine import TlvMode
 from .units import DURATIONS, parse_duration
@@ -488,10 +488,13 @@ def _num(x: float | None) -> float | None:
 
 
 # -- files ----------------------------------------------------------------------------------------
+MAX_SETTINGS_FILE = 64 << 20  # octets; a monitor's targets file for 100,000 targets is about 10 MB
 def read_toml(path: str, where: str) -> dict[str, Any]:
     """A TOML file's tables, or one line naming ``where`` and why not (for every file we read)."""
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return tomllib.loads(read_regular_file(path, MAX_SETTINGS_FILE)[0].decode("utf-8"))
+    except FileRefused as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{where}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

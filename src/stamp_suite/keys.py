@@ -11,6 +11,7 @@ import re
 import stat
 from pathlib import Path
 
+from .files import FileRefused, read_regular_file
 from .wire.auth import KeyLoadError, KeyStore, parse_hex_key
 
 _HEX = re.compile(r"[0-9a-fA-F]{16,}")
@@ -56,23 +57,14 @@ def load_key_file(path: str | os.PathLike[str], flag: str = "--hmac-key-file") -
     """Read a hex key from a file that only its owner may read (keys are never logged)."""
     path = _credentials(path, flag)
     shown = _shown(path)
-    try:  # non-blocking: a FIFO or a device where the key file should be must not hang us
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        raw, st = read_regular_file(path, MAX_KEY_FILE)
+    except FileRefused as exc:
+        raise KeyLoadError(f"{flag}: key file {shown} is {exc}") from None
     except OSError as exc:
         raise KeyLoadError(f"{flag}: cannot read key file {shown}: {exc.strerror}") from None
-    try:  # the type, size and mode of the very file read, not of whatever the name points to later
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise KeyLoadError(f"{flag}: key file {shown} is not a regular file")
-            if st.st_size > MAX_KEY_FILE:
-                raise KeyLoadError(f"{flag}: key file {shown} is {st.st_size:,} octets: too large for a key "
-                                   f"(at most {MAX_KEY_FILE:,})")
-            if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise KeyLoadError(f"key file {shown} is readable by group or others; run: chmod 600 {shown}")
-            raw = f.read(MAX_KEY_FILE)
-    except OSError as exc:
-        raise KeyLoadError(f"{flag}: cannot read key file {shown}: {exc.strerror}") from None
+    if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyLoadError(f"key file {shown} is readable by group or others; run: chmod 600 {shown}")
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:

@@ -125,3 +125,16 @@ def test_a_fifo_for_a_key_file_is_one_line_not_a_hang(tmp_path):
     os.mkfifo(fifo, 0o600)
     res = run("-i", "-A", "A", "--hmac-key-file", str(fifo), timeout=10)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "is not a regular file" in res.stderr
+
+
+def test_a_fifo_or_a_huge_file_for_a_settings_file_is_one_line_not_a_hang(tmp_path):
+    fifo = tmp_path / "settings.toml"
+    os.mkfifo(fifo, 0o600)
+    for args in (["--config", str(fifo)], ["monitor", "--config", str(fifo)]):
+        res = run(*args, timeout=10)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1 and "not a regular file" in res.stderr, res.stderr
+    huge = tmp_path / "huge.toml"
+    with open(huge, "wb") as f:
+        f.truncate((64 << 20) + 1)  # sparse: no disk spent
+    res = run("--config", str(huge), timeout=10)
+    assert res.returncode == 2 and "too large (at most 67,108,864)" in res.stderr

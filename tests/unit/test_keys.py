@@ -88,7 +88,7 @@ def test_a_key_file_must_be_a_small_regular_file(tmp_path):
     big = tmp_path / "big"
     big.write_text("00" * 16 + " " * 5000)
     os.chmod(big, 0o600)
-    with pytest.raises(KeyLoadError, match="too large for a key"):
+    with pytest.raises(KeyLoadError, match=r"too large \(at most 4,096\)"):
         load_key_file(big)
     with pytest.raises(KeyLoadError, match="is not a regular file"):
         load_key_file("/dev/zero")

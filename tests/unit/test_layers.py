@@ -15,7 +15,7 @@ LAYERS = [
     ("reflector", "reflector.engine", "reflector.sessions", "reflector.counters", "reflector.loop_guard",
      "reflector.tlv_procedure", "sender.engine", "sender.events", "sender.stats", "sender.distribution"),
     ("net",),
-    ("say", "keys", "units", "config"),
+    ("say", "files", "keys", "units", "config"),
     ("reflector.server", "reflector.service", "reflector.auth_log", "sender", "observability"),
     ("monitor",),
     ("assembly",),
