@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-L", "--timeout", type=_duration("s"), metavar="TIME",
                    help="wait for a reply (bare: s) [default: 5]")
     t.add_argument("-w", "--max-runtime", type=_duration("s"), metavar="TIME",
-                   help="stop after this long, whatever -c says")
+                   help="stop sending after this long, whatever -c says")
     t.add_argument("--window", type=_int, metavar="N",
                    help="capacity mode: N in flight, replies/s (no -d)")
     t.add_argument("--ssid", type=_int, metavar="ID", help="STAMP Session Identifier 1..65535")

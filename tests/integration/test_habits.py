@@ -54,7 +54,7 @@ def test_the_default_summary_fits_a_screen_and_says_each_figure_once():
 
 
 def test_a_refusal_is_said_for_its_packet_when_the_icmp_error_comes_not_at_the_timeout():
-    res = run("-r", f"127.0.0.1:{_dead_port()}", "-c", "3", "-d", "100ms", "-L", "5s", "-R",
+    res = run("-r", f"127.0.0.1:{_dead_port()}", "-c", "3", "-d", "100ms", "-L", "1s", "-R",
               "--output-format", "json")
     records = [json.loads(line) for line in res.stdout.splitlines()]
     refused = [r for r in records if r.get("kind") == "refused"]
@@ -131,7 +131,7 @@ def test_an_unwritable_plot_path_is_refused_before_the_first_packet(tmp_path):
 def test_local_addresses_take_names_and_banners_say_where_exports_and_how_long():
     with ReflectorProcess("--metrics", "--metrics-addr", "127.0.0.1:0", host="localhost") as refl:
         assert refl.host in ("127.0.0.1", "::1") and "Prometheus metrics at http://127.0.0.1:0/metrics" in refl.banner
-    res = run("-r", "127.0.0.1:9", "-S", "localhost", "-4", "-c", "30", "-d", "1s", "-w", "300ms")
+    res = run("-r", "127.0.0.1:9", "-S", "localhost", "-4", "-c", "30", "-d", "1s", "-w", "300ms", "-L", "100ms")
     assert "from 127.0.0.1:" in res.stdout.splitlines()[0] and "for 0.3 s" in res.stdout
     with subprocess.Popen([*CMD, "-r", "127.0.0.1:9"], stdout=subprocess.PIPE, text=True, env=ENV) as proc:
         banner = proc.stdout.readline()  # the defaults: a quarter of an hour, said at once
