@@ -9,7 +9,7 @@ import sys
 from typing import NoReturn
 
 from .keys import hide_keys
-from .units import parse_duration
+from .units import setting_duration
 
 PROG = "stamp-suite"
 
@@ -18,20 +18,19 @@ class OneLineParser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         # Hosts may come before, between or after the flags (stamp-suite host1 -c 5 host2), as
         # with ping and fping; parse_intermixed_args is argparse's way to take them so.
+        self.argv = list(sys.argv[1:] if args is None else args)  # for --help's role, and errors
         return self.parse_intermixed_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints the usage too)
-        if message.endswith("expected one argument") and any(_negative(a) for a in sys.argv[1:]):
+        if message.endswith("expected one argument") and any(_negative(a) for a in getattr(self, "argv", ())):
             # -4 and -6 exist, so argparse takes "-1" for an option, not for a value
             message += " (negative values are not accepted)"
         self.exit(2, f"{self.prog}: error: {hide_keys(message)} (see --help)\n")
 
 
 def _negative(text: str) -> bool:
-    try:
-        return float(text) < 0
-    except ValueError:
-        return False
+    """-1, -0.5, -1ms: a negative value argparse took for an option."""
+    return len(text) > 1 and text[0] == "-" and (text[1].isdigit() or text[1] == ".") and text not in ("-4", "-6")
 
 
 def _integer(text: str) -> int:
@@ -55,10 +54,10 @@ def _auth_mode(text: str) -> str:
     return text.upper()
 
 
-def _duration(unit: str):
-    def convert(text: str) -> float:
+def _duration(name: str):
+    def convert(text: str) -> float | int:
         try:
-            return parse_duration(text, unit)
+            return setting_duration(name, text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     convert.__name__ = "duration"  # argparse names the type in its errors
@@ -86,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--config", metavar="FILE", help="TOML settings file (defaults < file < flags)")
     g.add_argument("--self-test", action="store_true", help="measure a reflector started on loopback here")
     g.add_argument("-i", "--is-reflector", action="store_true", help="run as Session-Reflector")
+    g.add_argument("-R", action="store_true", dest="print_stats",
+                   help="print each packet; -i: each answer or drop")
 
     g = _group(p, "documentation and integrations", ())
     g.add_argument("--print-completion", choices=["bash", "zsh", "tcsh", "fish"], metavar="SHELL",
@@ -110,28 +111,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = _group(p, "test session", SENDER)
     t.add_argument("-c", "--count", type=_int, metavar="N", help="packets to send, 0 = no end [default: 1000]")
-    t.add_argument("-d", "--send-delay", type=_duration("ms"), metavar="TIME",
+    t.add_argument("-d", "--send-delay", type=_duration("send_delay"), metavar="TIME",
                    help="gap between packets (bare: ms) [default: 1000]")
-    t.add_argument("-L", "--timeout", type=_duration("s"), metavar="TIME",
+    t.add_argument("-L", "--timeout", type=_duration("timeout"), metavar="TIME",
                    help="wait for a reply (bare: s) [default: 5]")
-    t.add_argument("-w", "--max-runtime", type=_duration("s"), metavar="TIME",
+    t.add_argument("-w", "--max-runtime", type=_duration("max_runtime"), metavar="TIME",
                    help="stop sending after this long, whatever -c says")
     t.add_argument("--window", type=_int, metavar="N",
-                   help="capacity mode: N in flight, replies/s (no -d)")
+                   help="capacity mode: N in flight, replies/s (0: off)")
     t.add_argument("--ssid", type=_int, metavar="ID", help="STAMP Session Identifier 1..65535")
     t.add_argument("--padding", type=_int, metavar="N", help="Extra Padding TLV of N octets")
     t.add_argument("--dscp", type=_int, metavar="N", help="DSCP of the test packets 0..63")
     t.add_argument("--ecn", type=_int, metavar="N", help="ECN of the test packets 0..3")
 
     o = _group(p, "output", SENDER)
-    o.add_argument("-R", action="store_true", dest="print_stats",
-                   help="each packet; reflector: each answer or drop")
     o.add_argument("-q", "--quiet", action="store_true", help="ping's closing lines only (warnings stay)")
     o.add_argument("--full", action="store_true", help="the summary with every figure, not a screenful")
     o.add_argument("--output-format", choices=["text", "json", "csv"], metavar="FMT",
                    help="text, json (lines) or csv [default: text]")
-    o.add_argument("--report-interval", type=_duration("s"), metavar="TIME",
-                   help="an interim summary this often (bare: s)")
+    o.add_argument("--report-interval", type=_duration("report_interval"), metavar="TIME",
+                   help="an interim summary this often (bare: s; 0: none)")
     o.add_argument("--plot-output", metavar="PNG", help="write a PNG plot of this run (or of --plot)")
     o.add_argument("--plot-html", metavar="HTML", help="also an HTML page with the plot")
     o.add_argument("--plot", metavar="JSONL", help="plot a run saved with --output-format json -R")
@@ -156,8 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = _group(p, "reflector", REFLECTOR)
     r.add_argument("--stateful-reflector", action="store_true", help="number replies per session (RFC 8762 §4)")
-    r.add_argument("--session-timeout", type=_int, metavar="S",
-                   help="forget a session idle this long [default: 300]")
+    r.add_argument("--session-timeout", type=_duration("session_timeout"), metavar="TIME",
+                   help="forget a session idle this long [default: 300 s]")
     r.add_argument("--max-sessions", type=_int, metavar="N",
                    help="sessions kept, oldest evicted [default: 100000]")
     r.add_argument("--workers", type=_int, metavar="N",
@@ -176,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-pps", type=float, metavar="N", help="packets/s answered per source (0 = no limit)")
     r.add_argument("--max-pps-burst", "--reflector-rate-burst", type=float, metavar="N",
                    help="burst above --max-pps (a second's worth)")
-    r.add_argument("--busy-poll", type=_int, metavar="USEC",
-                   help="poll after a packet: less T3 - T2, more CPU")
+    r.add_argument("--busy-poll", type=_duration("busy_poll"), metavar="TIME",
+                   help="poll after a packet (bare: us): less T3 - T2, more CPU")
     r.add_argument("--drop-short-packets", "--strict-packets", action="store_true",
                    help="no reply to packets under 44 octets")
     r.add_argument("--accept-zero-multiplier", action="store_true",
@@ -193,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--follow-up-telemetry", action="store_true", help="Follow-Up Telemetry TLV")
     x.add_argument("--access-report", type=_int, metavar="ID", help="Access Report TLV with this Access ID")
     x.add_argument("--access-return-code", type=_int, metavar="N", help="Access Report Return Code [default: 1]")
-    x.add_argument("--access-report-timer", type=_duration("s"), metavar="TIME",
+    x.add_argument("--access-report-timer", type=_duration("access_report_timer"), metavar="TIME",
                    help="send the Access Report again when no reply carried it this long [default: 3]")
     x.add_argument("--access-report-retries", type=_int, metavar="N",
                    help="Access Report retransmissions before giving up [default: 4]")
@@ -246,7 +245,7 @@ class RoleHelp(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None) -> NoReturn:
         topic = values or ("reflector" if getattr(namespace, "is_reflector", False)
-                           or {"-i", "--is-reflector"} & set(sys.argv[1:]) else "sender")
+                           or {"-i", "--is-reflector"} & set(getattr(parser, "argv", ())) else "sender")
         if topic not in TOPICS:
             parser.error(f"--help {topic}: the topics are {', '.join(TOPICS)}")
         groups = parser._action_groups

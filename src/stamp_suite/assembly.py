@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .config import ClockSource, ConfigError, Settings, Timestamping
+from .config import ClockSource, ConfigError, Settings, Timestamping, UnresolvedName
 from .keys import load_key_directory, load_key_file
 from .net.clock import ClockState, ClockWatcher, read_clock_state
 from .net.local import LocalAddresses
@@ -347,6 +347,8 @@ def sender_destination(s: Settings) -> tuple[str, int]:
     """The reflector's address and port: a name resolved now, in the family asked for."""
     try:
         return resolve(*s.sender.remote(), address_family(s))
+    except NameNotResolved as exc:
+        raise UnresolvedName(str(exc)) from None
     except ResolveError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         if hosts and flags.get("is_reflector"):
             raise ConfigError(f"{hosts[0]}: a reflector (-i) measures no HOST (to listen on an address: -S ADDR)")
+        twice = next((h for i, h in enumerate(hosts) if h in hosts[:i]), None)
+        if twice is not None:
+            raise ConfigError(f"{twice} is given twice")
         targets = [build_settings({**flags, "remote_addr": host}, config_path) for host in hosts] or \
                   [build_settings(flags, config_path)]
         settings = targets[0]

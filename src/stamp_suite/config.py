@@ -30,12 +30,16 @@ from msgspec import Meta, Struct
 from .files import FileRefused, read_regular_file
 from .net.resolve import ResolveError, resolve, split_host_port
 from .reflector.engine import TlvMode
-from .units import DURATIONS, parse_duration
+from .units import DURATIONS, setting_duration
 from .wire.packet import STAMP_PORT
 
 
 class ConfigError(ValueError):
     """Invalid settings; the message is one line and the program exits with status 2."""
+
+
+class UnresolvedName(ConfigError):
+    """A reflector's name has no address now (one of several targets is skipped for it)."""
 
 
 class AuthMode(StrEnum):
@@ -258,6 +262,7 @@ class Output(Struct, **_SECTION):
               "--report-interval must be 0 (none) or at least 0.001 seconds")
 
 
+
 class Export(Struct, **_SECTION):
     """Prometheus and SNMP."""
 
@@ -287,6 +292,9 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         _need(not (self.reflector.verify_tlv_hmac and not c.has_key), "--verify-tlv-hmac needs an HMAC key")
         _need(not (self.tlvs.hmac_tlv and not c.has_key), "--hmac-tlv needs an HMAC key")
         _need(not (self.tlvs.dest_node_addr and not self.sender.ssid), "--dest-node-addr requires --ssid (RFC 9503 §3)")
+        out = self.output
+        _need(not out.plot_html or bool(out.plot_output or out.plot),
+              "--plot-html needs --plot-output (the page shows that PNG)")
         sending = not (self.is_reflector or self.self_test or self.output.plot)
         _need(self.sender.remote_port != 0 or not sending, "--remote-port 0 is not a port to send to")
 
@@ -328,11 +336,15 @@ def build_settings(flags: dict[str, Any], config_path: str | None = None, where:
 
 def _local_address(s: Settings, where: str, labels: dict[str, str]) -> Settings:
     """--local-addr as a name (-S localhost), as -r takes one: its address in the family -4 or
-    -6 asks for, so that everything after sees an address."""
+    -6 asks for, else in the family of a reflector given as an address, so that everything
+    after sees an address."""
     c = s.common
     if c.local_addr is None or _is_ip(c.local_addr):
         return s
     family = socket.AF_INET if c.force_ipv4 else socket.AF_INET6 if c.force_ipv6 else socket.AF_UNSPEC
+    remote = s.sender.remote()[0] if s.sender.remote_addr and not s.is_reflector else ""
+    if family == socket.AF_UNSPEC and _is_ip(remote):
+        family = socket.AF_INET6 if ":" in remote else socket.AF_INET
     try:
         return s.replace(local_addr=resolve(c.local_addr, 0, family)[0])
     except ResolveError as exc:
@@ -360,6 +372,9 @@ def _check_role(s: Settings, given: dict[str, Any], where: str, labels: dict[str
         label = _label(name, where, labels)
         other = "sender" if s.is_reflector else "reflector"
         raise ConfigError(f"{label} is a {other} setting, and {role} does not use it")
+    if s.sender.window and "send_delay" in given:
+        raise ConfigError(f"{_label('send_delay', where, labels)} has no use with {_label('window', where, labels)}: "
+                          "capacity mode sends the next packet as each reply arrives")
     c = s.common
     if not s.is_reflector and c.has_key and not (c.authenticated or s.tlvs.hmac_tlv):
         raise ConfigError("an HMAC key is given, but neither -A A nor --hmac-tlv: this run would be open mode, "
@@ -374,7 +389,7 @@ def _convert(flat: dict[str, Any], where: str, labels: dict[str, str] | None = N
         elif name in SECTION_OF:
             if name in DURATIONS and isinstance(value, str):  # "10ms" in a file or from the API
                 try:
-                    value = parse_duration(value, DURATIONS[name])
+                    value = setting_duration(name, value)
                 except ValueError as exc:
                     raise ConfigError(f"{_label(name, where, labels or {})}: {exc}") from None
             nested.setdefault(SECTION_OF[name], {})[name] = _case_of_choice(name, value)

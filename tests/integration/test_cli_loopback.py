@@ -281,7 +281,8 @@ def test_version():
 @BOTH_PATHS
 def test_capacity_mode_reports_replies_per_second():
     with ReflectorProcess() as refl:
-        res = send(refl, "--window", "16", "--output-format", "json", count=3000)
+        res = run("-r", f"{refl.host}:{refl.port}", "-c", "3000", "-L", "1", "--window", "16",
+                  "--output-format", "json")
     _, summary = json_lines(res.stdout)
     assert summary["packets"]["sent"] == 3000 and summary["packets"]["received"] == 3000
     assert summary["session"]["capacity_replies_per_s"] > 1000

@@ -147,3 +147,28 @@ def test_verbose_packet_lines_name_the_registry_codes():
     assert "timestamp_info=sync_src_in:" in line and ("timestamp_in:sw_local" in line or "timestamp_in:control_plane"
                                                       in line)
     assert "None" not in line and "tx:" in line
+
+
+def test_review_of_the_habits_what_a_trial_found():
+    """A new user's trial of this round's changes: each finding, as it now behaves."""
+    with ReflectorProcess() as refl:
+        target = f"{refl.host}:{refl.port}"
+        # a name with no address among several: said, the others measured, exit 2 (fping's)
+        res = run(target, "no-such-host.invalid", "-c", "2", "-d", "5ms", "-L", "1")
+        assert res.returncode == 2 and "cannot resolve 'no-such-host.invalid'" in res.stderr
+        assert f"{target} " in res.stdout and "Packets" not in res.stdout
+        # a summary with a target each in JSON; several --full summaries each named
+        res = run(target, "[::1]:9", "-c", "1", "-L", "300ms", "--output-format", "json")
+        assert sorted(json.loads(line)["target"] for line in res.stdout.splitlines()) == sorted(["[::1]:9", target])
+        res = run(target, "[::1]:9", "-c", "1", "-L", "300ms", "--full")
+        assert f"\n{target}:\n--- STAMP Statistics ---" in res.stdout and "\n[::1]:9:\n" in res.stdout
+        res = run(target, f"127.0.0.1:{refl.port}", "-c", "2")
+        assert res.returncode == 2 and "is given twice" in res.stderr
+        res = run(target, "-c", "50", "--window", "4", "-d", "10ms")
+        assert res.returncode == 2 and "--send-delay has no use with --window" in res.stderr
+    for args, needle in ((["-r", "127.0.0.1", "--plot-html", "x.html"], "--plot-html needs --plot-output"),
+                         (["-i", "--session-timeout", "1.5s"], "not a whole number of seconds"),
+                         (["-r", "127.0.0.1", "-d", "-1ms"], "negative values are not accepted")):
+        res = run(*args)
+        assert res.returncode == 2 and needle in res.stderr and res.stderr.count("\n") == 1, (args, res.stderr)
+    assert "-R" in run("-i", "--help").stdout  # the reflector's -R is in its help

@@ -72,7 +72,7 @@ def test_an_unresolvable_target_is_down_and_the_others_are_measured(tmp_path):
     said = [line for line in lines if NOWHERE in line]
     assert len(said) == 2, said  # each name once
     assert "target 'bad' is down: cannot resolve 'no-such-host.invalid': " in said[0]
-    assert "tried again in 5 s" in said[0]
+    assert "trying again in 5 s" in said[0]
     assert "target 'worse' is down: cannot resolve 'also-no-such-host.invalid': " in said[1]
 
 
@@ -133,7 +133,7 @@ def test_a_name_that_resolves_later_is_measured_from_then_on(tmp_path):
     lines = log.getvalue().splitlines()
     down, resolved, up, *rest = [line for line in lines if "later" in line]
     assert down == ("stamp-suite monitor: target 'later' is down: cannot resolve 'later.example': Temporary failure "
-                    "in name resolution; tried again in 0.05 s, then less and less often (every 0.2 s at most)")
+                    "in name resolution; trying again in 0.05 s, then less and less often (every 0.2 s at most)")
     assert resolved == f"stamp-suite monitor: target 'later' resolves now, to 127.0.0.1:{refl.address[1]}: measuring it"
     assert up.startswith("stamp-suite monitor: target 'later' is up again: ") and not rest, lines
 
@@ -170,4 +170,4 @@ def test_at_a_reload_a_name_without_an_address_keeps_its_target_running_unless_i
     assert lines[0] == (f"stamp-suite monitor: target 'a' goes on at 127.0.0.1:{port}: cannot resolve 'a.example': "
                         "Temporary failure in name resolution; so does 1 more target whose name has no address now")
     assert lines[1].startswith("stamp-suite monitor: target 'b' is down: cannot resolve 'moved.example': Name or "
-                               "service not known; tried again in 5 s")
+                               "service not known; trying again in 5 s")

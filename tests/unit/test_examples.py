@@ -11,7 +11,7 @@ import pytest
 
 from stamp_suite.config import FILE_KEYS, SECTION_OF, SECTIONS, TOP_KEYS, build_settings
 from stamp_suite.monitor.config import TARGET_KEYS, _MonitorTable, load_config
-from stamp_suite.units import DURATIONS, parse_duration
+from stamp_suite.units import DURATIONS, setting_duration
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 # What each role's file reads (config._check_role refuses the rest): the sender's sections,
@@ -38,7 +38,7 @@ def check_defaults(text: str, keys_of) -> None:
     for key, value in commented(text).items():
         kind = keys_of(key)
         if key in DURATIONS and isinstance(value, str):  # "5s": as the loaders read it
-            value = parse_duration(value, DURATIONS[key])
+            value = setting_duration(key, value)
         converted = msgspec.convert({key: value}, kind)  # the field's type and range
         default = getattr(kind(), key)
         assert default is None or getattr(converted, key) == default, f"{key} = {value!r}: the default is {default!r}"

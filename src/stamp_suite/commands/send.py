@@ -7,7 +7,7 @@ from typing import Any
 from .. import __version__
 from ..args import PROG
 from ..assembly import open_session, run_sessions
-from ..config import OutputFormat, Settings
+from ..config import ConfigError, OutputFormat, Settings, UnresolvedName
 from ..net.clock import ClockState, ClockWatcher, read_clock_state
 from ..net.resolve import format_address
 from ..net.signals import StopRequest
@@ -43,9 +43,17 @@ def run_all(targets: list[Settings], stop: StopRequest) -> int:
         plot.check_available(s.output.plot_output, s.output.plot_html)  # before the run, not after it
     clock = read_clock_state(s.common.tai_offset)
     runs: list[tuple[Probe, SessionStats, SenderOutput]] = []
+    unresolved = 0
     try:
         for t in targets:
-            session, stats = open_session(t, clock)
+            try:
+                session, stats = open_session(t, clock)
+            except UnresolvedName as exc:
+                if not several:
+                    raise
+                say(f"{PROG}: {exc}: not measured")  # fping's habit: the others are
+                unresolved += 1
+                continue
             info = session_info(t, session, clock)
             where = remote_label(info)
             output = SenderOutput(t, stats, info, target=where if several else None)
@@ -55,6 +63,8 @@ def run_all(targets: list[Settings], stop: StopRequest) -> int:
         for session, _, _ in runs:
             session.endpoint.close()
         raise
+    if not runs:
+        raise ConfigError("no reflector could be resolved")
 
     def banner() -> None:
         if s.output.output_format is OutputFormat.TEXT and not s.output.quiet:
@@ -65,8 +75,9 @@ def run_all(targets: list[Settings], stop: StopRequest) -> int:
             limit = f" for {s.sender.max_runtime:g} s" if s.sender.max_runtime else _lasting(s)
             where = (f"{len(runs)} reflectors ({', '.join(o.target or '' for _, _, o in runs)})" if several
                      else f"{remote_label(runs[0][2].session)} from {runs[0][2].session['local']}")
-            print(f"{PROG} {__version__} sending to {where}: {howmany} {pace}{until}{limit}"
-                  f"{' each' if several else ''}, {runs[0][2].session['auth_mode']} mode{exports_text(s)}", flush=True)
+            each = " each" if several else ""
+            print(f"{PROG} {__version__} sending to {where}: {howmany} {pace}{each}{until}{limit}, "
+                  f"{runs[0][2].session['auth_mode']} mode{exports_text(s)}", flush=True)
         if not s.output.quiet:
             for line in runs[0][0].endpoint.caps.notes():
                 note(line)
@@ -80,12 +91,13 @@ def run_all(targets: list[Settings], stop: StopRequest) -> int:
                               every_second=every_second if runs[0][2].progress else None, on_start=banner)
     summaries = [output.finish(duration_s) for _, _, output in runs]
     if runs[0][2].in_table:
-        print(summary_table([(output.target or "", d) for (_, _, output), d in zip(runs, summaries)]), end="")
+        print(summary_table([(output.target or "", d, output.session) for (_, _, output), d in zip(runs, summaries)]),
+              end="")
     if s.output.plot_output:
         output, summary = runs[0][2], summaries[0]
         plot.write(s, output.records or [], f"STAMP {output.session['remote']}", summary, output.session)
-    statuses = [exit_status(stats, t, output.target) for t, (_, stats, output) in zip(targets, runs)]
-    return max(statuses)
+    statuses = [exit_status(stats, output.s, output.target) for _, stats, output in runs]
+    return max(statuses + [2] * bool(unresolved))  # fping's: 2 when a name had no address
 
 
 def _lasting(s: Settings) -> str:
@@ -119,6 +131,7 @@ def exit_status(stats: SessionStats, s: Settings, target: str | None = None) -> 
         why = ("timed out; a reflector drops authenticated packets silently when their HMAC fails or when "
                "it runs in open mode: check that both ends use -A A and the same key")
     else:
-        why = "timed out: no reply within --timeout"
+        why = ("timed out: no reply within --timeout (a reflector in authenticated mode drops open packets "
+               "without a word: -A A and its key, if so)")
     say(f"{PROG}: no replies{f' from {target}' if target else ''}: {why}")
     return 1

@@ -250,7 +250,7 @@ class Monitor:
         heapq.heappush(self._retry_due, (entry.due_ns, entry.name))
         if reason != entry.said:  # said when it is new, never again at every retry
             entry.said = reason
-            self.state_lines.say(f"target {entry.name!r} is down: {reason}; tried again in {delay / NS:g} s, "
+            self.state_lines.say(f"target {entry.name!r} is down: {reason}; trying again in {delay / NS:g} s, "
                                  f"then less and less often (every {self.retry.most_s:g} s at most)", "down")
 
     def _resolved(self, target: Target) -> None:

@@ -4,6 +4,7 @@ engine's events (see :mod:`.driver`)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from typing import Any, TextIO
@@ -124,15 +125,19 @@ class SenderOutput:
             self.session["capacity_replies_per_s"] = self.stats.received / max(duration_s, 1e-9)
         summary = self.stats.to_dict()
         out = self.s.output
-        text = summary_text if out.full else summary_ping if out.quiet else summary_short
+        text = (summary_text if out.full else summary_ping if out.quiet
+                else functools.partial(summary_short, per_packet=self.per_packet))
         if self.csv is not None:
             self.out.flush()
             print(text(summary, self.session), end="", file=self.err)
         elif out.output_format is OutputFormat.JSON:
-            print(summary_json(summary, self.session), file=self.out)
+            print(summary_json(summary, self.session, **({"target": self.target} if self.target else {})),
+                  file=self.out)
         elif not self.in_table:
-            if self.per_packet:
+            if self.per_packet or self.target:
                 print(file=self.out)
+            if self.target:  # one of several full summaries
+                print(f"{self.target}:", file=self.out)
             print(text(summary, self.session), end="", file=self.out)
             if self.s.sender.window:
                 print(f"\nCapacity: {self.session['capacity_replies_per_s']:,.0f} replies/s "

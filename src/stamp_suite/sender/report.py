@@ -249,11 +249,14 @@ def _loss_pct(p: dict[str, Any]) -> float:
 
 # The counters of things that went wrong besides loss, as the short summary names them.
 TROUBLE = (("late", "late"), ("duplicates", "duplicates"), ("reordered", "reordered"), ("refused", "refused (ICMP)"),
-           ("hmac_failures", "HMAC failures"), ("malformed", "malformed"), ("foreign", "foreign"))
+           ("hmac_failures", "HMAC failures"), ("tlv_integrity_failures", "TLVs unused: HMAC TLV failed (-R: I)"),
+           ("micro_session_mismatches", "micro-session mismatches"), ("malformed", "malformed"),
+           ("foreign", "foreign"))
 
 
-def summary_short(d: dict[str, Any], session: dict[str, Any]) -> str:
-    """The default summary: the Rust tool's block, then each other figure once, in a screen."""
+def summary_short(d: dict[str, Any], session: dict[str, Any], per_packet: bool = False) -> str:
+    """The default summary: the Rust tool's block, then each other figure once, in a screen
+    (``per_packet``: -R printed every packet, so the closing hint does not offer it)."""
     lines = _rust_block(d)
     p, rtt = d["packets"], d["rtt_ns"]
     lines.append(f"{remote_label(session)}: {session.get('auth_mode', '')} mode, "
@@ -280,12 +283,19 @@ def summary_short(d: dict[str, Any], session: dict[str, Any]) -> str:
     if d["loss_by_direction"]:
         rows.append(("lost", "forward {forward}, backward {backward}, unknown {unknown_direction}".format(
             **d["loss_by_direction"])))
+    if d["direct_measurement"]:
+        rows.append(("Direct Measurement", "S_TxC {s_txc}  R_RxC {r_rxc}  R_TxC {r_txc}".format(
+            **d["direct_measurement"])))
+    fu = d["follow_up"]
+    if fu["t3_shift_ns"]["count"]:
+        rows.append(("Follow-Up", f"{fu['t3_shift_ns']['count']} replies left "
+                                  f"{ms(fu['t3_shift_ns']['percentiles']['p50'])} after their T3 (p50)"))
     trouble = ", ".join(f"{label} {p[key]}" for key, label in TROUBLE if p[key])
     if trouble:
         rows.append(("also", trouble))
     width = max((len(k) for k, _ in rows), default=0)
     lines.extend(f"  {k:<{width}}  {v}" for k, v in rows)
-    lines.append("(every figure: --full; every packet: -R)")
+    lines.append("(every figure: --full" + ("" if per_packet else "; every packet: -R") + ")")
     return "\n".join(lines) + "\n"
 
 
@@ -303,11 +313,17 @@ def summary_ping(d: dict[str, Any], session: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
-    """Several targets (fping's habit): one line each, the figures in milliseconds."""
+def summary_table(rows: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> str:
+    """Several targets (fping's habit): one line each (target, summary, session), the figures
+    in milliseconds; what a column cannot say (packets unanswered at a stop, capacity) below."""
     head = ("target", "sent", "recv", "lost", "loss", "min", "avg", "max", "p99", "jitter")
     lines = [head]
-    for target, d in rows:
+    notes = []
+    for target, d, session in rows:
+        if d["packets"]["unanswered_at_stop"]:
+            notes.append(f"{target}: {d['packets']['unanswered_at_stop']} unanswered when stopped (not counted)")
+        if "capacity_replies_per_s" in session:
+            notes.append(f"{target}: capacity {session['capacity_replies_per_s']:,.0f} replies/s")
         p, rtt = d["packets"], d["rtt_ns"]
         figures = [rtt["min"], rtt["mean"], rtt["max"], rtt["percentiles"]["p99"],
                    d["delay_variation"]["ipdv_rtt_ns"]["jitter_rfc3550"]]
@@ -316,7 +332,7 @@ def summary_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     width = [max(len(line[i]) for line in lines) for i in range(len(head))]
     text = ["  ".join(cell.ljust(width[0]) if i == 0 else cell.rjust(width[i]) for i, cell in enumerate(line))
             for line in lines]
-    return "\n".join(text) + "\n(min to jitter in ms; every figure: --full)\n"
+    return "\n".join(text + notes) + "\n(min to jitter in ms; every figure: --full)\n"
 
 
 def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
@@ -341,6 +357,8 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
         ("reordered", f"{p['reordered']} (max extent {d['reordering']['extent_max'] or 0})"),
         ("malformed / foreign", f"{p['malformed']} / {p['foreign']}"),
         ("HMAC failures", str(p["hmac_failures"])), ("ICMP errors", str(p["refused"])),
+        ("TLVs unused: their HMAC TLV failed", str(p["tlv_integrity_failures"])),
+        ("micro-session mismatches", str(p["micro_session_mismatches"])),
         ("invalid timestamps (kept out of the delays)", str(p["invalid"]))]
         + ([("lost forward / backward / unknown", "{forward} / {backward} / {unknown_direction}".format(
             **d["loss_by_direction"]))] if d["loss_by_direction"] else [])
@@ -388,7 +406,9 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
          if answered else "n/a"),
         ("TTL at sender", _counts(ttl["at_sender"]) or ("unknown (platform cannot read it)" if answered else "n/a")),
         ("DSCP/ECN sent", f"{dscp['sent']['dscp']}/{dscp['sent']['ecn']}"),
-        ("DSCP/ECN at reflector", _counts(dscp["at_reflector"]) or "not reported (use --cos)"),
+        ("DSCP/ECN at reflector", _counts(dscp["at_reflector"])
+         or "not reported (no CoS TLV answered" + (": its HMAC TLV failed)" if p["tlv_integrity_failures"]
+                                                  else "; --cos asks for one)")),
         ("DSCP/ECN at sender", _counts(dscp["at_sender"]) or ("unknown" if answered else "n/a"))]
         + ([("Return Path", _return_path_text(d["return_path"]))] if d.get("return_path") else []))
     return "\n".join(lines).rstrip() + "\n"
