@@ -250,3 +250,37 @@ def _scrape_or_empty(port):
         return scrape(port)
     except OSError:
         return {}
+
+
+def test_watch_reloads_a_file_replaced_as_a_configmap_is_without_a_signal(tmp_path):
+    """--watch (issue 33): Kubernetes updates a ConfigMap volume by pointing a link at a new
+    file; the monitor sees the change within its check (2 s) and reloads, no SIGHUP."""
+    mport = free_tcp_port()
+    with start_reflector() as refl:
+        first, second = tmp_path / "v1.toml", tmp_path / "v2.toml"
+        _config(first, refl, mport=mport, name="a")
+        _config(second, refl, mport=mport, name="b")
+        link = tmp_path / "targets.toml"
+        link.symlink_to(first)
+        mon = subprocess.Popen([*CMD, "monitor", "--config", str(link), "--watch"], stderr=subprocess.PIPE, text=True,
+                               env=ENV)
+        try:
+            assert wait_for(lambda: ("stamp_sender_packets_sent_total", (("target", "a"),)) in _targets(mport), 10)
+            tmp = tmp_path / "next"
+            tmp.symlink_to(second)
+            tmp.replace(link)  # atomically, as the kubelet swaps its ..data link
+            assert wait_for(lambda: ("stamp_sender_packets_sent_total", (("target", "b"),)) in _targets(mport), 8)
+            assert ("stamp_sender_packets_sent_total", (("target", "a"),)) not in _targets(mport)
+        finally:
+            mon.send_signal(signal.SIGTERM)
+            _, err = mon.communicate(timeout=10)
+    assert mon.returncode == 0 and "targets.toml changed: reloading" in err, err
+
+
+def _targets(mport):
+    """The sent counters by target alone (the monitor label dropped)."""
+    try:
+        m = scrape(mport)
+    except OSError:
+        return set()
+    return {(k[0], tuple(kv for kv in k[1] if kv[0] == "target")) for k in m if k[0] == "stamp_sender_packets_sent_total"}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
+from collections.abc import Mapping
 
 from ..args import OneLineParser
 from ..assembly import TargetSessions
@@ -39,17 +41,42 @@ def build_parser() -> OneLineParser:
                     help='write the window lines here ("-": stdout; overrides [monitor] jsonl)')
     ap.add_argument("--shard", metavar="K/N", type=_shard, default=(1, 1),
                     help="run only shard K of N of the file's targets (by a hash of each name), for N monitor "
+                         "processes; 'auto': K from a StatefulSet pod's ordinal ($STAMP_SHARD_INDEX or the "
+                         "host name's -ORDINAL), N from $STAMP_SHARDS; "
                          "processes on one or more hosts sharing one targets file")
+    ap.add_argument("--watch", action="store_true",
+                    help="re-read the file when it changes, as on SIGHUP (a Kubernetes ConfigMap; checked every 2 s)")
     ap.add_argument("--name", help="this monitor's name: the 'monitor' label of every metric and field of every "
                                    "window line [default: the host name, with -K when sharded]")
     return ap
 
 
-def _shard(text: str) -> tuple[int, int]:
+def _shard(text: str) -> tuple[int, int] | str:
+    if text == "auto":
+        return text  # read from the environment once the flags are all read (auto_shard)
     k, sep, n = text.partition("/")
     if not (sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
         raise argparse.ArgumentTypeError(f"{text!r} is not K/N with 1 <= K <= N (e.g. 2/4)")
     return int(k), int(n)
+
+
+def auto_shard(env: Mapping[str, str], hostname: str) -> tuple[int, int]:
+    """--shard auto, for the replicas of a Kubernetes StatefulSet (deploy/kubernetes/): shard
+    K = ordinal + 1 of N = $STAMP_SHARDS.  The ordinal is $STAMP_SHARD_INDEX (the pod-index
+    label, given by the downward API) or the pod's name, which the StatefulSet makes NAME-ORDINAL."""
+    count = env.get("STAMP_SHARDS", "")
+    if not count.isdigit() or int(count) < 1:
+        raise ConfigError(f"--shard auto: STAMP_SHARDS must be the number of shards (the StatefulSet's replicas), "
+                          f"not {count!r}" if count else "--shard auto: STAMP_SHARDS is not set (the StatefulSet's "
+                          "replicas)")
+    index = env.get("STAMP_SHARD_INDEX") or hostname.rpartition("-")[2]
+    if not index.isdigit():
+        raise ConfigError(f"--shard auto: no ordinal: STAMP_SHARD_INDEX is not set and the host name {hostname!r} "
+                          "does not end in -ORDINAL")
+    if int(index) >= int(count):
+        raise ConfigError(f"--shard auto: ordinal {index} is not below STAMP_SHARDS {count}: is STAMP_SHARDS the "
+                          "StatefulSet's replica count?")
+    return int(index) + 1, int(count)
 
 
 def main(argv: list[str], stop: StopRequest) -> int:
@@ -57,6 +84,9 @@ def main(argv: list[str], stop: StopRequest) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    if args.shard == "auto":
+        args.shard = auto_shard(os.environ, socket.gethostname())
+        args.name = args.name or socket.gethostname()  # the pod's name says its shard already
     if args.metrics_addr:
         try:
             check_metrics_addr(args.metrics_addr)
@@ -73,7 +103,7 @@ def main(argv: list[str], stop: StopRequest) -> int:
 
 def _run(args: argparse.Namespace, stop: StopRequest) -> int:
     monitor = Monitor(args.config, stop, TargetSessions(), metrics_addr=args.metrics_addr, shard=args.shard,
-                      name=args.name, jsonl=args.jsonl)
+                      name=args.name, jsonl=args.jsonl, watch=args.watch)
     _raise_fd_limit(len(monitor.config.targets) + 256)
     # The threads beside the sending loop (the /metrics server writing a 60 MB answer, the
     # SNMP agent) hand the GIL back to it within 1 ms, not 5 ms.  Not much less: at 0.1 ms the

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import json
+import os
 import socket
 import sys
 import time
@@ -44,6 +45,7 @@ from .windows import ClosedWindow, WindowedStats
 
 NS = 1_000_000_000
 RELOAD_CHECK_NS = NS // 20
+WATCH_NS = 2 * NS  # --watch: how often the file is looked at (a ConfigMap takes a minute or so to change)
 RETRY_CHECK_NS = NS // 10  # lookups of unresolved names handed out, and their answers taken
 OVERLOAD_CHECK_NS = 60 * NS
 OVERLOAD_SHARE = 0.01  # of the scheduled sends skipped in a check's minute: said in the log
@@ -71,8 +73,11 @@ def answered(stats: SessionStats) -> bool:
 class Monitor:
     def __init__(self, config_path: str, stop: StopRequest, sessions: Sessions, log: TextIO | None = None,
                  metrics_addr: str | None = None, shard: tuple[int, int] = (1, 1), name: str | None = None,
-                 jsonl: str | None = None, retry: RetrySchedule = RetrySchedule()) -> None:
+                 jsonl: str | None = None, retry: RetrySchedule = RetrySchedule(), watch: bool = False) -> None:
+        """``watch``: reload when the file changes, as on SIGHUP (a Kubernetes ConfigMap is
+        updated in place, and nothing there sends a signal)."""
         self.config_path = config_path
+        self._file_seen = _file_signature(config_path)
         self.sessions = sessions
         # --metrics-addr and --jsonl win over the file's, on every reload too (one file, N shards)
         self.overrides = {k: v for k, v in (("metrics_addr", metrics_addr), ("jsonl", jsonl)) if v}
@@ -104,6 +109,8 @@ class Monitor:
         self._lookups: ThreadPoolExecutor | None = None
         self._reload = False
         self.driver.every(RELOAD_CHECK_NS, self._check_reload)
+        if watch:
+            self.driver.every(WATCH_NS, self._check_file)
         self.driver.every(RETRY_CHECK_NS, self._retry_unresolved)
         self.driver.every(FREEZE_NS, freeze_survivors)
         self.driver.every(SWEEP_NS, sweep)
@@ -402,6 +409,15 @@ class Monitor:
     def request_reload(self) -> None:
         self._reload = True
 
+    def _check_file(self) -> None:
+        """--watch: the file's identity, times and size; a change (a ConfigMap swaps a link to
+        a new file) is a reload.  A file missing for a moment is no change."""
+        seen = _file_signature(self.config_path)
+        if seen is not None and seen != self._file_seen:
+            self._file_seen = seen
+            self.log(f"{self.config_path} changed: reloading")
+            self.request_reload()
+
     def _check_reload(self) -> None:
         if not self._reload:
             return
@@ -453,3 +469,11 @@ class Monitor:
                 yield t.name, False
         for name in list(self.unresolved):
             yield name, False
+
+
+def _file_signature(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
