@@ -283,4 +283,5 @@ def _targets(mport):
         m = scrape(mport)
     except OSError:
         return set()
-    return {(k[0], tuple(kv for kv in k[1] if kv[0] == "target")) for k in m if k[0] == "stamp_sender_packets_sent_total"}
+    return {(k[0], tuple(kv for kv in k[1] if kv[0] == "target")) for k in m
+            if k[0] == "stamp_sender_packets_sent_total"}
