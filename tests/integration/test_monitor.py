@@ -258,6 +258,9 @@ def _sends_so_far(mport: int) -> float:
         return 0
 
 
+LATE = "0.01"  # s: a send this late was held back
+
+
 @pytest.mark.alone  # the schedule error is the figure
 def test_a_slow_reader_of_a_large_answer_stalls_neither_the_sends_nor_other_scrapes(tmp_path):
     """issue 34: a scraper that reads a monitor's multi-megabyte answer a few kB at a time:
@@ -274,7 +277,7 @@ def test_a_slow_reader_of_a_large_answer_stalls_neither_the_sends_nor_other_scra
     def window(slow: socket.socket | None) -> tuple[float, float, list[float], int]:
         """2.5 s with two full scrapes by another client, and ``slow`` read a few kB at a
         time meanwhile: (sends, late sends, the scrapes' times, octets the slow one got)."""
-        start, t0, times, got = _schedule(mport), time.monotonic(), [], 0
+        start, t0, times, got = _schedule(mport, LATE), time.monotonic(), [], 0
         while time.monotonic() - t0 < 2.5:
             if slow is not None:
                 got += len(slow.recv(4096))
@@ -284,7 +287,7 @@ def test_a_slow_reader_of_a_large_answer_stalls_neither_the_sends_nor_other_scra
                 answer = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read()
                 times.append(time.monotonic() - t1)
                 assert b"stamp_monitor_schedule_error_seconds_count" in answer
-        end = _schedule(mport)
+        end = _schedule(mport, LATE)
         return end[0] - start[0], end[1] - start[1], times, got
 
     try:
@@ -300,8 +303,10 @@ def test_a_slow_reader_of_a_large_answer_stalls_neither_the_sends_nor_other_scra
         mon.send_signal(signal.SIGTERM)
         mon.communicate(timeout=20)
     assert sends_during > 2000 and got < 1_000_000  # it was sending, and the reader was slow
-    # A slow reader costs the loop a few GIL handoffs to the writing thread: a late send in
-    # fifty at most, beside the same window without it (measured: 0.1-2 % under no load).
-    assert late_during / sends_during <= late_base / sends_base + 0.02, (late_base, sends_base, late_during,
-                                                                          sends_during)
+    # A stall (the loop writing the answer itself held sends back 200 ms) shows as sends 10 ms
+    # late; a slow reader may cost the loop a few GIL handoffs to the writing thread (1 ms
+    # each, sys.setswitchinterval), which this bound does not count (measured beside the same
+    # window without it: 1-4 % of sends over 2.5 ms late on a busy CI machine, both ways).
+    assert late_during / sends_during <= late_base / sends_base + 0.005, (late_base, sends_base, late_during,
+                                                                           sends_during)
     assert len(times) == 2 and max(times) < 5, times
