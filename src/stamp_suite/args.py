@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--padding", type=_int, metavar="N", help="Extra Padding TLV of N octets")
     t.add_argument("--dscp", type=_int, metavar="N", help="DSCP of the test packets 0..63")
     t.add_argument("--ecn", type=_int, metavar="N", help="ECN of the test packets 0..3")
+    t.add_argument("--outage-threshold", type=_duration("outage_threshold"), metavar="TIME",
+                   help="metrics: loss this long is an outage [default: 3s]")
+    t.add_argument("--errored-rtt", type=_duration("errored_rtt"), metavar="TIME",
+                   help="metrics: a round trip over this errs its second")
 
     o = _group(p, "output", SENDER)
     o.add_argument("-q", "--quiet", action="store_true", help="ping's closing lines only (warnings stay)")

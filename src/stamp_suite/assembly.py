@@ -26,6 +26,7 @@ from .reflector.counters import ReflectorCounters
 from .reflector.engine import RELOADABLE, ClockDescription, Reflector, ReflectorConfig
 from .reflector.server import ReflectorServer
 from .reflector.service import ReflectorService, default_workers
+from .sender.availability import availability_of
 from .sender.driver import Probe, SenderDriver
 from .sender.engine import SenderConfig, SessionSender
 from .sender.events import Event
@@ -403,7 +404,7 @@ def observe(s: Settings, probes: list[tuple[Probe, SessionStats]]) -> list[Stopp
             metrics = SenderMetrics()
             for session, stats in probes:
                 session.consumers.append(metrics.add_session(
-                    (format_address(session.destination), str(s.sender.ssid or 0)), stats))
+                    (format_address(session.destination), str(s.sender.ssid or 0)), stats, availability_of(s)))
             parts.append(serve(metrics, s.export.metrics_addr))
         if s.export.snmp:
             from .observability.mib_values import sender_objects

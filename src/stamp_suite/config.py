@@ -158,6 +158,10 @@ class Sender(Struct, **_SECTION):
     window: Annotated[int, _range(0, 65536)] = 0  # capacity mode: packets kept in flight
     dscp: Annotated[int, _range(0, 63)] = 0
     ecn: Annotated[int, _range(0, 3)] = 0
+    # Availability (the metrics' errored seconds and outages): a loss period this long or longer
+    # is an outage; a round trip over errored_rtt (ms; 0: none) makes its second errored.
+    outage_threshold: Annotated[float, Meta(gt=0, le=10**9)] = 3.0
+    errored_rtt: Annotated[float, _range(0, 10**9)] = 0.0
 
     def __post_init__(self) -> None:
         _need(self.max_runtime == 0 or self.max_runtime >= 0.001,

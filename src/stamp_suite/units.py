@@ -12,7 +12,8 @@ import re
 UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 # The settings that are durations, and the unit of a bare number in each.
 DURATIONS = {"send_delay": "ms", "timeout": "s", "max_runtime": "s", "report_interval": "s",
-             "access_report_timer": "s", "session_timeout": "s", "busy_poll": "us"}
+             "access_report_timer": "s", "session_timeout": "s", "busy_poll": "us", "outage_threshold": "s",
+             "errored_rtt": "ms"}
 WHOLE = {"session_timeout", "busy_poll"}  # counted in whole units
 _PART = re.compile(r"(?P<number>[0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)(?P<unit>[a-zµμ]*)")
 EXAMPLES = "200us, 10ms, 1.5s, 5m, 1h30m"

@@ -28,7 +28,7 @@ def test_alert_rules_pass_promtool_check_and_unit_tests():
     require_tool("promtool")
     check = subprocess.run(["promtool", "check", "rules", "stamp-alerts.yml"], cwd=DEPLOY, capture_output=True,
                            text=True)
-    assert check.returncode == 0 and "SUCCESS: 6 rules found" in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0 and "SUCCESS: 7 rules found" in check.stdout, check.stdout + check.stderr
     tests = subprocess.run(["promtool", "test", "rules", "stamp-alerts.test.yml"], cwd=DEPLOY, capture_output=True,
                            text=True)
     assert tests.returncode == 0 and "SUCCESS" in tests.stdout, tests.stdout + tests.stderr
@@ -128,7 +128,8 @@ def test_prometheus_scrapes_reflector_and_monitor_with_the_values_the_traffic_ma
             groups = prom.api("rules")["groups"]  # deploy/stamp-alerts.yml, loaded and evaluated
             rules = [r for g in groups for r in g["rules"]]
             assert sorted(r["name"] for r in rules) == ["StampLossHigh", "StampMonitorDown", "StampMonitorOverloaded",
-                                                        "StampReflectorDropping", "StampRttHigh", "StampTargetDown"]
+                                                        "StampOutage", "StampReflectorDropping", "StampRttHigh",
+                                                        "StampTargetDown"]
             assert wait_for(lambda: all(r["health"] == "ok" for g in prom.api("rules")["groups"]
                                         for r in g["rules"]), 5)
             # nothing listens behind "dead", and "lossy" loses 25 %: both alerts pending (they

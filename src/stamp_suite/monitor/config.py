@@ -29,7 +29,8 @@ TARGET_KEYS = frozenset({
     "hmac_tlv", "clock_source", "tai_offset", "clock_synchronized", "error_scale", "error_multiplier",
     "timestamping", "cos", "location", "timestamp_info", "direct_measurement", "follow_up_telemetry",
     "access_report", "access_return_code", "access_report_timer", "access_report_retries", "dest_node_addr",
-    "return_path_cc", "return_address", "return_sr_mpls_labels", "return_srv6_sids", "micro_session_id"})
+    "return_path_cc", "return_address", "return_sr_mpls_labels", "return_srv6_sids", "micro_session_id",
+    "outage_threshold", "errored_rtt"})
 SNMP_SOCKET = "/var/agentx/master"
 
 

@@ -31,6 +31,7 @@ from ..net.signals import StopRequest
 from ..net.udp import SocketSetupError
 from ..observability.metrics import DELAY_BUCKETS_S, BucketHistogram, SenderMetrics
 from ..say import count, say
+from ..sender.availability import availability_of
 from ..sender.driver import SenderDriver
 from ..sender.report import rfc3339
 from ..sender.stats import SessionStats
@@ -150,7 +151,8 @@ class Monitor:
 
     def _run(self, target: Target) -> None:
         """Measure ``target`` from now on (its metrics, its schedule on the driver)."""
-        target.session.consumers.append(self.metrics.add_session((self.name, target.name), target.stats))
+        target.session.consumers.append(self.metrics.add_session((self.name, target.name), target.stats,
+                                                                 availability_of(target.settings)))
         target.windows.full = self.jsonl is not None  # a window's statistics in full only for JSON lines
         self.targets[target.name] = target
         self.driver.add(target.session, target.phase_ns())

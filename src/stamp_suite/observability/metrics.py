@@ -24,6 +24,7 @@ from prometheus_client.core import (
 
 from .. import __version__
 from ..reflector.counters import PROCESSING_BUCKETS_S
+from ..sender.availability import NS, Availability
 from ..sender.events import Event, Reply
 from ..tlvs import ClassOfService
 from .exposition import Families, Family, label_text, number
@@ -114,17 +115,19 @@ class ReflectorCollector:
 class _SessionMetrics:
     """One session's series: its statistics, histograms and latest reply's path facts."""
 
-    __slots__ = ("stats", "labels", "hist", "last_rtt", "ttl_reflector", "ttl_sender", "dscp_reflector",
-                 "dscp_sender")
+    __slots__ = ("stats", "availability", "labels", "hist", "last_rtt", "ttl_reflector", "ttl_sender",
+                 "dscp_reflector", "dscp_sender")
 
-    def __init__(self, stats, labels: str) -> None:
+    def __init__(self, stats, labels: str, availability: Availability) -> None:
         self.stats = stats
+        self.availability = availability
         self.labels = labels  # escaped once (exposition.label_text)
         self.hist = tuple(BucketHistogram(DELAY_BUCKETS_S) for _ in SENDER_HISTOGRAMS)  # rtt, forward, backward
         self.last_rtt: int | None = None
         self.ttl_reflector = self.ttl_sender = self.dscp_reflector = self.dscp_sender = None  # of the latest reply
 
     def on_event(self, ev: Event) -> None:
+        self.availability.on_event(ev)
         if type(ev) is not Reply:
             return
         s = ev.sample
@@ -141,14 +144,15 @@ class _SessionMetrics:
 
     def row(self) -> tuple:
         """What the exposition shows of this session as a plain tuple (ints, floats, str and
-        None: marshal can send it to a render process): labels, the SENDER_COUNTERS, jitter
+        None: marshal can send it to a render process): labels, the SENDER_COUNTERS and the
+        AVAILABILITY_COUNTERS, jitter
         and latest round trip (ns), TTL and DSCP at the reflector and here, then each
         histogram's bucket counts and sum (ns).  The counts are the live lists, not copies:
         a row is formatted or marshalled before the session's next packet."""
         st, (rtt, forward, backward) = self.stats, self.hist
-        return (self.labels, *_COUNTERS(st), st.rtt_var.jitter_ns, self.last_rtt, self.ttl_reflector,
-                self.ttl_sender, self.dscp_reflector, self.dscp_sender, rtt.counts, rtt.sum_ns, forward.counts,
-                forward.sum_ns, backward.counts, backward.sum_ns)
+        return (self.labels, *_COUNTERS(st), *_AVAILABILITY(self.availability), st.rtt_var.jitter_ns, self.last_rtt,
+                self.ttl_reflector, self.ttl_sender, self.dscp_reflector, self.dscp_sender, rtt.counts, rtt.sum_ns,
+                forward.counts, forward.sum_ns, backward.counts, backward.sum_ns)
 
 
 SENDER_COUNTERS = (  # (metric, SessionStats attribute, help)
@@ -164,8 +168,17 @@ SENDER_COUNTERS = (  # (metric, SessionStats attribute, help)
     ("stamp_sender_refused_packets_total", "refused",
      "ICMP errors (port, host or network unreachable) the socket reported for test packets: nothing answers there"),
 )
+AVAILABILITY_COUNTERS = (  # (metric, Availability attribute, help)
+    ("stamp_sender_errored_seconds_total", "errored_seconds",
+     "Seconds of sending in which a test packet was lost (or its round trip was over --errored-rtt)"),
+    ("stamp_sender_loss_periods_total", "loss_periods",
+     "Runs of consecutive lost test packets (RFC 3357 loss periods)"),
+    ("stamp_sender_outages_total", "outages", "Loss periods of --outage-threshold or longer"),
+    ("stamp_sender_outage_seconds_total", "outage_seconds",
+     "Time in outages, from the first lost packet's send to the first answered one's; grows while one lasts"),
+)
 # Columns of a session's row (_SessionMetrics.row) after the labels and the counters.
-_JITTER = 1 + len(SENDER_COUNTERS)
+_JITTER = 1 + len(SENDER_COUNTERS) + len(AVAILABILITY_COUNTERS)
 _LAST_RTT, _TTL, _DSCP, _HISTOGRAMS = _JITTER + 1, _JITTER + 2, _JITTER + 4, _JITTER + 6
 SENDER_GAUGES = (  # (metric, column, help): latest values, once a reply came (_LAST_RTT not None)
     ("stamp_sender_jitter_seconds", _JITTER, "Round-trip interarrival jitter (RFC 3550)"),
@@ -183,11 +196,12 @@ SENDER_HISTOGRAMS = (  # (metric, help): round trip, forward, backward
                                             "synchronised (S bits)"),
 )
 _COUNTERS = attrgetter(*(attr for _, attr, _ in SENDER_COUNTERS))
+_AVAILABILITY = attrgetter(*(attr for _, attr, _ in AVAILABILITY_COUNTERS))
 BUCKET_BOUNDS = (*map(str, DELAY_BUCKETS_S), "+Inf")
 
 BUILD_FAMILIES: tuple[Family, ...] = (("stamp_build_info", "gauge", "stamp-suite version and Python"),)
 SESSION_FAMILIES: tuple[Family, ...] = (
-    *((name, "counter", doc) for name, _, doc in SENDER_COUNTERS),
+    *((name, "counter", doc) for name, _, doc in SENDER_COUNTERS + AVAILABILITY_COUNTERS),
     *((name, "gauge", doc) for name, _, doc in SENDER_GAUGES + SENDER_PATH),
     *((name, "histogram", doc) for name, doc in SENDER_HISTOGRAMS))
 
@@ -205,9 +219,12 @@ class SenderMetrics:
         self.label_names = list(label_names)
         self._sessions: dict[tuple[str, ...], _SessionMetrics] = {}
 
-    def add_session(self, label_values: tuple[str, ...], stats) -> Callable[[Event], None]:
-        """Register a session (its SessionStats); returns the on_event hook that feeds it."""
-        session = _SessionMetrics(stats, label_text(self.label_names, label_values))
+    def add_session(self, label_values: tuple[str, ...], stats,
+                    availability: Availability | None = None) -> Callable[[Event], None]:
+        """Register a session (its SessionStats, and its Availability to feed: by default a
+        packet a second, 3 s outages); returns the on_event hook that feeds them."""
+        session = _SessionMetrics(stats, label_text(self.label_names, label_values),
+                                  availability or Availability(3 * NS))
         self._sessions[tuple(label_values)] = session
         return session.on_event
 
@@ -238,8 +255,8 @@ ROWS_PER_SLICE = 50  # sessions copied out per slice of the loop (5 us each), or
 
 def session_lines(f: Families, rows: list[tuple]) -> None:
     """The SESSION_FAMILIES' series of sessions from their rows (_SessionMetrics.row)."""
-    for i, (name, _, _) in enumerate(SENDER_COUNTERS, start=1):
-        f.lines[name] += [f"{name}{{{row[0]}}} {row[i]}" for row in rows]  # counts: ints
+    for i, (name, _, _) in enumerate(SENDER_COUNTERS + AVAILABILITY_COUNTERS, start=1):
+        f.lines[name] += [f"{name}{{{row[0]}}} {number(row[i])}" for row in rows]
     answered = [row for row in rows if row[_LAST_RTT] is not None]  # nothing about delay until a reply
     for name, column, _ in SENDER_GAUGES:
         f.lines[name] += [f"{name}{{{row[0]}}} {number(row[column] / 1e9)}" for row in answered]
