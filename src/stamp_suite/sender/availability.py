@@ -61,6 +61,10 @@ class Availability:
             self._fate(ev.sample.sequence_number, ev.sample.t1_ns, False, False)
 
     def _fate(self, seq: int, t1_ns: int, lost: bool, errored: bool) -> None:
+        if seq == self._next and not self._fates:  # in order, as most are: no waiting
+            self._next += 1
+            self._count(t1_ns, lost, errored)
+            return
         if seq < self._next:
             return  # a packet from before this count started (or a duplicate fate)
         self._fates[seq] = (t1_ns, lost, errored)
