@@ -35,14 +35,40 @@ def run(s: Settings, stop: StopRequest) -> int:
     return run_all([s], stop)
 
 
+Run = tuple[Probe, SessionStats, SenderOutput]
+
+
 def run_all(targets: list[Settings], stop: StopRequest) -> int:
     """One session per target (the settings differ only in the reflector), in one driver."""
     s = targets[0]
-    several = len(targets) > 1
     if s.output.plot_output:
         plot.check_available(s.output.plot_output, s.output.plot_html)  # before the run, not after it
     clock = read_clock_state(s.common.tai_offset)
-    runs: list[tuple[Probe, SessionStats, SenderOutput]] = []
+    runs, unresolved = _open_all(targets, clock)
+
+    def progress() -> None:  # the line on a terminal, once a second
+        for _, _, output in runs:
+            output.show_progress()
+    stop.started()
+    duration_s = run_sessions(s, [(session, stats) for session, stats, _ in runs], stop,
+                              clock=ClockWatcher(clock, read=lambda: read_clock_state(s.common.tai_offset), log=note),
+                              every_second=progress if runs[0][2].progress else None, on_start=lambda: _banner(s, runs))
+    summaries = [output.finish(duration_s) for _, _, output in runs]
+    if runs[0][2].in_table:
+        print(summary_table([(output.target or "", d, output.session) for (_, _, output), d in zip(runs, summaries)]),
+              end="")
+    if s.output.plot_output:
+        output, summary = runs[0][2], summaries[0]
+        plot.write(s, output.records or [], f"STAMP {output.session['remote']}", summary, output.session)
+    statuses = [exit_status(stats, output.s, output.target) for _, stats, output in runs]
+    return max(statuses + [2] * bool(unresolved))  # fping's: 2 when a name had no address
+
+
+def _open_all(targets: list[Settings], clock: ClockState) -> tuple[list[Run], int]:
+    """A session and its outputs for each target, and how many names had no address (among
+    several: said and skipped, as fping does; alone: the error it is)."""
+    several = len(targets) > 1
+    runs: list[Run] = []
     unresolved = 0
     try:
         for t in targets:
@@ -51,7 +77,7 @@ def run_all(targets: list[Settings], stop: StopRequest) -> int:
             except UnresolvedName as exc:
                 if not several:
                     raise
-                say(f"{PROG}: {exc}: not measured")  # fping's habit: the others are
+                say(f"{PROG}: {exc}: not measured")
                 unresolved += 1
                 continue
             info = session_info(t, session, clock)
@@ -65,39 +91,27 @@ def run_all(targets: list[Settings], stop: StopRequest) -> int:
         raise
     if not runs:
         raise ConfigError("no reflector could be resolved")
+    return runs, unresolved
 
-    def banner() -> None:
-        if s.output.output_format is OutputFormat.TEXT and not s.output.quiet:
-            pace = f"with {s.sender.window} in flight" if s.sender.window else f"every {s.sender.send_delay:g} ms"
-            n = s.sender.count
-            howmany = "packets" if n == 0 else "1 packet" if n == 1 else f"{n} packets"
-            until = " until interrupted" if n == 0 and not s.sender.max_runtime else ""
-            limit = f" for {s.sender.max_runtime:g} s" if s.sender.max_runtime else _lasting(s)
-            where = (f"{len(runs)} reflectors ({', '.join(o.target or '' for _, _, o in runs)})" if several
-                     else f"{remote_label(runs[0][2].session)} from {runs[0][2].session['local']}")
-            each = " each" if several else ""
-            print(f"{PROG} {__version__} sending to {where}: {howmany} {pace}{each}{until}{limit}, "
-                  f"{runs[0][2].session['auth_mode']} mode{exports_text(s)}", flush=True)
-        if not s.output.quiet:
-            for line in runs[0][0].endpoint.caps.notes():
-                note(line)
 
-    def every_second() -> None:
-        for _, _, output in runs:
-            output.show_progress()
-    stop.started()
-    duration_s = run_sessions(s, [(session, stats) for session, stats, _ in runs], stop,
-                              clock=ClockWatcher(clock, read=lambda: read_clock_state(s.common.tai_offset), log=note),
-                              every_second=every_second if runs[0][2].progress else None, on_start=banner)
-    summaries = [output.finish(duration_s) for _, _, output in runs]
-    if runs[0][2].in_table:
-        print(summary_table([(output.target or "", d, output.session) for (_, _, output), d in zip(runs, summaries)]),
-              end="")
-    if s.output.plot_output:
-        output, summary = runs[0][2], summaries[0]
-        plot.write(s, output.records or [], f"STAMP {output.session['remote']}", summary, output.session)
-    statuses = [exit_status(stats, output.s, output.target) for _, stats, output in runs]
-    return max(statuses + [2] * bool(unresolved))  # fping's: 2 when a name had no address
+def _banner(s: Settings, runs: list[Run]) -> None:
+    """What is about to be measured, how and for how long (text output, not -q); the socket's notes."""
+    if s.output.output_format is OutputFormat.TEXT and not s.output.quiet:
+        several = len(runs) > 1
+        pace = f"with {s.sender.window} in flight" if s.sender.window else f"every {s.sender.send_delay:g} ms"
+        n = s.sender.count
+        howmany = "packets" if n == 0 else "1 packet" if n == 1 else f"{n} packets"
+        until = " until interrupted" if n == 0 and not s.sender.max_runtime else ""
+        limit = f" for {s.sender.max_runtime:g} s" if s.sender.max_runtime else _lasting(s)
+        first = runs[0][2].session
+        where = (f"{len(runs)} reflectors ({', '.join(o.target or '' for _, _, o in runs)})" if several
+                 else f"{remote_label(first)} from {first['local']}")
+        each = " each" if several else ""
+        print(f"{PROG} {__version__} sending to {where}: {howmany} {pace}{each}{until}{limit}, "
+              f"{first['auth_mode']} mode{exports_text(s)}", flush=True)
+    if not s.output.quiet:
+        for line in runs[0][0].endpoint.caps.notes():
+            note(line)
 
 
 def _lasting(s: Settings) -> str:
