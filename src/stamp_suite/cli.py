@@ -16,7 +16,7 @@ from typing import Any
 
 from . import __version__
 from .args import PROG, build_parser
-from .config import ConfigError, build_settings
+from .config import ConfigError, OutputFormat, Settings, build_settings
 from .keys import hide_keys
 from .net import signals, srv6
 from .net.clock import read_clock_state
@@ -73,12 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     return _guarded(run)
 
 
-def _check_several(s) -> None:
+def _check_several(s: Settings) -> None:
     """What cannot be shared by several targets' sessions, refused before any is opened."""
     for given, what in ((s.common.local_port, "--local-port (each session needs a port of its own)"),
                         (s.export.snmp, "--snmp (the sender's MIB describes one session)"),
                         (s.output.plot_output or s.output.plot_html, "--plot-output (a plot shows one session)"),
-                        (s.output.output_format.value == "csv", "--output-format csv (use json: a 'target' each)"),
+                        (s.output.output_format is OutputFormat.CSV, "--output-format csv (use json: a 'target' each)"),
                         (s.self_test, "--self-test")):
         if given:
             raise ConfigError(f"several reflectors cannot be measured with {what}")
