@@ -22,6 +22,7 @@ from stamp_suite.observability.render_process import (
     RenderJob,
     RenderProcess,
 )
+from stamp_suite.sender.availability import NS, Availability
 from stamp_suite.sender.events import Reply, Sent
 from stamp_suite.sender.sliced import SlicedWork
 from stamp_suite.sender.stats import SessionStats
@@ -222,7 +223,7 @@ class _Monitor:
         self.closed = []
         for i, target in enumerate(("a", "b")):  # a session each with a reply, and a closed window
             stats = SessionStats()
-            hook = self.metrics.add_session((self.name, target), stats)
+            hook = self.metrics.add_session((self.name, target), stats, Availability(3 * NS))
             for ev in (Sent(0, T1, b""), Reply(sample(0, 100 + 50 * i))):
                 stats.on_event(ev)
                 hook(ev)

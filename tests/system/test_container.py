@@ -21,6 +21,10 @@ pytestmark = pytest.mark.system
 ROOT = Path(__file__).parents[2]
 BASE = "localhost/stamp-base:bookworm"  # kept between runs: made once (about 30 s)
 CAP_NET_BIND_SERVICE = 1 << 10
+# What deploy/kubernetes/ gives both containers: one capability, no privilege escalation
+# (no_new_privs), a read-only root with a writable /tmp.
+RESTRICTED = ("--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE", "--security-opt", "no-new-privileges",
+              "--read-only", "--tmpfs", "/tmp")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +68,7 @@ def test_the_reflector_container_holds_port_862_as_a_user_that_is_not_root(image
     run, tag = image
     name = f"stamp-reflector-{uuid.uuid4().hex[:8]}"
     # the image's default command (-i), on 127.0.0.1 only: the host's loopback, port 862
-    run("run", "-d", "--name", name, "--network", "host", "--health-interval", "disable", tag,
+    run("run", "-d", "--name", name, "--network", "host", "--health-interval", "disable", *RESTRICTED, tag,
         "-i", "-S", "127.0.0.1", "--workers", "1")
     try:
         deadline = time.monotonic() + 20
@@ -88,8 +92,8 @@ def test_the_reflector_container_holds_port_862_as_a_user_that_is_not_root(image
         config.chmod(0o644)
         tmp_path.chmod(0o755)  # read by the image's user
         monitor = f"stamp-monitor-{uuid.uuid4().hex[:8]}"
-        run("run", "-d", "--name", monitor, "--network", "host", "-v", f"{tmp_path}:/etc/stamp:ro", tag,
-            "monitor", "--config", "/etc/stamp/targets.toml")
+        run("run", "-d", "--name", monitor, "--network", "host", "-v", f"{tmp_path}:/etc/stamp:ro", *RESTRICTED,
+            tag, "monitor", "--config", "/etc/stamp/targets.toml", "--watch")
         try:
             deadline = time.monotonic() + 20
             while True:

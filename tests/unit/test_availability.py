@@ -61,3 +61,15 @@ def test_slow_round_trips_make_errored_seconds_only_when_a_bound_is_set():
     assert run(fates, outage_ns=NS).errored_seconds == 0
     av = run(fates, outage_ns=NS, errored_rtt_ns=20 * MS)
     assert av.errored_seconds == 2 and av.loss_periods == 0
+
+
+def test_counting_goes_on_across_the_32_bit_sequence_wrap():
+    av = Availability(outage_ns=NS, interval_ns=100 * MS)
+    av._next = 0xFFFF_FFFE  # as after 2^32 - 2 packets
+    t0 = 10 * NS
+    seqs = [0xFFFF_FFFE, 0xFFFF_FFFF, 0, 1, 2]
+    av.on_event(reply(seqs[1], t0 + 100 * MS))  # out of order across the wrap
+    av.on_event(Lost(seqs[0], t0))
+    for i, seq in enumerate(seqs[2:], start=2):
+        av.on_event(Lost(seq, t0 + i * 100 * MS))
+    assert av.loss_periods == 2 and av._next == 3

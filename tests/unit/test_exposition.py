@@ -23,6 +23,7 @@ from stamp_suite.monitor.metrics import (
 from stamp_suite.monitor.windows import ClosedWindow
 from stamp_suite.observability.exposition import CHUNK_LINES, Families, label_text, number
 from stamp_suite.observability.metrics import ROWS_PER_SLICE, SenderMetrics, build_lines, session_lines
+from stamp_suite.sender.availability import NS, Availability
 from stamp_suite.sender.events import Refused, Reply, Sent
 from stamp_suite.sender.stats import SessionStats
 
@@ -57,7 +58,7 @@ def test_labels_are_escaped_once_and_read_back_whole():
 def test_sender_series_carry_the_statistics():
     stats = SessionStats()
     metrics = SenderMetrics(("monitor", "target"))
-    hook = metrics.add_session(("vp1", "site-a"), stats)
+    hook = metrics.add_session(("vp1", "site-a"), stats, Availability(3 * NS))
     for seq, rtt_us in enumerate((80, 300, 3000)):
         for ev in (Sent(seq, T1, b""), Reply(sample(seq, rtt_us))):
             stats.on_event(ev)
@@ -85,7 +86,7 @@ def test_sender_series_carry_the_statistics():
 
 def test_no_delay_series_before_a_first_reply():
     metrics = SenderMetrics()
-    metrics.add_session(("192.0.2.1:862", "0"), SessionStats())
+    metrics.add_session(("192.0.2.1:862", "0"), SessionStats(), Availability(3 * NS))
     got = parsed(metrics.exposition())
     assert "stamp_sender_last_rtt_seconds" not in got and "stamp_sender_jitter_seconds" not in got
     assert got["stamp_sender_rtt_seconds_count"] == {L(remote="192.0.2.1:862", ssid="0"): 0}
@@ -132,7 +133,7 @@ def test_a_monitor_exposition_made_as_the_slices_come_is_the_one_made_at_once():
     windows = []
     for i in range(300):
         stats = SessionStats()
-        hook = metrics.add_session(("vp1", f"t{i}"), stats)
+        hook = metrics.add_session(("vp1", f"t{i}"), stats, Availability(3 * NS))
         for ev in (Sent(0, T1, b""), Reply(sample(0, 100 + i))):
             stats.on_event(ev)
             hook(ev)

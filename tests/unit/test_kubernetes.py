@@ -89,6 +89,7 @@ def test_the_rendered_replicas_cover_every_target_exactly_once(replicas):
     ({}, "stamp-monitor-0", "STAMP_SHARDS is not set"),
     ({"STAMP_SHARDS": "x"}, "stamp-monitor-0", "not 'x'"),
     ({"STAMP_SHARDS": "3"}, "laptop", "does not end in -ORDINAL"),
+    ({"STAMP_SHARDS": "3", "STAMP_SHARD_INDEX": "abc"}, "stamp-monitor-0", "the pod's ordinal .0, 1, ...., not 'abc'"),
     ({"STAMP_SHARDS": "3"}, "stamp-monitor-3", "ordinal 3 is not below STAMP_SHARDS 3")])
 def test_auto_shard_says_what_is_missing(env, host, needle):
     with pytest.raises(ConfigError, match=needle):
@@ -106,5 +107,8 @@ def test_the_reflector_holds_port_862_as_a_user_that_is_not_root_with_one_capabi
     (container,) = pod["containers"]
     assert pod["hostNetwork"] and pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"]
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+    # the image's interpreter carries that file capability: every container of it keeps it bounded
+    (monitor,) = _statefulset()["spec"]["template"]["spec"]["containers"]
+    assert monitor["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
     assert {"containerPort": 862, "protocol": "UDP", "name": "stamp"} in container["ports"]
     assert container["readinessProbe"]["exec"]["command"][:2] == ["stamp-suite", "127.0.0.1:862"]

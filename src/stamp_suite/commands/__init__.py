@@ -7,6 +7,8 @@ from ..config import Settings
 
 def exports_text(s: Settings) -> str:
     """Where --metrics and --snmp put what they export, for a banner (empty when neither)."""
-    parts = ([f"Prometheus metrics at http://{s.export.metrics_addr}/metrics"] if s.export.metrics else []) + \
+    host, _, port = s.export.metrics_addr.rpartition(":")
+    where = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else s.export.metrics_addr
+    parts = ([f"Prometheus metrics at http://{where}/metrics"] if s.export.metrics else []) + \
             ([f"SNMP through the AgentX master at {s.export.snmp_socket}"] if s.export.snmp else [])
     return "".join(f"; {p}" for p in parts)

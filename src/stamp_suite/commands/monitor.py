@@ -69,7 +69,10 @@ def auto_shard(env: Mapping[str, str], hostname: str) -> tuple[int, int]:
         raise ConfigError(f"--shard auto: STAMP_SHARDS must be the number of shards (the StatefulSet's replicas), "
                           f"not {count!r}" if count else "--shard auto: STAMP_SHARDS is not set (the StatefulSet's "
                           "replicas)")
-    index = env.get("STAMP_SHARD_INDEX") or hostname.rpartition("-")[2]
+    index = env.get("STAMP_SHARD_INDEX", "")
+    if index and not index.isdigit():
+        raise ConfigError(f"--shard auto: STAMP_SHARD_INDEX must be the pod's ordinal (0, 1, ...), not {index!r}")
+    index = index or hostname.rpartition("-")[2]
     if not index.isdigit():
         raise ConfigError(f"--shard auto: no ordinal: STAMP_SHARD_INDEX is not set and the host name {hostname!r} "
                           "does not end in -ORDINAL")

@@ -24,7 +24,7 @@ from prometheus_client.core import (
 
 from .. import __version__
 from ..reflector.counters import PROCESSING_BUCKETS_S
-from ..sender.availability import NS, Availability
+from ..sender.availability import Availability
 from ..sender.events import Event, Reply
 from ..tlvs import ClassOfService
 from .exposition import Families, Family, label_text, number
@@ -219,12 +219,10 @@ class SenderMetrics:
         self.label_names = list(label_names)
         self._sessions: dict[tuple[str, ...], _SessionMetrics] = {}
 
-    def add_session(self, label_values: tuple[str, ...], stats,
-                    availability: Availability | None = None) -> Callable[[Event], None]:
-        """Register a session (its SessionStats, and its Availability to feed: by default a
-        packet a second, 3 s outages); returns the on_event hook that feeds them."""
-        session = _SessionMetrics(stats, label_text(self.label_names, label_values),
-                                  availability or Availability(3 * NS))
+    def add_session(self, label_values: tuple[str, ...], stats, availability: Availability) -> Callable[[Event], None]:
+        """Register a session (its SessionStats, and its Availability to feed); returns the
+        on_event hook that feeds them."""
+        session = _SessionMetrics(stats, label_text(self.label_names, label_values), availability)
         self._sessions[tuple(label_values)] = session
         return session.on_event
 

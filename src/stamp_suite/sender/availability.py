@@ -17,6 +17,7 @@ from ..config import Settings
 from .events import Event, Invalid, Lost, Reply
 
 NS = 1_000_000_000
+SEQ_MASK, SEQ_HALF = 0xFFFF_FFFF, 1 << 31  # sequence numbers are 32 bits and wrap (RFC 8762 §4.2.1)
 
 
 def availability_of(s: Settings) -> Availability:
@@ -62,15 +63,15 @@ class Availability:
 
     def _fate(self, seq: int, t1_ns: int, lost: bool, errored: bool) -> None:
         if seq == self._next and not self._fates:  # in order, as most are: no waiting
-            self._next += 1
+            self._next = (seq + 1) & SEQ_MASK
             self._count(t1_ns, lost, errored)
             return
-        if seq < self._next:
-            return  # a packet from before this count started (or a duplicate fate)
+        if (seq - self._next) & SEQ_MASK >= SEQ_HALF:
+            return  # before the next one: from before this count started (or a fate said twice)
         self._fates[seq] = (t1_ns, lost, errored)
         while self._next in self._fates:
             self._count(*self._fates.pop(self._next))
-            self._next += 1
+            self._next = (self._next + 1) & SEQ_MASK
 
     def _count(self, t1_ns: int, lost: bool, errored: bool) -> None:
         second = t1_ns // NS
