@@ -22,7 +22,7 @@ KEY = "00112233445566778899aabbccddeeff"
 # One packet, built with the project's own sender engine (the bytes are checked elsewhere):
 # SSID 1, a Return Path TLV with a Return Address, signed in authenticated mode.
 SEND_ONE = textwrap.dedent("""
-    import ipaddress, socket, sys
+    import ipaddress, socket, sys, time
     from stamp_suite.sender.engine import SenderConfig, SessionSender
     from stamp_suite.sender.events import Transmit
     from stamp_suite.tlvs import ReturnPath
@@ -34,6 +34,7 @@ SEND_ONE = textwrap.dedent("""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((src, port))
     s.sendto(data, (dst, port))
+    time.sleep(3)  # open while the packets are counted: an answer to it is taken, not refused (ICMP)
 """).format(key=KEY)
 
 
@@ -51,6 +52,7 @@ def _reflected(proc) -> int:
 
 
 def _send_one(ns: Namespaces, where: str, *args: str) -> None:
+    """One packet, from a socket kept open for the 3 s in which what follows it is counted."""
     res = ns.run_in(where, [sys.executable, "-c", SEND_ONE, *args])
     assert res.returncode == 0, res.stderr
 
@@ -68,7 +70,6 @@ def test_a_reflector_cannot_be_made_to_answer_itself(ns, mode):
     refl = _start(ns, "r1", "-S", "127.0.0.1", "-o", "20003", "--return-address-allow", "127.0.0.0/8", *auth)
     before = ns.counter("r1", "lo")
     _send_one(ns, "r1", "127.0.0.3", "127.0.0.1", "20003", "127.0.0.1", mode)
-    time.sleep(3)
     sent_by_kernel = ns.counter("r1", "lo") - before  # the test packet itself, and what followed it
     assert _reflected(refl) <= 1
     assert sent_by_kernel <= 2
@@ -89,7 +90,6 @@ def test_two_reflectors_cannot_be_played_against_each_other(ns, mode):
     r2 = _start(ns, "r2", "-S", "10.99.0.2", *auth)
     before = {n: ns.counter(n, ifs[n]) for n in ("r1", "r2")}
     _send_one(ns, "a", "10.99.0.3", "10.99.0.1", "862", "10.99.0.2", mode)
-    time.sleep(3)
     frames = {n: ns.counter(n, ifs[n]) - before[n] for n in ("r1", "r2")}
     reflected = {"r1": _reflected(r1), "r2": _reflected(r2)}
     assert reflected["r1"] <= 1 and reflected["r2"] <= 1, reflected
