@@ -63,6 +63,10 @@ def test_an_unresolvable_target_is_down_and_the_others_are_measured(tmp_path):
             before = _reload(mon)
             assert "1 added, 0 removed, 0 changed, 1 running, 2 not resolved yet" in before[-1], before
             assert wait_for(lambda: _up(mport) == {"good": 1, "bad": 0, "worse": 0}, 5), _up(mport)
+            m = scrape(mport)  # the monitor's own health says it too
+            assert m[("stamp_monitor_unresolved_targets", ())] == 2
+            assert m[("stamp_monitor_reloads_total", (("result", "applied"),))] == 1
+            assert m[("stamp_monitor_reloads_total", (("result", "failed"),))] == 0
         finally:
             mon.send_signal(signal.SIGTERM)
             _, err = mon.communicate(timeout=10)

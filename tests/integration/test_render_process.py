@@ -231,6 +231,8 @@ class _Monitor:
         self.logged: list[str] = []
         self.work = SlicedWork()
         self.driver = self
+        self.reloads = (2, 1)  # applied, failed
+        self.unresolved = {"c": None}
         self.running = True
         threading.Thread(target=self._loop, daemon=True).start()
 
@@ -263,6 +265,9 @@ def test_without_a_render_process_the_loop_formats_and_says_so(monkeypatch):
         exposition.close()
     assert b'stamp_monitor_target_up{monitor="vp1",target="b"} 0\n' in text
     assert b'stamp_monitor_sends_skipped_total{monitor="vp1"} 3\n' in text
+    assert b'stamp_monitor_reloads_total{monitor="vp1",result="applied"} 2\n' in text
+    assert b'stamp_monitor_reloads_total{monitor="vp1",result="failed"} 1\n' in text
+    assert b'stamp_monitor_unresolved_targets{monitor="vp1"} 1\n' in text
     assert len(monitor.logged) == 1 and "no render process" in monitor.logged[0]
     assert "sys.executable is empty" in monitor.logged[0]
 

@@ -121,7 +121,8 @@ class MonitorExposition:
             return m.metrics.labels((m.name, target))
         for rows in m.metrics.rows():
             yield "sessions", rows
-        yield "schedule", [schedule_row(label_text(("monitor",), (m.name,)), m.schedule_error, m.skipped_sends())]
+        yield "schedule", [schedule_row(label_text(("monitor",), (m.name,)), m.schedule_error, m.skipped_sends(),
+                                        m.reloads, len(m.unresolved))]
         for rows in window_rows(m.windows(), labels):
             yield "windows", rows
         up = list(m.targets_up())

@@ -13,19 +13,29 @@ SCHEDULE_FAMILIES: tuple[Family, ...] = (
      "How late the test packets that were sent left against their schedule (sends later still are skipped: "
      "stamp_monitor_sends_skipped_total is the overload signal)"),
     ("stamp_monitor_sends_skipped_total", "counter",
-     "Scheduled test packets not sent for being over an interval (and 0.1 s) late: an overloaded monitor"))
+     "Scheduled test packets not sent for being over an interval (and 0.1 s) late: an overloaded monitor"),
+    ("stamp_monitor_reloads_total", "counter",
+     "Reloads of the targets file (SIGHUP or --watch), by result: applied, or failed and changed nothing"),
+    ("stamp_monitor_unresolved_targets", "gauge",
+     "Targets whose name has no address now (down, looked up again with backoff)"))
 
 
-def schedule_row(labels: str, lateness: BucketHistogram, skipped: int) -> tuple:
-    """A monitor's own health as schedule_lines wants it (live, as a session's row)."""
-    return labels, lateness.counts, lateness.sum_ns, skipped
+def schedule_row(labels: str, lateness: BucketHistogram, skipped: int, reloads: tuple[int, int],
+                 unresolved: int) -> tuple:
+    """A monitor's own health as schedule_lines wants it (live, as a session's row); ``reloads``:
+    (applied, failed)."""
+    return labels, lateness.counts, lateness.sum_ns, skipped, *reloads, unresolved
 
 
 def schedule_lines(f: Families, rows: list[tuple]) -> None:
-    """A monitor's own health (schedule_row): how late its sends leave, and the sends it skipped."""
-    for labels, counts, sum_ns, skipped in rows:
+    """A monitor's own health (schedule_row): how late its sends leave, the sends it skipped, its
+    reloads and its targets without an address."""
+    for labels, counts, sum_ns, skipped, applied, failed, unresolved in rows:
         f.histogram("stamp_monitor_schedule_error_seconds", labels, BUCKET_BOUNDS, counts, sum_ns / 1e9)
         f.sample("stamp_monitor_sends_skipped_total", labels, skipped)
+        f.sample("stamp_monitor_reloads_total", f'{labels},result="applied"', applied)
+        f.sample("stamp_monitor_reloads_total", f'{labels},result="failed"', failed)
+        f.sample("stamp_monitor_unresolved_targets", labels, unresolved)
 
 
 SUMMARIES_PER_SLICE = 8  # closed windows summarised per slice of the loop (20-80 us each)

@@ -109,6 +109,7 @@ class Monitor:
         self._looked_up: deque[Unresolved] = deque()
         self._lookups: ThreadPoolExecutor | None = None
         self._reload = False
+        self.reloads = (0, 0)  # (applied, failed), for stamp_monitor_reloads_total
         self.driver.every(RELOAD_CHECK_NS, self._check_reload)
         if watch:
             self.driver.every(WATCH_NS, self._check_file)
@@ -428,11 +429,14 @@ class Monitor:
         try:
             added, removed, changed = self.apply(self._load())
         except (ConfigError, SocketSetupError, OSError) as exc:
+            self.reloads = (self.reloads[0], self.reloads[1] + 1)
             self.log(f"reload failed, keeping the running targets: {exc}")
             return
         except Exception as exc:  # noqa: BLE001 - a reload never stops the monitor; said, with its type
+            self.reloads = (self.reloads[0], self.reloads[1] + 1)
             self.log(f"reload failed, keeping the running targets: {type(exc).__name__}: {exc}")
             return
+        self.reloads = (self.reloads[0] + 1, self.reloads[1])
         now = self.config
         outputs = [f"{key.split('_')[0]} {_shown(getattr(now, key))}" for key in ("windows", "jsonl", "metrics_addr",
                                                                                   "snmp_socket")
