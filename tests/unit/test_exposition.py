@@ -173,3 +173,18 @@ def test_a_peer_is_an_ipv4_address_or_an_ipv6_64():
     assert peer_of("::ffff:192.0.2.7") == "192.0.2.7"  # a dual-stack socket's IPv4 peer
     assert peer_of("2001:db8:1:2:aaaa::1") == peer_of("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
     assert peer_of("fe80::1%lo") == "fe80::/64"
+
+
+def test_each_ends_clock_state_and_error_estimate_of_the_latest_reply():
+    """issue 30 item 5: what each end said of its clock, beside the one-way series it governs."""
+    import dataclasses
+    metrics = SenderMetrics(("monitor", "target"))
+    hook = metrics.add_session(("vp1", "a"), SessionStats(), Availability(3 * NS))
+    hook(Reply(dataclasses.replace(sample(0, 100), reflector_synchronized=False, reflector_error_ns=2.5e6,
+                                   sender_error_ns=1000.0)))
+    got = parsed(metrics.exposition())
+    at = lambda end: L(monitor="vp1", target="a", end=end)  # noqa: E731
+    assert got["stamp_sender_clock_synchronized"] == {at("reflector"): 0, at("sender"): 1}
+    assert got["stamp_sender_error_estimate_seconds"] == {at("reflector"): 2.5e-3, at("sender"): 1e-6}
+    # not both synchronised: no one-way delay in the histograms
+    assert not any(got.get("stamp_sender_forward_delay_seconds_count", {}).values())

@@ -116,7 +116,7 @@ class _SessionMetrics:
     """One session's series: its statistics, histograms and latest reply's path facts."""
 
     __slots__ = ("stats", "availability", "labels", "hist", "last_rtt", "ttl_reflector", "ttl_sender",
-                 "dscp_reflector", "dscp_sender")
+                 "dscp_reflector", "dscp_sender", "error_reflector", "error_sender", "sync_reflector", "sync_sender")
 
     def __init__(self, stats, labels: str, availability: Availability) -> None:
         self.stats = stats
@@ -125,6 +125,7 @@ class _SessionMetrics:
         self.hist = tuple(BucketHistogram(DELAY_BUCKETS_S) for _ in SENDER_HISTOGRAMS)  # rtt, forward, backward
         self.last_rtt: int | None = None
         self.ttl_reflector = self.ttl_sender = self.dscp_reflector = self.dscp_sender = None  # of the latest reply
+        self.error_reflector = self.error_sender = self.sync_reflector = self.sync_sender = None  # likewise
 
     def on_event(self, ev: Event) -> None:
         self.availability.on_event(ev)
@@ -141,17 +142,22 @@ class _SessionMetrics:
         cos = s.tlvs.get(ClassOfService) if s.tlvs else None
         self.dscp_reflector = cos.dscp2 if cos is not None else None
         self.dscp_sender = None if s.reply_tos is None else s.reply_tos >> 2
+        # what each end said of its clock (RFC 8762 §4.2.1): one-way delays mean something only
+        # when both are synchronised, and are no better than their Error Estimates
+        self.error_reflector, self.error_sender = s.reflector_error_ns / 1e9, s.sender_error_ns / 1e9
+        self.sync_reflector, self.sync_sender = int(s.reflector_synchronized), int(s.sender_synchronized)
 
     def row(self) -> tuple:
         """What the exposition shows of this session as a plain tuple (ints, floats, str and
         None: marshal can send it to a render process): labels, the SENDER_COUNTERS and the
-        AVAILABILITY_COUNTERS, jitter
-        and latest round trip (ns), TTL and DSCP at the reflector and here, then each
-        histogram's bucket counts and sum (ns).  The counts are the live lists, not copies:
-        a row is formatted or marshalled before the session's next packet."""
+        AVAILABILITY_COUNTERS, jitter and latest round trip (ns), TTL, DSCP, Error Estimate (s)
+        and S bit at the reflector and here, then each histogram's bucket counts and sum (ns).
+        The counts are the live lists, not copies: a row is formatted or marshalled before the
+        session's next packet."""
         st, (rtt, forward, backward) = self.stats, self.hist
         return (self.labels, *_COUNTERS(st), *_AVAILABILITY(self.availability), st.rtt_var.jitter_ns, self.last_rtt,
-                self.ttl_reflector, self.ttl_sender, self.dscp_reflector, self.dscp_sender, rtt.counts, rtt.sum_ns,
+                self.ttl_reflector, self.ttl_sender, self.dscp_reflector, self.dscp_sender, self.error_reflector,
+                self.error_sender, self.sync_reflector, self.sync_sender, rtt.counts, rtt.sum_ns,
                 forward.counts, forward.sum_ns, backward.counts, backward.sum_ns)
 
 
@@ -179,7 +185,8 @@ AVAILABILITY_COUNTERS = (  # (metric, Availability attribute, help)
 )
 # Columns of a session's row (_SessionMetrics.row) after the labels and the counters.
 _JITTER = 1 + len(SENDER_COUNTERS) + len(AVAILABILITY_COUNTERS)
-_LAST_RTT, _TTL, _DSCP, _HISTOGRAMS = _JITTER + 1, _JITTER + 2, _JITTER + 4, _JITTER + 6
+_LAST_RTT, _TTL, _DSCP, _ERROR, _SYNC = _JITTER + 1, _JITTER + 2, _JITTER + 4, _JITTER + 6, _JITTER + 8
+_HISTOGRAMS = _JITTER + 10
 SENDER_GAUGES = (  # (metric, column, help): latest values, once a reply came (_LAST_RTT not None)
     ("stamp_sender_jitter_seconds", _JITTER, "Round-trip interarrival jitter (RFC 3550)"),
     ("stamp_sender_last_rtt_seconds", _LAST_RTT, "Round trip of the latest reply"),
@@ -187,6 +194,11 @@ SENDER_GAUGES = (  # (metric, column, help): latest values, once a reply came (_
 SENDER_PATH = (  # (metric, column of the reflector's value (the sender's is next), help)
     ("stamp_sender_ttl", _TTL, "TTL/hop limit of the latest packet at each end"),
     ("stamp_sender_dscp", _DSCP, "DSCP of the latest packet at each end"),
+    ("stamp_sender_error_estimate_seconds", _ERROR,
+     "Error Estimate of the latest reply's timestamps at each end (RFC 8762 §4.2.1): a one-way delay is no "
+     "better than their sum"),
+    ("stamp_sender_clock_synchronized", _SYNC,
+     "1 when the latest reply said that end's clock is synchronised (S bit): one-way delays need both"),
 )
 SENDER_HISTOGRAMS = (  # (metric, help): round trip, forward, backward
     ("stamp_sender_rtt_seconds", "Round-trip delay (T4-T1)-(T3-T2)"),
