@@ -141,7 +141,7 @@ def test_stop_is_always_clean_cycle_after_cycle_under_traffic():
     for f in feeders:
         f.start()
     failures: list[str] = []
-    cycles = 120  # four lanes of 30
+    cycles = 80  # four lanes of 20
 
     def lane(i: int, n: int, seed: int) -> None:
         r = random.Random(seed)
