@@ -119,8 +119,9 @@ def test_fifty_targets_loss_and_delay_as_the_relays_made_them(tmp_path, quick_gi
                 late = metric(m, "stamp_sender_late_packets_total", name)
                 assert dropped_before[i] - 3 <= lost - late <= dropped_after[i], (name, dropped_before[i], lost, late)
                 assert metric(m, "stamp_monitor_window_loss_ratio", name, "2s") == pytest.approx(0.2, abs=0.03)
-            else:
-                assert lost <= 1, (name, lost)
+            else:  # nothing dropped: a reply a busy machine delivered after the timeout is late (and lost)
+                late = metric(m, "stamp_sender_late_packets_total", name)
+                assert lost - late <= 1, (name, lost, late)
         base = statistics.median(metric(m, "stamp_monitor_window_rtt_p50_seconds", f"r{i}", "2s")
                                  for i in range(10, 15))
         for i in range(5, 10):
