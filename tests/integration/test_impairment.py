@@ -9,7 +9,7 @@ from relay import Impairment, ImpairmentRelay
 MS = 1_000_000
 
 
-@pytest.mark.alone  # the figures are held to 0.2 ms of what the relay did
+@pytest.mark.alone  # the one-way figures are held to 0.2 ms of what the relay did
 def test_counts_and_delays_match_the_relay():
     fwd = Impairment(drop={3}, delay_ms={5: 8.0, 10: 45.0})
     bwd = Impairment(drop={7}, duplicate={2})
@@ -33,5 +33,7 @@ def test_counts_and_delays_match_the_relay():
     base_rtt = statistics.median(samples[s]["rtt_ns"] - held[s] for s in normal)
     for seq in (5, 10):  # the tool's one-way and round-trip figures include exactly the relay's hold
         assert abs(samples[seq]["forward_ns"] - held[seq] - base_fwd) < 0.2 * MS
-        assert abs(samples[seq]["rtt_ns"] - held[seq] - base_rtt) < 0.2 * MS
+        # The round trip also crosses the relay's backward leg and the sender's wake-up, each a
+        # scheduling delay on a loaded machine (0.21 ms seen in CI): 1 ms still tells 8 and 45 ms apart.
+        assert abs(samples[seq]["rtt_ns"] - held[seq] - base_rtt) < 1 * MS
         assert held[seq] >= (8 if seq == 5 else 45) * MS
