@@ -22,7 +22,7 @@ MS = 1e-3
 
 def write_config(path, targets, mport, windows=(2,)):
     lines = ["[monitor]", f"windows = {list(windows)}", f'metrics_addr = "127.0.0.1:{mport}"',
-             "[defaults]", "send_delay = 50", "timeout = 0.5"]
+             "[defaults]", "send_delay = 50", "timeout = 0.5", 'metrics = ["all"]']
     for name, (host, port) in targets.items():
         lines += ["[[targets]]", f'name = "{name}"', f'remote_addr = "{host}"', f"remote_port = {port}"]
     path.write_text("\n".join(lines) + "\n")

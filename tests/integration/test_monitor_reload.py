@@ -18,7 +18,7 @@ def _config(path, reflector, *, windows="[1]", jsonl=None, mport=None, extra="",
         lines.append(f'jsonl = "{jsonl}"')
     if mport:
         lines.append(f'metrics_addr = "127.0.0.1:{mport}"')
-    lines += ["[defaults]", "send_delay = 100", "timeout = 0.3",
+    lines += ["[defaults]", "send_delay = 100", "timeout = 0.3", 'metrics = ["all"]',
               "[[targets]]", f'name = "{name}"', f'remote_addr = "{host}"', f"remote_port = {port}", extra]
     path.write_text("\n".join(lines) + "\n")
 

@@ -100,7 +100,7 @@ def test_prometheus_scrapes_reflector_and_monitor_with_the_values_the_traffic_ma
         assert send(refl, count=20).returncode == 0  # the reflector's traffic: 20 packets, all answered
         cfg = tmp_path / "targets.toml"
         cfg.write_text(f'[monitor]\nwindows = [2]\nmetrics_addr = "{monitor_metrics}"\n'
-                       f'[defaults]\nsend_delay = 50\ntimeout = 0.5\n'
+                       f'[defaults]\nsend_delay = 50\ntimeout = 0.5\nmetrics = ["windows"]\n'
                        f'[[targets]]\nname = "healthy"\nremote_addr = "127.0.0.1"\nremote_port = {healthy.address[1]}\n'
                        f'[[targets]]\nname = "lossy"\nremote_addr = "127.0.0.1"\nremote_port = {relay.address[1]}\n'
                        f'[[targets]]\nname = "dead"\nremote_addr = "127.0.0.1"\nremote_port = {_dead_udp_port()}\n')
@@ -166,7 +166,8 @@ def test_every_dashboard_query_returns_data_from_two_monitor_shards(tmp_path):
     ports = [free_tcp_port(), free_tcp_port()]
     with start_reflector() as refl, ImpairmentRelay(refl.address, forward=Impairment(
             drop={seq for seq in range(10_000) if seq % 5 == 0})) as lossy:
-        lines = ["[monitor]", "windows = [1]", "[defaults]", "send_delay = 50", "timeout = 0.3"]
+        lines = ["[monitor]", "windows = [1]", "[defaults]", "send_delay = 50", "timeout = 0.3",
+                 'metrics = ["windows"]']  # the dashboard reads the windows' series
         for i in range(6):  # one behind a relay that drops 20 %: a worst target to show
             port = lossy.address[1] if i == 0 else refl.address[1]
             lines += ["[[targets]]", f'name = "site{i}"', 'remote_addr = "127.0.0.1"', f"remote_port = {port}"]

@@ -1,8 +1,11 @@
 """The monitor's targets file, read and checked whole before anything changes.
 
-    [monitor]            windows, jsonl, metrics_addr, snmp, snmp_socket
-    [defaults]           any sender setting (the long flag names in snake_case)
-    [[targets]]          a name, and any sender setting
+    [monitor]            windows, jsonl, metrics_addr, snmp, snmp_socket, file_sd
+    [defaults]           any target setting: a sender setting (the long flag names in snake_case),
+                         metrics, rtt_buckets, labels (monitor/series.py)
+    [groups.NAME]        target settings shared by the targets that say group = "NAME"
+    [[targets]]          a name, and any target setting
+    file_sd files        more targets, with [defaults]' settings (monitor/file_sd.py)
 
 Every error is one line naming the file, the target and the key; a file with an error is
 refused as a whole (at start-up: exit 2; on reload: the running targets go on).
@@ -10,13 +13,18 @@ refused as a whole (at start-up: exit 2; on reload: the running targets go on).
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import msgspec
 
 from ..config import ConfigError, Settings, build_settings, check_metrics_addr, read_toml
+from ..observability.metrics import Exposure
+from . import file_sd
+from .series import EXPOSURE_KEYS, exposure, merged_labels
 
 DEFAULT_WINDOWS = (60, 300)
 # What a target may set: where and how it measures (the sender's packet, TLV, key, clock and
@@ -41,6 +49,9 @@ class MonitorConfig:
     metrics_addr: str | None
     snmp_socket: str | None  # None: no SNMP
     targets: dict[str, Settings]
+    exposure: dict[str, Exposure] = field(default_factory=dict)  # per target; Exposure() when not in it
+    file_sd: tuple[str, ...] = ()  # as the file gave them: globs relative to its folder
+    folder: str = "."  # the targets file's
 
 
 class _MonitorTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -51,6 +62,7 @@ class _MonitorTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     metrics_addr: str | None = None
     snmp: bool = False
     snmp_socket: str = SNMP_SOCKET
+    file_sd: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.metrics_addr is not None:
@@ -60,12 +72,14 @@ class _MonitorTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 class _TargetsFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     monitor: _MonitorTable = _MonitorTable()
     defaults: dict[str, Any] = {}
+    groups: dict[str, dict[str, Any]] = {}
     targets: tuple[dict[str, Any], ...] = ()
 
 
 # what each [monitor] key takes, said when it is given something else
 _EXPECTED = {"windows": "a list of whole seconds, 1 or more, such as [60, 300]", "jsonl": 'a file name or "-"',
-             "metrics_addr": "ADDRESS:PORT", "snmp": "true or false", "snmp_socket": "a path"}
+             "metrics_addr": "ADDRESS:PORT", "snmp": "true or false", "snmp_socket": "a path",
+             "file_sd": 'a list of files or globs, such as ["targets/*.json"]'}
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
 
 
@@ -75,7 +89,8 @@ def _explain(message: str, where: str) -> str:
     path = path.rstrip("`")
     unknown = _UNKNOWN.match(what)
     if path in ("", ".") and unknown:
-        return (f"{where}: unknown table {unknown['name']!r} (expected [monitor], [defaults], [[targets]])")
+        return (f"{where}: unknown table {unknown['name']!r} (expected [monitor], [defaults], [groups.NAME], "
+                "[[targets]])")
     if path == ".monitor" and unknown:
         return f"{where}: unknown key {unknown['name']!r} in [monitor]"
     if path == ".monitor" and not what.startswith("Expected"):  # a rule of the table's own
@@ -85,6 +100,8 @@ def _explain(message: str, where: str) -> str:
         return f"{where}: [monitor] {key}: expected {_EXPECTED[key]}" if "Expected" in what else f"{where}: {what}"
     if path.startswith(".targets["):
         return f"{where}: target {int(path[9:].split(']')[0]) + 1}: expected a table"
+    if path.startswith(".groups"):
+        return f"{where}: [groups]: expected tables such as [groups.core]"
     if path == ".monitor" or path == ".defaults" or path == ".targets":
         return f"{where}: [{path[1:]}]: expected {'[[targets]] tables' if path == '.targets' else 'a table'}"
     return f"{where}: {what}"
@@ -96,35 +113,58 @@ def load_config(path: str) -> MonitorConfig:
         data = msgspec.convert(read_toml(path, where), _TargetsFile)
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain(str(exc), where)) from None
-    _known_keys(data.defaults, f"{where}: [defaults]")
+    _known_keys(data.defaults, f"{where}: [defaults]", group=False)
+    for name, group in data.groups.items():
+        _known_keys(group, f"{where}: [groups.{name}]", group=False)
     targets: dict[str, Settings] = {}
+    exposures: dict[str, Exposure] = {}
+
+    def add(name: str, tables: list[Mapping[str, Any]], here: str) -> None:
+        """A target from its tables, least specific first."""
+        if name in targets:
+            raise ConfigError(f"{where}: two targets are named {name!r}")
+        merged = {k: v for table in tables for k, v in table.items()}
+        labels = merged_labels(tables, here)
+        exposures[name] = exposure(merged, labels, here)
+        targets[name] = _settings(here, {k: v for k, v in merged.items() if k not in EXPOSURE_KEYS | {"group"}})
+
     for i, t in enumerate(data.targets):
-        t = dict(t)
-        name = t.pop("name", None)
+        name = t.get("name")
         if not name:
             raise ConfigError(f"{where}: target {i + 1} has no name")
         if not isinstance(name, str):
             raise ConfigError(f"{where}: target {i + 1}: name: expected a string")
-        if name in targets:
-            raise ConfigError(f"{where}: two targets are named {name!r}")
-        targets[name] = _target(where, name, {**data.defaults, **t})
+        here = f"{where}: target {name!r}"
+        own = {k: v for k, v in t.items() if k != "name"}
+        _known_keys(own, here)
+        group = own.get("group")
+        if group is not None and group not in data.groups:
+            raise ConfigError(f"{here}: group {group!r} is not a [groups.NAME] table "
+                              f"(there are {', '.join(data.groups) or 'none'})")
+        add(name, [data.defaults, data.groups.get(group, {}), own], here)
+    folder = os.path.dirname(os.path.abspath(path))
+    for name, host, port, labels in file_sd.targets(data.monitor.file_sd, folder):
+        add(name, [data.defaults, {"remote_addr": host, "remote_port": port, "labels": labels}],
+            f"{where}: file_sd target {name!r}")
     if not targets:
-        raise ConfigError(f"{where}: no [[targets]]")
+        raise ConfigError(f"{where}: no [[targets]]" + (" (and none in its file_sd files now)"
+                                                        if data.monitor.file_sd else ""))
     mon = data.monitor
-    return MonitorConfig(mon.windows, mon.jsonl, mon.metrics_addr, mon.snmp_socket if mon.snmp else None, targets)
+    return MonitorConfig(mon.windows, mon.jsonl, mon.metrics_addr, mon.snmp_socket if mon.snmp else None, targets,
+                         exposures, mon.file_sd, folder)
 
 
-def _target(where: str, name: str, merged: dict[str, Any]) -> Settings:
-    """A target's settings: defaults < its own table; it sends until the monitor stops."""
-    _known_keys(merged, f"{where}: target {name!r}")
+def _settings(where: str, merged: dict[str, Any]) -> Settings:
+    """A target's sender settings; it sends until the monitor stops."""
     try:
         return build_settings({**merged, "count": 0}, where="key")
     except ConfigError as exc:
-        raise ConfigError(f"{where}: target {name!r}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
 
 
-def _known_keys(table: dict[str, Any], where: str) -> None:
-    bad = sorted(set(table) - TARGET_KEYS)
+def _known_keys(table: dict[str, Any], where: str, group: bool = True) -> None:
+    """Only target settings (and ``group`` where a target may name one)."""
+    bad = sorted(set(table) - TARGET_KEYS - EXPOSURE_KEYS - ({"group"} if group else set()))
     if bad:
         hint = " (the monitor's windows are [monitor] windows)" if bad[0] == "window" else ""
         raise ConfigError(f"{where}: {bad[0]!r} is not a target setting{hint}")

@@ -29,12 +29,13 @@ from ..net.clock import ClockWatcher, read_clock_state
 from ..net.resolve import NameNotResolved, format_address
 from ..net.signals import StopRequest
 from ..net.udp import SocketSetupError
-from ..observability.metrics import DELAY_BUCKETS_S, BucketHistogram, SenderMetrics
+from ..observability.metrics import DELAY_BUCKETS_S, WINDOWS, BucketHistogram, SenderMetrics
 from ..say import count, say
 from ..sender.availability import availability_of
 from ..sender.driver import SenderDriver
 from ..sender.report import rfc3339
 from ..sender.stats import SessionStats
+from . import file_sd
 from .config import MonitorConfig, load_config
 from .exposition import MonitorExposition
 from .gc_policy import FREEZE_NS, SWEEP_NS, freeze_survivors, sweep
@@ -78,7 +79,7 @@ class Monitor:
         """``watch``: reload when the file changes, as on SIGHUP (a Kubernetes ConfigMap is
         updated in place, and nothing there sends a signal)."""
         self.config_path = config_path
-        self._file_seen = _file_signature(config_path)
+        self.watch = watch
         self.sessions = sessions
         # --metrics-addr and --jsonl win over the file's, on every reload too (one file, N shards)
         self.overrides = {k: v for k, v in (("metrics_addr", metrics_addr), ("jsonl", jsonl)) if v}
@@ -86,6 +87,7 @@ class Monitor:
         # The vantage point, a label on every metric and a field of every window line.
         self.name = name or (socket.gethostname() + (f"-{shard[0]}" if shard[1] > 1 else ""))
         self.config = self._load()
+        self._files_seen = self._file_signatures()
         self.log_to = log or sys.stderr
         self.clock = read_clock_state()
         # Targets at a packet a second need millisecond, not microsecond, timing.
@@ -111,8 +113,7 @@ class Monitor:
         self._reload = False
         self.reloads = (0, 0)  # (applied, failed), for stamp_monitor_reloads_total
         self.driver.every(RELOAD_CHECK_NS, self._check_reload)
-        if watch:
-            self.driver.every(WATCH_NS, self._check_file)
+        self.driver.every(WATCH_NS, self._check_files)
         self.driver.every(RETRY_CHECK_NS, self._retry_unresolved)
         self.driver.every(FREEZE_NS, freeze_survivors)
         self.driver.every(SWEEP_NS, sweep)
@@ -153,7 +154,8 @@ class Monitor:
     def _run(self, target: Target) -> None:
         """Measure ``target`` from now on (its metrics, its schedule on the driver)."""
         target.session.consumers.append(self.metrics.add_session((self.name, target.name), target.stats,
-                                                                 availability_of(target.settings)))
+                                                                 availability_of(target.settings),
+                                                                 self.config.exposure[target.name]))
         target.windows.full = self.jsonl is not None  # a window's statistics in full only for JSON lines
         self.targets[target.name] = target
         self.driver.add(target.session, target.phase_ns())
@@ -174,7 +176,8 @@ class Monitor:
         removed = [n for n in known if n not in config.targets]
         unresolvable: list[tuple[Target, str]] = []  # running, name without an address now: kept
         changed = [n for n in config.targets if n in self.targets
-                   and self._changed(self.targets[n], config.targets[n], windows_changed, unresolvable)]
+                   and (self._changed(self.targets[n], config.targets[n], windows_changed, unresolvable)
+                        or config.exposure[n] != self.config.exposure[n])]
         waiting_before = [n for n in config.targets if n in self.unresolved]
         changed += [n for n in waiting_before if self.unresolved[n].settings != config.targets[n]]
         waited = [n for n in waiting_before if n not in changed]  # looked up again now, as at a start
@@ -357,7 +360,7 @@ class Monitor:
                                      f"{window.length_s} s window to {rfc3339((window.index + 1) * window.length_ns)}",
                                      state)
             target.up = up
-        if self.metrics_server is not None:  # summarised in the loop's idle time: a scrape copies it out
+        if self.metrics_server is not None and self._shows_windows(name):  # summarised in the loop's idle time
             self._unsummarised.append((name, window))
             if len(self._unsummarised) == 1:
                 self.driver.work.background(self._summarise())
@@ -402,7 +405,7 @@ class Monitor:
 
     # -- running -------------------------------------------------------------------------------
     def start(self) -> None:
-        current, self.config = self.config, MonitorConfig((), None, None, None, {})
+        current, self.config = self.config, MonitorConfig((), None, None, None, {}, folder=self.config.folder)
         self.apply(current)
         sweep()
 
@@ -412,13 +415,24 @@ class Monitor:
     def request_reload(self) -> None:
         self._reload = True
 
-    def _check_file(self) -> None:
-        """--watch: the file's identity, times and size; a change (a ConfigMap swaps a link to
-        a new file) is a reload.  A file missing for a moment is no change."""
-        seen = _file_signature(self.config_path)
-        if seen is not None and seen != self._file_seen:
-            self._file_seen = seen
-            self.log(f"{self.config_path} changed: reloading")
+    def _file_signatures(self) -> tuple:
+        """The targets file's and its file_sd files' (identity, times, size): one changed, added
+        or gone is a change."""
+        files = [self.config_path, *file_sd.paths(self.config.file_sd, self.config.folder)]
+        return tuple((path, _file_signature(path)) for path in files)
+
+    def _check_files(self) -> None:
+        """--watch, and file_sd files always (Prometheus watches them too): a change is a
+        reload.  A targets file missing for a moment (a ConfigMap swaps a link to a new file)
+        is no change."""
+        if not (self.watch or self.config.file_sd):
+            return
+        seen = self._file_signatures()
+        if seen != self._files_seen and seen[0][1] is not None:
+            changed = [path for path, sig in seen if sig != dict(self._files_seen).get(path)]
+            gone = [path for path, _ in self._files_seen if path not in dict(seen)]
+            self._files_seen = seen
+            self.log(f"{', '.join(changed + gone)} changed: reloading")
             self.request_reload()
 
     def _check_reload(self) -> None:
@@ -457,11 +471,17 @@ class Monitor:
         self._close_jsonl()
         self.driver.close()
 
+    def _shows_windows(self, name: str) -> bool:
+        exposure = self.config.exposure.get(name)
+        return exposure is not None and bool(exposure.sets & WINDOWS)
+
     def windows(self) -> Iterator[tuple[str, ClosedWindow]]:
-        """(target, its latest closed window) for every target and window length."""
+        """(target, its latest closed window) for every window length of every target whose
+        series show its windows (the "windows" set)."""
         for t in list(self.targets.values()):
-            for window in list(t.windows.last.values()):
-                yield t.name, window
+            if self._shows_windows(t.name):
+                for window in list(t.windows.last.values()):
+                    yield t.name, window
 
     def targets_up(self) -> Iterator[tuple[str, bool]]:
         """(target, up): up when its latest closed shortest window had a reply; a target with

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from operator import attrgetter
 
 import prometheus_client
@@ -32,6 +33,34 @@ from .exposition import Families, Family, label_text, number
 prometheus_client.disable_created_metrics()
 
 DELAY_BUCKETS_S = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# A monitor target's round-trip buckets unless its group or it sets rtt_buckets: seven bounds
+# keep the default set at 25 series a target (a WAN mesh; a LAN's targets set finer ones).
+MONITOR_RTT_BUCKETS_S = (1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1)
+
+# The named sets of a session's series.  "default" is always on; a monitor target switches the
+# others on (``metrics = ["one_way", "windows"]``), a single run's --metrics has them all.
+DEFAULT, ONE_WAY, LATEST, PATH, WINDOWS = 1, 2, 4, 8, 16
+SETS = {"default": DEFAULT, "one_way": ONE_WAY, "latest": LATEST, "path": PATH, "windows": WINDOWS}
+ALL_SETS = DEFAULT | ONE_WAY | LATEST | PATH | WINDOWS
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """What a session's series show: its sets (a mask of SETS), the round-trip histogram's
+    upper bounds (seconds, increasing) and labels of the operator's own (name, value)."""
+
+    sets: int = ALL_SETS
+    rtt_buckets_s: tuple[float, ...] = DELAY_BUCKETS_S
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+_BOUNDS_TEXT: dict[tuple[float, ...], tuple[str, ...]] = {}
+
+
+def bounds_text(bounds_s: tuple[float, ...]) -> tuple[str, ...]:
+    """A histogram's ``le`` values, "+Inf" last; one tuple per set of bounds, shared by every
+    session that has them (marshal then sends it once a slice)."""
+    return _BOUNDS_TEXT.setdefault(bounds_s, (*map(str, bounds_s), "+Inf"))
 
 
 class BucketHistogram:
@@ -115,14 +144,18 @@ class ReflectorCollector:
 class _SessionMetrics:
     """One session's series: its statistics, histograms and latest reply's path facts."""
 
-    __slots__ = ("stats", "availability", "labels", "hist", "last_rtt", "ttl_reflector", "ttl_sender",
-                 "dscp_reflector", "dscp_sender", "error_reflector", "error_sender", "sync_reflector", "sync_sender")
+    __slots__ = ("stats", "availability", "labels", "sets", "rtt_bounds", "hist", "last_rtt", "ttl_reflector",
+                 "ttl_sender", "dscp_reflector", "dscp_sender", "error_reflector", "error_sender", "sync_reflector",
+                 "sync_sender")
 
-    def __init__(self, stats, labels: str, availability: Availability) -> None:
+    def __init__(self, stats, labels: str, availability: Availability, exposure: Exposure) -> None:
         self.stats = stats
         self.availability = availability
         self.labels = labels  # escaped once (exposition.label_text)
-        self.hist = tuple(BucketHistogram(DELAY_BUCKETS_S) for _ in SENDER_HISTOGRAMS)  # rtt, forward, backward
+        self.sets = exposure.sets
+        self.rtt_bounds = bounds_text(exposure.rtt_buckets_s)
+        self.hist = (BucketHistogram(exposure.rtt_buckets_s), BucketHistogram(DELAY_BUCKETS_S),
+                     BucketHistogram(DELAY_BUCKETS_S))  # rtt, forward, backward
         self.last_rtt: int | None = None
         self.ttl_reflector = self.ttl_sender = self.dscp_reflector = self.dscp_sender = None  # of the latest reply
         self.error_reflector = self.error_sender = self.sync_reflector = self.sync_sender = None  # likewise
@@ -149,13 +182,14 @@ class _SessionMetrics:
 
     def row(self) -> tuple:
         """What the exposition shows of this session as a plain tuple (ints, floats, str and
-        None: marshal can send it to a render process): labels, the SENDER_COUNTERS and the
-        AVAILABILITY_COUNTERS, jitter and latest round trip (ns), TTL, DSCP, Error Estimate (s)
-        and S bit at the reflector and here, then each histogram's bucket counts and sum (ns).
-        The counts are the live lists, not copies: a row is formatted or marshalled before the
-        session's next packet."""
+        None: marshal can send it to a render process): labels, its sets, the round-trip
+        histogram's bounds, the SENDER_COUNTERS and the AVAILABILITY_COUNTERS, jitter and latest
+        round trip (ns), TTL, DSCP, Error Estimate (s) and S bit at the reflector and here, then
+        each histogram's bucket counts and sum (ns).  The counts are the live lists, not copies:
+        a row is formatted or marshalled before the session's next packet."""
         st, (rtt, forward, backward) = self.stats, self.hist
-        return (self.labels, *_COUNTERS(st), *_AVAILABILITY(self.availability), st.rtt_var.jitter_ns, self.last_rtt,
+        return (self.labels, self.sets, self.rtt_bounds, *_COUNTERS(st), *_AVAILABILITY(self.availability),
+                st.rtt_var.jitter_ns, self.last_rtt,
                 self.ttl_reflector, self.ttl_sender, self.dscp_reflector, self.dscp_sender, self.error_reflector,
                 self.error_sender, self.sync_reflector, self.sync_sender, rtt.counts, rtt.sum_ns,
                 forward.counts, forward.sum_ns, backward.counts, backward.sum_ns)
@@ -183,39 +217,40 @@ AVAILABILITY_COUNTERS = (  # (metric, Availability attribute, help)
     ("stamp_sender_outage_seconds_total", "outage_seconds",
      "Time in outages, from the first lost packet's send to the first answered one's; grows while one lasts"),
 )
-# Columns of a session's row (_SessionMetrics.row) after the labels and the counters.
-_JITTER = 1 + len(SENDER_COUNTERS) + len(AVAILABILITY_COUNTERS)
+# Columns of a session's row (_SessionMetrics.row) after the labels, sets, bounds and counters.
+_SETS, _RTT_BOUNDS, _COUNTERS_AT = 1, 2, 3
+_JITTER = _COUNTERS_AT + len(SENDER_COUNTERS) + len(AVAILABILITY_COUNTERS)
 _LAST_RTT, _TTL, _DSCP, _ERROR, _SYNC = _JITTER + 1, _JITTER + 2, _JITTER + 4, _JITTER + 6, _JITTER + 8
 _HISTOGRAMS = _JITTER + 10
-SENDER_GAUGES = (  # (metric, column, help): latest values, once a reply came (_LAST_RTT not None)
-    ("stamp_sender_jitter_seconds", _JITTER, "Round-trip interarrival jitter (RFC 3550)"),
-    ("stamp_sender_last_rtt_seconds", _LAST_RTT, "Round trip of the latest reply"),
+SENDER_GAUGES = (  # (metric, column, set, help): latest values, once a reply came (_LAST_RTT not None)
+    ("stamp_sender_jitter_seconds", _JITTER, LATEST, "Round-trip interarrival jitter (RFC 3550)"),
+    ("stamp_sender_last_rtt_seconds", _LAST_RTT, LATEST, "Round trip of the latest reply"),
 )
-SENDER_PATH = (  # (metric, column of the reflector's value (the sender's is next), help)
-    ("stamp_sender_ttl", _TTL, "TTL/hop limit of the latest packet at each end"),
-    ("stamp_sender_dscp", _DSCP, "DSCP of the latest packet at each end"),
-    ("stamp_sender_error_estimate_seconds", _ERROR,
+SENDER_PATH = (  # (metric, column of the reflector's value (the sender's is next), set, help)
+    ("stamp_sender_ttl", _TTL, PATH, "TTL/hop limit of the latest packet at each end"),
+    ("stamp_sender_dscp", _DSCP, PATH, "DSCP of the latest packet at each end"),
+    ("stamp_sender_error_estimate_seconds", _ERROR, ONE_WAY,
      "Error Estimate of the latest reply's timestamps at each end (RFC 8762 §4.2.1): a one-way delay is no "
      "better than their sum"),
-    ("stamp_sender_clock_synchronized", _SYNC,
+    ("stamp_sender_clock_synchronized", _SYNC, DEFAULT,
      "1 when the latest reply said that end's clock is synchronised (S bit): one-way delays need both"),
 )
-SENDER_HISTOGRAMS = (  # (metric, help): round trip, forward, backward
-    ("stamp_sender_rtt_seconds", "Round-trip delay (T4-T1)-(T3-T2)"),
-    ("stamp_sender_forward_delay_seconds", "One-way delay T2-T1, of replies whose both ends say their clocks are "
-                                           "synchronised (S bits)"),
-    ("stamp_sender_backward_delay_seconds", "One-way delay T4-T3, of replies whose both ends say their clocks are "
-                                            "synchronised (S bits)"),
+SENDER_HISTOGRAMS = (  # (metric, set, help): round trip, forward, backward
+    ("stamp_sender_rtt_seconds", DEFAULT, "Round-trip delay (T4-T1)-(T3-T2)"),
+    ("stamp_sender_forward_delay_seconds", ONE_WAY, "One-way delay T2-T1, of replies whose both ends say their "
+                                                    "clocks are synchronised (S bits)"),
+    ("stamp_sender_backward_delay_seconds", ONE_WAY, "One-way delay T4-T3, of replies whose both ends say their "
+                                                     "clocks are synchronised (S bits)"),
 )
 _COUNTERS = attrgetter(*(attr for _, attr, _ in SENDER_COUNTERS))
 _AVAILABILITY = attrgetter(*(attr for _, attr, _ in AVAILABILITY_COUNTERS))
-BUCKET_BOUNDS = (*map(str, DELAY_BUCKETS_S), "+Inf")
+BUCKET_BOUNDS = bounds_text(DELAY_BUCKETS_S)
 
 BUILD_FAMILIES: tuple[Family, ...] = (("stamp_build_info", "gauge", "stamp-suite version and Python"),)
 SESSION_FAMILIES: tuple[Family, ...] = (
     *((name, "counter", doc) for name, _, doc in SENDER_COUNTERS + AVAILABILITY_COUNTERS),
-    *((name, "gauge", doc) for name, _, doc in SENDER_GAUGES + SENDER_PATH),
-    *((name, "histogram", doc) for name, doc in SENDER_HISTOGRAMS))
+    *((name, "gauge", doc) for name, _, _, doc in SENDER_GAUGES + SENDER_PATH),
+    *((name, "histogram", doc) for name, _, doc in SENDER_HISTOGRAMS))
 
 
 def build_lines(f: Families) -> None:
@@ -231,10 +266,13 @@ class SenderMetrics:
         self.label_names = list(label_names)
         self._sessions: dict[tuple[str, ...], _SessionMetrics] = {}
 
-    def add_session(self, label_values: tuple[str, ...], stats, availability: Availability) -> Callable[[Event], None]:
-        """Register a session (its SessionStats, and its Availability to feed); returns the
-        on_event hook that feeds them."""
-        session = _SessionMetrics(stats, label_text(self.label_names, label_values), availability)
+    def add_session(self, label_values: tuple[str, ...], stats, availability: Availability,
+                    exposure: Exposure = Exposure()) -> Callable[[Event], None]:
+        """Register a session (its SessionStats, its Availability to feed, and what its series
+        show: every set by default); returns the on_event hook that feeds them."""
+        names, values = zip(*exposure.labels) if exposure.labels else ((), ())
+        labels = label_text((*self.label_names, *names), (*label_values, *values))
+        session = _SessionMetrics(stats, labels, availability, exposure)
         self._sessions[tuple(label_values)] = session
         return session.on_event
 
@@ -264,18 +302,21 @@ ROWS_PER_SLICE = 50  # sessions copied out per slice of the loop (5 us each), or
 
 
 def session_lines(f: Families, rows: list[tuple]) -> None:
-    """The SESSION_FAMILIES' series of sessions from their rows (_SessionMetrics.row)."""
-    for i, (name, _, _) in enumerate(SENDER_COUNTERS + AVAILABILITY_COUNTERS, start=1):
+    """The SESSION_FAMILIES' series of sessions from their rows (_SessionMetrics.row), each
+    family for the sessions whose sets have it (the counters are all in "default")."""
+    for i, (name, _, _) in enumerate(SENDER_COUNTERS + AVAILABILITY_COUNTERS, start=_COUNTERS_AT):
         f.lines[name] += [f"{name}{{{row[0]}}} {number(row[i])}" for row in rows]
     answered = [row for row in rows if row[_LAST_RTT] is not None]  # nothing about delay until a reply
-    for name, column, _ in SENDER_GAUGES:
-        f.lines[name] += [f"{name}{{{row[0]}}} {number(row[column] / 1e9)}" for row in answered]
-    for name, column, _ in SENDER_PATH:
+    for name, column, bit, _ in SENDER_GAUGES:
+        f.lines[name] += [f"{name}{{{row[0]}}} {number(row[column] / 1e9)}" for row in answered if row[_SETS] & bit]
+    for name, column, bit, _ in SENDER_PATH:
         for row in answered:
-            for end, value in zip(("reflector", "sender"), row[column:column + 2]):
-                if value is not None:
-                    f.sample(name, f'{row[0]},end="{end}"', value)
-    for i, (name, _) in enumerate(SENDER_HISTOGRAMS):
+            if row[_SETS] & bit:
+                for end, value in zip(("reflector", "sender"), row[column:column + 2]):
+                    if value is not None:
+                        f.sample(name, f'{row[0]},end="{end}"', value)
+    for i, (name, bit, _) in enumerate(SENDER_HISTOGRAMS):
         counts, sums = _HISTOGRAMS + 2 * i, _HISTOGRAMS + 2 * i + 1
         for row in rows:
-            f.histogram(name, row[0], BUCKET_BOUNDS, row[counts], row[sums] / 1e9)
+            if row[_SETS] & bit:
+                f.histogram(name, row[0], row[_RTT_BOUNDS] if i == 0 else BUCKET_BOUNDS, row[counts], row[sums] / 1e9)

@@ -1,0 +1,183 @@
+"""What a monitor target's series show (sets, round-trip buckets, labels, groups) and targets from
+Prometheus file_sd files: parsed from files as an operator writes them, exposed as Prometheus
+reads them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_exposition import parsed
+from vectors import T1, sample
+
+from stamp_suite.config import ConfigError
+from stamp_suite.monitor.config import load_config
+from stamp_suite.observability.exposition import Families
+from stamp_suite.observability.metrics import (
+    BUILD_FAMILIES,
+    DEFAULT,
+    MONITOR_RTT_BUCKETS_S,
+    ONE_WAY,
+    SESSION_FAMILIES,
+    WINDOWS,
+    Exposure,
+    SenderMetrics,
+    session_lines,
+)
+from stamp_suite.sender.availability import NS, Availability
+from stamp_suite.sender.events import Reply, Sent
+from stamp_suite.sender.stats import SessionStats
+
+
+def _load(tmp_path, text: str):
+    path = tmp_path / "targets.toml"
+    path.write_text(text)
+    return load_config(str(path))
+
+
+def _series(exposure: Exposure) -> dict[str, dict[tuple, float]]:
+    """A monitor target's series after one reply whose both ends said their clocks are
+    synchronised (every series that can be there is)."""
+    stats = SessionStats()
+    metrics = SenderMetrics(("monitor", "target"))
+    hook = metrics.add_session(("vp1", "a"), stats, Availability(3 * NS), exposure)
+    for ev in (Sent(0, T1, b""), Reply(sample(0, 150))):
+        stats.on_event(ev)
+        hook(ev)
+    f = Families(BUILD_FAMILIES + SESSION_FAMILIES)
+    session_lines(f, list(next(metrics.rows())))
+    return {name: by for name, by in parsed(f.text()).items() if name != "stamp_build_info"}
+
+
+def test_the_default_set_is_25_series_a_target_and_names_what_it_holds():
+    series = _series(Exposure(DEFAULT, MONITOR_RTT_BUCKETS_S))
+    assert sum(len(by) for by in series.values()) == 24  # and the monitor's stamp_monitor_target_up
+    assert len(series["stamp_sender_rtt_seconds_bucket"]) == len(MONITOR_RTT_BUCKETS_S) + 1
+    for name in ("sent", "received", "lost", "duplicate", "reordered", "late", "refused"):
+        assert any(name in n for n in series), name
+    assert {n for n in series if "delay" in n or "ttl" in n or "dscp" in n or "jitter" in n} == set()
+    assert len(series["stamp_sender_clock_synchronized"]) == 2  # the clock state, at each end
+
+
+def test_sets_add_their_families_and_buckets_are_the_targets_own():
+    one_way = _series(Exposure(DEFAULT | ONE_WAY, (0.001, 0.01)))
+    assert {dict(k)["le"] for k in one_way["stamp_sender_rtt_seconds_bucket"]} == {"0.001", "0.01", "+Inf"}
+    assert "stamp_sender_forward_delay_seconds_bucket" in one_way and "stamp_sender_ttl" not in one_way
+    everything = _series(Exposure())  # a single run's --metrics: every set, the finer buckets
+    assert {"stamp_sender_ttl", "stamp_sender_dscp", "stamp_sender_jitter_seconds",
+            "stamp_sender_error_estimate_seconds"} <= set(everything)
+    assert len(everything["stamp_sender_rtt_seconds_bucket"]) == 16
+
+
+def test_labels_of_the_operators_own_come_on_every_series():
+    series = _series(Exposure(DEFAULT, MONITOR_RTT_BUCKETS_S, (("site", "fra"), ("tier", 'co"re'))))
+    for by in series.values():
+        for labels in by:
+            assert ("site", "fra") in labels and ("tier", 'co"re') in labels
+
+
+GROUPED = """
+[defaults]
+send_delay = 100
+labels = { site = "fra", tier = "edge" }
+[groups.core]
+labels = { tier = "core" }
+metrics = ["windows"]
+rtt_buckets = ["500us", 0.002, "1ms5ms"]
+dscp = 46
+[[targets]]
+name = "a"
+remote_addr = "127.0.0.1:8620"
+group = "core"
+labels = { rack = "r1" }
+[[targets]]
+name = "b"
+remote_addr = "127.0.0.1:8621"
+metrics = ["one_way", "path"]
+"""
+
+
+def test_a_target_takes_its_groups_settings_and_labels_over_the_defaults(tmp_path):
+    config = _load(tmp_path, GROUPED)
+    a, b = config.exposure["a"], config.exposure["b"]
+    assert a == Exposure(DEFAULT | WINDOWS, (0.0005, 0.002, 0.006), (("rack", "r1"), ("site", "fra"), ("tier", "core")))
+    assert config.targets["a"].sender.dscp == 46 and config.targets["b"].sender.dscp == 0
+    assert b.sets & ONE_WAY and not b.sets & WINDOWS and b.rtt_buckets_s == MONITOR_RTT_BUCKETS_S
+    assert b.labels == (("site", "fra"), ("tier", "edge"))
+
+
+@pytest.mark.parametrize("old, new, error", [
+    ('labels = { rack = "r1" }', 'labels = { rack = "r2" }', None),
+    ('labels = { rack = "r1" }', 'labels = { target = "x" }', "label 'target' is one of the monitor's own"),
+    ('labels = { rack = "r1" }', 'labels = { __name__ = "x" }', "label '__name__': a name is letters"),
+    ('labels = { rack = "r1" }', 'labels = { "1x" = "x" }', "label '1x': a name is letters"),
+    ('labels = { rack = "r1" }', 'labels = "r1"', "labels: expected a table"),
+    ('labels = { rack = "r1" }', 'metrics = ["one-way"]',
+     "metrics: 'one-way' is not a set of series (expected default, one_way, latest, path, windows or all)"),
+    ('labels = { rack = "r1" }', 'rtt_buckets = ["5ms", "1ms"]', "rtt_buckets: the bounds must increase"),
+    ('labels = { rack = "r1" }', 'rtt_buckets = ["5 parsecs"]', "rtt_buckets: '5 parsecs' is not a duration"),
+    ('labels = { rack = "r1" }', 'rtt_buckets = [0]', "rtt_buckets: 0 is not a positive duration"),
+    ('group = "core"', 'group = "edge"', "group 'edge' is not a [groups.NAME] table (there are core)"),
+])
+def test_what_a_target_asks_of_its_series_is_checked_and_named(tmp_path, old, new, error):
+    text = GROUPED.replace(old, new)
+    if error is None:
+        _load(tmp_path, text)
+        return
+    with pytest.raises(ConfigError) as exc:
+        _load(tmp_path, text)
+    assert f"target 'a': {error}" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_group_cannot_name_a_group_and_defaults_cannot_either(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[groups.core\]: 'group' is not a target setting"):
+        _load(tmp_path, GROUPED.replace("dscp = 46", 'dscp = 46\ngroup = "core"'))
+    with pytest.raises(ConfigError, match=r"\[defaults\]: 'group' is not a target setting"):
+        _load(tmp_path, GROUPED.replace("send_delay = 100", 'send_delay = 100\ngroup = "core"'))
+
+
+# The file_sd format as Prometheus documents it (prometheus.io, file_sd_config), in both forms.
+FILE_SD_JSON = [{"targets": ["127.0.0.1:8620", "[::1]:8621"], "labels": {"site": "ams", "__meta_x": "dropped"}},
+                {"targets": ["localhost"]}]
+FILE_SD_YAML = """
+- targets:
+    - 127.0.0.2:9000
+  labels:
+    site: lon
+"""
+
+
+def test_file_sd_files_add_targets_with_their_labels_and_the_defaults(tmp_path):
+    (tmp_path / "sd").mkdir()
+    (tmp_path / "sd" / "a.json").write_text(json.dumps(FILE_SD_JSON))
+    (tmp_path / "sd" / "b.yml").write_text(FILE_SD_YAML)
+    config = _load(tmp_path, '[monitor]\nfile_sd = ["sd/*.json", "sd/*.yml"]\n'
+                             '[defaults]\nsend_delay = 250\nlabels = { tier = "edge", site = "x" }\n')
+    assert sorted(config.targets) == ["127.0.0.1:8620", "127.0.0.2:9000", "[::1]:8621", "localhost"]
+    v6 = config.targets["[::1]:8621"].sender
+    assert (v6.remote_addr, v6.remote_port, v6.send_delay) == ("::1", 8621, 250)
+    assert config.targets["localhost"].sender.remote_port == 862  # no port: STAMP's
+    assert config.exposure["127.0.0.1:8620"].labels == (("site", "ams"), ("tier", "edge"))  # no __meta_x
+    assert config.exposure["127.0.0.2:9000"].labels == (("site", "lon"), ("tier", "edge"))
+    assert config.exposure["localhost"].labels == (("site", "x"), ("tier", "edge"))
+
+
+@pytest.mark.parametrize("content, error", [
+    ("[{\"targets\": [\"127.0.0.1:8620\"]", "Expecting ',' delimiter"),
+    ('{"targets": []}', "expected a list of groups"),
+    ('[{"targets": "127.0.0.1"}]', 'group 1: expected {"targets": ["host:port", ...], "labels": {...}}'),
+    ('[{"targets": ["127.0.0.1:99999"]}]', "group 1: '127.0.0.1:99999': the port must be 1..65535"),
+    ('[{"targets": ["127.0.0.1"], "labels": {"monitor": "x"}}]', "label 'monitor' is one of the monitor's own"),
+    ('[{"targets": ["127.0.0.1"]}, {"targets": ["127.0.0.1"]}]', "two targets are named '127.0.0.1'"),
+])
+def test_a_broken_file_sd_file_is_one_line_naming_it(tmp_path, content, error):
+    (tmp_path / "sd.json").write_text(content)
+    with pytest.raises(ConfigError) as exc:
+        _load(tmp_path, '[monitor]\nfile_sd = ["sd.json"]\n')
+    assert error in str(exc.value) and "\n" not in str(exc.value)
+    assert "sd.json" in str(exc.value) or "two targets" in str(exc.value)
+
+
+def test_file_sd_with_no_files_and_no_targets_is_refused_saying_so(tmp_path):
+    with pytest.raises(ConfigError, match=r"no \[\[targets\]\] \(and none in its file_sd files now\)"):
+        _load(tmp_path, '[monitor]\nfile_sd = ["nothing/*.json"]\n')
