@@ -28,7 +28,7 @@ def test_alert_rules_pass_promtool_check_and_unit_tests():
     require_tool("promtool")
     check = subprocess.run(["promtool", "check", "rules", "stamp-alerts.yml"], cwd=DEPLOY, capture_output=True,
                            text=True)
-    assert check.returncode == 0 and "SUCCESS: 7 rules found" in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0 and "SUCCESS: 10 rules found" in check.stdout, check.stdout + check.stderr
     tests = subprocess.run(["promtool", "test", "rules", "stamp-alerts.test.yml"], cwd=DEPLOY, capture_output=True,
                            text=True)
     assert tests.returncode == 0 and "SUCCESS" in tests.stdout, tests.stdout + tests.stderr
@@ -127,9 +127,10 @@ def test_prometheus_scrapes_reflector_and_monitor_with_the_values_the_traffic_ma
 
             groups = prom.api("rules")["groups"]  # deploy/stamp-alerts.yml, loaded and evaluated
             rules = [r for g in groups for r in g["rules"]]
-            assert sorted(r["name"] for r in rules) == ["StampLossHigh", "StampMonitorDown", "StampMonitorOverloaded",
-                                                        "StampOutage", "StampReflectorDropping", "StampRttHigh",
-                                                        "StampTargetDown"]
+            assert sorted(r["name"] for r in rules) == [
+                "StampLossHigh", "StampMonitorDown", "StampMonitorOverloaded", "StampOutage", "StampReflectorDropping",
+                "StampRttHigh", "StampTargetDown", "stamp:errored_seconds:ratio_1h", "stamp:loss_ratio:rate5m",
+                "stamp:rtt_seconds:p99_10m"]
             assert wait_for(lambda: all(r["health"] == "ok" for g in prom.api("rules")["groups"]
                                         for r in g["rules"]), 5)
             # nothing listens behind "dead", and "lossy" loses 25 %: both alerts pending (they
@@ -191,3 +192,49 @@ def test_every_dashboard_query_returns_data_from_two_monitor_shards(tmp_path):
                 m.terminate()
                 m.communicate(timeout=10)
     assert "level=error" not in log, log
+
+
+def test_a_file_sd_edit_adds_and_removes_targets_and_leaves_the_others_unbroken(tmp_path):
+    """Each target has its default 25 series; a file_sd file edited while the monitor runs
+    adds and removes targets, and the series of a target it does not touch go on without a gap
+    or a reset, as Prometheus stored them over the edit."""
+    require_tool("prometheus")
+    mport = free_tcp_port()
+    with start_reflector() as r0, start_reflector() as r1, start_reflector() as r2:
+        a, b = f"127.0.0.1:{r1.address[1]}", f"127.0.0.1:{r2.address[1]}"
+        sd = tmp_path / "sd.json"
+        sd.write_text(json.dumps([{"targets": [a], "labels": {"site": "ams"}}]))
+        cfg = tmp_path / "targets.toml"
+        cfg.write_text(f'[monitor]\nwindows = [1]\nmetrics_addr = "127.0.0.1:{mport}"\nfile_sd = ["sd.json"]\n'
+                       '[defaults]\nsend_delay = 100\ntimeout = 0.3\n'
+                       f'[[targets]]\nname = "static"\nremote_addr = "127.0.0.1"\nremote_port = {r0.address[1]}\n')
+        monitor = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True, env=ENV)
+        prom = Prometheus(tmp_path, "global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: stamp-monitor\n"
+                                    f"    static_configs:\n      - targets: ['127.0.0.1:{mport}']\n")
+        try:
+            def series_per_target() -> dict[str, float]:
+                return {json.loads(k)["target"]: v
+                        for k, v in prom.query('count by (target) ({__name__=~"stamp_.+", target!=""})').items()}
+            assert wait_for(lambda: series_per_target() == {"static": 25, a: 25}, 30), series_per_target()
+            site = prom.query(f'stamp_sender_packets_sent_total{{target="{a}"}}')
+            assert [json.loads(k)["site"] for k in site] == ["ams"]
+
+            edited = time.time()
+            sd.write_text(json.dumps([{"targets": [b], "labels": {"site": "lon"}}]))
+            assert wait_for(lambda: series_per_target() == {"static": 25, b: 25}, 15), series_per_target()
+            time.sleep(2)
+            span = f"{int(time.time() - edited) + 10}s"  # the edit, and 10 s before it
+            scrapes = prom.query(f'count_over_time(up{{job="stamp-monitor"}}[{span}])')
+            kept = prom.query(f'count_over_time(stamp_sender_packets_sent_total{{target="static"}}[{span}])')
+            assert list(kept.values()) == list(scrapes.values())  # a sample at every scrape: no gap
+            assert list(prom.query(f'resets(stamp_sender_packets_sent_total{{target="static"}}[{span}])').values()) \
+                == [0]
+            assert prom.query(f'stamp_sender_packets_sent_total{{target="{a}"}}') == {}  # gone at the next scrape
+        finally:
+            log = prom.stop()
+            monitor.terminate()
+            _, err = monitor.communicate(timeout=10)
+    assert "level=error" not in log, log
+    assert monitor.returncode == 0, err
+    assert "sd.json changed: reloading" in err and "reloaded: 1 added, 1 removed, 0 changed, 2 running" in err, err
