@@ -12,8 +12,9 @@ flow).  After start-up and a warm-up (the first windows closed), measured over t
   is the monitor's own);
 - the /metrics scrapes: the slowest, and its size.
 
-Run: python bench/monitor_bench.py [--targets 10000] [--seconds 60] [--baseline OLD/src]
-(--baseline: an older tree's src/, measured the same way in the same run, before this tree)
+Run: python bench/monitor_bench.py [--targets 10000] [--seconds 60] [--baseline OLD/src] [--sets all]
+(--baseline: an older tree's src/, measured the same way in the same run, before this tree;
+--sets: the sets of series this tree's targets show besides the default, such as all)
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def main() -> None:
     ap.add_argument("--targets", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--baseline", metavar="SRC", help="src/ of an older tree, measured first in the same run")
+    ap.add_argument("--sets", metavar="SET,...", help="this tree's targets show these sets of series too "
+                    "(metrics = [...]; the baseline's show what its version shows)")
     args = ap.parse_args()
     build()
     ref = Reflector("C floor", [str(OUT / "c_reflector"), "127.0.0.1", "0"])
@@ -102,6 +105,8 @@ def measure(args: argparse.Namespace, ref_port: int, env: dict | None) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
         f.write(f'[monitor]\nwindows = [{WINDOW_S}]\nmetrics_addr = "127.0.0.1:{mport}"\n'
                 f'[defaults]\nsend_delay = 1000\n')
+        if env is None and args.sets:  # this tree's (an older one refuses the key)
+            f.write(f"metrics = {args.sets.split(',')}\n")
         for i in range(args.targets):
             f.write(f'[[targets]]\nname = "t{i:05d}"\nremote_addr = "127.0.0.1"\nremote_port = {ref_port}\n')
     t_start = time.monotonic()
@@ -150,7 +155,7 @@ def measure(args: argparse.Namespace, ref_port: int, env: dict | None) -> None:
     print(f"  {received:.0f} replies to {sent:.0f} packets, {lost:.0f} lost; schedule error: "
           f"{schedule_share(first, last, '0.005')} under 5 ms, p99 {schedule_p99(first, last)}; "
           f"/metrics scrape median {statistics.median(s.seconds for s in scrapes[1:]) * 1e3:.0f} ms, slowest "
-          f"{max(s.seconds for s in scrapes[1:]) * 1e3:.0f} ms ({last.lines} lines)"
+          f"{max(s.seconds for s in scrapes[1:]) * 1e3:.0f} ms ({last.lines:,} lines, {len(last.text) / 1e6:.0f} MB)"
           + (f", {failed} scrapes unanswered" if failed else ""))
 
 

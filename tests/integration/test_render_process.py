@@ -247,6 +247,9 @@ class _Monitor:
     def skipped_sends(self) -> int:
         return 3
 
+    def target_sources(self) -> tuple[int, int]:
+        return 1, 2  # from the file, from file_sd
+
     def windows(self):
         return iter(self.closed)
 
@@ -268,6 +271,7 @@ def test_without_a_render_process_the_loop_formats_and_says_so(monkeypatch):
     assert b'stamp_monitor_reloads_total{monitor="vp1",result="applied"} 2\n' in text
     assert b'stamp_monitor_reloads_total{monitor="vp1",result="failed"} 1\n' in text
     assert b'stamp_monitor_unresolved_targets{monitor="vp1"} 1\n' in text
+    assert b'stamp_monitor_targets{monitor="vp1",source="file_sd"} 2\n' in text
     assert len(monitor.logged) == 1 and "no render process" in monitor.logged[0]
     assert "sys.executable is empty" in monitor.logged[0]
 

@@ -154,6 +154,7 @@ def test_file_sd_files_add_targets_with_their_labels_and_the_defaults(tmp_path):
     config = _load(tmp_path, '[monitor]\nfile_sd = ["sd/*.json", "sd/*.yml"]\n'
                              '[defaults]\nsend_delay = 250\nlabels = { tier = "edge", site = "x" }\n')
     assert sorted(config.targets) == ["127.0.0.1:8620", "127.0.0.2:9000", "[::1]:8621", "localhost"]
+    assert config.discovered == config.targets.keys() and config.folder == str(tmp_path)
     v6 = config.targets["[::1]:8621"].sender
     assert (v6.remote_addr, v6.remote_port, v6.send_delay) == ("::1", 8621, 250)
     assert config.targets["localhost"].sender.remote_port == 862  # no port: STAMP's

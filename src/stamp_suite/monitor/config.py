@@ -51,6 +51,7 @@ class MonitorConfig:
     targets: dict[str, Settings]
     exposure: dict[str, Exposure] = field(default_factory=dict)  # per target; Exposure() when not in it
     file_sd: tuple[str, ...] = ()  # as the file gave them: globs relative to its folder
+    discovered: frozenset[str] = frozenset()  # the targets that come from file_sd files
     folder: str = "."  # the targets file's
 
 
@@ -143,6 +144,7 @@ def load_config(path: str) -> MonitorConfig:
                               f"(there are {', '.join(data.groups) or 'none'})")
         add(name, [data.defaults, data.groups.get(group, {}), own], here)
     folder = os.path.dirname(os.path.abspath(path))
+    in_file = len(targets)
     for name, host, port, labels in file_sd.targets(data.monitor.file_sd, folder):
         add(name, [data.defaults, {"remote_addr": host, "remote_port": port, "labels": labels}],
             f"{where}: file_sd target {name!r}")
@@ -151,7 +153,7 @@ def load_config(path: str) -> MonitorConfig:
                                                         if data.monitor.file_sd else ""))
     mon = data.monitor
     return MonitorConfig(mon.windows, mon.jsonl, mon.metrics_addr, mon.snmp_socket if mon.snmp else None, targets,
-                         exposures, mon.file_sd, folder)
+                         exposures, file_sd=mon.file_sd, folder=folder, discovered=frozenset(list(targets)[in_file:]))
 
 
 def _settings(where: str, merged: dict[str, Any]) -> Settings:

@@ -17,25 +17,29 @@ SCHEDULE_FAMILIES: tuple[Family, ...] = (
     ("stamp_monitor_reloads_total", "counter",
      "Reloads of the targets file (SIGHUP or --watch), by result: applied, or failed and changed nothing"),
     ("stamp_monitor_unresolved_targets", "gauge",
-     "Targets whose name has no address now (down, looked up again with backoff)"))
+     "Targets whose name has no address now (down, looked up again with backoff)"),
+    ("stamp_monitor_targets", "gauge",
+     "Targets of this monitor (its shard), by where they come from: the targets file or its file_sd files"))
 
 
 def schedule_row(labels: str, lateness: BucketHistogram, skipped: int, reloads: tuple[int, int],
-                 unresolved: int) -> tuple:
+                 unresolved: int, sources: tuple[int, int]) -> tuple:
     """A monitor's own health as schedule_lines wants it (live, as a session's row); ``reloads``:
-    (applied, failed)."""
-    return labels, lateness.counts, lateness.sum_ns, skipped, *reloads, unresolved
+    (applied, failed); ``sources``: targets from (the file, file_sd)."""
+    return labels, lateness.counts, lateness.sum_ns, skipped, *reloads, unresolved, *sources
 
 
 def schedule_lines(f: Families, rows: list[tuple]) -> None:
     """A monitor's own health (schedule_row): how late its sends leave, the sends it skipped, its
-    reloads and its targets without an address."""
-    for labels, counts, sum_ns, skipped, applied, failed, unresolved in rows:
+    reloads, its targets without an address and where its targets come from."""
+    for labels, counts, sum_ns, skipped, applied, failed, unresolved, from_file, from_sd in rows:
         f.histogram("stamp_monitor_schedule_error_seconds", labels, BUCKET_BOUNDS, counts, sum_ns / 1e9)
         f.sample("stamp_monitor_sends_skipped_total", labels, skipped)
         f.sample("stamp_monitor_reloads_total", f'{labels},result="applied"', applied)
         f.sample("stamp_monitor_reloads_total", f'{labels},result="failed"', failed)
         f.sample("stamp_monitor_unresolved_targets", labels, unresolved)
+        f.sample("stamp_monitor_targets", f'{labels},source="file"', from_file)
+        f.sample("stamp_monitor_targets", f'{labels},source="file_sd"', from_sd)
 
 
 SUMMARIES_PER_SLICE = 8  # closed windows summarised per slice of the loop (20-80 us each)

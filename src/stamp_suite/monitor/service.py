@@ -388,6 +388,11 @@ class Monitor:
         else:
             self._jsonl_failed = False
 
+    def target_sources(self) -> tuple[int, int]:
+        """This monitor's targets (running or waiting for an address): from its file, from file_sd."""
+        discovered = len(self.config.discovered & self.config.targets.keys())
+        return len(self.config.targets) - discovered, discovered
+
     def skipped_sends(self) -> int:
         """Scheduled sends skipped for being over an interval late, by all targets ever run."""
         return self._skipped_by_removed + sum(t.session.engine.skipped for t in list(self.targets.values()))
