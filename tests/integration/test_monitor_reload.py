@@ -285,3 +285,38 @@ def _targets(mport):
         return set()
     return {(k[0], tuple(kv for kv in k[1] if kv[0] == "target")) for k in m
             if k[0] == "stamp_sender_packets_sent_total"}
+
+
+def test_new_labels_keep_a_targets_counters_and_a_file_sd_edit_adds_a_target(tmp_path):
+    """A reload that changes only what a target's series show goes on counting (its series
+    take the new labels, the old ones are gone); a file_sd file written while running adds
+    its target without a signal."""
+    cfg, sd, mport = tmp_path / "t.toml", tmp_path / "sd.json", free_tcp_port()
+    sd.write_text("[]")
+    with start_reflector() as refl:
+        def config(site: str) -> None:
+            _config(cfg, refl, windows="[1]", mport=mport, extra=f'labels = {{ site = "{site}" }}')
+            cfg.write_text(cfg.read_text().replace("[monitor]", '[monitor]\nfile_sd = ["sd.json"]'))
+        config("ams")
+
+        def sent(site: str, target: str = "a") -> float | None:
+            try:
+                return scrape(mport).get(("stamp_sender_packets_sent_total", (("site", site), ("target", target))))
+            except OSError:  # not serving yet
+                return None
+        mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=ENV)
+        try:
+            assert wait_for(lambda: (sent("ams") or 0) >= 5, 10)
+            before = sent("ams")
+            config("lon")
+            mon.send_signal(signal.SIGHUP)
+            assert wait_for(lambda: sent("lon") is not None, 5)
+            assert sent("lon") >= before and sent("ams") is None  # counted on, under its new labels
+            other = f"127.0.0.1:{refl.address[1]}"
+            sd.write_text(json.dumps([{"targets": [other], "labels": {"site": "fra"}}]))
+            assert wait_for(lambda: (sent("fra", other) or 0) >= 1, 8)
+        finally:
+            mon.terminate()
+            _, err = mon.communicate(timeout=10)
+    assert "reloaded: 0 added, 0 removed, 1 changed, 1 running" in err
+    assert "sd.json changed: reloading" in err and "reloaded: 1 added, 0 removed, 0 changed, 2 running" in err, err

@@ -49,9 +49,9 @@ def _series(exposure: Exposure) -> dict[str, dict[tuple, float]]:
     return {name: by for name, by in parsed(f.text()).items() if name != "stamp_build_info"}
 
 
-def test_the_default_set_is_25_series_a_target_and_names_what_it_holds():
+def test_the_default_set_is_24_series_of_the_session_and_target_up_makes_25():
     series = _series(Exposure(DEFAULT, MONITOR_RTT_BUCKETS_S))
-    assert sum(len(by) for by in series.values()) == 24  # and the monitor's stamp_monitor_target_up
+    assert sum(len(by) for by in series.values()) == 24  # + the monitor's stamp_monitor_target_up
     assert len(series["stamp_sender_rtt_seconds_bucket"]) == len(MONITOR_RTT_BUCKETS_S) + 1
     for name in ("sent", "received", "lost", "duplicate", "reordered", "late", "refused"):
         assert any(name in n for n in series), name
@@ -117,6 +117,8 @@ def test_a_target_takes_its_groups_settings_and_labels_over_the_defaults(tmp_pat
     ('labels = { rack = "r1" }', 'rtt_buckets = ["5ms", "1ms"]', "rtt_buckets: the bounds must increase"),
     ('labels = { rack = "r1" }', 'rtt_buckets = ["5 parsecs"]', "rtt_buckets: '5 parsecs' is not a duration"),
     ('labels = { rack = "r1" }', 'rtt_buckets = [0]', "rtt_buckets: 0 is not a positive duration"),
+    ('labels = { rack = "r1" }', 'rtt_buckets = [0.001, inf]', "rtt_buckets: inf is not a positive duration"),
+    ('labels = { rack = "r1" }', 'labels = { rack = 12 }', "label 'rack': expected a string, such as \"12\""),
     ('group = "core"', 'group = "edge"', "group 'edge' is not a [groups.NAME] table (there are core)"),
 ])
 def test_what_a_target_asks_of_its_series_is_checked_and_named(tmp_path, old, new, error):
@@ -144,6 +146,9 @@ FILE_SD_YAML = """
     - 127.0.0.2:9000
   labels:
     site: lon
+    rack: 012
+    on_call: yes
+    job: inventory
 """
 
 
@@ -151,15 +156,18 @@ def test_file_sd_files_add_targets_with_their_labels_and_the_defaults(tmp_path):
     (tmp_path / "sd").mkdir()
     (tmp_path / "sd" / "a.json").write_text(json.dumps(FILE_SD_JSON))
     (tmp_path / "sd" / "b.yml").write_text(FILE_SD_YAML)
-    config = _load(tmp_path, '[monitor]\nfile_sd = ["sd/*.json", "sd/*.yml"]\n'
-                             '[defaults]\nsend_delay = 250\nlabels = { tier = "edge", site = "x" }\n')
+    config = _load(tmp_path, '[monitor]\nfile_sd = ["sd/*.json", "sd/*.yml", "none/*.json"]\n'
+                             '[defaults]\nsend_delay = 250\nremote_port = 8620\nlabels = { tier = "edge", site = "x" }\n')
     assert sorted(config.targets) == ["127.0.0.1:8620", "127.0.0.2:9000", "[::1]:8621", "localhost"]
     assert config.discovered == config.targets.keys() and config.folder == str(tmp_path)
     v6 = config.targets["[::1]:8621"].sender
     assert (v6.remote_addr, v6.remote_port, v6.send_delay) == ("::1", 8621, 250)
-    assert config.targets["localhost"].sender.remote_port == 862  # no port: STAMP's
+    assert config.targets["localhost"].sender.remote_port == 8620  # no port: [defaults]'
     assert config.exposure["127.0.0.1:8620"].labels == (("site", "ams"), ("tier", "edge"))  # no __meta_x
-    assert config.exposure["127.0.0.2:9000"].labels == (("site", "lon"), ("tier", "edge"))
+    # YAML's values as written (strings, as Prometheus has them); job, ours, renamed as a scrape would
+    assert config.exposure["127.0.0.2:9000"].labels == (("exported_job", "inventory"), ("on_call", "yes"),
+                                                        ("rack", "012"), ("site", "lon"), ("tier", "edge"))
+    assert config.unmatched == ("none/*.json",)
     assert config.exposure["localhost"].labels == (("site", "x"), ("tier", "edge"))
 
 
@@ -168,15 +176,24 @@ def test_file_sd_files_add_targets_with_their_labels_and_the_defaults(tmp_path):
     ('{"targets": []}', "expected a list of groups"),
     ('[{"targets": "127.0.0.1"}]', 'group 1: expected {"targets": ["host:port", ...], "labels": {...}}'),
     ('[{"targets": ["127.0.0.1:99999"]}]', "group 1: '127.0.0.1:99999': the port must be 1..65535"),
-    ('[{"targets": ["127.0.0.1"], "labels": {"monitor": "x"}}]', "label 'monitor' is one of the monitor's own"),
-    ('[{"targets": ["127.0.0.1"]}, {"targets": ["127.0.0.1"]}]', "two targets are named '127.0.0.1'"),
+    ('[{"targets": ["127.0.0.1"]}, {"targets": ["127.0.0.1"]}]',
+     "two targets are named '127.0.0.1' (file_sd SD: group 1; file_sd SD: group 2)"),
+    ('[{"targets": ["a"]}]', "two targets are named 'a' (target 'a'; file_sd SD: group 1)"),
+    ('[{"targets": ["http://h:80"]}]', "group 1: 'http://h:80' is not host:port"),
+    ('[{"targets": ["h x"]}]', "group 1: 'h x' is not host:port"),
+    ('[{"targets": ["127.0.0.1"], "labels": {"rack": 12}}]', "label 'rack': expected a string"),
 ])
 def test_a_broken_file_sd_file_is_one_line_naming_it(tmp_path, content, error):
     (tmp_path / "sd.json").write_text(content)
     with pytest.raises(ConfigError) as exc:
-        _load(tmp_path, '[monitor]\nfile_sd = ["sd.json"]\n')
-    assert error in str(exc.value) and "\n" not in str(exc.value)
-    assert "sd.json" in str(exc.value) or "two targets" in str(exc.value)
+        _load(tmp_path, '[monitor]\nfile_sd = ["sd.json"]\n[[targets]]\nname = "a"\nremote_addr = "127.0.0.1"\n')
+    assert error.replace("SD", str(tmp_path / "sd.json")) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_file_sd_file_ends_as_prometheus_wants(tmp_path):
+    (tmp_path / "sd.txt").write_text('[{"targets": ["127.0.0.1"]}]')
+    with pytest.raises(ConfigError, match=r"sd.txt: a file_sd file ends .json, .yml, .yaml"):
+        _load(tmp_path, '[monitor]\nfile_sd = ["sd.*"]\n')
 
 
 def test_file_sd_with_no_files_and_no_targets_is_refused_saying_so(tmp_path):

@@ -35,7 +35,8 @@ def build_parser() -> OneLineParser:
                               "targets than its core measures skips late sends and says so: the log line "
                               "'overloaded: ...', stamp_monitor_sends_skipped_total; split the targets with --shard.")
     ap.add_argument("--config", required=True, metavar="FILE",
-                    help="TOML file with [monitor], [defaults] and [[targets]]")
+                    help="TOML file with [monitor], [defaults], [groups.NAME] and [[targets]]; its [monitor] "
+                         "file_sd files add targets (docs/monitor.md)")
     ap.add_argument("--metrics-addr", help="serve Prometheus metrics here (overrides [monitor] metrics_addr)")
     ap.add_argument("--jsonl", metavar="FILE",
                     help='write the window lines here ("-": stdout; overrides [monitor] jsonl)')

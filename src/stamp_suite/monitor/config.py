@@ -49,9 +49,10 @@ class MonitorConfig:
     metrics_addr: str | None
     snmp_socket: str | None  # None: no SNMP
     targets: dict[str, Settings]
-    exposure: dict[str, Exposure] = field(default_factory=dict)  # per target; Exposure() when not in it
+    exposure: dict[str, Exposure] = field(default_factory=dict)  # per target: what its series show
     file_sd: tuple[str, ...] = ()  # as the file gave them: globs relative to its folder
     discovered: frozenset[str] = frozenset()  # the targets that come from file_sd files
+    unmatched: tuple[str, ...] = ()  # file_sd patterns that name no file now (said in the log)
     folder: str = "."  # the targets file's
 
 
@@ -119,11 +120,15 @@ def load_config(path: str) -> MonitorConfig:
         _known_keys(group, f"{where}: [groups.{name}]", group=False)
     targets: dict[str, Settings] = {}
     exposures: dict[str, Exposure] = {}
+    origin: dict[str, str] = {}
 
     def add(name: str, tables: list[Mapping[str, Any]], here: str) -> None:
         """A target from its tables, least specific first."""
+        source = here.removeprefix(f"{where}: ").removesuffix(f": target {name!r}")  # target 'a', or a group
         if name in targets:
-            raise ConfigError(f"{where}: two targets are named {name!r}")
+            both = f" ({origin[name]}; {source})" if source != origin[name] else ""
+            raise ConfigError(f"{where}: two targets are named {name!r}{both}")
+        origin[name] = source
         merged = {k: v for table in tables for k, v in table.items()}
         labels = merged_labels(tables, here)
         exposures[name] = exposure(merged, labels, here)
@@ -145,15 +150,16 @@ def load_config(path: str) -> MonitorConfig:
         add(name, [data.defaults, data.groups.get(group, {}), own], here)
     folder = os.path.dirname(os.path.abspath(path))
     in_file = len(targets)
-    for name, host, port, labels in file_sd.targets(data.monitor.file_sd, folder):
-        add(name, [data.defaults, {"remote_addr": host, "remote_port": port, "labels": labels}],
-            f"{where}: file_sd target {name!r}")
+    for name, host, port, labels, group in file_sd.targets(data.monitor.file_sd, folder):
+        own = {"remote_addr": host, "labels": labels} | ({} if port is None else {"remote_port": port})
+        add(name, [data.defaults, own], f"{where}: {group}: target {name!r}")
     if not targets:
         raise ConfigError(f"{where}: no [[targets]]" + (" (and none in its file_sd files now)"
                                                         if data.monitor.file_sd else ""))
     mon = data.monitor
     return MonitorConfig(mon.windows, mon.jsonl, mon.metrics_addr, mon.snmp_socket if mon.snmp else None, targets,
-                         exposures, file_sd=mon.file_sd, folder=folder, discovered=frozenset(list(targets)[in_file:]))
+                         exposures, file_sd=mon.file_sd, folder=folder, discovered=frozenset(list(targets)[in_file:]),
+                         unmatched=tuple(p for p in mon.file_sd if not file_sd.matches(p, folder)))
 
 
 def _settings(where: str, merged: dict[str, Any]) -> Settings:

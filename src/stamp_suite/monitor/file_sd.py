@@ -2,11 +2,14 @@
 ...], "labels": {...}}`` groups, the format Prometheus's own file_sd_configs read, so that the
 inventory that feeds Prometheus feeds the monitor as it is.
 
-Each target string is a target's name and its reflector's address (port 862 when it has none);
-a group's labels are the targets' own labels, on top of [defaults]' (names beginning ``__``,
-Prometheus's meta labels, are left out, as relabelling leaves them).  The files are looked at
-as the targets file is, and a change is a reload: a file with an error refuses the reload as a
-whole, and the running targets go on (what Prometheus does with a broken file_sd file).
+Each target string is a target's name and its reflector's address (the [defaults]' port, or
+862, when it has none); a group's labels are the targets' own labels, on top of [defaults]'.
+Names beginning ``__`` (Prometheus's meta labels) are left out, as relabelling leaves them, and
+names of the monitor's own (``job``, ``instance``, ...) become ``exported_NAME``, as a scrape
+renames a clash.  Files end .json, .yml or .yaml, as Prometheus wants; YAML is read with every
+value a string (``rack: 012`` is "012", as Prometheus has it).  A change of a file is a reload:
+a file with an error refuses the reload as a whole, and the running targets go on (what
+Prometheus does with a broken file_sd file).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,23 +26,27 @@ import yaml
 from ..config import MAX_SETTINGS_FILE, ConfigError
 from ..files import FileRefused, read_regular_file
 from ..net.resolve import ResolveError, split_host_port
-from .series import check_label
+from .series import RESERVED_LABELS, check_label
 
-STAMP_PORT = 862
+EXTENSIONS = (".json", ".yml", ".yaml")
+_HOST = re.compile(r"[A-Za-z0-9._:%-]+\Z")  # a name, or an IPv4 or IPv6 address (with a zone)
 
 
 def paths(patterns: tuple[str, ...], base: str) -> list[str]:
     """The files ``patterns`` name now (globs, relative to the targets file's folder), sorted."""
-    found: set[str] = set()
-    for pattern in patterns:
-        found.update(glob.glob(os.path.join(base, os.path.expanduser(pattern))))
-    return sorted(found)
+    return sorted({path for pattern in patterns for path in matches(pattern, base)})
 
 
-def targets(patterns: tuple[str, ...], base: str) -> Iterator[tuple[str, str, int, dict[str, str]]]:
-    """(name, host, port, labels) of every target of the files ``patterns`` name now."""
+def matches(pattern: str, base: str) -> list[str]:
+    return glob.glob(os.path.join(base, os.path.expanduser(pattern)))
+
+
+def targets(patterns: tuple[str, ...], base: str) -> Iterator[tuple[str, str, int | None, dict[str, str], str]]:
+    """(name, host, port or None, labels, where) of every target of the files ``patterns`` name now."""
     for path in paths(patterns, base):
         where = f"file_sd {path}"
+        if not path.endswith(EXTENSIONS):
+            raise ConfigError(f"{where}: a file_sd file ends {', '.join(EXTENSIONS)} (as Prometheus reads them)")
         for i, group in enumerate(_groups(path, where)):
             here = f"{where}: group {i + 1}"
             if not isinstance(group, dict) or not isinstance(group.get("targets"), list):
@@ -46,28 +54,32 @@ def targets(patterns: tuple[str, ...], base: str) -> Iterator[tuple[str, str, in
             labels = group.get("labels") or {}
             if not isinstance(labels, dict):
                 raise ConfigError(f"{here}: labels: expected a table of names and strings")
-            mine = dict(check_label(n, v, here) for n, v in labels.items() if not str(n).startswith("__"))
+            mine = dict(check_label(f"exported_{n}" if n in RESERVED_LABELS else n, v, here)
+                        for n, v in labels.items() if not str(n).startswith("__"))
             for text in group["targets"]:
-                if not isinstance(text, str) or not text:
+                if not isinstance(text, str):
                     raise ConfigError(f"{here}: {text!r} is not host:port")
                 try:
                     host, port = split_host_port(text)
                 except ResolveError as exc:
                     raise ConfigError(f"{here}: {exc}") from None
-                yield text, host, port or STAMP_PORT, mine
+                if not _HOST.match(host):
+                    raise ConfigError(f"{here}: {text!r} is not host:port")
+                yield text, host, port, mine, here
 
 
 def _groups(path: str, where: str) -> list[Any]:
     try:
         text = read_regular_file(path, MAX_SETTINGS_FILE)[0].decode("utf-8")
-        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+        # BaseLoader: every scalar a string, as Prometheus reads labels (no 012 -> 10, no yes -> True)
+        data = json.loads(text) if path.endswith(".json") else yaml.load(text, Loader=yaml.BaseLoader)
     except FileRefused as exc:
         raise ConfigError(f"{where}: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{where}: {exc.strerror}") from None
     except (ValueError, yaml.YAMLError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ConfigError(f"{where}: {' '.join(str(exc).split())}") from None
-    if data is None:  # an empty YAML file: no targets (as Prometheus takes it)
+    if data is None or data == "":  # an empty YAML file: no targets (as Prometheus takes it)
         return []
     if not isinstance(data, list):
         raise ConfigError(f'{where}: expected a list of groups such as [{{"targets": ["host:port"]}}]')

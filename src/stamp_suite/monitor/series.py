@@ -7,6 +7,7 @@ A target's labels are its group's and [defaults]' with its own on top; ``metrics
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -32,9 +33,9 @@ def check_label(name: Any, value: Any, where: str) -> tuple[str, str]:
     if name in RESERVED_LABELS:
         raise ConfigError(f"{where}: label {name!r} is one of the monitor's own "
                           f"({', '.join(sorted(RESERVED_LABELS))})")
-    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise ConfigError(f"{where}: label {name!r}: expected a string")
-    return name, str(value)
+    if not isinstance(value, str):  # as Prometheus's are: "012" stays "012"
+        raise ConfigError(f'{where}: label {name!r}: expected a string, such as "{value}"')
+    return name, value
 
 
 def merged_labels(tables: list[Mapping[str, Any]], where: str) -> dict[str, str]:
@@ -70,7 +71,7 @@ def _sets(names: Any, where: str) -> int:
 
 
 def _buckets(given: Any, where: str) -> tuple[float, ...]:
-    """Upper bounds in seconds: numbers (seconds) or durations ("2.5ms"), increasing."""
+    """Upper bounds in seconds: durations ("2.5ms") or bare numbers (seconds), increasing."""
     if given is None:
         return MONITOR_RTT_BUCKETS_S
     if not isinstance(given, (list, tuple)) or not 1 <= len(given) <= MAX_BUCKETS:
@@ -82,8 +83,8 @@ def _buckets(given: Any, where: str) -> tuple[float, ...]:
             seconds = parse_duration(b, "s") if isinstance(b, str) else float(b)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: rtt_buckets: {exc}") from None
-        if isinstance(b, bool) or not seconds > 0:
-            raise ConfigError(f"{where}: rtt_buckets: {b!r} is not a positive duration")
+        if isinstance(b, bool) or not 0 < seconds < math.inf:
+            raise ConfigError(f"{where}: rtt_buckets: {b!r} is not a positive duration (+Inf is always the last)")
         bounds.append(seconds)
     if any(a >= b for a, b in zip(bounds, bounds[1:])):
         raise ConfigError(f"{where}: rtt_buckets: the bounds must increase")

@@ -176,8 +176,10 @@ class Monitor:
         removed = [n for n in known if n not in config.targets]
         unresolvable: list[tuple[Target, str]] = []  # running, name without an address now: kept
         changed = [n for n in config.targets if n in self.targets
-                   and (self._changed(self.targets[n], config.targets[n], windows_changed, unresolvable)
-                        or config.exposure[n] != self.config.exposure[n])]
+                   and self._changed(self.targets[n], config.targets[n], windows_changed, unresolvable)]
+        # only what its series show changed (labels, sets, buckets): the session goes on, counted
+        relabelled = [n for n in config.targets if n in self.targets and n not in changed
+                      and config.exposure[n] != self.config.exposure[n]]
         waiting_before = [n for n in config.targets if n in self.unresolved]
         changed += [n for n in waiting_before if self.unresolved[n].settings != config.targets[n]]
         waited = [n for n in waiting_before if n not in changed]  # looked up again now, as at a start
@@ -200,6 +202,10 @@ class Monitor:
         # from here on nothing can fail
         self._switch_outputs(config, outputs)
         self.config = config
+        for name in relabelled:
+            self.metrics.expose((self.name, name), config.exposure[name])
+            for window in self.targets[name].windows.last.values():
+                window.exposed = None  # its series are made again, with the new labels
         for name, target in opened.items():
             old = self.targets.get(name)
             if self.unresolved.pop(name, None) is not None:
@@ -226,7 +232,9 @@ class Monitor:
             self.log(f"target {target.name!r} goes on at {format_address(target.destination)}: {why}"
                      + (f"; so {'does' if more == 1 else 'do'} {count(more, 'more target')} whose name has no "
                         "address now" if more else ""))
-        return added, removed, changed
+        for pattern in config.unmatched:
+            self.log(f"file_sd {pattern!r} names no file now (in {config.folder})")
+        return added, removed, changed + relabelled
 
     def _changed(self, target: Target, s: Settings, windows_changed: bool,
                  unresolvable: list[tuple[Target, str]]) -> bool:
@@ -420,24 +428,21 @@ class Monitor:
     def request_reload(self) -> None:
         self._reload = True
 
-    def _file_signatures(self) -> tuple:
-        """The targets file's and its file_sd files' (identity, times, size): one changed, added
-        or gone is a change."""
-        files = [self.config_path, *file_sd.paths(self.config.file_sd, self.config.folder)]
-        return tuple((path, _file_signature(path)) for path in files)
+    def _file_signatures(self) -> dict[str, tuple[int, int, int, int] | None]:
+        """The watched files' (identity, times, size): the targets file's with --watch, and the
+        file_sd files' always (Prometheus watches those too).  One changed, added or gone is a
+        change."""
+        files = ([self.config_path] if self.watch else []) + file_sd.paths(self.config.file_sd, self.config.folder)
+        return {path: _file_signature(path) for path in files}
 
     def _check_files(self) -> None:
-        """--watch, and file_sd files always (Prometheus watches them too): a change is a
-        reload.  A targets file missing for a moment (a ConfigMap swaps a link to a new file)
-        is no change."""
-        if not (self.watch or self.config.file_sd):
-            return
-        seen = self._file_signatures()
-        if seen != self._files_seen and seen[0][1] is not None:
-            changed = [path for path, sig in seen if sig != dict(self._files_seen).get(path)]
-            gone = [path for path, _ in self._files_seen if path not in dict(seen)]
+        """A watched file changed: reload.  A targets file missing for a moment (a ConfigMap
+        swaps a link to a new file) is no change."""
+        seen, before = self._file_signatures(), self._files_seen
+        if seen != before and (not self.watch or seen[self.config_path] is not None):
             self._files_seen = seen
-            self.log(f"{', '.join(changed + gone)} changed: reloading")
+            changed = [path for path in seen.keys() | before.keys() if seen.get(path) != before.get(path)]
+            self.log(f"{', '.join(sorted(changed))} changed: reloading")
             self.request_reload()
 
     def _check_reload(self) -> None:
@@ -456,6 +461,7 @@ class Monitor:
             self.log(f"reload failed, keeping the running targets: {type(exc).__name__}: {exc}")
             return
         self.reloads = (self.reloads[0] + 1, self.reloads[1])
+        self._files_seen = self._file_signatures()  # a SIGHUP may have named other file_sd files
         now = self.config
         outputs = [f"{key.split('_')[0]} {_shown(getattr(now, key))}" for key in ("windows", "jsonl", "metrics_addr",
                                                                                   "snmp_socket")

@@ -270,11 +270,23 @@ class SenderMetrics:
                     exposure: Exposure = Exposure()) -> Callable[[Event], None]:
         """Register a session (its SessionStats, its Availability to feed, and what its series
         show: every set by default); returns the on_event hook that feeds them."""
-        names, values = zip(*exposure.labels) if exposure.labels else ((), ())
-        labels = label_text((*self.label_names, *names), (*label_values, *values))
-        session = _SessionMetrics(stats, labels, availability, exposure)
+        session = _SessionMetrics(stats, self._label_text(label_values, exposure), availability, exposure)
         self._sessions[tuple(label_values)] = session
         return session.on_event
+
+    def expose(self, label_values: tuple[str, ...], exposure: Exposure) -> None:
+        """Show a session's series with other labels, sets or round-trip buckets from now on; its
+        counters go on (a round-trip histogram with other buckets starts again: new series)."""
+        session = self._sessions[tuple(label_values)]
+        session.labels = self._label_text(label_values, exposure)
+        session.sets = exposure.sets
+        if bounds_text(exposure.rtt_buckets_s) is not session.rtt_bounds:
+            session.rtt_bounds = bounds_text(exposure.rtt_buckets_s)
+            session.hist = (BucketHistogram(exposure.rtt_buckets_s), *session.hist[1:])
+
+    def _label_text(self, label_values: tuple[str, ...], exposure: Exposure) -> str:
+        names, values = zip(*exposure.labels) if exposure.labels else ((), ())
+        return label_text((*self.label_names, *names), (*label_values, *values))
 
     def remove_session(self, label_values: tuple[str, ...]) -> None:
         self._sessions.pop(tuple(label_values), None)
