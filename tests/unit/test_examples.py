@@ -10,8 +10,8 @@ import msgspec
 import pytest
 
 from stamp_suite.config import FILE_KEYS, SECTION_OF, SECTIONS, TOP_KEYS, build_settings
-from stamp_suite.monitor.config import TARGET_KEYS, _MonitorTable, load_config
-from stamp_suite.monitor.series import EXPOSURE_KEYS, exposure
+from stamp_suite.monitor.config import MONITOR_KEYS, TARGET_KEYS, _MonitorTable, load_config
+from stamp_suite.monitor.series import exposure
 from stamp_suite.observability.metrics import DEFAULT, MONITOR_RTT_BUCKETS_S, Exposure
 from stamp_suite.units import DURATIONS, setting_duration
 
@@ -73,16 +73,17 @@ def test_monitor_example_loads_and_lists_every_key():
     assert config.targets and all(s.sender.count == 0 for s in config.targets.values())
     tables = tomllib.loads(every_line(path))
     assert set(tables["monitor"]) == set(_MonitorTable.__struct_fields__)
-    assert set(tables["defaults"]) == TARGET_KEYS | EXPOSURE_KEYS
-    assert all(set(t) <= TARGET_KEYS | EXPOSURE_KEYS | {"name", "group"} and "name" in t for t in tables["targets"])
-    assert tables["groups"] and all(set(g) <= TARGET_KEYS | EXPOSURE_KEYS for g in tables["groups"].values())
+    assert set(tables["defaults"]) == TARGET_KEYS | MONITOR_KEYS
+    assert all(set(t) <= TARGET_KEYS | MONITOR_KEYS | {"name", "group"} and "name" in t for t in tables["targets"])
+    assert tables["groups"] and all(set(g) <= TARGET_KEYS | MONITOR_KEYS for g in tables["groups"].values())
     text = path.read_text()
     monitor, defaults = text.split("\n[defaults]")
     check_defaults(monitor, lambda key: _MonitorTable)
     defaults = defaults.split("\n[groups.")[0]
-    check_defaults("\n".join(line for line in defaults.splitlines() if line[2:].split(" ")[0] not in EXPOSURE_KEYS),
+    check_defaults("\n".join(line for line in defaults.splitlines() if line[2:].split(" ")[0] not in MONITOR_KEYS),
                    _section)
     shown = commented(defaults)  # what the series show, as the example's lines say, is the default
+    assert shown["flows"] == 1
     assert exposure(shown, shown["labels"], "example") == Exposure(DEFAULT, MONITOR_RTT_BUCKETS_S) == \
         exposure({}, {}, "no keys")
 

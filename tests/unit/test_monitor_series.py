@@ -157,7 +157,8 @@ def test_file_sd_files_add_targets_with_their_labels_and_the_defaults(tmp_path):
     (tmp_path / "sd" / "a.json").write_text(json.dumps(FILE_SD_JSON))
     (tmp_path / "sd" / "b.yml").write_text(FILE_SD_YAML)
     config = _load(tmp_path, '[monitor]\nfile_sd = ["sd/*.json", "sd/*.yml", "none/*.json"]\n'
-                             '[defaults]\nsend_delay = 250\nremote_port = 8620\nlabels = { tier = "edge", site = "x" }\n')
+                             '[defaults]\nsend_delay = 250\nremote_port = 8620\n'
+                             'labels = { tier = "edge", site = "x" }\n')
     assert sorted(config.targets) == ["127.0.0.1:8620", "127.0.0.2:9000", "[::1]:8621", "localhost"]
     assert config.discovered == config.targets.keys() and config.folder == str(tmp_path)
     v6 = config.targets["[::1]:8621"].sender
@@ -199,3 +200,32 @@ def test_a_file_sd_file_ends_as_prometheus_wants(tmp_path):
 def test_file_sd_with_no_files_and_no_targets_is_refused_saying_so(tmp_path):
     with pytest.raises(ConfigError, match=r"no \[\[targets\]\] \(and none in its file_sd files now\)"):
         _load(tmp_path, '[monitor]\nfile_sd = ["nothing/*.json"]\n')
+
+
+def test_flows_are_targets_of_their_own_with_the_targets_name_and_a_flow_label(tmp_path):
+    config = _load(tmp_path, '[[targets]]\nname = "fra1"\nremote_addr = "127.0.0.1"\nlocal_port = 40000\nflows = 3\n'
+                             '[[targets]]\nname = "ams1"\nremote_addr = "127.0.0.1"\nflows = 2\n')
+    assert sorted(config.targets) == ["ams1#1", "ams1#2", "fra1#1", "fra1#2", "fra1#3"]
+    assert [config.targets[f"fra1#{k}"].common.local_port for k in (1, 2, 3)] == [40000, 40001, 40002]
+    assert config.targets["ams1#2"].common.local_port is None  # an ephemeral port each: a flow each
+    assert config.exposure["fra1#2"].labels == (("flow", "2"),)
+    assert config.labelled("fra1#2") == "fra1" and config.labelled("solo") == "solo"
+    assert config.flow_of["ams1#1"] == ("ams1", 1)
+
+
+@pytest.mark.parametrize("flows, error", [(0, "flows: expected a whole number 1..64"), (65, "1..64"),
+                                          ('"4"', "1..64"), ("true", "1..64")])
+def test_flows_is_a_small_whole_number(tmp_path, flows, error):
+    with pytest.raises(ConfigError, match=error):
+        _load(tmp_path, f'[[targets]]\nname = "a"\nremote_addr = "127.0.0.1"\nflows = {flows}\n')
+
+
+def test_a_targets_flows_stay_on_one_shard(tmp_path):
+    from stamp_suite.monitor.targets import shard
+    config = _load(tmp_path, "".join(f'[[targets]]\nname = "t{i}"\nremote_addr = "127.0.0.1"\nflows = 4\n'
+                                     for i in range(20)))
+    shards = [set(shard(config, k, 3).targets) for k in (1, 2, 3)]
+    assert set().union(*shards) == set(config.targets) and sum(map(len, shards)) == 80  # each flow once
+    for mine in shards:
+        assert mine and all(len([n for n in mine if n.startswith(f"{t}#")]) in (0, 4) for t in
+                            (f"t{i}" for i in range(20)))  # all four flows of a target, or none

@@ -4,6 +4,7 @@
     [defaults]           any target setting: a sender setting (the long flag names in snake_case),
                          metrics, rtt_buckets, labels (monitor/series.py)
     [groups.NAME]        target settings shared by the targets that say group = "NAME"
+                         (and flows = N: N flows to the target, one source port each)
     [[targets]]          a name, and any target setting
     file_sd files        more targets, with [defaults]' settings (monitor/file_sd.py)
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 import msgspec
@@ -40,6 +41,8 @@ TARGET_KEYS = frozenset({
     "return_path_cc", "return_address", "return_sr_mpls_labels", "return_srv6_sids", "micro_session_id",
     "outage_threshold", "errored_rtt"})
 SNMP_SOCKET = "/var/agentx/master"
+MAX_FLOWS = 64
+MONITOR_KEYS = EXPOSURE_KEYS | {"flows"}  # a target's keys that are the monitor's, not its sender's
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class MonitorConfig:
     file_sd: tuple[str, ...] = ()  # as the file gave them: globs relative to its folder
     discovered: frozenset[str] = frozenset()  # the targets that come from file_sd files
     unmatched: tuple[str, ...] = ()  # file_sd patterns that name no file now (said in the log)
+    flow_of: dict[str, tuple[str, int]] = field(default_factory=dict)  # "fra1#2" -> ("fra1", 2)
+
+    def labelled(self, name: str) -> str:
+        """The ``target`` label of a target (a flow's is its target's name)."""
+        return self.flow_of.get(name, (name,))[0]
     folder: str = "."  # the targets file's
 
 
@@ -121,6 +129,7 @@ def load_config(path: str) -> MonitorConfig:
     targets: dict[str, Settings] = {}
     exposures: dict[str, Exposure] = {}
     origin: dict[str, str] = {}
+    flow_of: dict[str, tuple[str, int]] = {}
 
     def add(name: str, tables: list[Mapping[str, Any]], here: str) -> None:
         """A target from its tables, least specific first."""
@@ -131,8 +140,20 @@ def load_config(path: str) -> MonitorConfig:
         origin[name] = source
         merged = {k: v for table in tables for k, v in table.items()}
         labels = merged_labels(tables, here)
-        exposures[name] = exposure(merged, labels, here)
-        targets[name] = _settings(here, {k: v for k, v in merged.items() if k not in EXPOSURE_KEYS | {"group"}})
+        shown = exposure(merged, labels, here)
+        sender = {k: v for k, v in merged.items() if k not in MONITOR_KEYS | {"group"}}
+        flows = _flows(merged.get("flows", 1), here)
+        if flows == 1:
+            exposures[name], targets[name] = shown, _settings(here, sender)
+            return
+        port = sender.get("local_port")
+        for k in range(1, flows + 1):  # flow k: its own socket, so its own source port (port + k - 1 if set)
+            flow = f"{name}#{k}"
+            if flow in targets:
+                raise ConfigError(f"{here}: flow {flow!r} is the name of another target")
+            flow_of[flow] = (name, k)
+            exposures[flow] = replace(shown, labels=tuple(sorted((*shown.labels, ("flow", str(k))))))
+            targets[flow] = _settings(here, sender | ({"local_port": port + k - 1} if port else {}))
 
     for i, t in enumerate(data.targets):
         name = t.get("name")
@@ -159,7 +180,13 @@ def load_config(path: str) -> MonitorConfig:
     mon = data.monitor
     return MonitorConfig(mon.windows, mon.jsonl, mon.metrics_addr, mon.snmp_socket if mon.snmp else None, targets,
                          exposures, file_sd=mon.file_sd, folder=folder, discovered=frozenset(list(targets)[in_file:]),
-                         unmatched=tuple(p for p in mon.file_sd if not file_sd.matches(p, folder)))
+                         unmatched=tuple(p for p in mon.file_sd if not file_sd.matches(p, folder)), flow_of=flow_of)
+
+
+def _flows(n: Any, where: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_FLOWS:
+        raise ConfigError(f"{where}: flows: expected a whole number 1..{MAX_FLOWS}")
+    return n
 
 
 def _settings(where: str, merged: dict[str, Any]) -> Settings:
@@ -172,7 +199,7 @@ def _settings(where: str, merged: dict[str, Any]) -> Settings:
 
 def _known_keys(table: dict[str, Any], where: str, group: bool = True) -> None:
     """Only target settings (and ``group`` where a target may name one)."""
-    bad = sorted(set(table) - TARGET_KEYS - EXPOSURE_KEYS - ({"group"} if group else set()))
+    bad = sorted(set(table) - TARGET_KEYS - MONITOR_KEYS - ({"group"} if group else set()))
     if bad:
         hint = " (the monitor's windows are [monitor] windows)" if bad[0] == "window" else ""
         raise ConfigError(f"{where}: {bad[0]!r} is not a target setting{hint}")

@@ -41,7 +41,7 @@ from .exposition import MonitorExposition
 from .gc_policy import FREEZE_NS, SWEEP_NS, freeze_survivors, sweep
 from .metrics import SUMMARIES_PER_SLICE, window_row
 from .state_lines import StateLines
-from .targets import Sessions, Target, shard_of
+from .targets import Sessions, Target, shard
 from .unresolved import LOOKUP_THREADS, RetrySchedule, Unresolved
 from .windows import ClosedWindow, WindowedStats
 
@@ -125,11 +125,7 @@ class Monitor:
 
     def _load(self) -> MonitorConfig:
         config = load_config(self.config_path)
-        k, n = self.shard
-        if n > 1:
-            mine = {t: s for t, s in config.targets.items() if shard_of(t, n) == k}
-            config = dataclasses.replace(config, targets=mine)
-        return dataclasses.replace(config, **self.overrides)
+        return dataclasses.replace(shard(config, *self.shard), **self.overrides)
 
     def log(self, line: str) -> None:
         say(f"stamp-suite monitor: {line}", self.log_to)
@@ -153,9 +149,9 @@ class Monitor:
 
     def _run(self, target: Target) -> None:
         """Measure ``target`` from now on (its metrics, its schedule on the driver)."""
-        target.session.consumers.append(self.metrics.add_session((self.name, target.name), target.stats,
-                                                                 availability_of(target.settings),
-                                                                 self.config.exposure[target.name]))
+        target.session.consumers.append(self.metrics.add_session(
+            (self.name, target.name), target.stats, availability_of(target.settings),
+            self.config.exposure[target.name], labelled=(self.name, self.config.labelled(target.name))))
         target.windows.full = self.jsonl is not None  # a window's statistics in full only for JSON lines
         self.targets[target.name] = target
         self.driver.add(target.session, target.phase_ns())
@@ -203,7 +199,7 @@ class Monitor:
         self._switch_outputs(config, outputs)
         self.config = config
         for name in relabelled:
-            self.metrics.expose((self.name, name), config.exposure[name])
+            self.metrics.expose((self.name, name), config.exposure[name], (self.name, config.labelled(name)))
             for window in self.targets[name].windows.last.values():
                 window.exposed = None  # its series are made again, with the new labels
         for name, target in opened.items():
@@ -386,8 +382,9 @@ class Monitor:
 
     def _write_window(self, name: str, record: dict[str, Any]) -> None:
         try:
-            print(json.dumps({"type": "window", "monitor": self.name, "target": name, **record}), file=self.jsonl,
-                  flush=True)
+            target, *flow = self.config.flow_of.get(name, (name,))
+            print(json.dumps({"type": "window", "monitor": self.name, "target": target,
+                              **({"flow": flow[0]} if flow else {}), **record}), file=self.jsonl, flush=True)
         except OSError as exc:  # a full disk must not stop the measurements: said once, lines dropped
             if not self._jsonl_failed:
                 self._jsonl_failed = True

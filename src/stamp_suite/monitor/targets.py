@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import zlib
 from typing import Protocol
@@ -10,6 +11,7 @@ from ..config import Settings
 from ..net.clock import ClockState
 from ..sender.driver import Probe
 from ..sender.stats import SessionStats
+from .config import MonitorConfig
 from .windows import WindowedStats
 
 
@@ -57,6 +59,14 @@ class Target:
 
     def close(self) -> None:
         self.session.endpoint.close()
+
+
+def shard(config: MonitorConfig, k: int, n: int) -> MonitorConfig:
+    """``config`` with only the targets of shard ``k`` of ``n`` (a target's flows together)."""
+    if n == 1:
+        return config
+    return dataclasses.replace(config, targets={t: s for t, s in config.targets.items()
+                                                if shard_of(config.labelled(t), n) == k})
 
 
 def shard_of(target: str, shards: int) -> int:

@@ -267,18 +267,22 @@ class SenderMetrics:
         self._sessions: dict[tuple[str, ...], _SessionMetrics] = {}
 
     def add_session(self, label_values: tuple[str, ...], stats, availability: Availability,
-                    exposure: Exposure = Exposure()) -> Callable[[Event], None]:
+                    exposure: Exposure = Exposure(),
+                    labelled: tuple[str, ...] | None = None) -> Callable[[Event], None]:
         """Register a session (its SessionStats, its Availability to feed, and what its series
-        show: every set by default); returns the on_event hook that feeds them."""
-        session = _SessionMetrics(stats, self._label_text(label_values, exposure), availability, exposure)
+        show: every set by default); returns the on_event hook that feeds them.  ``label_values``
+        name the session here; its series carry ``labelled`` (the same unless given: a monitor's
+        flows of one target are sessions of their own with the target's name)."""
+        session = _SessionMetrics(stats, self._label_text(labelled or label_values, exposure), availability, exposure)
         self._sessions[tuple(label_values)] = session
         return session.on_event
 
-    def expose(self, label_values: tuple[str, ...], exposure: Exposure) -> None:
+    def expose(self, label_values: tuple[str, ...], exposure: Exposure,
+               labelled: tuple[str, ...] | None = None) -> None:
         """Show a session's series with other labels, sets or round-trip buckets from now on; its
         counters go on (a round-trip histogram with other buckets starts again: new series)."""
         session = self._sessions[tuple(label_values)]
-        session.labels = self._label_text(label_values, exposure)
+        session.labels = self._label_text(labelled or label_values, exposure)
         session.sets = exposure.sets
         if bounds_text(exposure.rtt_buckets_s) is not session.rtt_bounds:
             session.rtt_bounds = bounds_text(exposure.rtt_buckets_s)
