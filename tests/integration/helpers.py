@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -148,3 +150,29 @@ def scrape(port, monitors=None):
     if monitors is not None:
         monitors.update(seen)
     return values
+
+
+class HttpSdEndpoint:
+    """An HTTP SD endpoint on loopback whose answer (status, body) the test sets."""
+
+    def __init__(self) -> None:
+        endpoint = self
+        self.status, self.body, self.headers = 200, b"[]", []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the base class's name
+                endpoint.headers.append(dict(self.headers))
+                self.send_response(endpoint.status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(endpoint.body)
+
+            def log_message(self, *args) -> None:
+                pass
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sd"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

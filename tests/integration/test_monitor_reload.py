@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from helpers import CMD, ENV, check_report, free_tcp_port, scrape, wait_for
+from helpers import CMD, ENV, HttpSdEndpoint, check_report, free_tcp_port, scrape, wait_for
 
 from stamp_suite.api import start_reflector
 
@@ -320,3 +320,40 @@ def test_new_labels_keep_a_targets_counters_and_a_file_sd_edit_adds_a_target(tmp
             _, err = mon.communicate(timeout=10)
     assert "reloaded: 0 added, 0 removed, 1 changed, 1 running" in err
     assert "sd.json changed: reloading" in err and "reloaded: 1 added, 0 removed, 0 changed, 2 running" in err, err
+
+
+def test_an_http_sd_endpoint_adds_and_removes_targets_and_a_failed_answer_keeps_them(tmp_path):
+    cfg, mport = tmp_path / "t.toml", free_tcp_port()
+    endpoint = HttpSdEndpoint()
+    with start_reflector() as r1, start_reflector() as r2:
+        a, b = (f"127.0.0.1:{r.address[1]}" for r in (r1, r2))
+        endpoint.body = json.dumps([{"targets": [a], "labels": {"site": "ams"}}]).encode()
+        cfg.write_text(f'[monitor]\nwindows = [1]\nmetrics_addr = "127.0.0.1:{mport}"\nhttp_sd = "{endpoint.url}"\n'
+                       'http_sd_refresh = "1s"\n[defaults]\nsend_delay = 100\ntimeout = 0.3\n')
+        mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=ENV)
+
+        def sent() -> dict[str, float]:
+            try:
+                m = scrape(mport)
+            except OSError:
+                return {}
+            return {dict(labels)["target"]: v for (name, labels), v in m.items()
+                    if name == "stamp_sender_packets_sent_total"}
+        try:
+            assert wait_for(lambda: sent().get(a, 0) >= 3, 10), sent()  # there from the start
+            endpoint.body = json.dumps([{"targets": [b]}]).encode()
+            assert wait_for(lambda: set(sent()) == {b}, 5), sent()
+            endpoint.status = 503
+            time.sleep(2.5)  # two refreshes that fail: b goes on
+            before = sent()[b]
+            time.sleep(0.5)
+            assert set(sent()) == {b} and sent()[b] > before
+            endpoint.status = 200
+            time.sleep(1.5)
+        finally:
+            mon.terminate()
+            _, err = mon.communicate(timeout=10)
+            endpoint.close()
+    assert err.count("HTTP 503 Service Unavailable; keeping the targets of its last good answer") == 1, err
+    assert f"http_sd {endpoint.url} answers again" in err
+    assert "gives other targets: reloading" in err and "reloaded: 1 added, 1 removed, 0 changed, 1 running" in err

@@ -247,8 +247,8 @@ class _Monitor:
     def skipped_sends(self) -> int:
         return 3
 
-    def target_sources(self) -> tuple[int, int]:
-        return 1, 2  # from the file, from file_sd
+    def target_sources(self) -> tuple[int, int, int]:
+        return 1, 2, 0  # from the file, file_sd, http_sd
 
     def windows(self):
         return iter(self.closed)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import HttpSdEndpoint
 from test_exposition import parsed
 from vectors import T1, sample
 
@@ -160,7 +161,7 @@ def test_file_sd_files_add_targets_with_their_labels_and_the_defaults(tmp_path):
                              '[defaults]\nsend_delay = 250\nremote_port = 8620\n'
                              'labels = { tier = "edge", site = "x" }\n')
     assert sorted(config.targets) == ["127.0.0.1:8620", "127.0.0.2:9000", "[::1]:8621", "localhost"]
-    assert config.discovered == config.targets.keys() and config.folder == str(tmp_path)
+    assert config.discovered == dict.fromkeys(config.targets, "file_sd") and config.folder == str(tmp_path)
     v6 = config.targets["[::1]:8621"].sender
     assert (v6.remote_addr, v6.remote_port, v6.send_delay) == ("::1", 8621, 250)
     assert config.targets["localhost"].sender.remote_port == 8620  # no port: [defaults]'
@@ -229,3 +230,41 @@ def test_a_targets_flows_stay_on_one_shard(tmp_path):
     for mine in shards:
         assert mine and all(len([n for n in mine if n.startswith(f"{t}#")]) in (0, 4) for t in
                             (f"t{i}" for i in range(20)))  # all four flows of a target, or none
+
+
+def test_http_sd_answers_are_checked_and_a_failure_keeps_the_last_good_one():
+    from stamp_suite.monitor.http_sd import HttpSd, fetch
+    endpoint = HttpSdEndpoint()
+    try:
+        endpoint.body = json.dumps([{"targets": ["127.0.0.1:8620"], "labels": {"site": "ams"}}]).encode()
+        assert fetch(endpoint.url, 30) == [{"targets": ["127.0.0.1:8620"], "labels": {"site": "ams"}}]
+        assert endpoint.headers[-1]["X-Prometheus-Refresh-Interval-Seconds"] == "30"
+        sd = HttpSd(endpoint.url, 30)
+        assert sd.fetch_now() is None and sd.groups and sd.error is None
+        endpoint.status = 500
+        said = sd.fetch_now()
+        assert said == f"http_sd {endpoint.url}: HTTP 500 Internal Server Error; keeping the targets of its last " \
+                       "good answer" and sd.groups  # kept
+        assert sd.fetch_now() is None  # the same failure is said once
+        endpoint.status, endpoint.body = 200, b'[{"targets": "127.0.0.1"}]'
+        assert "group 1: expected" in sd.fetch_now() and sd.groups  # a bad answer is refused whole
+        endpoint.body = b'[{"targets": ["127.0.0.2:9000"]}]'
+        assert sd.fetch_now() == f"http_sd {endpoint.url} answers again"
+        assert sd.groups[0]["targets"] == ["127.0.0.2:9000"]
+        sd.close()
+    finally:
+        endpoint.close()
+    with pytest.raises(ConfigError, match="http_sd http://127.0.0.1:1/sd: .*refused"):
+        fetch("http://127.0.0.1:1/sd", 60, timeout_s=2)
+
+
+def test_http_sd_settings_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[monitor\] http_sd: 'ftp://x' is not an http:// or https:// URL"):
+        _load(tmp_path, '[monitor]\nhttp_sd = "ftp://x"\n')
+    with pytest.raises(ConfigError, match=r"http_sd_refresh: expected 1s to 24h"):
+        _load(tmp_path, '[monitor]\nhttp_sd = "http://127.0.0.1:1/"\nhttp_sd_refresh = "100ms"\n')
+    (tmp_path / "targets.toml").write_text('[monitor]\nhttp_sd = "http://127.0.0.1:1/"\nhttp_sd_refresh = "2m"\n')
+    config = load_config(str(tmp_path / "targets.toml"), [{"targets": ["127.0.0.1:8620"], "labels": {"a": "b"}}])
+    assert config.http_sd_refresh_s == 120 and config.discovered == {"127.0.0.1:8620": "http_sd"}
+    assert config.exposure["127.0.0.1:8620"].labels == (("a", "b"),)
+    assert load_config(str(tmp_path / "targets.toml")).targets == {}  # an endpoint with none yet: no error

@@ -1,12 +1,14 @@
 """The monitor's targets file, read and checked whole before anything changes.
 
-    [monitor]            windows, jsonl, metrics_addr, snmp, snmp_socket, file_sd
+    [monitor]            windows, jsonl, metrics_addr, snmp, snmp_socket, file_sd, http_sd,
+                         http_sd_refresh
     [defaults]           any target setting: a sender setting (the long flag names in snake_case),
                          metrics, rtt_buckets, labels (monitor/series.py)
     [groups.NAME]        target settings shared by the targets that say group = "NAME"
                          (and flows = N: N flows to the target, one source port each)
     [[targets]]          a name, and any target setting
     file_sd files        more targets, with [defaults]' settings (monitor/file_sd.py)
+    http_sd              more targets, from an HTTP SD endpoint's answer (monitor/http_sd.py)
 
 Every error is one line naming the file, the target and the key; a file with an error is
 refused as a whole (at start-up: exit 2; on reload: the running targets go on).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
@@ -24,6 +27,7 @@ import msgspec
 
 from ..config import ConfigError, Settings, build_settings, check_metrics_addr, read_toml
 from ..observability.metrics import Exposure
+from ..units import parse_duration
 from . import file_sd
 from .series import EXPOSURE_KEYS, exposure, merged_labels
 
@@ -54,14 +58,16 @@ class MonitorConfig:
     targets: dict[str, Settings]
     exposure: dict[str, Exposure] = field(default_factory=dict)  # per target: what its series show
     file_sd: tuple[str, ...] = ()  # as the file gave them: globs relative to its folder
-    discovered: frozenset[str] = frozenset()  # the targets that come from file_sd files
+    discovered: dict[str, str] = field(default_factory=dict)  # target -> "file_sd" or "http_sd"
     unmatched: tuple[str, ...] = ()  # file_sd patterns that name no file now (said in the log)
     flow_of: dict[str, tuple[str, int]] = field(default_factory=dict)  # "fra1#2" -> ("fra1", 2)
+    folder: str = "."  # the targets file's
+    http_sd: str | None = None  # the URL
+    http_sd_refresh_s: float = 60.0
 
     def labelled(self, name: str) -> str:
         """The ``target`` label of a target (a flow's is its target's name)."""
         return self.flow_of.get(name, (name,))[0]
-    folder: str = "."  # the targets file's
 
 
 class _MonitorTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -73,10 +79,23 @@ class _MonitorTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     snmp: bool = False
     snmp_socket: str = SNMP_SOCKET
     file_sd: tuple[str, ...] = ()
+    http_sd: str | None = None
+    http_sd_refresh: float | str = 60.0  # seconds, or a duration
 
     def __post_init__(self) -> None:
         if self.metrics_addr is not None:
             check_metrics_addr(self.metrics_addr)
+        if self.http_sd is not None and urllib.parse.urlsplit(self.http_sd).scheme not in ("http", "https"):
+            raise ValueError(f"http_sd: {self.http_sd!r} is not an http:// or https:// URL")
+        if not 1 <= self.refresh_s() <= 86400:
+            raise ValueError("http_sd_refresh: expected 1s to 24h")
+
+    def refresh_s(self) -> float:
+        given = self.http_sd_refresh
+        try:
+            return parse_duration(given, "s") if isinstance(given, str) else float(given)
+        except ValueError as exc:
+            raise ValueError(f"http_sd_refresh: {exc}") from None
 
 
 class _TargetsFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -89,7 +108,8 @@ class _TargetsFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 # what each [monitor] key takes, said when it is given something else
 _EXPECTED = {"windows": "a list of whole seconds, 1 or more, such as [60, 300]", "jsonl": 'a file name or "-"',
              "metrics_addr": "ADDRESS:PORT", "snmp": "true or false", "snmp_socket": "a path",
-             "file_sd": 'a list of files or globs, such as ["targets/*.json"]'}
+             "file_sd": 'a list of files or globs, such as ["targets/*.json"]', "http_sd": "a URL",
+             "http_sd_refresh": 'a duration such as "60s"'}
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
 
 
@@ -117,7 +137,8 @@ def _explain(message: str, where: str) -> str:
     return f"{where}: {what}"
 
 
-def load_config(path: str) -> MonitorConfig:
+def load_config(path: str, http_groups: list[Any] | None = None) -> MonitorConfig:
+    """``path`` and, when it names an http_sd endpoint, the groups of its last good answer."""
     where = f"--config {path}"
     try:
         data = msgspec.convert(read_toml(path, where), _TargetsFile)
@@ -170,17 +191,23 @@ def load_config(path: str) -> MonitorConfig:
                               f"(there are {', '.join(data.groups) or 'none'})")
         add(name, [data.defaults, data.groups.get(group, {}), own], here)
     folder = os.path.dirname(os.path.abspath(path))
-    in_file = len(targets)
-    for name, host, port, labels, group in file_sd.targets(data.monitor.file_sd, folder):
-        own = {"remote_addr": host, "labels": labels} | ({} if port is None else {"remote_port": port})
-        add(name, [data.defaults, own], f"{where}: {group}: target {name!r}")
-    if not targets:
+    discovered: dict[str, str] = {}
+    sd = [("file_sd", file_sd.targets(data.monitor.file_sd, folder))]
+    if data.monitor.http_sd:
+        sd.append(("http_sd", file_sd.group_targets(http_groups or [], f"http_sd {data.monitor.http_sd}")))
+    for source, found in sd:
+        for name, host, port, labels, group in found:
+            own = {"remote_addr": host, "labels": labels} | ({} if port is None else {"remote_port": port})
+            add(name, [data.defaults, own], f"{where}: {group}: target {name!r}")
+            discovered[name] = source
+    if not targets and not data.monitor.http_sd:  # an endpoint may have none for a moment
         raise ConfigError(f"{where}: no [[targets]]" + (" (and none in its file_sd files now)"
                                                         if data.monitor.file_sd else ""))
     mon = data.monitor
     return MonitorConfig(mon.windows, mon.jsonl, mon.metrics_addr, mon.snmp_socket if mon.snmp else None, targets,
-                         exposures, file_sd=mon.file_sd, folder=folder, discovered=frozenset(list(targets)[in_file:]),
-                         unmatched=tuple(p for p in mon.file_sd if not file_sd.matches(p, folder)), flow_of=flow_of)
+                         exposures, file_sd=mon.file_sd, folder=folder, discovered=discovered,
+                         unmatched=tuple(p for p in mon.file_sd if not file_sd.matches(p, folder)), flow_of=flow_of,
+                         http_sd=mon.http_sd, http_sd_refresh_s=mon.refresh_s())
 
 
 def _flows(n: Any, where: str) -> int:

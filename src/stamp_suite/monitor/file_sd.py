@@ -41,34 +41,44 @@ def matches(pattern: str, base: str) -> list[str]:
     return glob.glob(os.path.join(base, os.path.expanduser(pattern)))
 
 
-def targets(patterns: tuple[str, ...], base: str) -> Iterator[tuple[str, str, int | None, dict[str, str], str]]:
-    """(name, host, port or None, labels, where) of every target of the files ``patterns`` name now."""
+Target = tuple[str, str, int | None, dict[str, str], str]  # name, host, port or None, labels, where
+
+
+def targets(patterns: tuple[str, ...], base: str) -> Iterator[Target]:
+    """Every target of the files ``patterns`` name now."""
     for path in paths(patterns, base):
         where = f"file_sd {path}"
         if not path.endswith(EXTENSIONS):
             raise ConfigError(f"{where}: a file_sd file ends {', '.join(EXTENSIONS)} (as Prometheus reads them)")
-        for i, group in enumerate(_groups(path, where)):
-            here = f"{where}: group {i + 1}"
-            if not isinstance(group, dict) or not isinstance(group.get("targets"), list):
-                raise ConfigError(f'{here}: expected {{"targets": ["host:port", ...], "labels": {{...}}}}')
-            labels = group.get("labels") or {}
-            if not isinstance(labels, dict):
-                raise ConfigError(f"{here}: labels: expected a table of names and strings")
-            mine = dict(check_label(f"exported_{n}" if n in RESERVED_LABELS else n, v, here)
-                        for n, v in labels.items() if not str(n).startswith("__"))
-            for text in group["targets"]:
-                if not isinstance(text, str):
-                    raise ConfigError(f"{here}: {text!r} is not host:port")
-                try:
-                    host, port = split_host_port(text)
-                except ResolveError as exc:
-                    raise ConfigError(f"{here}: {exc}") from None
-                if not _HOST.match(host):
-                    raise ConfigError(f"{here}: {text!r} is not host:port")
-                yield text, host, port, mine, here
+        yield from group_targets(_groups(path, where), where)
 
 
-def _groups(path: str, where: str) -> list[Any]:
+def group_targets(groups: list[Any], where: str) -> Iterator[Target]:
+    """The targets of a list of file_sd groups (a file's, or an HTTP SD answer's)."""
+    if not isinstance(groups, list):
+        raise ConfigError(f'{where}: expected a list of groups such as [{{"targets": ["host:port"]}}]')
+    for i, group in enumerate(groups):
+        here = f"{where}: group {i + 1}"
+        if not isinstance(group, dict) or not isinstance(group.get("targets"), list):
+            raise ConfigError(f'{here}: expected {{"targets": ["host:port", ...], "labels": {{...}}}}')
+        labels = group.get("labels") or {}
+        if not isinstance(labels, dict):
+            raise ConfigError(f"{here}: labels: expected a table of names and strings")
+        mine = dict(check_label(f"exported_{n}" if n in RESERVED_LABELS else n, v, here)
+                    for n, v in labels.items() if not str(n).startswith("__"))
+        for text in group["targets"]:
+            if not isinstance(text, str):
+                raise ConfigError(f"{here}: {text!r} is not host:port")
+            try:
+                host, port = split_host_port(text)
+            except ResolveError as exc:
+                raise ConfigError(f"{here}: {exc}") from None
+            if not _HOST.match(host):
+                raise ConfigError(f"{here}: {text!r} is not host:port")
+            yield text, host, port, mine, here
+
+
+def _groups(path: str, where: str) -> Any:
     try:
         text = read_regular_file(path, MAX_SETTINGS_FILE)[0].decode("utf-8")
         # BaseLoader: every scalar a string, as Prometheus reads labels (no 012 -> 10, no yes -> True)
@@ -81,6 +91,4 @@ def _groups(path: str, where: str) -> list[Any]:
         raise ConfigError(f"{where}: {' '.join(str(exc).split())}") from None
     if data is None or data == "":  # an empty YAML file: no targets (as Prometheus takes it)
         return []
-    if not isinstance(data, list):
-        raise ConfigError(f'{where}: expected a list of groups such as [{{"targets": ["host:port"]}}]')
     return data

@@ -19,27 +19,29 @@ SCHEDULE_FAMILIES: tuple[Family, ...] = (
     ("stamp_monitor_unresolved_targets", "gauge",
      "Targets whose name has no address now (down, looked up again with backoff)"),
     ("stamp_monitor_targets", "gauge",
-     "Targets of this monitor (its shard), by where they come from: the targets file or its file_sd files"))
+     "Targets of this monitor (its shard; each flow one), by where they come from: the targets file, its "
+     "file_sd files, its http_sd endpoint"))
+SOURCES = ("file", "file_sd", "http_sd")
 
 
 def schedule_row(labels: str, lateness: BucketHistogram, skipped: int, reloads: tuple[int, int],
-                 unresolved: int, sources: tuple[int, int]) -> tuple:
+                 unresolved: int, sources: tuple[int, ...]) -> tuple:
     """A monitor's own health as schedule_lines wants it (live, as a session's row); ``reloads``:
-    (applied, failed); ``sources``: targets from (the file, file_sd)."""
-    return labels, lateness.counts, lateness.sum_ns, skipped, *reloads, unresolved, *sources
+    (applied, failed); ``sources``: its targets from each of SOURCES."""
+    return labels, lateness.counts, lateness.sum_ns, skipped, *reloads, unresolved, sources
 
 
 def schedule_lines(f: Families, rows: list[tuple]) -> None:
     """A monitor's own health (schedule_row): how late its sends leave, the sends it skipped, its
     reloads, its targets without an address and where its targets come from."""
-    for labels, counts, sum_ns, skipped, applied, failed, unresolved, from_file, from_sd in rows:
+    for labels, counts, sum_ns, skipped, applied, failed, unresolved, sources in rows:
         f.histogram("stamp_monitor_schedule_error_seconds", labels, BUCKET_BOUNDS, counts, sum_ns / 1e9)
         f.sample("stamp_monitor_sends_skipped_total", labels, skipped)
         f.sample("stamp_monitor_reloads_total", f'{labels},result="applied"', applied)
         f.sample("stamp_monitor_reloads_total", f'{labels},result="failed"', failed)
         f.sample("stamp_monitor_unresolved_targets", labels, unresolved)
-        f.sample("stamp_monitor_targets", f'{labels},source="file"', from_file)
-        f.sample("stamp_monitor_targets", f'{labels},source="file_sd"', from_sd)
+        for source, n in zip(SOURCES, sources):
+            f.sample("stamp_monitor_targets", f'{labels},source="{source}"', n)
 
 
 SUMMARIES_PER_SLICE = 8  # closed windows summarised per slice of the loop (20-80 us each)

@@ -19,7 +19,7 @@ import os
 import socket
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
@@ -39,7 +39,8 @@ from . import file_sd
 from .config import MonitorConfig, load_config
 from .exposition import MonitorExposition
 from .gc_policy import FREEZE_NS, SWEEP_NS, freeze_survivors, sweep
-from .metrics import SUMMARIES_PER_SLICE, window_row
+from .http_sd import HttpSd
+from .metrics import SOURCES, SUMMARIES_PER_SLICE, window_row
 from .state_lines import StateLines
 from .targets import Sessions, Target, shard
 from .unresolved import LOOKUP_THREADS, RetrySchedule, Unresolved
@@ -86,9 +87,11 @@ class Monitor:
         self.shard = shard  # (K, N): this monitor runs the targets of shard K of N
         # The vantage point, a label on every metric and a field of every window line.
         self.name = name or (socket.gethostname() + (f"-{shard[0]}" if shard[1] > 1 else ""))
+        self.log_to = log or sys.stderr
+        self.http_sd: HttpSd | None = None
+        self._http_sd_due = 0.0
         self.config = self._load()
         self._files_seen = self._file_signatures()
-        self.log_to = log or sys.stderr
         self.clock = read_clock_state()
         # Targets at a packet a second need millisecond, not microsecond, timing.
         self.driver = SenderDriver(stop, ClockWatcher(self.clock, log=self.log), record_schedule=True, precise=False)
@@ -115,6 +118,7 @@ class Monitor:
         self.driver.every(RELOAD_CHECK_NS, self._check_reload)
         self.driver.every(WATCH_NS, self._check_files)
         self.driver.every(RETRY_CHECK_NS, self._retry_unresolved)
+        self.driver.every(RETRY_CHECK_NS, self._check_http_sd)
         self.driver.every(FREEZE_NS, freeze_survivors)
         self.driver.every(SWEEP_NS, sweep)
         self.driver.every(OVERLOAD_CHECK_NS, self._check_overload)
@@ -124,8 +128,34 @@ class Monitor:
         self._skipped_said = self._sent_said = 0
 
     def _load(self) -> MonitorConfig:
-        config = load_config(self.config_path)
+        config = load_config(self.config_path, self.http_sd.groups if self.http_sd else None)
+        endpoint = (config.http_sd, config.http_sd_refresh_s)
+        if self.http_sd is not None and endpoint != (self.http_sd.url, self.http_sd.refresh_s):
+            self.http_sd.close()
+            self.http_sd = None
+        if config.http_sd and self.http_sd is None:  # asked now: its targets start with the others
+            self.http_sd = HttpSd(*endpoint)
+            said = self.http_sd.fetch_now()
+            if said:
+                self.log(said)
+            self._http_sd_due = time.monotonic() + config.http_sd_refresh_s
+            config = load_config(self.config_path, self.http_sd.groups)
         return dataclasses.replace(shard(config, *self.shard), **self.overrides)
+
+    def _check_http_sd(self) -> None:
+        """Ask the http_sd endpoint again every refresh interval (on its thread); an answer
+        that differs from the last good one reloads."""
+        if self.http_sd is None:
+            return
+        if time.monotonic() >= self._http_sd_due:
+            self._http_sd_due = time.monotonic() + self.http_sd.refresh_s
+            self.http_sd.refresh()
+        changed, said = self.http_sd.take()
+        if said:
+            self.log(said)
+        if changed:
+            self.log(f"http_sd {self.http_sd.url} gives other targets: reloading")
+            self.request_reload()
 
     def log(self, line: str) -> None:
         say(f"stamp-suite monitor: {line}", self.log_to)
@@ -393,10 +423,12 @@ class Monitor:
         else:
             self._jsonl_failed = False
 
-    def target_sources(self) -> tuple[int, int]:
-        """This monitor's targets (running or waiting for an address): from its file, from file_sd."""
-        discovered = len(self.config.discovered & self.config.targets.keys())
-        return len(self.config.targets) - discovered, discovered
+    def target_sources(self) -> tuple[int, int, int]:
+        """This monitor's targets (running or waiting for an address; each flow one), by where
+        they come from: SOURCES."""
+        config = self.config
+        found = Counter(config.discovered.get(config.labelled(t), "file") for t in config.targets)
+        return tuple(found[source] for source in SOURCES)
 
     def skipped_sends(self) -> int:
         """Scheduled sends skipped for being over an interval late, by all targets ever run."""
@@ -475,6 +507,8 @@ class Monitor:
             self._stop(target)
         if self._lookups is not None:  # lookups not begun are dropped; one under way ends by itself
             self._lookups.shutdown(wait=False, cancel_futures=True)
+        if self.http_sd is not None:
+            self.http_sd.close()
         self.state_lines.minute()  # what was held back is said before the end
         self._close_jsonl()
         self.driver.close()
