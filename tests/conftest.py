@@ -60,3 +60,10 @@ def _alone_when_marked(request, tmp_path_factory):
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
             fcntl.flock(gate, fcntl.LOCK_UN)
+
+
+def pytest_collection_modifyitems(items):
+    """The ``alone`` tests first: they then queue for the lock while little else runs, instead of
+    each draining every worker in the middle of the suite (one drain waits for the slowest test
+    running then: about half a minute over a run)."""
+    items.sort(key=lambda item: item.get_closest_marker("alone") is None)
