@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import json
-import os
 import socket
 import sys
 import time
@@ -35,11 +34,10 @@ from ..sender.availability import availability_of
 from ..sender.driver import SenderDriver
 from ..sender.report import rfc3339
 from ..sender.stats import SessionStats
-from . import file_sd
-from .config import MonitorConfig, load_config
+from .config import MonitorConfig
+from .discovery import Discovery
 from .exposition import MonitorExposition
 from .gc_policy import FREEZE_NS, SWEEP_NS, freeze_survivors, sweep
-from .http_sd import HttpSd
 from .metrics import SOURCES, SUMMARIES_PER_SLICE, window_row
 from .state_lines import StateLines
 from .targets import Sessions, Target, shard
@@ -48,7 +46,6 @@ from .windows import ClosedWindow, WindowedStats
 
 NS = 1_000_000_000
 RELOAD_CHECK_NS = NS // 20
-WATCH_NS = 2 * NS  # --watch: how often the file is looked at (a ConfigMap takes a minute or so to change)
 RETRY_CHECK_NS = NS // 10  # lookups of unresolved names handed out, and their answers taken
 OVERLOAD_CHECK_NS = 60 * NS
 OVERLOAD_SHARE = 0.01  # of the scheduled sends skipped in a check's minute: said in the log
@@ -80,7 +77,6 @@ class Monitor:
         """``watch``: reload when the file changes, as on SIGHUP (a Kubernetes ConfigMap is
         updated in place, and nothing there sends a signal)."""
         self.config_path = config_path
-        self.watch = watch
         self.sessions = sessions
         # --metrics-addr and --jsonl win over the file's, on every reload too (one file, N shards)
         self.overrides = {k: v for k, v in (("metrics_addr", metrics_addr), ("jsonl", jsonl)) if v}
@@ -88,10 +84,9 @@ class Monitor:
         # The vantage point, a label on every metric and a field of every window line.
         self.name = name or (socket.gethostname() + (f"-{shard[0]}" if shard[1] > 1 else ""))
         self.log_to = log or sys.stderr
-        self.http_sd: HttpSd | None = None
-        self._http_sd_due = 0.0
+        self.discovery = Discovery(config_path, watch, self.log)
         self.config = self._load()
-        self._files_seen = self._file_signatures()
+        self.discovery.settle(self.config)
         self.clock = read_clock_state()
         # Targets at a packet a second need millisecond, not microsecond, timing.
         self.driver = SenderDriver(stop, ClockWatcher(self.clock, log=self.log), record_schedule=True, precise=False)
@@ -116,9 +111,8 @@ class Monitor:
         self._reload = False
         self.reloads = (0, 0)  # (applied, failed), for stamp_monitor_reloads_total
         self.driver.every(RELOAD_CHECK_NS, self._check_reload)
-        self.driver.every(WATCH_NS, self._check_files)
         self.driver.every(RETRY_CHECK_NS, self._retry_unresolved)
-        self.driver.every(RETRY_CHECK_NS, self._check_http_sd)
+        self.driver.every(RETRY_CHECK_NS, lambda: self.discovery.poll() and self.request_reload())
         self.driver.every(FREEZE_NS, freeze_survivors)
         self.driver.every(SWEEP_NS, sweep)
         self.driver.every(OVERLOAD_CHECK_NS, self._check_overload)
@@ -128,34 +122,7 @@ class Monitor:
         self._skipped_said = self._sent_said = 0
 
     def _load(self) -> MonitorConfig:
-        config = load_config(self.config_path, self.http_sd.groups if self.http_sd else None)
-        endpoint = (config.http_sd, config.http_sd_refresh_s)
-        if self.http_sd is not None and endpoint != (self.http_sd.url, self.http_sd.refresh_s):
-            self.http_sd.close()
-            self.http_sd = None
-        if config.http_sd and self.http_sd is None:  # asked now: its targets start with the others
-            self.http_sd = HttpSd(*endpoint)
-            said = self.http_sd.fetch_now()
-            if said:
-                self.log(said)
-            self._http_sd_due = time.monotonic() + config.http_sd_refresh_s
-            config = load_config(self.config_path, self.http_sd.groups)
-        return dataclasses.replace(shard(config, *self.shard), **self.overrides)
-
-    def _check_http_sd(self) -> None:
-        """Ask the http_sd endpoint again every refresh interval (on its thread); an answer
-        that differs from the last good one reloads."""
-        if self.http_sd is None:
-            return
-        if time.monotonic() >= self._http_sd_due:
-            self._http_sd_due = time.monotonic() + self.http_sd.refresh_s
-            self.http_sd.refresh()
-        changed, said = self.http_sd.take()
-        if said:
-            self.log(said)
-        if changed:
-            self.log(f"http_sd {self.http_sd.url} gives other targets: reloading")
-            self.request_reload()
+        return dataclasses.replace(shard(self.discovery.load(), *self.shard), **self.overrides)
 
     def log(self, line: str) -> None:
         say(f"stamp-suite monitor: {line}", self.log_to)
@@ -457,23 +424,6 @@ class Monitor:
     def request_reload(self) -> None:
         self._reload = True
 
-    def _file_signatures(self) -> dict[str, tuple[int, int, int, int] | None]:
-        """The watched files' (identity, times, size): the targets file's with --watch, and the
-        file_sd files' always (Prometheus watches those too).  One changed, added or gone is a
-        change."""
-        files = ([self.config_path] if self.watch else []) + file_sd.paths(self.config.file_sd, self.config.folder)
-        return {path: _file_signature(path) for path in files}
-
-    def _check_files(self) -> None:
-        """A watched file changed: reload.  A targets file missing for a moment (a ConfigMap
-        swaps a link to a new file) is no change."""
-        seen, before = self._file_signatures(), self._files_seen
-        if seen != before and (not self.watch or seen[self.config_path] is not None):
-            self._files_seen = seen
-            changed = [path for path in seen.keys() | before.keys() if seen.get(path) != before.get(path)]
-            self.log(f"{', '.join(sorted(changed))} changed: reloading")
-            self.request_reload()
-
     def _check_reload(self) -> None:
         if not self._reload:
             return
@@ -490,7 +440,7 @@ class Monitor:
             self.log(f"reload failed, keeping the running targets: {type(exc).__name__}: {exc}")
             return
         self.reloads = (self.reloads[0] + 1, self.reloads[1])
-        self._files_seen = self._file_signatures()  # a SIGHUP may have named other file_sd files
+        self.discovery.settle(self.config)  # a SIGHUP may have named other file_sd files
         now = self.config
         outputs = [f"{key.split('_')[0]} {_shown(getattr(now, key))}" for key in ("windows", "jsonl", "metrics_addr",
                                                                                   "snmp_socket")
@@ -507,8 +457,7 @@ class Monitor:
             self._stop(target)
         if self._lookups is not None:  # lookups not begun are dropped; one under way ends by itself
             self._lookups.shutdown(wait=False, cancel_futures=True)
-        if self.http_sd is not None:
-            self.http_sd.close()
+        self.discovery.close()
         self.state_lines.minute()  # what was held back is said before the end
         self._close_jsonl()
         self.driver.close()
@@ -537,11 +486,3 @@ class Monitor:
                 yield t.name, False
         for name in list(self.unresolved):
             yield name, False
-
-
-def _file_signature(path: str) -> tuple[int, int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
