@@ -348,6 +348,8 @@ def test_an_http_sd_endpoint_adds_and_removes_targets_and_a_failed_answer_keeps_
             before = sent()[b]
             time.sleep(0.5)
             assert set(sent()) == {b} and sent()[b] > before
+            failures = scrape(mport)[("stamp_monitor_sd_failures_total", (("source", "http_sd"),))]
+            assert failures >= 2
             endpoint.status = 200
             time.sleep(1.5)
         finally:

@@ -25,6 +25,7 @@ class Discovery:
         self._config: MonitorConfig | None = None
         self._seen: dict[str, Signature] = {}
         self._files_due = 0.0
+        self._failures = 0  # of endpoints no longer asked
 
     def load(self) -> MonitorConfig:
         """The targets file read now, with the targets of its http_sd endpoint's last good
@@ -33,6 +34,7 @@ class Discovery:
         config = load_config(self.path, self.http_sd.groups if self.http_sd else None)
         endpoint = (config.http_sd, config.http_sd_refresh_s)
         if self.http_sd is not None and endpoint != (self.http_sd.url, self.http_sd.refresh_s):
+            self._failures += self.http_sd.failures  # a counter never falls
             self.http_sd.close()
             self.http_sd = None
         if config.http_sd and self.http_sd is None:
@@ -81,6 +83,10 @@ class Discovery:
         if config is not None:
             files += file_sd.paths(config.file_sd, config.folder)
         return {path: _signature(path) for path in files}
+
+    def failures(self) -> int:
+        """Answers of http_sd endpoints that failed or were refused, since the start."""
+        return self._failures + (self.http_sd.failures if self.http_sd is not None else 0)
 
     def close(self) -> None:
         if self.http_sd is not None:

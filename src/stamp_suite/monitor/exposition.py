@@ -19,6 +19,7 @@ from ..observability.metrics import BUILD_FAMILIES, ROWS_PER_SLICE, SESSION_FAMI
 from ..observability.render_process import RenderJob, RenderProcess
 from ..say import count
 from .metrics import (
+    OWN_FAMILIES,
     SCHEDULE_FAMILIES,
     UP_FAMILIES,
     WINDOW_FAMILIES,
@@ -30,7 +31,7 @@ from .metrics import (
 )
 
 Part = tuple[str, list]  # (kind, rows): "sessions", "schedule", "windows" or "up"
-FAMILIES = BUILD_FAMILIES + SESSION_FAMILIES + SCHEDULE_FAMILIES + WINDOW_FAMILIES + UP_FAMILIES
+FAMILIES = BUILD_FAMILIES + SESSION_FAMILIES + SCHEDULE_FAMILIES + OWN_FAMILIES + WINDOW_FAMILIES + UP_FAMILIES
 LINES = {"sessions": session_lines, "schedule": schedule_lines, "windows": window_lines, "up": up_lines}
 # Lines per piece of the render process's text: about 100 KB, under the allocator's mmap
 # threshold, so each piece reuses memory instead of faulting in fresh pages.
@@ -122,7 +123,8 @@ class MonitorExposition:
         for rows in m.metrics.rows():
             yield "sessions", rows
         yield "schedule", [schedule_row(label_text(("monitor",), (m.name,)), m.schedule_error, m.skipped_sends(),
-                                        m.reloads, len(m.unresolved), m.target_sources())]
+                                        m.reloads, len(m.unresolved), m.target_sources(), m.timestamping(),
+                                        m.discovery.failures())]
         for rows in window_rows(m.windows(), labels):
             yield "windows", rows
         up = list(m.targets_up())

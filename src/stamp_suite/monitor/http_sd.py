@@ -57,6 +57,7 @@ class HttpSd:
         self.url, self.refresh_s = url, refresh_s
         self.groups: list[Any] = []
         self.error: str | None = None  # why the latest fetch failed; None after a good one
+        self.failures = 0  # fetches that failed or were refused
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="stamp-http-sd")
         self._fetching: Future | None = None
 
@@ -82,6 +83,7 @@ class HttpSd:
         try:
             groups = fetching.result()
         except ConfigError as exc:
+            self.failures += 1
             said = None if str(exc) == self.error else f"{exc}; keeping the targets of its last good answer"
             self.error = str(exc)
             return False, said

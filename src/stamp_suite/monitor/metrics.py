@@ -22,19 +22,26 @@ SCHEDULE_FAMILIES: tuple[Family, ...] = (
      "Targets of this monitor (its shard; each flow one), by where they come from: the targets file, its "
      "file_sd files, its http_sd endpoint"))
 SOURCES = ("file", "file_sd", "http_sd")
+OWN_FAMILIES: tuple[Family, ...] = (
+    ("stamp_monitor_timestamping", "gauge",
+     "Running targets by where their receive timestamps (T4) come from: the kernel (SO_TIMESTAMPNS) or user "
+     "space (read after the wake-up: less exact)"),
+    ("stamp_monitor_sd_failures_total", "counter",
+     "Answers of the http_sd endpoint that failed or were refused (its last good targets went on)"))
 
 
 def schedule_row(labels: str, lateness: BucketHistogram, skipped: int, reloads: tuple[int, int],
-                 unresolved: int, sources: tuple[int, ...]) -> tuple:
+                 unresolved: int, sources: tuple[int, ...], timestamping: tuple[int, int], sd_failures: int) -> tuple:
     """A monitor's own health as schedule_lines wants it (live, as a session's row); ``reloads``:
-    (applied, failed); ``sources``: its targets from each of SOURCES."""
-    return labels, lateness.counts, lateness.sum_ns, skipped, *reloads, unresolved, sources
+    (applied, failed); ``sources``: its targets from each of SOURCES; ``timestamping``: running
+    targets with kernel and with user-space receive timestamps."""
+    return labels, lateness.counts, lateness.sum_ns, skipped, *reloads, unresolved, sources, timestamping, sd_failures
 
 
 def schedule_lines(f: Families, rows: list[tuple]) -> None:
     """A monitor's own health (schedule_row): how late its sends leave, the sends it skipped, its
     reloads, its targets without an address and where its targets come from."""
-    for labels, counts, sum_ns, skipped, applied, failed, unresolved, sources in rows:
+    for labels, counts, sum_ns, skipped, applied, failed, unresolved, sources, timestamping, sd_failures in rows:
         f.histogram("stamp_monitor_schedule_error_seconds", labels, BUCKET_BOUNDS, counts, sum_ns / 1e9)
         f.sample("stamp_monitor_sends_skipped_total", labels, skipped)
         f.sample("stamp_monitor_reloads_total", f'{labels},result="applied"', applied)
@@ -42,6 +49,9 @@ def schedule_lines(f: Families, rows: list[tuple]) -> None:
         f.sample("stamp_monitor_unresolved_targets", labels, unresolved)
         for source, n in zip(SOURCES, sources):
             f.sample("stamp_monitor_targets", f'{labels},source="{source}"', n)
+        for source, n in zip(("kernel", "user"), timestamping):
+            f.sample("stamp_monitor_timestamping", f'{labels},source="{source}"', n)
+        f.sample("stamp_monitor_sd_failures_total", f'{labels},source="http_sd"', sd_failures)
 
 
 SUMMARIES_PER_SLICE = 8  # closed windows summarised per slice of the loop (20-80 us each)

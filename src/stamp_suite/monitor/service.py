@@ -397,6 +397,11 @@ class Monitor:
         found = Counter(config.discovered.get(config.labelled(t), "file") for t in config.targets)
         return tuple(found[source] for source in SOURCES)
 
+    def timestamping(self) -> tuple[int, int]:
+        """Running targets with kernel receive timestamps, and with user-space ones."""
+        kernel = sum(t.session.endpoint.caps.kernel_rx_timestamp for t in list(self.targets.values()))
+        return kernel, len(self.targets) - kernel
+
     def skipped_sends(self) -> int:
         """Scheduled sends skipped for being over an interval late, by all targets ever run."""
         return self._skipped_by_removed + sum(t.session.engine.skipped for t in list(self.targets.values()))
