@@ -176,3 +176,48 @@ class HttpSdEndpoint:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class SrvServer:
+    """A DNS server on loopback that answers SRV questions from ``records`` (name -> list of
+    (target, port)), with ``ttl``; ``fail`` makes it answer SERVFAIL.  Made with dnspython's own
+    message API, so the answers are real DNS on the wire."""
+
+    def __init__(self, records: dict[str, list[tuple[str, int]]], ttl: int = 5) -> None:
+        self.records, self.ttl, self.fail, self.questions = records, ttl, False, 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import dns.message
+        import dns.rcode
+        import dns.rdatatype
+        import dns.rrset
+        while not self._stop:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                continue
+            query = dns.message.from_wire(data)
+            self.questions += 1
+            reply = dns.message.make_response(query)
+            question = query.question[0]
+            name = question.name.to_text()
+            if self.fail:
+                reply.set_rcode(dns.rcode.SERVFAIL)
+            elif name not in self.records:
+                reply.set_rcode(dns.rcode.NXDOMAIN)
+            elif question.rdtype == dns.rdatatype.SRV:
+                reply.answer.append(dns.rrset.from_text_list(
+                    name, self.ttl, "IN", "SRV", [f"10 5 {port} {target}" for target, port in self.records[name]]))
+            self.sock.sendto(reply.to_wire(), peer)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(2)
+        self.sock.close()

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from helpers import CMD, ENV, HttpSdEndpoint, check_report, free_tcp_port, scrape, wait_for
+from helpers import CMD, ENV, HttpSdEndpoint, SrvServer, check_report, free_tcp_port, scrape, wait_for
 
 from stamp_suite.api import start_reflector
 
@@ -359,3 +359,36 @@ def test_an_http_sd_endpoint_adds_and_removes_targets_and_a_failed_answer_keeps_
     assert err.count("HTTP 503 Service Unavailable; keeping the targets of its last good answer") == 1, err
     assert f"http_sd {endpoint.url} answers again" in err
     assert "gives other targets: reloading" in err and "reloaded: 1 added, 1 removed, 0 changed, 1 running" in err
+
+
+def test_dns_sd_names_give_targets_looked_up_again_at_their_ttl(tmp_path):
+    cfg, mport = tmp_path / "t.toml", free_tcp_port()
+    with start_reflector() as r1, start_reflector() as r2:
+        srv = SrvServer({"_stamp._udp.example.net.": [("127.0.0.1.", r1.address[1])]}, ttl=1)
+        a, b = (f"127.0.0.1:{r.address[1]}" for r in (r1, r2))
+        cfg.write_text(f'[monitor]\nwindows = [1]\nmetrics_addr = "127.0.0.1:{mport}"\n'
+                       f'dns_sd = ["_stamp._udp.example.net"]\ndns_sd_server = "{srv.address}"\n'
+                       '[defaults]\nsend_delay = 100\ntimeout = 0.3\n')
+        mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=ENV)
+
+        def sent() -> dict[str, float]:
+            try:
+                m = scrape(mport)
+            except OSError:
+                return {}
+            return {dict(labels)["target"]: v for (name, labels), v in m.items()
+                    if name == "stamp_sender_packets_sent_total"}
+        try:
+            assert wait_for(lambda: sent().get(a, 0) >= 3, 10), sent()  # there from the start
+            srv.records["_stamp._udp.example.net."] = [("127.0.0.1.", r2.address[1])]
+            assert wait_for(lambda: set(sent()) == {b}, 5), sent()  # at the TTL, 1 s
+            srv.fail = True
+            time.sleep(2)  # a lookup that fails keeps the targets
+            assert set(sent()) == {b}
+            assert scrape(mport)[("stamp_monitor_sd_failures_total", (("source", "dns_sd"),))] >= 1
+        finally:
+            mon.terminate()
+            _, err = mon.communicate(timeout=10)
+            srv.close()
+    assert "dns_sd _stamp._udp.example.net gives other targets: reloading" in err, err
+    assert err.count("SERVFAIL") == 1 and "keeping the targets of its last good answer" in err, err

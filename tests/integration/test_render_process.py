@@ -248,14 +248,14 @@ class _Monitor:
     def skipped_sends(self) -> int:
         return 3
 
-    def target_sources(self) -> tuple[int, int, int]:
-        return 1, 2, 0  # from the file, file_sd, http_sd
+    def target_sources(self) -> tuple[int, ...]:
+        return 1, 2, 0, 0  # from the file, file_sd, http_sd, dns_sd
 
     def timestamping(self) -> tuple[int, int]:
         return 2, 1  # kernel, user
 
-    def failures(self) -> int:  # as its discovery
-        return 4
+    def failures(self) -> tuple[int, int]:  # as its discovery: http_sd, dns_sd
+        return 4, 0
 
     def windows(self):
         return iter(self.closed)

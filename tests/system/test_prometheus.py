@@ -232,7 +232,7 @@ def test_a_file_sd_edit_adds_and_removes_targets_and_leaves_the_others_unbroken(
                 == [0]
             assert prom.query(f'stamp_sender_packets_sent_total{{target="{a}"}}') == {}  # gone at the next scrape
             sources = {json.loads(k)["source"]: v for k, v in prom.query("stamp_monitor_targets").items()}
-            assert sources == {"file": 1, "file_sd": 1, "http_sd": 0}
+            assert sources == {"file": 1, "file_sd": 1, "http_sd": 0, "dns_sd": 0}
             stamps = {json.loads(k)["source"]: v for k, v in prom.query("stamp_monitor_timestamping").items()}
             assert stamps == {"kernel": 2, "user": 0}  # Linux: the kernel's receive timestamps
         finally:

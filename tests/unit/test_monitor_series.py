@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import HttpSdEndpoint
+from helpers import HttpSdEndpoint, SrvServer
 from test_exposition import parsed
 from vectors import T1, sample
 
@@ -233,23 +233,24 @@ def test_a_targets_flows_stay_on_one_shard(tmp_path):
 
 
 def test_http_sd_answers_are_checked_and_a_failure_keeps_the_last_good_one():
-    from stamp_suite.monitor.http_sd import HttpSd, fetch
+    from stamp_suite.monitor.http_sd import fetch
+    from stamp_suite.monitor.polled import Polled
     endpoint = HttpSdEndpoint()
     try:
         endpoint.body = json.dumps([{"targets": ["127.0.0.1:8620"], "labels": {"site": "ams"}}]).encode()
-        assert fetch(endpoint.url, 30) == [{"targets": ["127.0.0.1:8620"], "labels": {"site": "ams"}}]
+        assert fetch(endpoint.url, 30) == ([{"targets": ["127.0.0.1:8620"], "labels": {"site": "ams"}}], 30)
         assert endpoint.headers[-1]["X-Prometheus-Refresh-Interval-Seconds"] == "30"
-        sd = HttpSd(endpoint.url, 30)
-        assert sd.fetch_now() is None and sd.groups and sd.error is None
+        sd = Polled(f"http_sd {endpoint.url}", lambda: fetch(endpoint.url, 30), 30)
+        assert sd.ask_now() is None and sd.groups and sd.error is None
         endpoint.status = 500
-        said = sd.fetch_now()
+        said = sd.ask_now()
         assert said == f"http_sd {endpoint.url}: HTTP 500 Internal Server Error; keeping the targets of its last " \
                        "good answer" and sd.groups  # kept
-        assert sd.fetch_now() is None  # the same failure is said once
+        assert sd.ask_now() is None and sd.failures == 2  # the same failure is said once, and counted
         endpoint.status, endpoint.body = 200, b'[{"targets": "127.0.0.1"}]'
-        assert "group 1: expected" in sd.fetch_now() and sd.groups  # a bad answer is refused whole
+        assert "group 1: expected" in sd.ask_now() and sd.groups  # a bad answer is refused whole
         endpoint.body = b'[{"targets": ["127.0.0.2:9000"]}]'
-        assert sd.fetch_now() == f"http_sd {endpoint.url} answers again"
+        assert sd.ask_now() == f"http_sd {endpoint.url} answers again"
         assert sd.groups[0]["targets"] == ["127.0.0.2:9000"]
         sd.close()
     finally:
@@ -264,7 +265,34 @@ def test_http_sd_settings_are_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"http_sd_refresh: expected 1s to 24h"):
         _load(tmp_path, '[monitor]\nhttp_sd = "http://127.0.0.1:1/"\nhttp_sd_refresh = "100ms"\n')
     (tmp_path / "targets.toml").write_text('[monitor]\nhttp_sd = "http://127.0.0.1:1/"\nhttp_sd_refresh = "2m"\n')
-    config = load_config(str(tmp_path / "targets.toml"), [{"targets": ["127.0.0.1:8620"], "labels": {"a": "b"}}])
+    config = load_config(str(tmp_path / "targets.toml"),
+                         {"http_sd http://127.0.0.1:1/": [{"targets": ["127.0.0.1:8620"], "labels": {"a": "b"}}]})
     assert config.http_sd_refresh_s == 120 and config.discovered == {"127.0.0.1:8620": "http_sd"}
     assert config.exposure["127.0.0.1:8620"].labels == (("a", "b"),)
     assert load_config(str(tmp_path / "targets.toml")).targets == {}  # an endpoint with none yet: no error
+
+
+def test_dns_sd_srv_records_are_targets_and_a_failure_keeps_the_last_good_ones():
+    from stamp_suite.monitor import dns_sd
+    server = SrvServer({"_stamp._udp.example.net.": [("r1.example.net.", 8620), ("r2.example.net.", 862)]}, ttl=7)
+    try:
+        r = dns_sd.resolver(server.address)
+        groups, next_s = dns_sd.lookup("_stamp._udp.example.net", r)
+        assert groups == [{"targets": ["r1.example.net:8620", "r2.example.net:862"]}] and next_s == 7  # the TTL
+        assert dns_sd.lookup("_other._udp.example.net", r) == ([], dns_sd.EMPTY_S)  # NXDOMAIN: none
+        server.fail = True
+        with pytest.raises(ConfigError, match="dns_sd _stamp._udp.example.net: .*SERVFAIL"):
+            dns_sd.lookup("_stamp._udp.example.net", r)
+    finally:
+        server.close()
+
+
+def test_dns_sd_targets_take_the_defaults(tmp_path):
+    (tmp_path / "targets.toml").write_text('[monitor]\ndns_sd = ["_stamp._udp.example.net"]\n'
+                                           'dns_sd_server = "127.0.0.1:5353"\n[defaults]\nsend_delay = 200\n')
+    config = load_config(str(tmp_path / "targets.toml"),
+                         {"dns_sd _stamp._udp.example.net": [{"targets": ["r1.example.net:8620"]}]})
+    assert config.discovered == {"r1.example.net:8620": "dns_sd"} and config.dns_sd_server == "127.0.0.1:5353"
+    assert config.targets["r1.example.net:8620"].sender.send_delay == 200
+    with pytest.raises(ConfigError, match=r"dns_sd_server: 'a b:x'"):
+        _load(tmp_path, '[monitor]\ndns_sd = ["_s._udp.x"]\ndns_sd_server = "a b:x"\n')

@@ -1,14 +1,15 @@
 """The monitor's targets file, read and checked whole before anything changes.
 
     [monitor]            windows, jsonl, metrics_addr, snmp, snmp_socket, file_sd, http_sd,
-                         http_sd_refresh
+                         http_sd_refresh, dns_sd, dns_sd_server
     [defaults]           any target setting: a sender setting (the long flag names in snake_case),
                          metrics, rtt_buckets, labels (monitor/series.py)
     [groups.NAME]        target settings shared by the targets that say group = "NAME"
                          (and flows = N: N flows to the target, one source port each)
     [[targets]]          a name, and any target setting
     file_sd files        more targets, with [defaults]' settings (monitor/file_sd.py)
-    http_sd              more targets, from an HTTP SD endpoint's answer (monitor/http_sd.py)
+    http_sd, dns_sd      more targets, from an HTTP SD endpoint's answer (monitor/http_sd.py) and
+                         DNS SRV records (monitor/dns_sd.py)
 
 Every error is one line naming the file, the target and the key; a file with an error is
 refused as a whole (at start-up: exit 2; on reload: the running targets go on).
@@ -26,6 +27,7 @@ from typing import Annotated, Any
 import msgspec
 
 from ..config import ConfigError, Settings, build_settings, check_metrics_addr, read_toml
+from ..net.resolve import ResolveError, split_host_port
 from ..observability.metrics import Exposure
 from ..units import parse_duration
 from . import file_sd
@@ -58,12 +60,19 @@ class MonitorConfig:
     targets: dict[str, Settings]
     exposure: dict[str, Exposure] = field(default_factory=dict)  # per target: what its series show
     file_sd: tuple[str, ...] = ()  # as the file gave them: globs relative to its folder
-    discovered: dict[str, str] = field(default_factory=dict)  # target -> "file_sd" or "http_sd"
+    discovered: dict[str, str] = field(default_factory=dict)  # target -> "file_sd", "http_sd" or "dns_sd"
     unmatched: tuple[str, ...] = ()  # file_sd patterns that name no file now (said in the log)
     flow_of: dict[str, tuple[str, int]] = field(default_factory=dict)  # "fra1#2" -> ("fra1", 2)
     folder: str = "."  # the targets file's
     http_sd: str | None = None  # the URL
     http_sd_refresh_s: float = 60.0
+    dns_sd: tuple[str, ...] = ()  # SRV names
+    dns_sd_server: str | None = None  # HOST[:PORT]; None: the system's resolver
+
+    def polled(self) -> list[str]:
+        """The sources asked again and again (monitor/polled.py), as load_config names their
+        answers: "http_sd URL", "dns_sd NAME"."""
+        return [f"http_sd {self.http_sd}"] * bool(self.http_sd) + [f"dns_sd {name}" for name in self.dns_sd]
 
     def labelled(self, name: str) -> str:
         """The ``target`` label of a target (a flow's is its target's name)."""
@@ -81,6 +90,8 @@ class _MonitorTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     file_sd: tuple[str, ...] = ()
     http_sd: str | None = None
     http_sd_refresh: float | str = 60.0  # seconds, or a duration
+    dns_sd: tuple[str, ...] = ()
+    dns_sd_server: str | None = None
 
     def __post_init__(self) -> None:
         if self.metrics_addr is not None:
@@ -89,6 +100,11 @@ class _MonitorTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             raise ValueError(f"http_sd: {self.http_sd!r} is not an http:// or https:// URL")
         if not 1 <= self.refresh_s() <= 86400:
             raise ValueError("http_sd_refresh: expected 1s to 24h")
+        if self.dns_sd_server is not None:
+            try:
+                split_host_port(self.dns_sd_server)
+            except ResolveError as exc:
+                raise ValueError(f"dns_sd_server: {exc}") from None
 
     def refresh_s(self) -> float:
         given = self.http_sd_refresh
@@ -109,7 +125,8 @@ class _TargetsFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 _EXPECTED = {"windows": "a list of whole seconds, 1 or more, such as [60, 300]", "jsonl": 'a file name or "-"',
              "metrics_addr": "ADDRESS:PORT", "snmp": "true or false", "snmp_socket": "a path",
              "file_sd": 'a list of files or globs, such as ["targets/*.json"]', "http_sd": "a URL",
-             "http_sd_refresh": 'a duration such as "60s"'}
+             "http_sd_refresh": 'a duration such as "60s"', "dns_sd": 'a list of SRV names, such as '
+             '["_stamp._udp.example.net"]', "dns_sd_server": "HOST[:PORT]"}
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
 
 
@@ -137,8 +154,9 @@ def _explain(message: str, where: str) -> str:
     return f"{where}: {what}"
 
 
-def load_config(path: str, http_groups: list[Any] | None = None) -> MonitorConfig:
-    """``path`` and, when it names an http_sd endpoint, the groups of its last good answer."""
+def load_config(path: str, answers: dict[str, list[Any]] | None = None) -> MonitorConfig:
+    """``path`` and the groups of the last good answers of its http_sd and dns_sd sources, by
+    MonitorConfig.polled()'s names (a source without one has no targets yet)."""
     where = f"--config {path}"
     try:
         data = msgspec.convert(read_toml(path, where), _TargetsFile)
@@ -192,22 +210,23 @@ def load_config(path: str, http_groups: list[Any] | None = None) -> MonitorConfi
         add(name, [data.defaults, data.groups.get(group, {}), own], here)
     folder = os.path.dirname(os.path.abspath(path))
     discovered: dict[str, str] = {}
-    sd = [("file_sd", file_sd.targets(data.monitor.file_sd, folder))]
-    if data.monitor.http_sd:
-        sd.append(("http_sd", file_sd.group_targets(http_groups or [], f"http_sd {data.monitor.http_sd}")))
+    mon = data.monitor  # the config whose dicts the loop below fills
+    config = MonitorConfig(mon.windows, mon.jsonl, mon.metrics_addr, mon.snmp_socket if mon.snmp else None, targets,
+                           exposures, file_sd=mon.file_sd, folder=folder, discovered=discovered,
+                           unmatched=tuple(p for p in mon.file_sd if not file_sd.matches(p, folder)), flow_of=flow_of,
+                           http_sd=mon.http_sd, http_sd_refresh_s=mon.refresh_s(), dns_sd=mon.dns_sd,
+                           dns_sd_server=mon.dns_sd_server)
+    sd = [("file_sd", file_sd.targets(mon.file_sd, folder))]
+    sd += [(name.split()[0], file_sd.group_targets((answers or {}).get(name, []), name)) for name in config.polled()]
     for source, found in sd:
         for name, host, port, labels, group in found:
             own = {"remote_addr": host, "labels": labels} | ({} if port is None else {"remote_port": port})
             add(name, [data.defaults, own], f"{where}: {group}: target {name!r}")
             discovered[name] = source
-    if not targets and not data.monitor.http_sd:  # an endpoint may have none for a moment
+    if not targets and not config.polled():  # an endpoint or an SRV name may have none for a moment
         raise ConfigError(f"{where}: no [[targets]]" + (" (and none in its file_sd files now)"
-                                                        if data.monitor.file_sd else ""))
-    mon = data.monitor
-    return MonitorConfig(mon.windows, mon.jsonl, mon.metrics_addr, mon.snmp_socket if mon.snmp else None, targets,
-                         exposures, file_sd=mon.file_sd, folder=folder, discovered=discovered,
-                         unmatched=tuple(p for p in mon.file_sd if not file_sd.matches(p, folder)), flow_of=flow_of,
-                         http_sd=mon.http_sd, http_sd_refresh_s=mon.refresh_s())
+                                                        if mon.file_sd else ""))
+    return config
 
 
 def _flows(n: Any, where: str) -> int:

@@ -1,16 +1,19 @@
 """Where a monitor's targets come from, and when to read them again: the targets file (watched
-with --watch), its file_sd files (watched always, as Prometheus watches them) and its http_sd
-endpoint (asked every refresh interval).  The monitor polls it and reloads when it says so."""
+with --watch), its file_sd files (watched always, as Prometheus watches them), its http_sd
+endpoint (asked every refresh interval) and its dns_sd names (looked up again at their TTL).
+The monitor polls it and reloads when it says so."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 
-from . import file_sd
+from . import dns_sd, file_sd, http_sd
 from .config import MonitorConfig, load_config
-from .http_sd import HttpSd
+from .metrics import POLLED
+from .polled import Polled
 
 WATCH_S = 2.0  # how often the files are looked at (a ConfigMap takes a minute or so to change)
 
@@ -20,31 +23,33 @@ Signature = tuple[int, int, int, int] | None
 class Discovery:
     def __init__(self, path: str, watch: bool, log: Callable[[str], None]) -> None:
         self.path, self.watch, self.log = path, watch, log
-        self.http_sd: HttpSd | None = None
-        self._http_due = 0.0
+        self.polled: dict[str, tuple[tuple, Polled]] = {}  # name -> (how it is asked, its source)
         self._config: MonitorConfig | None = None
         self._seen: dict[str, Signature] = {}
         self._files_due = 0.0
-        self._failures = 0  # of endpoints no longer asked
+        self._failures: Counter[str] = Counter()  # of sources no longer asked, by kind
 
     def load(self) -> MonitorConfig:
-        """The targets file read now, with the targets of its http_sd endpoint's last good
-        answer (asked now, and waited for, when the endpoint is new: its targets start with the
-        others).  Raises ConfigError."""
-        config = load_config(self.path, self.http_sd.groups if self.http_sd else None)
-        endpoint = (config.http_sd, config.http_sd_refresh_s)
-        if self.http_sd is not None and endpoint != (self.http_sd.url, self.http_sd.refresh_s):
-            self._failures += self.http_sd.failures  # a counter never falls
-            self.http_sd.close()
-            self.http_sd = None
-        if config.http_sd and self.http_sd is None:
-            self.http_sd = HttpSd(*endpoint)
-            said = self.http_sd.fetch_now()
+        """The targets file read now, with the targets of the last good answers of its http_sd
+        and dns_sd sources (a source that is new is asked now, and waited for: its targets
+        start with the others).  Raises ConfigError."""
+        config = load_config(self.path, self._answers())
+        wanted = {name: _how(config, name) for name in config.polled()}
+        for name in [n for n, (how, _) in self.polled.items() if wanted.get(n) != how]:
+            _, source = self.polled.pop(name)
+            self._failures[name.split()[0]] += source.failures  # a counter never falls
+            source.close()
+        new = [name for name in wanted if name not in self.polled]
+        for name in new:
+            source = Polled(name, *_asker(wanted[name]))
+            self.polled[name] = (wanted[name], source)
+            said = source.ask_now()
             if said:
                 self.log(said)
-            self._http_due = time.monotonic() + config.http_sd_refresh_s
-            config = load_config(self.path, self.http_sd.groups)
-        return config
+        return load_config(self.path, self._answers()) if new else config
+
+    def _answers(self) -> dict[str, list]:
+        return {name: source.groups for name, (_, source) in self.polled.items()}
 
     def settle(self, config: MonitorConfig) -> None:
         """``config`` runs now: the files it names, as they are now, are the ones to watch."""
@@ -56,15 +61,14 @@ class Discovery:
         gave other targets (each said in the log)."""
         now = time.monotonic()
         reload = False
-        if self.http_sd is not None:
-            if now >= self._http_due:
-                self._http_due = now + self.http_sd.refresh_s
-                self.http_sd.refresh()
-            changed, said = self.http_sd.take()
+        for name, (_, source) in self.polled.items():
+            if now >= source.due:
+                source.ask()
+            changed, said = source.take()
             if said:
                 self.log(said)
             if changed:
-                self.log(f"http_sd {self.http_sd.url} gives other targets: reloading")
+                self.log(f"{name} gives other targets: reloading")
                 reload = True
         if now >= self._files_due:
             self._files_due = now + WATCH_S
@@ -84,13 +88,16 @@ class Discovery:
             files += file_sd.paths(config.file_sd, config.folder)
         return {path: _signature(path) for path in files}
 
-    def failures(self) -> int:
-        """Answers of http_sd endpoints that failed or were refused, since the start."""
-        return self._failures + (self.http_sd.failures if self.http_sd is not None else 0)
+    def failures(self) -> tuple[int, ...]:
+        """Answers that failed or were refused since the start, of each kind of POLLED."""
+        found = self._failures.copy()
+        for name, (_, source) in self.polled.items():
+            found[name.split()[0]] += source.failures
+        return tuple(found[kind] for kind in POLLED)
 
     def close(self) -> None:
-        if self.http_sd is not None:
-            self.http_sd.close()
+        for _, source in self.polled.values():
+            source.close()
 
 
 def _signature(path: str) -> Signature:
@@ -99,3 +106,18 @@ def _signature(path: str) -> Signature:
     except OSError:
         return None
     return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _how(config: MonitorConfig, name: str) -> tuple:
+    """How the source ``name`` is asked: a change of it is another source."""
+    kind, _, what = name.partition(" ")
+    return (kind, what, config.http_sd_refresh_s) if kind == "http_sd" else (kind, what, config.dns_sd_server)
+
+
+def _asker(how: tuple) -> tuple[Callable[[], tuple[list, float]], float]:
+    """The question a source asks, and how soon it asks again after a failed answer."""
+    kind, what, setting = how
+    if kind == "http_sd":
+        return (lambda: http_sd.fetch(what, setting)), setting
+    r = dns_sd.resolver(setting)
+    return (lambda: dns_sd.lookup(what, r)), dns_sd.RETRY_S

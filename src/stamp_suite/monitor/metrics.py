@@ -20,21 +20,24 @@ SCHEDULE_FAMILIES: tuple[Family, ...] = (
      "Targets whose name has no address now (down, looked up again with backoff)"),
     ("stamp_monitor_targets", "gauge",
      "Targets of this monitor (its shard; each flow one), by where they come from: the targets file, its "
-     "file_sd files, its http_sd endpoint"))
-SOURCES = ("file", "file_sd", "http_sd")
+     "file_sd files, its http_sd endpoint, its dns_sd names"))
+SOURCES = ("file", "file_sd", "http_sd", "dns_sd")
+POLLED = ("http_sd", "dns_sd")  # the sources asked again and again (monitor/polled.py)
 OWN_FAMILIES: tuple[Family, ...] = (
     ("stamp_monitor_timestamping", "gauge",
      "Running targets by where their receive timestamps (T4) come from: the kernel (SO_TIMESTAMPNS) or user "
      "space (read after the wake-up: less exact)"),
     ("stamp_monitor_sd_failures_total", "counter",
-     "Answers of the http_sd endpoint that failed or were refused (its last good targets went on)"))
+     "Answers of the http_sd endpoint or lookups of the dns_sd names that failed or were refused (the last good "
+     "targets went on)"))
 
 
 def schedule_row(labels: str, lateness: BucketHistogram, skipped: int, reloads: tuple[int, int],
-                 unresolved: int, sources: tuple[int, ...], timestamping: tuple[int, int], sd_failures: int) -> tuple:
+                 unresolved: int, sources: tuple[int, ...], timestamping: tuple[int, int],
+                 sd_failures: tuple[int, ...]) -> tuple:
     """A monitor's own health as schedule_lines wants it (live, as a session's row); ``reloads``:
     (applied, failed); ``sources``: its targets from each of SOURCES; ``timestamping``: running
-    targets with kernel and with user-space receive timestamps."""
+    targets with kernel and with user-space receive timestamps; ``sd_failures``: of each of POLLED."""
     return labels, lateness.counts, lateness.sum_ns, skipped, *reloads, unresolved, sources, timestamping, sd_failures
 
 
@@ -51,7 +54,8 @@ def schedule_lines(f: Families, rows: list[tuple]) -> None:
             f.sample("stamp_monitor_targets", f'{labels},source="{source}"', n)
         for source, n in zip(("kernel", "user"), timestamping):
             f.sample("stamp_monitor_timestamping", f'{labels},source="{source}"', n)
-        f.sample("stamp_monitor_sd_failures_total", f'{labels},source="http_sd"', sd_failures)
+        for source, n in zip(POLLED, sd_failures):
+            f.sample("stamp_monitor_sd_failures_total", f'{labels},source="{source}"', n)
 
 
 SUMMARIES_PER_SLICE = 8  # closed windows summarised per slice of the loop (20-80 us each)

@@ -390,7 +390,7 @@ class Monitor:
         else:
             self._jsonl_failed = False
 
-    def target_sources(self) -> tuple[int, int, int]:
+    def target_sources(self) -> tuple[int, ...]:
         """This monitor's targets (running or waiting for an address; each flow one), by where
         they come from: SOURCES."""
         config = self.config
