@@ -5,6 +5,8 @@ reads them."""
 from __future__ import annotations
 
 import json
+import socket
+import threading
 
 import pytest
 from helpers import HttpSdEndpoint, SrvServer
@@ -241,27 +243,46 @@ def test_http_sd_answers_are_checked_and_a_failure_keeps_the_last_good_one():
         assert fetch(endpoint.url, 30) == ([{"targets": ["127.0.0.1:8620"], "labels": {"site": "ams"}}], 30)
         assert endpoint.headers[-1]["X-Prometheus-Refresh-Interval-Seconds"] == "30"
         sd = Polled(f"http_sd {endpoint.url}", lambda: fetch(endpoint.url, 30), 30)
-        assert sd.ask_now() is None and sd.groups and sd.error is None
+        assert sd.ask_first() is None and sd.groups and sd.error is None
         endpoint.status = 500
-        said = sd.ask_now()
+        said = sd.ask_first()
         assert said == f"http_sd {endpoint.url}: HTTP 500 Internal Server Error; keeping the targets of its last " \
                        "good answer" and sd.groups  # kept
-        assert sd.ask_now() is None and sd.failures == 2  # the same failure is said once, and counted
+        assert sd.ask_first() is None and sd.failures == 2  # the same failure is said once, and counted
         endpoint.status, endpoint.body = 200, b'[{"targets": "127.0.0.1"}]'
-        assert "group 1: expected" in sd.ask_now() and sd.groups  # a bad answer is refused whole
+        assert "group 1: expected" in sd.ask_first() and sd.groups  # a bad answer is refused whole
         endpoint.body = b'[{"targets": ["127.0.0.2:9000"]}]'
-        assert sd.ask_now() == f"http_sd {endpoint.url} answers again"
+        assert sd.ask_first() == f"http_sd {endpoint.url} answers again"
         assert sd.groups[0]["targets"] == ["127.0.0.2:9000"]
-        sd.close()
+        endpoint.body = b"[" * 100_000  # deeper than Python's stack
+        assert "not JSON" in sd.ask_first()
     finally:
         endpoint.close()
     with pytest.raises(ConfigError, match="http_sd http://127.0.0.1:1/sd: .*refused"):
         fetch("http://127.0.0.1:1/sd", 60, timeout_s=2)
+    with socket.socket() as other:  # another service on the port: not HTTP
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        url = f"http://127.0.0.1:{other.getsockname()[1]}/sd"
+        threading.Thread(target=lambda: other.accept()[0].sendall(b"SSH-2.0-OpenSSH\r\n"), daemon=True).start()
+        with pytest.raises(ConfigError, match="not an HTTP answer"):
+            fetch(url, 60, timeout_s=2)
+
+
+def test_a_question_that_fails_in_any_way_is_counted_and_said_never_raised():
+    from stamp_suite.monitor.polled import Polled
+
+    def broken():
+        raise RuntimeError("a bug in a fetch")
+    sd = Polled("http_sd http://x/", broken, 30)
+    assert sd.ask_first() == "http_sd http://x/: RuntimeError: a bug in a fetch; no targets from it until it answers"
+    assert sd.failures == 1 and sd.groups == []
 
 
 def test_http_sd_settings_are_checked(tmp_path):
-    with pytest.raises(ConfigError, match=r"\[monitor\] http_sd: 'ftp://x' is not an http:// or https:// URL"):
-        _load(tmp_path, '[monitor]\nhttp_sd = "ftp://x"\n')
+    for url in ("ftp://x", "http://"):
+        with pytest.raises(ConfigError, match=rf"\[monitor\] http_sd: '{url}' is not an http:// or https:// URL with"):
+            _load(tmp_path, f'[monitor]\nhttp_sd = "{url}"\n')
     with pytest.raises(ConfigError, match=r"http_sd_refresh: expected 1s to 24h"):
         _load(tmp_path, '[monitor]\nhttp_sd = "http://127.0.0.1:1/"\nhttp_sd_refresh = "100ms"\n')
     (tmp_path / "targets.toml").write_text('[monitor]\nhttp_sd = "http://127.0.0.1:1/"\nhttp_sd_refresh = "2m"\n')
@@ -296,3 +317,32 @@ def test_dns_sd_targets_take_the_defaults(tmp_path):
     assert config.targets["r1.example.net:8620"].sender.send_delay == 200
     with pytest.raises(ConfigError, match=r"dns_sd_server: 'a b:x'"):
         _load(tmp_path, '[monitor]\ndns_sd = ["_s._udp.x"]\ndns_sd_server = "a b:x"\n')
+
+
+@pytest.mark.parametrize("text, error", [
+    ('[[targets]]\nname = "a"\nremote_addr = "127.0.0.1"\nflows = 4\n[[targets]]\nname = "a#2"\n'
+     'remote_addr = "127.0.0.1"\n', "target 'a#2': a name has no # (a target's flows are named NAME#1"),
+    ('[[targets]]\nname = "a"\nremote_addr = "127.0.0.1"\nflows = 3\nlocal_port = 40300\n'
+     '[[targets]]\nname = "b"\nremote_addr = "127.0.0.1"\nlocal_port = 40302\n',
+     "targets 'a#3' and 'b' both send from local port 40302"),
+    ('[[targets]]\nname = "a"\nremote_addr = "127.0.0.1"\nflows = 4\nlocal_port = 65534\n',
+     "target 'a': flows: 4 flows from local_port 65534 go past port 65535"),
+])
+def test_flow_names_and_local_ports_cannot_collide(tmp_path, text, error):
+    with pytest.raises(ConfigError) as exc:
+        _load(tmp_path, text)
+    assert error in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_a_polled_answer_whose_name_is_taken_is_left_out_not_a_failed_reload(tmp_path):
+    (tmp_path / "targets.toml").write_text('[monitor]\nhttp_sd = "http://127.0.0.1:1/"\n'
+                                           '[[targets]]\nname = "127.0.0.1:8620"\nremote_addr = "127.0.0.1:8620"\n')
+    config = load_config(str(tmp_path / "targets.toml"), {"http_sd http://127.0.0.1:1/": [
+        {"targets": ["127.0.0.1:8620", "127.0.0.2:9"]}, {"targets": ["127.0.0.2:9"]}]})
+    assert sorted(config.targets) == ["127.0.0.1:8620", "127.0.0.2:9"]
+    assert config.discovered == {"127.0.0.2:9": "http_sd"}
+    assert config.skipped == [
+        "--config " + str(tmp_path / "targets.toml") + ": http_sd http://127.0.0.1:1/: group 1: target "
+        "'127.0.0.1:8620': left out, the name is taken (target '127.0.0.1:8620')",
+        "--config " + str(tmp_path / "targets.toml") + ": http_sd http://127.0.0.1:1/: group 2: target "
+        "'127.0.0.2:9': left out, the name is taken (http_sd http://127.0.0.1:1/: group 1)"]

@@ -36,7 +36,7 @@ def build_parser() -> OneLineParser:
                               "'overloaded: ...', stamp_monitor_sends_skipped_total; split the targets with --shard.")
     ap.add_argument("--config", required=True, metavar="FILE",
                     help="TOML file with [monitor], [defaults], [groups.NAME] and [[targets]]; its [monitor] "
-                         "file_sd files add targets (docs/monitor.md)")
+                         "file_sd files, http_sd endpoint and dns_sd names add targets (docs/monitor.md)")
     ap.add_argument("--metrics-addr", help="serve Prometheus metrics here (overrides [monitor] metrics_addr)")
     ap.add_argument("--jsonl", metavar="FILE",
                     help='write the window lines here ("-": stdout; overrides [monitor] jsonl)')
@@ -121,7 +121,9 @@ def _run(args: argparse.Namespace, stop: StopRequest) -> int:
         cfg = monitor.config
         shard = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard[1] > 1 else ""
         waiting = f" ({len(monitor.unresolved):,} not resolved yet)" if monitor.unresolved else ""
-        monitor.log(f"{monitor.name}: {count(len(cfg.targets), 'target')}{waiting}{shard}, windows "
+        flows = f" ({len(cfg.flow_of):,} of them flows of {len(set(t for t, _ in cfg.flow_of.values())):,})" \
+            if cfg.flow_of else ""
+        monitor.log(f"{monitor.name}: {count(len(cfg.targets), 'target')}{flows}{waiting}{shard}, windows "
                     f"{', '.join(f'{w}s' for w in cfg.windows)}"
                     + (f", metrics on {cfg.metrics_addr}" if cfg.metrics_addr else ""))
         monitor.run()

@@ -62,6 +62,7 @@ class MonitorConfig:
     file_sd: tuple[str, ...] = ()  # as the file gave them: globs relative to its folder
     discovered: dict[str, str] = field(default_factory=dict)  # target -> "file_sd", "http_sd" or "dns_sd"
     unmatched: tuple[str, ...] = ()  # file_sd patterns that name no file now (said in the log)
+    skipped: list[str] = field(default_factory=list)  # http_sd and dns_sd targets left out (said in the log)
     flow_of: dict[str, tuple[str, int]] = field(default_factory=dict)  # "fra1#2" -> ("fra1", 2)
     folder: str = "."  # the targets file's
     http_sd: str | None = None  # the URL
@@ -96,8 +97,9 @@ class _MonitorTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     def __post_init__(self) -> None:
         if self.metrics_addr is not None:
             check_metrics_addr(self.metrics_addr)
-        if self.http_sd is not None and urllib.parse.urlsplit(self.http_sd).scheme not in ("http", "https"):
-            raise ValueError(f"http_sd: {self.http_sd!r} is not an http:// or https:// URL")
+        url = urllib.parse.urlsplit(self.http_sd or "")
+        if self.http_sd is not None and (url.scheme not in ("http", "https") or not url.hostname):
+            raise ValueError(f"http_sd: {self.http_sd!r} is not an http:// or https:// URL with a host")
         if not 1 <= self.refresh_s() <= 86400:
             raise ValueError("http_sd_refresh: expected 1s to 24h")
         if self.dns_sd_server is not None:
@@ -165,35 +167,7 @@ def load_config(path: str, answers: dict[str, list[Any]] | None = None) -> Monit
     _known_keys(data.defaults, f"{where}: [defaults]", group=False)
     for name, group in data.groups.items():
         _known_keys(group, f"{where}: [groups.{name}]", group=False)
-    targets: dict[str, Settings] = {}
-    exposures: dict[str, Exposure] = {}
-    origin: dict[str, str] = {}
-    flow_of: dict[str, tuple[str, int]] = {}
-
-    def add(name: str, tables: list[Mapping[str, Any]], here: str) -> None:
-        """A target from its tables, least specific first."""
-        source = here.removeprefix(f"{where}: ").removesuffix(f": target {name!r}")  # target 'a', or a group
-        if name in targets:
-            both = f" ({origin[name]}; {source})" if source != origin[name] else ""
-            raise ConfigError(f"{where}: two targets are named {name!r}{both}")
-        origin[name] = source
-        merged = {k: v for table in tables for k, v in table.items()}
-        labels = merged_labels(tables, here)
-        shown = exposure(merged, labels, here)
-        sender = {k: v for k, v in merged.items() if k not in MONITOR_KEYS | {"group"}}
-        flows = _flows(merged.get("flows", 1), here)
-        if flows == 1:
-            exposures[name], targets[name] = shown, _settings(here, sender)
-            return
-        port = sender.get("local_port")
-        for k in range(1, flows + 1):  # flow k: its own socket, so its own source port (port + k - 1 if set)
-            flow = f"{name}#{k}"
-            if flow in targets:
-                raise ConfigError(f"{here}: flow {flow!r} is the name of another target")
-            flow_of[flow] = (name, k)
-            exposures[flow] = replace(shown, labels=tuple(sorted((*shown.labels, ("flow", str(k))))))
-            targets[flow] = _settings(here, sender | ({"local_port": port + k - 1} if port else {}))
-
+    found = _Targets(where)
     for i, t in enumerate(data.targets):
         name = t.get("name")
         if not name:
@@ -207,26 +181,82 @@ def load_config(path: str, answers: dict[str, list[Any]] | None = None) -> Monit
         if group is not None and group not in data.groups:
             raise ConfigError(f"{here}: group {group!r} is not a [groups.NAME] table "
                               f"(there are {', '.join(data.groups) or 'none'})")
-        add(name, [data.defaults, data.groups.get(group, {}), own], here)
+        found.add(name, [data.defaults, data.groups.get(group, {}), own], here, f"target {name!r}")
     folder = os.path.dirname(os.path.abspath(path))
-    discovered: dict[str, str] = {}
     mon = data.monitor  # the config whose dicts the loop below fills
-    config = MonitorConfig(mon.windows, mon.jsonl, mon.metrics_addr, mon.snmp_socket if mon.snmp else None, targets,
-                           exposures, file_sd=mon.file_sd, folder=folder, discovered=discovered,
-                           unmatched=tuple(p for p in mon.file_sd if not file_sd.matches(p, folder)), flow_of=flow_of,
-                           http_sd=mon.http_sd, http_sd_refresh_s=mon.refresh_s(), dns_sd=mon.dns_sd,
-                           dns_sd_server=mon.dns_sd_server)
-    sd = [("file_sd", file_sd.targets(mon.file_sd, folder))]
+    config = MonitorConfig(mon.windows, mon.jsonl, mon.metrics_addr, mon.snmp_socket if mon.snmp else None,
+                           found.settings, found.exposure, file_sd=mon.file_sd, folder=folder,
+                           discovered=found.discovered, skipped=found.skipped,
+                           unmatched=tuple(p for p in mon.file_sd if not file_sd.matches(p, folder)),
+                           flow_of=found.flow_of, http_sd=mon.http_sd, http_sd_refresh_s=mon.refresh_s(),
+                           dns_sd=mon.dns_sd, dns_sd_server=mon.dns_sd_server)
+    sd: list[tuple[str, Any]] = [("file_sd", file_sd.targets(mon.file_sd, folder))]
     sd += [(name.split()[0], file_sd.group_targets((answers or {}).get(name, []), name)) for name in config.polled()]
-    for source, found in sd:
-        for name, host, port, labels, group in found:
+    for source, listed in sd:
+        for name, host, port, labels, group in listed:
             own = {"remote_addr": host, "labels": labels} | ({} if port is None else {"remote_port": port})
-            add(name, [data.defaults, own], f"{where}: {group}: target {name!r}")
-            discovered[name] = source
-    if not targets and not config.polled():  # an endpoint or an SRV name may have none for a moment
+            found.add(name, [data.defaults, own], f"{where}: {group}: target {name!r}", group, source)
+    found.check_ports()
+    if not found.settings and not config.polled():  # an endpoint or an SRV name may have none for a moment
         raise ConfigError(f"{where}: no [[targets]]" + (" (and none in its file_sd files now)"
                                                         if mon.file_sd else ""))
     return config
+
+
+class _Targets:
+    """The targets of a file being read: each name once, a target's flows expanded, and no local
+    port shared by two of them."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.settings: dict[str, Settings] = {}
+        self.exposure: dict[str, Exposure] = {}
+        self.flow_of: dict[str, tuple[str, int]] = {}
+        self.discovered: dict[str, str] = {}  # target -> file_sd, http_sd or dns_sd
+        self.skipped: list[str] = []  # targets of http_sd and dns_sd answers whose name was taken
+        self._origin: dict[str, str] = {}  # name (each flow's too) -> where it was given
+
+    def add(self, name: str, tables: list[Mapping[str, Any]], here: str, origin: str, source: str = "file") -> None:
+        """A target from its tables, least specific first; ``origin`` names where it was given."""
+        if "#" in name and source == "file":
+            raise ConfigError(f"{here}: a name has no # (a target's flows are named NAME#1, NAME#2, ...)")
+        merged = {k: v for table in tables for k, v in table.items()}
+        flows = _flows(merged.get("flows", 1), here)
+        names = [name] if flows == 1 else [f"{name}#{k}" for k in range(1, flows + 1)]
+        taken = next((n for n in names if n in self._origin), None)
+        if taken is not None:
+            if source in ("http_sd", "dns_sd"):  # an answer we do not write must not stop every reload
+                self.skipped.append(f"{here}: left out, the name is taken ({self._origin[taken]})")
+                return
+            both = f" ({self._origin[taken]}; {origin})" if origin != self._origin[taken] else ""
+            raise ConfigError(f"{self.where}: two targets are named {taken!r}{both}")
+        shown = exposure(merged, merged_labels(tables, here), here)
+        sender = {k: v for k, v in merged.items() if k not in MONITOR_KEYS | {"group"}}
+        port = sender.get("local_port")
+        if port and flows > 1 and isinstance(port, int) and port + flows - 1 > 65535:
+            raise ConfigError(f"{here}: flows: {flows} flows from local_port {port} go past port 65535")
+        for k, n in enumerate(names, start=1):  # flow k: its own socket, so its own source port (port + k - 1 if set)
+            self._origin[n] = origin
+            if source != "file":
+                self.discovered[n] = source
+            if flows == 1:
+                self.exposure[n], self.settings[n] = shown, _settings(here, sender)
+                continue
+            self.flow_of[n] = (name, k)
+            self.exposure[n] = replace(shown, labels=tuple(sorted((*shown.labels, ("flow", str(k))))))
+            self.settings[n] = _settings(here, sender | ({"local_port": port + k - 1} if port else {}))
+
+    def check_ports(self) -> None:
+        """Two targets from one local address and port would share one flow's replies (the
+        sockets are bound with SO_REUSEPORT, so that a reload can replace a target): refused."""
+        seen: dict[tuple[str | None, int], str] = {}
+        for name, s in self.settings.items():
+            if s.common.local_port:
+                key = (s.common.local_addr, s.common.local_port)
+                if key in seen:
+                    raise ConfigError(f"{self.where}: targets {seen[key]!r} and {name!r} both send from local port "
+                                      f"{key[1]}")
+                seen[key] = name
 
 
 def _flows(n: Any, where: str) -> int:

@@ -29,24 +29,31 @@ class Discovery:
         self._files_due = 0.0
         self._failures: Counter[str] = Counter()  # of sources no longer asked, by kind
 
-    def load(self) -> MonitorConfig:
+    def load(self, first: bool = False) -> MonitorConfig:
         """The targets file read now, with the targets of the last good answers of its http_sd
-        and dns_sd sources (a source that is new is asked now, and waited for: its targets
-        start with the others).  Raises ConfigError."""
+        and dns_sd sources.  A source that is new is asked now; the ``first`` load waits a
+        while for its answer (its targets then start with the others), a reload does not (the
+        loop sends meanwhile; the answer reloads when it comes).  Raises ConfigError."""
         config = load_config(self.path, self._answers())
         wanted = {name: _how(config, name) for name in config.polled()}
-        for name in [n for n, (how, _) in self.polled.items() if wanted.get(n) != how]:
-            _, source = self.polled.pop(name)
-            self._failures[name.split()[0]] += source.failures  # a counter never falls
-            source.close()
-        new = [name for name in wanted if name not in self.polled]
-        for name in new:
-            source = Polled(name, *_asker(wanted[name]))
-            self.polled[name] = (wanted[name], source)
-            said = source.ask_now()
+        new = []
+        for name, how in wanted.items():
+            old = self.polled.get(name)
+            if old is not None and old[0] == how:
+                continue
+            source = Polled(name, *_asker(how))
+            if old is not None:  # asked another way: its targets stay until it answers
+                source.carry(old[1])
+                self._failures[name.split()[0]] += old[1].failures  # a counter never falls
+            self.polled[name] = (how, source)
+            new.append(source)
+        for name in [n for n in self.polled if n not in wanted]:
+            self._failures[name.split()[0]] += self.polled.pop(name)[1].failures
+        for source in new:
+            said = source.ask_first() if first else source.ask()
             if said:
                 self.log(said)
-        return load_config(self.path, self._answers()) if new else config
+        return load_config(self.path, self._answers()) if new and first else config
 
     def _answers(self) -> dict[str, list]:
         return {name: source.groups for name, (_, source) in self.polled.items()}
@@ -94,10 +101,6 @@ class Discovery:
         for name, (_, source) in self.polled.items():
             found[name.split()[0]] += source.failures
         return tuple(found[kind] for kind in POLLED)
-
-    def close(self) -> None:
-        for _, source in self.polled.values():
-            source.close()
 
 
 def _signature(path: str) -> Signature:

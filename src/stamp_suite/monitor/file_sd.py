@@ -87,7 +87,7 @@ def _groups(path: str, where: str) -> Any:
         raise ConfigError(f"{where}: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{where}: {exc.strerror}") from None
-    except (ValueError, yaml.YAMLError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (ValueError, RecursionError, yaml.YAMLError) as exc:  # JSON and Unicode errors are ValueErrors
         raise ConfigError(f"{where}: {' '.join(str(exc).split())}") from None
     if data is None or data == "":  # an empty YAML file: no targets (as Prometheus takes it)
         return []

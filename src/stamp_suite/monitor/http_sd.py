@@ -4,6 +4,7 @@ GET every refresh interval answered 200 with a JSON list of file_sd groups
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -33,12 +34,14 @@ def fetch(url: str, refresh_s: float, timeout_s: float = TIMEOUT_S) -> tuple[lis
         raise ConfigError(f"{where}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:  # ValueError: a URL urllib cannot use
         raise ConfigError(f"{where}: {getattr(exc, 'reason', None) or exc}") from None
+    except http.client.HTTPException as exc:  # not HTTP at all (another service on that port)
+        raise ConfigError(f"{where}: not an HTTP answer ({type(exc).__name__})") from None
     if len(body) > MAX_SETTINGS_FILE:
         raise ConfigError(f"{where}: an answer over {MAX_SETTINGS_FILE:,} octets")
     try:
         groups = json.loads(body)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python's stack
+        raise ConfigError(f"{where}: not JSON: {exc}") from None
     for _ in group_targets(groups, where):  # checked whole now: a bad answer is refused, not half taken
         pass
     return groups, refresh_s

@@ -25,7 +25,7 @@ SOURCES = ("file", "file_sd", "http_sd", "dns_sd")
 POLLED = ("http_sd", "dns_sd")  # the sources asked again and again (monitor/polled.py)
 OWN_FAMILIES: tuple[Family, ...] = (
     ("stamp_monitor_timestamping", "gauge",
-     "Running targets by where their receive timestamps (T4) come from: the kernel (SO_TIMESTAMPNS) or user "
+     "Running targets by where their receive timestamps (T4) come from: the kernel (taken on arrival) or user "
      "space (read after the wake-up: less exact)"),
     ("stamp_monitor_sd_failures_total", "counter",
      "Answers of the http_sd endpoint or lookups of the dns_sd names that failed or were refused (the last good "

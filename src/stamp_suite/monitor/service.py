@@ -85,7 +85,7 @@ class Monitor:
         self.name = name or (socket.gethostname() + (f"-{shard[0]}" if shard[1] > 1 else ""))
         self.log_to = log or sys.stderr
         self.discovery = Discovery(config_path, watch, self.log)
-        self.config = self._load()
+        self.config = self._load(first=True)
         self.discovery.settle(self.config)
         self.clock = read_clock_state()
         # Targets at a packet a second need millisecond, not microsecond, timing.
@@ -121,8 +121,8 @@ class Monitor:
         self._skipped_by_removed = 0  # sends skipped by targets no longer running (a counter never falls)
         self._skipped_said = self._sent_said = 0
 
-    def _load(self) -> MonitorConfig:
-        return dataclasses.replace(shard(self.discovery.load(), *self.shard), **self.overrides)
+    def _load(self, first: bool = False) -> MonitorConfig:
+        return dataclasses.replace(shard(self.discovery.load(first), *self.shard), **self.overrides)
 
     def log(self, line: str) -> None:
         say(f"stamp-suite monitor: {line}", self.log_to)
@@ -227,6 +227,8 @@ class Monitor:
                         "address now" if more else ""))
         for pattern in config.unmatched:
             self.log(f"file_sd {pattern!r} names no file now (in {config.folder})")
+        for line in config.skipped:
+            self.log(line)
         return added, removed, changed + relabelled
 
     def _changed(self, target: Target, s: Settings, windows_changed: bool,
@@ -394,7 +396,7 @@ class Monitor:
         """This monitor's targets (running or waiting for an address; each flow one), by where
         they come from: SOURCES."""
         config = self.config
-        found = Counter(config.discovered.get(config.labelled(t), "file") for t in config.targets)
+        found = Counter(config.discovered.get(t, "file") for t in config.targets)
         return tuple(found[source] for source in SOURCES)
 
     def timestamping(self) -> tuple[int, int]:
@@ -462,7 +464,6 @@ class Monitor:
             self._stop(target)
         if self._lookups is not None:  # lookups not begun are dropped; one under way ends by itself
             self._lookups.shutdown(wait=False, cancel_futures=True)
-        self.discovery.close()
         self.state_lines.minute()  # what was held back is said before the end
         self._close_jsonl()
         self.driver.close()
