@@ -3,6 +3,7 @@ the sender's histograms, Access Report retransmissions (issue: one Session-Sende
 
 import json
 import signal
+import socket
 import subprocess
 import time
 
@@ -392,3 +393,35 @@ def test_dns_sd_names_give_targets_looked_up_again_at_their_ttl(tmp_path):
             srv.close()
     assert "dns_sd _stamp._udp.example.net gives other targets: reloading" in err, err
     assert err.count("SERVFAIL") == 1 and "keeping the targets of its last good answer" in err, err
+
+
+def test_a_reload_to_an_http_sd_endpoint_that_never_answers_holds_no_send(tmp_path):
+    """The new endpoint is asked on its thread: the targets go on being measured meanwhile."""
+    cfg, mport = tmp_path / "t.toml", free_tcp_port()
+    with start_reflector() as refl, socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # accepts, never answers
+        _config(cfg, refl, mport=mport)
+        mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=ENV)
+        try:
+            key = ("stamp_sender_packets_sent_total", (("target", "a"),))
+            assert wait_for(lambda: _scraped(mport).get(key, 0) >= 3, 10)
+            cfg.write_text(cfg.read_text().replace("[monitor]", f'[monitor]\nhttp_sd = "http://127.0.0.1:'
+                                                               f'{silent.getsockname()[1]}/sd"'))
+            mon.send_signal(signal.SIGHUP)
+            time.sleep(0.5)
+            before = _scraped(mport)[key]
+            time.sleep(1.5)  # 100 ms apart: about 15 more, while the endpoint is silent
+            m = _scraped(mport)
+            assert m[key] - before >= 10 and m[("stamp_monitor_sends_skipped_total", ())] == 0
+        finally:
+            mon.terminate()
+            _, err = mon.communicate(timeout=10)
+    assert "reloaded: 0 added, 0 removed, 0 changed, 1 running" in err, err
+
+
+def _scraped(mport: int) -> dict:
+    try:
+        return scrape(mport)
+    except OSError:  # not serving yet
+        return {}
