@@ -377,6 +377,18 @@ def open_sender_endpoint(s: Settings, destination: tuple[str, int], reuseport: b
     return ep
 
 
+def _check_port_free(s: Settings, destination: tuple[str, int]) -> None:
+    """SocketSetupError when something holds the local address and port ``s`` sends from: a
+    plain bind (no SO_REUSEPORT) fails on a port held by any socket."""
+    family = socket.AF_INET6 if ":" in destination[0] else socket.AF_INET
+    host = s.common.local_addr or ("::" if family == socket.AF_INET6 else "0.0.0.0")
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, s.common.local_port))
+        except OSError as exc:
+            raise SocketSetupError(f"local port {s.common.local_port} on {host}: {exc.strerror or exc}") from None
+
+
 def open_session(s: Settings, clock: ClockState, *, name: str | None = None, windows_ns: tuple[int, ...] = (),
                  reuseport: bool = False, stats: SessionStats | None = None, skip_missed: bool = False,
                  destination: tuple[str, int] | None = None) -> tuple[Probe, SessionStats]:
@@ -486,7 +498,13 @@ class TargetSessions:
 
     @staticmethod
     def open(s: Settings, clock: ClockState, name: str, windows_ns: tuple[int, ...], stats: SessionStats,
-             destination: tuple[str, int]) -> Probe:
+             destination: tuple[str, int], replacing: bool = False) -> Probe:
+        """A fixed local port is bound shareable (SO_REUSEPORT), so that the session replacing
+        this one at a reload can take it before this one stops; but only a port nothing holds
+        now, or the one this ``replacing`` session's predecessor holds: sharing another
+        program's port (or a reflector's) would split its replies."""
+        if s.common.local_port and not replacing:
+            _check_port_free(s, destination)
         return open_session(s, clock, name=name, windows_ns=windows_ns, reuseport=bool(s.common.local_port),
                             stats=stats, skip_missed=True, destination=destination)[0]
 

@@ -4,10 +4,13 @@ ECMP group or a LAG is one flow down, not a little loss on an average."""
 from __future__ import annotations
 
 import json
+import random
 import select
 import socket
 import subprocess
+import tempfile
 import threading
+from pathlib import Path
 
 from helpers import CMD, ENV, free_tcp_port, scrape, wait_for
 
@@ -53,8 +56,10 @@ class DeadMember:
 
 
 def _free_ports(n: int) -> int:
-    """The first of ``n`` consecutive UDP ports free now on 127.0.0.1."""
-    for base in range(41000, 60000, 97):
+    """The first of ``n`` consecutive UDP ports free now on 127.0.0.1 (from a random start: two
+    tests looking at once would otherwise find the same ones)."""
+    start = random.randrange(20000, 30000)
+    for base in range(start, 60000, 97):
         socks = []
         try:
             for p in range(base, base + n):
@@ -108,3 +113,19 @@ def test_a_dead_flow_of_four_is_one_flow_down(tmp_path):
     windows = [json.loads(line) for line in out.splitlines()]
     assert {(w["target"], w["flow"]) for w in windows} == {("fra1", k) for k in (1, 2, 3, 4)}
     assert "target 'fra1#3' is down" in err and "fra1#1' is down" not in err, err
+
+
+def test_a_local_port_another_program_holds_is_refused_even_if_it_shares_ports():
+    """A fixed local port is bound shareable (a reload's new session takes it before the old one
+    stops); a port another program holds, even with SO_REUSEPORT, is refused, not split."""
+    first = _free_ports(1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other, start_reflector() as refl:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as another monitor's would be
+        other.bind(("127.0.0.1", first))
+        cfg = Path(tempfile.mkdtemp()) / "t.toml"
+        cfg.write_text(f'[[targets]]\nname = "a"\nremote_addr = "127.0.0.1"\nremote_port = {refl.address[1]}\n'
+                       f'local_addr = "127.0.0.1"\nlocal_port = {first}\n')
+        res = subprocess.run([*CMD, "monitor", "--config", str(cfg)], capture_output=True, text=True, env=ENV,
+                             timeout=20)
+    assert res.returncode != 0 and res.stderr.count("\n") == 1, res.stderr
+    assert f"target 'a': local port {first} on 127.0.0.1: Address already in use" in res.stderr

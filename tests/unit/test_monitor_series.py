@@ -275,7 +275,8 @@ def test_a_question_that_fails_in_any_way_is_counted_and_said_never_raised():
     def broken():
         raise RuntimeError("a bug in a fetch")
     sd = Polled("http_sd http://x/", broken, 30)
-    assert sd.ask_first() == "http_sd http://x/: RuntimeError: a bug in a fetch; no targets from it until it answers"
+    assert sd.ask_first() == "http_sd http://x/: RuntimeError: a bug in a fetch; no targets from it until a good " \
+                             "answer"
     assert sd.failures == 1 and sd.groups == []
 
 
@@ -295,12 +296,16 @@ def test_http_sd_settings_are_checked(tmp_path):
 
 def test_dns_sd_srv_records_are_targets_and_a_failure_keeps_the_last_good_ones():
     from stamp_suite.monitor import dns_sd
-    server = SrvServer({"_stamp._udp.example.net.": [("r1.example.net.", 8620), ("r2.example.net.", 862)]}, ttl=7)
+    server = SrvServer({"_stamp._udp.example.net.": [("r1.example.net.", 8620), ("r2.example.net.", 862)],
+                        "_gone._udp.example.net.": [(".", 0)]}, ttl=7)
     try:
         r = dns_sd.resolver(server.address)
         groups, next_s = dns_sd.lookup("_stamp._udp.example.net", r)
         assert groups == [{"targets": ["r1.example.net:8620", "r2.example.net:862"]}] and next_s == 7  # the TTL
         assert dns_sd.lookup("_other._udp.example.net", r) == ([], dns_sd.EMPTY_S)  # NXDOMAIN: none
+        assert dns_sd.lookup("_gone._udp.example.net", r) == ([], 7)  # "." (RFC 2782): not there
+        server.records["_gone._udp.example.net."] = [(".", 0), ("r3.example.net.", 8620)]
+        assert dns_sd.lookup("_gone._udp.example.net", r)[0] == [{"targets": ["r3.example.net:8620"]}]
         server.fail = True
         with pytest.raises(ConfigError, match="dns_sd _stamp._udp.example.net: .*SERVFAIL"):
             dns_sd.lookup("_stamp._udp.example.net", r)
@@ -342,7 +347,7 @@ def test_a_polled_answer_whose_name_is_taken_is_left_out_not_a_failed_reload(tmp
     assert sorted(config.targets) == ["127.0.0.1:8620", "127.0.0.2:9"]
     assert config.discovered == {"127.0.0.2:9": "http_sd"}
     assert config.skipped == [
-        "--config " + str(tmp_path / "targets.toml") + ": http_sd http://127.0.0.1:1/: group 1: target "
-        "'127.0.0.1:8620': left out, the name is taken (target '127.0.0.1:8620')",
-        "--config " + str(tmp_path / "targets.toml") + ": http_sd http://127.0.0.1:1/: group 2: target "
-        "'127.0.0.2:9': left out, the name is taken (http_sd http://127.0.0.1:1/: group 1)"]
+        "http_sd http://127.0.0.1:1/: group 1: target '127.0.0.1:8620': left out, the name is taken "
+        "(target '127.0.0.1:8620')",
+        "http_sd http://127.0.0.1:1/: group 2: target '127.0.0.2:9': left out, the name is taken "
+        "(http_sd http://127.0.0.1:1/: group 1)"]

@@ -226,7 +226,8 @@ class _Targets:
         taken = next((n for n in names if n in self._origin), None)
         if taken is not None:
             if source in ("http_sd", "dns_sd"):  # an answer we do not write must not stop every reload
-                self.skipped.append(f"{here}: left out, the name is taken ({self._origin[taken]})")
+                self.skipped.append(f"{here.removeprefix(f'{self.where}: ')}: left out, the name is taken "
+                                    f"({self._origin[taken]})")
                 return
             both = f" ({self._origin[taken]}; {origin})" if origin != self._origin[taken] else ""
             raise ConfigError(f"{self.where}: two targets are named {taken!r}{both}")

@@ -13,10 +13,11 @@ import dns.resolver
 
 from ..config import ConfigError
 from ..net.resolve import ResolveError, split_host_port
+from .file_sd import group_targets
 
 LIFETIME_S = 5.0  # a lookup's time, all its tries together
 TTL_S = (1.0, 3600.0)  # the TTL taken as the time to the next lookup, within these bounds
-EMPTY_S = 60.0  # a name without records is looked up again after this
+EMPTY_S = 30.0  # a name without records is looked up again after this
 RETRY_S = 5.0  # a lookup that failed is tried again after this
 
 
@@ -36,14 +37,21 @@ def resolver(server: str | None) -> dns.resolver.Resolver:
 def lookup(name: str, r: dns.resolver.Resolver) -> tuple[list[Any], float]:
     """The name's SRV records as one file_sd group, and the seconds until the next lookup;
     ConfigError saying why not."""
+    where = f"dns_sd {name}"
     try:
         answer = r.resolve(name, "SRV", lifetime=LIFETIME_S)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return [], EMPTY_S
+    except dns.resolver.LifetimeTimeout:
+        raise ConfigError(f"{where}: no answer within {LIFETIME_S:g} s") from None
     except dns.exception.DNSException as exc:
-        raise ConfigError(f"dns_sd {name}: {exc}") from None
-    targets = sorted({f"{_host(str(rr.target))}:{rr.port}" for rr in answer})
-    return [{"targets": targets}], min(max(float(answer.rrset.ttl), TTL_S[0]), TTL_S[1])
+        raise ConfigError(f"{where}: {exc}") from None
+    # a target of "." says the service is not there (RFC 2782); port 0 is no port to send to
+    targets = sorted({f"{_host(str(rr.target))}:{rr.port}" for rr in answer if str(rr.target) != "." and rr.port})
+    groups = [{"targets": targets}] if targets else []
+    for _ in group_targets(groups, where):  # checked whole now: a bad answer is refused, not half taken
+        pass
+    return groups, min(max(float(answer.rrset.ttl), TTL_S[0]), TTL_S[1])
 
 
 def _host(target: str) -> str:

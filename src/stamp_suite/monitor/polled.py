@@ -69,8 +69,9 @@ class Polled:
             self.failures += 1
             self.due = time.monotonic() + self.retry_s
             why = str(exc) if isinstance(exc, ConfigError) else f"{self.where}: {type(exc).__name__}: {exc}"
-            said = None if why == self.error else why + ("; keeping the targets of its last good answer"
-                                                         if self.answered else "; no targets from it until it answers")
+            kept = "keeping the targets of its last good answer" if self.answered else "no targets from it until a " \
+                                                                                    "good answer"
+            said = None if why == self.error else f"{why}; {kept}"
             self.error = why
             return False, said
         groups, next_s = asking.result()

@@ -136,9 +136,12 @@ class Monitor:
         # Lifetime statistics feed counters, means and jitter; percentiles, IPDV, one-way
         # delays and path facts are the windows' (and the histograms').
         stats = SessionStats.lifetime_counters(s.sender.dscp, s.sender.ecn)
-        # a fixed local port is still held by the session this one replaces: shared (reuseport)
+        # a fixed local port may still be held by the session this one replaces: shared (reuseport)
+        local = (s.common.local_addr, s.common.local_port)
+        replacing = bool(local[1]) and any((t.settings.common.local_addr, t.settings.common.local_port) == local
+                                           for t in list(self.targets.values()))
         session = self.sessions.open(s, self.clock, name, windows_ns, stats,
-                                     destination or self.sessions.destination(s))
+                                     destination or self.sessions.destination(s), replacing=replacing)
         win = WindowedStats(windows_ns, s.sender.dscp, s.sender.ecn,
                             on_close=lambda rec: self._window_closed(name, rec))
         session.consumers.append(win)
