@@ -35,13 +35,15 @@ def commented(text: str) -> dict:
     return tomllib.loads("\n".join(line[2:] for line in text.splitlines() if _COMMENTED.match(line)))
 
 
-def check_defaults(text: str, keys_of) -> None:
-    """A commented-out value is the default, where there is one, and valid where there is not."""
-    for key, value in commented(text).items():
+def check_defaults(text: str, keys_of, together: bool = False) -> None:
+    """A commented-out value is the default, where there is one, and valid where there is not
+    (``together``: checked beside the other commented values, for a key valid only with another)."""
+    listed = commented(text)
+    for key, value in listed.items():
         kind = keys_of(key)
         if key in DURATIONS and isinstance(value, str):  # "5s": as the loaders read it
             value = setting_duration(key, value)
-        converted = msgspec.convert({key: value}, kind)  # the field's type and range
+        converted = msgspec.convert({**(listed if together else {}), key: value}, kind)  # the field's type, range
         default = getattr(kind(), key)
         assert default is None or getattr(converted, key) == default, f"{key} = {value!r}: the default is {default!r}"
 
@@ -78,7 +80,7 @@ def test_monitor_example_loads_and_lists_every_key():
     assert tables["groups"] and all(set(g) <= TARGET_KEYS | MONITOR_KEYS for g in tables["groups"].values())
     text = path.read_text()
     monitor, defaults = text.split("\n[defaults]")
-    check_defaults(monitor, lambda key: _MonitorTable)
+    check_defaults(monitor, lambda key: _MonitorTable, together=True)  # http_sd_refresh needs http_sd
     defaults = defaults.split("\n[groups.")[0]
     check_defaults("\n".join(line for line in defaults.splitlines() if line[2:].split(" ")[0] not in MONITOR_KEYS),
                    _section)

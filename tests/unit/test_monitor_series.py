@@ -284,6 +284,8 @@ def test_http_sd_settings_are_checked(tmp_path):
     for url in ("ftp://x", "http://"):
         with pytest.raises(ConfigError, match=rf"\[monitor\] http_sd: '{url}' is not an http:// or https:// URL with"):
             _load(tmp_path, f'[monitor]\nhttp_sd = "{url}"\n')
+    with pytest.raises(ConfigError, match=r"\[monitor\] http_sd_refresh is set but http_sd is not"):
+        _load(tmp_path, '[monitor]\nhttp_sd_refresh = "5s"\n')
     with pytest.raises(ConfigError, match=r"http_sd_refresh: expected 1s to 24h"):
         _load(tmp_path, '[monitor]\nhttp_sd = "http://127.0.0.1:1/"\nhttp_sd_refresh = "100ms"\n')
     (tmp_path / "targets.toml").write_text('[monitor]\nhttp_sd = "http://127.0.0.1:1/"\nhttp_sd_refresh = "2m"\n')

@@ -90,7 +90,7 @@ class _MonitorTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     snmp_socket: str = SNMP_SOCKET
     file_sd: tuple[str, ...] = ()
     http_sd: str | None = None
-    http_sd_refresh: float | str = 60.0  # seconds, or a duration
+    http_sd_refresh: float | str | None = None  # seconds, or a duration; None: 60 s
     dns_sd: tuple[str, ...] = ()
     dns_sd_server: str | None = None
 
@@ -102,6 +102,8 @@ class _MonitorTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             raise ValueError(f"http_sd: {self.http_sd!r} is not an http:// or https:// URL with a host")
         if not 1 <= self.refresh_s() <= 86400:
             raise ValueError("http_sd_refresh: expected 1s to 24h")
+        if self.http_sd_refresh is not None and not self.http_sd:  # a slip: said, not ignored
+            raise ValueError("http_sd_refresh is set but http_sd is not")
         if self.dns_sd_server is not None:
             try:
                 split_host_port(self.dns_sd_server)
@@ -109,7 +111,7 @@ class _MonitorTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
                 raise ValueError(f"dns_sd_server: {exc}") from None
 
     def refresh_s(self) -> float:
-        given = self.http_sd_refresh
+        given = 60.0 if self.http_sd_refresh is None else self.http_sd_refresh
         try:
             return parse_duration(given, "s") if isinstance(given, str) else float(given)
         except ValueError as exc:
