@@ -152,6 +152,19 @@ def scrape(port, monitors=None):
     return values
 
 
+def scrape_when_serving(port):
+    """scrape(port), or {} while nothing serves there yet."""
+    try:
+        return scrape(port)
+    except OSError:
+        return {}
+
+
+def by_label(samples, name, label):
+    """{the ``label`` of each sample of metric ``name``: its value} in a scrape's samples."""
+    return {dict(labels)[label]: v for (metric, labels), v in samples.items() if metric == name}
+
+
 class HttpSdEndpoint:
     """An HTTP SD endpoint on loopback whose answer (status, body) the test sets."""
 

@@ -12,7 +12,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from helpers import CMD, ENV, free_tcp_port, scrape, wait_for
+from helpers import CMD, ENV, by_label, free_tcp_port, scrape, scrape_when_serving, wait_for
 
 from stamp_suite.api import start_reflector
 
@@ -88,19 +88,12 @@ def test_a_dead_flow_of_four_is_one_flow_down(tmp_path):
             mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, env=ENV)
             try:
-                def up() -> dict[str, float]:
-                    try:
-                        m = scrape(mport)
-                    except OSError:
-                        return {}
-                    return {dict(labels)["flow"]: v for (name, labels), v in m.items()
-                            if name == "stamp_monitor_target_up" and dict(labels)["target"] == "fra1"}
+                def up() -> dict[str, float]:  # fra1 is the only target: flow -> up
+                    return by_label(scrape_when_serving(mport), "stamp_monitor_target_up", "flow")
                 assert wait_for(lambda: up() == {"1": 1, "2": 1, "3": 0, "4": 1}, 10), up()
                 m = scrape(mport)
-                lost = {dict(labels)["flow"]: v for (name, labels), v in m.items()
-                        if name == "stamp_sender_packets_lost_total"}
-                received = {dict(labels)["flow"]: v for (name, labels), v in m.items()
-                            if name == "stamp_sender_packets_received_total"}
+                lost = by_label(m, "stamp_sender_packets_lost_total", "flow")
+                received = by_label(m, "stamp_sender_packets_received_total", "flow")
                 assert lost["3"] > 0 and received["3"] == 0
                 assert all(lost[f] == 0 and received[f] > 0 for f in "124")
                 assert all(dict(labels)["site"] == "fra" for (name, labels) in m if "target" in dict(labels))

@@ -7,7 +7,18 @@ import socket
 import subprocess
 import time
 
-from helpers import CMD, ENV, HttpSdEndpoint, SrvServer, check_report, free_tcp_port, scrape, wait_for
+from helpers import (
+    CMD,
+    ENV,
+    HttpSdEndpoint,
+    SrvServer,
+    by_label,
+    check_report,
+    free_tcp_port,
+    scrape,
+    scrape_when_serving,
+    wait_for,
+)
 
 from stamp_suite.api import start_reflector
 
@@ -301,10 +312,8 @@ def test_new_labels_keep_a_targets_counters_and_a_file_sd_edit_adds_a_target(tmp
         config("ams")
 
         def sent(site: str, target: str = "a") -> float | None:
-            try:
-                return scrape(mport).get(("stamp_sender_packets_sent_total", (("site", site), ("target", target))))
-            except OSError:  # not serving yet
-                return None
+            return scrape_when_serving(mport).get(("stamp_sender_packets_sent_total",
+                                                   (("site", site), ("target", target))))
         mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=ENV)
         try:
             assert wait_for(lambda: (sent("ams") or 0) >= 5, 10)
@@ -334,12 +343,7 @@ def test_an_http_sd_endpoint_adds_and_removes_targets_and_a_failed_answer_keeps_
         mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=ENV)
 
         def sent() -> dict[str, float]:
-            try:
-                m = scrape(mport)
-            except OSError:
-                return {}
-            return {dict(labels)["target"]: v for (name, labels), v in m.items()
-                    if name == "stamp_sender_packets_sent_total"}
+            return by_label(scrape_when_serving(mport), "stamp_sender_packets_sent_total", "target")
         try:
             assert wait_for(lambda: sent().get(a, 0) >= 3, 10), sent()  # there from the start
             endpoint.body = json.dumps([{"targets": [b]}]).encode()
@@ -373,12 +377,7 @@ def test_dns_sd_names_give_targets_looked_up_again_at_their_ttl(tmp_path):
         mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=ENV)
 
         def sent() -> dict[str, float]:
-            try:
-                m = scrape(mport)
-            except OSError:
-                return {}
-            return {dict(labels)["target"]: v for (name, labels), v in m.items()
-                    if name == "stamp_sender_packets_sent_total"}
+            return by_label(scrape_when_serving(mport), "stamp_sender_packets_sent_total", "target")
         try:
             assert wait_for(lambda: sent().get(a, 0) >= 3, 10), sent()  # there from the start
             srv.records["_stamp._udp.example.net."] = [("127.0.0.1.", r2.address[1])]
@@ -405,23 +404,16 @@ def test_a_reload_to_an_http_sd_endpoint_that_never_answers_holds_no_send(tmp_pa
         mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=ENV)
         try:
             key = ("stamp_sender_packets_sent_total", (("target", "a"),))
-            assert wait_for(lambda: _scraped(mport).get(key, 0) >= 3, 10)
+            assert wait_for(lambda: scrape_when_serving(mport).get(key, 0) >= 3, 10)
             cfg.write_text(cfg.read_text().replace("[monitor]", f'[monitor]\nhttp_sd = "http://127.0.0.1:'
                                                                f'{silent.getsockname()[1]}/sd"'))
             mon.send_signal(signal.SIGHUP)
             time.sleep(0.5)
-            before = _scraped(mport)[key]
+            before = scrape_when_serving(mport)[key]
             time.sleep(1.5)  # 100 ms apart: about 15 more, while the endpoint is silent
-            m = _scraped(mport)
+            m = scrape_when_serving(mport)
             assert m[key] - before >= 10 and m[("stamp_monitor_sends_skipped_total", ())] == 0
         finally:
             mon.terminate()
             _, err = mon.communicate(timeout=10)
     assert "reloaded: 0 added, 0 removed, 0 changed, 1 running" in err, err
-
-
-def _scraped(mport: int) -> dict:
-    try:
-        return scrape(mport)
-    except OSError:  # not serving yet
-        return {}

@@ -50,8 +50,9 @@ class Discovery:
         for name in [n for n in self.polled if n not in wanted]:
             self._failures[name.split()[0]] += self.polled.pop(name)[1].failures
         for source in new:
-            said = source.ask_first() if first else source.ask()
-            if said:
+            if not first:
+                source.ask()
+            elif said := source.ask_first():
                 self.log(said)
         return load_config(self.path, self._answers()) if new and first else config
 
