@@ -38,6 +38,15 @@ def reflector_io(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=IO_PATHS)
+def sender_io(request, monkeypatch):
+    """Senders the test runs in this process use this path: batched, replies are read with
+    recvmmsg and the packets they ask for leave together by sendmmsg."""
+    if request.param == "unbatched":
+        monkeypatch.setattr(udp, "_MmsgBatch", None)
+    return request.param
+
+
 
 @pytest.fixture(autouse=True)
 def _alone_when_marked(request, tmp_path_factory):

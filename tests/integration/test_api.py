@@ -93,22 +93,24 @@ def test_api_errors_are_one_line_and_the_run_settings_hold():
         assert wait_for(lambda: threading.active_count() <= before), "the session's thread did not end"
 
 
-def test_an_icmp_error_other_than_port_unreachable_is_counted_and_the_run_goes_on(monkeypatch):
+def test_an_icmp_error_other_than_port_unreachable_is_counted_and_the_run_goes_on(monkeypatch, sender_io):
     """A firewall's REJECT (ICMP host prohibited) reaches the socket as EHOSTUNREACH: one
     target's error, counted, never the end of the run (or of a monitor's other targets)."""
     import errno
 
     from stamp_suite.api import start_reflector
     from stamp_suite.net.udp import UdpEndpoint
-    real_recv, calls = UdpEndpoint.recv, []
+    read = "recv_batch" if sender_io == "batched" else "recv"
+    real_read, calls = getattr(UdpEndpoint, read), []
 
-    def recv(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) in (2, 4):
-            raise OSError(errno.EHOSTUNREACH, "No route to host")
-        return real_recv(self, *args, **kwargs)
-    monkeypatch.setattr(UdpEndpoint, "recv", recv)
+    def failing_read(self, *args, **kwargs):
+        if self.local[1] != refl.address[1]:  # the sender's socket, not the reflector's
+            calls.append(1)
+            if len(calls) in (2, 4):
+                raise OSError(errno.EHOSTUNREACH, "No route to host")
+        return real_read(self, *args, **kwargs)
     with start_reflector() as refl:
+        monkeypatch.setattr(UdpEndpoint, read, failing_read)
         result = run_session(*refl.address, count=5, send_delay=20, timeout=0.5)
     assert result.sent == 5 and result.summary["packets"]["received"] == 5
     assert result.summary["packets"]["refused"] == 2

@@ -136,7 +136,7 @@ def test_a_coarse_driver_runs_a_moved_timer_once_at_its_new_time():
             return []
 
     class Session:
-        id, timer = 1, None
+        id, timer, batched = 1, None, False
 
         def __init__(self) -> None:
             self.engine = Engine()

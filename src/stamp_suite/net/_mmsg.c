@@ -22,6 +22,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <linux/errqueue.h>
+#include <linux/net_tstamp.h>
 
 #define CONTROL_SPACE 512 /* TTL, TOS, PKTINFO and a timespec need about 200 */
 
@@ -531,9 +533,121 @@ static PyObject *Batch_send(Batch *self, PyObject *args)
     return PyLong_FromLong(n);
 }
 
+/*
+ * send_connected(datas) -> number sent: a Session-Sender's test packets, bytes-like objects, on
+ * its connected socket in one sendmmsg call, no address and no control message (the socket
+ * asks for every send's TX timestamp itself).  The count says where the kernel stopped the
+ * batch; OSError when it refused the first.
+ */
+static PyObject *Batch_send_connected(Batch *self, PyObject *datas)
+{
+    PyObject *seq = PySequence_Fast(datas, "datas must be a sequence");
+    if (!seq)
+        return NULL;
+    Py_ssize_t total = PySequence_Fast_GET_SIZE(seq), held = 0, i;
+    if (total > (Py_ssize_t)self->count) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "more packets than the batch holds");
+        return NULL;
+    }
+    for (i = 0; i < total; i++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, i), &self->views[i], PyBUF_SIMPLE) < 0)
+            break;
+        held = i + 1;
+        struct msghdr *h = &self->msgs[i].msg_hdr;
+        memset(h, 0, sizeof *h);
+        self->iov[i].iov_base = self->views[i].buf;
+        self->iov[i].iov_len = self->views[i].len;
+        h->msg_iov = &self->iov[i];
+        h->msg_iovlen = 1;
+    }
+    int n = 0, saved = 0;
+    if (held == total && total) {
+        Py_BEGIN_ALLOW_THREADS
+        n = sendmmsg(self->fd, self->msgs, (unsigned int)held, MSG_DONTWAIT);
+        Py_END_ALLOW_THREADS
+        saved = errno;
+    }
+    for (i = 0; i < held; i++)
+        PyBuffer_Release(&self->views[i]);
+    Py_DECREF(seq);
+    if (held != total)
+        return NULL; /* not bytes-like: GetBuffer's TypeError */
+    if (n < 0) {
+        errno = saved;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(n);
+}
+
+/*
+ * tx_timestamps() -> list: the kernel's software TX timestamps waiting on the error queue, up
+ * to count, each as (key, POSIX ns): key is the send's number (SOF_TIMESTAMPING_OPT_ID).  One
+ * recvmmsg(MSG_ERRQUEUE) call; an empty list when none is waiting.  An error-queue message of
+ * another kind (an ICMP error, with IP_RECVERR) is passed over.
+ */
+static PyObject *Batch_tx_timestamps(Batch *self, PyObject *Py_UNUSED(ignored))
+{
+    unsigned int i;
+    int n;
+    for (i = 0; i < self->count; i++) {
+        self->iov[i].iov_base = self->buffers + i * self->bufsize;
+        self->iov[i].iov_len = 64; /* OPT_TSONLY: no payload comes back */
+        struct msghdr *h = &self->msgs[i].msg_hdr;
+        memset(h, 0, sizeof *h);
+        h->msg_iov = &self->iov[i];
+        h->msg_iovlen = 1;
+        h->msg_control = self->control + i * CONTROL_SPACE;
+        h->msg_controllen = CONTROL_SPACE;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    n = recvmmsg(self->fd, self->msgs, self->count, MSG_ERRQUEUE | MSG_DONTWAIT, NULL);
+    Py_END_ALLOW_THREADS
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return PyList_New(0);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    PyObject *list = PyList_New(0);
+    if (!list)
+        return NULL;
+    for (i = 0; i < (unsigned int)n; i++) {
+        struct msghdr *h = &self->msgs[i].msg_hdr;
+        long long ns = -1;
+        long long key = -1;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPING &&
+                c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+                struct timespec ts; /* [0] is the software stamp */
+                memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+            } else if (c->cmsg_len >= CMSG_LEN(sizeof(struct sock_extended_err))) {
+                struct sock_extended_err e;
+                memcpy(&e, CMSG_DATA(c), sizeof e);
+                if (e.ee_origin == SO_EE_ORIGIN_TIMESTAMPING)
+                    key = e.ee_data;
+            }
+        }
+        if (ns < 0 || key < 0)
+            continue;
+        PyObject *item = Py_BuildValue("(LL)", key, ns);
+        if (!item || PyList_Append(list, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    return list;
+}
+
 static PyMethodDef Batch_methods[] = {
     {"recv", (PyCFunction)Batch_recv, METH_NOARGS, "Read every waiting datagram (up to count) with its metadata."},
     {"send", (PyCFunction)Batch_send, METH_VARARGS, "Send replies in one sendmmsg call; returns how many left."},
+    {"send_connected", (PyCFunction)Batch_send_connected, METH_O,
+     "Send test packets on a connected socket in one sendmmsg call; returns how many left."},
+    {"tx_timestamps", (PyCFunction)Batch_tx_timestamps, METH_NOARGS,
+     "Read the waiting TX timestamps (key, ns) from the error queue in one recvmmsg call."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -568,8 +682,9 @@ PyMODINIT_FUNC PyInit__mmsg(void)
         return NULL;
     }
     /* Raised with every change of what Python passes or gets (stamp_suite/net/udp.py checks
-     * it): 2 = send() takes the replies as they are, with pin_source and per_packet_tos. */
-    if (PyModule_AddIntConstant(m, "API_VERSION", 2) < 0) {
+     * it): 2 = send() takes the replies as they are, with pin_source and per_packet_tos;
+     * 3 = send_connected() and tx_timestamps() for the Session-Sender. */
+    if (PyModule_AddIntConstant(m, "API_VERSION", 3) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from ..wire.datagram import Received
 from . import options as o
 from . import srv6
-from .capabilities import Capabilities, detect_capabilities, enable_tx_timestamps, try_option
+from .capabilities import TX_OPT_FLAGS, Capabilities, detect_capabilities, enable_tx_timestamps, try_option
 from .resolve import format_address
 
-MMSG_API_VERSION = 2  # what this module expects of the C extension (its API_VERSION)
+MMSG_API_VERSION = 3  # what this module expects of the C extension (its API_VERSION)
 try:  # the optional C extension (setup.py): recvmmsg/sendmmsg, Linux
     from . import _mmsg
 except ImportError:
@@ -82,6 +82,7 @@ class UdpEndpoint:
         if not kernel_timestamps:
             self.caps = self.caps.without("kernel_rx_timestamp", "kernel_tx_timestamp")
         self._tx_key = 0  # OPT_ID: the kernel numbers timestamped sends from 0
+        self._stamp_all = 0  # SO_TIMESTAMPING flags that stamp every send (stamp_every_send), or 0
         try:
             self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
         except OSError as exc:
@@ -279,7 +280,10 @@ class UdpEndpoint:
               tos: int | None, tx_timestamp: bool) -> int | None:
         anc = []
         key = None
-        if tx_timestamp and self.caps.kernel_tx_timestamp:
+        if tx_timestamp and self._stamp_all:
+            key = self._tx_key
+            self._tx_key = (self._tx_key + 1) & 0xFFFF_FFFF
+        elif tx_timestamp and self.caps.kernel_tx_timestamp:
             anc.append((o.SOL_SOCKET, o.SO_TIMESTAMPING, _TX_REQUEST))
             key = self._tx_key
             self._tx_key = (self._tx_key + 1) & 0xFFFF_FFFF
@@ -306,11 +310,57 @@ class UdpEndpoint:
             self.sock.sendto(data, destination)
         return key
 
+    def stamp_every_send(self) -> bool:
+        """Ask the kernel for the TX timestamp of every send on this socket (a Session-Sender's,
+        which sends only test packets): no control message a send, so that sends can go many a
+        system call (:meth:`send_many`).  False when the platform gives none."""
+        if self.caps.kernel_tx_timestamp and not self._stamp_all:
+            flags = o.SOF_TIMESTAMPING_SOFTWARE | o.SOF_TIMESTAMPING_TX_SOFTWARE | TX_OPT_FLAGS
+            for f in (flags | o.SOF_TIMESTAMPING_OPT_RX_FILTER, flags):  # RX_FILTER: see enable_tx_timestamps
+                if try_option(self.sock, o.SOL_SOCKET, o.SO_TIMESTAMPING, f):
+                    self._stamp_all = f
+                    break
+        return bool(self._stamp_all)
+
+    def restart_tx_keys(self) -> None:
+        """After a send that failed: whether the kernel used up a key for it is not said, so the
+        numbering starts again from 0 on both sides (the option off and on again resets the
+        kernel's counter); stamps still queued under the old numbers are read and dropped."""
+        if not self._stamp_all:
+            return
+        self.read_tx_timestamps()
+        try_option(self.sock, o.SOL_SOCKET, o.SO_TIMESTAMPING, 0)
+        try_option(self.sock, o.SOL_SOCKET, o.SO_TIMESTAMPING, self._stamp_all)
+        self._tx_key = 0
+
+    def send_many(self, datas: Sequence[bytes | bytearray]) -> list[int | None]:
+        """Send test packets on this connected socket, as many a system call as the C extension
+        takes (sendmmsg); the TX timestamp keys of those that left, in order (None where no
+        stamp comes).  Fewer keys than packets: the kernel stopped the batch, and the rest
+        is the caller's to send again (a single :meth:`send` then says why).  OSError when
+        not one left."""
+        if self._mmsg is None or not datas:
+            return [self._send(datas[0], None, None, None, True)] if datas else []
+        sent = self._mmsg.send_connected(datas[:BATCH])
+        if not self._stamp_all:
+            return [None] * sent
+        first = self._tx_key
+        self._tx_key = (first + sent) & 0xFFFF_FFFF
+        return [(first + i) & 0xFFFF_FFFF for i in range(sent)]
+
     def read_tx_timestamps(self, limit: int = 1 << 30) -> list[tuple[int, int]]:
         """Drain the error queue: (key, kernel software transmit time in POSIX ns) pairs; at
         most ``limit`` of them (the stamps awaited: no read that would find nothing)."""
         out: list[tuple[int, int]] = []
         if not self.caps.kernel_tx_timestamp:
+            return out
+        batch = self._mmsg
+        if batch is not None:
+            while len(out) < limit:
+                stamps = batch.tx_timestamps()
+                out += stamps
+                if len(stamps) < BATCH:
+                    break
             return out
         while len(out) < limit:
             try:

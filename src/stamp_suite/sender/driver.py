@@ -25,7 +25,7 @@ from ..net.icmp import icmp_error
 from ..net.process import tighten_timer_slack
 from ..net.readiness import Readiness
 from ..net.signals import StopRequest
-from ..net.udp import UdpEndpoint
+from ..net.udp import BATCH, UdpEndpoint
 from .engine import SessionSender
 from .events import Event, SendFailed, Transmit
 from .sliced import STEP_BUDGET_NS, SlicedWork
@@ -62,6 +62,10 @@ class Probe:
         self.on_clock = on_clock
         self.timer: int | None = None  # the due time this session has in the driver's heap or wheel
         self.departing: dict[int, int] = {}  # TX timestamp key -> sequence number
+        # Precise driver, kernel TX timestamps and the C extension: replies read many a system
+        # call (recvmmsg), and the packets asked for while handling them (capacity mode) sent
+        # together (sendmmsg), T1 then the kernel's time of each (driver.add sets it).
+        self.batched = False
 
     def dispatch(self, event: Event) -> None:
         for consume in self.consumers:
@@ -108,6 +112,8 @@ class SenderDriver:
     def add(self, session: Probe, delay_ns: int = 0) -> None:
         """Start ``session``'s schedule ``delay_ns`` from now."""
         session.endpoint.setblocking(False)
+        stamped = session.endpoint.stamp_every_send()
+        session.batched = self.precise and stamped and session.endpoint.batched
         self.sessions[session.id] = session
         self._sel.register(session.endpoint.sock.fileno(), session)
         session.engine.start(time.monotonic_ns(), time.time_ns(), delay_ns)
@@ -226,7 +232,13 @@ class SenderDriver:
 
     def _handle_timer(self, session: Probe, now: int) -> None:
         session.timer = None
-        self._act(session, session.engine.handle_timer(now))
+        if session.batched:
+            transmits: list[Transmit] = []
+            self._act(session, session.engine.handle_timer(now), transmits)
+            if transmits:
+                self._transmit(session, transmits)
+        else:
+            self._act(session, session.engine.handle_timer(now))
         self._reschedule(session)
 
     def _run_periodic(self, now: int) -> None:
@@ -253,36 +265,56 @@ class SenderDriver:
                 session.on_clock(state)
 
     # -- moving bytes ---------------------------------------------------------------------------
-    def _act(self, session: Probe, events: list[Event]) -> None:
+    def _act(self, session: Probe, events: list[Event], transmits: list[Transmit] | None = None) -> None:
+        """Pass the events on; the packets they ask for are sent now, or, given ``transmits``,
+        put there to be sent together (:meth:`_transmit`)."""
         for event in events:
-            if isinstance(event, Transmit):
-                self._transmit(session, event)
-            else:
+            if event.__class__ is not Transmit:
                 session.dispatch(event)
-
-    def _transmit(self, session: Probe, transmit: Transmit) -> None:
-        if transmit.due_ns > time.monotonic_ns():
-            wait_until(transmit.due_ns)
-        now = time.monotonic_ns()
-        if not transmit.retransmission:
-            self.schedule_error_ns.append(now - transmit.due_ns)
-            if self.on_schedule_error is not None:
-                self.on_schedule_error(now - transmit.due_ns)
-        sent = session.engine.stamp(transmit, time.time_ns(), now)
-        try:
-            key = session.endpoint.send(sent.data, None, tx_timestamp=True)
-        except OSError as exc:
-            session.dispatch(sent)
-            icmp = icmp_error(exc)  # about an earlier packet: this one left
-            if icmp is not None:
-                self._act(session, session.engine.icmp_error(icmp))
+            elif transmits is not None:
+                transmits.append(event)
             else:
-                session.dispatch(SendFailed(sent.sequence_number, exc.strerror or str(exc)))
-            return
-        session.dispatch(sent)
-        if key is not None:
-            session.departing[key] = sent.sequence_number
+                self._transmit(session, [event])
+
+    def _transmit(self, session: Probe, transmits: list[Transmit]) -> None:
+        """Stamp and send packets, at the first one's due time; more than one go in one system
+        call (a batched session's), each T1 then the kernel's TX timestamp."""
+        if transmits[0].due_ns > time.monotonic_ns():
+            wait_until(transmits[0].due_ns)
+        now = time.monotonic_ns()
+        engine, endpoint = session.engine, session.endpoint
+        sent = []
+        for transmit in transmits:
+            if not transmit.retransmission:
+                self.schedule_error_ns.append(now - transmit.due_ns)
+                if self.on_schedule_error is not None:
+                    self.on_schedule_error(now - transmit.due_ns)
+            sent.append(engine.stamp(transmit, time.time_ns(), now))
+        i = 0
+        while i < len(sent):
+            try:
+                keys = endpoint.send_many([s.data for s in sent[i:]])
+            except OSError as exc:
+                endpoint.restart_tx_keys()  # whether the kernel counted the failed send is not said
+                session.departing.clear()
+                self._send_failed(session, sent[i], exc)
+                i += 1
+                continue
+            for s, key in zip(sent[i:], keys):
+                session.dispatch(s)
+                if key is not None:
+                    session.departing[key] = s.sequence_number
+            i += len(keys)
+        if session.departing:
             self._collect_departures(session)
+
+    def _send_failed(self, session: Probe, sent: Event, exc: OSError) -> None:
+        session.dispatch(sent)
+        icmp = icmp_error(exc)  # about an earlier packet: this one left
+        if icmp is not None:
+            self._act(session, session.engine.icmp_error(icmp))
+        else:
+            session.dispatch(SendFailed(sent.sequence_number, exc.strerror or str(exc)))
 
     def _collect_departures(self, session: Probe) -> None:
         """Kernel TX timestamps of the test packets become their T1 (SessionSender.departed)."""
@@ -308,6 +340,9 @@ class SenderDriver:
         ep, engine = session.endpoint, session.engine
         if session.departing:
             self._collect_departures(session)
+        if session.batched:
+            self._drain_batches(session)
+            return
         while True:
             try:
                 rx = ep.recv()
@@ -323,4 +358,33 @@ class SenderDriver:
                                               time.monotonic_ns(), rx.ttl, rx.tos))
             if not self.precise:
                 break  # level-triggered: a datagram still queued wakes the loop again
+        self._reschedule(session)
+
+    def _drain_batches(self, session: Probe) -> None:
+        """A batched session's replies, many a system call; the packets they ask for (capacity
+        mode refills its window) leave together after each batch."""
+        ep, engine = session.endpoint, session.engine
+        transmits: list[Transmit] = []
+        while True:
+            try:
+                batch = ep.recv_batch()
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                icmp = icmp_error(exc)
+                if icmp is None:
+                    raise
+                self._act(session, engine.icmp_error(icmp), transmits)
+                continue
+            now = time.monotonic_ns()
+            for data, _, ttl, tos, _, kernel_ns, user_ns, _ in batch:
+                self._act(session, engine.receive(data, kernel_ns if kernel_ns is not None else user_ns, now, ttl, tos),
+                          transmits)
+            if transmits:
+                self._transmit(session, transmits)
+                transmits = []
+            if len(batch) < BATCH:
+                break  # the queue is empty: no read to learn it
+        if transmits:
+            self._transmit(session, transmits)
         self._reschedule(session)
