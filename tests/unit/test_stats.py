@@ -286,3 +286,47 @@ def test_milliseconds_never_read_minus_zero():
     assert [ms(v) for v in (-100, 0, 499, -600_000, 1_234_567, None)] == [
         "0.000 ms", "0.000 ms", "0.000 ms", "-0.600 ms", "1.235 ms", "n/a"]
     assert ms(-400_000, 0) == "0 ms" and ms(-600_000, 0) == "-1 ms"
+
+
+def test_distribution_moments_stay_exact_far_from_zero():
+    """Wall-clock-sized values with a small spread (one-way offsets between unsynchronised
+    clocks): the integer moments give the mean and standard deviation that exact fractions do."""
+    import statistics
+    from fractions import Fraction
+    rng = random.Random(3)
+    values = [1_765_000_000_000_000_000 + rng.randrange(1_000) for _ in range(5_000)]
+    d = Distribution()
+    for v in values:
+        d.add(v)
+    assert d.count == 5_000 and (d.min, d.max) == (min(values), max(values))
+    assert d.mean == float(Fraction(sum(values), len(values)))
+    assert d.stddev == pytest.approx(statistics.stdev(Fraction(v) for v in values), rel=1e-12)
+
+
+def test_distribution_buckets_are_the_sketch_library_own():
+    """Values counted in bulk land in DDSketch's own bucket for them (LogarithmicMapping), or,
+    an ulp from a boundary, in its neighbour, whose value is as close: within the accuracy."""
+    from ddsketch.mapping import LogarithmicMapping
+
+    from stamp_suite.sender.distribution import _keys
+    mapping = LogarithmicMapping(RELATIVE_ACCURACY)
+    rng = random.Random(5)
+    values = [int(rng.lognormvariate(12, 3)) + 1 for _ in range(50_000)]
+    keys = _keys(values, 1)
+    assert sum(k == mapping.key(v) for k, v in zip(keys, values)) >= len(values) - 5
+    for k, v in zip(keys, values):
+        assert abs(mapping.value(k) - v) <= RELATIVE_ACCURACY * v * (1 + 1e-9)
+
+
+def test_distribution_of_signed_values_has_percentiles_within_the_accuracy():
+    """IPDV is signed and often 0: negative, zero and positive values all counted in bulk."""
+    rng = random.Random(9)
+    values = [int(rng.gauss(0, 20_000)) for _ in range(30_000)] + [0] * 1_000
+    d = Distribution()
+    for v in values:
+        d.add(v)
+    assert not d.exact
+    ordered = sorted(values)
+    for p in (1, 10, 50, 90, 99):
+        exact = ordered[math.ceil(p / 100 * len(ordered)) - 1]
+        assert abs(d.percentile(p) - exact) <= RELATIVE_ACCURACY * abs(exact), p
