@@ -9,10 +9,11 @@ values and fed in parallel from then on, so dropping the exact values at ``exact
 costs no pause; small distributions (a monitor's windows) never carry a sketch at all.  With
 ``keep_values=False`` only the moments are kept (no percentiles).
 
-Values are settled in bulk: :meth:`add` only queues one (a list append), and every read,
-and every SETTLE_EVERY values, settles the queue with builtins that run in C (``min``,
-``max``, ``sum``) and counts it into the sketch's buckets in bulk (:func:`_keys`).  A sender
-at tens of thousands of replies a second feeds eight of these a reply.
+Values are settled in bulk: ``add`` only queues one (it is the queue's own list append, no
+Python call), and every read settles the queue with builtins that run in C (``min``, ``max``,
+``sum``) and counts it into the sketch's buckets in bulk (:func:`_keys`).  Whoever adds also
+calls :meth:`settle` at least every SETTLE_EVERY values (SessionStats does), which bounds the
+queue.  A sender at tens of thousands of replies a second feeds eight of these a reply.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ SETTLE_EVERY = 256  # queued values at most: a settle stays well under 100 us
 
 
 class Distribution:
-    __slots__ = ("_queue", "_count", "_min", "_max", "_sum", "_sum2", "_exact", "_sketch", "_view", "exact_limit",
-                 "_sketch_from")
+    __slots__ = ("add", "_queue", "_count", "_min", "_max", "_sum", "_sum2", "_exact", "_sketch", "_view",
+                 "exact_limit", "_sketch_from")
 
     def __init__(self, exact_limit: int = EXACT_LIMIT, keep_values: bool = True) -> None:
         self._queue: list[int] = []
+        self.add = self._queue.append  # see settle(): the queue is cleared, never replaced
         self._count = 0
         self._min: int | None = None
         self._max: int | None = None
@@ -46,12 +48,6 @@ class Distribution:
         self._view: DDSketch | None = None  # a DDSketch of them, made when a percentile is read
         self.exact_limit = exact_limit
         self._sketch_from = min(SKETCH_FROM, exact_limit)
-
-    def add(self, value: int) -> None:
-        queue = self._queue
-        queue.append(value)
-        if len(queue) >= SETTLE_EVERY:
-            self.settle()
 
     def settle(self) -> None:
         """Fold the queued values in (every reader calls this first)."""
@@ -76,7 +72,7 @@ class Distribution:
                 self._start_sketch()
             if len(exact) > self.exact_limit:
                 self._exact = None
-        self._queue = []
+        queue.clear()
 
     def _start_sketch(self) -> None:
         exact = self._exact or []

@@ -286,6 +286,8 @@ class SessionSender:
     def _expire(self, now_ns: int, events: list[Event]) -> None:
         """Packets whose timeout has passed without a valid reply are lost."""
         deadlines = self._deadlines
+        if not deadlines or deadlines[0][0] > now_ns:
+            return  # the head is outstanding and not due (answered ones are dropped as they come)
         while deadlines and deadlines[0][0] <= now_ns:
             seq = deadlines.popleft()[1]
             rec = self._sent.get(seq)
@@ -440,15 +442,18 @@ class SessionSender:
         ee = ErrorEstimate.from_int(reply.error_estimate)
         see = ErrorEstimate.from_int(reply.sender_error_estimate)
         pivot = rec.t1_ns
-        ctx = ReadContext(ee.timestamp_format, cfg.tai_offset_s, pivot, self._micro_session,
-                          self.learned_reflector_link_id)
-        problems = self._read_tlvs(reply, data, ctx) if reply.tlvs else ()
-        if ctx.mismatch is not None:  # RFC 9534 §3.2: discard
-            return events + [Rejected(RejectReason.MICRO_SESSION_MISMATCH, ctx.mismatch)]
-        self.learned_reflector_link_id = ctx.learned_reflector_link_id
-        if ctx.access_report_answered:
-            self._ar_deadline = None
-            self.access_report_retransmissions = 0
+        problems, read = (), {}
+        if reply.tlvs:  # most replies carry none: no context to make
+            ctx = ReadContext(ee.timestamp_format, cfg.tai_offset_s, pivot, self._micro_session,
+                              self.learned_reflector_link_id)
+            problems = self._read_tlvs(reply, data, ctx)
+            if ctx.mismatch is not None:  # RFC 9534 §3.2: discard
+                return events + [Rejected(RejectReason.MICRO_SESSION_MISMATCH, ctx.mismatch)]
+            self.learned_reflector_link_id = ctx.learned_reflector_link_id
+            if ctx.access_report_answered:
+                self._ar_deadline = None
+                self.access_report_retransmissions = 0
+            read = ctx.read
         self.consecutive_refusals = 0
         rec.replies += 1
         sample = Sample(
@@ -456,7 +461,7 @@ class SessionSender:
             from_wire(reply.receive_timestamp, ee.timestamp_format, cfg.tai_offset_s, pivot),
             from_wire(reply.timestamp, ee.timestamp_format, cfg.tai_offset_s, pivot),
             t4_ns, reply.sender_ttl, ttl, tos, see.synchronized, ee.synchronized,
-            ee.error_ns, see.error_ns, reply.ssid, ctx.read, problems)
+            ee.error_ns, see.error_ns, reply.ssid, read, problems)
         if rec.replies > 1:
             events.append(Duplicate(sample))
         elif rec.state == _LOST:

@@ -43,6 +43,7 @@ from .events import (
 
 U32 = 1 << 32
 IPDV_MEMORY = 4096  # recent per-sequence delays kept to pair consecutive packets
+SETTLE_EVERY = 128  # replies between two settles of the distributions (at most 2 values each a reply)
 class Scope(Enum):
     """What a SessionStats reads of each reply.  What is left out costs nothing a reply, where
     every object a reply touches is a cache miss (a monitor of 10,000 targets)."""
@@ -60,33 +61,21 @@ def unwrap(seq: int, reference: int) -> int:
 
 @dataclass(slots=True)
 class _Ipdv:
-    """IPDV and RFC 3550 jitter of one delay series."""
+    """IPDV and RFC 3550 jitter of one delay series (fed by SessionStats._vary)."""
 
     ipdv: Distribution = field(default_factory=Distribution)
-    memory: int = IPDV_MEMORY  # how far out of order a packet can arrive and still be paired
     jitter_ns: float = 0.0
-    _last_arrival_delay: int | None = None
-    _by_seq: OrderedDict = field(default_factory=OrderedDict)
+    last_arrival_delay: int | None = None
 
-    def add(self, seq: int, delay: int) -> None:
-        if self._last_arrival_delay is not None:
-            self.jitter_ns += (abs(delay - self._last_arrival_delay) - self.jitter_ns) / 16
-        self._last_arrival_delay = delay
-        if not self.memory:  # no pairing asked for: jitter only
-            return
-        by_seq = self._by_seq
-        prev, nxt = by_seq.get(seq - 1), by_seq.get(seq + 1)
-        if prev is not None:
-            self.ipdv.add(delay - prev)
-        if nxt is not None:
-            self.ipdv.add(nxt - delay)
-        by_seq[seq] = delay
-        if len(by_seq) > self.memory:
-            by_seq.popitem(last=False)
+    def jitter(self, delay: int) -> None:
+        last = self.last_arrival_delay
+        if last is not None:
+            self.jitter_ns += (abs(delay - last) - self.jitter_ns) / 16
+        self.last_arrival_delay = delay
 
     def summary(self) -> dict:
         s = self.ipdv.summary((50, 99))
-        s["jitter_rfc3550"] = self.jitter_ns if self._last_arrival_delay is not None else None
+        s["jitter_rfc3550"] = self.jitter_ns if self.last_arrival_delay is not None else None
         return s
 
 
@@ -101,7 +90,7 @@ class SessionStats:
                  "dscp_sent", "ecn_sent", "tos_at_reflector", "tos_at_sender",
                  "stateful_reflector", "_max_reflector", "_reflector_seqs_received", "direct_measurement",
                  "return_path", "follow_up_shift", "rtt_follow_up", "_by_reflector_seq",
-                 "scope")
+                 "scope", "_ipdv_memory", "_delays_by_slot")
 
     def __init__(self, dscp_sent: int = 0, ecn_sent: int = 0, keep_values: bool = True,
                  ipdv_memory: int = IPDV_MEMORY, scope: Scope = Scope.ALL) -> None:
@@ -130,7 +119,10 @@ class SessionStats:
         self.residence = dist()
         self.forward = dist()
         self.backward = dist()
-        self.rtt_var, self.forward_var, self.backward_var = (_Ipdv(dist(), ipdv_memory) for _ in range(3))
+        self.rtt_var, self.forward_var, self.backward_var = (_Ipdv(dist()) for _ in range(3))
+        # how many sequence numbers apart two replies can be and still be paired for IPDV
+        self._ipdv_memory = ipdv_memory
+        self._delays_by_slot: dict[int, tuple[int, int, int, int]] = {}  # seq % memory -> (seq, delays)
         self.all_synchronized = True
         self.reordered = 0
         self.reorder_extent = dist()
@@ -209,6 +201,8 @@ class SessionStats:
 
     def _on_sample(self, s: Sample) -> None:
         self.received += 1
+        if not self.received % SETTLE_EVERY:
+            self.settle()
         highest = self._highest
         seq = s.sequence_number if highest is None else unwrap(s.sequence_number, highest)
         if highest is not None and seq < highest:
@@ -224,9 +218,9 @@ class SessionStats:
         if rtt < 0:
             rtt = 0
         self.rtt.add(rtt)
-        self.rtt_var.add(seq, rtt)
         scope = self.scope
         if scope is Scope.ROUND_TRIP:
+            self.rtt_var.jitter(rtt)  # no IPDV pairs: see lifetime_counters
             return
         synchronized = s.clocks_synchronized
         forward, backward = t2 - t1, t4 - t3
@@ -234,8 +228,7 @@ class SessionStats:
             forward, backward = max(0, forward), max(0, backward)
         self.forward.add(forward)
         self.backward.add(backward)
-        self.forward_var.add(seq, forward)
-        self.backward_var.add(seq, backward)
+        self._vary(seq, rtt, forward, backward)
         self.all_synchronized &= synchronized
         if scope is Scope.DELAYS:
             return
@@ -245,6 +238,29 @@ class SessionStats:
         self._on_reflector_sequence(s, seq)
         if s.tlvs or s.tlv_problems:  # most replies carry no TLVs
             self._on_tlvs(s)
+
+    def _vary(self, seq: int, rtt: int, forward: int, backward: int) -> None:
+        """Each delay's RFC 3550 jitter, and the IPDV of each pair of consecutive sequence
+        numbers, the three series at once: a reply's two neighbours are looked up once."""
+        rv, fv, bv = self.rtt_var, self.forward_var, self.backward_var
+        rv.jitter(rtt)
+        fv.jitter(forward)
+        bv.jitter(backward)
+        memory = self._ipdv_memory
+        if not memory:
+            return
+        slots = self._delays_by_slot
+        prev = slots.get((seq - 1) % memory)
+        if prev is not None and prev[0] == seq - 1:
+            rv.ipdv.add(rtt - prev[1])
+            fv.ipdv.add(forward - prev[2])
+            bv.ipdv.add(backward - prev[3])
+        nxt = slots.get((seq + 1) % memory)
+        if nxt is not None and nxt[0] == seq + 1:
+            rv.ipdv.add(nxt[1] - rtt)
+            fv.ipdv.add(nxt[2] - forward)
+            bv.ipdv.add(nxt[3] - backward)
+        slots[seq % memory] = (seq, rtt, forward, backward)
 
     def _on_tlvs(self, s: Sample) -> None:
         if any(p.kind is ProblemKind.INTEGRITY for p in s.tlv_problems):
@@ -300,6 +316,14 @@ class SessionStats:
         self._reflector_seqs_received += 1
         if self._max_reflector is None or s.reflector_sequence_number > self._max_reflector[0]:
             self._max_reflector = (s.reflector_sequence_number, seq)
+
+    def settle(self) -> None:
+        """Fold the values queued in the distributions in (Distribution.settle): done every
+        SETTLE_EVERY replies, which bounds the queues; every read settles by itself."""
+        for d in (self.rtt, self.rtt_raw, self.residence, self.forward, self.backward, self.rtt_var.ipdv,
+                  self.forward_var.ipdv, self.backward_var.ipdv, self.reorder_extent, self.follow_up_shift,
+                  self.rtt_follow_up):
+            d.settle()
 
     # -- results ----------------------------------------------------------------------
     @property
