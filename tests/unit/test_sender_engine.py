@@ -384,13 +384,14 @@ def test_a_late_reply_to_a_summarised_window_opens_none_again():
 
 def test_a_send_over_an_interval_late_is_skipped_when_asked():
     """skip_missed (the monitor): a loop that reaches a send 3.5 intervals late sends the
-    latest slot's packet and counts three skipped, instead of four packets in a burst."""
-    for skip, expected_due, skipped in ((True, 3 * 100 * MS, 3), (False, 0, 0)):
+    latest slot's packet and counts three skipped, instead of four packets in a burst (which a
+    sender without it gets at once, all four: its driver sends them in one call)."""
+    for skip, expected_dues, skipped in ((True, [300 * MS], 3), (False, [0, 100 * MS, 200 * MS, 300 * MS], 0)):
         s = SessionSender(SenderConfig(count=0, interval_ns=100 * MS, skip_missed=skip))
         s.start(0, T1_NS)
         transmits = [e for e in s.handle_timer(350 * MS) if type(e).__name__ == "Transmit"]
-        assert [t.due_ns for t in transmits] == [expected_due] and s.skipped == skipped
-        assert s.next_send() == expected_due + 100 * MS
+        assert [t.due_ns for t in transmits] == expected_dues and s.skipped == skipped
+        assert s.next_send() == 400 * MS
 
 
 def test_skipping_keeps_a_count_limited_schedule_to_its_count():
