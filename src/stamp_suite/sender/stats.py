@@ -44,6 +44,7 @@ from .events import (
 U32 = 1 << 32
 IPDV_MEMORY = 4096  # recent per-sequence delays kept to pair consecutive packets
 SETTLE_EVERY = 128  # replies between two settles of the distributions (at most 2 values each a reply)
+SETTLE_EVERY_MOMENTS = 8  # the same without values kept (a monitor's lifetime statistics): little to queue
 class Scope(Enum):
     """What a SessionStats reads of each reply.  What is left out costs nothing a reply, where
     every object a reply touches is a cache miss (a monitor of 10,000 targets)."""
@@ -90,7 +91,7 @@ class SessionStats:
                  "dscp_sent", "ecn_sent", "tos_at_reflector", "tos_at_sender",
                  "stateful_reflector", "_max_reflector", "_reflector_seqs_received", "direct_measurement",
                  "return_path", "follow_up_shift", "rtt_follow_up", "_by_reflector_seq",
-                 "scope", "_ipdv_memory", "_delays_by_slot")
+                 "scope", "_ipdv_memory", "_delays_by_slot", "_settle_every")
 
     def __init__(self, dscp_sent: int = 0, ecn_sent: int = 0, keep_values: bool = True,
                  ipdv_memory: int = IPDV_MEMORY, scope: Scope = Scope.ALL) -> None:
@@ -122,6 +123,8 @@ class SessionStats:
         self.rtt_var, self.forward_var, self.backward_var = (_Ipdv(dist()) for _ in range(3))
         # how many sequence numbers apart two replies can be and still be paired for IPDV
         self._ipdv_memory = ipdv_memory
+        # a monitor's ten thousand targets at a packet a second: no long queues of values to hold
+        self._settle_every = SETTLE_EVERY if keep_values else SETTLE_EVERY_MOMENTS
         self._delays_by_slot: dict[int, tuple[int, int, int, int]] = {}  # seq % memory -> (seq, delays)
         self.all_synchronized = True
         self.reordered = 0
@@ -201,7 +204,7 @@ class SessionStats:
 
     def _on_sample(self, s: Sample) -> None:
         self.received += 1
-        if not self.received % SETTLE_EVERY:
+        if not self.received % self._settle_every:
             self.settle()
         highest = self._highest
         seq = s.sequence_number if highest is None else unwrap(s.sequence_number, highest)
