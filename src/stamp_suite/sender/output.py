@@ -48,14 +48,15 @@ class SenderOutput:
         self.progress = (out.output_format is OutputFormat.TEXT and not (out.print_stats or out.quiet)
                          and self.err.isatty() and target is None)
         self.in_table = target is not None and out.output_format is OutputFormat.TEXT and not out.full
+        self.interim = bool(s.output.report_interval)
         self.interval = SessionStats(s.sender.dscp, s.sender.ecn)  # what happened since the last interim report
         self._intervals = (0, 0.0)  # (index, end in s) of the last interim report
 
     def __call__(self, ev: Event) -> None:
-        if isinstance(ev, ReportDue):
+        if ev.__class__ is ReportDue:
             self._interim(ev)
             return
-        if self.s.output.report_interval:
+        if self.interim:
             self.interval.on_event(ev)
         if self.records is None and self.csv is None and not self.per_packet:
             return  # nothing here writes or keeps this packet: no record to make
