@@ -39,36 +39,71 @@ def test_capacity_mode_matches_every_reply_and_takes_t1_from_the_kernel(sender_i
             assert read_before_send[s.sequence_number] <= s.t1_ns == departed[s.sequence_number], s
 
 
-def test_after_a_failed_send_tx_timestamp_keys_start_again_on_both_sides():
-    """Whether the kernel used up a key for a send that failed is not said: the numbering
-    restarts (the option off and on), and the next packet's stamp comes back under key 0."""
+def test_a_tx_timestamp_names_its_packet_whatever_sends_failed_before(sender_io):
+    """The kernel hands each TX timestamp back with its packet: the stamp is matched by the
+    packet's own Sequence Number, so a send that failed (an ICMP error said by the next send)
+    cannot shift the stamps of the packets after it onto their neighbours."""
+    import time
     holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     holder.bind(("127.0.0.1", 0))
     port = holder.getsockname()[1]
     holder.close()  # nothing listens: the first send brings back ICMP port unreachable
     ep = udp.UdpEndpoint("127.0.0.1", 0, connect=("127.0.0.1", port))
+
+    def packet(seq: int) -> bytes:
+        return seq.to_bytes(4, "big") + bytes(40)
     try:
         assert ep.stamp_every_send()
+        assert ep.batched == (sender_io == "batched")  # makes the batch buffers where there are
         ep.setblocking(False)
-        assert ep.send_many([b"a" * 44]) == [0]
-        assert wait_for(lambda: ep.read_tx_timestamps() != [], 1)
-        failed = False
+        before = time.time_ns()
+        assert ep.send_many([packet(1)]) == 1
+        stamps = []
+        assert wait_for(lambda: stamps.extend(ep.read_departures(44)) or stamps, 1)
+        assert [seq for seq, _ in stamps] == [1] and before <= stamps[0][1] <= time.time_ns()
         for _ in range(50):  # the refusal comes with the ICMP error, on a later send
             try:
-                ep.send_many([b"b" * 44])
+                ep.send_many([packet(2)])
             except ConnectionRefusedError:
-                failed = True
                 break
-        assert failed
-        ep.restart_tx_keys()
+        else:
+            raise AssertionError("no send was refused")
+        time.sleep(0.05)
+        assert {seq for seq, _ in ep.read_departures(44)} <= {2}  # the packets 2 that left
         listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         listener.bind(("127.0.0.1", port))
         try:
-            assert ep.send_many([b"c" * 44, b"d" * 44]) == [0, 1]
+            before = time.time_ns()
+            sent = ep.send_many([packet(5), packet(6)])
+            if sent == 1:  # one a call on the standard path
+                sent += ep.send_many([packet(6)])
+            assert sent == 2
             stamps = []
-            assert wait_for(lambda: stamps.extend(ep.read_tx_timestamps()) or len(stamps) >= 2, 1)
-            assert [key for key, _ in stamps] == [0, 1]
+            assert wait_for(lambda: stamps.extend(ep.read_departures(44)) or len(stamps) >= 2, 1)
+            assert [seq for seq, _ in stamps] == [5, 6]
+            assert before <= stamps[0][1] <= stamps[1][1] <= time.time_ns()
         finally:
             listener.close()
     finally:
         ep.close()
+
+
+def test_a_monitor_socket_carries_no_batch_buffers():
+    """The coarse driver (a monitor's thousands of targets) reads and sends one datagram a
+    call: none of its sockets makes the C extension's buffers (300 KB each), which would be
+    3 GB of address space at 10,000 targets."""
+    from stamp_suite.sender.driver import Probe, SenderDriver
+    from stamp_suite.sender.engine import SenderConfig, SessionSender
+    from stamp_suite.sender.stats import SessionStats
+    with start_reflector() as refl:
+        ep = udp.UdpEndpoint("127.0.0.1", 0, connect=refl.address)
+        stats = SessionStats()
+        driver = SenderDriver(precise=False)
+        try:
+            driver.add(Probe("t", SessionSender(SenderConfig(count=20, interval_ns=2_000_000, timeout_ns=10**9)),
+                             ep, refl.address, [stats.on_event]))
+            driver.run()
+        finally:
+            driver.close()
+            ep.close()
+    assert stats.received == 20 and ep._mmsg_buffers is None

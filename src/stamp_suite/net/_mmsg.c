@@ -581,18 +581,28 @@ static PyObject *Batch_send_connected(Batch *self, PyObject *datas)
 }
 
 /*
- * tx_timestamps() -> list: the kernel's software TX timestamps waiting on the error queue, up
- * to count, each as (key, POSIX ns): key is the send's number (SOF_TIMESTAMPING_OPT_ID).  One
- * recvmmsg(MSG_ERRQUEUE) call; an empty list when none is waiting.  An error-queue message of
- * another kind (an ICMP error, with IP_RECVERR) is passed over.
+ * departures(payload_len) -> list: the kernel's software TX timestamps waiting on the error
+ * queue, up to count, each as (sequence number, POSIX ns).  The kernel hands each stamp back
+ * with the packet it stamps (no OPT_TSONLY): its last payload_len octets are the test packet,
+ * whose first four are its Sequence Number (RFC 8762, both modes).  So a stamp names its
+ * packet, whatever sends failed or were numbered on the way.  One recvmmsg(MSG_ERRQUEUE) call;
+ * an empty list when none is waiting.  Other error-queue messages (an ICMP error) are passed
+ * over.
  */
-static PyObject *Batch_tx_timestamps(Batch *self, PyObject *Py_UNUSED(ignored))
+static PyObject *Batch_departures(Batch *self, PyObject *arg)
 {
+    Py_ssize_t tail = PyLong_AsSsize_t(arg);
+    if (tail == -1 && PyErr_Occurred())
+        return NULL;
+    if (tail < 4 || (size_t)tail > self->bufsize) {
+        PyErr_SetString(PyExc_ValueError, "payload_len must be 4..bufsize");
+        return NULL;
+    }
     unsigned int i;
     int n;
     for (i = 0; i < self->count; i++) {
         self->iov[i].iov_base = self->buffers + i * self->bufsize;
-        self->iov[i].iov_len = 64; /* OPT_TSONLY: no payload comes back */
+        self->iov[i].iov_len = self->bufsize;
         struct msghdr *h = &self->msgs[i].msg_hdr;
         memset(h, 0, sizeof *h);
         h->msg_iov = &self->iov[i];
@@ -613,24 +623,28 @@ static PyObject *Batch_tx_timestamps(Batch *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     for (i = 0; i < (unsigned int)n; i++) {
         struct msghdr *h = &self->msgs[i].msg_hdr;
-        long long ns = -1;
-        long long key = -1;
+        size_t len = self->msgs[i].msg_len;
+        long long ns = 0;
+        int stamped = 0;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPING &&
-                c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+            if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR) ||
+                (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR)) {
+                struct sock_extended_err e;
+                memcpy(&e, CMSG_DATA(c), sizeof e);
+                stamped = e.ee_origin == SO_EE_ORIGIN_TIMESTAMPING && e.ee_errno == ENOMSG &&
+                          e.ee_info == SCM_TSTAMP_SND;
+            } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPING &&
+                       c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
                 struct timespec ts; /* [0] is the software stamp */
                 memcpy(&ts, CMSG_DATA(c), sizeof ts);
                 ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-            } else if (c->cmsg_len >= CMSG_LEN(sizeof(struct sock_extended_err))) {
-                struct sock_extended_err e;
-                memcpy(&e, CMSG_DATA(c), sizeof e);
-                if (e.ee_origin == SO_EE_ORIGIN_TIMESTAMPING)
-                    key = e.ee_data;
             }
         }
-        if (ns < 0 || key < 0)
+        if (!stamped || ns <= 0 || (h->msg_flags & MSG_TRUNC) || len < (size_t)tail)
             continue;
-        PyObject *item = Py_BuildValue("(LL)", key, ns);
+        const unsigned char *p = (const unsigned char *)self->iov[i].iov_base + (len - (size_t)tail);
+        unsigned long seq = (unsigned long)p[0] << 24 | (unsigned long)p[1] << 16 | (unsigned long)p[2] << 8 | p[3];
+        PyObject *item = Py_BuildValue("(kL)", seq, ns);
         if (!item || PyList_Append(list, item) < 0) {
             Py_XDECREF(item);
             Py_DECREF(list);
@@ -646,8 +660,8 @@ static PyMethodDef Batch_methods[] = {
     {"send", (PyCFunction)Batch_send, METH_VARARGS, "Send replies in one sendmmsg call; returns how many left."},
     {"send_connected", (PyCFunction)Batch_send_connected, METH_O,
      "Send test packets on a connected socket in one sendmmsg call; returns how many left."},
-    {"tx_timestamps", (PyCFunction)Batch_tx_timestamps, METH_NOARGS,
-     "Read the waiting TX timestamps (key, ns) from the error queue in one recvmmsg call."},
+    {"departures", (PyCFunction)Batch_departures, METH_O,
+     "Read the waiting TX timestamps (sequence number, ns) from the error queue in one recvmmsg call."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -683,7 +697,7 @@ PyMODINIT_FUNC PyInit__mmsg(void)
     }
     /* Raised with every change of what Python passes or gets (stamp_suite/net/udp.py checks
      * it): 2 = send() takes the replies as they are, with pin_source and per_packet_tos;
-     * 3 = send_connected() and tx_timestamps() for the Session-Sender. */
+     * 3 = send_connected() and departures() for the Session-Sender. */
     if (PyModule_AddIntConstant(m, "API_VERSION", 3) < 0) {
         Py_DECREF(m);
         return NULL;

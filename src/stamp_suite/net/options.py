@@ -48,6 +48,8 @@ SO_TIMESTAMP = _opt("SO_TIMESTAMP", 29, 0x0400)  # microseconds (struct timeval)
 SO_TIMESTAMPNS = _opt("SO_TIMESTAMPNS", 35, None)  # nanoseconds (struct timespec), Linux
 SO_TIMESTAMPING = _opt("SO_TIMESTAMPING", 37, None)
 MSG_ERRQUEUE = _opt("MSG_ERRQUEUE", 0x2000, None)
+IP_RECVERR = _opt("IP_RECVERR", 11, None)  # the error queue's messages: sock_extended_err
+IPV6_RECVERR = _opt("IPV6_RECVERR", 25, None)
 
 # SO_TIMESTAMPING flags (linux/net_tstamp.h)
 SOF_TIMESTAMPING_TX_SOFTWARE = 1 << 1

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from ..wire.datagram import Received
 from . import options as o
 from . import srv6
-from .capabilities import TX_OPT_FLAGS, Capabilities, detect_capabilities, enable_tx_timestamps, try_option
+from .capabilities import Capabilities, detect_capabilities, enable_tx_timestamps, try_option
 from .resolve import format_address
 
 MMSG_API_VERSION = 3  # what this module expects of the C extension (its API_VERSION)
@@ -60,6 +60,7 @@ _new_tuple = tuple.__new__
 _TX_REQUEST = struct.pack("I", o.SOF_TIMESTAMPING_TX_SOFTWARE)
 _SOCK_EXTENDED_ERR = struct.Struct("IBBBBII")  # errno, origin, type, code, pad, info, data
 SO_EE_ORIGIN_TIMESTAMPING = 4
+_RECVERR = {(o.IPPROTO_IP, o.IP_RECVERR), (o.IPPROTO_IPV6, o.IPV6_RECVERR)}
 
 
 class SocketSetupError(OSError):
@@ -82,7 +83,7 @@ class UdpEndpoint:
         if not kernel_timestamps:
             self.caps = self.caps.without("kernel_rx_timestamp", "kernel_tx_timestamp")
         self._tx_key = 0  # OPT_ID: the kernel numbers timestamped sends from 0
-        self._stamp_all = 0  # SO_TIMESTAMPING flags that stamp every send (stamp_every_send), or 0
+        self._stamp_all = False  # the socket stamps every send (stamp_every_send)
         try:
             self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
         except OSError as exc:
@@ -280,10 +281,7 @@ class UdpEndpoint:
               tos: int | None, tx_timestamp: bool) -> int | None:
         anc = []
         key = None
-        if tx_timestamp and self._stamp_all:
-            key = self._tx_key
-            self._tx_key = (self._tx_key + 1) & 0xFFFF_FFFF
-        elif tx_timestamp and self.caps.kernel_tx_timestamp:
+        if tx_timestamp and self.caps.kernel_tx_timestamp and not self._stamp_all:
             anc.append((o.SOL_SOCKET, o.SO_TIMESTAMPING, _TX_REQUEST))
             key = self._tx_key
             self._tx_key = (self._tx_key + 1) & 0xFFFF_FFFF
@@ -312,55 +310,66 @@ class UdpEndpoint:
 
     def stamp_every_send(self) -> bool:
         """Ask the kernel for the TX timestamp of every send on this socket (a Session-Sender's,
-        which sends only test packets): no control message a send, so that sends can go many a
-        system call (:meth:`send_many`).  False when the platform gives none."""
+        which sends only test packets), each handed back with its packet (no OPT_TSONLY), so
+        that a stamp names its packet by Sequence Number (:meth:`read_departures`).  No control
+        message a send: sends can go many a system call (:meth:`send_many`).  False when the
+        platform gives none."""
         if self.caps.kernel_tx_timestamp and not self._stamp_all:
-            flags = o.SOF_TIMESTAMPING_SOFTWARE | o.SOF_TIMESTAMPING_TX_SOFTWARE | TX_OPT_FLAGS
+            flags = o.SOF_TIMESTAMPING_SOFTWARE | o.SOF_TIMESTAMPING_TX_SOFTWARE
             for f in (flags | o.SOF_TIMESTAMPING_OPT_RX_FILTER, flags):  # RX_FILTER: see enable_tx_timestamps
                 if try_option(self.sock, o.SOL_SOCKET, o.SO_TIMESTAMPING, f):
-                    self._stamp_all = f
+                    self._stamp_all = True
                     break
-        return bool(self._stamp_all)
+        return self._stamp_all
 
-    def restart_tx_keys(self) -> None:
-        """After a send that failed: whether the kernel used up a key for it is not said, so the
-        numbering starts again from 0 on both sides (the option off and on again resets the
-        kernel's counter); stamps still queued under the old numbers are read and dropped."""
-        if not self._stamp_all:
-            return
-        self.read_tx_timestamps()
-        try_option(self.sock, o.SOL_SOCKET, o.SO_TIMESTAMPING, 0)
-        try_option(self.sock, o.SOL_SOCKET, o.SO_TIMESTAMPING, self._stamp_all)
-        self._tx_key = 0
-
-    def send_many(self, datas: Sequence[bytes | bytearray]) -> list[int | None]:
+    def send_many(self, datas: Sequence[bytes | bytearray]) -> int:
         """Send test packets on this connected socket, as many a system call as the C extension
-        takes (sendmmsg); the TX timestamp keys of those that left, in order (None where no
-        stamp comes).  Fewer keys than packets: the kernel stopped the batch, and the rest
-        is the caller's to send again (a single :meth:`send` then says why).  OSError when
-        not one left."""
-        if self._mmsg is None or not datas:
-            return [self._send(datas[0], None, None, None, True)] if datas else []
-        sent = self._mmsg.send_connected(datas[:BATCH])
-        if not self._stamp_all:
-            return [None] * sent
-        first = self._tx_key
-        self._tx_key = (first + sent) & 0xFFFF_FFFF
-        return [(first + i) & 0xFFFF_FFFF for i in range(sent)]
+        takes (sendmmsg, once :meth:`recv_batch` or :attr:`batched` made its buffers); how many
+        left, in order.  Fewer than given: the kernel stopped the batch at the next one, which
+        did not leave (its error is not said: the caller sends it again).  OSError when not
+        one left."""
+        batch = self._mmsg_buffers
+        if batch is None or len(datas) == 1:
+            self._send(datas[0], None, None, None, False)
+            return 1
+        return batch.send_connected(datas[:BATCH])
+
+    def read_departures(self, payload_len: int) -> list[tuple[int, int]]:
+        """The TX timestamps waiting (stamp_every_send), as (Sequence Number, POSIX ns): each
+        read from the end of the packet the kernel hands back with it, ``payload_len`` octets
+        long.  What the error queue gives cannot fail a send: a read error gives no stamps, and
+        those packets keep the T1 read before their send."""
+        out: list[tuple[int, int]] = []
+        batch = self._mmsg_buffers
+        try:
+            if batch is not None:
+                while True:
+                    stamps = batch.departures(payload_len)
+                    out += stamps
+                    if len(stamps) < BATCH:
+                        return out
+            while True:
+                data, anc, flags, _ = self.sock.recvmsg(payload_len + 256, 512, _ERRQUEUE_FLAGS)
+                ts = None
+                stamped = False
+                for level, ctype, cdata in anc:
+                    if level == o.SOL_SOCKET and ctype == o.SO_TIMESTAMPING:
+                        sec, nsec = _TIMESPEC.unpack_from(cdata)  # [0] is the software stamp
+                        ts = sec * 1_000_000_000 + nsec
+                    elif (level, ctype) in _RECVERR and len(cdata) >= _SOCK_EXTENDED_ERR.size:
+                        stamped = _SOCK_EXTENDED_ERR.unpack_from(cdata)[1] == SO_EE_ORIGIN_TIMESTAMPING
+                if stamped and ts and not flags & _MSG_TRUNC and len(data) >= payload_len:
+                    out.append((int.from_bytes(data[len(data) - payload_len:][:4], "big"), ts))
+        except (BlockingIOError, InterruptedError):
+            return out
+        except OSError:
+            return out
 
     def read_tx_timestamps(self, limit: int = 1 << 30) -> list[tuple[int, int]]:
         """Drain the error queue: (key, kernel software transmit time in POSIX ns) pairs; at
         most ``limit`` of them (the stamps awaited: no read that would find nothing)."""
         out: list[tuple[int, int]] = []
         if not self.caps.kernel_tx_timestamp:
-            return out
-        batch = self._mmsg
-        if batch is not None:
-            while len(out) < limit:
-                stamps = batch.tx_timestamps()
-                out += stamps
-                if len(stamps) < BATCH:
-                    break
             return out
         while len(out) < limit:
             try:

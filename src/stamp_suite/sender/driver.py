@@ -39,7 +39,7 @@ COARSE_WAIT_NS = PRECISE_WINDOW_NS + 1_000_000
 SPIN_NS = 60_000  # the spin before a send until PreciseWait has measured this machine's sleeps
 SPIN_MIN_NS, SPIN_MAX_NS, SPIN_MARGIN_NS = 10_000, 300_000, 20_000
 IDLE_WAKEUP_NS = NS
-MAX_DEPARTING = 4096
+MAX_DEPARTING = 4096  # TX timestamps awaited at most, per session
 # Coarse: timers handled per pass of the loop at most, so that a loop behind its schedule
 # still reads replies and gives sliced work (a /metrics render) its turn every few ms.
 MAX_TIMERS_PER_PASS = 64
@@ -62,7 +62,9 @@ class Probe:
         self.consumers: list[Consumer] = list(consumers)
         self.on_clock = on_clock
         self.timer: int | None = None  # the due time this session has in the driver's heap or wheel
-        self.departing: dict[int, int] = {}  # TX timestamp key -> sequence number
+        self.stamps_due = 0  # packets sent whose kernel TX timestamp is still to be read
+        self.packet_len = 0  # the test packets' length, to find each one's number in its stamp
+        self.last_sent: int | None = None  # the Sequence Number of the last packet that left
         # Precise driver, kernel TX timestamps and the C extension: replies read many a system
         # call (recvmmsg), and the packets asked for while handling them (capacity mode) sent
         # together (sendmmsg), T1 then the kernel's time of each (driver.add sets it).
@@ -318,42 +320,49 @@ class SenderDriver:
                 if self.on_schedule_error is not None:
                     self.on_schedule_error(now - transmit.due_ns)
             sent.append(engine.stamp(transmit, time.time_ns(), now))
-        i = 0
+        session.packet_len = len(sent[0].data)
+        i, retried = 0, False
         while i < len(sent):
             try:
-                keys = endpoint.send_many([s.data for s in sent[i:]])
+                n = endpoint.send_many([s.data for s in sent[i:]])
             except OSError as exc:
-                endpoint.restart_tx_keys()  # whether the kernel counted the failed send is not said
-                session.departing.clear()
+                icmp = icmp_error(exc)
+                if icmp is not None and not retried:
+                    # An earlier packet's ICMP error, said by this send, which did not leave:
+                    # the refusal is that packet's, and this one goes again (once).
+                    self._act(session, engine.icmp_error(icmp, session.last_sent))
+                    retried = True
+                    continue
                 self._send_failed(session, sent[i], exc)
-                i += 1
+                i, retried = i + 1, False
                 continue
-            for s, key in zip(sent[i:], keys):
+            for s in sent[i:i + n]:  # a short count: the next one did not leave, and goes again
                 session.dispatch(s)
-                if key is not None:
-                    session.departing[key] = s.sequence_number
-            i += len(keys)
-        if session.departing:
+            session.last_sent = sent[i + n - 1].sequence_number
+            session.stamps_due += n
+            i, retried = i + n, False
+        if session.stamps_due:
             self._collect_departures(session)
 
     def _send_failed(self, session: Probe, sent: Event, exc: OSError) -> None:
+        """``sent`` could not leave (a second ICMP error, or another error): counted as sent,
+        it is lost at its timeout (refused, for an ICMP error, which then names it)."""
         session.dispatch(sent)
-        icmp = icmp_error(exc)  # about an earlier packet: this one left
+        icmp = icmp_error(exc)
         if icmp is not None:
-            self._act(session, session.engine.icmp_error(icmp))
+            self._act(session, session.engine.icmp_error(icmp, sent.sequence_number))
         else:
             session.dispatch(SendFailed(sent.sequence_number, exc.strerror or str(exc)))
 
     def _collect_departures(self, session: Probe) -> None:
-        """Kernel TX timestamps of the test packets become their T1 (SessionSender.departed)."""
-        departing = session.departing
-        for key, tx_ns in session.endpoint.read_tx_timestamps(limit=len(departing)):
-            seq = departing.pop(key, None)
-            if seq is not None:
-                session.engine.departed(seq, tx_ns)
-        if len(departing) > MAX_DEPARTING:  # stamps that never came: forget the oldest
-            for key in list(departing)[:-MAX_DEPARTING]:
-                del departing[key]
+        """Kernel TX timestamps of the test packets become their T1 (SessionSender.departed);
+        each names its packet by Sequence Number (UdpEndpoint.read_departures)."""
+        stamps = session.endpoint.read_departures(session.packet_len)
+        for seq, tx_ns in stamps:
+            session.engine.departed(seq, tx_ns)
+        session.stamps_due -= len(stamps)
+        if not 0 <= session.stamps_due <= MAX_DEPARTING:  # stamps that never came: no more reads for them
+            session.stamps_due = 0
 
     def _ready(self, ready: list) -> None:
         for data in ready:
@@ -366,7 +375,7 @@ class SenderDriver:
 
     def _drain(self, session: Probe) -> None:
         ep, engine = session.endpoint, session.engine
-        if session.departing:
+        if session.stamps_due:
             self._collect_departures(session)
         if session.batched:
             self._drain_batches(session)

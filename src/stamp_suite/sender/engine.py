@@ -413,12 +413,14 @@ class SessionSender:
         if rec is not None:
             rec.t1_ns = tx_ns
 
-    def icmp_error(self, meaning: str) -> list[Event]:
+    def icmp_error(self, meaning: str, sequence_number: int | None = None) -> list[Event]:
         """The socket reported an ICMP error (``meaning``: "port unreachable", ...).  It names no
-        packet; it is taken as the answer to the last one sent, which it is at any pace slower
-        than the round trip (a second error for that packet names none)."""
+        packet; it is taken as the answer to the last one sent (``sequence_number``, which the
+        driver knows when it stamps several before sending them; else the last one stamped),
+        which it is at any pace slower than the round trip (a second error for that packet
+        names none)."""
         self.consecutive_refusals += 1
-        seq = self._prepared.sequence_number - 1
+        seq = self._prepared.sequence_number - 1 if sequence_number is None else sequence_number
         rec = self._sent.get(seq)
         if rec is None or rec.refused or rec.state != _OUTSTANDING:
             return [Refused(self.consecutive_refusals, meaning)]
