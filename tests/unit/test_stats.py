@@ -330,3 +330,62 @@ def test_distribution_of_signed_values_has_percentiles_within_the_accuracy():
     for p in (1, 10, 50, 90, 99):
         exact = ordered[math.ceil(p / 100 * len(ordered)) - 1]
         assert abs(d.percentile(p) - exact) <= RELATIVE_ACCURACY * abs(exact), p
+
+
+def test_a_session_settles_its_queues_as_replies_come():
+    """Nothing reads a long run's statistics until its end: the session folds its queued
+    values in itself (every SETTLE_EVERY replies), so no queue grows with the run."""
+    from stamp_suite.sender.stats import SETTLE_EVERY
+    st = SessionStats()
+    for seq in range(10 * SETTLE_EVERY + 3):
+        st.on_event(Reply(sample(seq, 10 + seq % 7)))
+    queues = [d._queue for d in (st.rtt, st.rtt_raw, st.residence, st.forward, st.backward, st.rtt_var.ipdv)]
+    assert all(len(q) <= 2 * SETTLE_EVERY for q in queues) and st.rtt._count >= 10 * SETTLE_EVERY - 1
+    assert st.rtt.count == 10 * SETTLE_EVERY + 3
+
+
+def test_values_settled_a_batch_at_a_time_read_as_values_settled_at_once():
+    """The sketch started at SKETCH_FROM and fed a queue at a time holds the buckets one settle
+    of all the values would; exact values dropped past the limit on the way."""
+    rng = random.Random(11)
+    values = [int(rng.lognormvariate(12, 1)) - 50_000 for _ in range(40_000)]  # some negative
+    step, whole = Distribution(), Distribution()
+    for i, v in enumerate(values):
+        step.add(v)
+        whole.add(v)
+        if i % 97 == 0:
+            step.settle()
+    assert not step.exact and not whole.exact
+    assert step._sketch == whole._sketch
+    assert [step.percentile(p) for p in (1, 50, 99.9)] == [whole.percentile(p) for p in (1, 50, 99.9)]
+    assert (step.count, step.min, step.max, step.mean) == (whole.count, whole.min, whole.max, whole.mean)
+
+
+def test_a_reader_on_another_thread_sees_every_value_once():
+    """The SNMP sub-agent reads a session's statistics while the loop adds to them: a read
+    settles what is queued, and values added meanwhile are neither lost nor counted twice."""
+    import sys
+    import threading
+    d, stop, errors = Distribution(), threading.Event(), []
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                d.mean, d.percentile(99), d.max
+        except Exception as exc:  # noqa: BLE001 - the test's finding, said below
+            errors.append(exc)
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads change hands between nearly any two bytecodes
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for v in range(1, 100_001):
+            d.add(v)
+            if v % 128 == 0:
+                d.settle()
+    finally:
+        stop.set()
+        t.join()
+        sys.setswitchinterval(old)
+    assert not errors, errors
+    assert (d.count, d.min, d.max, d.mean) == (100_000, 1, 100_000, 50_000.5)
