@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import select
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -90,15 +91,22 @@ class PreciseWait:
         self.spin_ns = spin_ns
         self._late: list[int] = []
 
-    def __call__(self, deadline: int) -> None:
+    def __call__(self, deadline: int, meanwhile: Callable[[int], None] | None = None) -> None:
+        """Return at ``deadline`` (monotonic ns).  ``meanwhile(ns)``, where given, waits up to
+        ``ns`` in its own way (reading replies as they come), instead of the sleep, and is
+        called with 0 on each turn of the spin."""
         remaining = deadline - time.monotonic_ns()
         if remaining > self.spin_ns:
             asleep = remaining - self.spin_ns
-            woke = time.monotonic_ns()
-            time.sleep(asleep / NS)
-            self._learn(time.monotonic_ns() - woke - asleep)
+            if meanwhile is not None:
+                meanwhile(asleep)
+            else:
+                woke = time.monotonic_ns()
+                time.sleep(asleep / NS)
+                self._learn(time.monotonic_ns() - woke - asleep)
         while time.monotonic_ns() < deadline:
-            pass
+            if meanwhile is not None:
+                meanwhile(0)
 
     def _learn(self, late_ns: int) -> None:
         late = self._late
@@ -121,6 +129,10 @@ class SenderDriver:
         self.stop_request = stop or StopRequest()
         self.precise = precise
         self.wait_until = PreciseWait()
+        # Precise sessions whose T4 is the clock read when a reply is read (no kernel receive
+        # timestamps: --timestamping user, Windows): their replies are read while a send is
+        # waited for, not after it, which would add up to an interval to their round trips.
+        self._prompt: dict[int, Probe] = {}
         self.clock = clock
         if clock is not None:
             clock.on_change = self._clock_changed
@@ -143,6 +155,8 @@ class SenderDriver:
         session.endpoint.setblocking(False)
         stamped = session.endpoint.stamp_every_send()
         session.batched = self.precise and stamped and session.endpoint.batched
+        if self.precise and not session.endpoint.caps.kernel_rx_timestamp:
+            self._prompt[session.endpoint.sock.fileno()] = session
         self.sessions[session.id] = session
         self._sel.register(session.endpoint.sock.fileno(), session)
         session.engine.start(time.monotonic_ns(), time.time_ns(), delay_ns)
@@ -152,6 +166,7 @@ class SenderDriver:
         """Stop driving ``session`` (its socket stays open: its owner closes it)."""
         if self.sessions.pop(session.id, None) is not None:
             self._sel.unregister(session.endpoint.sock.fileno())
+            self._prompt.pop(session.endpoint.sock.fileno(), None)
 
     def every(self, period_ns: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` every ``period_ns`` while running."""
@@ -310,7 +325,7 @@ class SenderDriver:
         """Stamp and send packets, at the first one's due time; more than one go in one system
         call (a batched session's), each T1 then the kernel's TX timestamp."""
         if transmits[0].due_ns > time.monotonic_ns():
-            self.wait_until(transmits[0].due_ns)
+            self.wait_until(transmits[0].due_ns, self._read_promptly if self._prompt else None)
         now = time.monotonic_ns()
         engine, endpoint = session.engine, session.endpoint
         sent = []
@@ -343,6 +358,19 @@ class SenderDriver:
             i, retried = i + n, False
         if session.stamps_due:
             self._collect_departures(session)
+
+    def _read_promptly(self, wait_ns: int) -> None:
+        """Wait up to ``wait_ns`` for replies of the sessions without kernel receive timestamps,
+        and read each as it comes (select: microsecond timeouts, where epoll has milliseconds)."""
+        end = time.monotonic_ns() + wait_ns
+        while True:
+            ready, _, _ = select.select(list(self._prompt), [], [], max(0, end - time.monotonic_ns()) / NS)
+            for fd in ready:
+                session = self._prompt.get(fd)
+                if session is not None:
+                    self._drain(session)
+            if not ready or time.monotonic_ns() >= end:
+                return
 
     def _send_failed(self, session: Probe, sent: Event, exc: OSError) -> None:
         """``sent`` could not leave (a second ICMP error, or another error): counted as sent,
