@@ -14,14 +14,14 @@ Python call), and every read settles the queue with builtins that run in C (``mi
 ``sum``) and counts it into the sketch's buckets a batch at a time (:func:`_keys`).  Whoever
 adds also calls :meth:`settle` now and then (SessionStats does, every 128 replies), which
 bounds the queue.  A sender at tens of thousands of replies a second feeds eight of these a
-reply.  Reads may come from another thread (the SNMP sub-agent's): a settle takes the values
-it folds in from the queue's head under one lock, so adds meanwhile are kept for the next.
+reply.  ``count``, ``min``, ``max``, ``mean`` and ``stddev`` change nothing and may be read from
+another thread (the SNMP sub-agent's) while the owner adds and settles; the rest (settle,
+percentiles, summary, merge) is the owner's.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from bisect import bisect_left
 from collections import Counter
 from itertools import accumulate
@@ -32,12 +32,11 @@ from ddsketch.mapping import LogarithmicMapping
 RELATIVE_ACCURACY = 0.005  # percentile values within 0.5 % once the sketch takes over
 EXACT_LIMIT = 20_000
 SKETCH_FROM = 2_000
-_SETTLING = threading.Lock()  # one for all: a settle is short, and readers on other threads are rare
 
 
 class Distribution:
     __slots__ = ("add", "_queue", "_count", "_min", "_max", "_sum", "_sum2", "_exact", "_sketch", "_ranks",
-                 "exact_limit", "_sketch_from")
+                 "exact_limit", "_sketch_from", "_generation")
 
     def __init__(self, exact_limit: int = EXACT_LIMIT, keep_values: bool = True) -> None:
         self._queue: list[int] = []
@@ -52,18 +51,15 @@ class Distribution:
         self._ranks: tuple[list[float], list[int]] | None = None  # bucket values and cumulative counts
         self.exact_limit = exact_limit
         self._sketch_from = min(SKETCH_FROM, exact_limit)
+        self._generation = 0  # odd while a settle runs (see _moments)
 
     def settle(self) -> None:
-        """Fold the queued values in (every reader calls this first)."""
-        if self._queue:
-            with _SETTLING:
-                self._settle()
-
-    def _settle(self) -> None:
+        """Fold the queued values in (the owner's: it adds, and reads percentiles)."""
         queue = self._queue
         n = len(queue)
         if not n:
             return
+        self._generation += 1
         values = queue[:n]
         lo, hi = min(values), max(values)
         if self._count == 0:
@@ -72,7 +68,7 @@ class Distribution:
             self._min, self._max = min(self._min, lo), max(self._max, hi)
         self._sum += sum(values)
         self._sum2 += sum(map(mul, values, values))
-        self._count += n  # last: a reader on another thread sees the sums of this count or more
+        self._count += n
         if self._sketch is not None:
             self._sketch.update(_keys(values, lo))
             self._ranks = None
@@ -84,25 +80,41 @@ class Distribution:
             if len(exact) > self.exact_limit:
                 self._exact = None
         del queue[:n]  # values added meanwhile stay queued
+        self._generation += 1
 
     def _start_sketch(self) -> None:
         exact = self._exact or []
         self._sketch = Counter(_keys(exact, min(exact, default=1)))
         self._ranks = None
 
+    def _moments(self) -> tuple[int, int | None, int | None, int, int]:
+        """(count, min, max, sum, sum of squares) of all values added, settled or queued, without
+        changing anything: read again when a settle ran meanwhile (its generation moved), so a
+        thread other than the owner's reads them whole.  Made by hand rather than with a lock:
+        the engines touch no operating system facility (tests/unit/test_layers.py)."""
+        while True:
+            generation = self._generation
+            queue = self._queue[:]
+            n, lo, hi, total, squares = self._count, self._min, self._max, self._sum, self._sum2
+            if generation == self._generation and not generation & 1:
+                break
+        if queue:
+            qlo, qhi = min(queue), max(queue)
+            lo, hi = (qlo, qhi) if lo is None else (min(lo, qlo), max(hi, qhi))
+            n, total, squares = n + len(queue), total + sum(queue), squares + sum(map(mul, queue, queue))
+        return n, lo, hi, total, squares
+
     @property
     def count(self) -> int:
-        return self._count + len(self._queue)
+        return self._moments()[0]
 
     @property
     def min(self) -> int | None:
-        self.settle()
-        return self._min
+        return self._moments()[1]
 
     @property
     def max(self) -> int | None:
-        self.settle()
-        return self._max
+        return self._moments()[2]
 
     @property
     def exact(self) -> bool:
@@ -111,16 +123,13 @@ class Distribution:
 
     @property
     def mean(self) -> float | None:
-        self.settle()
-        with _SETTLING:
-            return self._sum / self._count if self._count else None
+        n, _, _, total, _ = self._moments()
+        return total / n if n else None
 
     @property
     def stddev(self) -> float | None:
         """Sample standard deviation (n - 1); 0 for a single value."""
-        self.settle()
-        with _SETTLING:
-            n, total, squares = self._count, self._sum, self._sum2
+        n, _, _, total, squares = self._moments()
         if not n:
             return None
         # n * sum2 - sum^2 is exact in integers: one rounding, at the division
@@ -133,21 +142,20 @@ class Distribution:
     def percentile(self, p: float, _ordered: list[int] | None = None) -> float | None:
         """The p-th percentile (0 < p <= 100), nearest rank: exact, or the value of the sketch
         bucket holding that rank (None when no values are kept)."""
-        with _SETTLING:  # the exact values and the buckets are read whole
-            self._settle()
-            if not self._count or not self.keeps_values:
-                return None
-            if self._exact is not None:
-                ordered = _ordered if _ordered is not None else sorted(self._exact)
-                rank = max(1, math.ceil(p / 100 * len(ordered)))
-                return ordered[rank - 1]
-            if self._ranks is None:
-                buckets = sorted((_value_of(key), n) for key, n in self._sketch.items())
-                self._ranks = ([v for v, _ in buckets], list(accumulate(n for _, n in buckets)))
-            values, cumulative = self._ranks
-            rank = max(1, math.ceil(p / 100 * cumulative[-1]))
-            value = values[bisect_left(cumulative, rank)]
-            return min(max(value, self._min), self._max)  # never outside what was seen
+        self.settle()
+        if not self._count or not self.keeps_values:
+            return None
+        if self._exact is not None:
+            ordered = _ordered if _ordered is not None else sorted(self._exact)
+            rank = max(1, math.ceil(p / 100 * len(ordered)))
+            return ordered[rank - 1]
+        if self._ranks is None:
+            buckets = sorted((_value_of(key), n) for key, n in self._sketch.items())
+            self._ranks = ([v for v, _ in buckets], list(accumulate(n for _, n in buckets)))
+        values, cumulative = self._ranks
+        rank = max(1, math.ceil(p / 100 * cumulative[-1]))
+        value = values[bisect_left(cumulative, rank)]
+        return min(max(value, self._min), self._max)  # never outside what was seen
 
     def merge(self, other: Distribution) -> None:
         """Fold ``other`` in (both owned by the calling thread: a window's, an interval's)."""
@@ -179,9 +187,8 @@ class Distribution:
         self._exact = None
 
     def summary(self, percentiles: tuple[float, ...] = (50, 90, 95, 99, 99.9)) -> dict:
-        with _SETTLING:
-            self._settle()
-            ordered = sorted(self._exact) if self._exact is not None else None
+        self.settle()
+        ordered = sorted(self._exact) if self._exact is not None else None
         return {
             "count": self.count, "min": self._min, "max": self._max, "mean": self.mean, "stddev": self.stddev,
             "percentiles": {_pname(p): self.percentile(p, ordered) for p in percentiles},
