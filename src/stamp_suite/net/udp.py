@@ -340,6 +340,8 @@ class UdpEndpoint:
         long.  What the error queue gives cannot fail a send: a read error gives no stamps, and
         those packets keep the T1 read before their send."""
         out: list[tuple[int, int]] = []
+        if not self._stamp_all:
+            return out
         batch = self._mmsg_buffers
         try:
             if batch is not None:

@@ -63,6 +63,7 @@ class Probe:
         self.consumers: list[Consumer] = list(consumers)
         self.on_clock = on_clock
         self.timer: int | None = None  # the due time this session has in the driver's heap or wheel
+        self.stamped = False  # the kernel stamps every packet sent (driver.add sets it)
         self.stamps_due = 0  # packets sent whose kernel TX timestamp is still to be read
         self.packet_len = 0  # the test packets' length, to find each one's number in its stamp
         self.last_sent: int | None = None  # the Sequence Number of the last packet that left
@@ -153,8 +154,8 @@ class SenderDriver:
     def add(self, session: Probe, delay_ns: int = 0) -> None:
         """Start ``session``'s schedule ``delay_ns`` from now."""
         session.endpoint.setblocking(False)
-        stamped = session.endpoint.stamp_every_send()
-        session.batched = self.precise and stamped and session.endpoint.batched
+        session.stamped = session.endpoint.stamp_every_send()
+        session.batched = self.precise and session.stamped and session.endpoint.batched
         if self.precise and not session.endpoint.caps.kernel_rx_timestamp:
             self._prompt[session.endpoint.sock.fileno()] = session
         self.sessions[session.id] = session
@@ -354,7 +355,7 @@ class SenderDriver:
             for s in sent[i:i + n]:  # a short count: the next one did not leave, and goes again
                 session.dispatch(s)
             session.last_sent = sent[i + n - 1].sequence_number
-            session.stamps_due += n
+            session.stamps_due += n if session.stamped else 0
             i, retried = i + n, False
         if session.stamps_due:
             self._collect_departures(session)
