@@ -581,13 +581,13 @@ static PyObject *Batch_send_connected(Batch *self, PyObject *datas)
 }
 
 /*
- * departures(payload_len) -> list: the kernel's software TX timestamps waiting on the error
- * queue, up to count, each as (sequence number, POSIX ns).  The kernel hands each stamp back
- * with the packet it stamps (no OPT_TSONLY): its last payload_len octets are the test packet,
- * whose first four are its Sequence Number (RFC 8762, both modes).  So a stamp names its
- * packet, whatever sends failed or were numbered on the way.  One recvmmsg(MSG_ERRQUEUE) call;
- * an empty list when none is waiting.  Other error-queue messages (an ICMP error) are passed
- * over.
+ * departures(payload_len) -> list: the messages waiting on the error queue, up to count, each
+ * as (sequence number, POSIX ns) for a software TX timestamp of a test packet, (None, None)
+ * for anything else (an ICMP error, a truncated one).  The kernel hands each stamp back with the
+ * packet it stamps (no OPT_TSONLY): a UDP datagram whose payload, payload_len octets, is the
+ * test packet, whose first four are its Sequence Number (RFC 8762, both modes).  So a stamp
+ * names its packet, whatever sends failed on the way.  One recvmmsg(MSG_ERRQUEUE) call; an
+ * empty list when none is waiting.
  */
 static PyObject *Batch_departures(Batch *self, PyObject *arg)
 {
@@ -618,7 +618,7 @@ static PyObject *Batch_departures(Batch *self, PyObject *arg)
             return PyList_New(0);
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    PyObject *list = PyList_New(0);
+    PyObject *list = PyList_New(n);
     if (!list)
         return NULL;
     for (i = 0; i < (unsigned int)n; i++) {
@@ -627,8 +627,9 @@ static PyObject *Batch_departures(Batch *self, PyObject *arg)
         long long ns = 0;
         int stamped = 0;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {
-            if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR) ||
-                (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR)) {
+            if (((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR) ||
+                 (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR)) &&
+                c->cmsg_len >= CMSG_LEN(sizeof(struct sock_extended_err))) {
                 struct sock_extended_err e;
                 memcpy(&e, CMSG_DATA(c), sizeof e);
                 stamped = e.ee_origin == SO_EE_ORIGIN_TIMESTAMPING && e.ee_errno == ENOMSG &&
@@ -640,17 +641,21 @@ static PyObject *Batch_departures(Batch *self, PyObject *arg)
                 ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
             }
         }
-        if (!stamped || ns <= 0 || (h->msg_flags & MSG_TRUNC) || len < (size_t)tail)
-            continue;
+        /* the test packet is the datagram's payload: the UDP header's Length, just before it, says so */
         const unsigned char *p = (const unsigned char *)self->iov[i].iov_base + (len - (size_t)tail);
-        unsigned long seq = (unsigned long)p[0] << 24 | (unsigned long)p[1] << 16 | (unsigned long)p[2] << 8 | p[3];
-        PyObject *item = Py_BuildValue("(kL)", seq, ns);
-        if (!item || PyList_Append(list, item) < 0) {
-            Py_XDECREF(item);
+        PyObject *item;
+        if (!stamped || ns <= 0 || (h->msg_flags & MSG_TRUNC) || len < (size_t)tail + 8 ||
+            ((size_t)p[-4] << 8 | p[-3]) != (size_t)tail + 8) {
+            item = Py_BuildValue("(OO)", Py_None, Py_None); /* read, and not a stamp of a test packet */
+        } else {
+            unsigned long seq = (unsigned long)p[0] << 24 | (unsigned long)p[1] << 16 | (unsigned long)p[2] << 8 | p[3];
+            item = Py_BuildValue("(kL)", seq, ns);
+        }
+        if (!item) {
             Py_DECREF(list);
             return NULL;
         }
-        Py_DECREF(item);
+        PyList_SET_ITEM(list, i, item);
     }
     return list;
 }

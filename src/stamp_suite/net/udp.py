@@ -334,21 +334,22 @@ class UdpEndpoint:
             return 1
         return batch.send_connected(datas[:BATCH])
 
-    def read_departures(self, payload_len: int) -> list[tuple[int, int]]:
-        """The TX timestamps waiting (stamp_every_send), as (Sequence Number, POSIX ns): each
-        read from the end of the packet the kernel hands back with it, ``payload_len`` octets
-        long.  What the error queue gives cannot fail a send: a read error gives no stamps, and
-        those packets keep the T1 read before their send."""
-        out: list[tuple[int, int]] = []
+    def read_departures(self, payload_len: int) -> list[tuple[int | None, int | None]]:
+        """The error queue's messages (stamp_every_send), as (Sequence Number, POSIX ns) for the
+        TX timestamp of a test packet of ``payload_len`` octets (the payload of the UDP datagram
+        the kernel hands back with it), (None, None) for any other.  What the error queue gives
+        cannot fail a send: a read error ends the reading, and the packets not read keep the
+        T1 read before their send."""
+        out: list[tuple[int | None, int | None]] = []
         if not self._stamp_all:
             return out
         batch = self._mmsg_buffers
         try:
-            if batch is not None:
+            if batch is not None and payload_len + 128 <= RECV_BUFFER:  # headers and all fit its buffers
                 while True:
-                    stamps = batch.departures(payload_len)
-                    out += stamps
-                    if len(stamps) < BATCH:
+                    read = batch.departures(payload_len)
+                    out += read
+                    if len(read) < BATCH:
                         return out
             while True:
                 data, anc, flags, _ = self.sock.recvmsg(payload_len + 256, 512, _ERRQUEUE_FLAGS)
@@ -360,8 +361,12 @@ class UdpEndpoint:
                         ts = sec * 1_000_000_000 + nsec
                     elif (level, ctype) in _RECVERR and len(cdata) >= _SOCK_EXTENDED_ERR.size:
                         stamped = _SOCK_EXTENDED_ERR.unpack_from(cdata)[1] == SO_EE_ORIGIN_TIMESTAMPING
-                if stamped and ts and not flags & _MSG_TRUNC and len(data) >= payload_len:
-                    out.append((int.from_bytes(data[len(data) - payload_len:][:4], "big"), ts))
+                start = len(data) - payload_len  # the payload, after a UDP header giving its length
+                if (stamped and ts and not flags & _MSG_TRUNC and start >= 8
+                        and int.from_bytes(data[start - 4:start - 2], "big") == payload_len + 8):
+                    out.append((int.from_bytes(data[start:start + 4], "big"), ts))
+                else:
+                    out.append((None, None))
         except (BlockingIOError, InterruptedError):
             return out
         except OSError:

@@ -36,7 +36,7 @@ SKETCH_FROM = 2_000
 
 class Distribution:
     __slots__ = ("add", "_queue", "_count", "_min", "_max", "_sum", "_sum2", "_exact", "_sketch", "_ranks",
-                 "exact_limit", "_sketch_from", "_generation")
+                 "exact_limit", "_sketch_from", "_generation", "_settled")
 
     def __init__(self, exact_limit: int = EXACT_LIMIT, keep_values: bool = True) -> None:
         self._queue: list[int] = []
@@ -52,6 +52,7 @@ class Distribution:
         self.exact_limit = exact_limit
         self._sketch_from = min(SKETCH_FROM, exact_limit)
         self._generation = 0  # odd while a settle runs (see _moments)
+        self._settled: tuple = (0, None, None, 0, 0)  # the moments as the last settle left them
 
     def settle(self) -> None:
         """Fold the queued values in (the owner's: it adds, and reads percentiles)."""
@@ -80,6 +81,11 @@ class Distribution:
             if len(exact) > self.exact_limit:
                 self._exact = None
         del queue[:n]  # values added meanwhile stay queued
+        self._publish()
+
+    def _publish(self) -> None:
+        """The moments as one tuple, for readers on other threads (_moments); ends a change."""
+        self._settled = (self._count, self._min, self._max, self._sum, self._sum2)
         self._generation += 1
 
     def _start_sketch(self) -> None:
@@ -89,15 +95,16 @@ class Distribution:
 
     def _moments(self) -> tuple[int, int | None, int | None, int, int]:
         """(count, min, max, sum, sum of squares) of all values added, settled or queued, without
-        changing anything: read again when a settle ran meanwhile (its generation moved), so a
-        thread other than the owner's reads them whole.  Made by hand rather than with a lock:
-        the engines touch no operating system facility (tests/unit/test_layers.py)."""
-        while True:
-            generation = self._generation
-            queue = self._queue[:]
-            n, lo, hi, total, squares = self._count, self._min, self._max, self._sum, self._sum2
-            if generation == self._generation and not generation & 1:
-                break
+        changing anything, and whole from any thread: while a settle runs on the owner's (its
+        generation odd or moved), the last settle's moments, a few values behind.  Neither a
+        lock nor a retry: the engines touch no operating system facility (test_layers.py), and
+        a reader spinning for the owner to finish would hold the GIL it needs, for milliseconds."""
+        generation = self._generation
+        settled = self._settled
+        queue = self._queue[:]
+        if generation & 1 or generation != self._generation:
+            return settled
+        n, lo, hi, total, squares = settled
         if queue:
             qlo, qhi = min(queue), max(queue)
             lo, hi = (qlo, qhi) if lo is None else (min(lo, qlo), max(hi, qhi))
@@ -164,9 +171,11 @@ class Distribution:
         if not other._count:
             return
         n = self._count + other._count
+        self._generation += 1
         self._min = other._min if self._min is None else min(self._min, other._min)
         self._max = other._max if self._max is None else max(self._max, other._max)
         self._count, self._sum, self._sum2 = n, self._sum + other._sum, self._sum2 + other._sum2
+        self._publish()
         self._ranks = None
         if not (self.keeps_values and other.keeps_values):  # moments only, from now on
             self._exact = self._sketch = None

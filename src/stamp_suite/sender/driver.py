@@ -44,6 +44,7 @@ MAX_DEPARTING = 4096  # TX timestamps awaited at most, per session
 # Coarse: timers handled per pass of the loop at most, so that a loop behind its schedule
 # still reads replies and gives sliced work (a /metrics render) its turn every few ms.
 MAX_TIMERS_PER_PASS = 64
+FD_SETSIZE = 1024  # select()'s limit on descriptors
 _ids = itertools.count(1)
 
 Consumer = Callable[[Event], None]
@@ -67,6 +68,7 @@ class Probe:
         self.stamps_due = 0  # packets sent whose kernel TX timestamp is still to be read
         self.packet_len = 0  # the test packets' length, to find each one's number in its stamp
         self.last_sent: int | None = None  # the Sequence Number of the last packet that left
+        self.fd = -1  # its socket's descriptor, as the driver registered it
         # Precise driver, kernel TX timestamps and the C extension: replies read many a system
         # call (recvmmsg), and the packets asked for while handling them (capacity mode) sent
         # together (sendmmsg), T1 then the kernel's time of each (driver.add sets it).
@@ -104,12 +106,13 @@ class PreciseWait:
             else:
                 woke = time.monotonic_ns()
                 time.sleep(asleep / NS)
-                self._learn(time.monotonic_ns() - woke - asleep)
+                self.learn(time.monotonic_ns() - woke - asleep)
         while time.monotonic_ns() < deadline:
             if meanwhile is not None:
                 meanwhile(0)
 
-    def _learn(self, late_ns: int) -> None:
+    def learn(self, late_ns: int) -> None:
+        """A wait that ended ``late_ns`` after its time."""
         late = self._late
         late.append(late_ns)
         if len(late) >= self.SAMPLES:
@@ -156,8 +159,9 @@ class SenderDriver:
         session.endpoint.setblocking(False)
         session.stamped = session.endpoint.stamp_every_send()
         session.batched = self.precise and session.stamped and session.endpoint.batched
-        if self.precise and not session.endpoint.caps.kernel_rx_timestamp:
-            self._prompt[session.endpoint.sock.fileno()] = session
+        session.fd = session.endpoint.sock.fileno()
+        if self.precise and not session.endpoint.caps.kernel_rx_timestamp and session.fd < FD_SETSIZE:
+            self._prompt[session.fd] = session  # (past FD_SETSIZE select cannot watch it: read after)
         self.sessions[session.id] = session
         self._sel.register(session.endpoint.sock.fileno(), session)
         session.engine.start(time.monotonic_ns(), time.time_ns(), delay_ns)
@@ -167,7 +171,7 @@ class SenderDriver:
         """Stop driving ``session`` (its socket stays open: its owner closes it)."""
         if self.sessions.pop(session.id, None) is not None:
             self._sel.unregister(session.endpoint.sock.fileno())
-            self._prompt.pop(session.endpoint.sock.fileno(), None)
+            self._prompt.pop(session.fd, None)
 
     def every(self, period_ns: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` every ``period_ns`` while running."""
@@ -370,7 +374,11 @@ class SenderDriver:
                 session = self._prompt.get(fd)
                 if session is not None:
                     self._drain(session)
-            if not ready or time.monotonic_ns() >= end:
+            if not ready:
+                if wait_ns:  # the wait ran out: how late it woke sizes the spin, as a sleep's does
+                    self.wait_until.learn(time.monotonic_ns() - end)
+                return
+            if time.monotonic_ns() >= end:
                 return
 
     def _send_failed(self, session: Probe, sent: Event, exc: OSError) -> None:
@@ -386,10 +394,11 @@ class SenderDriver:
     def _collect_departures(self, session: Probe) -> None:
         """Kernel TX timestamps of the test packets become their T1 (SessionSender.departed);
         each names its packet by Sequence Number (UdpEndpoint.read_departures)."""
-        stamps = session.endpoint.read_departures(session.packet_len)
-        for seq, tx_ns in stamps:
-            session.engine.departed(seq, tx_ns)
-        session.stamps_due -= len(stamps)
+        read = session.endpoint.read_departures(session.packet_len)
+        for seq, tx_ns in read:
+            if seq is not None:
+                session.engine.departed(seq, tx_ns)
+        session.stamps_due -= len(read)
         if not 0 <= session.stamps_due <= MAX_DEPARTING:  # stamps that never came: no more reads for them
             session.stamps_due = 0
 
