@@ -412,7 +412,10 @@ def test_a_reload_to_an_http_sd_endpoint_that_never_answers_holds_no_send(tmp_pa
             before = scrape_when_serving(mport)[key]
             time.sleep(1.5)  # 100 ms apart: about 15 more, while the endpoint is silent
             m = scrape_when_serving(mport)
-            assert m[key] - before >= 10 and m[("stamp_monitor_sends_skipped_total", ())] == 0
+            # A reload held on the endpoint would skip a send every 100 ms for seconds; one or two
+            # skipped (a send over 100 ms late) are what a loaded CI machine's scheduler gives
+            # a reload (seen once in seven fresh-clone runs).
+            assert m[key] - before >= 10 and m[("stamp_monitor_sends_skipped_total", ())] <= 2
         finally:
             mon.terminate()
             _, err = mon.communicate(timeout=10)
