@@ -45,6 +45,8 @@ U32 = 1 << 32
 IPDV_MEMORY = 4096  # recent per-sequence delays kept to pair consecutive packets
 SETTLE_EVERY = 128  # replies between two settles of the distributions (at most 2 values each a reply)
 SETTLE_EVERY_MOMENTS = 8  # the same without values kept (a monitor's lifetime statistics): little to queue
+
+
 class Scope(Enum):
     """What a SessionStats reads of each reply.  What is left out costs nothing a reply, where
     every object a reply touches is a cache miss (a monitor of 10,000 targets)."""
@@ -96,7 +98,8 @@ class SessionStats:
     def __init__(self, dscp_sent: int = 0, ecn_sent: int = 0, keep_values: bool = True,
                  ipdv_memory: int = IPDV_MEMORY, scope: Scope = Scope.ALL) -> None:
         """``keep_values=False``: moments only, no percentiles (see :class:`Distribution`);
-        ``ipdv_memory``: how many recent delays are kept to pair consecutive packets;
+        ``ipdv_memory``: how many sequence numbers apart two replies can be and still be paired
+        for IPDV (0: none; Scope.ROUND_TRIP pairs none);
         ``scope``: what is read of each reply (Scope.ALL, Scope.DELAYS or Scope.ROUND_TRIP)."""
         def dist() -> Distribution:
             return Distribution(keep_values=keep_values)
@@ -322,7 +325,7 @@ class SessionStats:
 
     def settle(self) -> None:
         """Fold the values queued in the distributions in (Distribution.settle): done every
-        SETTLE_EVERY replies, which bounds the queues; every read settles by itself."""
+        SETTLE_EVERY replies, which bounds the queues (every read sees the queued values too)."""
         for d in (self.rtt, self.rtt_raw, self.residence, self.forward, self.backward, self.rtt_var.ipdv,
                   self.forward_var.ipdv, self.backward_var.ipdv, self.reorder_extent, self.follow_up_shift,
                   self.rtt_follow_up):
