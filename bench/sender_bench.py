@@ -15,7 +15,6 @@ run.  Loopback, 44-octet packets; the machine's two cores are shared by sender a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -23,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import OUT, PY, Reflector, build, loadgen  # noqa: E402
+from run import OUT, PY, Reflector, build, loadgen, sender_capacity  # noqa: E402
 
 PACED = """
 import os, sys, time
@@ -54,17 +53,6 @@ def paced(rate: int, seconds: float, port: int, env: dict | None) -> tuple[float
     return tuple(float(x) for x in out)
 
 
-def capacity(port: int, count: int, env: dict | None) -> tuple[float, float, float]:
-    """stamp-suite --window 64: replies/s, loss, CPU us a reply (start-up included)."""
-    t0 = os.times()
-    out = subprocess.run([PY, "-m", "stamp_suite", "-r", f"127.0.0.1:{port}", "--window", "64", "-c", str(count),
-                          "--output-format", "json"], capture_output=True, text=True, env=env, timeout=600).stdout
-    t1 = os.times()
-    summary = json.loads(out.strip().splitlines()[-1])
-    cpu = (t1.children_user - t0.children_user) + (t1.children_system - t0.children_system)
-    return summary["session"]["capacity_replies_per_s"], summary["packets"]["loss_ratio"], cpu / count * 1e6
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rates", default="10000,40000")
@@ -93,7 +81,7 @@ def main() -> None:
         floor = statistics.median(loadgen(ref.port, 200_000, 64)["pps"] for _ in range(args.repeat))
         print(f"{'C load generator':<22} {floor:>10,.0f} {1:>7.3f}")
         for tag, env in trees:
-            runs = [capacity(ref.port, args.count, env) for _ in range(args.repeat)]
+            runs = [sender_capacity(ref.port, args.count, env) for _ in range(args.repeat)]
             pps = statistics.median(r[0] for r in runs)
             us = statistics.median(r[2] for r in runs)
             print(f"{'stamp-suite, ' + tag:<22} {pps:>10,.0f} {pps / floor:>7.3f}  loss {max(r[1] for r in runs):.2%}"

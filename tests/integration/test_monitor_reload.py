@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import time
+from functools import partial
 
 from helpers import (
     CMD,
@@ -332,6 +333,10 @@ def test_new_labels_keep_a_targets_counters_and_a_file_sd_edit_adds_a_target(tmp
     assert "sd.json changed: reloading" in err and "reloaded: 1 added, 0 removed, 0 changed, 2 running" in err, err
 
 
+def _sent_by_target(mport: int) -> dict[str, float]:
+    return by_label(scrape_when_serving(mport), "stamp_sender_packets_sent_total", "target")
+
+
 def test_an_http_sd_endpoint_adds_and_removes_targets_and_a_failed_answer_keeps_them(tmp_path):
     cfg, mport = tmp_path / "t.toml", free_tcp_port()
     endpoint = HttpSdEndpoint()
@@ -341,9 +346,7 @@ def test_an_http_sd_endpoint_adds_and_removes_targets_and_a_failed_answer_keeps_
         cfg.write_text(f'[monitor]\nwindows = [1]\nmetrics_addr = "127.0.0.1:{mport}"\nhttp_sd = "{endpoint.url}"\n'
                        'http_sd_refresh = "1s"\n[defaults]\nsend_delay = 100\ntimeout = 0.3\n')
         mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=ENV)
-
-        def sent() -> dict[str, float]:
-            return by_label(scrape_when_serving(mport), "stamp_sender_packets_sent_total", "target")
+        sent = partial(_sent_by_target, mport)
         try:
             assert wait_for(lambda: sent().get(a, 0) >= 3, 10), sent()  # there from the start
             endpoint.body = json.dumps([{"targets": [b]}]).encode()
@@ -375,9 +378,7 @@ def test_dns_sd_names_give_targets_looked_up_again_at_their_ttl(tmp_path):
                        f'dns_sd = ["_stamp._udp.example.net"]\ndns_sd_server = "{srv.address}"\n'
                        '[defaults]\nsend_delay = 100\ntimeout = 0.3\n')
         mon = subprocess.Popen([*CMD, "monitor", "--config", str(cfg)], stderr=subprocess.PIPE, text=True, env=ENV)
-
-        def sent() -> dict[str, float]:
-            return by_label(scrape_when_serving(mport), "stamp_sender_packets_sent_total", "target")
+        sent = partial(_sent_by_target, mport)
         try:
             assert wait_for(lambda: sent().get(a, 0) >= 3, 10), sent()  # there from the start
             srv.records["_stamp._udp.example.net."] = [("127.0.0.1.", r2.address[1])]

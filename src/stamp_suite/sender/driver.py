@@ -20,6 +20,7 @@ import select
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..net.clock import ClockState, ClockWatcher
 from ..net.icmp import icmp_error
@@ -418,39 +419,34 @@ class SenderDriver:
         if session.batched:
             self._drain_batches(session)
             return
-        while True:
-            try:
-                rx = ep.recv()
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                icmp = icmp_error(exc)
-                if icmp is None:
-                    raise
-                self._act(session, engine.icmp_error(icmp))  # one error per ICMP message: read on
-                continue
+        while (rx := self._read(session, ep.recv)) is not None:
             self._act(session, engine.receive(rx.data, rx.kernel_ns if rx.kernel_ns is not None else rx.user_ns,
                                               time.monotonic_ns(), rx.ttl, rx.tos))
             if not self.precise:
                 break  # level-triggered: a datagram still queued wakes the loop again
         self._reschedule(session)
 
+    def _read(self, session: Probe, read: Callable[[], Any], transmits: list[Transmit] | None = None) -> Any:
+        """What ``read()`` of the session's socket gives, or None once nothing is waiting.  An
+        ICMP error said by a read goes to the engine (one error per ICMP message) and reading
+        goes on."""
+        while True:
+            try:
+                return read()
+            except BlockingIOError:
+                return None
+            except OSError as exc:
+                icmp = icmp_error(exc)
+                if icmp is None:
+                    raise
+                self._act(session, session.engine.icmp_error(icmp), transmits)
+
     def _drain_batches(self, session: Probe) -> None:
         """A batched session's replies, many a system call; the packets they ask for (capacity
         mode refills its window) leave together after each batch."""
         ep, engine = session.endpoint, session.engine
         transmits: list[Transmit] = []
-        while True:
-            try:
-                batch = ep.recv_batch()
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                icmp = icmp_error(exc)
-                if icmp is None:
-                    raise
-                self._act(session, engine.icmp_error(icmp), transmits)
-                continue
+        while (batch := self._read(session, ep.recv_batch, transmits)) is not None:
             now = time.monotonic_ns()
             for data, _, ttl, tos, _, kernel_ns, user_ns, _ in batch:
                 self._act(session, engine.receive(data, kernel_ns if kernel_ns is not None else user_ns, now, ttl, tos),
