@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from vectors import EX_A, EX_B, EX_C, EX_C2, EX_D, KEY, T1_NS
 
 from stamp_suite.wire.auth import hmac16, verify16
-from stamp_suite.wire.packet import MalformedPacket, ReflectorPacket, SenderPacket
+from stamp_suite.wire.packet import MalformedPacket, ReflectorPacket, SenderPacket, reflector_fields
 from stamp_suite.wire.timestamp import ntp_from_ns, ntp_to_ns
 
 
@@ -24,6 +24,16 @@ def test_open_reflector_packet_layout():
     assert (r.sender_sequence_number, r.sender_timestamp, r.sender_error_estimate) == (1, 0xE93C7F0080000000, 0x8001)
     assert r.sender_ttl == 64
     assert r.to_bytes() == EX_B
+
+
+def test_reflector_fields_read_the_digest_reply_as_the_packet_does():
+    # The nine base fields in ReflectorPacket's order, and the TLV octets (none here, b"").
+    assert reflector_fields(EX_B) == ((1, 0xE93C7F00C010624D, 0x8001, 0, 0xE93C7F00C0000000, 1, 0xE93C7F0080000000,
+                                       0x8001, 64), b"")
+    assert reflector_fields(EX_B + b"\x01\x02") == (reflector_fields(EX_B)[0], b"\x01\x02")
+    assert reflector_fields(EX_B[:38])[0][5:8] == (1, 0xE93C7F0080000000, 0x8001)  # TWAMP-Light's 38 octets
+    with pytest.raises(MalformedPacket):
+        reflector_fields(EX_B[:37])
 
 
 def test_authenticated_sender_hmac_from_digest():

@@ -6,9 +6,11 @@ from vectors import NS, T1_NS, T3_NS
 from stamp_suite.wire.timestamp import (
     ErrorEstimate,
     TimestampFormat,
+    error_estimate_fields,
     from_wire,
     ntp_from_ns,
     ntp_to_ns,
+    pair_from_wire,
     ptp_from_ns,
     ptp_to_ns,
 )
@@ -59,6 +61,25 @@ def test_error_estimate_bits():
     assert (ee.synchronized, ee.timestamp_format, ee.scale, ee.multiplier) == (True, TimestampFormat.NTP, 0, 1)
     assert ErrorEstimate(False, TimestampFormat.PTP, 0x3F, 0xFF).to_int() == 0x7FFF
     assert not ErrorEstimate.from_int(0x8000).valid  # Multiplier 0 is corrupt
+
+
+def test_error_estimate_fields_from_digest():
+    # Digest §1.7: 0x8001 is synchronised, NTP, Multiplier 1 x 2^(0-32) s; 0x4001: unsynchronised, PTP
+    assert error_estimate_fields(0x8001) == (TimestampFormat.NTP, True, 1e9 / 2**32)
+    assert error_estimate_fields(0x4001)[:2] == (TimestampFormat.PTP, False)
+
+
+@given(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.sampled_from(TimestampFormat),
+       st.integers(0, 2 * (2**32 - 2_208_988_800) * NS))
+def test_a_pair_of_timestamps_reads_as_each_one_alone(a, b, fmt, pivot):
+    # Eras chosen from the pivot, across the 2036 wrap too: the same as from_wire of each.
+    assert pair_from_wire(a, b, fmt, 37, pivot) == (from_wire(a, fmt, 37, pivot), from_wire(b, fmt, 37, pivot))
+
+
+def test_a_pair_of_timestamps_from_the_digest():
+    # Digest §6: T2 = 0xe93c7f00_c0000000 (.750000), T3 = 0xe93c7f00_c010624d (.750249 after truncation)
+    t2, t3 = pair_from_wire(0xE93C7F00_C0000000, 0xE93C7F00_C010624D, TimestampFormat.NTP, 37, T1_NS)
+    assert t2 == T1_NS + 250_000_000 and t3 - t2 == 249_999
 
 
 @given(st.integers(min_value=0, max_value=0xFFFF))

@@ -17,7 +17,9 @@ Nothing here touches a socket or a clock.
 
 from __future__ import annotations
 
+import struct
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..tlvs import (
@@ -32,8 +34,16 @@ from ..tlvs import (
     TlvValue,
 )
 from ..wire.auth import hmac16, verify16
-from ..wire.packet import AUTH_BASE_LEN, HMAC_COVERED, SENDER_AUTH, SENDER_OPEN, MalformedPacket, ReflectorPacket
-from ..wire.timestamp import DEFAULT_TAI_UTC_OFFSET, ErrorEstimate, TimestampFormat, from_wire, to_wire
+from ..wire.packet import AUTH_BASE_LEN, HMAC_COVERED, SENDER_AUTH, SENDER_OPEN, MalformedPacket, reflector_fields
+from ..wire.timestamp import (
+    DEFAULT_TAI_UTC_OFFSET,
+    ErrorEstimate,
+    TimestampFormat,
+    error_estimate_fields,
+    ntp_from_ns,
+    pair_from_wire,
+    ptp_from_ns,
+)
 from ..wire.tlv import (
     FLAG_I,
     FLAG_M,
@@ -71,6 +81,7 @@ from .events import (
 )
 
 U32 = 0xFFFF_FFFF
+_U32, _U64 = struct.Struct("!I"), struct.Struct("!Q")
 NS = 1_000_000_000
 WINDOW_SPREAD_NS = 30 * NS
 SKIP_AFTER_NS = NS // 10  # skip_missed: a send at least this late (and an interval) is skipped
@@ -144,6 +155,10 @@ class SessionSender:
     def __init__(self, config: SenderConfig) -> None:
         self.config = config
         self._ee = config.error_estimate.to_int()
+        self._plain_head = SENDER_OPEN.pack(0, 0, self._ee, config.ssid)  # (_prepare)
+        tai = config.tai_offset_s
+        self._encode: Callable[[int], int] = (ntp_from_ns if config.timestamp_format == TimestampFormat.NTP
+                                              else lambda ns: ptp_from_ns(ns, tai))
         self._reports_access = any(isinstance(t, AccessReport) for t in config.tlvs)
         self._micro_session = config.micro_session
         self._sent: dict[int, _Sent] = {}
@@ -177,6 +192,7 @@ class SessionSender:
     def update_clock(self, error_estimate: ErrorEstimate) -> None:
         """Describe the clock anew (S bit, error) from the next packet on."""
         self._ee = error_estimate.with_format(self.config.timestamp_format).to_int()
+        self._plain_head = SENDER_OPEN.pack(0, 0, self._ee, self.config.ssid)
         self._prepared = self._prepare(self._prepared.sequence_number)
 
     # -- timers ----------------------------------------------------------------------------
@@ -358,6 +374,10 @@ class SessionSender:
     def _prepare(self, sequence_number: int) -> _Prepared:
         cfg = self.config
         seq = sequence_number & U32
+        if not (cfg.tlvs or cfg.padding or cfg.authenticated):  # the plainest packet, every one alike
+            head = bytearray(self._plain_head)
+            _U32.pack_into(head, 0, seq)
+            return _Prepared(seq, head, 4)
         if cfg.authenticated:
             head = bytearray(SENDER_AUTH.pack(seq, 0, self._ee, cfg.ssid)) + bytes(16)
             ts_offset = 16
@@ -390,8 +410,8 @@ class SessionSender:
         cfg = self.config
         pkt = self._prepared
         seq, data = pkt.sequence_number, pkt.data
-        t1_wire = to_wire(t1_ns, cfg.timestamp_format, cfg.tai_offset_s)
-        data[pkt.timestamp_offset:pkt.timestamp_offset + 8] = t1_wire.to_bytes(8, "big")
+        t1_wire = self._encode(t1_ns)
+        _U64.pack_into(data, pkt.timestamp_offset, t1_wire)
         if cfg.authenticated:
             data[HMAC_COVERED:AUTH_BASE_LEN] = hmac16(cfg.key, memoryview(data)[:HMAC_COVERED])
         self._sent[seq] = _Sent(t1_wire, t1_ns)
@@ -432,33 +452,34 @@ class SessionSender:
                 tos: int | None = None) -> list[Event]:
         """Match one datagram to what was sent.  Never raises on any input."""
         events: list[Event] = []
-        self._expire(now_ns, events)  # a reply after its timeout is late, however soon we look
+        deadlines = self._deadlines
+        if deadlines and deadlines[0][0] <= now_ns:  # a reply after its timeout is late, however soon we look
+            self._expire(now_ns, events)
         cfg = self.config
         try:
-            reply = ReflectorPacket.from_bytes(data, cfg.authenticated)
+            fields, tlvs = reflector_fields(data, cfg.authenticated)
         except MalformedPacket as exc:
             return events + [Rejected(RejectReason.MALFORMED, str(exc))]
         if cfg.authenticated and not verify16(cfg.key, memoryview(data)[:HMAC_COVERED], data[96:112]):
             return events + [Rejected(RejectReason.HMAC_FAILURE, WRONG_MODE if any(data[4:16]) else WRONG_KEY)]
-        if reply.ssid != cfg.ssid:
-            if reply.ssid != 0:
-                return events + [Rejected(RejectReason.FOREIGN, f"SSID {reply.ssid} is not ours ({cfg.ssid})")]
+        reflector_seq, t3_wire, ee, ssid, t2_wire, seq, t1_wire, see, reflector_ttl = fields
+        if ssid != cfg.ssid:
+            if ssid != 0:
+                return events + [Rejected(RejectReason.FOREIGN, f"SSID {ssid} is not ours ({cfg.ssid})")]
             if cfg.ssid:
                 self.ssid_not_echoed += 1  # an RFC 8762-only reflector answers 0 (RFC 8972 §3)
-        rec = self._sent.get(reply.sender_sequence_number)
+        rec = self._sent.get(seq)
         if rec is None:
-            return events + [Rejected(RejectReason.FOREIGN,
-                                      f"sequence {reply.sender_sequence_number} was not sent by us")]
-        if rec.t1_wire != reply.sender_timestamp:
+            return events + [Rejected(RejectReason.FOREIGN, f"sequence {seq} was not sent by us")]
+        if rec.t1_wire != t1_wire:
             return events + [Rejected(RejectReason.FOREIGN, "copied timestamp does not match what we sent")]
-        ee = ErrorEstimate.from_int(reply.error_estimate)
-        see = ErrorEstimate.from_int(reply.sender_error_estimate)
+        fmt, reflector_synchronized, reflector_error_ns = error_estimate_fields(ee)
+        _, sender_synchronized, sender_error_ns = error_estimate_fields(see)
         pivot = rec.t1_ns
         problems, read = (), {}
-        if reply.tlvs:  # most replies carry none: no context to make
-            ctx = ReadContext(ee.timestamp_format, cfg.tai_offset_s, pivot, self._micro_session,
-                              self.learned_reflector_link_id)
-            problems = self._read_tlvs(reply, data, ctx)
+        if tlvs:  # most replies carry none: no context to make
+            ctx = ReadContext(fmt, cfg.tai_offset_s, pivot, self._micro_session, self.learned_reflector_link_id)
+            problems = self._read_tlvs(tlvs, data, ctx)
             if ctx.mismatch is not None:  # RFC 9534 §3.2: discard
                 return events + [Rejected(RejectReason.MICRO_SESSION_MISMATCH, ctx.mismatch)]
             self.learned_reflector_link_id = ctx.learned_reflector_link_id
@@ -468,12 +489,9 @@ class SessionSender:
             read = ctx.read
         self.consecutive_refusals = 0
         rec.replies += 1
-        sample = Sample(
-            reply.sender_sequence_number, reply.sequence_number, rec.t1_ns,
-            from_wire(reply.receive_timestamp, ee.timestamp_format, cfg.tai_offset_s, pivot),
-            from_wire(reply.timestamp, ee.timestamp_format, cfg.tai_offset_s, pivot),
-            t4_ns, reply.sender_ttl, ttl, tos, see.synchronized, ee.synchronized,
-            ee.error_ns, see.error_ns, reply.ssid, read, problems)
+        t2_ns, t3_ns = pair_from_wire(t2_wire, t3_wire, fmt, cfg.tai_offset_s, pivot)
+        sample = Sample(seq, reflector_seq, pivot, t2_ns, t3_ns, t4_ns, reflector_ttl, ttl, tos, sender_synchronized,
+                        reflector_synchronized, reflector_error_ns, sender_error_ns, ssid, read, problems)
         if rec.replies > 1:
             events.append(Duplicate(sample))
         elif rec.state == _LOST:
@@ -481,26 +499,29 @@ class SessionSender:
         else:
             rec.state = _ANSWERED
             self.outstanding -= 1
-            self._drop_answered_deadlines()
+            if deadlines and deadlines[0][1] == seq:  # (only an answer to the head uncovers answered ones)
+                self._drop_answered_deadlines()
             impossible = sample.impossible()
             events.append(Reply(sample) if impossible is None else Invalid(sample, impossible))
-            self._fill_window(now_ns, events)
-            self._check_finished(events)
+            if cfg.in_flight:
+                self._fill_window(now_ns, events)
+            if self._schedule_over:
+                self._check_finished(events)
         return events
 
-    def _read_tlvs(self, reply: ReflectorPacket, data: bytes, ctx: ReadContext) -> tuple[TlvProblem, ...]:
+    def _read_tlvs(self, area: bytes, data: bytes, ctx: ReadContext) -> tuple[TlvProblem, ...]:
         """Read the reply's TLVs as RFC 8972 §4 says a sender does: none when one has I (or the
         HMAC TLV does not verify, or, where we signed ours, is missing); a TLV with U is
         skipped; at one with M (or whose Length runs past the reply) reading stops, and the
         TLVs after it are reported as not read.  Zero padding (Type 0) is passed over."""
         cfg = self.config
-        parsed = parse_tlvs(reply.tlvs)
+        parsed = parse_tlvs(area)
         tlvs = parsed.tlvs
         if any(t.flags & FLAG_I for t in tlvs):  # RFC 8972 §4.8: none of them can be trusted
             return tuple(TlvProblem(t.type, ProblemKind.INTEGRITY, "the reflector's check of the HMAC TLV failed (I)")
                          for t in tlvs if t.flags & FLAG_I)
         if cfg.key is not None and any(t.type == TlvType.HMAC for t in tlvs):
-            if not verify_hmac_tlv(cfg.key, data[:4], reply.tlvs, tlvs):
+            if not verify_hmac_tlv(cfg.key, data[:4], area, tlvs):
                 return (TlvProblem(TlvType.HMAC, ProblemKind.INTEGRITY, "the reply's HMAC TLV does not verify"),)
         elif (cfg.authenticated or cfg.hmac_tlv) and hmac_tlv_required(tlvs):
             # The base HMAC does not cover TLVs: without an HMAC TLV anyone on the path could
