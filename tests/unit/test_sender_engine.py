@@ -77,6 +77,50 @@ def test_the_digest_reply_b_is_a_sample_of_packet_a():
     assert smp.clocks_synchronized
 
 
+def test_each_error_estimate_of_the_digest_reply_is_read_as_its_own():
+    # EX_B with the reflector's Error Estimate (octets 12-13) made unsynchronised (0x0001) and a
+    # scale of 8 for the sender's (octets 36-37: 0x8801): each S bit and error read from its field.
+    s = SessionSender(SenderConfig(error_estimate=SYNCED))
+    packet(s)
+    data = bytearray(EX_B)
+    data[12:14] = (0x0001).to_bytes(2, "big")
+    (ev,) = s.receive(bytes(data), T4_NS, 0)
+    assert (ev.sample.sender_synchronized, ev.sample.reflector_synchronized) == (True, False)
+    assert ev.sample.sender_error_ns == ev.sample.reflector_error_ns == 1e9 / 2**32
+    data[36:38] = (0x8801).to_bytes(2, "big")  # what the sender copied back is not what it sent: still its own
+    s = SessionSender(SenderConfig(error_estimate=SYNCED))
+    packet(s)
+    (ev,) = s.receive(bytes(data), T4_NS, 0)
+    assert ev.sample.sender_error_ns == 256e9 / 2**32 and ev.sample.reflector_error_ns == 1e9 / 2**32
+
+
+def test_a_new_error_estimate_is_in_the_next_packet():
+    # Digest example A carries 0x8001 at octets 12-13; after update_clock the next packet
+    # carries the new estimate (unsynchronised, 0x0001) and nothing else changes but its number.
+    s = SessionSender(SenderConfig(error_estimate=SYNCED))
+    assert packet(s) == EX_A
+    s.update_clock(ErrorEstimate(False, TimestampFormat.NTP, 0, 1))
+    second = bytes(s.stamp(Transmit(0), T1_NS, 0).data)
+    assert second[12:14] == b"\x00\x01" and second[:4] == b"\x00\x00\x00\x02"
+    assert second[4:12] + second[14:] == EX_A[4:12] + EX_A[14:]
+
+
+def test_answers_out_of_order_leave_no_deadline_behind():
+    # Packets 0-3 sent 10 ms apart (50 ms timeout); 1, 2, then 0 answered: the next timer is the
+    # deadline of 3 (80 ms), the only one outstanding, not those of the answered ones.
+    reflector = Reflector()
+    s = SessionSender(SenderConfig(count=4, interval_ns=10 * MS, timeout_ns=50 * MS))
+    s.start(0, T1_NS)
+    sent = []
+    for now in (0, 10 * MS, 20 * MS, 30 * MS):
+        (transmit,) = [ev for ev in s.handle_timer(now) if isinstance(ev, Transmit)]
+        sent.append(s.stamp(transmit, T1_NS + now, now).data)
+    for seq in (1, 2, 0):
+        assert isinstance(s.receive(reply_to(reflector, sent[seq]), T1_NS + 35 * MS, 35 * MS)[0], Reply)
+        assert s.next_timer() == (50 * MS if seq else 80 * MS)
+    assert s.outstanding == 1
+
+
 def test_ptp_sender_with_ntp_reflector_converts_per_field():
     s = SessionSender(SenderConfig(timestamp_format=TimestampFormat.PTP, error_estimate=SYNCED))
     reply = reply_to(Reflector(ReflectorConfig(error_estimate=SYNCED)), packet(s))

@@ -64,7 +64,8 @@ def test_error_estimate_bits():
 
 
 def test_error_estimate_fields_from_digest():
-    # Digest §1.7: 0x8001 is synchronised, NTP, Multiplier 1 x 2^(0-32) s; 0x4001: unsynchronised, PTP
+    # Digest §1.7: 0x8001 is synchronised, NTP, Multiplier 1 x 2^(0-32) s; 0x4001 (from its S and Z
+    # masks, 0x8000 and 0x4000): unsynchronised, PTP
     assert error_estimate_fields(0x8001) == (TimestampFormat.NTP, True, 1e9 / 2**32)
     assert error_estimate_fields(0x4001)[:2] == (TimestampFormat.PTP, False)
 

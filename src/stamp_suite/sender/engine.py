@@ -81,7 +81,7 @@ from .events import (
 )
 
 U32 = 0xFFFF_FFFF
-_U32, _U64 = struct.Struct("!I"), struct.Struct("!Q")
+SEQUENCE_FIELD, TIMESTAMP_FIELD = struct.Struct("!I"), struct.Struct("!Q")  # written into a prepared packet
 NS = 1_000_000_000
 WINDOW_SPREAD_NS = 30 * NS
 SKIP_AFTER_NS = NS // 10  # skip_missed: a send at least this late (and an interval) is skipped
@@ -313,7 +313,8 @@ class SessionSender:
         """Packets whose timeout has passed without a valid reply are lost."""
         deadlines = self._deadlines
         if not deadlines or deadlines[0][0] > now_ns:
-            return  # the head is outstanding and not due (answered ones are dropped as they come)
+            return  # the head is outstanding and not due (answered ones are dropped once they
+            # reach the head: receive drops them when it answers the head, and so does this)
         while deadlines and deadlines[0][0] <= now_ns:
             seq = deadlines.popleft()[1]
             rec = self._sent.get(seq)
@@ -376,7 +377,7 @@ class SessionSender:
         seq = sequence_number & U32
         if not (cfg.tlvs or cfg.padding or cfg.authenticated):  # the plainest packet, every one alike
             head = bytearray(self._plain_head)
-            _U32.pack_into(head, 0, seq)
+            SEQUENCE_FIELD.pack_into(head, 0, seq)
             return _Prepared(seq, head, 4)
         if cfg.authenticated:
             head = bytearray(SENDER_AUTH.pack(seq, 0, self._ee, cfg.ssid)) + bytes(16)
@@ -411,7 +412,7 @@ class SessionSender:
         pkt = self._prepared
         seq, data = pkt.sequence_number, pkt.data
         t1_wire = self._encode(t1_ns)
-        _U64.pack_into(data, pkt.timestamp_offset, t1_wire)
+        TIMESTAMP_FIELD.pack_into(data, pkt.timestamp_offset, t1_wire)
         if cfg.authenticated:
             data[HMAC_COVERED:AUTH_BASE_LEN] = hmac16(cfg.key, memoryview(data)[:HMAC_COVERED])
         self._sent[seq] = _Sent(t1_wire, t1_ns)
