@@ -155,8 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = _group(p, "keys", BOTH)
     k.add_argument("--hmac-key", metavar="HEX", help="HMAC key in hex, 16 octets or more")
     k.add_argument("--hmac-key-file", metavar="FILE", help="the key in hex in a file of mode 0600")
-    k.add_argument("--hmac-key-dir", metavar="DIR",
-                   help="key files by SSID (DIR/<SSID>): the reflector's, one per session; the sender's, its --ssid's")
+    k.add_argument("--hmac-key-dir", metavar="DIR", help="key files by SSID, DIR/<SSID> (either role)")
 
     r = _group(p, "reflector", REFLECTOR)
     r.add_argument("--stateful-reflector", action="store_true", help="number replies per session (RFC 8762 §4)")
