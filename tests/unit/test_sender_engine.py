@@ -206,6 +206,27 @@ def test_twamp_light_short_reply_is_accepted():
     assert isinstance(s.receive(EX_B[:38], T4_NS, 0)[0], Reply)
 
 
+def test_a_reply_without_the_ttl_octet_says_no_ttl_rather_than_0():
+    # Digest reply B cut to 38 and 40 octets (a TWAMP-Light reflector's) has no Session-Sender
+    # TTL (octet 40): unknown, in the per-packet line and the summaries, never a TTL of 0.
+    from stamp_suite.sender.report import NOT_IN_REPLIES, packet_text, summary_short, summary_text
+    from stamp_suite.sender.stats import SessionStats
+    stats = SessionStats()
+    for size, ttl in ((38, None), (40, None), (41, 64)):
+        s = SessionSender(SenderConfig(error_estimate=SYNCED))
+        packet(s)
+        (ev,) = s.receive(EX_B[:size], T4_NS, 0, ttl=63)
+        assert ev.sample.reflector_ttl == ttl
+        if ttl is None:
+            assert " ttl=? " in packet_text(ev) and "ttl=0" not in packet_text(ev)
+            stats.on_event(ev)
+    d = stats.to_dict()
+    assert d["ttl"]["at_reflector"] == {} and d["ttl"]["at_sender"] == {63: 2} and d["ttl"]["changes"] == 0
+    assert f"at the reflector {NOT_IN_REPLIES}, here 63 x2" in summary_short(d, {"remote": "x"})
+    (line,) = [x for x in summary_text(d, {"remote": "x"}).splitlines() if "TTL at reflector" in x]
+    assert line.split("TTL at reflector")[1].strip() == NOT_IN_REPLIES
+
+
 def test_authenticated_reply_hmac_checked():
     s = SessionSender(SenderConfig(authenticated=True, key=KEY))
     reply = reply_to(Reflector(ReflectorConfig(authenticated=True, keys=KeyStore(KEY))), packet(s))

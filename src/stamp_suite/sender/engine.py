@@ -34,7 +34,15 @@ from ..tlvs import (
     TlvValue,
 )
 from ..wire.auth import hmac16, verify16
-from ..wire.packet import AUTH_BASE_LEN, HMAC_COVERED, SENDER_AUTH, SENDER_OPEN, MalformedPacket, reflector_fields
+from ..wire.packet import (
+    AUTH_BASE_LEN,
+    HMAC_COVERED,
+    OPEN_REPLY_TTL_AT,
+    SENDER_AUTH,
+    SENDER_OPEN,
+    MalformedPacket,
+    reflector_fields,
+)
 from ..wire.timestamp import (
     DEFAULT_TAI_UTC_OFFSET,
     ErrorEstimate,
@@ -464,6 +472,8 @@ class SessionSender:
         if cfg.authenticated and not verify16(cfg.key, memoryview(data)[:HMAC_COVERED], data[96:112]):
             return events + [Rejected(RejectReason.HMAC_FAILURE, WRONG_MODE if any(data[4:16]) else WRONG_KEY)]
         reflector_seq, t3_wire, ee, ssid, t2_wire, seq, t1_wire, see, reflector_ttl = fields
+        if len(data) <= OPEN_REPLY_TTL_AT and not cfg.authenticated:
+            reflector_ttl = None  # a TWAMP-Light reply of 38-40 octets: no TTL there, not a TTL of 0
         if ssid != cfg.ssid:
             if ssid != 0:
                 return events + [Rejected(RejectReason.FOREIGN, f"SSID {ssid} is not ours ({cfg.ssid})")]

@@ -67,7 +67,9 @@ class Sample:
     t2_ns: int
     t3_ns: int
     t4_ns: int
-    reflector_ttl: int  # TTL/Hop Limit the reflector saw (255 may mean unknown)
+    # TTL/Hop Limit the reflector saw (255 may mean unknown); None: the reply has no such field
+    # (a TWAMP-Light reflector's reply of 38-40 octets)
+    reflector_ttl: int | None
     reply_ttl: int | None  # TTL/Hop Limit of the reply here, None if the platform cannot tell
     reply_tos: int | None
     sender_synchronized: bool

@@ -145,7 +145,8 @@ def packet_text(event: Event, verbose: bool = False, dscp: bool = False) -> str 
     if not isinstance(event, (Reply, Late, Duplicate)):
         return None
     s = event.sample
-    parts = [f"seq={s.sequence_number}", f"rtt={_ms_tight(s.rtt_ns)}", f"ttl={s.reflector_ttl}"]
+    ttl = "?" if s.reflector_ttl is None else s.reflector_ttl  # (a reply too short to carry it)
+    parts = [f"seq={s.sequence_number}", f"rtt={_ms_tight(s.rtt_ns)}", f"ttl={ttl}"]
     if s.clocks_synchronized or verbose:
         parts += [f"fwd={_ms_tight(s.forward_ns)}", f"bwd={_ms_tight(s.backward_ns)}"]
     cos = s.tlvs.get(ClassOfService)
@@ -272,9 +273,10 @@ def summary_short(d: dict[str, Any], session: dict[str, Any], per_packet: bool =
                                     f"{ms(ow['backward_ns']['percentiles']['p50'])}"
                      + ("" if ow["meaningful"] else "  (clocks not synchronised: offsets included)")))
     ttl, dscp = d["ttl"], d["dscp_ecn"]
-    if ttl["at_reflector"]:
+    if d["packets"]["received"]:
         here = _counts(ttl["at_sender"]) or "unknown"
-        rows.append(("TTL", f"at the reflector {_counts(ttl['at_reflector'], unknown=255)}, here {here}"))
+        there = _counts(ttl["at_reflector"], unknown=255) or NOT_IN_REPLIES
+        rows.append(("TTL", f"at the reflector {there}, here {here}"))
         rows.append(("DSCP/ECN", f"sent {dscp['sent']['dscp']}/{dscp['sent']['ecn']}"
                                  + (f", at the reflector {_counts(dscp['at_reflector'])}" if dscp["at_reflector"]
                                     else "") + f", here {_counts(dscp['at_sender']) or 'unknown'}"))
@@ -400,10 +402,10 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
             ("PDV RFC 5481 p50 / p90 / p99", " / ".join(ms(v) for v in (dv["pdv_rtt_ns"] or {}).values()))])
     ttl = d["ttl"]
     dscp = d["dscp_ecn"]
-    answered = bool(ttl["at_reflector"])
+    answered = bool(p["received"])
     section("Path", [
-        ("TTL at reflector", _counts(ttl["at_reflector"], unknown=255) + f"  (changes {ttl['changes']})"
-         if answered else "n/a"),
+        ("TTL at reflector", (_counts(ttl["at_reflector"], unknown=255) + f"  (changes {ttl['changes']})"
+                              if ttl["at_reflector"] else NOT_IN_REPLIES) if answered else "n/a"),
         ("TTL at sender", _counts(ttl["at_sender"]) or ("unknown (platform cannot read it)" if answered else "n/a")),
         ("DSCP/ECN sent", f"{dscp['sent']['dscp']}/{dscp['sent']['ecn']}"),
         ("DSCP/ECN at reflector", _counts(dscp["at_reflector"])
@@ -417,6 +419,9 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
 def _return_path_text(rp: dict[str, Any]) -> str:
     followed = ", ".join(f"{k.replace('_', ' ')} x{n}" for k, n in rp["followed"].items())
     return f"used in {rp['honoured']} replies, not in {rp['not_honoured']}" + (f" ({followed})" if followed else "")
+
+
+NOT_IN_REPLIES = "not in the replies (38-40 octets: a TWAMP-Light reflector's)"
 
 
 def _counts(c: dict, unknown: int | None = None) -> str:

@@ -296,10 +296,11 @@ class SessionStats:
             recent.popitem(last=False)
 
     def _on_path(self, s: Sample) -> None:
-        self.reflector_ttl[s.reflector_ttl] += 1
-        if self._last_ttl is not None and s.reflector_ttl != self._last_ttl:
-            self.ttl_changes += 1
-        self._last_ttl = s.reflector_ttl
+        if s.reflector_ttl is not None:  # (a reply too short to carry it: not counted as a TTL)
+            self.reflector_ttl[s.reflector_ttl] += 1
+            if self._last_ttl is not None and s.reflector_ttl != self._last_ttl:
+                self.ttl_changes += 1
+            self._last_ttl = s.reflector_ttl
         if s.reply_ttl is not None:
             self.reply_ttl[s.reply_ttl] += 1
         if s.reply_tos is not None:

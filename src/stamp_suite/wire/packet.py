@@ -19,6 +19,7 @@ HMAC_COVERED = 96  # octets 0-95 (RFC 8762 §4.4)
 # Fields a TWAMP-Light reflector must return at least: up to the Session-Sender Error
 # Estimate of the open reply.  Some answer with exactly these 38 octets.
 MIN_OPEN_REPLY_LEN = 38
+OPEN_REPLY_TTL_AT = 40  # the Session-Sender TTL's octet: a shorter reply does not carry it
 
 SENDER_OPEN = struct.Struct("!IQHH28x")
 REFLECTOR_OPEN = struct.Struct("!IQHHQIQH2xB3x")
