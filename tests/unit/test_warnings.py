@@ -39,6 +39,21 @@ def test_silence_hmac_and_foreign_datagrams_each_once():
     assert "fail HMAC verification" in said[1] and "not replies to our packets (not ours)" in said[2]
 
 
+def test_a_reflector_that_echoes_no_ssid_is_said_once():
+    # RFC 8972 §3: a reflector of RFC 8762 only answers 0 where the SSID goes.
+    from stamp_suite.sender.events import Reply, Sample
+
+    def reply(ssid):
+        return Reply(Sample(1, 1, 0, 0, 0, 0, 64, 64, 0, False, False, 0.0, 0.0, ssid))
+    said = []
+    w = EarlyWarnings("[::1]:862", 1.0, said.append, ssid=5)
+    for ev in (reply(5), reply(0), reply(0)):
+        w(ev)
+    assert said == ["warning: [::1]:862 answers with SSID 0, not --ssid 5: a reflector of RFC 8762 only "
+                    "(RFC 8972 §3), which tells sessions apart by address and port alone"]
+    assert warnings_for(reply(0)) == []  # a session without --ssid sends 0 itself
+
+
 def test_no_silence_warning_once_refusals_explain_it():
     said = warnings_for(Refused(1), Lost(0, 0))
     assert said == []

@@ -12,9 +12,11 @@ REFUSALS_BEFORE_WARNING = 3
 
 
 class EarlyWarnings:
-    def __init__(self, where: str, timeout_s: float, write: Callable[[str], None] = say) -> None:
+    def __init__(self, where: str, timeout_s: float, write: Callable[[str], None] = say, ssid: int = 0) -> None:
+        """``ssid``: the one the session sends (--ssid), which a reflector should echo."""
         self.where = where
         self.timeout_s = timeout_s
+        self.ssid = ssid
         self.write = write
         self.said: set[str] = set()
         self.replied = self.refused = False
@@ -29,6 +31,9 @@ class EarlyWarnings:
             return
         if isinstance(ev, (Reply, Late, Duplicate)):
             self.replied = True
+            if self.ssid and not ev.sample.ssid:
+                self._once("ssid", f"{self.where} answers with SSID 0, not --ssid {self.ssid}: a reflector of RFC "
+                                   f"8762 only (RFC 8972 §3), which tells sessions apart by address and port alone")
         elif isinstance(ev, Invalid):
             self.replied = True
             self._once("invalid", f"replies from {self.where} with timestamps that cannot be ({ev.reason}): "
