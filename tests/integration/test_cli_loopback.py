@@ -286,6 +286,8 @@ def test_capacity_mode_reports_replies_per_second():
     _, summary = json_lines(res.stdout)
     assert summary["packets"]["sent"] == 3000 and summary["packets"]["received"] == 3000
     assert summary["session"]["capacity_replies_per_s"] > 1000
+    # (checked against the schema by json_lines) no pace in capacity mode: its window instead
+    assert summary["session"]["window"] == 16 and summary["session"]["send_delay_ms"] is None
 
 
 @BOTH_PATHS

@@ -27,7 +27,10 @@ def session_info(s: Settings, session: Probe, clock: ClockState) -> dict[str, An
     return {"remote": format_address(session.destination), "local": format_address(ep.local),
             **({"remote_name": name} if name != session.destination[0] else {}),
             "auth_mode": "authenticated" if s.common.authenticated else "open", "ssid": s.sender.ssid or 0,
-            "clock_source": s.common.clock_source, "count": s.sender.count, "send_delay_ms": s.sender.send_delay,
+            "clock_source": s.common.clock_source, "count": s.sender.count,
+            # capacity mode has no pace: its window instead (send_delay_ms null, not the unused default)
+            "send_delay_ms": None if s.sender.window else s.sender.send_delay,
+            **({"window": s.sender.window} if s.sender.window else {}),
             "timestamping": "kernel" if ep.caps.kernel_rx_timestamp else "user-space", "clock": clock.how}
 
 
