@@ -10,7 +10,6 @@ from stamp_suite.wire.timestamp import (
     from_wire,
     ntp_from_ns,
     ntp_to_ns,
-    pair_from_wire,
     ptp_from_ns,
     ptp_to_ns,
 )
@@ -68,19 +67,6 @@ def test_error_estimate_fields_from_digest():
     # masks, 0x8000 and 0x4000): unsynchronised, PTP
     assert error_estimate_fields(0x8001) == (TimestampFormat.NTP, True, 1e9 / 2**32)
     assert error_estimate_fields(0x4001)[:2] == (TimestampFormat.PTP, False)
-
-
-@given(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.sampled_from(TimestampFormat),
-       st.integers(0, 2 * (2**32 - 2_208_988_800) * NS))
-def test_a_pair_of_timestamps_reads_as_each_one_alone(a, b, fmt, pivot):
-    # Eras chosen from the pivot, across the 2036 wrap too: the same as from_wire of each.
-    assert pair_from_wire(a, b, fmt, 37, pivot) == (from_wire(a, fmt, 37, pivot), from_wire(b, fmt, 37, pivot))
-
-
-def test_a_pair_of_timestamps_from_the_digest():
-    # Digest §6: T2 = 0xe93c7f00_c0000000 (.750000), T3 = 0xe93c7f00_c010624d (.750249 after truncation)
-    t2, t3 = pair_from_wire(0xE93C7F00_C0000000, 0xE93C7F00_C010624D, TimestampFormat.NTP, 37, T1_NS)
-    assert t2 == T1_NS + 250_000_000 and t3 - t2 == 249_999
 
 
 @given(st.integers(min_value=0, max_value=0xFFFF))

@@ -48,8 +48,8 @@ from ..wire.timestamp import (
     ErrorEstimate,
     TimestampFormat,
     error_estimate_fields,
+    from_wire,
     ntp_from_ns,
-    pair_from_wire,
     ptp_from_ns,
 )
 from ..wire.tlv import (
@@ -89,7 +89,7 @@ from .events import (
 )
 
 U32 = 0xFFFF_FFFF
-SEQUENCE_FIELD, TIMESTAMP_FIELD = struct.Struct("!I"), struct.Struct("!Q")  # written into a prepared packet
+TIMESTAMP_FIELD = struct.Struct("!Q")  # T1, written into a prepared packet
 NS = 1_000_000_000
 WINDOW_SPREAD_NS = 30 * NS
 SKIP_AFTER_NS = NS // 10  # skip_missed: a send at least this late (and an interval) is skipped
@@ -163,7 +163,6 @@ class SessionSender:
     def __init__(self, config: SenderConfig) -> None:
         self.config = config
         self._ee = config.error_estimate.to_int()
-        self._plain_head = SENDER_OPEN.pack(0, 0, self._ee, config.ssid)  # (_prepare)
         tai = config.tai_offset_s
         self._encode: Callable[[int], int] = (ntp_from_ns if config.timestamp_format == TimestampFormat.NTP
                                               else lambda ns: ptp_from_ns(ns, tai))
@@ -200,7 +199,6 @@ class SessionSender:
     def update_clock(self, error_estimate: ErrorEstimate) -> None:
         """Describe the clock anew (S bit, error) from the next packet on."""
         self._ee = error_estimate.with_format(self.config.timestamp_format).to_int()
-        self._plain_head = SENDER_OPEN.pack(0, 0, self._ee, self.config.ssid)
         self._prepared = self._prepare(self._prepared.sequence_number)
 
     # -- timers ----------------------------------------------------------------------------
@@ -321,8 +319,7 @@ class SessionSender:
         """Packets whose timeout has passed without a valid reply are lost."""
         deadlines = self._deadlines
         if not deadlines or deadlines[0][0] > now_ns:
-            return  # the head is outstanding and not due (answered ones are dropped once they
-            # reach the head: receive drops them when it answers the head, and so does this)
+            return  # the head is outstanding and not due (answered ones are dropped as they come)
         while deadlines and deadlines[0][0] <= now_ns:
             seq = deadlines.popleft()[1]
             rec = self._sent.get(seq)
@@ -383,10 +380,6 @@ class SessionSender:
     def _prepare(self, sequence_number: int) -> _Prepared:
         cfg = self.config
         seq = sequence_number & U32
-        if not (cfg.tlvs or cfg.padding or cfg.authenticated):  # the plainest packet, every one alike
-            head = bytearray(self._plain_head)
-            SEQUENCE_FIELD.pack_into(head, 0, seq)
-            return _Prepared(seq, head, 4)
         if cfg.authenticated:
             head = bytearray(SENDER_AUTH.pack(seq, 0, self._ee, cfg.ssid)) + bytes(16)
             ts_offset = 16
@@ -461,9 +454,7 @@ class SessionSender:
                 tos: int | None = None) -> list[Event]:
         """Match one datagram to what was sent.  Never raises on any input."""
         events: list[Event] = []
-        deadlines = self._deadlines
-        if deadlines and deadlines[0][0] <= now_ns:  # a reply after its timeout is late, however soon we look
-            self._expire(now_ns, events)
+        self._expire(now_ns, events)  # a reply after its timeout is late, however soon we look
         cfg = self.config
         try:
             fields, tlvs = reflector_fields(data, cfg.authenticated)
@@ -500,9 +491,10 @@ class SessionSender:
             read = ctx.read
         self.consecutive_refusals = 0
         rec.replies += 1
-        t2_ns, t3_ns = pair_from_wire(t2_wire, t3_wire, fmt, cfg.tai_offset_s, pivot)
-        sample = Sample(seq, reflector_seq, pivot, t2_ns, t3_ns, t4_ns, reflector_ttl, ttl, tos, sender_synchronized,
-                        reflector_synchronized, reflector_error_ns, sender_error_ns, ssid, read, problems)
+        sample = Sample(seq, reflector_seq, pivot, from_wire(t2_wire, fmt, cfg.tai_offset_s, pivot),
+                        from_wire(t3_wire, fmt, cfg.tai_offset_s, pivot), t4_ns, reflector_ttl, ttl, tos,
+                        sender_synchronized, reflector_synchronized, reflector_error_ns, sender_error_ns, ssid, read,
+                        problems)
         if rec.replies > 1:
             events.append(Duplicate(sample))
         elif rec.state == _LOST:
@@ -510,14 +502,11 @@ class SessionSender:
         else:
             rec.state = _ANSWERED
             self.outstanding -= 1
-            if deadlines and deadlines[0][1] == seq:  # (only an answer to the head uncovers answered ones)
-                self._drop_answered_deadlines()
+            self._drop_answered_deadlines()
             impossible = sample.impossible()
             events.append(Reply(sample) if impossible is None else Invalid(sample, impossible))
-            if cfg.in_flight:
-                self._fill_window(now_ns, events)
-            if self._schedule_over:
-                self._check_finished(events)
+            self._fill_window(now_ns, events)
+            self._check_finished(events)
         return events
 
     def _read_tlvs(self, area: bytes, data: bytes, ctx: ReadContext) -> tuple[TlvProblem, ...]:

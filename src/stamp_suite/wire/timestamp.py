@@ -102,18 +102,6 @@ def from_wire(ts: int, fmt: TimestampFormat | int, tai_offset_s: int = DEFAULT_T
     return ptp_to_ns(ts, tai_offset_s, pivot_ns)
 
 
-def pair_from_wire(a: int, b: int, fmt: TimestampFormat | int, tai_offset_s: int, pivot_ns: int) -> tuple[int, int]:
-    """Two timestamps of one format near ``pivot_ns`` (a reply's T2 and T3): ``from_wire`` of
-    each, with the pivot's era worked out once (a sender reads two a reply)."""
-    if fmt != TimestampFormat.NTP:
-        return ptp_to_ns(a, tai_offset_s, pivot_ns), ptp_to_ns(b, tai_offset_s, pivot_ns)
-    pivot = pivot_ns // NS + NTP_UNIX_OFFSET
-    base = pivot - _HALF_ERA - NTP_UNIX_OFFSET  # the era nearest the pivot, as in ntp_to_ns
-    around = _HALF_ERA - pivot
-    return (((base + (((a >> 32) + around) & _U32)) * NS + (((a & _U32) * NS) >> 32)),
-            ((base + (((b >> 32) + around) & _U32)) * NS + (((b & _U32) * NS) >> 32)))
-
-
 @dataclass(frozen=True, slots=True)
 class ErrorEstimate:
     """The 16-bit Error Estimate: S | Z | Scale(6) | Multiplier(8) (RFC 4656 §4.1.2)."""
