@@ -39,6 +39,8 @@ CSV_FIELDS = ["kind", "seq", "reflector_seq", "t1", "t2", "t3", "t4", "rtt_ns", 
               "reflector_dscp", "reflector_ecn", "late", "detail"]
 PROBLEM_MARKS = {"not_processed": "U", "malformed": "M", "integrity": "I", "unknown": "?", "unreadable": "!",
                  "truncated": "!", "not_read": "-"}
+# The reflector's TTL where no reply carried one (the TTL octet is the 41st)
+NOT_IN_REPLIES = "not in the replies (38-40 octets: a TWAMP-Light reflector's)"
 
 
 def ms(ns: float | None, digits: int = 3) -> str:
@@ -419,9 +421,6 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
 def _return_path_text(rp: dict[str, Any]) -> str:
     followed = ", ".join(f"{k.replace('_', ' ')} x{n}" for k, n in rp["followed"].items())
     return f"used in {rp['honoured']} replies, not in {rp['not_honoured']}" + (f" ({followed})" if followed else "")
-
-
-NOT_IN_REPLIES = "not in the replies (38-40 octets: a TWAMP-Light reflector's)"
 
 
 def _counts(c: dict, unknown: int | None = None) -> str:
