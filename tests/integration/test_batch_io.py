@@ -319,3 +319,41 @@ def test_every_datagram_read_has_every_field_of_received(batch):
     finally:
         ep.close()
         client.close()
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_datagrams_the_kernel_drops_unread_are_counted_and_said(batch):
+    """A flood into a receive buffer of a few datagrams, before the worker reads any: the kernel
+    drops the rest (never received, so in no other count); the reflector's counters, its
+    Prometheus series and its totals say how many (SO_MEMINFO, read every second and at the stop)."""
+    from vectors import EX_A
+
+    from stamp_suite.observability.metrics import ReflectorCollector
+    from stamp_suite.reflector.service import format_totals
+    ep = udp.UdpEndpoint("127.0.0.1", 0, rcvbuf=2048, batch=batch)
+    if not ep.caps.receive_drops:
+        pytest.skip("this platform does not count a socket's drops")
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for _ in range(300):
+        client.sendto(EX_A, ep.local)
+    server = ReflectorServer(Reflector(ReflectorConfig()), ep)
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        counters = server.engine.counters
+        assert wait_for(lambda: counters.received > 0, 2)
+    finally:
+        server.stop()
+        thread.join(5)
+        client.close()
+        ep.close()
+    assert counters.socket_drops > 0 and counters.socket_drops + counters.received == 300
+    assert counters.dropped_total == 0  # the engine's drops: none, it never saw them
+
+    class Service:  # what ReflectorCollector and format_totals read of a ReflectorService
+        started_ns = 0
+        sessions = staticmethod(lambda: [])
+    Service.counters = counters
+    family = {m.name: m for m in ReflectorCollector(Service()).collect()}["stamp_reflector_socket_drops"]
+    assert family.samples[0].value == counters.socket_drops
+    assert f"Dropped unread by this host: {counters.socket_drops} " in format_totals(Service())

@@ -421,3 +421,34 @@ def test_a_reload_to_an_http_sd_endpoint_that_never_answers_holds_no_send(tmp_pa
             mon.terminate()
             _, err = mon.communicate(timeout=10)
     assert "reloaded: 0 added, 0 removed, 0 changed, 1 running" in err, err
+
+
+def test_replies_dropped_unread_by_the_monitors_host_are_counted_said_and_kept_past_a_reload(tmp_path):
+    """What the driver tells a target of its socket's drops (HostDropped) adds up over the
+    targets into stamp_monitor_host_dropped_total and the overload line, and does not fall when
+    a target goes (its count is carried, as the skipped sends' is)."""
+    import io
+
+    from stamp_suite.assembly import TargetSessions
+    from stamp_suite.monitor import Monitor
+    from stamp_suite.net.signals import StopRequest
+    from stamp_suite.sender.events import HostDropped
+    cfg = tmp_path / "t.toml"
+    log = io.StringIO()
+    with start_reflector() as refl:
+        _config(cfg, refl)
+        mon = Monitor(str(cfg), StopRequest(), TargetSessions(), log=log)
+        mon.start()
+        try:
+            for ev in (HostDropped(0, 0), HostDropped(7, 7)):
+                mon.targets["a"].session.dispatch(ev)
+            assert mon.host_drops() == 7
+            mon._check_overload()
+            mon._check_overload()  # nothing new: said once
+            said = [line for line in log.getvalue().splitlines() if "dropped unread" in line]
+            assert len(said) == 1 and "overloaded: 7 replies dropped unread by this host in the last" in said[0]
+            _config(cfg, refl, name="b")
+            mon.apply(mon._load())
+            assert list(mon.targets) == ["b"] and mon.host_drops() == 7
+        finally:
+            mon.close()

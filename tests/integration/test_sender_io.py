@@ -136,3 +136,20 @@ def test_a_packet_larger_than_the_batch_buffers_still_has_its_stamp(sender_io):
     finally:
         ep.close()
         listener.close()
+
+
+def test_replies_the_kernel_drops_unread_are_counted_as_this_hosts_not_the_paths(sender_io, monkeypatch):
+    """A receive buffer of a few datagrams and 64 in flight: the kernel drops replies before the
+    sender reads them.  They are lost (they never reached the program), and the report counts
+    them as this host's (SO_MEMINFO): on loopback every loss is."""
+    from stamp_suite import assembly
+    with start_reflector() as refl:  # its socket keeps the usual buffer
+        real = assembly.UdpEndpoint
+        monkeypatch.setattr(assembly, "UdpEndpoint", lambda *a, **kw: real(*a, **{**kw, "rcvbuf": 2048}))
+        result = run_session(*refl.address, count=2000, window=64, timeout=0.5)
+    packets = result.summary["packets"]
+    if not udp.detect_capabilities().receive_drops:
+        assert packets["host_drops"] is None
+        return
+    assert packets["lost"] > 0 and packets["host_drops"] == packets["lost"], packets
+    assert packets["received"] + packets["lost"] == 2000

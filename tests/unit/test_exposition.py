@@ -145,8 +145,9 @@ def test_a_monitor_exposition_made_as_the_slices_come_is_the_one_made_at_once():
     assert len(window_slices) >= len(windows) * SUMMARY_WORK // SLICE_WORK  # summaries are sliced too
     assert len(list(window_rows(windows, labels))) == 2  # once summarised, a window is only copied
     up = [(labels(t), 1) for t, _ in windows]
-    # schedule_row: no reload, nothing unresolved, one target from the file with kernel timestamps
-    schedule = [("monitor=\"vp1\"", [0] * 16, 0, 0, 0, 0, 0, (1, 0, 0, 0), (1, 0), (0, 0))]
+    # schedule_row: nothing dropped, no reload, nothing unresolved, one target from the file with
+    # kernel timestamps
+    schedule = [("monitor=\"vp1\"", [0] * 16, 0, 0, 0, 0, 0, 0, (1, 0, 0, 0), (1, 0), (0, 0))]
     parts = [*(("sessions", rows) for rows in session_slices), ("schedule", schedule),
              *(("windows", rows) for rows in window_slices), ("up", up[:100]), ("up", up[100:])]
     as_they_come = b"".join(expose_parts(marshal.loads(marshal.dumps(part)) for part in parts))

@@ -519,3 +519,16 @@ def test_windows_folded_in_chunks_summarise_exactly_as_at_close(monkeypatch):
         return [c.record() for c in closed]
     assert summaries(3) == summaries(10**9)
     assert [r["packets"]["sent"] for r in summaries(3)][:4] == [100, 100, 100, 100]
+
+
+def test_the_hosts_drop_count_is_said_once_known_then_only_as_it_grows():
+    """host_dropped(total): the socket's count since it was opened (SO_MEMINFO); the first
+    report is an event even at 0 (the count is then known), later ones only what is new."""
+    from stamp_suite.sender.events import HostDropped
+    engine = SessionSender(SenderConfig())
+    assert engine.host_dropped(0) == [HostDropped(0, 0)]
+    assert engine.host_dropped(0) == []
+    assert engine.host_dropped(5) == [HostDropped(5, 5)]
+    assert engine.host_dropped(7) == [HostDropped(2, 7)]
+    assert engine.host_dropped(7) == []
+    assert SessionSender(SenderConfig()).host_dropped(4) == [HostDropped(4, 4)]  # dropped before the first look

@@ -77,3 +77,11 @@ def test_the_reflector_says_why_it_drops_authenticated_packets_at_most_once_a_mi
                      "authenticated mode (-A A)",
                      "stamp-suite: no reply to 192.0.2.1:4000: HMAC does not verify: the sender's key differs "
                      "from ours (11 such drops since the last line)"]
+
+
+def test_replies_this_host_dropped_unread_are_said_once_as_not_the_paths_loss():
+    from stamp_suite.sender.events import HostDropped
+    assert warnings_for(HostDropped(0, 0)) == []  # the first count, nothing dropped
+    said = warnings_for(HostDropped(0, 0), HostDropped(12, 12), HostDropped(30, 42))
+    assert len(said) == 1 and "this host has dropped datagrams from [::1]:862 unread (12 so far" in said[0]
+    assert "the path did not lose them" in said[0]

@@ -120,6 +120,7 @@ class Monitor:
         self.driver.every(60 * NS, self.state_lines.minute)
         self._skipped_by_removed = 0  # sends skipped by targets no longer running (a counter never falls)
         self._skipped_said = self._sent_said = 0
+        self._host_drops_by_removed = self._host_drops_said = 0  # likewise, replies dropped unread
 
     def _load(self, first: bool = False) -> MonitorConfig:
         return dataclasses.replace(shard(self.discovery.load(first), *self.shard), **self.overrides)
@@ -159,6 +160,7 @@ class Monitor:
     def _stop(self, target: Target) -> None:
         self.driver.remove(target.session)
         self._skipped_by_removed += target.session.engine.skipped
+        self._host_drops_by_removed += target.stats.host_drops or 0
         target.close()
 
     def apply(self, config: MonitorConfig) -> tuple[list[str], list[str], list[str]]:
@@ -411,6 +413,11 @@ class Monitor:
         """Scheduled sends skipped for being over an interval late, by all targets ever run."""
         return self._skipped_by_removed + sum(t.session.engine.skipped for t in list(self.targets.values()))
 
+    def host_drops(self) -> int:
+        """Replies the kernel dropped unread at the targets' sockets (full receive buffers: this
+        process did not read in time), as far as counted (HostDropped), by all targets ever run."""
+        return self._host_drops_by_removed + sum(t.stats.host_drops or 0 for t in list(self.targets.values()))
+
     def _check_overload(self) -> None:
         skipped = self.skipped_sends()
         sent = sum(t.stats.sent for t in list(self.targets.values()))
@@ -421,6 +428,12 @@ class Monitor:
                      f"for being late: more targets than this process measures at their rate (split them over "
                      f"processes with --shard K/N)")
         self._skipped_said, self._sent_said = skipped, sent
+        drops = self.host_drops()
+        if drops > self._host_drops_said:
+            self.log(f"overloaded: {drops - self._host_drops_said:,} replies dropped unread by this host in the last "
+                     f"{OVERLOAD_CHECK_NS // NS} s (full socket receive buffers): counted lost for their targets, "
+                     f"though the paths did not lose them")
+        self._host_drops_said = drops
 
     # -- running -------------------------------------------------------------------------------
     def start(self) -> None:

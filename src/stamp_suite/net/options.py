@@ -50,6 +50,10 @@ SO_TIMESTAMPING = _opt("SO_TIMESTAMPING", 37, None)
 MSG_ERRQUEUE = _opt("MSG_ERRQUEUE", 0x2000, None)
 IP_RECVERR = _opt("IP_RECVERR", 11, None)  # the error queue's messages: sock_extended_err
 IPV6_RECVERR = _opt("IPV6_RECVERR", 25, None)
+# The socket's memory counters (u32 each, linux/sock_diag.h): [SK_MEMINFO_DROPS] is how many
+# datagrams the kernel dropped on it (a full receive buffer, mostly), Linux 4.6+.
+SO_MEMINFO = _opt("SO_MEMINFO", 55, None)
+SK_MEMINFO_DROPS = 8
 
 # SO_TIMESTAMPING flags (linux/net_tstamp.h)
 SOF_TIMESTAMPING_TX_SOFTWARE = 1 << 1

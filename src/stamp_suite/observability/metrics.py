@@ -112,6 +112,10 @@ class ReflectorCollector:
                                   value=c.reflected)
         yield CounterMetricFamily("stamp_reflector_send_errors", "Replies made but not sent (send failed)",
                                   value=c.send_errors)
+        yield CounterMetricFamily("stamp_reflector_socket_drops", "Datagrams the kernel dropped unread at the "
+                                  "reflector's sockets (a full receive buffer: the reflector did not keep up); in no "
+                                  "other count, read every second (0 where the platform cannot count them)",
+                                  value=c.socket_drops)
         dropped = CounterMetricFamily("stamp_reflector_packets_dropped", "Datagrams not answered, by reason",
                                       labels=["reason"])
         for reason, n in sorted(c.dropped.items()):

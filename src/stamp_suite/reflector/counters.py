@@ -18,7 +18,8 @@ from enum import StrEnum
 from ..tlvs.base import TlvDiscard
 from ..tlvs.return_path import ReturnPathOutcome
 
-RECEIVED, REFLECTED, SEND_ERRORS, TLV_INTEGRITY_FAILURES, ACTIVE_SESSIONS, SESSIONS_EVICTED, SESSIONS_EXPIRED = range(7)
+(RECEIVED, REFLECTED, SEND_ERRORS, TLV_INTEGRITY_FAILURES, ACTIVE_SESSIONS, SESSIONS_EVICTED, SESSIONS_EXPIRED,
+ SOCKET_DROPS) = range(8)
 
 
 class DropReason(StrEnum):
@@ -102,6 +103,12 @@ class ReflectorCounters:
     def sessions_expired(self) -> int:
         """Sessions idle past --session-timeout."""
         return self._sum(SESSIONS_EXPIRED)
+
+    @property
+    def socket_drops(self) -> int:
+        """Datagrams the kernel dropped unread at the workers' sockets (a full receive buffer: the
+        reflector did not keep up), as last read (every second); in no other count."""
+        return self._sum(SOCKET_DROPS)
 
     def _nonzero(self, slots: dict) -> dict:
         """The sums of the named slots, those that are not 0."""

@@ -54,6 +54,7 @@ from .counters import (
     REFLECTED,
     RETURN_PATH_SLOT,
     SEND_ERRORS,
+    SOCKET_DROPS,
     DropReason,
     ReflectorCounters,
     local_block,
@@ -78,6 +79,7 @@ WORK_PER_PACKET = 16
 EXPIRY_NS = NS
 CLOCK_READ_NS = 10 * NS
 ADDRESS_READ_NS = 30 * NS
+SOCKET_READ_NS = NS
 _SW_LOCAL, _CONTROL_PLANE = int(TimestampMethod.SW_LOCAL), int(TimestampMethod.CONTROL_PLANE)
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Drop = DropReason | TlvDiscard  # why a datagram got no reply
@@ -205,6 +207,12 @@ class ReadAddresses:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadSocketDrops:
+    """Timer event: the socket's count of datagrams dropped unread is due to be read again
+    (:meth:`Reflector.socket_dropped`)."""
+
+
+@dataclass(frozen=True, slots=True)
 class InternalError:
     """Timer event: a packet raised ``name`` inside the engine (first time of that kind): it
     was dropped and counted as internal_error; worth a line in the log."""
@@ -212,7 +220,7 @@ class InternalError:
     name: str
 
 
-TimerEvent = ReadClock | ReadAddresses | InternalError
+TimerEvent = ReadClock | ReadAddresses | ReadSocketDrops | InternalError
 
 
 # What a reload (SIGHUP) may change in a running engine; the rest (the port, the mode, the
@@ -345,6 +353,11 @@ class Reflector:
             s.last_reply_tx_ns = tx_ns
             s.last_reply_tx_method = method
 
+    def socket_dropped(self, total: int) -> None:
+        """The kernel's count of datagrams it dropped unread at this engine's socket since it was
+        opened (UdpEndpoint.receive_drops): they reached this host but never the reflector."""
+        self._c[SOCKET_DROPS] = total
+
     def observe_processing(self, ns: int) -> None:
         """Time from reading a datagram to having sent its reply, into the histogram slots."""
         c = self._c
@@ -356,7 +369,7 @@ class Reflector:
         """When :meth:`handle_timer` is next due (monotonic ns)."""
         if self._timers is None:
             self._timers = {SessionTable: now_ns + EXPIRY_NS, ReadClock: now_ns + self.config.clock_read_ns,
-                            ReadAddresses: now_ns + ADDRESS_READ_NS}
+                            ReadAddresses: now_ns + ADDRESS_READ_NS, ReadSocketDrops: now_ns + SOCKET_READ_NS}
         return min(self._timers.values())
 
     def handle_timer(self, now_ns: int) -> list[TimerEvent]:
@@ -371,7 +384,8 @@ class Reflector:
         if now_ns >= due[SessionTable]:
             due[SessionTable] = now_ns + EXPIRY_NS
             self._sessions.expire(now_ns)
-        for kind, period in ((ReadClock, self.config.clock_read_ns), (ReadAddresses, ADDRESS_READ_NS)):
+        for kind, period in ((ReadClock, self.config.clock_read_ns), (ReadAddresses, ADDRESS_READ_NS),
+                             (ReadSocketDrops, SOCKET_READ_NS)):
             if now_ns >= due[kind]:
                 due[kind] = now_ns + period
                 events.append(kind())

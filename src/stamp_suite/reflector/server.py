@@ -27,7 +27,7 @@ from ..say import say
 from ..wire.datagram import Received
 from ..wire.timestamp import TimestampMethod
 from .auth_log import AuthDropLog
-from .engine import Drop, InternalError, ReadAddresses, ReadClock, Reflection, Reflector
+from .engine import Drop, InternalError, ReadAddresses, ReadClock, ReadSocketDrops, Reflection, Reflector
 from .sessions import Session
 
 IDLE_WAKEUP_NS = 500_000_000
@@ -98,6 +98,7 @@ class ReflectorServer:
                 now = time.monotonic_ns()
                 if now >= engine.next_timer(now):
                     self._on_timer(now)
+        self._read_socket_drops()  # the last count, for the summary
 
     def _on_timer(self, now: int) -> None:
         for ev in self.engine.handle_timer(now):
@@ -107,9 +108,16 @@ class ReflectorServer:
             elif ev.__class__ is ReadAddresses:
                 if self.read_addresses is not None:
                     self.read_addresses()
+            elif ev.__class__ is ReadSocketDrops:
+                self._read_socket_drops()
             elif ev.__class__ is InternalError:
                 say(f"stamp-suite: internal error {ev.name} while processing a packet: dropped and counted as "
                          f"internal_error (please report it)")
+
+    def _read_socket_drops(self) -> None:
+        total = self.endpoint.receive_drops()
+        if total is not None:
+            self.engine.socket_dropped(total)
 
     def _answer_control(self) -> int:
         """The parent asks for this worker's sessions (totals, SNMP), or hands it the settings

@@ -29,7 +29,7 @@ from ..net.readiness import Readiness
 from ..net.signals import StopRequest
 from ..net.udp import BATCH, UdpEndpoint
 from .engine import SessionSender
-from .events import Event, SendFailed, Transmit
+from .events import Event, Finished, Lost, SendFailed, Transmit
 from .sliced import STEP_BUDGET_NS, SlicedWork
 from .timers import TICK_NS, TimerWheel
 
@@ -182,6 +182,7 @@ class SenderDriver:
         """End every session now (packets still in flight are lost) and tell its consumers."""
         now = time.monotonic_ns()
         for session in list(self.sessions.values()):
+            self._tell_host_drops(session)
             for event in session.engine.close(now):
                 session.dispatch(event)
 
@@ -319,13 +320,28 @@ class SenderDriver:
     def _act(self, session: Probe, events: list[Event], transmits: list[Transmit] | None = None) -> None:
         """Pass the events on; the packets they ask for are sent now, or, given ``transmits``,
         put there to be sent together (:meth:`_transmit`)."""
+        drops_told = False
         for event in events:
-            if event.__class__ is not Transmit:
+            cls = event.__class__
+            if cls is not Transmit:
+                if (cls is Lost or cls is Finished) and not drops_told:
+                    self._tell_host_drops(session)
+                    drops_told = True
                 session.dispatch(event)
             elif transmits is not None:
                 transmits.append(event)
             else:
                 self._transmit(session, [event])
+
+    @staticmethod
+    def _tell_host_drops(session: Probe) -> None:
+        """What the kernel dropped unread for the session's socket (a full receive buffer), said
+        before the loss it causes and before the end: replies dropped here count as lost, and
+        the report says they were this host's, not the path's (HostDropped)."""
+        total = session.endpoint.receive_drops()
+        if total is not None:
+            for event in session.engine.host_dropped(total):
+                session.dispatch(event)
 
     def _transmit(self, session: Probe, transmits: list[Transmit]) -> None:
         """Stamp and send packets, at the first one's due time; more than one go in one system

@@ -71,6 +71,7 @@ from .events import (
     Duplicate,
     Event,
     Finished,
+    HostDropped,
     Invalid,
     Late,
     Lost,
@@ -191,6 +192,7 @@ class SessionSender:
         self._windows: dict[int, int] = {}  # window length -> index of the next window to close
         self._next_window_close: int | None = None  # the earliest of their closes (monotonic)
         self.consecutive_refusals = 0
+        self._host_drops: int | None = None  # the socket's drop count last reported (host_dropped)
         self.ssid_not_echoed = 0
         self.learned_reflector_link_id: int | None = None
         self._prepared = self._prepare(0)
@@ -448,6 +450,16 @@ class SessionSender:
             return [Refused(self.consecutive_refusals, meaning)]
         rec.refused = True
         return [Refused(self.consecutive_refusals, meaning, seq)]
+
+    def host_dropped(self, total: int) -> list[Event]:
+        """The kernel's count of datagrams it dropped for this session's socket, unread, since it
+        was opened (``UdpEndpoint.receive_drops``): a HostDropped with what is new since the last
+        report (the first report always, so that a count of 0 is known too)."""
+        previous = self._host_drops
+        if previous is not None and total <= previous:
+            return []
+        self._host_drops = total
+        return [HostDropped(total - (previous or 0), total)]
 
     # -- receiving ------------------------------------------------------------------------
     def receive(self, data: bytes, t4_ns: int, now_ns: int, ttl: int | None = None,

@@ -227,6 +227,17 @@ class Refused:
 
 
 @dataclass(slots=True)
+class HostDropped:
+    """The kernel dropped ``new`` datagrams for the session's socket before they were read
+    (``total`` since it was opened): its receive buffer was full because this program did not
+    read fast enough.  Replies dropped so are counted lost, but the path did not lose them.
+    Said before the first loss and the end even when 0 (the count is then known)."""
+
+    new: int
+    total: int
+
+
+@dataclass(slots=True)
 class ReportDue:
     """--report-interval elapsed: ``index`` intervals of ``interval_ns`` since the start."""
 
@@ -251,4 +262,4 @@ class Finished:
 
 
 Event = (Transmit | Sent | SendFailed | Reply | Invalid | Late | Duplicate | Lost | Unanswered | Rejected | Refused
-         | ReportDue | WindowClosed | Finished)
+         | HostDropped | ReportDue | WindowClosed | Finished)

@@ -254,7 +254,7 @@ def _loss_pct(p: dict[str, Any]) -> float:
 TROUBLE = (("late", "late"), ("duplicates", "duplicates"), ("reordered", "reordered"), ("refused", "refused (ICMP)"),
            ("hmac_failures", "HMAC failures"), ("tlv_integrity_failures", "TLVs unused: HMAC TLV failed (-R: I)"),
            ("micro_session_mismatches", "micro-session mismatches"), ("malformed", "malformed"),
-           ("foreign", "foreign"))
+           ("foreign", "foreign"), ("host_drops", "replies dropped unread by this host (counted lost: not the path's)"))
 
 
 def summary_short(d: dict[str, Any], session: dict[str, Any], per_packet: bool = False) -> str:
@@ -363,7 +363,8 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
         ("HMAC failures", str(p["hmac_failures"])), ("ICMP errors", str(p["refused"])),
         ("TLVs unused: their HMAC TLV failed", str(p["tlv_integrity_failures"])),
         ("micro-session mismatches", str(p["micro_session_mismatches"])),
-        ("invalid timestamps (kept out of the delays)", str(p["invalid"]))]
+        ("invalid timestamps (kept out of the delays)", str(p["invalid"])),
+        ("dropped unread by this host (in lost)", "unknown here" if p["host_drops"] is None else str(p["host_drops"]))]
         + ([("lost forward / backward / unknown", "{forward} / {backward} / {unknown_direction}".format(
             **d["loss_by_direction"]))] if d["loss_by_direction"] else [])
         + ([("Direct Measurement", "S_TxC {s_txc}  R_RxC {r_rxc}  R_TxC {r_txc}".format(

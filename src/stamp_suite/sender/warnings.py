@@ -6,7 +6,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..say import say
-from .events import WRONG_MODE, Duplicate, Event, Invalid, Late, Lost, Refused, Rejected, RejectReason, Reply, Sent
+from .events import (
+    WRONG_MODE,
+    Duplicate,
+    Event,
+    HostDropped,
+    Invalid,
+    Late,
+    Lost,
+    Refused,
+    Rejected,
+    RejectReason,
+    Reply,
+    Sent,
+)
 
 REFUSALS_BEFORE_WARNING = 3
 
@@ -44,6 +57,11 @@ class EarlyWarnings:
                 what = "no reflector on" if ev.icmp == "port unreachable" else "cannot reach"
                 self._once("refused", f"{what} {self.where}: ICMP {ev.icmp} ({ev.consecutive} in a row); "
                                       f"still trying")
+        elif isinstance(ev, HostDropped) and ev.new:
+            self._once("host_drops", f"this host has dropped datagrams from {self.where} unread ({ev.total} so far: "
+                                     f"the socket's receive buffer was full, this program did not keep up): they "
+                                     f"count as lost, but the path did not lose them; send slower (-d) or fewer at "
+                                     f"once (--window)")
         elif isinstance(ev, Lost) and not self.replied and not self.refused:
             self._once("silent", f"no reply yet from {self.where} within --timeout {self.timeout_s:g} s: is a "
                                  f"reflector there, and in which mode (open or authenticated, -A)?")
