@@ -2,7 +2,8 @@
 
 - paced: ``--rates`` packets/s for ``--seconds`` each, every statistic kept (SessionStats, as
   the CLI keeps them): CPU us a packet (user + system, the whole process), the share of a core,
-  schedule error p50/p99 (how late each send left), loss;
+  schedule error p50/p99 (how late each send left), loss, and how much of it this host's socket
+  dropped unread (the sender did not keep up);
 - capacity: ``stamp-suite --window 64`` (the CLI, JSON summary) replies/s and CPU us a reply,
   against the C load generator's packets/s with 64 in flight (the ratio is the figure).
 
@@ -43,7 +44,9 @@ t1, w1 = os.times(), time.monotonic()
 stats.to_dict()
 cpu = (t1.user - t0.user) + (t1.system - t0.system)
 e = sorted(driver.schedule_error_ns)
-print(cpu / n * 1e6, cpu / (w1 - w0), e[len(e) // 2] / 1e3, e[int(len(e) * 0.99)] / 1e3, stats.lost / n)
+drops = getattr(stats, "host_drops", None)  # an older tree's statistics have no such count
+print(cpu / n * 1e6, cpu / (w1 - w0), e[len(e) // 2] / 1e3, e[int(len(e) * 0.99)] / 1e3, stats.lost / n,
+      -1 if drops is None else drops / n)
 """
 
 
@@ -70,12 +73,15 @@ def main() -> None:
         print(f"Paced sender against the C reflector, every statistic kept; {args.seconds:g} s a rate, "
               f"median of {args.repeat}")
         print(f"{'tree':<10} {'packets/s':>9} {'CPU us/pkt':>10} {'cores':>6} {'late p50 us':>11} "
-              f"{'late p99 us':>11} {'loss':>7}")
+              f"{'late p99 us':>11} {'loss':>7} {'of it this host':>15}")
         for rate in (int(r) for r in args.rates.split(",")):
             for tag, env in trees:
                 runs = [paced(rate, args.seconds, ref.port, env) for _ in range(args.repeat)]
-                us, cores, p50, p99, loss = (statistics.median(r[i] for r in runs) for i in range(5))
-                print(f"{tag:<10} {rate:>9,} {us:>10.1f} {cores:>6.2f} {p50:>11.1f} {p99:>11.1f} {loss:>7.2%}")
+                us, cores, p50, p99, loss, here = (statistics.median(r[i] for r in runs) for i in range(6))
+                # the replies this host's socket dropped unread (SessionStats.host_drops), of all packets
+                here = "n/a" if here < 0 else f"{here:.2%}"
+                print(f"{tag:<10} {rate:>9,} {us:>10.1f} {cores:>6.2f} {p50:>11.1f} {p99:>11.1f} {loss:>7.2%} "
+                      f"{here:>15}")
         print(f"\nCapacity (64 in flight), {args.count:,} packets a run, median of {args.repeat}; "
               f"ratio to the C load generator")
         floor = statistics.median(loadgen(ref.port, 200_000, 64)["pps"] for _ in range(args.repeat))
