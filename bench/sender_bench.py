@@ -44,7 +44,7 @@ t1, w1 = os.times(), time.monotonic()
 stats.to_dict()
 cpu = (t1.user - t0.user) + (t1.system - t0.system)
 e = sorted(driver.schedule_error_ns)
-drops = getattr(stats, "host_drops", None)  # an older tree's statistics have no such count
+drops = getattr(stats, "dropped_unread", None)  # an older tree's statistics have no such count
 print(cpu / n * 1e6, cpu / (w1 - w0), e[len(e) // 2] / 1e3, e[int(len(e) * 0.99)] / 1e3, stats.lost / n,
       -1 if drops is None else drops / n)
 """
@@ -78,7 +78,7 @@ def main() -> None:
             for tag, env in trees:
                 runs = [paced(rate, args.seconds, ref.port, env) for _ in range(args.repeat)]
                 us, cores, p50, p99, loss, here = (statistics.median(r[i] for r in runs) for i in range(6))
-                # the replies this host's socket dropped unread (SessionStats.host_drops), of all packets
+                # the replies this host's socket dropped unread (SessionStats.dropped_unread), of all packets
                 here = "n/a" if here < 0 else f"{here:.2%}"
                 print(f"{tag:<10} {rate:>9,} {us:>10.1f} {cores:>6.2f} {p50:>11.1f} {p99:>11.1f} {loss:>7.2%} "
                       f"{here:>15}")

@@ -322,16 +322,17 @@ def test_every_datagram_read_has_every_field_of_received(batch):
 
 
 @pytest.mark.parametrize("batch", [True, False])
-def test_datagrams_the_kernel_drops_unread_are_counted_and_said(batch):
+def test_datagrams_the_kernel_drops_unread_are_counted_and_said(batch, capsys):
     """A flood into a receive buffer of a few datagrams, before the worker reads any: the kernel
-    drops the rest (never received, so in no other count); the reflector's counters, its
-    Prometheus series and its totals say how many (SO_MEMINFO, read every second and at the stop)."""
+    drops the rest (never received, so in no other count).  The reflector's counters say how
+    many while it runs (SO_MEMINFO, read every second), its log says it once, and its
+    Prometheus series and totals say it after the stop."""
     from vectors import EX_A
 
     from stamp_suite.observability.metrics import ReflectorCollector
     from stamp_suite.reflector.service import format_totals
     ep = udp.UdpEndpoint("127.0.0.1", 0, rcvbuf=2048, batch=batch)
-    if not ep.caps.receive_drops:
+    if not ep.caps.dropped_unread:
         pytest.skip("this platform does not count a socket's drops")
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for _ in range(300):
@@ -341,19 +342,21 @@ def test_datagrams_the_kernel_drops_unread_are_counted_and_said(batch):
     thread.start()
     try:
         counters = server.engine.counters
-        assert wait_for(lambda: counters.received > 0, 2)
+        assert wait_for(lambda: counters.received > 0 and counters.dropped_unread + counters.received == 300, 3)
     finally:
         server.stop()
         thread.join(5)
         client.close()
         ep.close()
-    assert counters.socket_drops > 0 and counters.socket_drops + counters.received == 300
+    assert counters.dropped_unread > 0 and counters.dropped_unread + counters.received == 300
     assert counters.dropped_total == 0  # the engine's drops: none, it never saw them
+    said = [line for line in capsys.readouterr().err.splitlines() if "before the reflector read them" in line]
+    assert len(said) == 1 and said[0].startswith(f"stamp-suite: {counters.dropped_unread} datagrams dropped")
 
     class Service:  # what ReflectorCollector and format_totals read of a ReflectorService
         started_ns = 0
         sessions = staticmethod(lambda: [])
     Service.counters = counters
-    family = {m.name: m for m in ReflectorCollector(Service()).collect()}["stamp_reflector_socket_drops"]
-    assert family.samples[0].value == counters.socket_drops
-    assert f"Dropped unread by this host: {counters.socket_drops} " in format_totals(Service())
+    family = {m.name: m for m in ReflectorCollector(Service()).collect()}["stamp_reflector_dropped_unread"]
+    assert family.samples[0].value == counters.dropped_unread
+    assert f"Never read, dropped by this host's kernel: {counters.dropped_unread} " in format_totals(Service())

@@ -83,7 +83,16 @@ def test_no_per_packet_tos(without):
 
 
 def test_capability_notes_say_what_is_missing():
-    caps = REAL(2).without("ttl", "kernel_rx_timestamp", "set_tos_per_packet")
+    caps = REAL(2).without("ttl", "kernel_rx_timestamp", "set_tos_per_packet", "dropped_unread")
     notes = "\n".join(caps.notes())
     assert "TTL/hop limit cannot be read" in notes and "no kernel receive timestamps" in notes
-    assert "DSCP cannot be set per packet" in notes
+    assert "DSCP cannot be set per packet" in notes and "loss may include this host's own drops" in notes
+
+
+def test_no_count_of_datagrams_dropped_unread(without):
+    """macOS and Windows give no SO_MEMINFO: how many replies this host dropped unread is unknown
+    (JSON null), not 0; where it is counted, a run without any says 0 (read at the end too)."""
+    with start_reflector() as refl:
+        assert run_session(*refl.address, count=3, send_delay=5, timeout=1).summary["packets"]["dropped_unread"] == 0
+        without("dropped_unread")
+        assert run_session(*refl.address, count=3, send_delay=5, timeout=1).summary["packets"]["dropped_unread"] is None

@@ -108,7 +108,6 @@ def test_fifty_targets_loss_and_delay_as_the_relays_made_them(tmp_path, quick_gi
         assert m[("stamp_monitor_schedule_error_seconds_count", ())] >= sum(
             metric(m, "stamp_sender_packets_sent_total", t) for t in targets) - len(targets)
         assert m[("stamp_monitor_sends_skipped_total", ())] == 0
-        assert m[("stamp_monitor_host_dropped_total", ())] == 0  # the relays' loss is the paths', none this host's
         for name in targets:
             sent = metric(m, "stamp_sender_packets_sent_total", name)
             lost = metric(m, "stamp_sender_packets_lost_total", name)

@@ -248,7 +248,7 @@ class _Monitor:
     def skipped_sends(self) -> int:
         return 3
 
-    def host_drops(self) -> int:
+    def dropped_unread(self) -> int:
         return 5
 
     def target_sources(self) -> tuple[int, ...]:
@@ -278,7 +278,7 @@ def test_without_a_render_process_the_loop_formats_and_says_so(monkeypatch):
         exposition.close()
     assert b'stamp_monitor_target_up{monitor="vp1",target="b"} 0\n' in text
     assert b'stamp_monitor_sends_skipped_total{monitor="vp1"} 3\n' in text
-    assert b'stamp_monitor_host_dropped_total{monitor="vp1"} 5\n' in text
+    assert b'stamp_monitor_dropped_unread_total{monitor="vp1"} 5\n' in text
     assert b'stamp_monitor_reloads_total{monitor="vp1",result="applied"} 2\n' in text
     assert b'stamp_monitor_reloads_total{monitor="vp1",result="failed"} 1\n' in text
     assert b'stamp_monitor_unresolved_targets{monitor="vp1"} 1\n' in text

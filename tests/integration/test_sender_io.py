@@ -148,8 +148,8 @@ def test_replies_the_kernel_drops_unread_are_counted_as_this_hosts_not_the_paths
         monkeypatch.setattr(assembly, "UdpEndpoint", lambda *a, **kw: real(*a, **{**kw, "rcvbuf": 2048}))
         result = run_session(*refl.address, count=2000, window=64, timeout=0.5)
     packets = result.summary["packets"]
-    if not udp.detect_capabilities().receive_drops:
-        assert packets["host_drops"] is None
+    if not udp.detect_capabilities().dropped_unread:
+        assert packets["dropped_unread"] is None
         return
-    assert packets["lost"] > 0 and packets["host_drops"] == packets["lost"], packets
+    assert packets["lost"] > 0 and packets["dropped_unread"] == packets["lost"], packets
     assert packets["received"] + packets["lost"] == 2000

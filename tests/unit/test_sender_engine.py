@@ -522,13 +522,17 @@ def test_windows_folded_in_chunks_summarise_exactly_as_at_close(monkeypatch):
 
 
 def test_the_hosts_drop_count_is_said_once_known_then_only_as_it_grows():
-    """host_dropped(total): the socket's count since it was opened (SO_MEMINFO); the first
-    report is an event even at 0 (the count is then known), later ones only what is new."""
-    from stamp_suite.sender.events import HostDropped
+    """dropped_unread(count): the socket's 32-bit count since it was opened (SO_MEMINFO); the
+    first count is an event even at 0 (the count is then known), later ones only what is new,
+    across a wrap of the count too."""
+    from stamp_suite.sender.events import DroppedUnread
     engine = SessionSender(SenderConfig())
-    assert engine.host_dropped(0) == [HostDropped(0, 0)]
-    assert engine.host_dropped(0) == []
-    assert engine.host_dropped(5) == [HostDropped(5, 5)]
-    assert engine.host_dropped(7) == [HostDropped(2, 7)]
-    assert engine.host_dropped(7) == []
-    assert SessionSender(SenderConfig()).host_dropped(4) == [HostDropped(4, 4)]  # dropped before the first look
+    assert engine.dropped_unread(0) == [DroppedUnread(0, 0)]
+    assert engine.dropped_unread(0) == []
+    assert engine.dropped_unread(5) == [DroppedUnread(5, 5)]
+    assert engine.dropped_unread(7) == [DroppedUnread(2, 7)]
+    assert engine.dropped_unread(7) == []
+    assert SessionSender(SenderConfig()).dropped_unread(4) == [DroppedUnread(4, 4)]  # dropped before the first look
+    wrapping = SessionSender(SenderConfig())
+    wrapping.dropped_unread(0xFFFF_FFFE)
+    assert wrapping.dropped_unread(3) == [DroppedUnread(5, 0xFFFF_FFFE + 5)]

@@ -394,17 +394,19 @@ def test_a_reader_on_another_thread_sees_every_value_once():
 
 
 def test_datagrams_dropped_unread_by_this_host_are_counted_beside_loss():
-    """HostDropped (the kernel's SO_MEMINFO count, said by the driver before a loss): its news
-    add up; unknown (None, JSON null) until the first count, and 'unknown here' in --full."""
-    from stamp_suite.sender.events import HostDropped
-    from stamp_suite.sender.report import summary_short
+    """DroppedUnread (the kernel's SO_MEMINFO count, read by the driver): its news add up;
+    unknown (None, JSON null) until the first count, 'unknown here' in --full; -q says it as
+    ping says its errors."""
+    from stamp_suite.sender.events import DroppedUnread
+    from stamp_suite.sender.report import summary_ping, summary_short
     st = SessionStats()
     d = feed(st, [], sent=0)
-    assert d["packets"]["host_drops"] is None
-    assert re.search(r"dropped unread by this host \(in lost\) +unknown here\n", summary_text(d, {}))
-    for ev in (HostDropped(0, 0), Lost(0, BASE), HostDropped(3, 3), HostDropped(2, 5)):
+    assert d["packets"]["dropped_unread"] is None
+    assert re.search(r"dropped unread here \(not the path's loss\) +unknown here\n", summary_text(d, {}))
+    for ev in (DroppedUnread(0, 0), Lost(0, BASE), DroppedUnread(3, 3), DroppedUnread(2, 5)):
         st.on_event(ev)
     d = st.to_dict()
-    assert d["packets"]["host_drops"] == 5 and d["packets"]["lost"] == 1
-    assert re.search(r"dropped unread by this host \(in lost\) +5\n", summary_text(d, {}))
-    assert "replies dropped unread by this host (counted lost: not the path's) 5" in summary_short(d, {})
+    assert d["packets"]["dropped_unread"] == 5 and d["packets"]["lost"] == 1
+    assert re.search(r"dropped unread here \(not the path's loss\) +5\n", summary_text(d, {}))
+    assert "dropped unread by this host (it fell behind: not the path's loss) 5" in summary_short(d, {})
+    assert ", +5 dropped unread here, " in summary_ping(d, {})

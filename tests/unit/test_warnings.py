@@ -79,9 +79,14 @@ def test_the_reflector_says_why_it_drops_authenticated_packets_at_most_once_a_mi
                      "from ours (11 such drops since the last line)"]
 
 
-def test_replies_this_host_dropped_unread_are_said_once_as_not_the_paths_loss():
-    from stamp_suite.sender.events import HostDropped
-    assert warnings_for(HostDropped(0, 0)) == []  # the first count, nothing dropped
-    said = warnings_for(HostDropped(0, 0), HostDropped(12, 12), HostDropped(30, 42))
-    assert len(said) == 1 and "this host has dropped datagrams from [::1]:862 unread (12 so far" in said[0]
-    assert "the path did not lose them" in said[0]
+def test_replies_this_dropped_unread_total_unread_are_said_once_as_not_the_paths_loss():
+    from stamp_suite.sender.events import DroppedUnread
+    assert warnings_for(DroppedUnread(0, 0)) == []  # the first count, nothing dropped
+    said = warnings_for(DroppedUnread(0, 0), DroppedUnread(12, 12), DroppedUnread(30, 42))
+    assert len(said) == 1 and "this host is dropping replies from [::1]:862 before reading them (12 so far" in said[0]
+    assert "the path did not lose them; send slower (a longer -d)" in said[0]
+    said = []
+    capacity = EarlyWarnings("x", 1.0, said.append, window=64, receive_buffer=8 << 20)
+    capacity(DroppedUnread(3, 3))
+    assert said[0].endswith("keep fewer in flight (--window below 64); the socket's receive buffer is 8192 KiB "
+                            "(net.core.rmem_max caps it)")

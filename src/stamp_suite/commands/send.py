@@ -86,7 +86,9 @@ def _open_all(targets: list[Settings], clock: ClockState) -> tuple[list[Run], in
             info = session_info(t, session, clock)
             where = remote_label(info)
             output = SenderOutput(t, stats, info, target=where if several else None)
-            session.consumers += [output, EarlyWarnings(where, t.sender.timeout, ssid=t.sender.ssid or 0)]
+            session.consumers += [output, EarlyWarnings(where, t.sender.timeout, ssid=t.sender.ssid or 0,
+                                                        window=t.sender.window or 0,
+                                                        receive_buffer=session.endpoint.receive_buffer())]
             runs.append((session, stats, output))
     except BaseException:
         for session, _, _ in runs:

@@ -123,7 +123,7 @@ class MonitorExposition:
         for rows in m.metrics.rows():
             yield "sessions", rows
         yield "schedule", [schedule_row(label_text(("monitor",), (m.name,)), m.schedule_error, m.skipped_sends(),
-                                        m.host_drops(), m.reloads, len(m.unresolved), m.target_sources(),
+                                        m.dropped_unread(), m.reloads, len(m.unresolved), m.target_sources(),
                                         m.timestamping(), m.discovery.failures())]
         for rows in window_rows(m.windows(), labels):
             yield "windows", rows

@@ -14,10 +14,10 @@ SCHEDULE_FAMILIES: tuple[Family, ...] = (
      "stamp_monitor_sends_skipped_total is the overload signal)"),
     ("stamp_monitor_sends_skipped_total", "counter",
      "Scheduled test packets not sent for being over an interval (and 0.1 s) late: an overloaded monitor"),
-    ("stamp_monitor_host_dropped_total", "counter",
-     "Replies the kernel dropped unread at the targets' sockets (full receive buffers: the monitor did not read "
-     "in time); counted lost for their targets, though the paths did not lose them (0 where the platform cannot "
-     "count them)"),
+    ("stamp_monitor_dropped_unread_total", "counter",
+     "Replies the kernel dropped at the targets' sockets before the monitor read them (full receive buffers: it "
+     "fell behind), read every 10 s; counted lost for their targets, though the paths did not lose them (0 where "
+     "the platform cannot count them: its start-up notes say so)"),
     ("stamp_monitor_reloads_total", "counter",
      "Reloads of the targets file (SIGHUP or --watch), by result: applied, or failed and changed nothing"),
     ("stamp_monitor_unresolved_targets", "gauge",
@@ -36,13 +36,13 @@ OWN_FAMILIES: tuple[Family, ...] = (
      "targets went on)"))
 
 
-def schedule_row(labels: str, lateness: BucketHistogram, skipped: int, host_drops: int, reloads: tuple[int, int],
+def schedule_row(labels: str, lateness: BucketHistogram, skipped: int, dropped: int, reloads: tuple[int, int],
                  unresolved: int, sources: tuple[int, ...], timestamping: tuple[int, int],
                  sd_failures: tuple[int, ...]) -> tuple:
     """A monitor's own health as schedule_lines wants it (live, as a session's row); ``reloads``:
     (applied, failed); ``sources``: its targets from each of SOURCES; ``timestamping``: running
     targets with kernel and with user-space receive timestamps; ``sd_failures``: of each of POLLED."""
-    return (labels, lateness.counts, lateness.sum_ns, skipped, host_drops, *reloads, unresolved, sources, timestamping,
+    return (labels, lateness.counts, lateness.sum_ns, skipped, dropped, *reloads, unresolved, sources, timestamping,
             sd_failures)
 
 
@@ -53,7 +53,7 @@ def schedule_lines(f: Families, rows: list[tuple]) -> None:
     for labels, counts, sum_ns, skipped, drops, applied, failed, unresolved, sources, timestamping, sd_failures in rows:
         f.histogram("stamp_monitor_schedule_error_seconds", labels, BUCKET_BOUNDS, counts, sum_ns / 1e9)
         f.sample("stamp_monitor_sends_skipped_total", labels, skipped)
-        f.sample("stamp_monitor_host_dropped_total", labels, drops)
+        f.sample("stamp_monitor_dropped_unread_total", labels, drops)
         f.sample("stamp_monitor_reloads_total", f'{labels},result="applied"', applied)
         f.sample("stamp_monitor_reloads_total", f'{labels},result="failed"', failed)
         f.sample("stamp_monitor_unresolved_targets", labels, unresolved)

@@ -120,7 +120,8 @@ class Monitor:
         self.driver.every(60 * NS, self.state_lines.minute)
         self._skipped_by_removed = 0  # sends skipped by targets no longer running (a counter never falls)
         self._skipped_said = self._sent_said = 0
-        self._host_drops_by_removed = self._host_drops_said = 0  # likewise, replies dropped unread
+        self._dropped_unread_by_removed = 0  # likewise, replies dropped unread
+        self._dropped_unread_by_target: dict[str, int] = {}  # what _say_dropped_unread has said of each
 
     def _load(self, first: bool = False) -> MonitorConfig:
         return dataclasses.replace(shard(self.discovery.load(first), *self.shard), **self.overrides)
@@ -160,7 +161,7 @@ class Monitor:
     def _stop(self, target: Target) -> None:
         self.driver.remove(target.session)
         self._skipped_by_removed += target.session.engine.skipped
-        self._host_drops_by_removed += target.stats.host_drops or 0
+        self._dropped_unread_by_removed += target.stats.dropped_unread or 0
         target.close()
 
     def apply(self, config: MonitorConfig) -> tuple[list[str], list[str], list[str]]:
@@ -413,10 +414,12 @@ class Monitor:
         """Scheduled sends skipped for being over an interval late, by all targets ever run."""
         return self._skipped_by_removed + sum(t.session.engine.skipped for t in list(self.targets.values()))
 
-    def host_drops(self) -> int:
-        """Replies the kernel dropped unread at the targets' sockets (full receive buffers: this
-        process did not read in time), as far as counted (HostDropped), by all targets ever run."""
-        return self._host_drops_by_removed + sum(t.stats.host_drops or 0 for t in list(self.targets.values()))
+    def dropped_unread(self) -> int:
+        """Replies the kernel dropped at the targets' sockets before this process read them (full
+        receive buffers: it fell behind), by all targets ever run, as last read (the driver reads
+        each socket's count every ten seconds: DroppedUnread)."""
+        running = sum(t.stats.dropped_unread or 0 for t in list(self.targets.values()))
+        return self._dropped_unread_by_removed + running
 
     def _check_overload(self) -> None:
         skipped = self.skipped_sends()
@@ -428,12 +431,23 @@ class Monitor:
                      f"for being late: more targets than this process measures at their rate (split them over "
                      f"processes with --shard K/N)")
         self._skipped_said, self._sent_said = skipped, sent
-        drops = self.host_drops()
-        if drops > self._host_drops_said:
-            self.log(f"overloaded: {drops - self._host_drops_said:,} replies dropped unread by this host in the last "
-                     f"{OVERLOAD_CHECK_NS // NS} s (full socket receive buffers): counted lost for their targets, "
-                     f"though the paths did not lose them")
-        self._host_drops_said = drops
+        self._say_dropped_unread()
+
+    def _say_dropped_unread(self) -> None:
+        """The replies dropped unread since the last check, and the targets that lost most."""
+        said, counts = self._dropped_unread_by_target, {}
+        for name, t in list(self.targets.items()):
+            n = (t.stats.dropped_unread or 0) - said.get(name, 0)
+            if n > 0:
+                counts[name] = n
+            said[name] = t.stats.dropped_unread or 0
+        for name in [name for name in said if name not in self.targets]:
+            del said[name]
+        if counts:
+            worst = ", ".join(f"{name} {n:,}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])[:3])
+            self.log(f"overloaded: {sum(counts.values()):,} replies dropped by this host before it read them in the "
+                     f"last {OVERLOAD_CHECK_NS // NS} s (full socket receive buffers; most for {worst}): counted "
+                     f"lost for their targets, though the paths did not lose them")
 
     # -- running -------------------------------------------------------------------------------
     def start(self) -> None:

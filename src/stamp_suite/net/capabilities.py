@@ -27,7 +27,7 @@ class Capabilities:
     set_tos_per_packet: bool = False
     set_source_per_packet: bool = False
     reuseport: bool = False
-    receive_drops: bool = False  # the kernel's count of datagrams a socket dropped (SO_MEMINFO)
+    dropped_unread: bool = False  # the kernel's count of datagrams a socket dropped unread (SO_MEMINFO)
 
     def missing(self) -> list[str]:
         return [f.name for f in fields(self) if not getattr(self, f.name)]
@@ -49,9 +49,9 @@ class Capabilities:
         if not self.kernel_rx_timestamp:
             notes.append("no kernel receive timestamps: taken in user space right after recvmsg "
                          "(Timestamp Information says Control Plane)")
-        if not self.receive_drops:
-            notes.append("datagrams the kernel drops before they are read (a full receive buffer) cannot be "
-                         "counted here: a sender's loss may include replies this host dropped")
+        if not self.dropped_unread:
+            notes.append("datagrams the kernel drops before this program reads them (a full receive buffer) "
+                         "cannot be counted here: loss may include this host's own drops")
         if not self.set_tos_per_packet:
             notes.append("DSCP cannot be set per packet here: CoS-requested DSCP is not applied to replies")
         return notes
@@ -95,14 +95,15 @@ def detect_capabilities(family: int = socket.AF_INET) -> Capabilities:
         tx_ts = o.MSG_ERRQUEUE is not None and enable_tx_timestamps(s)
         reuse = try_option(s, o.SOL_SOCKET, o.SO_REUSEPORT)
         send_cmsg = has_recvmsg and hasattr(s, "sendmsg") and o.LINUX
-        drops = socket_drops(s) is not None
+        drops = socket_dropped_unread(s) is not None
     return Capabilities(has_recvmsg, ttl and has_recvmsg, tos and has_recvmsg, dst and has_recvmsg,
                         ts and has_recvmsg, tx_ts and send_cmsg, send_cmsg, send_cmsg and dst, reuse, drops)
 
 
-def socket_drops(sock: socket.socket) -> int | None:
-    """How many datagrams the kernel dropped on ``sock`` before they were read (its receive
-    buffer full, mostly), since it was opened; None where the platform does not say."""
+def socket_dropped_unread(sock: socket.socket) -> int | None:
+    """How many datagrams the kernel dropped for ``sock`` before they were read, since it was
+    opened: its receive buffer full (the program fell behind), or, rarely, a bad UDP checksum.
+    A 32-bit count that wraps; None where the platform does not say."""
     if o.SO_MEMINFO is None:
         return None
     try:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from ..wire.datagram import Received
 from . import options as o
 from . import srv6
-from .capabilities import Capabilities, detect_capabilities, enable_tx_timestamps, socket_drops, try_option
+from .capabilities import Capabilities, detect_capabilities, enable_tx_timestamps, socket_dropped_unread, try_option
 from .resolve import format_address
 
 MMSG_API_VERSION = 3  # what this module expects of the C extension (its API_VERSION)
@@ -142,11 +142,16 @@ class UdpEndpoint:
     def setblocking(self, flag: bool) -> None:
         self.sock.setblocking(flag)
 
-    def receive_drops(self) -> int | None:
+    def dropped_unread(self) -> int | None:
         """Datagrams for this socket that the kernel dropped before they were read (its receive
-        buffer was full: the program did not read fast enough), since it was opened; None where
-        the platform does not say (Capabilities.receive_drops)."""
-        return socket_drops(self.sock) if self.caps.receive_drops else None
+        buffer was full: the program did not read fast enough), since it was opened, a 32-bit
+        count; None where the platform does not say (Capabilities.dropped_unread)."""
+        return socket_dropped_unread(self.sock) if self.caps.dropped_unread else None
+
+    def receive_buffer(self) -> int:
+        """The receive buffer the kernel gave this socket, in octets of its own accounting (it
+        doubles what is asked, up to net.core.rmem_max on Linux)."""
+        return self.sock.getsockopt(o.SOL_SOCKET, socket.SO_RCVBUF)
 
     def set_default_tos(self, tos: int) -> None:
         """DSCP/ECN for every packet of this socket (the sender's --dscp/--ecn)."""

@@ -24,6 +24,7 @@ from prometheus_client.core import (
 )
 
 from .. import __version__
+from ..net.capabilities import detect_capabilities
 from ..reflector.counters import PROCESSING_BUCKETS_S
 from ..sender.availability import Availability
 from ..sender.events import Event, Reply
@@ -103,6 +104,8 @@ class ReflectorCollector:
 
     def __init__(self, service) -> None:
         self.service = service
+        # a series only where the kernel counts a socket's drops: not a 0 that cannot move
+        self.counts_dropped_unread = detect_capabilities().dropped_unread
 
     def collect(self) -> Iterator[Metric]:
         c = self.service.counters
@@ -112,10 +115,10 @@ class ReflectorCollector:
                                   value=c.reflected)
         yield CounterMetricFamily("stamp_reflector_send_errors", "Replies made but not sent (send failed)",
                                   value=c.send_errors)
-        yield CounterMetricFamily("stamp_reflector_socket_drops", "Datagrams the kernel dropped unread at the "
-                                  "reflector's sockets (a full receive buffer: the reflector did not keep up); in no "
-                                  "other count, read every second (0 where the platform cannot count them)",
-                                  value=c.socket_drops)
+        if self.counts_dropped_unread:
+            yield CounterMetricFamily("stamp_reflector_dropped_unread", "Datagrams the kernel dropped at the "
+                                      "reflector's sockets before it read them (a full receive buffer: it fell "
+                                      "behind), read every second; in no other count", value=c.dropped_unread)
         dropped = CounterMetricFamily("stamp_reflector_packets_dropped", "Datagrams not answered, by reason",
                                       labels=["reason"])
         for reason, n in sorted(c.dropped.items()):

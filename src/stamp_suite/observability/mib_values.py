@@ -38,7 +38,7 @@ def reflector_objects(service: ReflectorService, s: Settings) -> Objects:
         (stats + (4, 0), T.GAUGE32, c.active_sessions),
         (stats + (5, 0), T.TIME_TICKS, ((time.time_ns() - service.started_ns) // 10_000_000) & U32),
         (stats + (6, 0), T.COUNTER64, c.send_errors),
-        (stats + (7, 0), T.COUNTER64, c.socket_drops),
+        (stats + (7, 0), T.COUNTER64, c.dropped_unread),
     ]
     for sess in service.sessions():
         i = sess.index

@@ -19,7 +19,7 @@ from ..tlvs.base import TlvDiscard
 from ..tlvs.return_path import ReturnPathOutcome
 
 (RECEIVED, REFLECTED, SEND_ERRORS, TLV_INTEGRITY_FAILURES, ACTIVE_SESSIONS, SESSIONS_EVICTED, SESSIONS_EXPIRED,
- SOCKET_DROPS) = range(8)
+ DROPPED_UNREAD) = range(8)
 
 
 class DropReason(StrEnum):
@@ -105,10 +105,10 @@ class ReflectorCounters:
         return self._sum(SESSIONS_EXPIRED)
 
     @property
-    def socket_drops(self) -> int:
+    def dropped_unread(self) -> int:
         """Datagrams the kernel dropped unread at the workers' sockets (a full receive buffer: the
         reflector did not keep up), as last read (every second); in no other count."""
-        return self._sum(SOCKET_DROPS)
+        return self._sum(DROPPED_UNREAD)
 
     def _nonzero(self, slots: dict) -> dict:
         """The sums of the named slots, those that are not 0."""

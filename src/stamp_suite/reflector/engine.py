@@ -47,6 +47,7 @@ from ..wire.timestamp import (
 )
 from .counters import (
     DROP_SLOT,
+    DROPPED_UNREAD,
     PROCESSING_BASE,
     PROCESSING_BOUNDS_NS,
     PROCESSING_SUM,
@@ -54,7 +55,6 @@ from .counters import (
     REFLECTED,
     RETURN_PATH_SLOT,
     SEND_ERRORS,
-    SOCKET_DROPS,
     DropReason,
     ReflectorCounters,
     local_block,
@@ -79,7 +79,7 @@ WORK_PER_PACKET = 16
 EXPIRY_NS = NS
 CLOCK_READ_NS = 10 * NS
 ADDRESS_READ_NS = 30 * NS
-SOCKET_READ_NS = NS
+DROPPED_UNREAD_READ_NS = NS
 _SW_LOCAL, _CONTROL_PLANE = int(TimestampMethod.SW_LOCAL), int(TimestampMethod.CONTROL_PLANE)
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Drop = DropReason | TlvDiscard  # why a datagram got no reply
@@ -207,9 +207,9 @@ class ReadAddresses:
 
 
 @dataclass(frozen=True, slots=True)
-class ReadSocketDrops:
+class ReadDroppedUnread:
     """Timer event: the socket's count of datagrams dropped unread is due to be read again
-    (:meth:`Reflector.socket_dropped`)."""
+    (:meth:`Reflector.dropped_unread_at`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +220,7 @@ class InternalError:
     name: str
 
 
-TimerEvent = ReadClock | ReadAddresses | ReadSocketDrops | InternalError
+TimerEvent = ReadClock | ReadAddresses | ReadDroppedUnread | InternalError
 
 
 # What a reload (SIGHUP) may change in a running engine; the rest (the port, the mode, the
@@ -251,6 +251,7 @@ class Reflector:
         self._errors_seen: set[str] = set()
         self._new_errors: list[str] = []
         self._timers: dict[type, int] | None = None  # kind of timer -> when due (monotonic ns)
+        self._dropped_unread_count = 0  # the socket's count when last read (dropped_unread)
         # The mode's layouts, chosen once: the rules read them for every packet.
         self._authenticated = auth = config.authenticated
         self._integrity_required = auth or config.verify_tlv_hmac
@@ -353,10 +354,15 @@ class Reflector:
             s.last_reply_tx_ns = tx_ns
             s.last_reply_tx_method = method
 
-    def socket_dropped(self, total: int) -> None:
-        """The kernel's count of datagrams it dropped unread at this engine's socket since it was
-        opened (UdpEndpoint.receive_drops): they reached this host but never the reflector."""
-        self._c[SOCKET_DROPS] = total
+    def dropped_unread(self, count: int) -> int:
+        """The kernel's 32-bit count of datagrams it dropped at this engine's socket before they
+        were read, since it was opened (UdpEndpoint.dropped_unread): they reached this host but
+        never the reflector (its receive buffer was full).  Counted; returns how many are new."""
+        previous = self._dropped_unread_count
+        self._dropped_unread_count = count
+        new = (count - previous) & 0xFFFF_FFFF  # (a count that wrapped)
+        self._c[DROPPED_UNREAD] += new
+        return new
 
     def observe_processing(self, ns: int) -> None:
         """Time from reading a datagram to having sent its reply, into the histogram slots."""
@@ -369,7 +375,7 @@ class Reflector:
         """When :meth:`handle_timer` is next due (monotonic ns)."""
         if self._timers is None:
             self._timers = {SessionTable: now_ns + EXPIRY_NS, ReadClock: now_ns + self.config.clock_read_ns,
-                            ReadAddresses: now_ns + ADDRESS_READ_NS, ReadSocketDrops: now_ns + SOCKET_READ_NS}
+                            ReadAddresses: now_ns + ADDRESS_READ_NS, ReadDroppedUnread: now_ns + DROPPED_UNREAD_READ_NS}
         return min(self._timers.values())
 
     def handle_timer(self, now_ns: int) -> list[TimerEvent]:
@@ -385,7 +391,7 @@ class Reflector:
             due[SessionTable] = now_ns + EXPIRY_NS
             self._sessions.expire(now_ns)
         for kind, period in ((ReadClock, self.config.clock_read_ns), (ReadAddresses, ADDRESS_READ_NS),
-                             (ReadSocketDrops, SOCKET_READ_NS)):
+                             (ReadDroppedUnread, DROPPED_UNREAD_READ_NS)):
             if now_ns >= due[kind]:
                 due[kind] = now_ns + period
                 events.append(kind())

@@ -27,13 +27,14 @@ from ..say import say
 from ..wire.datagram import Received
 from ..wire.timestamp import TimestampMethod
 from .auth_log import AuthDropLog
-from .engine import Drop, InternalError, ReadAddresses, ReadClock, ReadSocketDrops, Reflection, Reflector
+from .engine import Drop, InternalError, ReadAddresses, ReadClock, ReadDroppedUnread, Reflection, Reflector
 from .sessions import Session
 
 IDLE_WAKEUP_NS = 500_000_000
 MAX_AWAITING_TX = 4096
 DRAIN_BATCH = 512  # datagrams per wake-up before the loop looks at its stop flag again
 SEND_GROUP = 8  # replies per sendmmsg: more would leave T3 earlier than the send by more
+DROPPED_UNREAD_SAY_NS = 60_000_000_000  # a line about datagrams dropped unread, once a minute at most
 MAX_SESSIONS_REPORTED = 10_000  # per worker, in answers to the parent (SNMP table, totals)
 _SIZE_ERRORS = (errno.EMSGSIZE, 10040)  # Windows reports an oversized datagram as WSAEMSGSIZE
 # What a datagram too large for the buffer is, where the read fails instead of truncating it.
@@ -72,6 +73,8 @@ class ReflectorServer:
         self.reload = reload  # SIGHUP's request, and what makes the new settings (one worker)
         self._awaiting_tx: dict[int, Reflection] = {}  # TX timestamp key -> reply (Follow-Up Telemetry)
         self._auth_drops = AuthDropLog(engine.config.authenticated, say)
+        self._dropped_unsaid = 0  # dropped unread since the last line that said so
+        self._dropped_said_at = -DROPPED_UNREAD_SAY_NS
 
     def stop(self) -> None:
         self.stop_request.set()
@@ -98,7 +101,7 @@ class ReflectorServer:
                 now = time.monotonic_ns()
                 if now >= engine.next_timer(now):
                     self._on_timer(now)
-        self._read_socket_drops()  # the last count, for the summary
+        self._read_dropped_unread()  # the last count, for the totals
 
     def _on_timer(self, now: int) -> None:
         for ev in self.engine.handle_timer(now):
@@ -108,16 +111,25 @@ class ReflectorServer:
             elif ev.__class__ is ReadAddresses:
                 if self.read_addresses is not None:
                     self.read_addresses()
-            elif ev.__class__ is ReadSocketDrops:
-                self._read_socket_drops()
+            elif ev.__class__ is ReadDroppedUnread:
+                self._read_dropped_unread()
             elif ev.__class__ is InternalError:
                 say(f"stamp-suite: internal error {ev.name} while processing a packet: dropped and counted as "
                          f"internal_error (please report it)")
 
-    def _read_socket_drops(self) -> None:
-        total = self.endpoint.receive_drops()
-        if total is not None:
-            self.engine.socket_dropped(total)
+    def _read_dropped_unread(self) -> None:
+        """Count what the kernel dropped before this worker read it, and say so, once a minute at
+        most while it goes on: a reflector that falls behind looks like loss to its senders."""
+        count = self.endpoint.dropped_unread()
+        if count is None:
+            return
+        self._dropped_unsaid += self.engine.dropped_unread(count)
+        now = time.monotonic_ns()
+        if self._dropped_unsaid and now >= self._dropped_said_at + DROPPED_UNREAD_SAY_NS:
+            say(f"stamp-suite: {self._dropped_unsaid} datagrams dropped by this host before the reflector read them "
+                f"(its socket's receive buffer was full: the reflector falls behind; more --workers spread the "
+                f"load): its senders count them as lost")
+            self._dropped_unsaid, self._dropped_said_at = 0, now
 
     def _answer_control(self) -> int:
         """The parent asks for this worker's sessions (totals, SNMP), or hands it the settings

@@ -340,9 +340,9 @@ def format_totals(service: ReflectorService) -> str:
              f"Packets dropped: {c.dropped_total}"]
     lines += [f"  {reason}: {n}" for reason, n in sorted(c.dropped.items())]
     lines.append(f"Send errors: {c.send_errors}")
-    if c.socket_drops:  # never read, so in no count above: the senders see them as loss
-        lines.append(f"Dropped unread by this host: {c.socket_drops} (the socket's receive buffer was full: "
-                     f"the reflector did not keep up)")
+    if c.dropped_unread:  # never read, so in no count above: the senders see them as loss
+        lines.append(f"Never read, dropped by this host's kernel: {c.dropped_unread} (the receive buffer was full: "
+                     f"the reflector fell behind; in no count above)")
     if c.return_path:
         lines.append("Return Path requests: " + ", ".join(f"{k} {n}" for k, n in sorted(c.return_path.items())))
     lines.append(f"Uptime: {(time.time_ns() - service.started_ns) / 1e9:.1f} s")

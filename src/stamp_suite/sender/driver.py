@@ -29,7 +29,7 @@ from ..net.readiness import Readiness
 from ..net.signals import StopRequest
 from ..net.udp import BATCH, UdpEndpoint
 from .engine import SessionSender
-from .events import Event, Finished, Lost, SendFailed, Transmit
+from .events import Event, SendFailed, Transmit
 from .sliced import STEP_BUDGET_NS, SlicedWork
 from .timers import TICK_NS, TimerWheel
 
@@ -41,6 +41,11 @@ COARSE_WAIT_NS = PRECISE_WINDOW_NS + 1_000_000
 SPIN_NS = 60_000  # the spin before a send until PreciseWait has measured this machine's sleeps
 SPIN_MIN_NS, SPIN_MAX_NS, SPIN_MARGIN_NS = 10_000, 300_000, 20_000
 IDLE_WAKEUP_NS = NS
+# How often the sessions' sockets are asked what the kernel dropped unread (read_dropped_unread):
+# a precise driver's few sessions ten times a second, so that a warning comes while it happens;
+# a coarse one's thousands (a monitor) every ten seconds, a getsockopt each.
+DROPPED_UNREAD_CHECK_NS = NS // 10
+DROPPED_UNREAD_CHECK_COARSE_NS = 10 * NS
 MAX_DEPARTING = 4096  # TX timestamps awaited at most, per session
 # Coarse: timers handled per pass of the loop at most, so that a loop behind its schedule
 # still reads replies and gives sliced work (a /metrics render) its turn every few ms.
@@ -147,6 +152,8 @@ class SenderDriver:
         self._heap: list[tuple[int, int]] = []  # (due, session id); stale entries are skipped
         self._wheel = TimerWheel()  # coarse: session ids by millisecond (timers.py), then the heap
         self._periodic: list[list] = []  # [next due, period, callback]
+        self.every(DROPPED_UNREAD_CHECK_NS if precise else DROPPED_UNREAD_CHECK_COARSE_NS,
+                   self._read_all_dropped_unread)
         # Work other threads ask of this loop (a /metrics render), done a slice per pass of a
         # coarse loop, between its sends (see sliced.py).
         self.work = SlicedWork()
@@ -171,6 +178,7 @@ class SenderDriver:
     def remove(self, session: Probe) -> None:
         """Stop driving ``session`` (its socket stays open: its owner closes it)."""
         if self.sessions.pop(session.id, None) is not None:
+            self.read_dropped_unread(session)  # its last count, before its statistics are read
             self._sel.unregister(session.endpoint.sock.fileno())
             self._prompt.pop(session.fd, None)
 
@@ -182,7 +190,7 @@ class SenderDriver:
         """End every session now (packets still in flight are lost) and tell its consumers."""
         now = time.monotonic_ns()
         for session in list(self.sessions.values()):
-            self._tell_host_drops(session)
+            self.read_dropped_unread(session)
             for event in session.engine.close(now):
                 session.dispatch(event)
 
@@ -320,13 +328,8 @@ class SenderDriver:
     def _act(self, session: Probe, events: list[Event], transmits: list[Transmit] | None = None) -> None:
         """Pass the events on; the packets they ask for are sent now, or, given ``transmits``,
         put there to be sent together (:meth:`_transmit`)."""
-        drops_told = False
         for event in events:
-            cls = event.__class__
-            if cls is not Transmit:
-                if (cls is Lost or cls is Finished) and not drops_told:
-                    self._tell_host_drops(session)
-                    drops_told = True
+            if event.__class__ is not Transmit:
                 session.dispatch(event)
             elif transmits is not None:
                 transmits.append(event)
@@ -334,14 +337,19 @@ class SenderDriver:
                 self._transmit(session, [event])
 
     @staticmethod
-    def _tell_host_drops(session: Probe) -> None:
-        """What the kernel dropped unread for the session's socket (a full receive buffer), said
-        before the loss it causes and before the end: replies dropped here count as lost, and
-        the report says they were this host's, not the path's (HostDropped)."""
-        total = session.endpoint.receive_drops()
-        if total is not None:
-            for event in session.engine.host_dropped(total):
+    def read_dropped_unread(session: Probe) -> None:
+        """What the kernel dropped for the session's socket before it was read (its receive
+        buffer full): replies dropped so count as lost though the path did not lose them, and
+        the report says how many (DroppedUnread).  Read every DROPPED_UNREAD_CHECK_NS (a
+        getsockopt, nothing a packet), when a session is removed and at the end."""
+        count = session.endpoint.dropped_unread()
+        if count is not None:
+            for event in session.engine.dropped_unread(count):
                 session.dispatch(event)
+
+    def _read_all_dropped_unread(self) -> None:
+        for session in list(self.sessions.values()):
+            self.read_dropped_unread(session)
 
     def _transmit(self, session: Probe, transmits: list[Transmit]) -> None:
         """Stamp and send packets, at the first one's due time; more than one go in one system

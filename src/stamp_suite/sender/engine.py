@@ -68,10 +68,10 @@ from ..wire.tlv import (
 from .events import (
     WRONG_KEY,
     WRONG_MODE,
+    DroppedUnread,
     Duplicate,
     Event,
     Finished,
-    HostDropped,
     Invalid,
     Late,
     Lost,
@@ -192,7 +192,8 @@ class SessionSender:
         self._windows: dict[int, int] = {}  # window length -> index of the next window to close
         self._next_window_close: int | None = None  # the earliest of their closes (monotonic)
         self.consecutive_refusals = 0
-        self._host_drops: int | None = None  # the socket's drop count last reported (host_dropped)
+        self._dropped_unread_count: int | None = None  # the socket's count when last read (dropped_unread)
+        self.dropped_unread_total = 0
         self.ssid_not_echoed = 0
         self.learned_reflector_link_id: int | None = None
         self._prepared = self._prepare(0)
@@ -451,15 +452,17 @@ class SessionSender:
         rec.refused = True
         return [Refused(self.consecutive_refusals, meaning, seq)]
 
-    def host_dropped(self, total: int) -> list[Event]:
-        """The kernel's count of datagrams it dropped for this session's socket, unread, since it
-        was opened (``UdpEndpoint.receive_drops``): a HostDropped with what is new since the last
-        report (the first report always, so that a count of 0 is known too)."""
-        previous = self._host_drops
-        if previous is not None and total <= previous:
+    def dropped_unread(self, count: int) -> list[Event]:
+        """The kernel's 32-bit count of datagrams it dropped for this session's socket before
+        they were read, since it was opened (``UdpEndpoint.dropped_unread``): a DroppedUnread with
+        what is new since the last count (the first count always, so that 0 is known too)."""
+        previous = self._dropped_unread_count
+        new = count if previous is None else (count - previous) & U32  # (a count that wrapped)
+        if previous is not None and not new:
             return []
-        self._host_drops = total
-        return [HostDropped(total - (previous or 0), total)]
+        self._dropped_unread_count = count
+        self.dropped_unread_total += new
+        return [DroppedUnread(new, self.dropped_unread_total)]
 
     # -- receiving ------------------------------------------------------------------------
     def receive(self, data: bytes, t4_ns: int, now_ns: int, ttl: int | None = None,

@@ -227,11 +227,12 @@ class Refused:
 
 
 @dataclass(slots=True)
-class HostDropped:
+class DroppedUnread:
     """The kernel dropped ``new`` datagrams for the session's socket before they were read
-    (``total`` since it was opened): its receive buffer was full because this program did not
-    read fast enough.  Replies dropped so are counted lost, but the path did not lose them.
-    Said before the first loss and the end even when 0 (the count is then known)."""
+    (``total`` since it was opened): its receive buffer was full because this program fell
+    behind (or, rarely, a UDP checksum was bad).  The replies among them count as lost (or
+    unanswered, at a stop), though the path did not lose them.  The first count comes even
+    when 0: the count is then known."""
 
     new: int
     total: int
@@ -262,4 +263,4 @@ class Finished:
 
 
 Event = (Transmit | Sent | SendFailed | Reply | Invalid | Late | Duplicate | Lost | Unanswered | Rejected | Refused
-         | HostDropped | ReportDue | WindowClosed | Finished)
+         | DroppedUnread | ReportDue | WindowClosed | Finished)

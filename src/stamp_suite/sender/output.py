@@ -90,6 +90,8 @@ class SenderOutput:
         stdout for its rows, so its interim lines go to stderr."""
         self._intervals = (index, end_s)
         d, self.interval = self.interval.to_dict(), SessionStats(self.s.sender.dscp, self.s.sender.ecn)
+        if self.stats.dropped_unread is not None:  # counted here: none in the next interval is 0, not unknown
+            self.interval.dropped_unread = 0
         if self.s.output.quiet:
             return
         if self.s.output.output_format is OutputFormat.JSON:
@@ -141,8 +143,11 @@ class SenderOutput:
                 print(f"{self.target}:", file=self.out)
             print(text(summary, self.session), end="", file=self.out)
             if self.s.sender.window:
+                drops = summary["packets"]["dropped_unread"]
                 print(f"\nCapacity: {self.session['capacity_replies_per_s']:,.0f} replies/s "
                       f"with {self.s.sender.window} "
-                      f"packets in flight, loss {(summary['packets']['loss_ratio'] or 0):.3%}", file=self.out)
+                      f"packets in flight, loss {(summary['packets']['loss_ratio'] or 0):.3%}"
+                      + (f" ({drops} replies dropped unread by this host: it fell behind, not the reflector)"
+                         if drops else ""), file=self.out)
         self.out.flush()
         return summary

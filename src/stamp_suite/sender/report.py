@@ -254,7 +254,8 @@ def _loss_pct(p: dict[str, Any]) -> float:
 TROUBLE = (("late", "late"), ("duplicates", "duplicates"), ("reordered", "reordered"), ("refused", "refused (ICMP)"),
            ("hmac_failures", "HMAC failures"), ("tlv_integrity_failures", "TLVs unused: HMAC TLV failed (-R: I)"),
            ("micro_session_mismatches", "micro-session mismatches"), ("malformed", "malformed"),
-           ("foreign", "foreign"), ("host_drops", "replies dropped unread by this host (counted lost: not the path's)"))
+           ("foreign", "foreign"),
+           ("dropped_unread", "dropped unread by this host (it fell behind: not the path's loss)"))
 
 
 def summary_short(d: dict[str, Any], session: dict[str, Any], per_packet: bool = False) -> str:
@@ -306,8 +307,8 @@ def summary_short(d: dict[str, Any], session: dict[str, Any], per_packet: bool =
 def summary_ping(d: dict[str, Any], session: dict[str, Any]) -> str:
     """-q: ping's closing lines."""
     p, rtt = d["packets"], d["rtt_ns"]
-    extra = "".join(f", +{p[key]} {label}" for key, label in (("duplicates", "duplicates"), ("refused", "refused"))
-                    if p[key])
+    extra = "".join(f", +{p[key]} {label}" for key, label in (("duplicates", "duplicates"), ("refused", "refused"),
+                                                               ("dropped_unread", "dropped unread here")) if p[key])
     lines = [f"--- {remote_label(session)} STAMP statistics ---",
              f"{p['sent']} packets transmitted, {p['received']} received{extra}, {_loss_pct(p):g}% packet loss, "
              f"time {session.get('duration_s', 0) * 1000:.0f}ms"]
@@ -328,6 +329,9 @@ def summary_table(rows: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> str
             notes.append(f"{target}: {d['packets']['unanswered_at_stop']} unanswered when stopped (not counted)")
         if "capacity_replies_per_s" in session:
             notes.append(f"{target}: capacity {session['capacity_replies_per_s']:,.0f} replies/s")
+        if d["packets"]["dropped_unread"]:
+            notes.append(f"{target}: {d['packets']['dropped_unread']} replies dropped unread by this host (it fell "
+                         f"behind: not the path's loss)")
         p, rtt = d["packets"], d["rtt_ns"]
         figures = [rtt["min"], rtt["mean"], rtt["max"], rtt["percentiles"]["p99"],
                    d["delay_variation"]["ipdv_rtt_ns"]["jitter_rfc3550"]]
@@ -364,7 +368,8 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
         ("TLVs unused: their HMAC TLV failed", str(p["tlv_integrity_failures"])),
         ("micro-session mismatches", str(p["micro_session_mismatches"])),
         ("invalid timestamps (kept out of the delays)", str(p["invalid"])),
-        ("dropped unread by this host (in lost)", "unknown here" if p["host_drops"] is None else str(p["host_drops"]))]
+        ("dropped unread here (not the path's loss)",
+         "unknown here" if p["dropped_unread"] is None else str(p["dropped_unread"]))]
         + ([("lost forward / backward / unknown", "{forward} / {backward} / {unknown_direction}".format(
             **d["loss_by_direction"]))] if d["loss_by_direction"] else [])
         + ([("Direct Measurement", "S_TxC {s_txc}  R_RxC {r_rxc}  R_TxC {r_txc}".format(

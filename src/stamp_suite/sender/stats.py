@@ -27,8 +27,8 @@ from ..tlvs import ClassOfService, DirectMeasurement, FollowUpTelemetry, ReturnP
 from ..wire.tlv import TlvType
 from .distribution import Distribution
 from .events import (
+    DroppedUnread,
     Duplicate,
-    HostDropped,
     Invalid,
     Late,
     Lost,
@@ -87,7 +87,7 @@ class SessionStats:
     # Slots: a monitor holds three of these per target (lifetime, open and latest window).
     __slots__ = ("sent", "received", "lost", "unanswered", "late", "duplicates", "invalid", "malformed", "foreign",
                  "hmac_failures", "micro_session_mismatches", "refused", "last_icmp_error", "last_hmac_failure",
-                 "tlv_integrity_failures", "host_drops",
+                 "tlv_integrity_failures", "dropped_unread",
                  "rtt", "rtt_raw", "residence", "forward", "backward", "rtt_var", "forward_var", "backward_var",
                  "all_synchronized", "reordered", "reorder_extent", "_highest",
                  "reflector_ttl", "reply_ttl", "ttl_changes", "_last_ttl",
@@ -117,8 +117,9 @@ class SessionStats:
         self.micro_session_mismatches = 0
         self.refused = 0  # ICMP errors (port, host or network unreachable, ...) seen by the socket
         self.last_icmp_error = ""
-        # datagrams the kernel dropped unread (HostDropped): None where it does not say
-        self.host_drops: int | None = None
+        # datagrams the kernel dropped for the socket before they were read (DroppedUnread): None
+        # where the platform does not say
+        self.dropped_unread: int | None = None
         self.last_hmac_failure = ""  # why, as far as the reply's octets tell (events.WRONG_MODE, WRONG_KEY)
         self.tlv_integrity_failures = 0
         self.rtt = dist()
@@ -205,11 +206,11 @@ class SessionStats:
         self.refused += 1
         self.last_icmp_error = ev.icmp
 
-    def _host_dropped(self, ev: HostDropped) -> None:
-        self.host_drops = (self.host_drops or 0) + ev.new
+    def _on_dropped_unread(self, ev: DroppedUnread) -> None:
+        self.dropped_unread = (self.dropped_unread or 0) + ev.new
 
     _HANDLERS = {Sent: _sent, Reply: _reply, Invalid: _invalid, Late: _late, Duplicate: _duplicate, Lost: _lost,
-                 Unanswered: _unanswered, Rejected: _rejected, Refused: _refused, HostDropped: _host_dropped}
+                 Unanswered: _unanswered, Rejected: _rejected, Refused: _refused, DroppedUnread: _on_dropped_unread}
 
     def _on_sample(self, s: Sample) -> None:
         self.received += 1
@@ -379,7 +380,7 @@ class SessionStats:
                         "late": self.late, "duplicates": self.duplicates, "invalid": self.invalid,
                         "reordered": self.reordered, "malformed": self.malformed, "foreign": self.foreign,
                         "hmac_failures": self.hmac_failures, "refused": self.refused,
-                        "host_drops": self.host_drops,
+                        "dropped_unread": self.dropped_unread,
                         "micro_session_mismatches": self.micro_session_mismatches,
                         "tlv_integrity_failures": self.tlv_integrity_failures},
             "loss_by_direction": self.directional_loss(),

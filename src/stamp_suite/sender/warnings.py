@@ -8,9 +8,9 @@ from collections.abc import Callable
 from ..say import say
 from .events import (
     WRONG_MODE,
+    DroppedUnread,
     Duplicate,
     Event,
-    HostDropped,
     Invalid,
     Late,
     Lost,
@@ -25,11 +25,16 @@ REFUSALS_BEFORE_WARNING = 3
 
 
 class EarlyWarnings:
-    def __init__(self, where: str, timeout_s: float, write: Callable[[str], None] = say, ssid: int = 0) -> None:
-        """``ssid``: the one the session sends (--ssid), which a reflector should echo."""
+    def __init__(self, where: str, timeout_s: float, write: Callable[[str], None] = say, ssid: int = 0,
+                 window: int = 0, receive_buffer: int = 0) -> None:
+        """``ssid``: the one the session sends (--ssid), which a reflector should echo;
+        ``window``: its packets in flight (--window, capacity mode), 0 when paced (-d);
+        ``receive_buffer``: its socket's, in octets as the kernel counts them (0: unknown)."""
         self.where = where
         self.timeout_s = timeout_s
         self.ssid = ssid
+        self.window = window
+        self.receive_buffer = receive_buffer
         self.write = write
         self.said: set[str] = set()
         self.replied = self.refused = False
@@ -57,11 +62,16 @@ class EarlyWarnings:
                 what = "no reflector on" if ev.icmp == "port unreachable" else "cannot reach"
                 self._once("refused", f"{what} {self.where}: ICMP {ev.icmp} ({ev.consecutive} in a row); "
                                       f"still trying")
-        elif isinstance(ev, HostDropped) and ev.new:
-            self._once("host_drops", f"this host has dropped datagrams from {self.where} unread ({ev.total} so far: "
-                                     f"the socket's receive buffer was full, this program did not keep up): they "
-                                     f"count as lost, but the path did not lose them; send slower (-d) or fewer at "
-                                     f"once (--window)")
+        elif isinstance(ev, DroppedUnread) and ev.new:
+            remedy = (f"keep fewer in flight (--window below {self.window})" if self.window
+                      else "send slower (a longer -d)")
+            if self.receive_buffer:
+                remedy += (f"; the socket's receive buffer is {self.receive_buffer // 1024} KiB "
+                           f"(net.core.rmem_max caps it)")
+            self._once("dropped_unread", f"this host is dropping replies from {self.where} before reading them "
+                                         f"({ev.total} so far; the report gives the total): this program falls "
+                                         f"behind, and they count as lost though the path did not lose them; "
+                                         f"{remedy}")
         elif isinstance(ev, Lost) and not self.replied and not self.refused:
             self._once("silent", f"no reply yet from {self.where} within --timeout {self.timeout_s:g} s: is a "
                                  f"reflector there, and in which mode (open or authenticated, -A)?")
