@@ -78,6 +78,7 @@ class UdpEndpoint:
                  kernel_timestamps: bool = True, reuseport: bool = False, connect: tuple[str, int] | None = None,
                  rcvbuf: int = 4 << 20, batch: bool = True) -> None:
         self.family = _addr_family(host)
+        self.receive_buffer_asked = rcvbuf
         self.dual_stack = dual_stack
         self.caps = caps if caps is not None else detect_capabilities(self.family)
         if not kernel_timestamps:
@@ -148,10 +149,11 @@ class UdpEndpoint:
         count; None where the platform does not say (Capabilities.dropped_unread)."""
         return socket_dropped_unread(self.sock) if self.caps.dropped_unread else None
 
-    def receive_buffer(self) -> int:
-        """The receive buffer the kernel gave this socket, in octets of its own accounting (it
-        doubles what is asked, up to net.core.rmem_max on Linux)."""
-        return self.sock.getsockopt(o.SOL_SOCKET, socket.SO_RCVBUF)
+    def receive_buffer(self) -> tuple[int, bool]:
+        """The receive buffer the kernel gave this socket, in octets of its own accounting (Linux
+        doubles what is asked), and whether it gave less than asked (net.core.rmem_max caps it)."""
+        size = self.sock.getsockopt(o.SOL_SOCKET, socket.SO_RCVBUF)
+        return size, size < self.receive_buffer_asked
 
     def set_default_tos(self, tos: int) -> None:
         """DSCP/ECN for every packet of this socket (the sender's --dscp/--ecn)."""

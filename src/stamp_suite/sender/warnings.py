@@ -26,10 +26,10 @@ REFUSALS_BEFORE_WARNING = 3
 
 class EarlyWarnings:
     def __init__(self, where: str, timeout_s: float, write: Callable[[str], None] = say, ssid: int = 0,
-                 window: int = 0, receive_buffer: int = 0) -> None:
+                 window: int = 0, receive_buffer: tuple[int, bool] = (0, False)) -> None:
         """``ssid``: the one the session sends (--ssid), which a reflector should echo;
         ``window``: its packets in flight (--window, capacity mode), 0 when paced (-d);
-        ``receive_buffer``: its socket's, in octets as the kernel counts them (0: unknown)."""
+        ``receive_buffer``: its socket's (UdpEndpoint.receive_buffer: octets, capped or not)."""
         self.where = where
         self.timeout_s = timeout_s
         self.ssid = ssid
@@ -65,9 +65,10 @@ class EarlyWarnings:
         elif isinstance(ev, DroppedUnread) and ev.new:
             remedy = (f"keep fewer in flight (--window below {self.window})" if self.window
                       else "send slower (a longer -d)")
-            if self.receive_buffer:
-                remedy += (f"; the socket's receive buffer is {self.receive_buffer // 1024} KiB "
-                           f"(net.core.rmem_max caps it)")
+            size, capped = self.receive_buffer
+            if capped:  # the room a burst of replies has: more of it where the kernel cut it short
+                remedy += (f", or let its socket have a larger receive buffer ({size // 1024} KiB now: "
+                           f"net.core.rmem_max caps it)")
             self._once("dropped_unread", f"this host is dropping replies from {self.where} before reading them "
                                          f"({ev.total} so far; the report gives the total): this program falls "
                                          f"behind, and they count as lost though the path did not lose them; "
