@@ -536,3 +536,21 @@ def test_the_hosts_drop_count_is_said_once_known_then_only_as_it_grows():
     wrapping = SessionSender(SenderConfig())
     wrapping.dropped_unread(0xFFFF_FFFE)
     assert wrapping.dropped_unread(3) == [DroppedUnread(5, 0xFFFF_FFFE + 5)]
+
+
+def test_each_scheduled_send_says_how_late_it_left():
+    """Sent.late_ns: now minus the time its Transmit was due (the schedule error the driver and
+    the statistics record); a packet outside the schedule has none: capacity mode's, and an
+    Access Report retransmission."""
+    s = SessionSender(SenderConfig(count=3, interval_ns=10 * MS, timeout_ns=50 * MS))
+    s.start(0, T1_NS)
+    lateness = []
+    for now, stamped_at in ((0, 0), (10 * MS, 10 * MS + 300_000), (20 * MS, 27 * MS)):
+        (transmit,) = [ev for ev in s.handle_timer(now) if isinstance(ev, Transmit)]
+        lateness.append(s.stamp(transmit, T1_NS + stamped_at, stamped_at).late_ns)
+    assert lateness == [0, 300_000, 7 * MS]
+    assert s.stamp(Transmit(20 * MS, retransmission=True), T1_NS, 30 * MS).late_ns is None
+    capacity = SessionSender(SenderConfig(count=2, in_flight=2, timeout_ns=50 * MS))
+    capacity.start(0, T1_NS)
+    assert [capacity.stamp(t, T1_NS + 5 * MS, 5 * MS).late_ns
+            for t in capacity.handle_timer(0) if isinstance(t, Transmit)] == [None, None]

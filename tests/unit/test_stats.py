@@ -410,3 +410,28 @@ def test_datagrams_dropped_unread_by_this_host_are_counted_beside_loss():
     assert re.search(r"dropped unread here \(not the path's loss\) +5\n", summary_text(d, {}))
     assert "dropped unread by this host (it fell behind: not the path's loss) 5" in summary_short(d, {})
     assert ", +5 dropped unread here, " in summary_ping(d, {})
+
+
+def test_the_pace_kept_is_told_and_said_when_the_sends_fell_behind():
+    """Sent.late_ns and the send times: the rate achieved against the one asked, and how late
+    the scheduled sends left; the short summary says so only when the run fell behind (p99
+    later than 10 ms and than an interval)."""
+    from stamp_suite.sender.report import summary_short
+    on_time, behind = SessionStats(), SessionStats()
+    for seq in range(101):  # 100 ms apart: 10 packets/s, as -d 100 asks
+        on_time.on_event(Sent(seq, BASE, b"", window_ns=seq * 100 * MS, late_ns=50_000))
+        behind.on_event(Sent(seq, BASE, b"", window_ns=seq * 200 * MS, late_ns=seq * 100 * MS))
+    session = {"send_delay_ms": 100}
+    d = on_time.to_dict()
+    assert d["sending"]["rate_per_s"] == pytest.approx(10.0) and d["sending"]["late_ns"]["max"] == 50_000
+    assert "\n  sends " not in summary_short(d, session)
+    assert re.search(r"rate +10 packets/s of 10 asked\n +late against the schedule +p50 0.050 ms",
+                     summary_text(d, session))
+    d = behind.to_dict()
+    assert d["sending"]["rate_per_s"] == pytest.approx(5.0)
+    assert re.search(r"\n  sends +5 packets/s of 10 asked, late p50 5000.000 ms  p99 9900.000 ms  max 10000.000 ms: "
+                     r"this host fell behind its schedule\n", summary_short(d, session))
+    capacity = SessionStats()
+    capacity.on_event(Sent(0, BASE, b""))
+    assert capacity.to_dict()["sending"] == {"rate_per_s": None, "late_ns": capacity.send_lateness.summary((50, 99))}
+    assert "late against the schedule  n/a (no schedule)" in summary_text(capacity.to_dict(), {})

@@ -90,3 +90,13 @@ def test_replies_this_dropped_unread_total_unread_are_said_once_as_not_the_paths
     capacity(DroppedUnread(3, 3))
     assert said[0].endswith("keep fewer in flight (--window below 64), or let its socket have a larger receive "
                             "buffer (416 KiB now: net.core.rmem_max caps it)")
+
+
+def test_a_send_that_broke_the_pace_is_said_once():
+    """Later than two intervals and 100 ms (a stall of the machine is not a broken pace)."""
+    from stamp_suite.sender.events import Sent
+    said = []
+    w = EarlyWarnings("x", 1.0, said.append, interval_ns=100_000_000)
+    for late in (0, 150_000_000, 250_000_000, 900_000_000, None):
+        w(Sent(0, 0, b"", late_ns=late))
+    assert len(said) == 1 and "sends to x are falling behind their schedule (one left 250 ms late)" in said[0]

@@ -88,7 +88,8 @@ def _open_all(targets: list[Settings], clock: ClockState) -> tuple[list[Run], in
             output = SenderOutput(t, stats, info, target=where if several else None)
             session.consumers += [output, EarlyWarnings(where, t.sender.timeout, ssid=t.sender.ssid or 0,
                                                         window=t.sender.window or 0,
-                                                        receive_buffer=session.endpoint.receive_buffer())]
+                                                        receive_buffer=session.endpoint.receive_buffer(),
+                                                        interval_ns=session.engine.config.interval_ns)]
             runs.append((session, stats, output))
     except BaseException:
         for session, _, _ in runs:

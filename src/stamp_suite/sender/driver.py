@@ -360,11 +360,12 @@ class SenderDriver:
         engine, endpoint = session.engine, session.endpoint
         sent = []
         for transmit in transmits:
-            if not transmit.retransmission:
-                self.schedule_error_ns.append(now - transmit.due_ns)
+            s = engine.stamp(transmit, time.time_ns(), now)
+            if s.late_ns is not None:  # a scheduled send
+                self.schedule_error_ns.append(s.late_ns)
                 if self.on_schedule_error is not None:
-                    self.on_schedule_error(now - transmit.due_ns)
-            sent.append(engine.stamp(transmit, time.time_ns(), now))
+                    self.on_schedule_error(s.late_ns)
+            sent.append(s)
         session.packet_len = len(sent[0].data)
         i, retried = 0, False
         while i < len(sent):

@@ -429,7 +429,8 @@ class SessionSender:
             self._ar_deadline = now_ns + cfg.access_report_timer_ns
         self._prepared = self._prepare(seq + 1)
         # this packet's own buffer: never written again
-        return Sent(seq, t1_ns, data, transmit.retransmission, now_ns + self._wall_offset)
+        late = None if cfg.in_flight or transmit.retransmission else now_ns - transmit.due_ns
+        return Sent(seq, t1_ns, data, transmit.retransmission, now_ns + self._wall_offset, late)
 
     def departed(self, sequence_number: int, tx_ns: int) -> None:
         """The kernel's transmit time of a test packet: a better T1 than the clock read before

@@ -148,6 +148,9 @@ class Sent:
     # offset taken at the start, the clock WindowClosed is timed by, so that a step of the
     # wall clock (chrony at boot) moves no packet out of its window.
     window_ns: int = 0
+    # How late it left against its schedule (the schedule error); None for a packet outside
+    # the schedule: capacity mode's, an Access Report retransmission.
+    late_ns: int | None = None
 
 
 @dataclass(slots=True)

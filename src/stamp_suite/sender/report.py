@@ -258,6 +258,32 @@ TROUBLE = (("late", "late"), ("duplicates", "duplicates"), ("reordered", "reorde
            ("dropped_unread", "dropped unread by this host (it fell behind: not the path's loss)"))
 
 
+# Sends this late at p99 (or later than their interval, if that is longer): the run did not keep
+# the pace asked, and the short summary says so.
+BEHIND_NS = 10_000_000
+
+
+def _rate(d: dict[str, Any], session: dict[str, Any]) -> str:
+    """The send rate achieved, and the one asked (-d)."""
+    rate, delay_ms = d["sending"]["rate_per_s"], session.get("send_delay_ms")
+    return "n/a" if rate is None else f"{rate:,.0f} packets/s" + (f" of {1000 / delay_ms:,.0f} asked" if delay_ms
+                                                                  else "")
+
+
+def _lateness(d: dict[str, Any]) -> str:
+    """How late the scheduled sends left: p50, p99, max."""
+    late = d["sending"]["late_ns"]
+    if not late["count"]:
+        return "n/a (no schedule)"
+    return f"p50 {ms(late['percentiles']['p50'])}  p99 {ms(late['percentiles']['p99'])}  max {ms(late['max'])}"
+
+
+def _fell_behind(d: dict[str, Any], session: dict[str, Any]) -> bool:
+    late = d["sending"]["late_ns"]
+    return bool(late["count"]) and late["percentiles"]["p99"] > max(
+        BEHIND_NS, (session.get("send_delay_ms") or 0) * 1e6)
+
+
 def summary_short(d: dict[str, Any], session: dict[str, Any], per_packet: bool = False) -> str:
     """The default summary: the Rust tool's block, then each other figure once, in a screen
     (``per_packet``: -R printed every packet, so the closing hint does not offer it)."""
@@ -267,6 +293,8 @@ def summary_short(d: dict[str, Any], session: dict[str, Any], per_packet: bool =
                  f"{session.get('clock_source', '')} timestamps from the {session.get('timestamping', '')}, "
                  f"{session.get('duration_s', 0):.3f} s")
     rows: list[tuple[str, str]] = []
+    if _fell_behind(d, session):
+        rows.append(("sends", f"{_rate(d, session)}, late {_lateness(d)}: this host fell behind its schedule"))
     if rtt["count"]:
         pc, dv = rtt["percentiles"], d["delay_variation"]
         rows.append(("round trip", f"p50 {ms(pc['p50'])}  p99 {ms(pc['p99'])}  stddev {ms(rtt['stddev'])}  "
@@ -374,6 +402,8 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
             **d["loss_by_direction"]))] if d["loss_by_direction"] else [])
         + ([("Direct Measurement", "S_TxC {s_txc}  R_RxC {r_rxc}  R_TxC {r_txc}".format(
             **d["direct_measurement"]))] if d["direct_measurement"] else []))
+    if p["sent"]:
+        section("Sending", [("rate", _rate(d, session)), ("late against the schedule", _lateness(d))])
     if rtt["count"]:
         pc = rtt["percentiles"]
         section("Round-trip delay  (T4-T1)-(T3-T2)", [

@@ -15,6 +15,8 @@ Definitions (each is what the report calls it):
   sequence numbers split loss into forward and backward.
 - reordering (RFC 4737): a reply whose sequence number is below the highest seen so far;
   its extent is how far below.
+- sending: how late each scheduled send left against its schedule (the schedule error), and
+  the rate achieved from the first send to the last: whether the figures are at the pace asked.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ class SessionStats:
     # Slots: a monitor holds three of these per target (lifetime, open and latest window).
     __slots__ = ("sent", "received", "lost", "unanswered", "late", "duplicates", "invalid", "malformed", "foreign",
                  "hmac_failures", "micro_session_mismatches", "refused", "last_icmp_error", "last_hmac_failure",
-                 "tlv_integrity_failures", "dropped_unread",
+                 "tlv_integrity_failures", "dropped_unread", "send_lateness", "_first_send_ns", "_last_send_ns",
                  "rtt", "rtt_raw", "residence", "forward", "backward", "rtt_var", "forward_var", "backward_var",
                  "all_synchronized", "reordered", "reorder_extent", "_highest",
                  "reflector_ttl", "reply_ttl", "ttl_changes", "_last_ttl",
@@ -128,6 +130,11 @@ class SessionStats:
         self.forward = dist()
         self.backward = dist()
         self.rtt_var, self.forward_var, self.backward_var = (_Ipdv(dist()) for _ in range(3))
+        # how late the scheduled sends left (Sent.late_ns), and when the first and last left:
+        # whether this host kept the pace asked of it
+        self.send_lateness = dist()
+        self._first_send_ns: int | None = None
+        self._last_send_ns = 0
         # how many sequence numbers apart two replies can be and still be paired for IPDV
         self._ipdv_memory = ipdv_memory
         # a monitor's ten thousand targets at a packet a second: no long queues of values to hold
@@ -171,6 +178,11 @@ class SessionStats:
 
     def _sent(self, ev: Sent) -> None:
         self.sent += 1
+        if ev.late_ns is not None:
+            self.send_lateness.add(ev.late_ns)
+        if self._first_send_ns is None:
+            self._first_send_ns = ev.window_ns
+        self._last_send_ns = ev.window_ns
 
     def _reply(self, ev: Reply) -> None:
         self._on_sample(ev.sample)
@@ -336,7 +348,7 @@ class SessionStats:
         SETTLE_EVERY replies, which bounds the queues (every read sees the queued values too)."""
         for d in (self.rtt, self.rtt_raw, self.residence, self.forward, self.backward, self.rtt_var.ipdv,
                   self.forward_var.ipdv, self.backward_var.ipdv, self.reorder_extent, self.follow_up_shift,
-                  self.rtt_follow_up):
+                  self.rtt_follow_up, self.send_lateness):
             d.settle()
 
     # -- results ----------------------------------------------------------------------
@@ -344,6 +356,12 @@ class SessionStats:
     def in_flight(self) -> int:
         """Sent, and neither answered nor lost yet."""
         return max(0, self.sent - self.received - self.invalid - self.lost - self.unanswered)
+
+    @property
+    def send_rate(self) -> float | None:
+        """Packets sent a second, from the first send to the last (None before the second)."""
+        span = self._last_send_ns - (self._first_send_ns or 0)
+        return (self.sent - 1) * 1e9 / span if self.sent > 1 and span > 0 else None
 
     @property
     def loss_ratio(self) -> float | None:
@@ -383,6 +401,7 @@ class SessionStats:
                         "dropped_unread": self.dropped_unread,
                         "micro_session_mismatches": self.micro_session_mismatches,
                         "tlv_integrity_failures": self.tlv_integrity_failures},
+            "sending": {"rate_per_s": self.send_rate, "late_ns": self.send_lateness.summary((50, 99))},
             "loss_by_direction": self.directional_loss(),
             "direct_measurement": self.direct_measurement.record() if self.direct_measurement else None,
             "reordering": {"ratio": self.reordered / self.received if self.received else None,

@@ -22,19 +22,23 @@ from .events import (
 )
 
 REFUSALS_BEFORE_WARNING = 3
+LATE_SEND_NS = 100_000_000
 
 
 class EarlyWarnings:
     def __init__(self, where: str, timeout_s: float, write: Callable[[str], None] = say, ssid: int = 0,
-                 window: int = 0, receive_buffer: tuple[int, bool] = (0, False)) -> None:
+                 window: int = 0, receive_buffer: tuple[int, bool] = (0, False), interval_ns: int = 0) -> None:
         """``ssid``: the one the session sends (--ssid), which a reflector should echo;
         ``window``: its packets in flight (--window, capacity mode), 0 when paced (-d);
-        ``receive_buffer``: its socket's (UdpEndpoint.receive_buffer: octets, capped or not)."""
+        ``receive_buffer``: its socket's (UdpEndpoint.receive_buffer: octets, capped or not);
+        ``interval_ns``: between its scheduled sends (-d)."""
         self.where = where
         self.timeout_s = timeout_s
         self.ssid = ssid
         self.window = window
         self.receive_buffer = receive_buffer
+        # a send this late has broken the pace: more than a stall of the machine, or two intervals
+        self.late_limit_ns = max(LATE_SEND_NS, 2 * interval_ns)
         self.write = write
         self.said: set[str] = set()
         self.replied = self.refused = False
@@ -45,7 +49,11 @@ class EarlyWarnings:
             self.write(f"warning: {text}")
 
     def __call__(self, ev: Event) -> None:
-        if ev.__class__ is Sent:  # half of all events, and none of them a warning
+        if ev.__class__ is Sent:  # half of all events: one comparison each
+            if ev.late_ns is not None and ev.late_ns > self.late_limit_ns:
+                self._once("late_send", f"sends to {self.where} are falling behind their schedule (one left "
+                                        f"{ev.late_ns / 1e6:.0f} ms late): this host cannot keep the rate asked (-d) "
+                                        f"with all it does; the figures are at the pace it kept (the summary says)")
             return
         if isinstance(ev, (Reply, Late, Duplicate)):
             self.replied = True
