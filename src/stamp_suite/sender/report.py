@@ -266,8 +266,10 @@ BEHIND_NS = 10_000_000
 def _rate(d: dict[str, Any], session: dict[str, Any]) -> str:
     """The send rate achieved, and the one asked (-d)."""
     rate, delay_ms = d["sending"]["rate_per_s"], session.get("send_delay_ms")
-    return "n/a" if rate is None else f"{rate:,.0f} packets/s" + (f" of {1000 / delay_ms:,.0f} asked" if delay_ms
-                                                                  else "")
+    if rate is None:
+        return "n/a"
+    asked = f" of {1000 / delay_ms:,.0f} asked" if delay_ms else ""
+    return f"{rate:,.0f} packets/s{asked}"
 
 
 def _lateness(d: dict[str, Any]) -> str:
