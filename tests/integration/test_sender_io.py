@@ -153,3 +153,20 @@ def test_replies_the_kernel_drops_unread_are_counted_as_this_hosts_not_the_paths
         return
     assert packets["lost"] > 0 and packets["dropped_unread"] == packets["lost"], packets
     assert packets["received"] + packets["lost"] == 2000
+
+
+def test_a_sender_far_behind_its_schedule_reads_its_replies_between_catch_up_batches(monkeypatch):
+    """200,000 packets/s asked, more than this machine sends, and a receive buffer of a few
+    thousand replies: the driver reads the replies waiting after each catch-up batch, so the
+    kernel drops none and nothing is lost (it used to send the whole backlog first, and the
+    replies it could not hold were lost); the report says the pace it kept instead."""
+    from helpers import ReflectorProcess
+
+    from stamp_suite import assembly
+    with ReflectorProcess() as refl:
+        real = assembly.UdpEndpoint
+        monkeypatch.setattr(assembly, "UdpEndpoint", lambda *a, **kw: real(*a, **{**kw, "rcvbuf": 1 << 20}))
+        result = run_session(refl.host, refl.port, count=10_000, send_delay=0.005, timeout=2)
+    packets, sending = result.summary["packets"], result.summary["sending"]
+    assert (packets["lost"], packets["dropped_unread"] or 0) == (0, 0), packets
+    assert sending["rate_per_s"] < 200_000 and sending["late_ns"]["max"] > 0

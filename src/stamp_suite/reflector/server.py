@@ -127,8 +127,8 @@ class ReflectorServer:
         now = time.monotonic_ns()
         if self._dropped_unsaid and now >= self._dropped_said_at + DROPPED_UNREAD_SAY_NS:
             say(f"stamp-suite: {self._dropped_unsaid} datagrams dropped by this host before the reflector read them "
-                f"(its socket's receive buffer was full: the reflector falls behind; more --workers spread the "
-                f"load): its senders count them as lost")
+                f"({self.engine.counters.dropped_unread} in all; its socket's receive buffer was full: the reflector "
+                f"falls behind the traffic): its senders count them as lost")
             self._dropped_unsaid, self._dropped_said_at = 0, now
 
     def _answer_control(self) -> int:

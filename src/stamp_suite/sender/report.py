@@ -183,7 +183,8 @@ def interim_text(index: int, start_s: float, end_s: float, d: dict[str, Any]) ->
     loss = 100.0 * p["loss_ratio"] if p["loss_ratio"] is not None else 0.0
     jitter = d["delay_variation"]["ipdv_rtt_ns"]["jitter_rfc3550"]
     head = f"[interval {index}: {start_s:.1f}-{end_s:.1f} s] sent {p['sent']} received {p['received']} " \
-           f"lost {p['lost']} ({loss:.1f}%)"
+           f"lost {p['lost']} ({loss:.1f}%)" + (f" dropped unread here {p['dropped_unread']}" if p["dropped_unread"]
+                                                else "")
     if not rtt["count"]:
         return head + " rtt n/a"
     return (f"{head} rtt min/avg/max {ms(rtt['min'])[:-3]}/{ms(rtt['mean'])[:-3]}/{ms(rtt['max'])} "
@@ -405,7 +406,7 @@ def summary_text(d: dict[str, Any], session: dict[str, Any]) -> str:
         + ([("Direct Measurement", "S_TxC {s_txc}  R_RxC {r_rxc}  R_TxC {r_txc}".format(
             **d["direct_measurement"]))] if d["direct_measurement"] else []))
     if p["sent"]:
-        section("Sending", [("rate", _rate(d, session)), ("late against the schedule", _lateness(d))])
+        section("Sending", [("send rate", _rate(d, session)), ("late against the schedule", _lateness(d))])
     if rtt["count"]:
         pc = rtt["percentiles"]
         section("Round-trip delay  (T4-T1)-(T3-T2)", [
