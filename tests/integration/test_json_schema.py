@@ -48,6 +48,10 @@ def test_interim_lost_records_and_empty_run_validate():
     interim = [o for o in objs if o["type"] == "interim"]
     assert interim and interim[0]["interval"] == {"index": 1, "start_s": 0.0, "end_s": 0.5}
     assert objs[-1]["type"] == "summary"
+    # where the kernel counts a socket's drops, every interval says how many: 0, not unknown
+    from stamp_suite.net.capabilities import detect_capabilities
+    if detect_capabilities().dropped_unread:
+        assert [o["packets"]["dropped_unread"] for o in objs] == [0] * len(objs)
     res = run("-r", "127.0.0.1", "-p", "9", "-c", "2", "-d", "5", "-L", "0.2", "--output-format", "json", "-R")
     objs = validate_lines(res.stdout)
     # each packet refused when its ICMP error came, then lost at its timeout

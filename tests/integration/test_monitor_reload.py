@@ -443,7 +443,7 @@ def test_replies_dropped_unread_by_the_monitors_host_are_counted_said_and_kept_p
         try:
             endpoint = mon.targets["a"].session.endpoint
             endpoint.dropped_unread = lambda: 7
-            mon.driver._read_all_dropped_unread()  # as every 10 s
+            mon.driver.read_dropped_unread(mon.targets["a"].session)  # as when its replies are read
             assert mon.dropped_unread() == 7
             mon._check_overload()
             mon._check_overload()  # nothing new: said once

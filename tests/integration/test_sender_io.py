@@ -170,3 +170,35 @@ def test_a_sender_far_behind_its_schedule_reads_its_replies_between_catch_up_bat
     packets, sending = result.summary["packets"], result.summary["sending"]
     assert (packets["lost"], packets["dropped_unread"] or 0) == (0, 0), packets
     assert sending["rate_per_s"] < 200_000 and sending["late_ns"]["max"] > 0
+
+
+def test_the_driver_records_each_scheduled_sends_lateness_as_the_statistics_do():
+    """The schedule error of the driver (the monitor's histogram) and Sent.late_ns are one
+    figure: every scheduled send's, none for capacity mode's."""
+    from stamp_suite.sender.driver import Probe, SenderDriver
+    from stamp_suite.sender.engine import SenderConfig, SessionSender
+    from stamp_suite.sender.events import Sent
+    with start_reflector() as refl:
+        for config, scheduled in ((SenderConfig(count=5, interval_ns=10_000_000, timeout_ns=10**9), 5),
+                                  (SenderConfig(count=5, in_flight=2, timeout_ns=10**9), 0)):
+            ep = udp.UdpEndpoint("127.0.0.1", 0, connect=refl.address)
+            driver, seen, late = SenderDriver(record_schedule=True), [], []
+            driver.on_schedule_error = seen.append
+            driver.add(Probe("t", SessionSender(config), ep, refl.address,
+                             [lambda ev: late.append(ev.late_ns) if isinstance(ev, Sent) else None]))
+            driver.run()
+            driver.close()
+            ep.close()
+            assert list(driver.schedule_error_ns) == seen == [x for x in late if x is not None]
+            assert len(seen) == scheduled and len(late) == 5
+
+
+def test_a_receive_buffer_cut_by_rmem_max_is_said_as_cut():
+    ep = udp.UdpEndpoint("127.0.0.1", 0, rcvbuf=1 << 30)  # past any net.core.rmem_max
+    small = udp.UdpEndpoint("127.0.0.1", 0, rcvbuf=64 << 10)
+    try:
+        assert ep.receive_buffer()[1] and ep.receive_buffer()[0] < 1 << 30
+        assert small.receive_buffer() == (64 << 10, False)
+    finally:
+        ep.close()
+        small.close()

@@ -763,3 +763,13 @@ def test_zero_sub_tlvs_are_each_answered_not_understood():
     return_path = bytes.fromhex("800a000c") + bytes(12)
     _, reply, _ = reflect(EX_A + return_path)
     assert reply[44:] == bytes.fromhex("800a000c") + bytes.fromhex("80000000") * 3
+
+
+def test_the_sockets_count_of_datagrams_dropped_unread_is_counted_across_a_wrap():
+    """Reflector.dropped_unread(count): the kernel's 32-bit count since the socket opened, into
+    the counters as what is new each time, so a wrap neither loses nor subtracts any."""
+    r = Reflector()
+    assert r.dropped_unread(0xFFFF_FFF0) == 0xFFFF_FFF0
+    assert r.dropped_unread(0xFFFF_FFF0) == 0
+    assert r.dropped_unread(5) == 0x15
+    assert r.counters.dropped_unread == 0xFFFF_FFF0 + 0x15

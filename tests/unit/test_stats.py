@@ -428,6 +428,7 @@ def test_the_pace_kept_is_told_and_said_when_the_sends_fell_behind():
     assert re.search(r"rate +10 packets/s of 10 asked\n +late against the schedule +p50 0.050 ms",
                      summary_text(d, session))
     d = behind.to_dict()
+    assert "\n  sends " not in summary_short(d, {"send_delay_ms": 20_000})  # p99 9.9 s: within a 20 s interval
     assert d["sending"]["rate_per_s"] == pytest.approx(5.0)
     assert re.search(r"\n  sends +5 packets/s of 10 asked, late p50 5000.000 ms  p99 9900.000 ms  max 10000.000 ms: "
                      r"this host fell behind its schedule\n", summary_short(d, session))

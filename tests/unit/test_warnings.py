@@ -79,7 +79,7 @@ def test_the_reflector_says_why_it_drops_authenticated_packets_at_most_once_a_mi
                      "from ours (11 such drops since the last line)"]
 
 
-def test_replies_this_dropped_unread_total_unread_are_said_once_as_not_the_paths_loss():
+def test_replies_this_host_dropped_unread_are_said_once_as_not_the_paths_loss():
     from stamp_suite.sender.events import DroppedUnread
     assert warnings_for(DroppedUnread(0, 0)) == []  # the first count, nothing dropped
     said = warnings_for(DroppedUnread(0, 0), DroppedUnread(12, 12), DroppedUnread(30, 42))

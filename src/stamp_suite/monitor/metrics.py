@@ -16,8 +16,8 @@ SCHEDULE_FAMILIES: tuple[Family, ...] = (
      "Scheduled test packets not sent for being over an interval (and 0.1 s) late: an overloaded monitor"),
     ("stamp_monitor_dropped_unread_total", "counter",
      "Replies the kernel dropped at the targets' sockets before the monitor read them (full receive buffers: it "
-     "fell behind), read every 10 s; counted lost for their targets, though the paths did not lose them (0 where "
-     "the platform cannot count them: its start-up notes say so)"),
+     "fell behind), read every 10 s at most; counted lost for their targets, though the paths did not lose them "
+     "(absent where the platform cannot count them)"),
     ("stamp_monitor_reloads_total", "counter",
      "Reloads of the targets file (SIGHUP or --watch), by result: applied, or failed and changed nothing"),
     ("stamp_monitor_unresolved_targets", "gauge",
@@ -36,7 +36,7 @@ OWN_FAMILIES: tuple[Family, ...] = (
      "targets went on)"))
 
 
-def schedule_row(labels: str, lateness: BucketHistogram, skipped: int, dropped: int, reloads: tuple[int, int],
+def schedule_row(labels: str, lateness: BucketHistogram, skipped: int, dropped: int | None, reloads: tuple[int, int],
                  unresolved: int, sources: tuple[int, ...], timestamping: tuple[int, int],
                  sd_failures: tuple[int, ...]) -> tuple:
     """A monitor's own health as schedule_lines wants it (live, as a session's row); ``reloads``:
@@ -53,7 +53,8 @@ def schedule_lines(f: Families, rows: list[tuple]) -> None:
     for labels, counts, sum_ns, skipped, drops, applied, failed, unresolved, sources, timestamping, sd_failures in rows:
         f.histogram("stamp_monitor_schedule_error_seconds", labels, BUCKET_BOUNDS, counts, sum_ns / 1e9)
         f.sample("stamp_monitor_sends_skipped_total", labels, skipped)
-        f.sample("stamp_monitor_dropped_unread_total", labels, drops)
+        if drops is not None:  # None: the platform does not count them, and no series says 0
+            f.sample("stamp_monitor_dropped_unread_total", labels, drops)
         f.sample("stamp_monitor_reloads_total", f'{labels},result="applied"', applied)
         f.sample("stamp_monitor_reloads_total", f'{labels},result="failed"', failed)
         f.sample("stamp_monitor_unresolved_targets", labels, unresolved)

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
 from ..config import ConfigError, Settings
+from ..net.capabilities import detect_capabilities
 from ..net.clock import ClockWatcher, read_clock_state
 from ..net.resolve import NameNotResolved, format_address
 from ..net.signals import StopRequest
@@ -121,6 +122,7 @@ class Monitor:
         self._skipped_by_removed = 0  # sends skipped by targets no longer running (a counter never falls)
         self._skipped_said = self._sent_said = 0
         self._dropped_unread_by_removed = 0  # likewise, replies dropped unread
+        self._counts_dropped_unread = detect_capabilities().dropped_unread
         self._dropped_unread_by_target: dict[str, int] = {}  # what _say_dropped_unread has said of each
 
     def _load(self, first: bool = False) -> MonitorConfig:
@@ -414,10 +416,13 @@ class Monitor:
         """Scheduled sends skipped for being over an interval late, by all targets ever run."""
         return self._skipped_by_removed + sum(t.session.engine.skipped for t in list(self.targets.values()))
 
-    def dropped_unread(self) -> int:
+    def dropped_unread(self) -> int | None:
         """Replies the kernel dropped at the targets' sockets before this process read them (full
         receive buffers: it fell behind), by all targets ever run, as last read (the driver reads
-        each socket's count every ten seconds: DroppedUnread)."""
+        each socket's count every ten seconds at most: DroppedUnread); None where the platform
+        does not count them."""
+        if not self._counts_dropped_unread:
+            return None
         running = sum(t.stats.dropped_unread or 0 for t in list(self.targets.values()))
         return self._dropped_unread_by_removed + running
 

@@ -150,9 +150,10 @@ class UdpEndpoint:
         return socket_dropped_unread(self.sock) if self.caps.dropped_unread else None
 
     def receive_buffer(self) -> tuple[int, bool]:
-        """The receive buffer the kernel gave this socket, in octets of its own accounting (Linux
-        doubles what is asked), and whether it gave less than asked (net.core.rmem_max caps it)."""
-        size = self.sock.getsockopt(o.SOL_SOCKET, socket.SO_RCVBUF)
+        """The receive buffer the kernel gave this socket, in octets of what was asked (Linux
+        reports and keeps twice that, for its own accounting), and whether it gave less than
+        asked (net.core.rmem_max caps it)."""
+        size = self.sock.getsockopt(o.SOL_SOCKET, socket.SO_RCVBUF) // (2 if o.LINUX else 1)
         return size, size < self.receive_buffer_asked
 
     def set_default_tos(self, tos: int) -> None:

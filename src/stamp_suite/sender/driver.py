@@ -41,9 +41,10 @@ COARSE_WAIT_NS = PRECISE_WINDOW_NS + 1_000_000
 SPIN_NS = 60_000  # the spin before a send until PreciseWait has measured this machine's sleeps
 SPIN_MIN_NS, SPIN_MAX_NS, SPIN_MARGIN_NS = 10_000, 300_000, 20_000
 IDLE_WAKEUP_NS = NS
-# How often the sessions' sockets are asked what the kernel dropped unread (read_dropped_unread):
-# a precise driver's few sessions ten times a second, so that a warning comes while it happens;
-# a coarse one's thousands (a monitor) every ten seconds, a getsockopt each.
+# How often a session's socket is asked what the kernel dropped unread (read_dropped_unread), when
+# it is read (never a wake-up of its own, which would stand in the way of a precise send): a
+# precise driver's ten times a second, so that a warning comes while it happens; a coarse one's
+# (a monitor's thousands) every ten seconds, spread as their replies come.
 DROPPED_UNREAD_CHECK_NS = NS // 10
 DROPPED_UNREAD_CHECK_COARSE_NS = 10 * NS
 MAX_DEPARTING = 4096  # TX timestamps awaited at most, per session
@@ -79,6 +80,7 @@ class Probe:
         # call (recvmmsg), and the packets asked for while handling them (capacity mode) sent
         # together (sendmmsg), T1 then the kernel's time of each (driver.add sets it).
         self.batched = False
+        self.dropped_unread_due = 0  # when its socket's drop count is next read (monotonic)
 
     def dispatch(self, event: Event) -> None:
         for consume in self.consumers:
@@ -152,8 +154,7 @@ class SenderDriver:
         self._heap: list[tuple[int, int]] = []  # (due, session id); stale entries are skipped
         self._wheel = TimerWheel()  # coarse: session ids by millisecond (timers.py), then the heap
         self._periodic: list[list] = []  # [next due, period, callback]
-        self.every(DROPPED_UNREAD_CHECK_NS if precise else DROPPED_UNREAD_CHECK_COARSE_NS,
-                   self._read_all_dropped_unread)
+        self._dropped_unread_every = DROPPED_UNREAD_CHECK_NS if precise else DROPPED_UNREAD_CHECK_COARSE_NS
         # Work other threads ask of this loop (a /metrics render), done a slice per pass of a
         # coarse loop, between its sends (see sliced.py).
         self.work = SlicedWork()
@@ -342,16 +343,12 @@ class SenderDriver:
     def read_dropped_unread(session: Probe) -> None:
         """What the kernel dropped for the session's socket before it was read (its receive
         buffer full): replies dropped so count as lost though the path did not lose them, and
-        the report says how many (DroppedUnread).  Read every DROPPED_UNREAD_CHECK_NS (a
-        getsockopt, nothing a packet), when a session is removed and at the end."""
+        the report says how many (DroppedUnread).  Read as its replies are, every
+        DROPPED_UNREAD_CHECK_NS at most (a getsockopt), when a session is removed and at the end."""
         count = session.endpoint.dropped_unread()
         if count is not None:
             for event in session.engine.dropped_unread(count):
                 session.dispatch(event)
-
-    def _read_all_dropped_unread(self) -> None:
-        for session in list(self.sessions.values()):
-            self.read_dropped_unread(session)
 
     def _transmit(self, session: Probe, transmits: list[Transmit]) -> None:
         """Stamp and send packets, at the first one's due time; more than one go in one system
@@ -443,6 +440,10 @@ class SenderDriver:
         ep, engine = session.endpoint, session.engine
         if session.stamps_due:
             self._collect_departures(session)
+        now = time.monotonic_ns()
+        if now >= session.dropped_unread_due:
+            session.dropped_unread_due = now + self._dropped_unread_every
+            self.read_dropped_unread(session)
         if session.batched:
             self._drain_batches(session)
             return

@@ -363,6 +363,9 @@ def summary_table(rows: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> str
         if d["packets"]["dropped_unread"]:
             notes.append(f"{target}: {d['packets']['dropped_unread']} replies dropped unread by this host (it fell "
                          f"behind: not the path's loss)")
+        if _fell_behind(d, session):
+            notes.append(f"{target}: sends {_rate(d, session)}, late {_lateness(d)}: this host fell behind its "
+                         f"schedule")
         p, rtt = d["packets"], d["rtt_ns"]
         figures = [rtt["min"], rtt["mean"], rtt["max"], rtt["percentiles"]["p99"],
                    d["delay_variation"]["ipdv_rtt_ns"]["jitter_rfc3550"]]

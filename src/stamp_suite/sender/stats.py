@@ -131,8 +131,9 @@ class SessionStats:
         self.backward = dist()
         self.rtt_var, self.forward_var, self.backward_var = (_Ipdv(dist()) for _ in range(3))
         # how late the scheduled sends left (Sent.late_ns), and when the first and last left:
-        # whether this host kept the pace asked of it
-        self.send_lateness = dist()
+        # whether this host kept the pace asked of it (not in a monitor's lifetime statistics:
+        # the monitor has its own histogram of the schedule error)
+        self.send_lateness = dist() if Scope(scope) is not Scope.ROUND_TRIP else None
         self._first_send_ns: int | None = None
         self._last_send_ns = 0
         # how many sequence numbers apart two replies can be and still be paired for IPDV
@@ -178,7 +179,7 @@ class SessionStats:
 
     def _sent(self, ev: Sent) -> None:
         self.sent += 1
-        if ev.late_ns is not None:
+        if ev.late_ns is not None and self.send_lateness is not None:
             self.send_lateness.add(ev.late_ns)
         if self._first_send_ns is None:
             self._first_send_ns = ev.window_ns
@@ -348,8 +349,10 @@ class SessionStats:
         SETTLE_EVERY replies, which bounds the queues (every read sees the queued values too)."""
         for d in (self.rtt, self.rtt_raw, self.residence, self.forward, self.backward, self.rtt_var.ipdv,
                   self.forward_var.ipdv, self.backward_var.ipdv, self.reorder_extent, self.follow_up_shift,
-                  self.rtt_follow_up, self.send_lateness):
+                  self.rtt_follow_up):
             d.settle()
+        if self.send_lateness is not None:
+            self.send_lateness.settle()
 
     # -- results ----------------------------------------------------------------------
     @property
@@ -401,7 +404,8 @@ class SessionStats:
                         "dropped_unread": self.dropped_unread,
                         "micro_session_mismatches": self.micro_session_mismatches,
                         "tlv_integrity_failures": self.tlv_integrity_failures},
-            "sending": {"rate_per_s": self.send_rate, "late_ns": self.send_lateness.summary((50, 99))},
+            "sending": {"rate_per_s": self.send_rate,
+                        "late_ns": (self.send_lateness or Distribution(keep_values=False)).summary((50, 99))},
             "loss_by_direction": self.directional_loss(),
             "direct_measurement": self.direct_measurement.record() if self.direct_measurement else None,
             "reordering": {"ratio": self.reordered / self.received if self.received else None,
