@@ -188,7 +188,7 @@ class SenderDriver:
         self._periodic.append([time.monotonic_ns() + period_ns, period_ns, callback])
 
     def close_all(self) -> None:
-        """End every session now (packets still in flight are lost) and tell its consumers."""
+        """End every session now (packets still in flight are unanswered, not lost) and tell its consumers."""
         now = time.monotonic_ns()
         for session in list(self.sessions.values()):
             self.read_dropped_unread(session)
