@@ -202,3 +202,19 @@ def test_a_receive_buffer_cut_by_rmem_max_is_said_as_cut():
     finally:
         ep.close()
         small.close()
+
+
+def test_the_drop_count_is_known_from_the_start_even_without_a_reply():
+    """Read when a session is added: a session that never gets a reply (so never reads its
+    socket) still reports 0 rather than unknown, from its first interim report on."""
+    from stamp_suite.sender.driver import Probe, SenderDriver
+    from stamp_suite.sender.engine import SenderConfig, SessionSender
+    from stamp_suite.sender.stats import SessionStats
+    ep = udp.UdpEndpoint("127.0.0.1", 0, connect=("127.0.0.1", 9))
+    stats, driver = SessionStats(), SenderDriver()
+    try:
+        driver.add(Probe("t", SessionSender(SenderConfig(count=1)), ep, ("127.0.0.1", 9), [stats.on_event]))
+        assert stats.dropped_unread == (0 if ep.caps.dropped_unread else None)
+    finally:
+        driver.close()
+        ep.close()

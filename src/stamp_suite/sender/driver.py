@@ -173,6 +173,7 @@ class SenderDriver:
             self._prompt[session.fd] = session  # (past FD_SETSIZE select cannot watch it: read after)
         self.sessions[session.id] = session
         self._sel.register(session.endpoint.sock.fileno(), session)
+        self.read_dropped_unread(session)  # the first count (0 where counted), known from the start
         session.engine.start(time.monotonic_ns(), time.time_ns(), delay_ns)
         self._reschedule(session)
 
@@ -266,8 +267,9 @@ class SenderDriver:
     def _run_timers(self, now: int) -> None:
         heap = self._heap
         if self.precise:
-            # One a pass: a loop behind its schedule reads the replies between its catch-up
-            # batches (each pass reads what is ready), or the kernel drops them unread.
+            # One a pass (with the one the pass's precise branch runs, two catch-up batches at
+            # most between two reads): a loop behind its schedule reads its replies as it
+            # catches up, or the kernel drops them unread.
             if heap and heap[0][0] <= now:
                 self._run_timer(heapq.heappop(heap), now)
             return
