@@ -209,7 +209,7 @@ class ReadAddresses:
 @dataclass(frozen=True, slots=True)
 class ReadDroppedUnread:
     """Timer event: the socket's count of datagrams dropped unread is due to be read again
-    (:meth:`Reflector.dropped_unread_at`)."""
+    (:meth:`Reflector.dropped_unread`)."""
 
 
 @dataclass(frozen=True, slots=True)
